@@ -1,0 +1,47 @@
+"""popef: read, write, inspect, run and serve PopEF (Poplar Exchange Format) files."""
+
+from ._version import __version__
+from .errors import (
+    BadMagicError,
+    ChecksumError,
+    DeviceOutOfMemoryError,
+    ExecutionError,
+    FormatError,
+    ModelError,
+    PopefError,
+    TruncatedError,
+    UnsupportedVersionError,
+    WriterError,
+)
+from .types import (
+    POPART_PROGRAM_NAMES,
+    Anchor,
+    BlobType,
+    DataType,
+    ExecutableInfo,
+    FeedDataInfo,
+    Metadata,
+    OpaqueInfo,
+    Option,
+    ProgramFlow,
+    TensorDataInfo,
+    TensorInfo,
+    TensorType,
+)
+from .model import Model
+from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
+from .writer import BlobWriter, Writer
+
+__all__ = [
+    "__version__",
+    # reading and writing
+    "Reader", "Blob", "ExecutableReader", "TensorReader", "FeedReader", "OpaqueReader",
+    "Writer", "BlobWriter", "Model",
+    # data model
+    "BlobType", "DataType", "TensorType", "TensorInfo", "Option", "ProgramFlow", "Anchor",
+    "Metadata", "ExecutableInfo", "TensorDataInfo", "FeedDataInfo", "OpaqueInfo",
+    "POPART_PROGRAM_NAMES",
+    # errors
+    "PopefError", "FormatError", "BadMagicError", "UnsupportedVersionError", "TruncatedError",
+    "ChecksumError", "ModelError", "WriterError", "ExecutionError", "DeviceOutOfMemoryError",
+]

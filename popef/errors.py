@@ -1,0 +1,79 @@
+"""The exception hierarchy of the library.
+
+Only subclasses of :class:`PopefError` escape the public API, whatever the input.
+"""
+
+from __future__ import annotations
+
+
+class PopefError(Exception):
+    """Root of every error raised by this library."""
+
+
+class FormatError(PopefError):
+    """The bytes break the encoding of ``docs/format.md``.
+
+    Carries where: the byte ``offset`` (absolute, in the file or stream), the ``blob_index``
+    (position of the blob in its source) and the ``field`` being decoded, plus the ``source``
+    (a path or ``<bytes>``/``<stream>``). Any of them may be ``None`` when unknown.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int | None = None,
+        blob_index: int | None = None,
+        field: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.offset = offset
+        self.blob_index = blob_index
+        self.field = field
+        self.source = source
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        where = []
+        if self.blob_index is not None:
+            where.append(f"blob #{self.blob_index}")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        if self.offset is not None:
+            where.append(f"offset {self.offset:#x}")
+        if self.source:
+            where.append(f"in {self.source}")
+        return f"{self.reason} ({', '.join(where)})" if where else self.reason
+
+
+class BadMagicError(FormatError):
+    """The bytes at a blob boundary are not a PopEF blob header."""
+
+
+class UnsupportedVersionError(FormatError):
+    """A blob has a major version this library does not implement."""
+
+
+class TruncatedError(FormatError):
+    """A header or a size points past the end of the available bytes."""
+
+
+class ChecksumError(FormatError):
+    """A blob's content does not match the checksum in its header."""
+
+
+class ModelError(PopefError):
+    """Valid bytes that do not form a consistent model (a linking rule is broken)."""
+
+
+class WriterError(PopefError):
+    """The writer API was used out of order, or a write failed."""
+
+
+class ExecutionError(PopefError):
+    """A model cannot be loaded or run: unsupported op, bad inputs, unknown executor, ..."""
+
+
+class DeviceOutOfMemoryError(ExecutionError):
+    """A model does not fit the memory of the (modelled) device."""

@@ -1,0 +1,202 @@
+"""Between bytes and the typed dataclasses of ``popef.types``.
+
+This is the one choke point for decoding errors: every ``ConstructError`` (and every value the
+dataclasses refuse) becomes a :class:`popef.errors.FormatError` naming the source, the blob
+index, the field path and the absolute byte offset where decoding stopped.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import construct as c
+
+from ..errors import FormatError, PopefError
+from ..types import (
+    Anchor,
+    ExecutableInfo,
+    FeedDataInfo,
+    Metadata,
+    OpaqueInfo,
+    Option,
+    ProgramFlow,
+    TensorDataInfo,
+    TensorInfo,
+)
+from .infos import EXECUTABLE_INFO, FEED_DATA_INFO, OPAQUE_INFO, TENSOR_DATA_INFO, Codec
+from .metadata import METADATA
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a piece of bytes comes from, for error messages."""
+
+    source: str
+    blob_index: int
+    offset: int  # absolute offset of the first byte being decoded
+
+
+def _field_of(path: str | None) -> str | None:
+    if not path:
+        return None
+    parts = [p.strip() for p in path.replace("(parsing)", "").split("->")]
+    return ".".join(p for p in parts if p) or None
+
+
+def decode(schema: c.Construct, data: bytes, where: Location, what: str,
+           convert: Callable[[Any], T], allow_trailing: bool = False) -> T:
+    """Parse ``data`` entirely with ``schema`` and convert the container to a typed value."""
+    stream = io.BytesIO(data)
+    try:
+        container = schema.parse_stream(stream)
+    except c.ConstructError as exc:
+        message = str(exc).split("\n", 1)[-1].strip() or type(exc).__name__
+        raise FormatError(f"bad {what}: {message}", offset=where.offset + stream.tell(),
+                          blob_index=where.blob_index, field=_field_of(exc.path),
+                          source=where.source) from exc
+    if not allow_trailing and stream.tell() != len(data):
+        raise FormatError(f"bad {what}: {len(data) - stream.tell()} unexpected bytes after it",
+                          offset=where.offset + stream.tell(), blob_index=where.blob_index,
+                          source=where.source)
+    try:
+        return convert(container)
+    except PopefError as exc:
+        raise FormatError(f"bad {what}: {exc}", offset=where.offset,
+                          blob_index=where.blob_index, source=where.source) from exc
+
+
+# -- containers -> dataclasses ------------------------------------------------------------
+
+def _tensor_info(ct) -> TensorInfo:
+    return TensorInfo(ct.dtype, tuple(ct.shape))
+
+
+def _metadata(ct) -> Metadata:
+    return Metadata(
+        executable=ct.executable,
+        replication_factor=ct.replication_factor,
+        num_ipus=ct.num_ipus,
+        ipu_version=ct.ipu_version,
+        is_pod=ct.is_pod,
+        is_inference=ct.is_inference,
+        num_processes=ct.num_processes,
+        device_iterations=ct.device_iterations,
+        seed_handle=ct.seed_handle,
+        engine_options=tuple(Option(o.name, o.value) for o in ct.engine_options),
+        device_options=tuple(Option(o.name, o.value) for o in ct.device_options),
+        program_flow=ProgramFlow(ct.program_flow.load, ct.program_flow.main, ct.program_flow.save),
+        programs_map=_programs_map(ct.programs_map),
+        anchors=tuple(
+            Anchor(a.name, a.handle, _tensor_info(a.tensor_info), tuple(a.programs),
+                   a.is_per_replica, a.type)
+            for a in ct.anchors
+        ),
+    )
+
+
+def _programs_map(entries) -> dict[int, str]:
+    result: dict[int, str] = {}
+    for entry in entries:
+        if entry.index in result:
+            raise PopefError(f"programs_map names program {entry.index} twice")
+        result[entry.index] = entry.name
+    return result
+
+
+@dataclass(frozen=True)
+class ExecutableEncoding:
+    """An executable info plus how its payload is stored."""
+
+    info: ExecutableInfo
+    codec: Codec
+    uncompressed_size: int
+
+
+def _executable(ct) -> ExecutableEncoding:
+    try:
+        codec = Codec(ct.codec)
+    except ValueError:
+        raise PopefError(f"unknown executable codec {ct.codec}") from None
+    return ExecutableEncoding(ExecutableInfo(ct.name, codec is not Codec.NONE), codec,
+                              ct.uncompressed_size)
+
+
+def decode_metadata(data: bytes, where: Location, allow_trailing: bool = False) -> Metadata:
+    return decode(METADATA, data, where, "metadata", _metadata, allow_trailing)
+
+
+def decode_executable_info(data: bytes, where: Location,
+                           allow_trailing: bool = False) -> ExecutableEncoding:
+    return decode(EXECUTABLE_INFO, data, where, "executable info", _executable, allow_trailing)
+
+
+def decode_tensor_data_info(data: bytes, where: Location,
+                            allow_trailing: bool = False) -> TensorDataInfo:
+    return decode(TENSOR_DATA_INFO, data, where, "tensor data info",
+                  lambda ct: TensorDataInfo(ct.name, _tensor_info(ct.tensor_info)), allow_trailing)
+
+
+def decode_feed_data_info(data: bytes, where: Location,
+                          allow_trailing: bool = False) -> FeedDataInfo:
+    return decode(FEED_DATA_INFO, data, where, "feed data info",
+                  lambda ct: FeedDataInfo(ct.name, _tensor_info(ct.tensor_info), ct.num_items),
+                  allow_trailing)
+
+
+def decode_opaque_info(data: bytes, where: Location, allow_trailing: bool = False) -> OpaqueInfo:
+    return decode(OPAQUE_INFO, data, where, "opaque info",
+                  lambda ct: OpaqueInfo(ct.name, ct.executable), allow_trailing)
+
+
+# -- dataclasses -> bytes ----------------------------------------------------------------
+
+def _tensor_info_dict(info: TensorInfo) -> dict:
+    return {"dtype": int(info.dtype), "shape": list(info.shape)}
+
+
+def encode_metadata(md: Metadata) -> bytes:
+    return METADATA.build({
+        "executable": md.executable,
+        "replication_factor": md.replication_factor,
+        "num_ipus": md.num_ipus,
+        "ipu_version": md.ipu_version,
+        "is_pod": md.is_pod,
+        "is_inference": md.is_inference,
+        "num_processes": md.num_processes,
+        "device_iterations": md.device_iterations,
+        "seed_handle": md.seed_handle,
+        "engine_options": [{"name": o.name, "value": o.value} for o in md.engine_options],
+        "device_options": [{"name": o.name, "value": o.value} for o in md.device_options],
+        "program_flow": {"load": list(md.program_flow.load), "main": list(md.program_flow.main),
+                         "save": list(md.program_flow.save)},
+        "programs_map": [{"index": i, "name": n} for i, n in md.programs_map.items()],
+        "anchors": [
+            {"name": a.name, "handle": a.handle, "tensor_info": _tensor_info_dict(a.tensor_info),
+             "programs": list(a.programs), "is_per_replica": a.is_per_replica, "type": int(a.type)}
+            for a in md.anchors
+        ],
+    })
+
+
+def encode_executable_info(name: str, codec: Codec, uncompressed_size: int) -> bytes:
+    return EXECUTABLE_INFO.build({"name": name, "codec": int(codec),
+                                  "uncompressed_size": uncompressed_size})
+
+
+def encode_tensor_data_info(info: TensorDataInfo) -> bytes:
+    return TENSOR_DATA_INFO.build({"name": info.name,
+                                   "tensor_info": _tensor_info_dict(info.tensor_info)})
+
+
+def encode_feed_data_info(info: FeedDataInfo) -> bytes:
+    return FEED_DATA_INFO.build({"name": info.name,
+                                 "tensor_info": _tensor_info_dict(info.tensor_info),
+                                 "num_items": info.num_items})
+
+
+def encode_opaque_info(info: OpaqueInfo) -> bytes:
+    return OPAQUE_INFO.build({"name": info.name, "executable": info.executable})

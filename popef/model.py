@@ -1,0 +1,173 @@
+"""Model: one executable with its metadata and the blobs linked to it by name.
+
+``build_models`` groups the blobs of a reader and enforces PopEF's linking rules
+(docs/format.md §6); a broken rule raises :class:`ModelError` naming the rule and the names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ModelError
+from .types import Anchor, Metadata, TensorType
+
+if TYPE_CHECKING:
+    from .reader import ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
+
+__all__ = ["Model", "build_models", "check_links", "is_user_anchor"]
+
+
+def is_user_anchor(anchor: Anchor, metadata: Metadata, stored: set[str] | frozenset[str]) -> bool:
+    """Fed or read by the caller: used by a main program (or by no listed program), no data stored."""
+    if anchor.name in stored:
+        return False
+    return not anchor.programs or bool(set(anchor.programs) & set(metadata.program_flow.main))
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """An executable, its metadata, and the tensor, feed and opaque blobs that belong to it."""
+
+    executable: ExecutableReader
+    metadata: Metadata
+    tensors: tuple[TensorReader, ...] = ()
+    feeds: tuple[FeedReader, ...] = ()
+    opaque_blobs: tuple[OpaqueReader, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.executable.name
+
+    @property
+    def stored_names(self) -> frozenset[str]:
+        """Names of the anchors whose data is stored in the file (weights, frozen inputs)."""
+        return frozenset(t.name for t in self.tensors) | frozenset(f.name for f in self.feeds)
+
+    def user_anchors(self) -> list[Anchor]:
+        stored = self.stored_names
+        return [a for a in self.metadata.anchors if is_user_anchor(a, self.metadata, stored)]
+
+    def user_input_anchors(self) -> list[Anchor]:
+        return [a for a in self.user_anchors() if a.type is TensorType.INPUT]
+
+    def user_output_anchors(self) -> list[Anchor]:
+        return [a for a in self.user_anchors() if a.type is TensorType.OUTPUT]
+
+    def get_anchor(self, name: str) -> Anchor:
+        try:
+            return self.metadata.get_anchor(name)
+        except KeyError:
+            raise ModelError(f"model '{self.name}' has no anchor '{name}'") from None
+
+    def has_tensor_data(self, name: str) -> bool:
+        return any(t.name == name for t in self.tensors)
+
+    def get_tensor_data(self, name: str) -> TensorReader:
+        """The stored data of an anchor, by anchor name."""
+        for tensor in self.tensors:
+            if tensor.name == name:
+                return tensor
+        raise ModelError(f"model '{self.name}' stores no tensor data for '{name}'")
+
+    def seed_anchor(self) -> Anchor | None:
+        handle = self.metadata.seed_handle
+        return next((a for a in self.metadata.anchors if handle and a.handle == handle), None)
+
+    def __repr__(self) -> str:
+        return (f"<Model {self.name!r}: {len(self.metadata.anchors)} anchors, "
+                f"{len(self.tensors)} tensors, {len(self.feeds)} feeds, "
+                f"{len(self.opaque_blobs)} opaque blobs>")
+
+
+def check_links(reader: Reader) -> list[str]:
+    """Every linking problem of a reader's blobs, as messages (empty when all is well)."""
+    problems: list[str] = []
+    _link(reader, problems)
+    return problems
+
+
+def build_models(reader: Reader) -> list[Model]:
+    problems: list[str] = []
+    models = _link(reader, problems)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelError(problems[0] + more)
+    return models
+
+
+def _link(reader: Reader, problems: list[str]) -> list[Model]:
+    executables = reader.executables()
+    metadata = reader.metadata()
+    names = Counter(e.name for e in executables)
+    if "" in names:
+        problems.append("executable names must not be empty: an executable blob has no name")
+    for name, count in names.items():
+        if name and count > 1:
+            problems.append(f"executable names must be unique: '{name}' names {count} executables")
+
+    by_executable: dict[str, list[Metadata]] = {}
+    for md in metadata:
+        if md.executable not in names:
+            problems.append(f"metadata must name an existing executable: '{md.executable}' "
+                            "is not in the reader")
+        by_executable.setdefault(md.executable, []).append(md)
+    for opaque in reader.opaque_blobs():
+        if opaque.executable not in names:
+            problems.append(f"opaque blobs must name an existing executable: opaque blob "
+                            f"'{opaque.name}' names '{opaque.executable}'")
+
+    models: list[Model] = []
+    claimed: set[str] = set()
+    for executable in executables:
+        found = by_executable.get(executable.name, [])
+        if len(found) != 1:
+            problems.append(f"an executable needs exactly one metadata: '{executable.name}' has "
+                            f"{len(found)}")
+            continue
+        md = found[0]
+        anchors: dict[str, Anchor] = {}
+        for anchor in md.anchors:
+            if anchor.name in anchors:
+                problems.append(f"anchor names must be unique: '{anchor.name}' appears twice in "
+                                f"the metadata of '{md.executable}'")
+            anchors[anchor.name] = anchor
+        if md.seed_handle and not any(a.handle == md.seed_handle for a in md.anchors):
+            problems.append(f"the seed handle must be an anchor's handle: '{md.seed_handle}' "
+                            f"matches no anchor of '{md.executable}'")
+        tensors = _linked(reader.tensors(), anchors, md, "tensor data", problems)
+        feeds = _linked(reader.feeds(), anchors, md, "feed data", problems)
+        claimed.update(t.name for t in tensors)
+        claimed.update(f.name for f in feeds)
+        opaque = tuple(o for o in reader.opaque_blobs() if o.executable == executable.name)
+        models.append(Model(executable, md, tensors, feeds, opaque))
+    if executables:
+        for blob in (*reader.tensors(), *reader.feeds()):
+            if blob.name not in claimed:
+                kind = "tensor" if type(blob).__name__ == "TensorReader" else "feed"
+                problems.append(f"{kind} data must match an anchor: '{blob.name}' matches no "
+                                "anchor of any model")
+    return models
+
+
+def _linked(blobs, anchors: dict[str, Anchor], md: Metadata, kind: str,
+            problems: list[str]) -> tuple:
+    linked = []
+    seen: set[str] = set()
+    for blob in blobs:
+        anchor = anchors.get(blob.name)
+        if anchor is None:
+            continue
+        if anchor.type is TensorType.OUTPUT:
+            problems.append(f"{kind} must feed an input: '{blob.name}' is an output of "
+                            f"'{md.executable}'")
+        if blob.info.tensor_info != anchor.tensor_info:
+            problems.append(f"{kind} must match its anchor's dtype and shape: '{blob.name}' is "
+                            f"{blob.info.tensor_info}, the anchor of '{md.executable}' is "
+                            f"{anchor.tensor_info}")
+        if blob.name in seen:
+            problems.append(f"an anchor takes at most one {kind} blob: '{blob.name}' has several")
+        seen.add(blob.name)
+        linked.append(blob)
+    return tuple(linked)

@@ -1,0 +1,508 @@
+"""Reader: PopEF files, streams and bytes -> blobs, lazily, with zero-copy tensor data.
+
+Opening a source reads blob headers only, jumping from one to the next with their sizes. A blob's
+info is decoded on first access; tensor data is never read until ``data()`` is called, and then
+it is a read-only numpy view of the memory-mapped file.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO, Iterator
+
+import numpy as np
+
+from . import format as fmt
+from .errors import (
+    BadMagicError,
+    ChecksumError,
+    FormatError,
+    PopefError,
+    TruncatedError,
+    UnsupportedVersionError,
+)
+from .format.codec import (
+    Location,
+    decode_executable_info,
+    decode_feed_data_info,
+    decode_metadata,
+    decode_opaque_info,
+    decode_tensor_data_info,
+)
+from .format.infos import Codec
+from .types import BlobType, ExecutableInfo, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = [
+    "Reader",
+    "Blob",
+    "ExecutableReader",
+    "TensorReader",
+    "FeedReader",
+    "OpaqueReader",
+]
+
+CHUNK_SIZE = 8 << 20
+# A zlib stream cannot expand more than about 1032:1; a larger claim is a lie.
+MAX_ZLIB_RATIO = 1032
+
+
+# -- sources -------------------------------------------------------------------------------
+
+class _Source:
+    """Random access to the bytes of one file, stream or buffer."""
+
+    name: str
+    size: int
+
+    def read(self, offset: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def view(self, offset: int, size: int) -> memoryview | None:
+        """A zero-copy view, when the source is memory (or memory-mapped)."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class _BufferSource(_Source):
+    def __init__(self, buffer, name: str, closer=None):
+        self._buffer = memoryview(buffer).cast("B") if not isinstance(buffer, mmap.mmap) else buffer
+        self.name = name
+        self.size = len(buffer)
+        self._closer = closer
+
+    @property
+    def buffer(self):
+        return self._buffer
+
+    def read(self, offset: int, size: int) -> bytes:
+        return bytes(self._buffer[offset:offset + size])
+
+    def view(self, offset: int, size: int) -> memoryview:
+        return memoryview(self._buffer)[offset:offset + size]
+
+    def close(self) -> None:
+        if self._closer is not None:
+            try:
+                self._closer()
+            except BufferError:
+                pass  # numpy views still use the mapping; it is released with them
+
+
+class _StreamSource(_Source):
+    """A seekable binary stream; the reader owns its position from now on."""
+
+    def __init__(self, stream: BinaryIO, name: str):
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._start = stream.tell()
+        self.size = stream.seek(0, io.SEEK_END) - self._start
+        self.name = name
+
+    def read(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            self._stream.seek(self._start + offset)
+            data = self._stream.read(size)
+        if len(data) != size:
+            raise TruncatedError(f"stream ended early: {size} bytes asked, {len(data)} read",
+                                 offset=offset, source=self.name)
+        return data
+
+
+# -- blobs ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Blob:
+    """One blob of a source: where it is and what its header says."""
+
+    source: str
+    index: int  # position among the blobs of its source
+    offset: int  # absolute offset of the header in its source
+    size: int  # header + content + padding
+    type: BlobType | int  # an int for blob types this library does not know
+    version: str
+    info_size: int
+    payload_size: int
+    checksum: int
+    _src: _Source = field(repr=False)
+
+    @property
+    def known(self) -> bool:
+        return isinstance(self.type, BlobType)
+
+    @property
+    def type_name(self) -> str:
+        return self.type.name if isinstance(self.type, BlobType) else f"UNKNOWN({self.type})"
+
+    @property
+    def info_offset(self) -> int:
+        return self.offset + fmt.HEADER_SIZE
+
+    @property
+    def payload_offset(self) -> int:
+        return self.offset + fmt.payload_offset(self.info_size)
+
+    @property
+    def newer_minor(self) -> bool:
+        """Written by a newer minor version: infos may carry fields this library skips."""
+        version = fmt.parse_version(self.version)
+        return version is not None and version[1] > fmt.FORMAT_VERSION[1]
+
+    def location(self, offset: int | None = None) -> Location:
+        return Location(self.source, self.index, self.info_offset if offset is None else offset)
+
+    def info_bytes(self) -> bytes:
+        return self._src.read(self.info_offset, self.info_size)
+
+    def payload_view(self) -> memoryview | None:
+        return self._src.view(self.payload_offset, self.payload_size)
+
+    def read_payload(self) -> bytes:
+        return self._src.read(self.payload_offset, self.payload_size)
+
+    def iter_raw(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes | memoryview]:
+        """The blob's bytes, header included, in chunks (for lossless copies)."""
+        for start in range(self.offset, self.offset + self.size, chunk_size):
+            length = min(chunk_size, self.offset + self.size - start)
+            view = self._src.view(start, length)
+            yield view if view is not None else self._src.read(start, length)
+
+    def verify(self) -> None:
+        """Check the content against the header's checksum; raises :class:`ChecksumError`."""
+        crc = 0
+        raw = self.iter_raw()
+        first = next(raw)
+        crc = zlib.crc32(first[fmt.HEADER_SIZE:], crc)
+        for chunk in raw:
+            crc = zlib.crc32(chunk, crc)
+        if crc != self.checksum:
+            raise ChecksumError(
+                f"checksum mismatch: header says {self.checksum:#010x}, content gives {crc:#010x}",
+                offset=self.offset, blob_index=self.index, field="checksum", source=self.source)
+
+
+class _BlobReader:
+    """Common part of the typed blob readers."""
+
+    def __init__(self, blob: Blob):
+        self.blob = blob
+
+    def verify(self) -> None:
+        self.blob.verify()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} blob #{self.blob.index} of {self.blob.source}>"
+
+
+class ExecutableReader(_BlobReader):
+    def __init__(self, blob: Blob):
+        super().__init__(blob)
+        self._encoding = decode_executable_info(blob.info_bytes(), blob.location(),
+                                                blob.newer_minor)
+        if self._encoding.codec is Codec.NONE and self._encoding.uncompressed_size != 0:
+            raise FormatError(
+                f"bad executable info: uncompressed size must be 0 without compression, "
+                f"found {self._encoding.uncompressed_size}",
+                offset=blob.info_offset, blob_index=blob.index, field="uncompressed_size",
+                source=blob.source)
+
+    @property
+    def info(self) -> ExecutableInfo:
+        return self._encoding.info
+
+    @property
+    def name(self) -> str:
+        return self._encoding.info.name
+
+    @property
+    def compressed(self) -> bool:
+        return self._encoding.info.compressed
+
+    @property
+    def size(self) -> int:
+        """Size of the executable once decompressed."""
+        if self._encoding.codec is Codec.NONE:
+            return self.blob.payload_size
+        return self._encoding.uncompressed_size
+
+    def payload(self) -> bytes:
+        """The executable's bytes, decompressed."""
+        raw = self.blob.read_payload()
+        if self._encoding.codec is Codec.NONE:
+            return raw
+        expected = self._encoding.uncompressed_size
+        where = dict(offset=self.blob.payload_offset, blob_index=self.blob.index,
+                     field="payload", source=self.blob.source)
+        if expected > MAX_ZLIB_RATIO * max(len(raw), 1):
+            raise FormatError(f"bad compressed executable: {len(raw)} bytes cannot expand to "
+                              f"{expected}", **where)
+        decoder = zlib.decompressobj()
+        try:
+            data = decoder.decompress(raw, expected + 1)
+        except zlib.error as exc:
+            raise FormatError(f"bad compressed executable: {exc}", **where) from exc
+        if len(data) != expected or not decoder.eof:
+            raise FormatError(f"bad compressed executable: expected {expected} bytes once "
+                              f"decompressed, got {len(data)}"
+                              + ("" if decoder.eof else " before the end of the stream"), **where)
+        return data
+
+
+class TensorReader(_BlobReader):
+    """A tensor data blob: ``info`` (name + TensorInfo) and ``data()``."""
+
+    _decode = staticmethod(decode_tensor_data_info)
+
+    def __init__(self, blob: Blob):
+        super().__init__(blob)
+        self.info = self._decode(blob.info_bytes(), blob.location(), blob.newer_minor)
+        if self.info.size_in_bytes != blob.payload_size:
+            raise FormatError(
+                f"bad {blob.type_name.lower().replace('_', ' ')}: '{self.info.name}' "
+                f"needs {self.info.size_in_bytes} bytes but the payload has {blob.payload_size}",
+                offset=blob.info_offset, blob_index=blob.index, field="payload_size",
+                source=blob.source)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def data(self) -> np.ndarray:
+        """The data, read-only, in the tensor's shape; zero-copy when the source is mapped."""
+        info = self.info
+        buffer = self.blob.payload_view()
+        if buffer is None:
+            buffer = self.blob.read_payload()
+        array = np.frombuffer(buffer, dtype=info.tensor_info.numpy_dtype,
+                              count=info.tensor_info.num_elements if info.size_in_bytes else 0)
+        array = array.reshape(info.data_shape)
+        array.flags.writeable = False
+        return array
+
+
+class FeedReader(TensorReader):
+    """A feed data blob: ``num_items`` tensors of ``info.tensor_info``."""
+
+    _decode = staticmethod(decode_feed_data_info)
+    info: FeedDataInfo  # type: ignore[assignment]
+
+
+class OpaqueReader(_BlobReader):
+    def __init__(self, blob: Blob):
+        super().__init__(blob)
+        self.info: OpaqueInfo = decode_opaque_info(blob.info_bytes(), blob.location(),
+                                                   blob.newer_minor)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def executable(self) -> str:
+        return self.info.executable
+
+    def data(self) -> bytes:
+        return self.blob.read_payload()
+
+
+_READERS = {
+    BlobType.POPLAR_EXECUTABLE: ExecutableReader,
+    BlobType.DATA_TENSOR: TensorReader,
+    BlobType.DATA_FEED: FeedReader,
+    BlobType.OPAQUE: OpaqueReader,
+}
+
+
+# -- the reader ----------------------------------------------------------------------------
+
+class Reader:
+    """Reads one or more PopEF sources; each ``parse_*`` call adds its blobs."""
+
+    def __init__(self) -> None:
+        self._sources: list[_Source] = []
+        self._blobs: list[Blob] = []
+        self._decoded: dict[int, object] = {}  # id(blob) -> typed reader or Metadata
+        self._models: list[Model] | None = None
+
+    # ---- adding sources
+    def parse_file(self, path: str | os.PathLike) -> None:
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    source: _Source = _BufferSource(b"", name)
+                else:
+                    mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    source = _BufferSource(mapping, name, closer=mapping.close)
+        except OSError as exc:
+            raise PopefError(f"cannot read '{name}': {exc.strerror or exc}") from exc
+        self._add(source)
+
+    def parse_stream(self, stream: BinaryIO, name: str | None = None) -> None:
+        """Read blobs from the current position of a binary stream to its end."""
+        name = name or getattr(stream, "name", None) or "<stream>"
+        name = str(name)
+        try:
+            seekable = stream.seekable()
+        except (AttributeError, ValueError):
+            seekable = False
+        try:
+            if seekable:
+                source: _Source = _StreamSource(stream, name)
+            else:
+                source = _BufferSource(stream.read(), name)
+        except (OSError, ValueError) as exc:
+            raise PopefError(f"cannot read '{name}': {exc}") from exc
+        self._add(source)
+
+    def parse_bytes(self, data: bytes | bytearray | memoryview, name: str = "<bytes>") -> None:
+        self._add(_BufferSource(data, name))
+
+    def _add(self, source: _Source) -> None:
+        try:
+            blobs = list(_index(source))
+        except BaseException:
+            source.close()
+            raise
+        self._sources.append(source)
+        self._blobs.extend(blobs)
+        self._models = None
+
+    # ---- accessors
+    def blobs(self) -> list[Blob]:
+        """Every blob, known or not, in the order of the sources and of their bytes."""
+        return list(self._blobs)
+
+    def _typed(self, blob_type: BlobType) -> list:
+        return [self._decode(b) for b in self._blobs if b.type == blob_type]
+
+    def _decode(self, blob: Blob):
+        key = id(blob)
+        try:
+            return self._decoded[key]
+        except KeyError:
+            pass
+        if blob.type == BlobType.METADATA:
+            value: object = decode_metadata(blob.info_bytes(), blob.location(), blob.newer_minor)
+        else:
+            value = _READERS[blob.type](blob)
+        self._decoded[key] = value
+        return value
+
+    def decoded(self, blob: Blob):
+        """The typed view of one blob: a Metadata or a blob reader; None for unknown types."""
+        return self._decode(blob) if blob.known else None
+
+    def metadata(self) -> list[Metadata]:
+        return self._typed(BlobType.METADATA)
+
+    def executables(self) -> list[ExecutableReader]:
+        return self._typed(BlobType.POPLAR_EXECUTABLE)
+
+    def tensors(self) -> list[TensorReader]:
+        return self._typed(BlobType.DATA_TENSOR)
+
+    def feeds(self) -> list[FeedReader]:
+        return self._typed(BlobType.DATA_FEED)
+
+    def opaque_blobs(self) -> list[OpaqueReader]:
+        return self._typed(BlobType.OPAQUE)
+
+    def unknown_blobs(self) -> list[Blob]:
+        return [b for b in self._blobs if not b.known]
+
+    def models(self) -> list[Model]:
+        """The models of all sources, linked and checked (raises ModelError)."""
+        if self._models is None:
+            from .model import build_models
+
+            self._models = build_models(self)
+        return list(self._models)
+
+    def verify(self) -> None:
+        """Decode every blob and check every checksum; raises the first problem found."""
+        for blob in self._blobs:
+            blob.verify()
+            self.decoded(blob)
+
+    # ---- lifetime
+    def close(self) -> None:
+        """Release the sources. Arrays returned by ``data()`` keep their mapping alive."""
+        for source in self._sources:
+            source.close()
+        self._sources.clear()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Reader: {len(self._blobs)} blobs from {len(self._sources)} sources>"
+
+
+def _index(source: _Source) -> Iterator[Blob]:
+    """Walk the headers of a source, checking each before trusting any of its sizes."""
+    unpack = fmt.FAST_HEADER.unpack_from
+    buffer = getattr(source, "buffer", None)
+    offset, index, end = 0, 0, source.size
+    while offset < end:
+        remaining = end - offset
+
+        def fail(error, message, field=None, at=offset):
+            return error(message, offset=at, blob_index=index, field=field, source=source.name)
+
+        if remaining < fmt.HEADER_SIZE:
+            raise fail(TruncatedError, f"truncated blob header: {fmt.HEADER_SIZE} bytes needed "
+                                       f"but {remaining} remain")
+        if buffer is not None:
+            fields = unpack(buffer, offset)
+        else:
+            fields = unpack(source.read(offset, fmt.HEADER_SIZE))
+        (magic, version_raw, total, blob_type, _flags, info_size, payload_size, checksum,
+         _reserved) = fields
+        if magic != fmt.MAGIC:
+            raise fail(BadMagicError, f"not a PopEF blob: expected magic {fmt.MAGIC.hex(' ')}, "
+                                      f"found {bytes(magic).hex(' ')}", "magic")
+        version_text = version_raw.rstrip(b"\0").decode("ascii", "replace")
+        version = fmt.parse_version(version_text)
+        if version is None:
+            raise fail(FormatError, f"bad version string {version_raw.rstrip(bytes(1))!r}: "
+                                    "expected MAJOR.MINOR", "version", offset + 8)
+        if version[0] != fmt.FORMAT_VERSION[0]:
+            raise fail(UnsupportedVersionError,
+                       f"unsupported blob version {version_text}: this library reads "
+                       f"{fmt.FORMAT_VERSION[0]}.x", "version", offset + 8)
+        if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
+            raise fail(FormatError, f"bad blob size {total}: must be a positive multiple of "
+                                    f"{fmt.ALIGNMENT}", "total_size", offset + 16)
+        if total > remaining:
+            raise fail(TruncatedError, f"truncated blob: header says {total} bytes but "
+                                       f"{remaining} remain", "total_size", offset + 16)
+        if info_size > fmt.MAX_INFO_SIZE:
+            raise fail(FormatError, f"blob info of {info_size} bytes exceeds the limit of "
+                                    f"{fmt.MAX_INFO_SIZE}", "info_size", offset + 28)
+        expected = fmt.total_size(info_size, payload_size)
+        if expected != total:
+            raise fail(FormatError, f"inconsistent blob sizes: {info_size} bytes of info and "
+                                    f"{payload_size} of payload need a blob of {expected} bytes, "
+                                    f"header says {total}", "payload_size", offset + 32)
+        try:
+            typed: BlobType | int = BlobType(blob_type)
+        except ValueError:
+            typed = blob_type
+        yield Blob(source.name, index, offset, total, typed, version_text, info_size,
+                   payload_size, checksum, source)
+        offset += total
+        index += 1

@@ -1,0 +1,451 @@
+"""Writer: streaming blobs into a new file, an existing file (append) or a binary stream.
+
+Mirrors the reader: the same schemas build what it parses. Only one blob writer is active at a
+time; starting another blob (or closing the writer) finishes the active one, and a finished
+blob writer refuses further use. Creating a file is atomic: blobs go to a temporary file beside
+the destination, which replaces it only when :meth:`Writer.close` succeeds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import os
+import tempfile
+import weakref
+import zlib
+from typing import BinaryIO
+
+import construct
+
+import numpy as np
+
+from . import format as fmt
+from .errors import PopefError, WriterError
+from .format import codec
+from .format.infos import Codec
+from .reader import CHUNK_SIZE, Blob
+from .types import BlobType, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo, TensorInfo
+
+__all__ = ["Writer", "BlobWriter"]
+
+# Payload writes at least this large hash one chunk while the previous one is being written.
+_PIPELINE_MIN = 4 << 20
+_SPOOL_MEMORY = 64 << 20
+_hash_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _hash_pool
+    if _hash_pool is None:
+        _hash_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="popef-crc")
+    return _hash_pool
+
+
+def _bytes_view(data) -> memoryview:
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise WriterError(f"write() needs a bytes-like object, got {type(data).__name__}") from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+class _State(enum.Enum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+    DEACTIVATED = "deactivated"
+
+
+class BlobWriter:
+    """Writes the payload of one blob; get one from a ``Writer.create_*`` method."""
+
+    def __init__(self, writer: "Writer", blob_type: BlobType, label: str, info: bytes,
+                 expected_size: int | None = None, compress: bool = False):
+        self._writer = writer
+        self._type = blob_type
+        self._label = label  # for messages: "tensor data 'w1'"
+        self._info = info
+        self._expected = expected_size
+        self._written = 0  # bytes given to write()
+        self._state = _State.ACTIVE
+        self._compressor = zlib.compressobj(6) if compress else None
+        out = writer._blob_target(spool=compress)
+        self._out = out
+        self._start = out.tell()
+        self._crc = 0
+        if self._compressor is None:
+            out.write(bytes(fmt.HEADER_SIZE))  # the header is written last, when sizes are known
+            self._write_content(info + bytes(fmt.payload_offset(len(info)) - fmt.HEADER_SIZE - len(info)))
+
+    @property
+    def active(self) -> bool:
+        return self._state is _State.ACTIVE
+
+    def _check_active(self) -> None:
+        if self._state is not _State.ACTIVE:
+            raise WriterError(f"the blob writer of {self._label} is {self._state.value}: "
+                              "create a new blob writer")
+
+    def _write_content(self, view) -> None:
+        self._crc = zlib.crc32(view, self._crc)
+        self._out.write(view)
+
+    def write(self, data) -> int:
+        """Append bytes to the payload; returns how many were taken."""
+        self._check_active()
+        self._writer._check_usable()
+        view = _bytes_view(data)
+        size = len(view)
+        if self._expected is not None and self._written + size > self._expected:
+            raise WriterError(f"{self._label} takes {self._expected} bytes; writing {size} more "
+                              f"after {self._written} would exceed it")
+        try:
+            if self._compressor is not None:
+                self._out.write(self._compressor.compress(view))
+            elif size >= _PIPELINE_MIN:
+                self._write_pipelined(view)
+            else:
+                self._write_content(view)
+        except OSError as exc:
+            self._writer._fail(exc)
+        self._written += size
+        return size
+
+    def _write_pipelined(self, view: memoryview) -> None:
+        """Hash chunk k on a worker thread while chunk k is written (both release the GIL)."""
+        pool, crc = _pool(), self._crc
+        for start in range(0, len(view), CHUNK_SIZE):
+            chunk = view[start:start + CHUNK_SIZE]
+            pending = pool.submit(zlib.crc32, chunk, crc)
+            self._out.write(chunk)
+            crc = pending.result()
+        self._crc = crc
+
+    def close(self) -> None:
+        """Finish the blob; closing twice is harmless."""
+        if self._state is not _State.ACTIVE:
+            return
+        self._writer._finish(self)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+    # ---- called by the Writer
+    def _finish(self, state: _State) -> None:
+        """Write the padding and the header; raises WriterError if the payload is incomplete."""
+        self._state = state
+        if self._expected is not None and self._written != self._expected:
+            raise WriterError(f"{self._label} takes {self._expected} bytes but "
+                              f"{self._written} were written")
+        if self._compressor is not None:
+            payload = self._out
+            payload.write(self._compressor.flush())
+            payload_size = payload.tell() - self._start
+            payload.seek(self._start)
+            info = codec.encode_executable_info(self._info.decode("utf-8"), Codec.ZLIB,
+                                                self._written)
+            self._out = out = self._writer._blob_target(spool=False)
+            self._start = out.tell()
+            out.write(bytes(fmt.HEADER_SIZE))
+            self._write_content(info + bytes(fmt.payload_offset(len(info)) - fmt.HEADER_SIZE
+                                             - len(info)))
+            while chunk := payload.read(CHUNK_SIZE):
+                self._write_content(chunk)
+            payload.close()
+            info_size = len(info)
+        else:
+            info_size = len(self._info)
+            payload_size = self._written
+        total = fmt.total_size(info_size, payload_size)
+        used = fmt.payload_offset(info_size) + payload_size
+        self._write_content(bytes(total - used))
+        header = fmt.HEADER.build(dict(
+            magic=fmt.MAGIC, version=fmt.VERSION_STRING, total_size=total,
+            blob_type=int(self._type), flags=0, info_size=info_size, payload_size=payload_size,
+            checksum=self._crc, reserved=0))
+        end = self._out.tell()
+        self._out.seek(self._start)
+        self._out.write(header)
+        self._out.seek(end)
+
+
+class Writer:
+    """Writes PopEF blobs to a path (``mode="w"`` creates or replaces, ``"a"`` appends) or to
+    a binary stream. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, target: str | os.PathLike | BinaryIO, mode: str = "w"):
+        if mode not in ("w", "a"):
+            raise WriterError(f"mode must be 'w' or 'a', got {mode!r}")
+        self._active: BlobWriter | None = None
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._temp_path: str | None = None
+        self._path: str | None = None
+        self._append_from: int | None = None
+        self._spool: BinaryIO | None = None
+        self._cleanup: weakref.finalize | None = None
+        if isinstance(target, (str, os.PathLike)):
+            self._path = os.fspath(target)
+            self._name = self._path
+            self._open_path(mode)
+            self._owns_stream = True
+        else:
+            if mode == "a":
+                raise WriterError("append mode needs a path; a stream is always appended to")
+            self._out: BinaryIO = target
+            self._name = str(getattr(target, "name", "<stream>"))
+            self._owns_stream = False
+            try:
+                self._seekable = target.seekable()
+            except (AttributeError, ValueError):
+                self._seekable = False
+
+    def _open_path(self, mode: str) -> None:
+        path = self._path
+        assert path is not None
+        try:
+            if mode == "a" and os.path.exists(path):
+                self._out = open(path, "r+b")
+                size = self._out.seek(0, os.SEEK_END)
+                if size % fmt.ALIGNMENT:
+                    self._out.close()
+                    raise WriterError(f"cannot append to '{path}': its size ({size} bytes) is not "
+                                      f"a multiple of {fmt.ALIGNMENT}, so it is not a PopEF file")
+                self._append_from = size
+            else:
+                directory = os.path.dirname(os.path.abspath(path))
+                fd, self._temp_path = tempfile.mkstemp(
+                    prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+                self._cleanup = weakref.finalize(self, _remove_quietly, self._temp_path)
+                self._out = os.fdopen(fd, "w+b")
+                _match_permissions(self._temp_path, path)
+        except OSError as exc:
+            raise WriterError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+        self._seekable = True
+
+    # ---- state
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise WriterError(f"writer of '{self._name}' failed earlier: {self._failure}")
+        if self._closed:
+            raise WriterError(f"writer of '{self._name}' is closed")
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        raise WriterError(f"writing '{self._name}' failed: {exc}") from exc
+
+    def _blob_target(self, spool: bool) -> BinaryIO:
+        """Where a blob is assembled: the output itself, or a spool when it cannot seek."""
+        if spool or not self._seekable:
+            target = tempfile.SpooledTemporaryFile(_SPOOL_MEMORY)
+            if not spool:
+                self._spool = target
+            return target
+        return self._out
+
+    def _finish(self, blob: BlobWriter, state: _State = _State.CLOSED) -> None:
+        if blob is not self._active:
+            return
+        self._active = None
+        start = self._out.tell() if self._seekable else None
+        try:
+            blob._finish(state)
+            if self._spool is not None:
+                self._spool.seek(0)
+                while chunk := self._spool.read(CHUNK_SIZE):
+                    self._out.write(chunk)
+        except WriterError:
+            self._rollback(blob, start)
+            raise
+        except OSError as exc:
+            self._fail(exc)
+        finally:
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
+
+    def _rollback(self, blob: BlobWriter, start: int | None) -> None:
+        """Forget a blob that could not be finished, so the file stays valid."""
+        if self._spool is None and self._seekable:
+            try:
+                self._out.seek(blob._start)
+                self._out.truncate()
+            except OSError as exc:
+                self._failure = exc
+
+    def _begin(self, blob_type: BlobType, label: str, info: bytes,
+               expected_size: int | None = None, compress: bool = False) -> BlobWriter:
+        self._check_usable()
+        if self._active is not None:
+            self._finish(self._active, _State.DEACTIVATED)
+        try:
+            blob = BlobWriter(self, blob_type, label, info, expected_size, compress)
+        except OSError as exc:
+            self._fail(exc)
+        self._active = blob
+        return blob
+
+    # ---- blobs
+    def write_metadata(self, metadata: Metadata) -> None:
+        """Write a whole metadata blob."""
+        if not isinstance(metadata, Metadata):
+            raise WriterError(f"write_metadata() needs a Metadata, got {type(metadata).__name__}")
+        info = _encode(codec.encode_metadata, metadata, f"metadata of '{metadata.executable}'")
+        self._begin(BlobType.METADATA, f"metadata of '{metadata.executable}'", info).close()
+
+    def create_executable(self, name: str, compress: bool = False) -> BlobWriter:
+        if not isinstance(name, str) or not name:
+            raise WriterError("an executable needs a non-empty name")
+        label = f"executable '{name}'"
+        if compress:
+            _encode(codec.encode_executable_info, (name, Codec.ZLIB, 0), label)  # checks the name
+            return self._begin(BlobType.POPLAR_EXECUTABLE, label, name.encode("utf-8"),
+                               compress=True)
+        info = _encode(codec.encode_executable_info, (name, Codec.NONE, 0), label)
+        return self._begin(BlobType.POPLAR_EXECUTABLE, label, info)
+
+    def create_tensor_data(self, info: TensorDataInfo) -> BlobWriter:
+        if not isinstance(info, TensorDataInfo):
+            raise WriterError(f"create_tensor_data() needs a TensorDataInfo, got {type(info).__name__}")
+        label = f"tensor data '{info.name}'"
+        return self._begin(BlobType.DATA_TENSOR, label,
+                           _encode(codec.encode_tensor_data_info, info, label), info.size_in_bytes)
+
+    def create_feed_data(self, info: FeedDataInfo) -> BlobWriter:
+        if not isinstance(info, FeedDataInfo):
+            raise WriterError(f"create_feed_data() needs a FeedDataInfo, got {type(info).__name__}")
+        label = f"feed data '{info.name}'"
+        return self._begin(BlobType.DATA_FEED, label,
+                           _encode(codec.encode_feed_data_info, info, label), info.size_in_bytes)
+
+    def create_opaque_blob(self, name: str, executable_name: str) -> BlobWriter:
+        info = OpaqueInfo(name, executable_name)
+        label = f"opaque blob '{name}'"
+        return self._begin(BlobType.OPAQUE, label, _encode(codec.encode_opaque_info, info, label))
+
+    def write_tensor(self, name: str, array) -> TensorDataInfo:
+        """Write a numpy array (or anything ``numpy.asarray`` takes) as tensor data."""
+        array = _little_endian(np.asarray(array))
+        info = TensorDataInfo(name, TensorInfo.of(array))
+        with self.create_tensor_data(info) as blob:
+            blob.write(array)
+        return info
+
+    def write_feed(self, name: str, array) -> FeedDataInfo:
+        """Write a numpy array as feed data: its first axis counts the items."""
+        array = _little_endian(np.asarray(array))
+        if array.ndim == 0:
+            raise WriterError(f"feed data '{name}' needs an array with an item axis, got a scalar")
+        item = TensorInfo.of(array[0] if len(array) else np.empty(array.shape[1:], array.dtype))
+        info = FeedDataInfo(name, item, array.shape[0])
+        with self.create_feed_data(info) as blob:
+            blob.write(array)
+        return info
+
+    def copy_blob(self, blob: Blob | object) -> None:
+        """Copy a blob from a reader byte for byte (known or unknown type)."""
+        blob = getattr(blob, "blob", blob)
+        if not isinstance(blob, Blob):
+            raise WriterError(f"copy_blob() needs a Blob or a blob reader, got {type(blob).__name__}")
+        self._check_usable()
+        if self._active is not None:
+            self._finish(self._active, _State.DEACTIVATED)
+        try:
+            for chunk in blob.iter_raw():
+                self._out.write(chunk)
+        except OSError as exc:
+            self._fail(exc)
+
+    # ---- lifetime
+    def close(self) -> None:
+        """Finish the active blob and commit: the destination changes only now."""
+        if self._closed:
+            return
+        if self._failure is not None:
+            self.abort()
+            raise WriterError(f"writer of '{self._name}' failed earlier: {self._failure}")
+        try:
+            if self._active is not None:
+                self._finish(self._active)
+            self._out.flush()
+            if self._owns_stream:
+                self._out.close()
+            if self._temp_path is not None:
+                os.replace(self._temp_path, self._path)
+                self._temp_path = None
+                if self._cleanup is not None:
+                    self._cleanup.detach()
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, PopefError):
+                raise
+            raise WriterError(f"cannot write '{self._name}': {exc}") from exc
+        self._closed = True
+
+    def abort(self) -> None:
+        """Give up: a new file is never created, an appended file gets its old size back."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._active is not None:
+            self._active._state = _State.DEACTIVATED
+            self._active = None
+        if self._owns_stream:
+            try:
+                if self._append_from is not None:
+                    self._out.truncate(self._append_from)
+                self._out.close()
+            except OSError:
+                pass
+        if self._temp_path is not None:
+            _remove_quietly(self._temp_path)
+            self._temp_path = None
+            if self._cleanup is not None:
+                self._cleanup.detach()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _encode(function, value, label: str) -> bytes:
+    try:
+        return function(*value) if isinstance(value, tuple) else function(value)
+    except construct.ConstructError as exc:
+        message = str(exc).split("\n", 1)[-1].strip()
+        raise WriterError(f"cannot encode {label}: {message}") from exc
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array)
+
+
+def _match_permissions(temp_path: str, path: str) -> None:
+    """Give the temporary file the mode the destination has (or would get from the umask)."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(temp_path, mode)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
