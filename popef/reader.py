@@ -282,8 +282,8 @@ class TensorReader(_BlobReader):
         buffer = self.blob.payload_view()
         if buffer is None:
             buffer = self.blob.read_payload()
-        array = np.frombuffer(buffer, dtype=info.tensor_info.numpy_dtype,
-                              count=info.tensor_info.num_elements if info.size_in_bytes else 0)
+        dtype = info.tensor_info.numpy_dtype
+        array = np.frombuffer(buffer, dtype=dtype, count=info.size_in_bytes // dtype.itemsize)
         array = array.reshape(info.data_shape)
         array.flags.writeable = False
         return array

@@ -49,6 +49,8 @@ def _bytes_view(data) -> memoryview:
         raise WriterError(f"write() needs a bytes-like object, got {type(data).__name__}") from None
     if not view.c_contiguous:
         view = memoryview(view.tobytes())
+    if view.nbytes == 0:
+        return memoryview(b"")
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
@@ -430,7 +432,8 @@ def _encode(function, value, label: str) -> bytes:
 def _little_endian(array: np.ndarray) -> np.ndarray:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array)
+    # not ascontiguousarray: it turns a scalar into a 1-element vector
+    return array if array.flags.c_contiguous else array.copy(order="C")
 
 
 def _match_permissions(temp_path: str, path: str) -> None:

@@ -1,0 +1,381 @@
+"""The graph program: what the executable blob of a runnable model holds.
+
+A :class:`GraphProgram` is a set of numbered :class:`Program` s (PopART's numbering: 0
+``WeightsFromHost``, 5 ``Program``...), each a list of steps run in order:
+
+- :class:`HostToDevice` copies the host stream of an anchor (found by its handle) into a device
+  tensor;
+- :class:`Node` runs one op with ONNX semantics on device tensors;
+- :class:`DeviceToHost` copies a device tensor to the host stream of an anchor.
+
+These are frozen, validating dataclasses; :func:`encode_program` and :func:`decode_program`
+convert them to and from the bytes of docs/format.md §9. The runtime (``popef.runtime``) uses
+this module and never the schemas of ``popef.format`` directly.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Union
+
+import construct
+
+from .errors import ExecutionError, FormatError, PopefError, UnsupportedVersionError
+from .format.codec import Location, decode
+from .format.graph import (
+    GRAPH_MAGIC,
+    GRAPH_PROGRAM,
+    GRAPH_VERSION,
+    PREAMBLE_SIZE,
+    AttributeKind,
+    StepKind,
+)
+
+__all__ = [
+    "AttributeKind",
+    "Attribute",
+    "HostToDevice",
+    "Node",
+    "DeviceToHost",
+    "Step",
+    "Program",
+    "GraphProgram",
+    "GRAPH_MAGIC",
+    "GRAPH_VERSION",
+    "encode_program",
+    "decode_program",
+    "is_graph_program",
+]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT32_MAX = 2**32 - 1
+
+AttributeValue = Union[int, float, str, tuple[int, ...], tuple[float, ...]]
+
+
+def _check_str(owner: str, name: str, value: object, *, empty: bool = True) -> None:
+    if not isinstance(value, str):
+        raise PopefError(f"{owner}.{name} must be a str, got {type(value).__name__}")
+    if not empty and not value:
+        raise PopefError(f"{owner}.{name} must not be empty")
+
+
+def _int(owner: str, value: object) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise PopefError(f"{owner} must be an int, got {type(value).__name__}")
+    value = value.__index__()
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise PopefError(f"{owner} {value} does not fit in 64 bits")
+    return value
+
+
+def _float(owner: str, value: object) -> float:
+    if isinstance(value, bool) or isinstance(value, str):
+        raise PopefError(f"{owner} must be a float, got {type(value).__name__}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise PopefError(f"{owner} must be a float, got {type(value).__name__}") from None
+
+
+def _is_int(value: object) -> bool:
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute of a node: a name, the kind of its value and the value.
+
+    ``INT`` values are ints, ``FLOAT`` floats, ``STRING`` str, ``INTS`` and ``FLOATS`` tuples.
+    """
+
+    name: str
+    kind: AttributeKind
+    value: AttributeValue
+
+    def __post_init__(self) -> None:
+        _check_str("Attribute", "name", self.name, empty=False)
+        try:
+            kind = AttributeKind(self.kind)
+        except ValueError:
+            raise PopefError(f"attribute '{self.name}': unknown kind {self.kind!r}") from None
+        object.__setattr__(self, "kind", kind)
+        owner = f"attribute '{self.name}'"
+        value = self.value
+        if kind is AttributeKind.INT:
+            value = _int(owner, value)
+        elif kind is AttributeKind.FLOAT:
+            value = _float(owner, value)
+        elif kind is AttributeKind.STRING:
+            _check_str("Attribute", "value", value)
+        else:
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise PopefError(f"{owner} must be a sequence, got {type(value).__name__}")
+            convert = _int if kind is AttributeKind.INTS else _float
+            value = tuple(convert(owner, v) for v in value)
+        object.__setattr__(self, "value", value)
+
+    @classmethod
+    def of(cls, name: str, value: object, kind: AttributeKind | str | None = None) -> "Attribute":
+        """An attribute from a Python value; the kind is inferred from it unless given.
+
+        ``kind`` may be an :class:`AttributeKind` or one of the op library's names
+        (``"int"``, ``"float"``, ``"string"``, ``"ints"``, ``"floats"``). An empty sequence
+        is inferred as ``INTS``.
+        """
+        if isinstance(kind, str):
+            try:
+                kind = AttributeKind[kind.upper()]
+            except KeyError:
+                raise PopefError(f"attribute '{name}': unknown kind {kind!r}") from None
+        if kind is None:
+            kind = _infer_kind(name, value)
+        return cls(name, kind, value)  # type: ignore[arg-type]
+
+    @property
+    def python_value(self) -> int | float | str | list:
+        """The value as the op library takes it: lists for the sequence kinds."""
+        return list(self.value) if isinstance(self.value, tuple) else self.value
+
+
+def _infer_kind(name: str, value: object) -> AttributeKind:
+    if _is_int(value):
+        return AttributeKind.INT
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return AttributeKind.FLOAT
+    if isinstance(value, str):
+        return AttributeKind.STRING
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        items = list(value)
+        if all(_is_int(v) for v in items):
+            return AttributeKind.INTS
+        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items):
+            return AttributeKind.FLOATS
+    raise PopefError(f"attribute '{name}': cannot store a value of type {type(value).__name__} "
+                     "(expected int, float, str or a sequence of ints or floats)")
+
+
+@dataclass(frozen=True)
+class HostToDevice:
+    """Copy the host stream ``handle`` (an anchor's handle) into the device tensor ``tensor``."""
+
+    handle: str
+    tensor: str
+
+    def __post_init__(self) -> None:
+        _check_str("HostToDevice", "handle", self.handle)
+        _check_str("HostToDevice", "tensor", self.tensor, empty=False)
+
+
+@dataclass(frozen=True)
+class DeviceToHost:
+    """Copy the device tensor ``tensor`` to the host stream ``handle`` (an anchor's handle)."""
+
+    tensor: str
+    handle: str
+
+    def __post_init__(self) -> None:
+        _check_str("DeviceToHost", "tensor", self.tensor, empty=False)
+        _check_str("DeviceToHost", "handle", self.handle)
+
+
+@dataclass(frozen=True)
+class Node:
+    """Run the op ``op_type`` (an ONNX operator) on tensors ``inputs``, defining ``outputs``.
+
+    An empty string stands for an omitted optional input or output. ``attributes`` is a tuple
+    of :class:`Attribute`; a mapping ``{name: value}`` is accepted and converted with
+    :meth:`Attribute.of`.
+    """
+
+    op_type: str
+    name: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    attributes: tuple[Attribute, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_str("Node", "op_type", self.op_type, empty=False)
+        _check_str("Node", "name", self.name)
+        for field_name in ("inputs", "outputs"):
+            values = getattr(self, field_name)
+            if isinstance(values, str):
+                raise PopefError(f"Node.{field_name} must be a sequence of str, not a str")
+            values = tuple(values)
+            for value in values:
+                _check_str("Node", field_name, value)
+            object.__setattr__(self, field_name, values)
+        attributes = self.attributes
+        if isinstance(attributes, Mapping):
+            attributes = tuple(Attribute.of(k, v) for k, v in attributes.items())
+        attributes = tuple(attributes)
+        seen: set[str] = set()
+        for attribute in attributes:
+            if not isinstance(attribute, Attribute):
+                raise PopefError(f"Node.attributes holds a {type(attribute).__name__}, "
+                                 "not an Attribute")
+            if attribute.name in seen:
+                raise PopefError(f"node '{self.name}' has attribute '{attribute.name}' twice")
+            seen.add(attribute.name)
+        object.__setattr__(self, "attributes", attributes)
+
+    def attribute_values(self) -> dict[str, int | float | str | list]:
+        """``{name: value}`` with lists for the sequence kinds."""
+        return {a.name: a.python_value for a in self.attributes}
+
+    def get_attribute(self, name: str) -> Attribute:
+        for attribute in self.attributes:
+            if attribute.name == name:
+                return attribute
+        raise KeyError(name)
+
+
+Step = Union[HostToDevice, Node, DeviceToHost]
+_STEP_TYPES = (HostToDevice, Node, DeviceToHost)
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program: its index (as in ``program_flow``), its name and its steps."""
+
+    index: int
+    name: str
+    steps: tuple[Step, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.index) or not 0 <= self.index <= UINT32_MAX:
+            raise PopefError(f"Program.index must be an int in [0, {UINT32_MAX}], "
+                             f"got {self.index!r}")
+        object.__setattr__(self, "index", self.index.__index__())
+        _check_str("Program", "name", self.name)
+        steps = tuple(self.steps)
+        for step in steps:
+            if not isinstance(step, _STEP_TYPES):
+                raise PopefError(f"program {self.index} holds a {type(step).__name__}, not a step")
+        object.__setattr__(self, "steps", steps)
+
+    def nodes(self) -> list[Node]:
+        return [s for s in self.steps if isinstance(s, Node)]
+
+
+@dataclass(frozen=True)
+class GraphProgram:
+    """The programs of one executable, by index (each index at most once)."""
+
+    programs: tuple[Program, ...] = ()
+
+    def __post_init__(self) -> None:
+        programs = tuple(self.programs)
+        seen: set[int] = set()
+        for program in programs:
+            if not isinstance(program, Program):
+                raise PopefError(f"GraphProgram.programs holds a {type(program).__name__}, "
+                                 "not a Program")
+            if program.index in seen:
+                raise PopefError(f"program {program.index} is defined twice")
+            seen.add(program.index)
+        object.__setattr__(self, "programs", programs)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(p.index for p in self.programs)
+
+    def has_program(self, index: int) -> bool:
+        return any(p.index == index for p in self.programs)
+
+    def get_program(self, index: int) -> Program:
+        for program in self.programs:
+            if program.index == index:
+                return program
+        raise KeyError(index)
+
+
+# -- bytes ----------------------------------------------------------------------------------
+
+def _step_dict(step: Step) -> dict:
+    if isinstance(step, HostToDevice):
+        return {"kind": StepKind.HOST_TO_DEVICE,
+                "body": {"handle": step.handle, "tensor": step.tensor}}
+    if isinstance(step, DeviceToHost):
+        return {"kind": StepKind.DEVICE_TO_HOST,
+                "body": {"tensor": step.tensor, "handle": step.handle}}
+    return {"kind": StepKind.NODE, "body": {
+        "op_type": step.op_type, "name": step.name,
+        "inputs": list(step.inputs), "outputs": list(step.outputs),
+        "attributes": [{"name": a.name, "kind": int(a.kind),
+                        "value": list(a.value) if isinstance(a.value, tuple) else a.value}
+                       for a in step.attributes],
+    }}
+
+
+def encode_program(program: GraphProgram) -> bytes:
+    """The bytes of a graph program (docs/format.md §9)."""
+    if not isinstance(program, GraphProgram):
+        raise PopefError(f"encode_program() needs a GraphProgram, got {type(program).__name__}")
+    try:
+        return GRAPH_PROGRAM.build({
+            "preamble": {"magic": GRAPH_MAGIC, "major": GRAPH_VERSION[0],
+                         "minor": GRAPH_VERSION[1]},
+            "programs": [{"index": p.index, "name": p.name,
+                          "steps": [_step_dict(s) for s in p.steps]} for p in program.programs],
+        })
+    except construct.ConstructError as exc:
+        message = str(exc).split("\n", 1)[-1].strip()
+        raise FormatError(f"cannot encode graph program: {message}") from exc
+
+
+def is_graph_program(data: bytes | memoryview) -> bool:
+    """Whether ``data`` starts like a graph program (its magic), whatever its version."""
+    return bytes(data[:len(GRAPH_MAGIC)]) == GRAPH_MAGIC
+
+
+def _attribute(ct) -> Attribute:
+    value = ct.value  # the schema only parses known kinds
+    return Attribute(ct.name, AttributeKind(ct.kind),
+                     tuple(value) if isinstance(value, list) else value)
+
+
+def _step(ct) -> Step:
+    body = ct.body
+    if ct.kind == StepKind.HOST_TO_DEVICE:
+        return HostToDevice(body.handle, body.tensor)
+    if ct.kind == StepKind.DEVICE_TO_HOST:
+        return DeviceToHost(body.tensor, body.handle)
+    return Node(body.op_type, body.name, tuple(body.inputs), tuple(body.outputs),
+                tuple(_attribute(a) for a in body.attributes))
+
+
+def _graph_program(ct) -> GraphProgram:
+    return GraphProgram(tuple(Program(p.index, p.name, tuple(_step(s) for s in p.steps))
+                              for p in ct.programs))
+
+
+def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = None) -> GraphProgram:
+    """The graph program in ``data``, the (decompressed) payload of executable ``name``.
+
+    Raises :class:`ExecutionError` when the payload is not a graph program at all (for example
+    a real Poplar executable), :class:`UnsupportedVersionError` for a major version this
+    library does not run, and :class:`FormatError` naming the field and offset when its bytes
+    break the encoding. Nothing else escapes, whatever the bytes.
+    """
+    data = bytes(data)
+    what = f"executable '{name}'" if name is not None else "the executable"
+    if not is_graph_program(data):
+        found = data[:len(GRAPH_MAGIC)].hex(" ") or "nothing"
+        raise ExecutionError(
+            f"{what} is not a graph program: it starts with {found}, not the graph program "
+            f"magic {GRAPH_MAGIC.hex(' ')} (a compiled Poplar executable needs Graphcore's "
+            "SDK and an IPU; this runtime only runs graph programs)")
+    source = what if name is not None else "<graph program>"
+    if len(data) < PREAMBLE_SIZE:
+        raise FormatError(f"truncated graph program: {len(data)} bytes, the preamble alone "
+                          f"takes {PREAMBLE_SIZE}", offset=0, field="preamble", source=source)
+    major = int.from_bytes(data[8:10], "little")
+    minor = int.from_bytes(data[10:12], "little")
+    if major != GRAPH_VERSION[0]:
+        raise UnsupportedVersionError(
+            f"unsupported graph program version {major}.{minor}: this library runs "
+            f"{GRAPH_VERSION[0]}.x", offset=8, field="preamble.major", source=source)
+    return decode(GRAPH_PROGRAM, data, Location(source, None, 0), "graph program",  # type: ignore[arg-type]
+                  _graph_program, allow_trailing=minor > GRAPH_VERSION[1])

@@ -1,0 +1,1 @@
+"""The runtime: interprets a PopEF model's graph program with numpy kernels."""

@@ -1,0 +1,51 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import io
+
+import popef
+
+
+def write_models(target, model_list) -> None:
+    """Write models drawn by ``strategies.models`` to a path or stream."""
+    with popef.Writer(target) as writer:
+        for md, executable, compress, stored, opaque in model_list:
+            writer.write_metadata(md)
+            with writer.create_executable(md.executable, compress) as blob:
+                blob.write(executable)
+            for name, array in stored.items():
+                writer.write_tensor(name, array)
+            for name, data in opaque:
+                with writer.create_opaque_blob(name, md.executable) as blob:
+                    blob.write(data)
+
+
+def models_bytes(model_list) -> bytes:
+    stream = io.BytesIO()
+    write_models(stream, model_list)
+    return stream.getvalue()
+
+
+def read_bytes(data: bytes) -> popef.Reader:
+    reader = popef.Reader()
+    reader.parse_bytes(data)
+    return reader
+
+
+def rewrite(reader: popef.Reader) -> bytes:
+    """Copy every blob of a reader into new bytes."""
+    stream = io.BytesIO()
+    with popef.Writer(stream) as writer:
+        for blob in reader.blobs():
+            writer.copy_blob(blob)
+    return stream.getvalue()
+
+
+def minimal_model_bytes() -> bytes:
+    """The smallest model file: one metadata blob and one empty executable."""
+    stream = io.BytesIO()
+    with popef.Writer(stream) as writer:
+        writer.write_metadata(popef.Metadata(executable="m"))
+        writer.create_executable("m").close()
+    return stream.getvalue()
