@@ -65,6 +65,10 @@ class _Source:
     def read(self, offset: int, size: int) -> bytes:
         raise NotImplementedError
 
+    def header(self, offset: int) -> bytes:
+        """The bytes of the blob header at ``offset`` (the caller checked they exist)."""
+        return self.read(offset, fmt.HEADER_SIZE)
+
     def view(self, offset: int, size: int) -> memoryview | None:
         """A zero-copy view, when the source is memory (or memory-mapped)."""
         return None
@@ -74,28 +78,49 @@ class _Source:
 
 
 class _BufferSource(_Source):
-    def __init__(self, buffer, name: str, closer=None):
-        self._buffer = memoryview(buffer).cast("B") if not isinstance(buffer, mmap.mmap) else buffer
-        self.name = name
-        self.size = len(buffer)
-        self._closer = closer
+    """Bytes in memory."""
 
-    @property
-    def buffer(self):
-        return self._buffer
+    def __init__(self, buffer, name: str):
+        self._buffer = memoryview(buffer).cast("B")
+        self.name = name
+        self.size = len(self._buffer)
 
     def read(self, offset: int, size: int) -> bytes:
         return bytes(self._buffer[offset:offset + size])
 
     def view(self, offset: int, size: int) -> memoryview:
-        return memoryview(self._buffer)[offset:offset + size]
+        return self._buffer[offset:offset + size]
+
+
+class _MappedFile(_Source):
+    """A file: headers are read with pread (one syscall each, no page faults over a large
+    mapping), data is served from a read-only memory map."""
+
+    def __init__(self, path: str):
+        self.name = path
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            self.size = os.fstat(self._fd).st_size
+            self._map = (mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def read(self, offset: int, size: int) -> bytes:
+        data = os.pread(self._fd, size, offset) if self._fd >= 0 else self._map[offset:offset + size]
+        if len(data) != size:
+            raise TruncatedError(f"file shrank while open: {size} bytes asked, {len(data)} read",
+                                 offset=offset, source=self.name)
+        return data
+
+    def view(self, offset: int, size: int) -> memoryview:
+        return memoryview(self._map)[offset:offset + size] if self._map else memoryview(b"")
 
     def close(self) -> None:
-        if self._closer is not None:
-            try:
-                self._closer()
-            except BufferError:
-                pass  # numpy views still use the mapping; it is released with them
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        # The map stays open while numpy views of it live; it is released with the last one.
 
 
 class _StreamSource(_Source):
@@ -288,6 +313,10 @@ class TensorReader(_BlobReader):
         array.flags.writeable = False
         return array
 
+    def read(self) -> np.ndarray:
+        """The data as a new, writable array that owns its memory."""
+        return self.data().copy()
+
 
 class FeedReader(TensorReader):
     """A feed data blob: ``num_items`` tensors of ``info.tensor_info``."""
@@ -337,13 +366,7 @@ class Reader:
     def parse_file(self, path: str | os.PathLike) -> None:
         name = os.fspath(path)
         try:
-            with open(name, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size == 0:
-                    source: _Source = _BufferSource(b"", name)
-                else:
-                    mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                    source = _BufferSource(mapping, name, closer=mapping.close)
+            source = _MappedFile(name)
         except OSError as exc:
             raise PopefError(f"cannot read '{name}': {exc.strerror or exc}") from exc
         self._add(source)
@@ -366,7 +389,12 @@ class Reader:
         self._add(source)
 
     def parse_bytes(self, data: bytes | bytearray | memoryview, name: str = "<bytes>") -> None:
-        self._add(_BufferSource(data, name))
+        try:
+            source = _BufferSource(data, name)
+        except (TypeError, ValueError) as exc:
+            raise PopefError(f"parse_bytes() needs contiguous bytes, got {type(data).__name__}: "
+                             f"{exc}") from None
+        self._add(source)
 
     def _add(self, source: _Source) -> None:
         try:
@@ -452,57 +480,71 @@ class Reader:
         return f"<Reader: {len(self._blobs)} blobs from {len(self._sources)} sources>"
 
 
+_VERSIONS: dict[bytes, tuple[str, tuple[int, int] | None]] = {}
+_BLOB_TYPES = {int(t): t for t in BlobType}
+
+
 def _index(source: _Source) -> Iterator[Blob]:
     """Walk the headers of a source, checking each before trusting any of its sizes."""
-    unpack = fmt.FAST_HEADER.unpack_from
-    buffer = getattr(source, "buffer", None)
+    unpack = fmt.FAST_HEADER.unpack
     offset, index, end = 0, 0, source.size
     while offset < end:
         remaining = end - offset
-
-        def fail(error, message, field=None, at=offset):
-            return error(message, offset=at, blob_index=index, field=field, source=source.name)
-
         if remaining < fmt.HEADER_SIZE:
-            raise fail(TruncatedError, f"truncated blob header: {fmt.HEADER_SIZE} bytes needed "
-                                       f"but {remaining} remain")
-        if buffer is not None:
-            fields = unpack(buffer, offset)
-        else:
-            fields = unpack(source.read(offset, fmt.HEADER_SIZE))
+            raise TruncatedError(f"truncated blob header: {fmt.HEADER_SIZE} bytes needed but "
+                                 f"{remaining} remain", offset=offset, blob_index=index,
+                                 source=source.name)
         (magic, version_raw, total, blob_type, _flags, info_size, payload_size, checksum,
-         _reserved) = fields
-        if magic != fmt.MAGIC:
-            raise fail(BadMagicError, f"not a PopEF blob: expected magic {fmt.MAGIC.hex(' ')}, "
-                                      f"found {bytes(magic).hex(' ')}", "magic")
-        version_text = version_raw.rstrip(b"\0").decode("ascii", "replace")
-        version = fmt.parse_version(version_text)
-        if version is None:
-            raise fail(FormatError, f"bad version string {version_raw.rstrip(bytes(1))!r}: "
-                                    "expected MAJOR.MINOR", "version", offset + 8)
-        if version[0] != fmt.FORMAT_VERSION[0]:
-            raise fail(UnsupportedVersionError,
-                       f"unsupported blob version {version_text}: this library reads "
-                       f"{fmt.FORMAT_VERSION[0]}.x", "version", offset + 8)
-        if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
-            raise fail(FormatError, f"bad blob size {total}: must be a positive multiple of "
-                                    f"{fmt.ALIGNMENT}", "total_size", offset + 16)
-        if total > remaining:
-            raise fail(TruncatedError, f"truncated blob: header says {total} bytes but "
-                                       f"{remaining} remain", "total_size", offset + 16)
-        if info_size > fmt.MAX_INFO_SIZE:
-            raise fail(FormatError, f"blob info of {info_size} bytes exceeds the limit of "
-                                    f"{fmt.MAX_INFO_SIZE}", "info_size", offset + 28)
-        expected = fmt.total_size(info_size, payload_size)
-        if expected != total:
-            raise fail(FormatError, f"inconsistent blob sizes: {info_size} bytes of info and "
-                                    f"{payload_size} of payload need a blob of {expected} bytes, "
-                                    f"header says {total}", "payload_size", offset + 32)
-        try:
-            typed: BlobType | int = BlobType(blob_type)
-        except ValueError:
-            typed = blob_type
-        yield Blob(source.name, index, offset, total, typed, version_text, info_size,
-                   payload_size, checksum, source)
+         _reserved) = unpack(source.header(offset))
+        version_text, version = _VERSIONS.get(version_raw) or _version(version_raw)
+        if (magic != fmt.MAGIC or version is None or version[0] != fmt.FORMAT_VERSION[0]
+                or total < fmt.ALIGNMENT or total % fmt.ALIGNMENT or total > remaining
+                or info_size > fmt.MAX_INFO_SIZE
+                or fmt.total_size(info_size, payload_size) != total):
+            raise _header_error(source.name, offset, index, remaining, magic, version_raw,
+                                version, total, info_size, payload_size)
+        yield Blob(source.name, index, offset, total, _BLOB_TYPES.get(blob_type, blob_type),
+                   version_text, info_size, payload_size, checksum, source)
         offset += total
         index += 1
+
+
+def _version(raw: bytes) -> tuple[str, tuple[int, int] | None]:
+    text = raw.rstrip(b"\0").decode("ascii", "replace")
+    parsed = (text, fmt.parse_version(text))
+    if len(_VERSIONS) < 64:
+        _VERSIONS[raw] = parsed
+    return parsed
+
+
+def _header_error(source: str, offset: int, index: int, remaining: int, magic: bytes,
+                  version_raw: bytes, version: tuple[int, int] | None, total: int,
+                  info_size: int, payload_size: int) -> FormatError:
+    """The first problem of a header that failed the checks, as an error naming the field."""
+
+    def error(kind, message, field, at):
+        return kind(message, offset=offset + at, blob_index=index, field=field, source=source)
+
+    if magic != fmt.MAGIC:
+        return error(BadMagicError, f"not a PopEF blob: expected magic {fmt.MAGIC.hex(' ')}, "
+                                    f"found {bytes(magic).hex(' ')}", "magic", 0)
+    if version is None:
+        return error(FormatError, f"bad version string {version_raw.rstrip(bytes(1))!r}: "
+                                  "expected MAJOR.MINOR", "version", 8)
+    if version[0] != fmt.FORMAT_VERSION[0]:
+        return error(UnsupportedVersionError,
+                     f"unsupported blob version {version[0]}.{version[1]}: this library reads "
+                     f"{fmt.FORMAT_VERSION[0]}.x", "version", 8)
+    if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
+        return error(FormatError, f"bad blob size {total}: must be a positive multiple of "
+                                  f"{fmt.ALIGNMENT}", "total_size", 16)
+    if total > remaining:
+        return error(TruncatedError, f"truncated blob: header says {total} bytes but "
+                                     f"{remaining} remain", "total_size", 16)
+    if info_size > fmt.MAX_INFO_SIZE:
+        return error(FormatError, f"blob info of {info_size} bytes exceeds the limit of "
+                                  f"{fmt.MAX_INFO_SIZE}", "info_size", 28)
+    expected = fmt.total_size(info_size, payload_size)
+    return error(FormatError, f"inconsistent blob sizes: {info_size} bytes of info and "
+                              f"{payload_size} of payload need a blob of {expected} bytes, "
+                              f"header says {total}", "payload_size", 32)

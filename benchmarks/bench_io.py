@@ -1,0 +1,173 @@
+"""I/O benchmark of the format library against peers measured in the same run.
+
+Builds a file of N float32 tensors (default 1,000 tensors, 1 GiB in all) and prints:
+- open + index time (headers only), and the time to decode every tensor info;
+- time to materialise every tensor, against ``numpy.fromfile`` on the same bytes and against
+  safetensors (when installed) on the same tensors;
+- write throughput against ``ndarray.tofile``;
+- the writer's peak memory (resident set growth while writing, in a child process).
+
+Targets: open + index <= 10 ms for 1,000 blobs and independent of data size; materialising
+>= 0.9x numpy.fromfile; writing >= 0.8x tofile; writer peak memory <= largest tensor + 64 MiB.
+
+    python benchmarks/bench_io.py [--tensors 1000] [--mib-per-tensor 1] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import popef
+
+
+def best_of(fn, repeat=5):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def tensors(count, elements, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.random(elements, dtype=np.float32)
+    for i in range(count):
+        yield f"layer{i}.weight", base + np.float32(i)
+
+
+def write_popef(path, items):
+    with popef.Writer(path) as writer:
+        for name, array in items:
+            writer.write_tensor(name, array)
+
+
+def write_tofile(path, items):
+    with open(path, "wb") as f:
+        for _, array in items:
+            array.tofile(f)
+
+
+def writer_peak_child(path, count, elements):
+    """Run in a child: RSS growth while writing, so nothing else in this process counts."""
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    write_popef(path, tensors(count, elements))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tensors", type=int, default=1000)
+    parser.add_argument("--mib-per-tensor", type=float, default=1.0)
+    parser.add_argument("--dir", default=None, help="where to put the files (default: a temp dir)")
+    parser.add_argument("--child-peak", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_peak:
+        writer_peak_child(args.child_peak[0], int(args.child_peak[1]), int(args.child_peak[2]))
+        return
+
+    count = args.tensors
+    elements = int(args.mib_per_tensor * (1 << 20)) // 4
+    total = count * elements * 4
+    workdir = tempfile.mkdtemp(dir=args.dir)
+    pop_path = os.path.join(workdir, "bench.popef")
+    raw_path = os.path.join(workdir, "bench.raw")
+    print(f"{count} float32 tensors of {elements * 4 / 2**20:.2f} MiB, {total / 2**30:.2f} GiB, in {workdir}")
+
+    # -- write
+    items = list(tensors(count, elements))  # in memory, so only writing is timed
+    t_pop, _ = best_of(lambda: write_popef(pop_path, items), 3)
+    t_raw, _ = best_of(lambda: write_tofile(raw_path, items), 3)
+    del items
+    w_pop, w_raw = total / t_pop, total / t_raw
+    print(f"write        popef {w_pop / 1e9:6.2f} GB/s   tofile {w_raw / 1e9:6.2f} GB/s   "
+          f"ratio {w_pop / w_raw:5.2f}x (target >= 0.8x)")
+
+    # -- open + index
+    def open_index():
+        reader = popef.Reader()
+        reader.parse_file(pop_path)
+        blobs = reader.blobs()
+        reader.close()
+        return blobs
+
+    t_open, t_open_med = best_of(open_index, 7)
+    print(f"open+index   {t_open * 1e3:6.2f} ms (median {t_open_med * 1e3:.2f}) for {count} blobs "
+          f"(target <= 10 ms)")
+    small = os.path.join(workdir, "small.popef")
+    write_popef(small, tensors(count, 16))
+    def open_small():
+        reader = popef.Reader()
+        reader.parse_file(small)
+        reader.blobs()
+        reader.close()
+    t_small, _ = best_of(open_small, 7)
+    print(f"             same blob count with 64-byte tensors: {t_small * 1e3:.2f} ms "
+          f"(independent of data size: ratio {t_open / t_small:.2f})")
+
+    reader = popef.Reader()
+    reader.parse_file(pop_path)
+    t_infos, _ = best_of(lambda: popef.Reader.tensors(reader), 1)
+    print(f"decode infos {t_infos * 1e3:6.2f} ms for {count} tensor infos (first access, lazy)")
+    readers = reader.tensors()
+
+    # -- materialise
+    offsets = [(t.blob.payload_offset, t.info.tensor_info.num_elements) for t in readers]
+
+    def with_popef():
+        return [t.read() for t in readers]
+
+    def with_fromfile():
+        with open(pop_path, "rb") as f:
+            return [_fromfile(f, o, n) for o, n in offsets]
+
+    t_p, _ = best_of(with_popef)
+    t_f, _ = best_of(with_fromfile)
+    check = with_popef()
+    assert all(np.array_equal(a, b) for a, b in zip(check[:3], with_fromfile()[:3]))
+    print(f"materialise  popef {total / t_p / 1e9:6.2f} GB/s   numpy.fromfile {total / t_f / 1e9:6.2f} GB/s"
+          f"   ratio {t_f / t_p:5.2f}x (target >= 0.9x)")
+    t_view, _ = best_of(lambda: [t.data() for t in readers])
+    print(f"             zero-copy views: {t_view * 1e3:.2f} ms for all {count}")
+
+    try:
+        from safetensors.numpy import load_file, save_file
+    except ImportError:
+        print("safetensors  not installed (pip install '.[bench]'), skipped")
+    else:
+        st_path = os.path.join(workdir, "bench.safetensors")
+        save_file(dict(tensors(count, elements)), st_path)
+        t_s, _ = best_of(lambda: load_file(st_path))
+        print(f"             safetensors.load_file {total / t_s / 1e9:6.2f} GB/s   "
+              f"ratio {t_s / t_p:5.2f}x")
+        os.unlink(st_path)
+    reader.close()
+    del readers, check
+
+    # -- writer memory
+    out = subprocess.run([sys.executable, __file__, "--child-peak", pop_path, str(count),
+                          str(elements)], capture_output=True, text=True, check=True)
+    peak_mib = int(out.stdout.strip()) / 1024
+    print(f"writer peak  {peak_mib:6.1f} MiB RSS growth; largest tensor {elements * 4 / 2**20:.1f} MiB "
+          f"(target <= largest + 64 MiB)")
+    for path in (pop_path, raw_path, small):
+        os.unlink(path)
+    os.rmdir(workdir)
+
+
+def _fromfile(f, offset, count):
+    f.seek(offset)
+    return np.fromfile(f, np.float32, count)
+
+
+if __name__ == "__main__":
+    main()
