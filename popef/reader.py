@@ -137,6 +137,9 @@ class _StreamSource(_Source):
         with self._lock:
             self._stream.seek(self._start + offset)
             data = self._stream.read(size)
+        if not isinstance(data, (bytes, bytearray)):
+            raise PopefError(f"'{self.name}' is not a binary stream: read() gave "
+                             f"{type(data).__name__}")
         if len(data) != size:
             raise TruncatedError(f"stream ended early: {size} bytes asked, {len(data)} read",
                                  offset=offset, source=self.name)
@@ -364,11 +367,14 @@ class Reader:
 
     # ---- adding sources
     def parse_file(self, path: str | os.PathLike) -> None:
-        name = os.fspath(path)
+        try:
+            name = os.fspath(path)
+        except TypeError:
+            raise PopefError(f"parse_file() needs a path, got {type(path).__name__}") from None
         try:
             source = _MappedFile(name)
-        except OSError as exc:
-            raise PopefError(f"cannot read '{name}': {exc.strerror or exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise PopefError(f"cannot read '{name}': {getattr(exc, 'strerror', None) or exc}") from exc
         self._add(source)
 
     def parse_stream(self, stream: BinaryIO, name: str | None = None) -> None:
@@ -384,7 +390,7 @@ class Reader:
                 source: _Source = _StreamSource(stream, name)
             else:
                 source = _BufferSource(stream.read(), name)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise PopefError(f"cannot read '{name}': {exc}") from exc
         self._add(source)
 

@@ -29,8 +29,8 @@ from .types import BlobType, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo,
 
 __all__ = ["Writer", "BlobWriter"]
 
-# Payload writes at least this large hash one chunk while the previous one is being written.
-_PIPELINE_MIN = 4 << 20
+# Payload writes at least this large are hashed on a worker thread while they are written.
+_PIPELINE_MIN = 256 << 10
 _SPOOL_MEMORY = 64 << 20
 _hash_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -116,7 +116,7 @@ class BlobWriter:
         return size
 
     def _write_pipelined(self, view: memoryview) -> None:
-        """Hash chunk k on a worker thread while chunk k is written (both release the GIL)."""
+        """Hash each chunk on a worker thread while it is written (both release the GIL)."""
         pool, crc = _pool(), self._crc
         for start in range(0, len(view), CHUNK_SIZE):
             chunk = view[start:start + CHUNK_SIZE]
@@ -167,10 +167,9 @@ class BlobWriter:
         total = fmt.total_size(info_size, payload_size)
         used = fmt.payload_offset(info_size) + payload_size
         self._write_content(bytes(total - used))
-        header = fmt.HEADER.build(dict(
-            magic=fmt.MAGIC, version=fmt.VERSION_STRING, total_size=total,
-            blob_type=int(self._type), flags=0, info_size=info_size, payload_size=payload_size,
-            checksum=self._crc, reserved=0))
+        # FAST_HEADER is derived from the HEADER schema (tests check they agree)
+        header = fmt.FAST_HEADER.pack(fmt.MAGIC, fmt.VERSION_STRING.encode(), total,
+                                      int(self._type), 0, info_size, payload_size, self._crc, 0)
         end = self._out.tell()
         self._out.seek(self._start)
         self._out.write(header)

@@ -245,3 +245,17 @@ def test_missing_file_is_a_popef_error(tmp_path):
         popef.Reader().parse_file(tmp_path / "nope.popef")
     with pytest.raises(popef.PopefError, match="cannot read"):
         popef.Reader().parse_file(tmp_path)
+
+
+@pytest.mark.parametrize("call", [
+    lambda r: r.parse_file("bad\0path"),
+    lambda r: r.parse_file(42),
+    lambda r: r.parse_stream(object()),
+    lambda r: r.parse_stream(io.StringIO("text")),
+    lambda r: r.parse_stream(io.StringIO("text" * 100)),
+    lambda r: r.parse_bytes(np.zeros((4, 4))[:, ::2]),
+    lambda r: r.parse_bytes("text"),
+])
+def test_wrong_arguments_raise_popef_errors(call):
+    with pytest.raises(popef.PopefError):
+        call(popef.Reader())
