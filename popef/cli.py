@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "dump": "popef_dump.cli:dump_command",
     "check": "popef_dump.cli:check_command",
     "run": "popef.runtime.cli:run_command",
+    "serve": "popef.serving.cli:serve_command",
+    "triton-config": "popef.serving.cli:triton_config_command",
 }
 
 
