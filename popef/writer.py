@@ -14,10 +14,9 @@ import os
 import tempfile
 import weakref
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import construct
-
 import numpy as np
 
 from . import format as fmt
@@ -63,23 +62,31 @@ class _State(enum.Enum):
 class BlobWriter:
     """Writes the payload of one blob; get one from a ``Writer.create_*`` method."""
 
-    def __init__(self, writer: "Writer", blob_type: BlobType, label: str, info: bytes,
-                 expected_size: int | None = None, compress: bool = False):
+    def __init__(self, writer: "Writer", blob_type: BlobType, label: str,
+                 info: bytes | Callable[[int], bytes], expected_size: int | None = None,
+                 compress: bool = False):
         self._writer = writer
         self._type = blob_type
         self._label = label  # for messages: "tensor data 'w1'"
-        self._info = info
         self._expected = expected_size
         self._written = 0  # bytes given to write()
         self._state = _State.ACTIVE
         self._compressor = zlib.compressobj(6) if compress else None
-        out = writer._blob_target(spool=compress)
-        self._out = out
-        self._start = out.tell()
+        # An info that depends on the payload (the size of a compressed executable) is built
+        # at the end: the payload is spooled apart until then.
+        self._deferred_info = info if callable(info) else None
+        self._out = writer._blob_target(spool=self._deferred_info is not None)
+        self._start = self._out.tell()
         self._crc = 0
-        if self._compressor is None:
-            out.write(bytes(fmt.HEADER_SIZE))  # the header is written last, when sizes are known
-            self._write_content(info + bytes(fmt.payload_offset(len(info)) - fmt.HEADER_SIZE - len(info)))
+        self._info_size = 0
+        if self._deferred_info is None:
+            self._write_header_and_info(info)
+
+    def _write_header_and_info(self, info: bytes) -> None:
+        self._out.write(bytes(fmt.HEADER_SIZE))  # the header is written last, when sizes are known
+        padding = fmt.payload_offset(len(info)) - fmt.HEADER_SIZE - len(info)
+        self._write_content(info + bytes(padding))
+        self._info_size = len(info)
 
     @property
     def active(self) -> bool:
@@ -146,24 +153,20 @@ class BlobWriter:
             raise WriterError(f"{self._label} takes {self._expected} bytes but "
                               f"{self._written} were written")
         if self._compressor is not None:
+            self._out.write(self._compressor.flush())
+        if self._deferred_info is not None:
             payload = self._out
-            payload.write(self._compressor.flush())
             payload_size = payload.tell() - self._start
             payload.seek(self._start)
-            info = codec.encode_executable_info(self._info.decode("utf-8"), Codec.ZLIB,
-                                                self._written)
-            self._out = out = self._writer._blob_target(spool=False)
-            self._start = out.tell()
-            out.write(bytes(fmt.HEADER_SIZE))
-            self._write_content(info + bytes(fmt.payload_offset(len(info)) - fmt.HEADER_SIZE
-                                             - len(info)))
+            self._out = self._writer._blob_target(spool=False)
+            self._start = self._out.tell()
+            self._write_header_and_info(self._deferred_info(self._written))
             while chunk := payload.read(CHUNK_SIZE):
                 self._write_content(chunk)
             payload.close()
-            info_size = len(info)
         else:
-            info_size = len(self._info)
             payload_size = self._written
+        info_size = self._info_size
         total = fmt.total_size(info_size, payload_size)
         used = fmt.payload_offset(info_size) + payload_size
         self._write_content(bytes(total - used))
@@ -280,7 +283,7 @@ class Writer:
             except OSError as exc:
                 self._failure = exc
 
-    def _begin(self, blob_type: BlobType, label: str, info: bytes,
+    def _begin(self, blob_type: BlobType, label: str, info: bytes | Callable[[int], bytes],
                expected_size: int | None = None, compress: bool = False) -> BlobWriter:
         self._check_usable()
         if self._active is not None:
@@ -304,12 +307,12 @@ class Writer:
         if not isinstance(name, str) or not name:
             raise WriterError("an executable needs a non-empty name")
         label = f"executable '{name}'"
-        if compress:
-            _encode(codec.encode_executable_info, (name, Codec.ZLIB, 0), label)  # checks the name
-            return self._begin(BlobType.POPLAR_EXECUTABLE, label, name.encode("utf-8"),
-                               compress=True)
-        info = _encode(codec.encode_executable_info, (name, Codec.NONE, 0), label)
-        return self._begin(BlobType.POPLAR_EXECUTABLE, label, info)
+        if not compress:
+            info = _encode(codec.encode_executable_info, (name, Codec.NONE, 0), label)
+            return self._begin(BlobType.POPLAR_EXECUTABLE, label, info)
+        _encode(codec.encode_executable_info, (name, Codec.ZLIB, 0), label)  # checks the name
+        return self._begin(BlobType.POPLAR_EXECUTABLE, label, compress=True,
+                           info=lambda size: codec.encode_executable_info(name, Codec.ZLIB, size))
 
     def create_tensor_data(self, info: TensorDataInfo) -> BlobWriter:
         if not isinstance(info, TensorDataInfo):
