@@ -85,12 +85,13 @@ def check_links(reader: Reader) -> list[str]:
     """Every linking problem of a reader's blobs, as messages (empty when all is well)."""
     problems: list[str] = []
     _link(reader, problems)
-    return problems
+    return list(dict.fromkeys(problems))
 
 
 def build_models(reader: Reader) -> list[Model]:
     problems: list[str] = []
     models = _link(reader, problems)
+    problems = list(dict.fromkeys(problems))  # duplicate executables repeat their problems
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ModelError(problems[0] + more)
