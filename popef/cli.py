@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "run": "popef.runtime.cli:run_command",
     "serve": "popef.serving.cli:serve_command",
     "triton-config": "popef.serving.cli:triton_config_command",
+    "triton": "popef.triton.cli:triton_group",
 }
 
 
