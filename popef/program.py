@@ -16,8 +16,9 @@ this module and never the schemas of ``popef.format`` directly.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Union
+from typing import Union
 
 import construct
 
@@ -62,7 +63,7 @@ def _check_str(owner: str, name: str, value: object, *, empty: bool = True) -> N
 
 
 def _int(owner: str, value: object) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    if not hasattr(value, "__index__"):
         raise PopefError(f"{owner} must be an int, got {type(value).__name__}")
     value = value.__index__()
     if not INT64_MIN <= value <= INT64_MAX:
@@ -117,7 +118,7 @@ class Attribute:
         object.__setattr__(self, "value", value)
 
     @classmethod
-    def of(cls, name: str, value: object, kind: AttributeKind | str | None = None) -> "Attribute":
+    def of(cls, name: str, value: object, kind: AttributeKind | str | None = None) -> Attribute:
         """An attribute from a Python value; the kind is inferred from it unless given.
 
         ``kind`` may be an :class:`AttributeKind` or one of the op library's names
@@ -140,7 +141,7 @@ class Attribute:
 
 
 def _infer_kind(name: str, value: object) -> AttributeKind:
-    if _is_int(value):
+    if isinstance(value, bool) or _is_int(value):
         return AttributeKind.INT
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return AttributeKind.FLOAT

@@ -1,0 +1,257 @@
+"""The ``cpu`` executor: the graph program on numpy, vectorised over the whole request.
+
+At load it runs the load programs (weights stay zero-copy views of the file), evaluates once
+the main-program nodes that depend only on persistent tensors (constant folding), and compiles
+what is left of the main programs into a flat list of ``(kernel, inputs, outputs)``. A request
+runs that list once for all its steps and replicas when the graph is batch-polymorphic
+(``popef.runtime.batching``), otherwise once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ...program import DeviceToHost, HostToDevice
+from ..batching import fold_blocker
+from ..interpreter import CompiledNode, LoadedModel, StreamSpec, run_program
+from .base import Executor, run_save_programs
+
+__all__ = ["CpuExecutor"]
+
+# (kernel, input names, output names, names dead after this node)
+_Plan = list[tuple[Callable[[list], list], tuple[str, ...], tuple[str, ...], tuple[str, ...]]]
+
+
+class CpuExecutor(Executor):
+    name = "cpu"
+    description = "numpy kernels on the host, vectorised over the whole request (BLAS)"
+    options = {"fold": "stack the steps of a request into one batch when the graph allows it "
+                       "(default true)"}
+
+    def __init__(self, *, fold: Any = True) -> None:
+        super().__init__()
+        if isinstance(fold, str):
+            fold = fold.strip().lower() not in ("0", "false", "no", "off")
+        self.fold = bool(fold)
+        self.fold_blocker: str | None = None
+        self._envs: list[dict[str, np.ndarray]] = []
+        self._plan: _Plan = []
+        self._feeds: list[tuple[str, str]] = []  # (handle, tensor) read from the caller
+        self._results: list[tuple[str, str]] = []  # (tensor, handle) given back
+
+    # ---- load
+    def load(self, model: LoadedModel) -> None:
+        self.model = model
+        rf = model.replication_factor
+        self.fold_blocker = fold_blocker(model) if self.fold else "folding is disabled"
+        groups = rf if model.has_per_replica_state else 1
+        self._envs = []
+        for replica in range(groups):
+            env: dict[str, np.ndarray] = {}
+
+            def read(handle: str, replica: int = replica) -> np.ndarray:
+                return model.stored_for_replica(model.streams[handle], replica)
+
+            for program in model.load:
+                run_program(program, env, read, _refuse_write)
+            self._envs.append(env)
+        for program in model.load:
+            self.program_runs[program.index] += 1
+        self._compile_main(model)
+
+    def _compile_main(self, model: LoadedModel) -> None:
+        """Fold constants into the persistent tensors and flatten the rest into a plan."""
+        known = set(self._envs[0])
+        plan: _Plan = []
+        feeds, results = [], []
+        for program in model.main:
+            for step in program.steps:
+                if isinstance(step, HostToDevice):
+                    stream = model.streams[step.handle]
+                    if stream.stored:  # a frozen input: the same data at every step
+                        for replica, env in enumerate(self._envs):
+                            env[step.tensor] = model.stored_for_replica(stream, replica)
+                        known.add(step.tensor)
+                    else:
+                        feeds.append((step.handle, step.tensor))
+                elif isinstance(step, DeviceToHost):
+                    results.append((step.tensor, step.handle))
+                elif all(not name or name in known for name in step.inputs):
+                    for env in self._envs:
+                        _run_node(step, env)
+                    known.update(name for name in step.outputs if name)
+                else:
+                    plan.append((step.op.run, step.inputs, step.outputs, ()))
+        self._plan = _free_dead_tensors(plan, known, {tensor for tensor, _ in results})
+        self._feeds, self._results = feeds, results
+        rf = model.replication_factor
+        self._distinct = rf > 1 and (len(self._envs) > 1 or any(s.per_replica for s in model.inputs))
+        self._main = [p.index for p in model.main]
+        # the common case: one batch, replica 0 only, outputs as they come
+        self._direct = (self.fold_blocker is None and not self._distinct
+                        and not any(s.per_replica for s in model.outputs))
+        names = {s.handle: s.name for s in (*model.inputs, *model.outputs)}
+        self._feeds_by_name = [(names[h], t) for h, t in feeds]
+        self._results_by_name = [(t, names[h]) for t, h in results if h in names]
+
+    # ---- execute
+    def execute(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
+        model = self._require_model()
+        if self._direct:
+            outputs = self._run_direct(inputs)
+        elif self.fold_blocker is None:
+            outputs = self._folded(model, inputs, steps, self._distinct)
+        else:
+            outputs = self._stepwise(model, inputs, steps, self._distinct)
+        for index in self._main:
+            self.program_runs[index] += steps
+        return _owned(outputs, inputs)
+
+    def _run_direct(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The plan once, on the inputs as given (by input name), outputs by output name."""
+        scope = self._envs[0].copy()
+        for name, tensor in self._feeds_by_name:
+            scope[tensor] = inputs[name]
+        for run, names, outputs, dead in self._plan:
+            results = run([scope[name] if name else None for name in names])
+            for name, value in zip(outputs, results):
+                scope[name] = value
+            for name in dead:
+                del scope[name]
+        return {name: scope[tensor] for tensor, name in self._results_by_name}
+
+    def _run(self, env: dict[str, np.ndarray], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One run of the plan: ``values`` by handle in, outputs by handle out."""
+        scope = env.copy()
+        for handle, tensor in self._feeds:
+            scope[tensor] = values[handle]
+        for run, names, outputs, dead in self._plan:
+            results = run([scope[name] if name else None for name in names])
+            for name, value in zip(outputs, results):
+                scope[name] = value
+            for name in dead:  # give large intermediates back to the allocator at once
+                del scope[name]
+        return {handle: scope[tensor] for tensor, handle in self._results}
+
+    def _folded(self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int,
+                distinct: bool) -> dict[str, np.ndarray]:
+        rf = model.replication_factor
+        by_handle = {s.handle: s for s in model.inputs}
+        if not distinct:  # every replica computes the same: run replica 0 only
+            values = {h: inputs[s.name] for h, s in by_handle.items()}
+            y = self._run(self._envs[0], values)
+            return {s.name: _spread(y[s.handle], s, n, rf) if s.per_replica else y[s.handle]
+                    for s in model.outputs}
+        if len(self._envs) == 1:  # instances in (step, replica) order, one run
+            values = {h: _instances(inputs[s.name], s, n, rf) for h, s in by_handle.items()}
+            y = self._run(self._envs[0], values)
+            return {s.name: _gather(y[s.handle], s, n, rf) for s in model.outputs}
+        runs = []  # per-replica weights: one run per replica, its steps folded
+        for replica, env in enumerate(self._envs):
+            values = {h: _replica_rows(inputs[s.name], s, n, rf, replica)
+                      for h, s in by_handle.items()}
+            runs.append(self._run(env, values))
+        outputs = {}
+        for s in model.outputs:
+            if s.per_replica:
+                q = s.spec.shape
+                stacked = np.stack([r[s.handle].reshape(n, *q) for r in runs], axis=1)
+                outputs[s.name] = stacked.reshape(n * rf, *q)
+            else:
+                outputs[s.name] = runs[0][s.handle]
+        return outputs
+
+    def _stepwise(self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int,
+                  distinct: bool) -> dict[str, np.ndarray]:
+        rf = model.replication_factor
+        replicas = range(rf) if distinct else range(1)
+        results = []
+        for step in range(n):
+            per_replica = []
+            for replica in replicas:
+                values = {s.handle: model.step_input(s, inputs[s.name], n, step, replica)
+                          for s in model.inputs}
+                env = self._envs[replica if len(self._envs) > 1 else 0]
+                per_replica.append(self._run(env, values))
+            results.append(per_replica if distinct else per_replica * rf)
+        return model.assemble_outputs(results, n)
+
+    # ---- save
+    def save(self) -> dict[str, np.ndarray]:
+        model = self._require_model()
+        result = run_save_programs(model, self._envs)
+        for program in model.save:
+            self.program_runs[program.index] += 1
+        return result
+
+    def close(self) -> None:
+        self._envs = []
+        self._plan = []
+        super().close()
+
+
+def _free_dead_tensors(plan: _Plan, persistent: set[str], kept: set[str]) -> _Plan:
+    """Mark, on each node, the step tensors whose last reader it is (neither persistent nor
+    given back to the host)."""
+    last: dict[str, int] = {}
+    for i, (_, names, outputs, _) in enumerate(plan):
+        for name in (*names, *outputs):
+            if name and name not in persistent and name not in kept:
+                last[name] = i
+    dead: list[list[str]] = [[] for _ in plan]
+    for name, i in last.items():
+        dead[i].append(name)
+    return [(run, names, outputs, tuple(sorted(set(d))))
+            for (run, names, outputs, _), d in zip(plan, dead)]
+
+
+def _run_node(step: CompiledNode, env: dict[str, np.ndarray]) -> None:
+    results = step.op.run([env[name] if name else None for name in step.inputs])
+    for name, value in zip(step.outputs, results):
+        if name:
+            env[name] = value
+
+
+def _refuse_write(handle: str, array: np.ndarray) -> None:  # pragma: no cover - load checks
+    raise AssertionError("load programs do not copy to the host")
+
+
+def _spread(y: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
+    """Replica 0's rows of ``n`` steps -> the per-replica layout, every replica the same."""
+    q = s.spec.shape
+    return np.broadcast_to(y.reshape(n, 1, *q), (n, rf, *q)).reshape(n * rf, *q)
+
+
+def _instances(x: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
+    """A request input -> rows of every (step, replica) instance, stacked."""
+    p = s.spec.shape
+    if s.per_replica:
+        return x.reshape(n * rf * p[0], *p[1:])
+    return np.broadcast_to(x.reshape(n, 1, *p), (n, rf, *p)).reshape(n * rf * p[0], *p[1:])
+
+
+def _gather(y: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
+    """Rows of every (step, replica) instance -> an output's layout."""
+    q = s.spec.shape
+    if s.per_replica:
+        return y.reshape(n * rf, *q)
+    return y.reshape(n, rf, *q)[:, 0].reshape(n * q[0], *q[1:])
+
+
+def _replica_rows(x: np.ndarray, s: StreamSpec, n: int, rf: int, replica: int) -> np.ndarray:
+    """The rows of one replica for all ``n`` steps."""
+    if not s.per_replica:
+        return x
+    p = s.spec.shape
+    return x.reshape(n, rf, *p)[:, replica].reshape(n * p[0], *p[1:])
+
+
+def _owned(outputs: dict[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copy the outputs that alias an input or stored data (views from Identity, Reshape...)."""
+    for name, y in outputs.items():
+        if not y.flags.writeable or any(np.may_share_memory(y, x) for x in inputs.values()):
+            outputs[name] = y.copy()
+    return outputs

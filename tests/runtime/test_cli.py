@@ -1,0 +1,215 @@
+"""``popef run`` end to end, and the conversion of input files."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from popef import DataType, ExecutionError
+from popef.cli import main
+from popef.runtime import GraphBuilder
+from popef.runtime.cli import is_probability, render_outputs, safe
+from popef.runtime.inputs import fit_to_input, image_layout, image_to_array
+
+from .helpers import conv_reference
+
+
+@pytest.fixture
+def Image():
+    """Pillow's Image module; tests that need it are skipped without Pillow."""
+    return pytest.importorskip("PIL.Image", reason="images need Pillow (the 'images' extra)")
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["run", *map(str, args)], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """A tiny 'digit classifier': 1x8x8 greyscale -> Conv -> Flatten -> Gemm -> Softmax."""
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((2, 1, 3, 3)).astype(np.float32),
+              "b": rng.standard_normal(2).astype(np.float32),
+              "fc": rng.standard_normal((4, 72)).astype(np.float32) * 0.3}
+    g = GraphBuilder()
+    x = g.add_input("image", DataType.F32, (1, 1, 8, 8))
+    h = g.add_node("Conv", [x, g.add_weight("w", params["w"]), g.add_weight("b", params["b"])],
+                   kernel_shape=[3, 3])
+    h = g.add_node("Flatten", [g.add_node("Relu", [h])], axis=1)
+    h = g.add_node("Gemm", [h, g.add_weight("fc", params["fc"])], transB=1)
+    g.add_output(g.add_node("Softmax", [h], axis=-1), "probs")
+    folder = tmp_path_factory.mktemp("digits")
+    path = folder / "digits.popef"
+    g.save(path, executable_name="digits")
+    return path, params, folder
+
+
+def reference(params, x):
+    h = np.maximum(conv_reference(x, params["w"], params["b"]), 0).reshape(len(x), -1)
+    z = h @ params["fc"].T.astype(np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_a_png_runs_end_to_end(digits, Image):
+    path, params, folder = digits
+    pixels = (np.arange(64).reshape(8, 8) * 4).astype(np.uint8)
+    Image.fromarray(pixels).convert("RGB").save(folder / "digit.png")  # colour: made grey
+    result = run(path, "--input", folder / "digit.png")
+    assert result.exit_code == 0, result.stderr
+    expected = reference(params, (pixels / 255.0).reshape(1, 1, 8, 8))
+    lines = result.stdout.splitlines()
+    assert lines[0] == "probs: F32[1, 4]"
+    values = np.array(lines[1].strip(" []").split(), dtype=np.float64)
+    np.testing.assert_allclose(values, expected[0], atol=1e-6)
+    assert lines[2] == (f"  argmax: {expected.argmax()} "
+                        f"(probability {expected.max():.4f})")
+
+
+@pytest.mark.parametrize("executor", ["cpu", "ipu-model"])
+def test_npy_npz_and_output_file(digits, executor, tmp_path):
+    path, params, _ = digits
+    x = np.random.default_rng(1).random((3, 1, 8, 8)).astype(np.float32)  # 3 steps
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", image=x)
+    out = tmp_path / "out.npz"
+    for spec in (f"image={tmp_path / 'x.npy'}", str(tmp_path / "x.npz")):
+        result = run(path, "-i", spec, "-e", executor, "-o", out)
+        assert result.exit_code == 0, result.stderr
+        assert "argmax: [" in result.stdout
+        assert f"outputs saved to {out}" in result.stderr
+        with np.load(out) as saved:
+            assert saved.files == ["probs"]
+            np.testing.assert_allclose(saved["probs"], reference(params, x), atol=1e-5)
+
+
+def test_float64_npy_and_a_missing_batch_dimension_are_forgiven(digits, tmp_path):
+    path, params, _ = digits
+    x = np.random.default_rng(2).random((8, 8))
+    np.save(tmp_path / "x.npy", x)
+    result = run(path, "-i", tmp_path / "x.npy")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_executors_are_listed():
+    result = run("--executors")
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names[:2] == ["cpu", "ipu-model"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{model}", "-i", "nope={x}"], "error: the model has no input 'nope' (inputs: 'image' "
+                                    "F32[1, 1, 8, 8])"),
+    (["{model}"], "error: no --input for 'image' (inputs: 'image' F32[1, 1, 8, 8])"),
+    (["{model}", "-i", "{folder}/missing.npy"], "error: input file '{folder}/missing.npy' does "
+                                                "not exist"),
+    (["{model}", "-i", "{x}", "-e", "gpu"], "error: unknown executor 'gpu'; installed "
+                                            "executors: cpu, ipu-model"),
+    (["{model}", "-i", "{x}", "-e", "ipu-model", "--option", "tiles_per_ipu=0"],
+     "error: executor 'ipu-model': option 'tiles_per_ipu' must be an integer >= 1, got 0"),
+    (["{model}", "-i", "{bad}"], "error: input 'image' has shape [2, 8, 8], expected "),
+    (["{folder}/garbage.popef", "-i", "{x}"], "error: not a PopEF blob"),
+    (["{folder}/nothing.popef"], "error: '{folder}/nothing.popef' is not a file"),
+    (["{model}", "-i", "{complex}"], "error: input 'image' is complex64, which does not convert "
+                                     "to F32"),
+])
+def test_errors_are_one_line_and_exit_1(digits, tmp_path, args, message):
+    path, _, folder = digits
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
+    np.save(tmp_path / "bad.npy", np.zeros((2, 8, 8), np.float32))
+    np.save(tmp_path / "complex.npy", np.zeros((1, 1, 8, 8), np.complex64))
+    (folder / "garbage.popef").write_bytes(b"not a popef file at all" * 4)
+    names = dict(model=path, folder=folder, x=tmp_path / "x.npy", bad=tmp_path / "bad.npy",
+                 complex=tmp_path / "complex.npy")
+    result = run(*(a.format(**names) for a in args))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message.format(**names)), result.stderr
+
+
+def test_no_file_is_a_usage_error():
+    result = run()
+    assert result.exit_code == 2
+
+
+# -- renderers and input conversion ----------------------------------------------------------
+
+def test_render_outputs_escapes_names_and_marks_probabilities():
+    text = render_outputs({"a\x1b[31m": np.array([[0.25, 0.75]], np.float32),
+                           "logits": np.array([2.0, -1.0], np.float32)}, [])
+    assert text.splitlines() == ["a\\x1b[31m: float32[1, 2]", "  [[0.25 0.75]]",
+                                 "  argmax: 1 (probability 0.7500)",
+                                 "logits: float32[2]", "  [ 2. -1.]"]
+    assert safe("ok\n") == "ok\\n"
+    assert is_probability(np.array([[0.5, 0.5], [1.0, 0.0]]))
+    assert not is_probability(np.array([0.5, 0.6]))
+    assert not is_probability(np.array([1.0]))
+
+
+@pytest.mark.parametrize("shape, layout", [
+    ((1, 1, 28, 28), (1, 28, 28, False)),
+    ((1, 3, 32, 24), (3, 32, 24, False)),
+    ((1, 32, 24, 3), (3, 32, 24, True)),
+    ((3, 32, 24), (3, 32, 24, False)),
+    ((32, 24, 4), (4, 32, 24, True)),
+    ((28, 28), (1, 28, 28, False)),
+    ((1, 784), (1, 28, 28, False)),
+])
+def test_image_layouts(shape, layout):
+    found = image_layout(shape)
+    assert (found.channels, found.height, found.width, found.channels_last) == layout
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((4, 1, 28, 28), "it takes a batch of 4"),
+    ((1, 2, 28, 28), "no dimension of 1, 3 or 4 channels"),
+    ((5,), "expected \\[H, W\\]"),
+])
+def test_shapes_that_take_no_image(shape, message):
+    with pytest.raises(ExecutionError, match=message):
+        image_layout(shape, "x")
+
+
+def test_images_are_converted_to_the_input(Image):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    image = Image.fromarray(rgb)
+    grey = image_to_array(image, (1, 1, 4, 6), DataType.F32)
+    np.testing.assert_allclose(grey, np.full((1, 1, 4, 6), 76 / 255), atol=1 / 255)
+    chw = image_to_array(image, (3, 4, 6), DataType.F32)
+    assert chw[0].min() == 1.0 and chw[1:].max() == 0.0
+    hwc = image_to_array(image, (1, 2, 3, 3), DataType.F16)  # resized, channels last
+    assert hwc.shape == (1, 2, 3, 3) and hwc.dtype == np.float16 and hwc[..., 0].min() == 1.0
+    raw = image_to_array(image, (4, 6), DataType.U8)
+    assert raw.dtype == np.uint8 and raw.max() == 76
+
+
+def test_sixteen_bit_pgm(tmp_path, Image):
+    path = tmp_path / "deep.pgm"
+    with open(path, "wb") as f:
+        f.write(b"P5\n2 1\n65535\n" + np.array([0, 65535], ">u2").tobytes())
+    from popef.runtime.inputs import load_image
+    values = image_to_array(load_image(path), (1, 2), DataType.F32)
+    np.testing.assert_allclose(values, [[0.0, 1.0]])
+
+
+def test_fit_to_input():
+    assert fit_to_input(np.zeros((8, 8)), (1, 1, 8, 8), DataType.F32, "x").shape == (1, 1, 8, 8)
+    assert fit_to_input(np.zeros((2, 1, 8, 8)), (1, 1, 8, 8), DataType.F32, "x").shape == \
+        (2, 1, 8, 8)  # two steps: left for the runner
+    with pytest.raises(ExecutionError, match="does not convert to S32"):
+        fit_to_input(np.zeros(3), (3,), DataType.S32, "x")
+
+
+def test_images_without_pillow_say_what_to_install(digits, monkeypatch):
+    path, _, folder = digits
+    (folder / "fake.png").write_bytes(b"\x89PNG")
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
+    result = run(path, "-i", folder / "fake.png")
+    assert result.exit_code == 1
+    assert result.stderr == "error: reading images needs Pillow: pip install 'popef[images]'\n"
