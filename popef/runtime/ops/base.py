@@ -268,6 +268,8 @@ def _guard(fn: Callable, what: str) -> Callable:
             raise self.error(
                 f"{what} failed on inputs ({_describe(inputs)}): {type(exc).__name__}: {exc}"
             ) from exc
+        if type(result) is not list:
+            result = list(result)
         if what == "run":
             # numpy ufuncs turn 0-d results into scalars: outputs are always ndarrays
             for i, out in enumerate(result):
