@@ -22,6 +22,8 @@ SNIPPETS = [(path, i, code) for path in DOCS for i, code in enumerate(python_blo
 @pytest.mark.parametrize("path, index, code", SNIPPETS,
                          ids=[f"{p.relative_to(ROOT)}#{i}" for p, i, _ in SNIPPETS])
 def test_snippet_runs(path, index, code, tmp_path, monkeypatch, capsys):
+    # snippets run in an empty folder, where examples/ is the project's
+    (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"{path.name}[{index}]", "exec"), {"__name__": "__snippet__"})
 

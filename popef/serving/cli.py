@@ -1,0 +1,238 @@
+"""``popef serve`` and ``popef triton-config``: thin click commands over the serving package.
+
+``popef serve`` takes tritonserver's flags, so the commands of Graphcore's blog and test
+harness work as they are (``--backend-directory`` is accepted and not needed: the Poplar
+backend is built in). Heavy imports happen inside the commands so ``popef --help`` stays
+instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["serve_command", "triton_config_command"]
+
+_BOOL = click.BOOL
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _need_serve_extra() -> None:
+    """Fail with one line when the serve extra's packages are missing."""
+    import importlib.util
+
+    for module, package in (("grpc", "grpcio"), ("google.protobuf", "protobuf"),
+                            ("tritonclient.grpc", "tritonclient[grpc]"),
+                            ("uvicorn", "uvicorn"), ("starlette", "starlette")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            _fail(f"serving needs the package '{package}': pip install 'popef[serve]'")
+
+
+def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
+    """``--backend-config=[<backend>,]<key>=<value>``: settings for this server's backend."""
+    settings: dict[str, str] = {}
+    for entry in entries:
+        backend, _, setting = entry.rpartition(",")
+        if backend and backend not in ("poplar", "popef"):
+            continue  # another backend's setting: nothing here uses it
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            _fail(f"--backend-config expects [<backend>,]<setting>=<value>, got '{entry}'")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+@click.command("serve", context_settings={"help_option_names": ["-h", "--help"],
+                                          "show_default": True})
+@click.option("--model-repository", "--model-store", "repositories", multiple=True,
+              required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Model repository folder (may repeat).")
+@click.option("--backend-directory", metavar="DIR",
+              help="Accepted for tritonserver compatibility; the poplar backend is built in.")
+@click.option("--backend-config", "backend_config", multiple=True, metavar="[BACKEND,]K=V",
+              help="Backend settings: executor=NAME, executor.<option>=VALUE, "
+                   "default-max-batch-size=N.")
+@click.option("--host", default="0.0.0.0", help="Address every service listens on.")
+@click.option("--http-address", default=None, help="Address of the HTTP service (default --host).")
+@click.option("--grpc-address", default=None, help="Address of the gRPC service (default --host).")
+@click.option("--metrics-address", default=None,
+              help="Address of the metrics service (default --host).")
+@click.option("--http-port", default=8000, type=click.IntRange(0, 65535),
+              help="HTTP port (0 picks a free one).")
+@click.option("--grpc-port", default=8001, type=click.IntRange(0, 65535),
+              help="gRPC port (0 picks a free one).")
+@click.option("--metrics-port", default=8002, type=click.IntRange(0, 65535),
+              help="Metrics port (0 picks a free one).")
+@click.option("--allow-http", default=True, type=_BOOL, help="Serve the HTTP API.")
+@click.option("--allow-grpc", default=True, type=_BOOL, help="Serve the gRPC API.")
+@click.option("--allow-metrics", default=True, type=_BOOL, help="Serve /metrics.")
+@click.option("--log-verbose", default=0, type=int, help="Verbose logging level (>0: debug).")
+@click.option("--log-info", default=True, type=_BOOL, help="Log information messages.")
+@click.option("--log-warning", default=True, type=_BOOL, help="Log warnings.")
+@click.option("--log-error", default=True, type=_BOOL, help="Log errors.")
+@click.option("--model-control-mode", default="none",
+              type=click.Choice(["none", "explicit", "poll"]),
+              help="none: load every model, no load/unload API; explicit: load --load-model "
+                   "models, clients load and unload.")
+@click.option("--load-model", "load_models", multiple=True, metavar="NAME",
+              help="With --model-control-mode=explicit: a model to load at start ('*': all).")
+@click.option("--strict-readiness", default=True, type=_BOOL,
+              help="Ready only when every model is ready.")
+@click.option("--exit-on-error", default=False, type=_BOOL,
+              help="Exit when a model fails to load (tritonserver's default is true; here a "
+                   "broken model is reported and the others are served).")
+@click.option("--exit-timeout-secs", default=30, type=click.IntRange(0, None),
+              help="How long shutdown waits for requests in flight.")
+@click.option("--disable-auto-complete-config", is_flag=True,
+              help="Require complete configs instead of completing them from the model file.")
+@click.option("--strict-model-config", default=None, type=_BOOL,
+              help="Older tritonserver name: true is --disable-auto-complete-config.")
+@click.option("--model-config-name", default=None,
+              help="Read <model>/configs/<NAME>.pbtxt when it exists.")
+@click.option("--http-max-input-size", default=64 * 1024 * 1024, type=click.IntRange(1, None),
+              help="Largest HTTP request body, in bytes.")
+@click.option("--grpc-max-input-size", default=64 * 1024 * 1024, type=click.IntRange(1, None),
+              help="Largest gRPC request message, in bytes.")
+@click.option("--max-queue-size", default=1024, type=click.IntRange(1, None),
+              help="Requests a model may hold queued before answering UNAVAILABLE (HTTP 503); "
+                   "a config's default_queue_policy overrides it.")
+@click.option("--executor", default=None,
+              help="Executor of models whose config names none (default cpu).")
+def serve_command(repositories, backend_directory, backend_config, host, http_address,
+                  grpc_address, metrics_address, http_port, grpc_port, metrics_port,
+                  allow_http, allow_grpc, allow_metrics, log_verbose, log_info, log_warning,
+                  log_error, model_control_mode, load_models, strict_readiness, exit_on_error,
+                  exit_timeout_secs, disable_auto_complete_config, strict_model_config,
+                  model_config_name, http_max_input_size, grpc_max_input_size, max_queue_size,
+                  executor):
+    """Serve the models of a Triton model repository over HTTP and gRPC (KServe v2).
+
+    Works with stock tritonclient clients. Stop with Ctrl-C or SIGTERM: requests in flight
+    finish first.
+    """
+    import logging
+    import os
+    import signal
+    import threading
+
+    _need_serve_extra()
+    from .errors import ServingError
+    from .server import Server, ServerOptions, configure_logging
+
+    configure_logging(log_verbose, info=log_info, warning=log_warning, error=log_error)
+    log = logging.getLogger("popef.serving")
+    if model_control_mode == "poll":
+        _fail("--model-control-mode=poll is not supported; use none or explicit")
+    if load_models and model_control_mode != "explicit":
+        _fail("--load-model needs --model-control-mode=explicit")
+    settings = _backend_config(backend_config)
+    executor_name = executor or settings.pop("executor", None) or "cpu"
+    executor_options = {k[len("executor."):]: v for k, v in settings.items()
+                        if k.startswith("executor.")}
+    default_mbs = settings.pop("default-max-batch-size", None)
+    try:
+        default_mbs = int(default_mbs) if default_mbs is not None else None
+    except ValueError:
+        _fail(f"default-max-batch-size must be a whole number, got '{default_mbs}'")
+    for key in settings:
+        if not key.startswith("executor."):
+            log.warning("unknown backend setting '%s' ignored", key)
+    if backend_directory:
+        log.info("the poplar backend is built in; --backend-directory '%s' is not used",
+                 backend_directory)
+    auto_complete = not disable_auto_complete_config and not strict_model_config
+    options = ServerOptions(
+        model_repositories=[Path(r) for r in repositories], host=host,
+        http_address=http_address, grpc_address=grpc_address, metrics_address=metrics_address,
+        http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+        allow_http=allow_http, allow_grpc=allow_grpc, allow_metrics=allow_metrics,
+        model_control_mode=model_control_mode, load_models=load_models,
+        strict_readiness=strict_readiness, exit_on_error=exit_on_error,
+        exit_timeout=float(exit_timeout_secs), executor=executor_name,
+        executor_options=executor_options, auto_complete=auto_complete,
+        default_max_batch_size=default_mbs, max_queue_size=max_queue_size,
+        model_config_name=model_config_name, http_max_input_size=http_max_input_size,
+        grpc_max_input_size=grpc_max_input_size)
+
+    stop = threading.Event()
+    received = []
+
+    def on_signal(signum, frame):
+        if received:
+            log.warning("Signal (%d) received again, exiting now", signum)
+            os._exit(1)
+        received.append(signum)
+        log.info("Signal (%d) received, stopping...", signum)
+        stop.set()
+
+    server = Server(options)
+    try:
+        server.start()
+    except ServingError as exc:
+        log.error("error: creating server: %s", exc.message)
+        _fail(exc.message)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+        server.stop()
+        log.info("server stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@click.command("triton-config", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name-map", "name_map", type=click.Path(exists=True, dir_okay=False),
+              default=None, metavar="JSON",
+              help="name_map.json renaming anchors (default: the one beside FILE, if any).")
+@click.option("--max-batch-size", type=click.IntRange(0, None), default=None,
+              help="max_batch_size (default: micro batch x device iterations x replicas).")
+@click.option("--name", default=None,
+              help="Model name (default: the model folder, <name>/<version>/FILE).")
+@click.option("--executable", default=None,
+              help="The executable to describe when FILE holds several.")
+def triton_config_command(file, name_map, max_batch_size, name, executable):
+    """Print a Triton config.pbtxt (backend "poplar") for a PopEF FILE."""
+    _need_serve_extra()
+    from ..errors import PopefError
+    from ..runtime import ModelRunner
+    from .config import (
+        NAME_MAP_FILENAME,
+        config_to_text,
+        generate_config,
+        read_name_map,
+        signature_of,
+    )
+    from .errors import ServingError
+
+    path = Path(file)
+    try:
+        if name_map is None and (path.parent / NAME_MAP_FILENAME).is_file():
+            name_map = path.parent / NAME_MAP_FILENAME
+        mapping = read_name_map(Path(name_map)) if name_map else None
+        with ModelRunner(str(path), executable=executable) as runner:
+            signature = signature_of(runner, mapping)
+            model_name = runner.model.name
+        if name is None:
+            parent = path.resolve().parent
+            name = parent.parent.name if parent.name.isdigit() else model_name
+        config = generate_config(name, signature, max_batch_size)
+    except ServingError as exc:
+        _fail(exc.message)
+    except PopefError as exc:
+        _fail(str(exc))
+    source = path.name + (f" and {Path(name_map).name}" if name_map else "")
+    click.echo(f"# config.pbtxt for {source}, written by popef triton-config")
+    click.echo(config_to_text(config), nl=False)

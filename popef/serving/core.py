@@ -1,0 +1,415 @@
+"""The protocol core: everything a KServe v2 / Triton server does, without a transport.
+
+:class:`InferenceCore` owns the model repository and answers health, metadata, config,
+repository, statistics and inference calls with plain Python values (dicts, protobuf
+``ModelConfig`` messages, :class:`InferResponse` futures) and :class:`ServingError`s. The ASGI
+app (:func:`popef.serving.http_app.create_app`) and the gRPC servicer
+(:class:`popef.serving.grpc_servicer.InferenceServicer`) are thin translations of it, so any
+engine that hosts an ASGI app or a gRPC servicer can host this server.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from .._version import __version__
+from .config import (
+    ConfigError,
+    ServingPlan,
+    TensorPlan,
+    config_from_json,
+    json_states_max_batch_size,
+)
+from .datatypes import by_protocol_name
+from .errors import ServingError, internal, invalid, unavailable, unsupported
+from .protocol import (
+    InferRequest,
+    InferResponse,
+    InputTensor,
+    OutputTensor,
+    RequestedOutput,
+)
+from .repository import ModelRepository
+from .served import ServedModel
+from .stats import now_ns
+
+__all__ = ["EXTENSIONS", "SERVER_NAME", "InferenceCore"]
+
+log = logging.getLogger("popef.serving")
+
+SERVER_NAME = "popef"
+EXTENSIONS = ("classification", "model_repository", "model_repository(unload_dependents)",
+              "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
+              "statistics")
+CONTROL_MODES = ("none", "explicit")
+
+
+class InferenceCore:
+    """The server's state and every protocol operation (see the module docstring).
+
+    ``model_control_mode`` is tritonserver's: ``"none"`` loads every model at start and refuses
+    the load and unload API; ``"explicit"`` loads the ``startup_models`` (all with ``"*"``)
+    and lets clients load and unload.
+    """
+
+    def __init__(self, repository: ModelRepository, *, model_control_mode: str = "none",
+                 strict_readiness: bool = True, server_name: str = SERVER_NAME) -> None:
+        if model_control_mode not in CONTROL_MODES:
+            raise invalid(f"model control mode '{model_control_mode}' is not supported "
+                          f"(choose {' or '.join(CONTROL_MODES)})")
+        self.repository = repository
+        self.model_control_mode = model_control_mode
+        self.strict_readiness = strict_readiness
+        self.server_name = server_name
+        self._started = False
+        self._stopping = False
+        self._active = 0
+        self._active_cond = threading.Condition()
+
+    # ---- lifetime
+    def start(self, startup_models: Iterable[str] | None = None) -> None:
+        """Load the models: all of them, or in explicit mode only ``startup_models``."""
+        if self.model_control_mode == "none":
+            self.repository.load_all()
+        else:
+            self.repository.load_all(list(startup_models or ()))
+        self._started = True
+
+    def begin_shutdown(self) -> None:
+        """Stop taking inference requests (they get UNAVAILABLE); the server and its models
+        turn not ready (still live)."""
+        self._stopping = True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no inference request is in flight; False on timeout."""
+        with self._active_cond:
+            return self._active_cond.wait_for(lambda: self._active == 0, timeout)
+
+    def close(self, timeout: float | None = 30) -> None:
+        self.begin_shutdown()
+        self.wait_idle(timeout)
+        self.repository.close(timeout)
+
+    # ---- health and metadata
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        if not self._started or self._stopping:
+            return False
+        return self.repository.all_ready() if self.strict_readiness else True
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        return not self._stopping and self.repository.is_ready(name, version)
+
+    def server_metadata(self) -> dict:
+        return {"name": self.server_name, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str, version: str = "") -> dict:
+        served = self.repository.get(name, version)
+        record = self.repository.record(name)
+        plan = served.plan
+        batch = [-1] if plan.batching else []
+        config = served.config
+        return {
+            "name": name,
+            "versions": [str(v.version) for v in sorted(record.ready_versions(),
+                                                          key=lambda v: v.version)],
+            "platform": config.platform or config.backend,
+            "inputs": [{"name": t.name, "datatype": t.ttype.name, "shape": batch + list(t.dims)}
+                       for t in plan.inputs],
+            "outputs": [{"name": t.name, "datatype": t.ttype.name, "shape": batch + list(t.dims)}
+                        for t in plan.outputs],
+        }
+
+    def model_config(self, name: str, version: str = ""):
+        """The completed ``ModelConfig`` message the model runs with."""
+        return self.repository.get(name, version).config
+
+    # ---- repository
+    def repository_index(self, ready_only: bool = False) -> list[dict]:
+        return self.repository.index(ready_only)
+
+    def load_model(self, name: str, parameters: dict | None = None) -> None:
+        self._check_control("load")
+        parameters = dict(parameters or {})
+        config = None
+        states_mbs = False
+        text = parameters.pop("config", None)
+        if text:
+            if not isinstance(text, (str, bytes)):
+                raise invalid("the load parameter 'config' must be a string holding the model "
+                              "config as JSON")
+            try:
+                config = config_from_json(text)
+            except ConfigError as exc:
+                raise invalid(exc.message) from None
+            states_mbs = json_states_max_batch_size(text)
+        files = [k for k in parameters if k.startswith("file:")]
+        if files:
+            raise unsupported(f"loading model files through the API ('{files[0]}') is not "
+                              "supported: put them in the model repository")
+        self.repository.load(name, config, states_max_batch_size=states_mbs)
+
+    def unload_model(self, name: str, parameters: dict | None = None) -> None:
+        self._check_control("unload")
+        self.repository.unload(name)
+
+    def _check_control(self, what: str) -> None:
+        if self.model_control_mode != "explicit":
+            raise unavailable(f"explicit model load / unload is not allowed: the server runs "
+                              f"with --model-control-mode={self.model_control_mode}; start it "
+                              f"with --model-control-mode=explicit to {what} models")
+
+    # ---- statistics
+    def statistics(self, name: str = "", version: str = "") -> list[dict]:
+        """Triton's ``ModelStatistics`` as dicts: every ready model version, one model's ready
+        versions, or one version."""
+        if not name:
+            models = self.repository.served_models()
+        elif version:
+            models = [self.repository.get(name, version)]
+        else:
+            record = self.repository.record(name)
+            ready = sorted(record.ready_versions(), key=lambda v: v.version)
+            if not ready:
+                self.repository.get(name)  # raises the reason
+            models = [v.served for v in ready]
+        return [model.stats.snapshot() for model in models]
+
+    # ---- inference
+    def infer(self, request: InferRequest, *,
+              inline: bool = False) -> concurrent.futures.Future[InferResponse]:
+        """Validate ``request`` and queue it; the future gives the response.
+
+        Errors in the request raise :class:`ServingError` at once; errors while running are
+        set on the future. With ``inline`` (for callers on a thread of their own, never on an
+        event loop) a request that would not wait or share a batch runs in the calling thread.
+        """
+        start = now_ns()
+        if self._stopping:
+            raise unavailable("the server is shutting down")
+        served = self.repository.get(request.model_name, request.model_version)
+        try:
+            arrays, rows = self._decode_inputs(served, request)
+            selected = self._select_outputs(served, request)
+            timeout_us = _request_timeout(request.parameters)
+            with self._active_cond:
+                self._active += 1
+            try:
+                future = served.submit(arrays, rows, arrival_ns=start, timeout_us=timeout_us,
+                                       inline=inline)
+            except BaseException:
+                self._finished()
+                raise
+        except ServingError:
+            served.stats.record_failure(now_ns() - start)
+            raise
+        result: concurrent.futures.Future = concurrent.futures.Future()
+
+        def done(f: concurrent.futures.Future) -> None:
+            try:
+                error = f.exception()
+                if error is None:
+                    try:
+                        response = self._response(served, request, selected, f.result(), rows)
+                    except ServingError as exc:
+                        error = exc
+                    except Exception as exc:  # noqa: BLE001
+                        error = internal(f"cannot build the response: {exc}")
+                if error is not None:
+                    served.stats.record_failure(now_ns() - start)
+                    result.set_exception(error)
+                else:
+                    served.stats.record_success(rows, now_ns() - start)
+                    result.set_result(response)
+            finally:
+                self._finished()
+
+        future.add_done_callback(done)
+        return result
+
+    def _finished(self) -> None:
+        with self._active_cond:
+            self._active -= 1
+            if not self._active:
+                self._active_cond.notify_all()
+
+    def infer_sync(self, request: InferRequest, timeout: float | None = None) -> InferResponse:
+        """Run a request and wait for its response (in the calling thread when possible)."""
+        return self.infer(request, inline=True).result(timeout)
+
+    # ---- request checks
+    def _decode_inputs(self, served: ServedModel, request: InferRequest):
+        plan = served.plan
+        name = served.name
+        given: dict[str, InputTensor] = {}
+        for tensor in request.inputs:
+            if tensor.name in given:
+                raise invalid(f"input '{tensor.name}' is given twice")
+            if plan.input(tensor.name) is None:
+                raise invalid(f"unexpected inference input '{tensor.name}' for model '{name}'; "
+                              f"its inputs are {_names(plan.inputs)}")
+            given[tensor.name] = tensor
+        missing = [t.name for t in plan.inputs if t.name not in given]
+        if missing:
+            raise invalid(f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
+                          f"model '{name}': missing input {_quote(missing)}")
+        _check_parameters(served, request.parameters)
+        rows = 1
+        first = None
+        if plan.batching:
+            for tp in plan.inputs:
+                shape = _shape(given[tp.name])
+                if shape:
+                    batch = shape[0]
+                    if first is None:
+                        first, rows = tp.name, batch
+                    elif batch != rows:
+                        raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} "
+                                      f"and '{tp.name}' has {batch} for model '{name}'")
+            if rows < 1:
+                raise invalid(f"inference request batch-size must be >= 1 for '{name}', got "
+                              f"{rows}")
+            if rows > plan.max_batch_size:
+                raise invalid(f"inference request batch-size must be <= {plan.max_batch_size} "
+                              f"for '{name}', got {rows}")
+        arrays = {tp.name: _decode(name, plan, tp, given[tp.name]) for tp in plan.inputs}
+        return arrays, rows
+
+    def _select_outputs(self, served: ServedModel,
+                        request: InferRequest) -> list[tuple[TensorPlan, RequestedOutput]]:
+        plan = served.plan
+        if request.outputs is None:
+            return [(tp, RequestedOutput(tp.name)) for tp in plan.outputs]
+        selected = []
+        seen = set()
+        for ro in request.outputs:
+            tp = plan.output(ro.name)
+            if tp is None:
+                raise invalid(f"unexpected inference output '{ro.name}' for model "
+                              f"'{served.name}'; its outputs are {_names(plan.outputs)}")
+            if ro.name in seen:
+                raise invalid(f"output '{ro.name}' is requested twice")
+            seen.add(ro.name)
+            if ro.classification < 0:
+                raise invalid(f"output '{ro.name}': classification count must be >= 0, got "
+                              f"{ro.classification}")
+            selected.append((tp, ro))
+        return selected
+
+    def _response(self, served: ServedModel, request: InferRequest, selected, results: dict,
+                  rows: int) -> InferResponse:
+        outputs = []
+        for tp, ro in selected:
+            array = results[tp.name]
+            if ro.classification:
+                data = _classify(array, ro.classification, tp.labels, served.plan.batching)
+                outputs.append(OutputTensor(tp.name, "BYTES", list(data.shape), data, ro.binary))
+            else:
+                outputs.append(OutputTensor(tp.name, tp.ttype.name, list(array.shape), array,
+                                            ro.binary))
+        return InferResponse(served.name, str(served.version), request.id, outputs)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _names(tensors) -> str:
+    return ", ".join(f"'{t.name}'" for t in tensors)
+
+
+def _quote(names) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _shape(tensor: InputTensor) -> tuple[int, ...]:
+    shape = tensor.shape
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise invalid(f"input '{tensor.name}' has shape {shape!r}; expected a list of "
+                      "integers") from None
+    if any(d < 0 for d in shape):
+        raise invalid(f"input '{tensor.name}' has shape {list(shape)} with a negative dimension")
+    return shape
+
+
+def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) -> np.ndarray:
+    ttype = by_protocol_name(tensor.datatype)
+    if ttype is None:
+        raise invalid(f"input '{tensor.name}' has an unknown datatype '{tensor.datatype}'")
+    if ttype is not tp.ttype:
+        raise invalid(f"inference input '{tensor.name}' data-type is '{tensor.datatype}', but "
+                      f"model '{model}' expects '{tp.ttype.name}'")
+    shape = _shape(tensor)
+    if plan.batching:
+        ok = len(shape) == len(tp.shape) + 1 and shape[1:] == tp.shape
+        expected = [-1, *tp.shape]
+    else:
+        ok = shape == tp.shape
+        expected = list(tp.shape)
+    if not ok:
+        raise invalid(f"unexpected shape for input '{tensor.name}' for model '{model}': expected "
+                      f"{expected}, got {list(shape)}")
+    count = math.prod(shape)
+    dtype = ttype.numpy
+    if tensor.raw is not None:
+        nbytes = count * dtype.itemsize
+        if len(tensor.raw) != nbytes:
+            raise invalid(f"input byte size mismatch for input '{tensor.name}' for model "
+                          f"'{model}': expected {nbytes} bytes ({tensor.datatype}{list(shape)}), "
+                          f"got {len(tensor.raw)}")
+        return np.frombuffer(tensor.raw, dtype=dtype).reshape(shape)
+    if tensor.data is None:
+        raise invalid(f"input '{tensor.name}' has no data")
+    try:
+        array = np.asarray(tensor.data, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise invalid(f"input '{tensor.name}': the data is not {tensor.datatype} values: "
+                      f"{exc}") from None
+    if array.size != count:
+        raise invalid(f"input '{tensor.name}' has {array.size} values but shape {list(shape)} "
+                      f"needs {count}")
+    return array.reshape(shape)
+
+
+def _check_parameters(served: ServedModel, parameters: dict) -> None:
+    sequence = parameters.get("sequence_id")
+    if sequence not in (None, 0, "", "0"):
+        raise invalid(f"model '{served.name}' has no sequence batching: a request cannot "
+                      "carry a sequence_id")
+
+
+def _request_timeout(parameters: dict) -> int:
+    value = parameters.get("timeout", 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise invalid(f"request parameter 'timeout' must be microseconds, got {value!r}")
+    try:
+        value = int(value)
+    except ValueError:
+        raise invalid(f"request parameter 'timeout' must be microseconds, got {value!r}") from None
+    if value < 0:
+        raise invalid(f"request parameter 'timeout' must be >= 0, got {value}")
+    return value
+
+
+def _classify(array: np.ndarray, k: int, labels: tuple[str, ...], batching: bool) -> np.ndarray:
+    """The classification extension: top ``k`` of each batch row as ``b"score:index[:label]"``."""
+    rows = array.reshape(array.shape[0], -1) if batching else array.reshape(1, -1)
+    k = min(k, rows.shape[1])
+    out = np.empty((rows.shape[0], k), dtype=object)
+    for r, row in enumerate(rows):
+        order = np.argsort(-row.astype(np.float64), kind="stable")[:k]
+        for j, index in enumerate(order):
+            text = f"{float(row[index]):f}:{int(index)}"
+            if int(index) < len(labels):
+                text += f":{labels[int(index)]}"
+            out[r, j] = text.encode("utf-8")
+    return out if batching else out.reshape(k)
+

@@ -1,0 +1,77 @@
+"""Serving errors and Triton's status mapping (docs/serving.md, "Errors").
+
+Every error the protocol core raises is a :class:`ServingError` carrying a :class:`Status`,
+Triton's error code; each transport turns it into its own form: an HTTP status with
+``{"error": message}``, or a gRPC status code with the message as details.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from ..errors import PopefError
+
+__all__ = [
+    "ServingError",
+    "Status",
+    "internal",
+    "invalid",
+    "not_found",
+    "unavailable",
+    "unsupported",
+]
+
+
+class Status(Enum):
+    """Triton's error codes, with the HTTP status and gRPC code name each maps to.
+
+    The HTTP side follows Triton's protocol documentation ("Mapping Triton Server Error Codes
+    to HTTP Status Codes"); the gRPC side follows Triton's gRPC front end.
+    """
+
+    INVALID_ARG = (400, "INVALID_ARGUMENT")
+    NOT_FOUND = (404, "NOT_FOUND")
+    UNAVAILABLE = (503, "UNAVAILABLE")
+    UNSUPPORTED = (501, "UNIMPLEMENTED")
+    ALREADY_EXISTS = (400, "ALREADY_EXISTS")
+    CANCELLED = (400, "CANCELLED")
+    UNKNOWN = (400, "UNKNOWN")
+    INTERNAL = (500, "INTERNAL")
+
+    @property
+    def http_status(self) -> int:
+        return self.value[0]
+
+    @property
+    def grpc_code_name(self) -> str:
+        """The name of the ``grpc.StatusCode`` member (grpc is imported only by its transport)."""
+        return self.value[1]
+
+
+class ServingError(PopefError):
+    """A request or a model failed; ``status`` says how a transport reports it."""
+
+    def __init__(self, message: str, status: Status = Status.INVALID_ARG) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def invalid(message: str) -> ServingError:
+    return ServingError(message, Status.INVALID_ARG)
+
+
+def not_found(message: str) -> ServingError:
+    return ServingError(message, Status.NOT_FOUND)
+
+
+def unavailable(message: str) -> ServingError:
+    return ServingError(message, Status.UNAVAILABLE)
+
+
+def unsupported(message: str) -> ServingError:
+    return ServingError(message, Status.UNSUPPORTED)
+
+
+def internal(message: str) -> ServingError:
+    return ServingError(message, Status.INTERNAL)

@@ -1,0 +1,281 @@
+"""The gRPC transport: a servicer on the service stubs that ``tritonclient`` ships.
+
+:class:`InferenceServicer` subclasses ``tritonclient.grpc.service_pb2_grpc.
+GRPCInferenceServiceServicer`` (``inference.GRPCInferenceService``, Triton's
+``grpc_service.proto``), so every stock Triton gRPC client talks to it. Outputs always go back
+as ``raw_output_contents``, which is what ``tritonclient``'s ``as_numpy`` reads. Errors abort
+the call with the gRPC status code of Triton's error code and the message as details.
+
+::
+
+    server = grpc.server(ThreadPoolExecutor(32))
+    InferenceServicer(core).add_to_server(server)       # any grpc server can host it
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from .core import InferenceCore
+from .errors import ServingError, internal, invalid, not_found, unsupported
+from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "InferenceServicer", "create_grpc_server"]
+
+log = logging.getLogger("popef.serving")
+
+#: the largest request message taken, in bytes (the HTTP side's default limit too)
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+# typed InferTensorContents field per datatype (when raw_input_contents is not used)
+_CONTENTS = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def _abort(context: grpc.ServicerContext, error: ServingError):
+    context.abort(getattr(grpc.StatusCode, error.status.grpc_code_name), error.message)
+
+
+def _parameter(value) -> Any:
+    kind = value.WhichOneof("parameter_choice")
+    return getattr(value, kind) if kind else None
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """``inference.GRPCInferenceService`` over an :class:`InferenceCore`."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self, server)
+
+    def _call(self, context, function, *args):
+        try:
+            return function(*args)
+        except ServingError as exc:
+            _abort(context, exc)
+        except Exception as exc:
+            log.exception("gRPC call failed")
+            _abort(context, internal(f"internal error: {type(exc).__name__}: {exc}"))
+
+    # ---- health and metadata
+    def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=self.core.live())
+
+    def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self.core.ready())
+
+    def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=self.core.model_ready(request.name, request.version))
+
+    def ServerMetadata(self, request, context):
+        md = self.core.server_metadata()
+        return pb.ServerMetadataResponse(name=md["name"], version=md["version"],
+                                         extensions=md["extensions"])
+
+    def ModelMetadata(self, request, context):
+        md = self._call(context, self.core.model_metadata, request.name, request.version)
+
+        def tensors(items):
+            return [pb.ModelMetadataResponse.TensorMetadata(
+                name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in items]
+
+        return pb.ModelMetadataResponse(name=md["name"], versions=md["versions"],
+                                        platform=md["platform"], inputs=tensors(md["inputs"]),
+                                        outputs=tensors(md["outputs"]))
+
+    def ModelConfig(self, request, context):
+        config = self._call(context, self.core.model_config, request.name, request.version)
+        return pb.ModelConfigResponse(config=config)
+
+    def ModelStatistics(self, request, context):
+        from google.protobuf import json_format
+
+        stats = self._call(context, self.core.statistics, request.name, request.version)
+        response = pb.ModelStatisticsResponse()
+        for snapshot in stats:
+            json_format.ParseDict(snapshot, response.model_stats.add(),
+                                  ignore_unknown_fields=True)
+        return response
+
+    # ---- repository
+    def RepositoryIndex(self, request, context):
+        entries = self._call(context, self.core.repository_index, request.ready)
+        return pb.RepositoryIndexResponse(models=[
+            pb.RepositoryIndexResponse.ModelIndex(name=e["name"], version=e["version"],
+                                                  state=e["state"], reason=e["reason"])
+            for e in entries])
+
+    def RepositoryModelLoad(self, request, context):
+        parameters = {k: _parameter(v) for k, v in request.parameters.items()}
+        self._call(context, self.core.load_model, request.model_name, parameters)
+        return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request, context):
+        parameters = {k: _parameter(v) for k, v in request.parameters.items()}
+        self._call(context, self.core.unload_model, request.model_name, parameters)
+        return pb.RepositoryModelUnloadResponse()
+
+    # ---- shared memory: none registered, registering is not supported
+    def SystemSharedMemoryStatus(self, request, context):
+        if request.name:
+            _abort(context, not_found(f"unable to find system shared memory region: "
+                                      f"'{request.name}'"))
+        return pb.SystemSharedMemoryStatusResponse()
+
+    def SystemSharedMemoryRegister(self, request, context):
+        _abort(context, unsupported("shared memory is not supported by this server"))
+
+    def SystemSharedMemoryUnregister(self, request, context):
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    def CudaSharedMemoryStatus(self, request, context):
+        return pb.CudaSharedMemoryStatusResponse()
+
+    def CudaSharedMemoryRegister(self, request, context):
+        _abort(context, unsupported("CUDA shared memory is not supported by this server"))
+
+    def CudaSharedMemoryUnregister(self, request, context):
+        return pb.CudaSharedMemoryUnregisterResponse()
+
+    # ---- inference
+    def ModelInfer(self, request, context):
+        try:
+            response = self.core.infer(decode_request(request), inline=True).result()
+        except ServingError as exc:
+            _abort(context, exc)
+        except Exception as exc:
+            log.exception("gRPC inference failed")
+            _abort(context, internal(f"internal error: {type(exc).__name__}: {exc}"))
+        return encode_response(response)
+
+    def ModelStreamInfer(self, request_iterator, context) -> Iterator:
+        """Requests of one stream run concurrently (so they can share dynamic batches);
+        responses come back as they finish, errors in-band as ``error_message``."""
+        results: queue.Queue = queue.Queue()
+        end = object()
+
+        def reader() -> None:
+            submitted = 0
+            try:
+                for request in request_iterator:
+                    try:
+                        future = self.core.infer(decode_request(request))
+                    except ServingError as exc:
+                        results.put(pb.ModelStreamInferResponse(error_message=exc.message))
+                        continue
+                    except Exception as exc:  # noqa: BLE001
+                        results.put(pb.ModelStreamInferResponse(
+                            error_message=f"internal error: {type(exc).__name__}: {exc}"))
+                        continue
+                    submitted += 1
+                    future.add_done_callback(lambda f: results.put(f))
+            except Exception:  # noqa: BLE001 - the client went away
+                pass
+            finally:
+                results.put((end, submitted))
+
+        threading.Thread(target=reader, daemon=True, name="popef-grpc-stream").start()
+        finished = 0
+        expected = None
+        while expected is None or finished < expected:
+            item = results.get()
+            if isinstance(item, tuple) and item and item[0] is end:
+                expected = item[1]
+                continue
+            if isinstance(item, concurrent.futures.Future):
+                finished += 1
+                error = item.exception()
+                if error is None:
+                    yield pb.ModelStreamInferResponse(infer_response=encode_response(item.result()))
+                else:
+                    message = error.message if isinstance(error, ServingError) else str(error)
+                    yield pb.ModelStreamInferResponse(error_message=message)
+            else:
+                yield item
+
+
+def decode_request(request) -> InferRequest:
+    """A ``ModelInferRequest`` message as an :class:`InferRequest`."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise invalid(f"the request has {len(request.inputs)} inputs but {len(raw)} "
+                      "raw_input_contents")
+    inputs = []
+    for i, tensor in enumerate(request.inputs):
+        parameters = {k: _parameter(v) for k, v in tensor.parameters.items()}
+        if "shared_memory_region" in parameters:
+            raise unsupported(f"input '{tensor.name}' uses shared memory, which this server "
+                              "does not support")
+        if raw:
+            inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
+                                      raw=raw[i], parameters=parameters))
+            continue
+        field = _CONTENTS.get(tensor.datatype)
+        if field is None:
+            raise invalid(f"input '{tensor.name}' of datatype '{tensor.datatype}' must be sent "
+                          "in raw_input_contents")
+        if not tensor.HasField("contents"):
+            raise invalid(f"input '{tensor.name}' has no contents")
+        inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
+                                  data=list(getattr(tensor.contents, field)),
+                                  parameters=parameters))
+    outputs = None
+    if request.outputs:
+        outputs = []
+        for out in request.outputs:
+            parameters = {k: _parameter(v) for k, v in out.parameters.items()}
+            if "shared_memory_region" in parameters:
+                raise unsupported(f"output '{out.name}' uses shared memory, which this server "
+                                  "does not support")
+            count = parameters.get("classification", 0) or 0
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise invalid(f"output '{out.name}': classification must be a whole number")
+            outputs.append(RequestedOutput(out.name, None, count, parameters))
+    parameters = {k: _parameter(v) for k, v in request.parameters.items()}
+    return InferRequest(request.model_name, request.model_version, request.id, parameters,
+                        inputs, outputs)
+
+
+def encode_response(response: InferResponse):
+    """An :class:`InferResponse` as a ``ModelInferResponse`` with ``raw_output_contents``."""
+    Output = pb.ModelInferResponse.InferOutputTensor
+    return pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id,
+        outputs=[Output(name=o.name, datatype=o.datatype, shape=o.shape)
+                 for o in response.outputs],
+        raw_output_contents=[o.raw() for o in response.outputs])
+
+
+def create_grpc_server(core: InferenceCore, address: str, *, max_workers: int = 64,
+                       max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE):
+    """A started-ready ``grpc.Server`` hosting the servicer at ``address``; ``(server, port)``.
+
+    Port 0 picks a free port. ``max_message_size`` bounds requests (tritonclient's own limit is
+    2 GiB); responses are not bounded.
+    """
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="popef-grpc"),
+        options=[("grpc.max_receive_message_length", max_message_size),
+                 ("grpc.max_send_message_length", -1),
+                 ("grpc.so_reuseport", 0)])
+    InferenceServicer(core).add_to_server(server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen for gRPC on {address}")
+    return server, port
+

@@ -1,0 +1,390 @@
+"""The HTTP/REST transport: an ASGI app (Starlette) over :class:`InferenceCore`.
+
+KServe v2 with Triton's extensions: JSON tensors and the binary tensor data extension
+(``Inference-Header-Content-Length``), model configuration, model repository and statistics.
+Errors are ``{"error": message}`` with Triton's HTTP status for the error code.
+
+::
+
+    app = create_app(core)                      # any ASGI server can host it:
+    uvicorn.run(app, port=8000)                 # popef serve does this for you
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import zlib
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .core import InferenceCore
+from .errors import ServingError, Status, internal, invalid, not_found, unsupported
+from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
+
+__all__ = ["DEFAULT_MAX_INPUT_SIZE", "create_app", "create_metrics_app"]
+
+log = logging.getLogger("popef.serving")
+
+#: the largest request body taken, in bytes (tritonserver's --http-max-input-size default)
+DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
+#: bodies larger than this are decoded in a worker thread, not on the event loop
+_OFFLOAD_BYTES = 256 * 1024
+
+_JSON = "application/json"
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")).encode(), status, media_type=_JSON)
+
+
+def _error(exc: ServingError) -> Response:
+    return _json({"error": exc.message}, exc.status.http_status)
+
+
+def _empty(status: int) -> Response:
+    return Response(b"", status)
+
+
+def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
+               metrics: bool = False) -> Starlette:
+    """The v2 HTTP API of ``core`` as an ASGI app.
+
+    ``max_input_size`` bounds request bodies (after decompression). With ``metrics``, the app
+    also answers ``GET /metrics`` (for engines that host one app on one port).
+    """
+
+    async def read_body(request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise invalid(f"bad Content-Length header {length!r}") from None
+            if declared > max_input_size:
+                raise _too_large(declared, max_input_size)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_input_size:
+                raise _too_large(size, max_input_size)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding and encoding != "identity":
+            body = _decompress(body, encoding, max_input_size)
+        return body
+
+    async def read_json(request: Request) -> dict:
+        body = await read_body(request)
+        if not body.strip():
+            return {}
+        try:
+            value = json.loads(body)
+        except ValueError as exc:
+            raise invalid(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise invalid("the request body must be a JSON object")
+        return value
+
+    def handler(function):
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await function(request, **request.path_params)
+            except ServingError as exc:
+                return _error(exc)
+            except Exception as exc:
+                log.exception("HTTP %s %s failed", request.method, request.url.path)
+                return _error(internal(f"internal error: {type(exc).__name__}: {exc}"))
+
+        endpoint.__name__ = function.__name__
+        return endpoint
+
+    # ---- health and metadata
+    async def live(request):
+        return _empty(200 if core.live() else 400)
+
+    async def ready(request):
+        return _empty(200 if core.ready() else 400)
+
+    async def model_ready(request, model: str, version: str = ""):
+        return _empty(200 if core.model_ready(model, version) else 400)
+
+    async def server_metadata(request):
+        return _json(core.server_metadata())
+
+    async def model_metadata(request, model: str, version: str = ""):
+        return _json(core.model_metadata(model, version))
+
+    async def model_config(request, model: str, version: str = ""):
+        from .config import config_to_dict
+
+        return _json(config_to_dict(core.model_config(model, version)))
+
+    async def statistics(request, model: str = "", version: str = ""):
+        return _json({"model_stats": core.statistics(model, version)})
+
+    # ---- repository
+    async def repository_index(request):
+        body = await read_json(request)
+        ready_only = bool(body.get("ready", False))
+        return _json(core.repository_index(ready_only))
+
+    async def load(request, model: str):
+        body = await read_json(request)
+        parameters = body.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise invalid("'parameters' must be a JSON object")
+        await asyncio.get_running_loop().run_in_executor(None, core.load_model, model,
+                                                         parameters)
+        return _empty(200)
+
+    async def unload(request, model: str):
+        body = await read_json(request)
+        parameters = body.get("parameters") or {}
+        await asyncio.get_running_loop().run_in_executor(None, core.unload_model, model,
+                                                         parameters)
+        return _empty(200)
+
+    # ---- shared memory: none registered, registering is not supported
+    async def shm_status(request, region: str = ""):
+        if region:
+            raise not_found(f"unable to find system shared memory region: '{region}'")
+        return _json([])
+
+    async def shm_register(request, region: str):
+        raise unsupported("shared memory is not supported by this server")
+
+    async def shm_unregister(request, region: str = ""):
+        return _empty(200)
+
+    # ---- inference
+    async def infer(request, model: str, version: str = ""):
+        body = await read_body(request)
+        header = request.headers.get("inference-header-content-length")
+        if len(body) > _OFFLOAD_BYTES:
+            loop = asyncio.get_running_loop()
+            infer_request = await loop.run_in_executor(None, _decode_request, body, header,
+                                                       model, version)
+            future = await loop.run_in_executor(None, core.infer, infer_request)
+        else:
+            infer_request = _decode_request(body, header, model, version)
+            future = core.infer(infer_request)
+        response = await asyncio.wrap_future(future)
+        binary_default = _bool(infer_request.parameters.get("binary_data_output", False))
+        return _encode_response(response, binary_default)
+
+    async def not_found_route(request):
+        return _error(not_found(f"no such endpoint: {request.method} {request.url.path}"))
+
+    async def metrics_route(request):
+        from .metrics import render_metrics
+
+        return Response(render_metrics(core).encode(), 200,
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    m = "/v2/models/{model:str}"
+    mv = "/v2/models/{model:str}/versions/{version:str}"
+    routes = [
+        Route("/v2/health/live", handler(live), methods=["GET"]),
+        Route("/v2/health/ready", handler(ready), methods=["GET"]),
+        Route("/v2", handler(server_metadata), methods=["GET"]),
+        Route("/v2/models/stats", handler(statistics), methods=["GET"]),
+        Route(m + "/stats", handler(statistics), methods=["GET"]),
+        Route(mv + "/stats", handler(statistics), methods=["GET"]),
+        Route(m, handler(model_metadata), methods=["GET"]),
+        Route(mv, handler(model_metadata), methods=["GET"]),
+        Route(m + "/ready", handler(model_ready), methods=["GET"]),
+        Route(mv + "/ready", handler(model_ready), methods=["GET"]),
+        Route(m + "/config", handler(model_config), methods=["GET"]),
+        Route(mv + "/config", handler(model_config), methods=["GET"]),
+        Route(m + "/infer", handler(infer), methods=["POST"]),
+        Route(mv + "/infer", handler(infer), methods=["POST"]),
+        Route("/v2/repository/index", handler(repository_index), methods=["POST"]),
+        Route("/v2/repository/models/{model:str}/load", handler(load), methods=["POST"]),
+        Route("/v2/repository/models/{model:str}/unload", handler(unload), methods=["POST"]),
+        Route("/v2/systemsharedmemory/status", handler(shm_status), methods=["GET"]),
+        Route("/v2/systemsharedmemory/region/{region:str}/status", handler(shm_status),
+              methods=["GET"]),
+        Route("/v2/systemsharedmemory/region/{region:str}/register", handler(shm_register),
+              methods=["POST"]),
+        Route("/v2/systemsharedmemory/unregister", handler(shm_unregister), methods=["POST"]),
+        Route("/v2/systemsharedmemory/region/{region:str}/unregister", handler(shm_unregister),
+              methods=["POST"]),
+        Route("/v2/cudasharedmemory/status", handler(shm_status), methods=["GET"]),
+        Route("/v2/cudasharedmemory/region/{region:str}/register", handler(shm_register),
+              methods=["POST"]),
+        Route("/v2/cudasharedmemory/unregister", handler(shm_unregister), methods=["POST"]),
+        Route("/v2/cudasharedmemory/region/{region:str}/unregister", handler(shm_unregister),
+              methods=["POST"]),
+    ]
+    if metrics:
+        routes.append(Route("/metrics", metrics_route, methods=["GET"]))
+    routes.append(Route("/{path:path}", not_found_route,
+                        methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
+    return Starlette(routes=routes)
+
+
+def create_metrics_app(core: InferenceCore) -> Starlette:
+    """An ASGI app answering ``GET /metrics`` with the Prometheus text of ``core``."""
+    from .metrics import render_metrics
+
+    async def metrics(request):
+        return Response(render_metrics(core).encode(), 200,
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def other(request):
+        return Response(b"not found: the metrics are at /metrics\n", 404,
+                        media_type="text/plain")
+
+    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"]),
+                             Route("/{path:path}", other, methods=["GET", "POST"])])
+
+
+# -- request and response bodies ----------------------------------------------------------------
+
+def _too_large(size: int, limit: int) -> ServingError:
+    return ServingError(f"the request body of {size} bytes is over the limit of {limit} bytes "
+                        "(--http-max-input-size)", Status.INVALID_ARG)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    if encoding == "gzip":
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        raise unsupported(f"Content-Encoding '{encoding}' is not supported (use gzip or "
+                          "deflate)")
+    decompressor = zlib.decompressobj(wbits)
+    try:
+        data = decompressor.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise invalid(f"cannot decompress the {encoding} request body: {exc}") from None
+    if len(data) > limit or decompressor.unconsumed_tail:
+        raise _too_large(len(data), limit)
+    return data
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def _decode_request(body: bytes, header: str | None, model: str, version: str) -> InferRequest:
+    if header is not None:
+        try:
+            json_size = int(header)
+        except ValueError:
+            raise invalid(f"bad Inference-Header-Content-Length {header!r}") from None
+        if not 0 <= json_size <= len(body):
+            raise invalid(f"Inference-Header-Content-Length is {json_size} but the body has "
+                          f"{len(body)} bytes")
+    else:
+        json_size = len(body)
+    try:
+        document = json.loads(body[:json_size])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid(f"the inference request is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise invalid("the inference request must be a JSON object")
+    binary = memoryview(body)[json_size:]
+    offset = 0
+    inputs = []
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list):
+        raise invalid("the inference request needs an 'inputs' list")
+    for i, item in enumerate(raw_inputs):
+        if not isinstance(item, dict):
+            raise invalid(f"inputs[{i}] must be a JSON object")
+        name = item.get("name")
+        datatype = item.get("datatype")
+        shape = item.get("shape")
+        if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+            raise invalid(f"inputs[{i}] needs 'name', 'datatype' and 'shape'")
+        parameters = item.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise invalid(f"input '{name}': 'parameters' must be a JSON object")
+        if "shared_memory_region" in parameters:
+            raise unsupported(f"input '{name}' uses shared memory, which this server does not "
+                              "support")
+        size = parameters.get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise invalid(f"input '{name}': binary_data_size must be a whole number of "
+                              f"bytes, got {size!r}")
+            if offset + size > len(binary):
+                raise invalid(f"input '{name}': binary_data_size {size} runs past the "
+                              f"{len(binary)} bytes of binary data in the request")
+            inputs.append(InputTensor(name, datatype, tuple(shape),
+                                      raw=binary[offset:offset + size], parameters=parameters))
+            offset += size
+        else:
+            if "data" not in item:
+                raise invalid(f"input '{name}' has neither 'data' nor binary_data_size")
+            inputs.append(InputTensor(name, datatype, tuple(shape), data=item["data"],
+                                      parameters=parameters))
+    if offset != len(binary):
+        raise invalid(f"the request has {len(binary)} bytes of binary data but the inputs' "
+                      f"binary_data_size add up to {offset}")
+    outputs = None
+    raw_outputs = document.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise invalid("'outputs' must be a list")
+        outputs = []
+        for i, item in enumerate(raw_outputs):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise invalid(f"outputs[{i}] must be a JSON object with a 'name'")
+            parameters = item.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise invalid(f"output '{item['name']}': 'parameters' must be a JSON object")
+            if "shared_memory_region" in parameters:
+                raise unsupported(f"output '{item['name']}' uses shared memory, which this "
+                                  "server does not support")
+            binary_flag = parameters.get("binary_data")
+            count = parameters.get("classification", 0)
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise invalid(f"output '{item['name']}': classification must be a whole "
+                              f"number, got {count!r}")
+            outputs.append(RequestedOutput(item["name"], None if binary_flag is None
+                                           else _bool(binary_flag), count, parameters))
+    parameters = document.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise invalid("'parameters' must be a JSON object")
+    request_id = document.get("id", "")
+    return InferRequest(model, version, str(request_id) if request_id is not None else "",
+                        parameters, inputs, outputs)
+
+
+def _encode_response(response: InferResponse, binary_default: bool) -> Response:
+    outputs = []
+    chunks = []
+    for out in response.outputs:
+        entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
+        binary = out.binary if out.binary is not None else binary_default
+        if binary:
+            raw = out.raw()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = out.json_data()
+        outputs.append(entry)
+    document: dict[str, Any] = {"model_name": response.model_name,
+                                "model_version": response.model_version}
+    if response.id:
+        document["id"] = response.id
+    if response.parameters:
+        document["parameters"] = response.parameters
+    document["outputs"] = outputs
+    header = json.dumps(document, separators=(",", ":")).encode()
+    if not chunks:
+        return Response(header, 200, media_type=_JSON)
+    return Response(header + b"".join(chunks), 200, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(header))})

@@ -1,0 +1,429 @@
+"""The model repository: models found on disk, loaded, versioned and unloaded.
+
+Layout (Triton's, with Graphcore's Poplar backend conventions)::
+
+    <repository>/<model>/config.pbtxt              optional: completed from the file when absent
+    <repository>/<model>/<version>/executable.popef   or the file default_model_filename names,
+                                                      or every *.popef file of the folder
+    <repository>/<model>/<version>/name_map.json   optional: PopEF anchor name -> served name
+
+Numeric folders are versions; the config's ``version_policy`` picks those served (the latest
+one by default). Every model and every version loads on its own: one that fails is recorded
+as UNAVAILABLE with the reason — shown by the repository index and logged — and never stops
+the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PopefError
+from .config import (
+    DEFAULT_MODEL_FILENAME,
+    ConfigError,
+    ModelParameters,
+    build_plan,
+    check_name_map_file,
+    complete_config,
+    read_config,
+    signature_of,
+)
+from .errors import ServingError, Status, invalid, not_found, unavailable
+from .served import DEFAULT_MAX_QUEUE_SIZE, ServedModel
+
+__all__ = [
+    "LOADING",
+    "READY",
+    "UNAVAILABLE",
+    "UNLOADING",
+    "ModelRecord",
+    "ModelRepository",
+    "RepositoryOptions",
+    "VersionRecord",
+]
+
+log = logging.getLogger("popef.serving")
+
+READY = "READY"
+UNAVAILABLE = "UNAVAILABLE"
+LOADING = "LOADING"
+UNLOADING = "UNLOADING"
+
+_VERSION_RE = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass
+class RepositoryOptions:
+    executor: str = "cpu"  # used when a config names none
+    executor_options: dict = field(default_factory=dict)
+    auto_complete: bool = True
+    default_max_batch_size: int | None = None  # None: Graphcore's rule
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    config_name: str | None = None  # --model-config-name
+
+
+@dataclass
+class VersionRecord:
+    version: int
+    state: str
+    reason: str = ""
+    served: ServedModel | None = None
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    directory: Path | None
+    state: str = UNAVAILABLE
+    reason: str = ""
+    versions: dict[int, VersionRecord] = field(default_factory=dict)
+    config: object | None = None  # the completed ModelConfig when a version loaded
+    requested: bool = True  # asked to be loaded (counts for strict readiness)
+
+    def ready_versions(self) -> list[VersionRecord]:
+        return [v for v in self.versions.values() if v.state == READY and v.served is not None]
+
+
+class ModelRepository:
+    """Models of one or more repository folders (``--model-repository`` may repeat)."""
+
+    def __init__(self, paths: str | Path | Sequence[str | Path],
+                 options: RepositoryOptions | None = None) -> None:
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        self.paths = [Path(p) for p in paths]
+        for path in self.paths:
+            if not path.is_dir():
+                raise invalid(f"model repository '{path}' is not a folder")
+        self.options = options or RepositoryOptions()
+        self._records: dict[str, ModelRecord] = {}
+        self._lock = threading.Lock()  # guards _records
+        self._admin = threading.RLock()  # one load or unload at a time
+
+    # ---- discovery
+    def scan(self) -> dict[str, Path]:
+        """Model folders by name, over every repository path."""
+        found: dict[str, Path] = {}
+        for root in self.paths:
+            try:
+                entries = sorted(root.iterdir())
+            except OSError as exc:
+                log.error("cannot read model repository '%s': %s", root, exc)
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                if entry.name in found:
+                    log.error("model '%s' is in two repositories ('%s' and '%s'); serving the "
+                              "first", entry.name, found[entry.name], entry)
+                    continue
+                found[entry.name] = entry
+        return found
+
+    # ---- loading
+    def load_all(self, names: Iterable[str] | None = None) -> None:
+        """Load every model (or those named); models not named are listed as not loaded."""
+        found = self.scan()
+        wanted = set(found) if names is None or "*" in set(names or ()) else set(names)
+        for name in sorted(found):
+            if name in wanted:
+                self.load(name, raise_on_error=False)
+            else:
+                with self._lock:
+                    self._records.setdefault(
+                        name, ModelRecord(name, found[name], UNAVAILABLE, "not loaded",
+                                          requested=False))
+        for name in sorted(wanted - set(found)):
+            log.error("cannot load model '%s': no such folder in the model repository", name)
+            with self._lock:
+                self._records[name] = ModelRecord(name, None, UNAVAILABLE,
+                                                  "no such folder in the model repository")
+
+    def load(self, name: str, config=None, *, states_max_batch_size: bool = False,
+             raise_on_error: bool = True) -> ModelRecord:
+        """Load (or reload) a model; ``config`` replaces its config.pbtxt for this load.
+
+        Returns its record. With ``raise_on_error``, a model with no ready version raises a
+        :class:`ServingError` giving the reason (the record keeps it too).
+        """
+        with self._admin:
+            directory = self.scan().get(name)
+            if directory is None:
+                if raise_on_error:
+                    raise not_found(f"cannot load model '{name}': there is no folder '{name}' "
+                                    "in the model repository")
+                return ModelRecord(name, None, UNAVAILABLE, "not found")
+            log.info("loading: %s", name)
+            with self._lock:
+                old = self._records.get(name)
+                if old is None or not old.ready_versions():
+                    placeholder = ModelRecord(name, directory, LOADING)
+                    self._records[name] = placeholder
+            record = self._load_record(name, directory, config, states_max_batch_size)
+            if old is not None and old.ready_versions() and not record.ready_versions():
+                # like Triton: a failed reload leaves the loaded versions serving
+                log.error("failed to reload '%s'; the loaded versions stay: %s", name,
+                          record.reason)
+                if raise_on_error:
+                    raise ServingError(f"failed to load '{name}': {record.reason}",
+                                       Status.INVALID_ARG)
+                return old
+            with self._lock:
+                self._records[name] = record
+            if old is not None:
+                self._close_record(old)
+            if record.state != READY:
+                if raise_on_error:
+                    raise ServingError(f"failed to load '{name}': {record.reason}",
+                                       Status.INVALID_ARG)
+            return record
+
+    def _load_record(self, name: str, directory: Path, override,
+                     override_states_mbs: bool) -> ModelRecord:
+        record = ModelRecord(name, directory, LOADING)
+        try:
+            if override is not None:
+                config, states_mbs = override, override_states_mbs
+            else:
+                config, states_mbs = read_config(directory, self.options.config_name)
+            parameters = ModelParameters.of(config) if config is not None else ModelParameters()
+            versions, missing = _select_versions(directory, config)
+        except ServingError as exc:
+            record.state, record.reason = UNAVAILABLE, exc.message
+            log.error("failed to load '%s': %s", name, exc.message)
+            return record
+        for version, reason in missing.items():
+            record.versions[version] = VersionRecord(version, UNAVAILABLE, reason)
+            log.error("failed to load '%s' version %d: %s", name, version, reason)
+        completed = None
+        for version in sorted(versions, reverse=True):  # the latest completes the config
+            vrecord = VersionRecord(version, LOADING)
+            record.versions[version] = vrecord
+            try:
+                served, completed = self._load_version(name, directory, version, config,
+                                                       states_mbs, completed, parameters)
+            except Exception as exc:  # noqa: BLE001 - one broken model never stops the others
+                reason = exc.message if isinstance(exc, ServingError) else (
+                    str(exc) if isinstance(exc, PopefError) else f"{type(exc).__name__}: {exc}")
+                vrecord.state, vrecord.reason = UNAVAILABLE, reason
+                log.error("failed to load '%s' version %d: %s", name, version, reason)
+                continue
+            vrecord.state, vrecord.served = READY, served
+            log.info("successfully loaded '%s' version %d", name, version)
+        record.config = completed if completed is not None else config
+        failed = [v for v in record.versions.values() if v.state != READY]
+        if record.ready_versions() and not failed:
+            record.state, record.reason = READY, ""
+        elif record.ready_versions():
+            record.state = READY
+            record.reason = f"version {failed[0].version} failed: {failed[0].reason}"
+        else:
+            record.state = UNAVAILABLE
+            record.reason = failed[0].reason if failed else "no version to load"
+        return record
+
+    def _load_version(self, name: str, directory: Path, version: int, config, states_mbs: bool,
+                      completed, parameters: ModelParameters):
+        from ..runtime import ModelRunner
+
+        vdir = directory / str(version)
+        files = _model_files(vdir, config)
+        name_map = check_name_map_file(vdir)
+        executor = parameters.executor or self.options.executor
+        executor_options = {**self.options.executor_options, **parameters.executor_options}
+        instances = _instance_count(config)
+        runners = []
+        try:
+            runners.append(ModelRunner([str(f) for f in files], executor, **executor_options))
+            signature = signature_of(runners[0], name_map)
+            if completed is None:
+                completed = complete_config(
+                    config, name, signature, states_max_batch_size=states_mbs,
+                    auto_complete=self.options.auto_complete,
+                    default_max_batch_size=self.options.default_max_batch_size,
+                    model_filename=files[0].name if len(files) == 1 else None)
+            plan = build_plan(completed, signature, directory)
+            for _ in range(instances - 1):
+                runners.append(ModelRunner([str(f) for f in files], executor,
+                                           **executor_options))
+            served = ServedModel(name, version, plan, runners, vdir, files,
+                                 max_queue_size=self.options.max_queue_size)
+            if plan.parameters.unknown:
+                log.warning("model '%s': parameters not used by this server: %s", name,
+                            ", ".join(plan.parameters.unknown))
+        except BaseException:
+            for runner in runners:
+                runner.close()
+            raise
+        return served, completed
+
+    # ---- unloading
+    def unload(self, name: str) -> None:
+        with self._admin:
+            with self._lock:
+                record = self._records.get(name)
+            if record is None:
+                if name in self.scan():
+                    return  # known on disk, never loaded: nothing to do
+                raise not_found(f"cannot unload model '{name}': it is not in the model repository")
+            log.info("unloading: %s", name)
+            for v in record.versions.values():
+                if v.state == READY:
+                    v.state = UNLOADING
+            self._close_record(record)
+            with self._lock:
+                self._records[name] = ModelRecord(name, record.directory, UNAVAILABLE,
+                                                  "unloaded", {
+                                                      v: VersionRecord(v, UNAVAILABLE, "unloaded")
+                                                      for v in record.versions},
+                                                  requested=False)
+
+    def _close_record(self, record: ModelRecord, timeout: float | None = 60) -> None:
+        for v in record.versions.values():
+            if v.served is not None:
+                v.served.close(drain=True, timeout=timeout)
+                v.served = None
+                log.info("successfully unloaded '%s' version %d", record.name, v.version)
+
+    def close(self, timeout: float | None = 30) -> None:
+        """Unload everything: queued requests run first (up to ``timeout`` per model)."""
+        with self._admin:
+            with self._lock:
+                records = list(self._records.values())
+            for record in records:
+                self._close_record(record, timeout)
+
+    # ---- lookups
+    def get(self, name: str, version: str = "") -> ServedModel:
+        """The model version a request goes to: the named one, or the latest ready one."""
+        record = self._records.get(name)
+        if record is None:
+            raise not_found(f"unknown model '{name}': it is not in the model repository")
+        if version:
+            if not _VERSION_RE.fullmatch(version):
+                raise not_found(f"unknown version '{version}' of model '{name}'")
+            vrecord = record.versions.get(int(version))
+            if vrecord is None:
+                raise not_found(f"unknown version {int(version)} of model '{name}' (versions: "
+                                f"{_versions_text(record)})")
+            if vrecord.state != READY or vrecord.served is None:
+                raise unavailable(f"model '{name}' version {vrecord.version} is not ready "
+                                  f"({vrecord.state}{': ' + vrecord.reason if vrecord.reason else ''})")
+            return vrecord.served
+        ready = record.ready_versions()
+        if not ready:
+            why = f": {record.reason}" if record.reason else ""
+            raise unavailable(f"model '{name}' is not ready ({record.state}{why})")
+        return max(ready, key=lambda v: v.version).served
+
+    def record(self, name: str) -> ModelRecord:
+        record = self._records.get(name)
+        if record is None:
+            raise not_found(f"unknown model '{name}': it is not in the model repository")
+        return record
+
+    def records(self) -> list[ModelRecord]:
+        with self._lock:
+            return [self._records[n] for n in sorted(self._records)]
+
+    def served_models(self) -> list[ServedModel]:
+        return [v.served for r in self.records() for v in sorted(r.versions.values(),
+                                                                   key=lambda v: v.version)
+                if v.served is not None]
+
+    def is_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.get(name, version)
+        except ServingError:
+            return False
+        return True
+
+    def all_ready(self) -> bool:
+        """Strict readiness: every model asked to load has every version ready."""
+        for record in self.records():
+            if record.requested and (record.state != READY or any(
+                    v.state != READY for v in record.versions.values())):
+                return False
+        return True
+
+    def index(self, ready_only: bool = False) -> list[dict]:
+        """The repository index: ``{name, version, state, reason}`` per model version."""
+        on_disk = self.scan()
+        records = {r.name: r for r in self.records()}
+        entries = []
+        for name in sorted(set(on_disk) | set(records)):
+            record = records.get(name)
+            if record is None:
+                if not ready_only:
+                    entries.append({"name": name, "version": "", "state": UNAVAILABLE,
+                                    "reason": "not loaded"})
+                continue
+            if not record.versions:
+                if not ready_only:
+                    entries.append({"name": name, "version": "", "state": record.state,
+                                    "reason": record.reason})
+                continue
+            for v in sorted(record.versions.values(), key=lambda v: v.version):
+                if ready_only and v.state != READY:
+                    continue
+                entries.append({"name": name, "version": str(v.version), "state": v.state,
+                                "reason": v.reason})
+        return entries
+
+
+def _versions_text(record: ModelRecord) -> str:
+    return ", ".join(str(v) for v in sorted(record.versions)) or "none"
+
+
+def _instance_count(config) -> int:
+    if config is None or not config.instance_group:
+        return 1
+    return sum(max(1, g.count) for g in config.instance_group)
+
+
+def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]]:
+    """The versions the policy serves, and versions it names that have no folder."""
+    available = sorted(int(p.name) for p in directory.iterdir()
+                       if p.is_dir() and _VERSION_RE.fullmatch(p.name))
+    policy = config.version_policy if config is not None and config.HasField(
+        "version_policy") else None
+    kind = policy.WhichOneof("policy_choice") if policy is not None else None
+    if kind == "specific":
+        wanted = sorted(set(policy.specific.versions))
+        if not wanted:
+            raise ConfigError("version_policy specific lists no version")
+        missing = {v: f"version {v} has no folder '{v}/'" for v in wanted if v not in available}
+        return [v for v in wanted if v in available], missing
+    if not available:
+        raise ConfigError(f"no version folder (such as 1/ holding {DEFAULT_MODEL_FILENAME}) in "
+                          f"'{directory.name}'")
+    if kind == "all":
+        return available, {}
+    count = policy.latest.num_versions if kind == "latest" else 1
+    return available[-max(1, count):], {}
+
+
+def _model_files(vdir: Path, config) -> list[Path]:
+    filename = config.default_model_filename if config is not None else ""
+    if filename:
+        if "/" in filename or "\\" in filename or filename in (".", ".."):
+            raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
+                              "version folder")
+        path = vdir / filename
+        if not path.is_file():
+            raise ConfigError(f"version folder '{vdir.name}' has no '{filename}' (the config's "
+                              "default_model_filename)")
+        return [path]
+    default = vdir / DEFAULT_MODEL_FILENAME
+    if default.is_file():
+        return [default]
+    found = sorted(p for p in vdir.glob("*.popef") if p.is_file())
+    if not found:
+        raise ConfigError(f"version folder '{vdir.name}' has no {DEFAULT_MODEL_FILENAME} (nor any "
+                          ".popef file)")
+    return found

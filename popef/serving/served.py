@@ -1,0 +1,160 @@
+"""A loaded model version: its runners (one per instance), plan, scheduler and statistics.
+
+:class:`ServedModel` turns batches of served tensors into what :class:`ModelRunner` takes and
+back (docs/serving.md, "Batching"): a batch of ``B`` rows is padded with zero rows to a
+multiple of the model's step rows (micro batch × replicas), reshaped to the anchors' shapes
+— ``n`` steps stacked on the leading axis, which the runtime runs as ``n`` device iterations —
+and the outputs are reshaped back and cut to ``B`` rows.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import ServingPlan, TensorPlan
+from .scheduler import BatchPolicy, Execution, Scheduler, Work
+from .stats import ModelStats, now_ns
+
+__all__ = ["DEFAULT_MAX_QUEUE_SIZE", "ServedModel"]
+
+#: requests one model version may hold queued before refusing more (HTTP 503)
+DEFAULT_MAX_QUEUE_SIZE = 1024
+
+
+class ServedModel:
+    def __init__(self, name: str, version: int, plan: ServingPlan, runners: Sequence,
+                 directory: Path, files: Sequence[Path], *,
+                 max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> None:
+        self.name = name
+        self.version = version
+        self.plan = plan
+        self.config = plan.config
+        self.runners = list(runners)
+        self.directory = directory
+        self.files = list(files)
+        self.stats = ModelStats(name, version)
+        config = plan.config
+        policy = None
+        queue_size = max_queue_size
+        if plan.parameters.max_queue_size:
+            queue_size = plan.parameters.max_queue_size
+        if config.WhichOneof("scheduling_choice") == "dynamic_batching":
+            db = config.dynamic_batching
+            delay_ns = db.max_queue_delay_microseconds * 1000
+            if not delay_ns and plan.parameters.timeout_ns:
+                delay_ns = plan.parameters.timeout_ns
+            policy = BatchPolicy(delay_ns, tuple(sorted(set(db.preferred_batch_size))))
+            if db.HasField("default_queue_policy") and db.default_queue_policy.max_queue_size:
+                queue_size = db.default_queue_policy.max_queue_size
+            self.default_timeout_us = (db.default_queue_policy.default_timeout_microseconds
+                                       if db.HasField("default_queue_policy") else 0)
+            self.allow_timeout_override = (db.default_queue_policy.allow_timeout_override
+                                           if db.HasField("default_queue_policy") else True)
+        else:
+            self.default_timeout_us = 0
+            self.allow_timeout_override = True
+        self.scheduler = Scheduler(
+            name,
+            instances=len(self.runners), execute=self.execute,
+            execute_async=None if plan.parameters.synchronous_execution else self.execute_async,
+            max_batch_size=plan.max_batch_size, policy=policy, max_queue_size=queue_size,
+            stats=self.stats)
+
+    # ---- requests
+    def submit(self, inputs: Mapping[str, np.ndarray], rows: int, *, arrival_ns: int,
+               timeout_us: int = 0, inline: bool = False) -> concurrent.futures.Future:
+        """Queue a request (``inline``: run it in this thread when nothing would wait for it)."""
+        timeout = timeout_us if (timeout_us and self.allow_timeout_override) else self.default_timeout_us
+        deadline = arrival_ns + timeout * 1000 if timeout else None
+        work = Work(inputs, rows, arrival_ns, deadline)
+        if inline and self.scheduler.run_inline(work):
+            return work.future
+        return self.scheduler.submit(work)
+
+    # ---- executions
+    def _prepare(self, inputs: Mapping[str, np.ndarray], rows: int) -> tuple[dict, int]:
+        plan = self.plan
+        feed = {}
+        padded = rows
+        if plan.batching:
+            step = plan.step_rows
+            padded = -(-rows // step) * step
+        for tp in plan.inputs:
+            array = inputs[tp.name]
+            if padded != rows:
+                pad = np.zeros((padded - rows, *array.shape[1:]), dtype=array.dtype)
+                array = np.concatenate([array, pad])
+            feed[tp.runtime_name] = _to_runtime(plan, tp, array, padded)
+        return feed, padded
+
+    def _collect(self, outputs: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        plan = self.plan
+        result = {}
+        for tp in plan.outputs:
+            array = np.asarray(outputs[tp.runtime_name])
+            if plan.batching:
+                array = array.reshape(-1, *tp.shape)[:rows]
+            else:
+                array = array.reshape(tp.shape)
+            result[tp.name] = array
+        return result
+
+    def execute(self, instance: int, inputs: Mapping[str, np.ndarray], rows: int) -> Execution:
+        t0 = now_ns()
+        feed, _ = self._prepare(inputs, rows)
+        t1 = now_ns()
+        delay = self.plan.parameters.delay_seconds(instance)
+        if delay:
+            time.sleep(delay)
+        outputs = self.runners[instance].execute(feed)
+        t2 = now_ns()
+        result = self._collect(outputs, rows)
+        return Execution(result, (t1 - t0) + (now_ns() - t2), t2 - t1)
+
+    def execute_async(self, instance: int, inputs: Mapping[str, np.ndarray],
+                      rows: int) -> concurrent.futures.Future:
+        t0 = now_ns()
+        feed, _ = self._prepare(inputs, rows)
+        t1 = now_ns()
+        delay = self.plan.parameters.delay_seconds(instance)
+        if delay:
+            time.sleep(delay)
+        futures = self.runners[instance].execute_async(feed)
+        result: concurrent.futures.Future = concurrent.futures.Future()
+        names = list(futures)
+
+        def done(_f) -> None:
+            try:
+                outputs = futures.wait()
+                t2 = now_ns()
+                collected = self._collect(outputs, rows)
+                result.set_result(Execution(collected, (t1 - t0) + (now_ns() - t2), t2 - t1))
+            except BaseException as exc:  # noqa: BLE001 - handed to the requests
+                result.set_exception(exc)
+
+        futures[names[-1]].add_done_callback(done)
+        return result
+
+    # ---- lifetime
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        self.scheduler.close(drain=drain, timeout=timeout)
+        for runner in self.runners:
+            try:
+                runner.close()
+            except Exception:  # noqa: BLE001 - closing must not fail the unload
+                pass
+
+
+def _to_runtime(plan: ServingPlan, tp: TensorPlan, array: np.ndarray, rows: int) -> np.ndarray:
+    if not plan.batching:
+        return array.reshape(tp.model_shape)
+    array = array.reshape(rows, *tp.model_shape)
+    if tp.per_replica:
+        array = array.reshape(rows // plan.micro_batch, plan.micro_batch, *tp.model_shape)
+    return array
+

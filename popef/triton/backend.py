@@ -1,0 +1,602 @@
+"""The ``poplar`` backend for Triton: ``TritonPythonModel`` serving a PopEF file.
+
+Triton's Python backend runs this class in a stub process per model instance (and once more,
+in a throw-away process, for :meth:`TritonPythonModel.auto_complete_config`). A model folder
+is the one of Graphcore's Poplar backend::
+
+    <repository>/<model>/config.pbtxt            backend: "poplar" (optional, see below)
+    <repository>/<model>/<version>/executable.popef   or default_model_filename, or every *.popef
+    <repository>/<model>/<version>/name_map.json  optional: PopEF anchor name -> served name
+
+- **Checks.** The config is checked against the file by the code ``popef serve`` uses
+  (:mod:`popef.serving.config`): :func:`~popef.serving.config.signature_of` reads the model's
+  user anchors through :class:`~popef.runtime.ModelRunner` and renames them by
+  ``name_map.json`` (Graphcore's ``/N`` suffixes for repeated names),
+  :func:`~popef.serving.config.complete_config` fills what a config leaves out and
+  :func:`~popef.serving.config.build_plan` rejects what does not match, with the same messages.
+- **Auto-complete.** Inputs, outputs, ``max_batch_size`` (Graphcore's rule: micro batch ×
+  device iterations × replicas) and ``dynamic_batching`` (when that is above 1) come from the
+  file when the config leaves them out. Without a ``config.pbtxt``, Triton knows the backend
+  from a model folder named ``<model>.poplar`` (Triton's rule for custom backends), or from a
+  ``<version>/model.py`` that imports this class (``backend: "python"``).
+- **Execution.** All requests of one ``execute`` call run as one batch: rows are stacked,
+  padded with zero rows to whole steps of the model, run as device iterations, and split back
+  per request. A request that does not fit the model gets its own error response; the others
+  still run. If the batch fails, each request is retried alone so that only the one at fault
+  gets an error. ``execute`` never raises.
+- **Parameters** (``parameters`` of ``config.pbtxt``, read by the code of ``popef serve``):
+  ``executor`` (default ``cpu``), ``executor.<option>`` for the executor, Graphcore's test
+  knobs ``execute_delay_ms`` / ``instance_wise_delay_multiplier``; Graphcore's
+  ``synchronous_execution``, ``timeout_ns`` and ``max_queue_size`` are checked but Triton's
+  scheduler owns queueing and batching delays (``dynamic_batching`` settings).
+
+``triton_python_backend_utils`` exists only inside Triton's stub, so it is imported only in
+the methods that Triton calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import PopefError
+from ..serving.config import (
+    CONFIG_FILENAME,
+    DEFAULT_MODEL_FILENAME,
+    SUPPORTED_BACKENDS,
+    ConfigError,
+    ModelParameters,
+    ServingPlan,
+    Signature,
+    TensorPlan,
+    build_plan,
+    check_name_map_file,
+    complete_config,
+    signature_of,
+    states_max_batch_size,
+)
+from ..serving.errors import ServingError, Status, internal, invalid
+
+__all__ = [
+    "DEFAULT_EXECUTOR",
+    "BackendError",
+    "LoadedModel",
+    "ModelLocation",
+    "TritonPythonModel",
+    "apply_completion",
+    "collect_outputs",
+    "config_from_triton",
+    "load_model",
+    "locate_for_auto_complete",
+    "locate_for_initialize",
+    "model_files",
+    "prepare_feed",
+    "stub_model_path",
+]
+
+#: the executor of a model whose config names none
+DEFAULT_EXECUTOR = "cpu"
+#: the stub binary that runs Python models (its first argument is the model's path)
+STUB_NAME = "triton_python_backend_stub"
+#: backends whose model.py may import this class (besides the poplar backend itself)
+PYTHON_BACKEND = "python"
+
+
+class BackendError(ServingError):
+    """The backend cannot serve a model (where it is, or what Triton gave it)."""
+
+
+# -- where the model is ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """A model version's folders, as Triton gives them (relative to Triton's working folder)."""
+
+    model_dir: Path
+    version: str
+
+    @property
+    def version_dir(self) -> Path:
+        return self.model_dir / self.version
+
+
+def stub_model_path(cmdline: str | os.PathLike = "/proc/self/cmdline") -> Path | None:
+    """The model path Triton launched this stub process with, or None outside a stub.
+
+    Triton starts ``triton_python_backend_stub <repository>/<model>/<version>/<file> …``; the
+    config that :meth:`TritonPythonModel.auto_complete_config` receives says nothing about the
+    model's folder, so this is where the folder is read from.
+    """
+    try:
+        with open(cmdline, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    if len(argv) < 2 or not argv[0] or not argv[1]:
+        return None
+    if os.path.basename(os.fsdecode(argv[0])) != STUB_NAME:
+        return None
+    return Path(os.fsdecode(argv[1]))
+
+
+def locate_for_auto_complete(model_path: Path | None = None) -> ModelLocation:
+    """The model being auto-completed: from the stub's command line (see :func:`stub_model_path`)."""
+    path = model_path if model_path is not None else stub_model_path()
+    if path is None:
+        raise BackendError("cannot find the model's folder: auto_complete_config runs outside "
+                           f"Triton's {STUB_NAME} (no model path on its command line)")
+    return ModelLocation(path.parent.parent, path.parent.name)
+
+
+def locate_for_initialize(args: Mapping[str, str]) -> ModelLocation:
+    """The model instance being initialised: from Triton's ``initialize`` arguments."""
+    try:
+        return ModelLocation(Path(args["model_repository"]), str(args["model_version"]))
+    except KeyError as exc:
+        raise BackendError(f"Triton's initialize arguments have no {exc}") from None
+
+
+def model_files(version_dir: Path, config) -> list[Path]:
+    """The PopEF files of a version folder: the config's ``default_model_filename``, else
+    ``executable.popef``, else every ``*.popef`` file (the rule of ``popef serve``).
+
+    ``default_model_filename`` is Triton's own when it names the Python module (``model.py``
+    of a ``backend: "python"`` model) or is the ``model.<backend>`` placeholder Triton gives a
+    ``<model>.<backend>`` folder without config; both are passed over.
+    """
+    filename = config.default_model_filename
+    if filename.endswith(".py") or filename and filename == f"model.{config.backend}" and not (version_dir / filename).exists():
+        filename = ""
+    if filename:
+        if "/" in filename or "\\" in filename or filename in (".", ".."):
+            raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
+                              "version folder")
+        path = version_dir / filename
+        if not path.is_file():
+            raise ConfigError(f"version folder '{version_dir.name}' has no '{filename}' (the "
+                              "config's default_model_filename)")
+        return [path]
+    default = version_dir / DEFAULT_MODEL_FILENAME
+    if default.is_file():
+        return [default]
+    found = sorted(p for p in version_dir.glob("*.popef") if p.is_file())
+    if not found:
+        raise ConfigError(f"version folder '{version_dir}' has no {DEFAULT_MODEL_FILENAME} (nor "
+                          "any .popef file)")
+    return found
+
+
+# -- configs -----------------------------------------------------------------------------------
+
+def config_from_triton(config: Mapping[str, Any] | str):
+    """Triton's model config (JSON text or its dict) as a ``ModelConfig`` message.
+
+    Fields this ``tritonclient`` does not know (a newer server) are ignored.
+    """
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2
+
+    data = json.loads(config) if isinstance(config, (str, bytes)) else config
+    message = model_config_pb2.ModelConfig()
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise BackendError(f"Triton's model config is not a ModelConfig: {exc}") from None
+    return message
+
+
+def _as_served(config):
+    """The config as ``popef serve`` checks it: a ``backend: "python"`` model whose
+    ``model.py`` imports this class is a poplar model."""
+    if config.backend == PYTHON_BACKEND:
+        from tritonclient.grpc import model_config_pb2
+
+        copy = model_config_pb2.ModelConfig()
+        copy.CopyFrom(config)
+        copy.backend = SUPPORTED_BACKENDS[0]
+        return copy
+    return config
+
+
+def _config_states_max_batch_size(model_dir: Path) -> bool:
+    """Whether the model's ``config.pbtxt`` states ``max_batch_size`` (Triton's JSON always
+    has the field, so 0 and absent look alike there)."""
+    path = model_dir / CONFIG_FILENAME
+    try:
+        return states_max_batch_size(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    runner: Any  # popef.runtime.ModelRunner
+    signature: Signature
+    files: list[Path]
+    parameters: ModelParameters
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def load_model(location: ModelLocation, config) -> LoadedModel:
+    """Open a version's PopEF files with :class:`ModelRunner` on the config's executor."""
+    from ..runtime import ModelRunner
+
+    parameters = ModelParameters.of(config)
+    files = model_files(location.version_dir, config)
+    name_map = check_name_map_file(location.version_dir)
+    executor = parameters.executor or DEFAULT_EXECUTOR
+    runner = ModelRunner([str(f) for f in files], executor, **parameters.executor_options)
+    try:
+        signature = signature_of(runner, name_map)
+    except BaseException:
+        runner.close()
+        raise
+    return LoadedModel(runner, signature, files, parameters)
+
+
+def apply_completion(auto_config, completed) -> None:
+    """Write what :func:`complete_config` filled in into Triton's ``pb_utils.ModelConfig``.
+
+    Uses the ``ModelConfig`` methods (``set_max_batch_size``, ``add_input``, ``add_output``,
+    ``set_dynamic_batching``), which check against what the config states; a ``reshape``
+    (the ``dims: [1]`` of a scalar anchor), which they cannot express, goes in directly.
+    """
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    current = auto_config.as_dict()
+    if completed.max_batch_size != current.get("max_batch_size", 0):
+        auto_config.set_max_batch_size(int(completed.max_batch_size))
+    for kind, entries, add in (("input", completed.input, auto_config.add_input),
+                               ("output", completed.output, auto_config.add_output)):
+        for entry in entries:
+            add({"name": entry.name, "data_type": mc.DataType.Name(entry.data_type),
+                 "dims": [int(d) for d in entry.dims]})
+            if entry.HasField("reshape"):
+                for item in auto_config.as_dict().get(kind, []):
+                    if item.get("name") == entry.name and not item.get("reshape"):
+                        item["reshape"] = {"shape": [int(d) for d in entry.reshape.shape]}
+    if (completed.WhichOneof("scheduling_choice") == "dynamic_batching"
+            and "dynamic_batching" not in current):
+        auto_config.set_dynamic_batching()
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+def prepare_feed(plan: ServingPlan, inputs: Mapping[str, np.ndarray],
+                 rows: int) -> dict[str, np.ndarray]:
+    """Served inputs (``rows`` rows each) as :meth:`ModelRunner.execute` takes them.
+
+    Rows are padded with zeros to a whole number of the model's steps (micro batch ×
+    replicas) and reshaped to the anchors' shapes, the steps stacked on the leading axis
+    (device iterations). A model without batching takes its anchors' shapes as they are.
+    """
+    feed = {}
+    padded = -(-rows // plan.step_rows) * plan.step_rows if plan.batching else rows
+    for tp in plan.inputs:
+        array = inputs[tp.name]
+        if not plan.batching:
+            feed[tp.runtime_name] = array.reshape(tp.model_shape)
+            continue
+        if padded != rows:
+            pad = np.zeros((padded - rows, *array.shape[1:]), dtype=array.dtype)
+            array = np.concatenate([array, pad])
+        array = array.reshape(padded, *tp.model_shape)
+        if tp.per_replica:
+            array = array.reshape(padded // plan.micro_batch, plan.micro_batch, *tp.model_shape)
+        feed[tp.runtime_name] = array
+    return feed
+
+
+def collect_outputs(plan: ServingPlan, outputs: Mapping[str, np.ndarray],
+                    rows: int) -> dict[str, np.ndarray]:
+    """The runtime's outputs as served tensors: ``rows`` rows each (padding cut off)."""
+    result = {}
+    for tp in plan.outputs:
+        array = np.asarray(outputs[tp.runtime_name])
+        if plan.batching:
+            array = array.reshape(-1, *tp.shape)[:rows]
+        else:
+            array = array.reshape(tp.shape)
+        result[tp.name] = array
+    return result
+
+
+@dataclass
+class _Pending:
+    index: int  # position in the execute call
+    inputs: dict[str, np.ndarray]
+    rows: int
+    outputs: list[TensorPlan]  # requested, in the config's order
+
+
+# -- the backend -------------------------------------------------------------------------------
+
+def _pb_utils():
+    import triton_python_backend_utils as pb_utils
+
+    return pb_utils
+
+
+def _log(level: str, message: str) -> None:
+    try:
+        logger = _pb_utils().Logger
+        getattr(logger, f"log_{level}")(message)
+    except Exception:  # noqa: BLE001, S110 - logging must never fail the model
+        pass
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ServingError):
+        return exc.message
+    if isinstance(exc, PopefError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class TritonPythonModel:
+    """The ``poplar`` backend (see the module docstring)."""
+
+    # ---- load
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config, model_path: Path | None = None):
+        """Fill inputs, outputs, ``max_batch_size`` and dynamic batching from the PopEF file.
+
+        Raises (the model then fails to load, with the message) when the file cannot be read
+        or the config does not match it. ``model_path`` is for tests: Triton's model path.
+        """
+        current = auto_complete_model_config.as_dict()
+        location = locate_for_auto_complete(model_path)
+        name = current.get("name") or location.model_dir.name
+        config = _as_served(config_from_triton(current))
+        try:
+            loaded = load_model(location, config)
+        except (ServingError, PopefError) as exc:
+            raise BackendError(f"model '{name}': {_message(exc)}") from None
+        try:
+            completed = complete_config(
+                config, name, loaded.signature,
+                states_max_batch_size=_config_states_max_batch_size(location.model_dir),
+                auto_complete=True)
+            build_plan(completed, loaded.signature, location.model_dir)
+        except ServingError as exc:
+            raise BackendError(f"model '{name}': {exc.message}") from None
+        finally:
+            loaded.close()
+        apply_completion(auto_complete_model_config, completed)
+        return auto_complete_model_config
+
+    def initialize(self, args: Mapping[str, str]) -> None:
+        """Load the version's PopEF file and check Triton's (completed) config against it."""
+        self.runner = None
+        self.model_config = json.loads(args["model_config"])
+        self.name = args.get("model_name") or self.model_config.get("name", "")
+        self.instance = args.get("model_instance_name", self.name)
+        location = locate_for_initialize(args)
+        config = _as_served(config_from_triton(self.model_config))
+        try:
+            loaded = load_model(location, config)
+        except (ServingError, PopefError) as exc:
+            raise BackendError(f"model '{self.name}': {_message(exc)}") from None
+        try:
+            checked = complete_config(config, self.name, loaded.signature,
+                                      states_max_batch_size=True, auto_complete=False)
+            self.plan = build_plan(checked, loaded.signature, location.model_dir)
+        except ServingError as exc:
+            loaded.close()
+            raise BackendError(f"model '{self.name}': {exc.message}") from None
+        self.loaded = loaded
+        self.runner = loaded.runner
+        self.instance_index = _instance_index(self.instance)
+        self.files = loaded.files
+        if loaded.parameters.unknown:
+            _log("warn", f"model '{self.name}': parameters not used by the poplar backend: "
+                         + ", ".join(f"'{k}'" for k in loaded.parameters.unknown))
+        executor = loaded.parameters.executor or DEFAULT_EXECUTOR
+        _log("info", f"model '{self.name}' instance '{self.instance}': "
+                     f"{', '.join(f.name for f in self.files)} on executor '{executor}', "
+                     f"max_batch_size {self.plan.max_batch_size}")
+
+    def finalize(self) -> None:
+        if getattr(self, "runner", None) is not None:
+            self.runner.close()
+            self.runner = None
+
+    # ---- execute
+    def execute(self, requests: Sequence) -> list:
+        """One response per request, in order; the requests that fit run as one batch."""
+        pb_utils = _pb_utils()
+        responses: list = [None] * len(requests)
+        pending: list[_Pending] = []
+        for index, request in enumerate(requests):
+            try:
+                inputs, rows = self._decode(pb_utils, request)
+                outputs = self._requested(request)
+                pending.append(_Pending(index, inputs, rows, outputs))
+            except Exception as exc:  # noqa: BLE001 - one bad request never fails the others
+                responses[index] = self._error(pb_utils, exc)
+        for group in self._groups(pending):
+            self._run_group(pb_utils, group, responses)
+        return responses
+
+    def _groups(self, pending: list[_Pending]) -> Iterable[list[_Pending]]:
+        if not self.plan.batching:
+            return [[p] for p in pending]
+        groups: list[list[_Pending]] = []
+        rows = 0
+        for p in pending:
+            if groups and rows + p.rows <= self.plan.max_batch_size:
+                groups[-1].append(p)
+                rows += p.rows
+            else:
+                groups.append([p])
+                rows = p.rows
+        return groups
+
+    def _run_group(self, pb_utils, group: list[_Pending], responses: list) -> None:
+        try:
+            results = self._run(group)
+        except Exception as exc:  # noqa: BLE001
+            if len(group) > 1:  # find the request at fault: each alone
+                for p in group:
+                    self._run_group(pb_utils, [p], responses)
+                return
+            responses[group[0].index] = self._error(pb_utils, exc)
+            return
+        for p, result in zip(group, results):
+            try:
+                tensors = [pb_utils.Tensor(tp.name, np.ascontiguousarray(
+                    result[tp.name], dtype=tp.ttype.numpy)) for tp in p.outputs]
+                responses[p.index] = pb_utils.InferenceResponse(output_tensors=tensors)
+            except Exception as exc:  # noqa: BLE001
+                responses[p.index] = self._error(pb_utils, exc)
+
+    def _run(self, group: list[_Pending]) -> list[dict[str, np.ndarray]]:
+        plan = self.plan
+        rows = sum(p.rows for p in group)
+        if len(group) == 1:
+            inputs = group[0].inputs
+        else:
+            inputs = {tp.name: np.concatenate([p.inputs[tp.name] for p in group])
+                      for tp in plan.inputs}
+        feed = prepare_feed(plan, inputs, rows)
+        delay = getattr(self.loaded.parameters, "delay_seconds", None)
+        if delay is not None and delay(self.instance_index) > 0:  # Graphcore's test knobs
+            time.sleep(delay(self.instance_index))
+        outputs = self.runner.execute(feed)
+        served = collect_outputs(plan, outputs, rows)
+        results = []
+        start = 0
+        for p in group:
+            if plan.batching:
+                results.append({k: v[start:start + p.rows] for k, v in served.items()})
+            else:
+                results.append(served)
+            start += p.rows
+        return results
+
+    # ---- requests
+    def _decode(self, pb_utils, request) -> tuple[dict[str, np.ndarray], int]:
+        plan = self.plan
+        name = self.name
+        given = {t.name(): t for t in request.inputs()}
+        for key in given:
+            if plan.input(key) is None:
+                raise invalid(f"unexpected inference input '{key}' for model '{name}'; its "
+                              f"inputs are {_names(plan.inputs)}")
+        missing = [tp.name for tp in plan.inputs if tp.name not in given]
+        if missing:
+            raise invalid(f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
+                          f"model '{name}': missing input {_quote(missing)}")
+        arrays: dict[str, np.ndarray] = {}
+        rows = 1
+        first = None
+        for tp in plan.inputs:
+            array = given[tp.name].as_numpy()
+            if array.dtype != tp.ttype.numpy:
+                raise invalid(f"inference input '{tp.name}' data-type is "
+                              f"'{_dtype_name(array.dtype)}', but model '{name}' expects "
+                              f"'{tp.ttype.name}'")
+            shape = tuple(int(d) for d in array.shape)
+            if plan.batching:
+                ok = len(shape) == len(tp.shape) + 1 and shape[1:] == tp.shape
+                expected = [-1, *tp.shape]
+            else:
+                ok = shape == tp.shape
+                expected = list(tp.shape)
+            if not ok:
+                raise invalid(f"unexpected shape for input '{tp.name}' for model '{name}': "
+                              f"expected {expected}, got {list(shape)}")
+            if plan.batching:
+                if first is None:
+                    first, rows = tp.name, shape[0]
+                elif shape[0] != rows:
+                    raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} and "
+                                  f"'{tp.name}' has {shape[0]} for model '{name}'")
+            arrays[tp.name] = array
+        if plan.batching and not 1 <= rows <= plan.max_batch_size:
+            raise invalid(f"inference request batch-size must be in [1, {plan.max_batch_size}] "
+                          f"for '{name}', got {rows}")
+        return arrays, rows
+
+    def _requested(self, request) -> list[TensorPlan]:
+        plan = self.plan
+        try:
+            names = list(request.requested_output_names())
+        except AttributeError:
+            names = []
+        if not names:
+            return list(plan.outputs)
+        for key in names:
+            if plan.output(key) is None:
+                raise invalid(f"unexpected inference output '{key}' for model '{self.name}'; "
+                              f"its outputs are {_names(plan.outputs)}")
+        wanted = set(names)
+        return [tp for tp in plan.outputs if tp.name in wanted]
+
+    def _error(self, pb_utils, exc: BaseException):
+        if isinstance(exc, ServingError):
+            message, status = exc.message, exc.status
+        elif isinstance(exc, PopefError):
+            message, status = str(exc), Status.INTERNAL
+        else:
+            message, status = internal(_message(exc)).message, Status.INTERNAL
+        return pb_utils.InferenceResponse(output_tensors=[],
+                                          error=_triton_error(pb_utils, message, status))
+
+
+_ERROR_CODES = {
+    Status.INVALID_ARG: "INVALID_ARG",
+    Status.NOT_FOUND: "NOT_FOUND",
+    Status.UNAVAILABLE: "UNAVAILABLE",
+    Status.UNSUPPORTED: "UNSUPPORTED",
+    Status.ALREADY_EXISTS: "ALREADY_EXISTS",
+    Status.CANCELLED: "CANCELLED",
+    Status.UNKNOWN: "UNKNOWN",
+    Status.INTERNAL: "INTERNAL",
+}
+
+
+def _triton_error(pb_utils, message: str, status: Status):
+    """``pb_utils.TritonError`` with Triton's code when the stub knows codes (23.xx and later)."""
+    error_class = pb_utils.TritonError
+    code = getattr(error_class, _ERROR_CODES.get(status, "INTERNAL"), None)
+    if code is not None:
+        try:
+            return error_class(message, code)
+        except TypeError:
+            pass
+    return error_class(message)
+
+
+def _instance_index(instance_name: str) -> int:
+    """The index of an instance in its group: Triton names them ``<group>_<index>``."""
+    _, _, tail = instance_name.rpartition("_")
+    return int(tail) if tail.isdigit() else 0
+
+
+def _names(tensors) -> str:
+    return ", ".join(f"'{t.name}'" for t in tensors)
+
+
+def _quote(names) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    from ..serving.datatypes import TRITON_TYPES
+
+    for t in TRITON_TYPES:
+        if t.numpy is not None and t.numpy == dtype:
+            return t.name
+    return str(dtype)

@@ -1,0 +1,428 @@
+"""A real ``tritonserver`` for development and tests: ``popef triton setup`` and ``run``.
+
+NVIDIA ships Triton in containers; the one pip-installable distribution of the server is the
+``nvidia-pytriton`` wheel, whose 0.7.0 release carries Triton 2.51.0 with its Python backend
+(``pytriton/tritonserver/``: ``bin/tritonserver``, ``backends/python/``, one
+``python_backend_stubs/3.X/triton_python_backend_stub`` per Python, shared libraries in
+``nvidia_pytriton.libs/``). Its stub needs numpy < 2, so Triton runs in an environment of its
+own — a virtual environment with ``nvidia-pytriton==0.7.0``, ``numpy<2`` and this project's
+runtime dependencies, with this ``popef`` linked in — which :func:`setup` prepares once and
+caches (default ``~/.cache/popef/triton/py3.X``; ``POPEF_TRITON_ENV`` or ``--env`` choose
+another).
+
+:func:`server_invocation` then lays out a backend directory (``python/``: the Python backend
+with the stub for this Python; ``poplar/model.py``: the backend of this package) and gives
+the command and environment that start ``tritonserver``: ``LD_LIBRARY_PATH`` to the bundled
+libraries and libpython's folder, and ``PATH`` starting with the environment's ``bin/`` — the
+stub's embedded Python ignores ``PYTHONPATH`` and takes its ``sys.prefix`` from the
+``python3`` it finds on ``PATH``, which is how it gets the environment's site-packages (and
+numpy 1.26) rather than the base interpreter's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import PopefError
+from .install import install_backend, install_python_backend
+
+__all__ = [
+    "ENV_VARIABLE",
+    "PYTRITON_VERSION",
+    "SUPPORTED_PYTHONS",
+    "TRITON_REQUIREMENTS",
+    "TRITON_VERSION",
+    "ServerInvocation",
+    "TritonEnv",
+    "TritonEnvError",
+    "default_env_dir",
+    "libpython_dir",
+    "link_popef",
+    "requirements",
+    "runtime_requirements",
+    "server_invocation",
+    "setup",
+]
+
+PYTRITON_VERSION = "0.7.0"
+TRITON_VERSION = "2.51.0"
+#: what Triton's environment needs besides popef's own dependencies (setup.cfg's ``triton``
+#: extra says the same; a test keeps them equal)
+TRITON_REQUIREMENTS = (f"nvidia-pytriton=={PYTRITON_VERSION}", "numpy>=1.23,<2")
+#: popef's runtime dependencies when its metadata cannot be read (a source tree on sys.path)
+FALLBACK_RUNTIME_REQUIREMENTS = ("construct>=2.10.68,<2.11", "click>=8.1", "rich>=13")
+ENV_VARIABLE = "POPEF_TRITON_ENV"
+MARKER = "popef-triton.json"
+#: Pythons the wheel has a stub for
+SUPPORTED_PYTHONS = ((3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
+STUB_NAME = "triton_python_backend_stub"
+
+
+class TritonEnvError(PopefError):
+    """Triton's environment is missing, broken, or cannot be made on this machine."""
+
+
+def default_env_dir() -> Path:
+    """``$POPEF_TRITON_ENV``, else ``$XDG_CACHE_HOME/popef/triton/py3.X`` (``~/.cache/…``)."""
+    chosen = os.environ.get(ENV_VARIABLE)
+    if chosen:
+        return Path(chosen).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "popef" / "triton" / f"py{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def runtime_requirements() -> list[str]:
+    """popef's own runtime dependencies, numpy left to :data:`TRITON_REQUIREMENTS`."""
+    try:
+        from importlib.metadata import PackageNotFoundError, requires
+
+        try:
+            declared = requires("popef") or []
+        except PackageNotFoundError:
+            declared = []
+    except ImportError:  # pragma: no cover - Python < 3.8
+        declared = []
+    found = []
+    for requirement in declared:
+        spec, _, marker = requirement.partition(";")
+        if "extra" in marker:
+            continue
+        spec = spec.strip()
+        if _project(spec) == "numpy":
+            continue
+        found.append(spec if not marker.strip() else f"{spec}; {marker.strip()}")
+    return found or list(FALLBACK_RUNTIME_REQUIREMENTS)
+
+
+def requirements() -> list[str]:
+    """Everything :func:`setup` installs into Triton's environment."""
+    return [*TRITON_REQUIREMENTS, *runtime_requirements()]
+
+
+def _project(spec: str) -> str:
+    name = spec
+    for sep in "<>=!~[ ;(":
+        name = name.split(sep, 1)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def libpython_dir() -> Path:
+    """The folder of this Python's shared ``libpython3.X.so.1.0``, which the stub links to."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    soname = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = []
+    if libdir and soname:
+        candidates.append(Path(libdir) / soname)
+    if libdir:
+        candidates.append(Path(libdir) / f"libpython{version}.so.1.0")
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    if multiarch:
+        candidates.append(Path("/usr/lib") / multiarch / f"libpython{version}.so.1.0")
+    for candidate in candidates:
+        if candidate.is_file() and candidate.name.endswith(".so.1.0"):
+            return candidate.parent
+    raise TritonEnvError(
+        f"this Python ({sys.executable}) has no shared libpython{version}.so.1.0, which "
+        f"Triton's Python backend stub links to: use a Python built with --enable-shared "
+        f"(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version}; Debian and "
+        f"Ubuntu: apt-get install libpython{version})")
+
+
+@dataclass
+class TritonEnv:
+    """Triton's environment: a virtual environment holding ``nvidia-pytriton`` and numpy < 2."""
+
+    path: Path
+    site_packages: Path
+    python_version: str  # "3.11"
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path / "bin"
+
+    @property
+    def triton_dir(self) -> Path:
+        """The wheel's server tree (``bin/tritonserver``, ``backends/``, ``caches/``)."""
+        return self.site_packages / "pytriton" / "tritonserver"
+
+    @property
+    def tritonserver(self) -> Path:
+        return self.triton_dir / "bin" / "tritonserver"
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.site_packages / "nvidia_pytriton.libs"
+
+    @property
+    def stub(self) -> Path:
+        return self.triton_dir / "python_backend_stubs" / self.python_version / STUB_NAME
+
+    @property
+    def python_backend_dir(self) -> Path:
+        return self.triton_dir / "backends" / "python"
+
+    @property
+    def default_backend_dir(self) -> Path:
+        return self.path / "backends"
+
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> TritonEnv:
+        """The environment :func:`setup` made at ``path``; :class:`TritonEnvError` (saying how
+        to make it) when there is none or it is incomplete."""
+        path = Path(path) if path is not None else default_env_dir()
+        try:
+            info = json.loads((path / MARKER).read_text(encoding="utf-8"))
+            env = cls(path, Path(info["site_packages"]), str(info["python"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise TritonEnvError(f"no Triton environment at '{path}': prepare it with "
+                                 f"`popef triton setup --env {path}`") from None
+        problems = env.problems()
+        if problems:
+            raise TritonEnvError(f"the Triton environment at '{path}' is incomplete "
+                                 f"({problems[0]}): run `popef triton setup --env {path}` "
+                                 "again")
+        return env
+
+    def problems(self) -> list[str]:
+        """What is missing for :func:`server_invocation` (empty when nothing is)."""
+        found = []
+        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if self.python_version != version:
+            found.append(f"it is for Python {self.python_version}, this is Python {version}")
+        for label, p in (("python", self.python), ("tritonserver", self.tritonserver),
+                         ("the bundled libraries", self.libs_dir),
+                         ("the Python backend", self.python_backend_dir / "libtriton_python.so"),
+                         (f"the stub for Python {self.python_version}", self.stub)):
+            if not p.exists():
+                found.append(f"no {label} at {p}")
+        return found
+
+    def info(self) -> dict:
+        try:
+            return json.loads(self.marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+
+# -- setup ---------------------------------------------------------------------------------------
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def setup(path: str | os.PathLike | None = None, *, force: bool = False,
+          log: Log = _stderr, pip_args: Sequence[str] = (), retries: int = 1) -> TritonEnv:
+    """Make (or check) Triton's environment at ``path``; cached when it is already complete.
+
+    A virtual environment of this Python with :func:`requirements` installed by pip in one
+    resolver run, this ``popef`` linked into it (:func:`link_popef`), and an import check of
+    the backend with numpy < 2. ``force`` rebuilds it from scratch.
+    """
+    path = Path(path) if path is not None else default_env_dir()
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if sys.version_info[:2] not in SUPPORTED_PYTHONS:
+        raise TritonEnvError(f"nvidia-pytriton {PYTRITON_VERSION} has Triton stubs for Python "
+                             "3.8 to 3.13, not for Python " + version)
+    if not sys.platform.startswith("linux"):
+        raise TritonEnvError(f"tritonserver runs on Linux only, not on {sys.platform}")
+    libpython_dir()  # fails early, with advice, on a Python without a shared libpython
+    wanted = requirements()
+    if not force:
+        try:
+            env = TritonEnv.load(path)
+        except TritonEnvError:
+            env = None
+        if env is not None and env.info().get("requirements") == wanted:
+            link_popef(env)
+            log(f"popef triton: the Triton environment at {path} is ready (cached)")
+            return env
+    start = time.monotonic()
+    if path.exists() and any(path.iterdir()):
+        if not (path / "pyvenv.cfg").is_file():
+            raise TritonEnvError(f"'{path}' exists and is not a virtual environment; give an "
+                                 "empty or new folder")
+        if force:
+            shutil.rmtree(path)
+    log(f"popef triton: making the Triton environment at {path} (Python {version})")
+    if not (path / "pyvenv.cfg").is_file():
+        _run([sys.executable, "-m", "venv", str(path)], "create the virtual environment", log)
+    python = path / "bin" / "python"
+    log("popef triton: installing " + " ".join(wanted))
+    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
+               "--no-input", "--progress-bar", "off", "--quiet", *pip_args, *wanted]
+    for attempt in range(retries + 1):
+        try:
+            _run(command, "install Triton's packages", log)
+            break
+        except TritonEnvError:
+            if attempt == retries:
+                raise
+            log("popef triton: pip failed; trying once more in 5 s")
+            time.sleep(5)
+    site = Path(_output([str(python), "-c",
+                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
+    env = TritonEnv(path, site, version)
+    problems = env.problems()
+    if problems:
+        raise TritonEnvError(f"nvidia-pytriton {PYTRITON_VERSION} did not install what was "
+                             f"expected: {problems[0]}")
+    link_popef(env)
+    check = _output([str(python), "-c", _CHECK])
+    info = {"python": version, "site_packages": str(site), "requirements": wanted,
+            "pytriton": PYTRITON_VERSION, "triton": TRITON_VERSION,
+            "made_by": f"popef {__version__}", **json.loads(check)}
+    env.marker.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    log(f"popef triton: ready in {time.monotonic() - start:.0f} s (Triton {TRITON_VERSION}, "
+        f"numpy {info['numpy']})")
+    return env
+
+
+_CHECK = """\
+import json, numpy
+assert int(numpy.__version__.split(".")[0]) < 2, "numpy " + numpy.__version__
+import tritonclient.grpc.model_config_pb2
+import popef.triton.backend
+print(json.dumps({"numpy": numpy.__version__, "popef_path": popef.__path__[0]}))
+"""
+
+
+def link_popef(env: TritonEnv, package_dir: Path | None = None) -> Path | None:
+    """Make this ``popef`` importable in ``env``: a symlink ``site-packages/popef`` to its
+    package folder (editable or installed alike). An environment into which popef was
+    pip-installed keeps that install; returns the link, or None then."""
+    package_dir = package_dir or Path(__file__).resolve().parent.parent
+    link = env.site_packages / "popef"
+    if link.is_symlink():
+        if Path(os.readlink(link)) == package_dir:
+            return link
+        link.unlink()
+    elif link.exists():
+        return None  # a real install of popef in the environment
+    if any(env.site_packages.glob("popef-*.dist-info")):
+        return None  # e.g. `pip install -e .[triton]` into the environment
+    tmp = link.with_name(f".popef.{os.getpid()}.tmp")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(package_dir, target_is_directory=True)
+    os.replace(tmp, link)
+    return link
+
+
+def _run(command: Sequence[str], what: str, log: Log) -> None:
+    try:
+        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, stdin=subprocess.DEVNULL, check=False)
+    except OSError as exc:
+        raise TritonEnvError(f"cannot {what}: {exc}") from None
+    if result.returncode != 0:
+        tail = "\n".join(result.stdout.strip().splitlines()[-25:])
+        log(tail)
+        raise TritonEnvError(f"cannot {what}: `{' '.join(command[:4])} …` exited with "
+                             f"{result.returncode}")
+
+
+def _output(command: Sequence[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            check=False)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise TritonEnvError(f"the Triton environment fails a check:\n{tail}")
+    return result.stdout
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+@dataclass
+class ServerInvocation:
+    """How to start ``tritonserver``: the command, its environment and its backend folder."""
+
+    command: list[str]
+    env: dict[str, str]
+    backend_dir: Path
+    changed_env: dict[str, str] = field(default_factory=dict)  # what differs from os.environ
+
+    def shell(self) -> str:
+        """The invocation as one shell command line (for docs and ``--dry-run``)."""
+        import shlex
+
+        assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.changed_env.items())
+        return f"{assignments} {shlex.join(self.command)}".strip()
+
+
+def server_invocation(env: TritonEnv, repositories: Sequence[str | os.PathLike], *,
+                      backend_dir: str | os.PathLike | None = None, host: str = "0.0.0.0",
+                      http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
+                      http_address: str | None = None, grpc_address: str | None = None,
+                      metrics_address: str | None = None, extra_args: Sequence[str] = (),
+                      base_env: Mapping[str, str] | None = None) -> ServerInvocation:
+    """Lay out the backend directory and give the ``tritonserver`` command for ``env``.
+
+    ``backend_dir`` (``--backend-directory``) gets ``python/`` (Triton's Python backend with
+    the stub for this Python) unless it holds one, and ``poplar/model.py``; by default it is
+    ``<env>/backends``. ``metrics_port`` 0 turns metrics off.
+    """
+    if not repositories:
+        raise TritonEnvError("give at least one --model-repository")
+    backend_dir = Path(backend_dir) if backend_dir is not None else env.default_backend_dir
+    backend_dir = backend_dir.resolve()
+    link_popef(env)
+    install_python_backend(backend_dir, env.python_backend_dir, env.stub,
+                           label=f"Triton {TRITON_VERSION} from nvidia-pytriton "
+                                 f"{PYTRITON_VERSION}, stub for Python {env.python_version}")
+    install_backend(backend_dir, paths=[str(env.site_packages)])
+    command = [str(env.tritonserver)]
+    for repository in repositories:
+        command.append(f"--model-repository={Path(repository).resolve()}")
+    command += [f"--backend-directory={backend_dir}",
+                f"--cache-directory={env.triton_dir / 'caches'}",
+                f"--http-address={http_address or host}", f"--http-port={http_port}",
+                f"--grpc-address={grpc_address or host}", f"--grpc-port={grpc_port}"]
+    if metrics_port:
+        command += [f"--metrics-address={metrics_address or host}",
+                    f"--metrics-port={metrics_port}",
+                    "--allow-gpu-metrics=false"]  # CPU models; spares a DCGM warning
+    else:
+        command.append("--allow-metrics=false")
+    command += list(extra_args)
+    base = dict(os.environ if base_env is None else base_env)
+    changed = {
+        "LD_LIBRARY_PATH": _join(str(env.libs_dir), str(libpython_dir()),
+                                 base.get("LD_LIBRARY_PATH", "")),
+        "PATH": _join(str(env.bin_dir), base.get("PATH", os.defpath)),
+    }
+    merged = {**base, **changed}
+    for name in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV"):
+        merged.pop(name, None)  # the stub's Python comes from PATH alone
+    return ServerInvocation(command, merged, backend_dir, changed)
+
+
+def _join(*parts: str) -> str:
+    seen: list[str] = []
+    for part in parts:
+        for item in part.split(os.pathsep):
+            if item and item not in seen:
+                seen.append(item)
+    return os.pathsep.join(seen)
+
