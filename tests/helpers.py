@@ -7,6 +7,25 @@ import io
 import popef
 
 
+# Graphcore's own `popef_dump --user-anchors` output for the tutorial MNIST model (the blog
+# post's listing), after its first line `PopEF file: <path as given>`.
+TUTORIAL_USER_ANCHORS = """\
+Anchors:
+  Inputs (User-provided):
+    Name: "input":
+      TensorInfo: { dtype: F32, sizeInBytes: 3136, shape [1, 1, 28, 28] }
+      Programs: [5]
+      Handle: h2d_input
+      IsPerReplica: False
+  Outputs (User-provided):
+    Name: "softmax/Softmax:0":
+      TensorInfo: { dtype: F32, sizeInBytes: 40, shape [1, 10] }
+      Programs: [5]
+      Handle: anchor_d2h_softmax/Softmax:0
+      IsPerReplica: False
+"""
+
+
 def write_models(target, model_list) -> None:
     """Write models drawn by ``strategies.models`` to a path or stream."""
     with popef.Writer(target) as writer:

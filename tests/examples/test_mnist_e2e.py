@@ -12,27 +12,13 @@ import pytest
 
 import popef
 
+from ..helpers import TUTORIAL_USER_ANCHORS
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "mnist"
 MODEL = EXAMPLE / "executable.popef"
 
-# Graphcore's own popef_dump output for the tutorial's model (the blog post's listing)
-TUTORIAL_LISTING = """\
-PopEF file: examples/mnist/executable.popef
-Anchors:
-  Inputs (User-provided):
-    Name: "input":
-      TensorInfo: { dtype: F32, sizeInBytes: 3136, shape [1, 1, 28, 28] }
-      Programs: [5]
-      Handle: h2d_input
-      IsPerReplica: False
-  Outputs (User-provided):
-    Name: "softmax/Softmax:0":
-      TensorInfo: { dtype: F32, sizeInBytes: 40, shape [1, 10] }
-      Programs: [5]
-      Handle: anchor_d2h_softmax/Softmax:0
-      IsPerReplica: False
-"""
+TUTORIAL_LISTING = "PopEF file: examples/mnist/executable.popef\n" + TUTORIAL_USER_ANCHORS
 
 EXPECTED_CLIENT = "".join(f'Predicted digit for file "{d}.png": {d}\n' for d in range(10))
 

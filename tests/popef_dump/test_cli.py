@@ -17,25 +17,11 @@ import popef
 from popef import format as fmt
 from popef.format import codec
 
+from ..helpers import TUTORIAL_USER_ANCHORS
 from .conftest import FIXTURES, invoke
 
 # Graphcore's own `popef_dump --user-anchors` output for the tutorial MNIST model.
-MNIST_USER_ANCHORS = """\
-PopEF file: executable.popef
-Anchors:
-  Inputs (User-provided):
-    Name: "input":
-      TensorInfo: { dtype: F32, sizeInBytes: 3136, shape [1, 1, 28, 28] }
-      Programs: [5]
-      Handle: h2d_input
-      IsPerReplica: False
-  Outputs (User-provided):
-    Name: "softmax/Softmax:0":
-      TensorInfo: { dtype: F32, sizeInBytes: 40, shape [1, 10] }
-      Programs: [5]
-      Handle: anchor_d2h_softmax/Softmax:0
-      IsPerReplica: False
-"""
+MNIST_USER_ANCHORS = "PopEF file: executable.popef\n" + TUTORIAL_USER_ANCHORS
 
 BROKEN = {
     "bad_magic.popef": ("not a PopEF blob", "blob #1", "field 'magic'", "offset 0x2c0"),
