@@ -40,10 +40,12 @@ def _need_serve_extra() -> None:
 
 def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
     """``--backend-config=[<backend>,]<key>=<value>``: settings for this server's backend."""
+    from .config import SUPPORTED_BACKENDS
+
     settings: dict[str, str] = {}
     for entry in entries:
         backend, _, setting = entry.rpartition(",")
-        if backend and backend not in ("poplar", "popef"):
+        if backend and backend not in SUPPORTED_BACKENDS:
             continue  # another backend's setting: nothing here uses it
         key, sep, value = setting.partition("=")
         if not sep or not key:
@@ -126,6 +128,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
     import threading
 
     _need_serve_extra()
+    from .config import DEFAULT_EXECUTOR
     from .errors import ServingError
     from .server import Server, ServerOptions, configure_logging
 
@@ -136,7 +139,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
     if load_models and model_control_mode != "explicit":
         _fail("--load-model needs --model-control-mode=explicit")
     settings = _backend_config(backend_config)
-    executor_name = executor or settings.pop("executor", None) or "cpu"
+    executor_name = executor or settings.pop("executor", None) or DEFAULT_EXECUTOR
     executor_options = {k[len("executor."):]: v for k, v in settings.items()
                         if k.startswith("executor.")}
     default_mbs = settings.pop("default-max-batch-size", None)

@@ -28,6 +28,7 @@ from .errors import ServingError
 
 __all__ = [
     "CONFIG_FILENAME",
+    "DEFAULT_EXECUTOR",
     "DEFAULT_MODEL_FILENAME",
     "NAME_MAP_FILENAME",
     "SUPPORTED_BACKENDS",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_FILENAME = "executable.popef"
+#: the executor of a model whose config names none (``parameters { key: "executor" }``)
+DEFAULT_EXECUTOR = "cpu"
 NAME_MAP_FILENAME = "name_map.json"
 CONFIG_FILENAME = "config.pbtxt"
 #: backend (or platform) names served; "poplar" is Graphcore's Triton backend

@@ -38,6 +38,13 @@ from .protocol import (
 from .repository import ModelRepository
 from .served import ServedModel
 from .stats import now_ns
+from .validation import (
+    batch_size,
+    check_datatype,
+    check_input_names,
+    check_shape,
+    select_outputs,
+)
 
 __all__ = ["EXTENSIONS", "SERVER_NAME", "InferenceCore"]
 
@@ -249,31 +256,12 @@ class InferenceCore:
     def _decode_inputs(self, served: ServedModel, request: InferRequest):
         plan = served.plan
         name = served.name
-        given: dict[str, InputTensor] = {}
-        for tensor in request.inputs:
-            if tensor.name in given:
-                raise invalid(f"input '{tensor.name}' is given twice")
-            if plan.input(tensor.name) is None:
-                raise invalid(f"unexpected inference input '{tensor.name}' for model '{name}'; "
-                              f"its inputs are {_names(plan.inputs)}")
-            given[tensor.name] = tensor
-        missing = [t.name for t in plan.inputs if t.name not in given]
-        if missing:
-            raise invalid(f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
-                          f"model '{name}': missing input {_quote(missing)}")
+        check_input_names(name, plan, [tensor.name for tensor in request.inputs])
+        given: dict[str, InputTensor] = {tensor.name: tensor for tensor in request.inputs}
         _check_parameters(served, request.parameters)
         rows = 1
-        first = None
         if plan.batching:
-            for tp in plan.inputs:
-                shape = _shape(given[tp.name])
-                if shape:
-                    batch = shape[0]
-                    if first is None:
-                        first, rows = tp.name, batch
-                    elif batch != rows:
-                        raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} "
-                                      f"and '{tp.name}' has {batch} for model '{name}'")
+            rows = batch_size(name, ((tp.name, _shape(given[tp.name])) for tp in plan.inputs))
             if rows < 1:
                 raise invalid(f"inference request batch-size must be >= 1 for '{name}', got "
                               f"{rows}")
@@ -288,21 +276,12 @@ class InferenceCore:
         plan = served.plan
         if request.outputs is None:
             return [(tp, RequestedOutput(tp.name)) for tp in plan.outputs]
-        selected = []
-        seen = set()
+        tensors = select_outputs(served.name, plan, [ro.name for ro in request.outputs])
         for ro in request.outputs:
-            tp = plan.output(ro.name)
-            if tp is None:
-                raise invalid(f"unexpected inference output '{ro.name}' for model "
-                              f"'{served.name}'; its outputs are {_names(plan.outputs)}")
-            if ro.name in seen:
-                raise invalid(f"output '{ro.name}' is requested twice")
-            seen.add(ro.name)
             if ro.classification < 0:
                 raise invalid(f"output '{ro.name}': classification count must be >= 0, got "
                               f"{ro.classification}")
-            selected.append((tp, ro))
-        return selected
+        return list(zip(tensors, request.outputs))
 
     def _response(self, served: ServedModel, request: InferRequest, selected, results: dict,
                   rows: int) -> InferResponse:
@@ -320,14 +299,6 @@ class InferenceCore:
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def _names(tensors) -> str:
-    return ", ".join(f"'{t.name}'" for t in tensors)
-
-
-def _quote(names) -> str:
-    return ", ".join(f"'{n}'" for n in names)
-
-
 def _shape(tensor: InputTensor) -> tuple[int, ...]:
     shape = tensor.shape
     try:
@@ -344,19 +315,9 @@ def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) 
     ttype = by_protocol_name(tensor.datatype)
     if ttype is None:
         raise invalid(f"input '{tensor.name}' has an unknown datatype '{tensor.datatype}'")
-    if ttype is not tp.ttype:
-        raise invalid(f"inference input '{tensor.name}' data-type is '{tensor.datatype}', but "
-                      f"model '{model}' expects '{tp.ttype.name}'")
+    check_datatype(model, tp, tensor.datatype)
     shape = _shape(tensor)
-    if plan.batching:
-        ok = len(shape) == len(tp.shape) + 1 and shape[1:] == tp.shape
-        expected = [-1, *tp.shape]
-    else:
-        ok = shape == tp.shape
-        expected = list(tp.shape)
-    if not ok:
-        raise invalid(f"unexpected shape for input '{tensor.name}' for model '{model}': expected "
-                      f"{expected}, got {list(shape)}")
+    check_shape(model, plan, tp, shape)
     count = math.prod(shape)
     dtype = ttype.numpy
     if tensor.raw is not None:

@@ -72,25 +72,26 @@ def by_protocol_name(name: str) -> TritonType | None:
     return _BY_NAME.get(name)
 
 
-def by_config_enum(value: int) -> TritonType | None:
-    """The type of a ``model_config_pb2.DataType`` value, None for TYPE_INVALID or unknown."""
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    try:
-        name = mc.DataType.Name(value)
-    except ValueError:
-        return None
-    return _BY_CONFIG.get(name)
-
-
-def config_type_name(value: int) -> str:
-    """``TYPE_FP32`` for a config enum value, or the number when it has no name."""
+def _config_enum_name(value: int) -> str | None:
+    """The ``model_config_pb2.DataType`` member named by ``value``, None when none is."""
     from tritonclient.grpc import model_config_pb2 as mc
 
     try:
         return mc.DataType.Name(value)
     except ValueError:
-        return str(value)
+        return None
+
+
+def by_config_enum(value: int) -> TritonType | None:
+    """The type of a ``model_config_pb2.DataType`` value, None for TYPE_INVALID or unknown."""
+    name = _config_enum_name(value)
+    return None if name is None else _BY_CONFIG.get(name)
+
+
+def config_type_name(value: int) -> str:
+    """``TYPE_FP32`` for a config enum value, or the number when it has no name."""
+    name = _config_enum_name(value)
+    return str(value) if name is None else name
 
 
 def from_popef(dtype: DataType) -> TritonType | None:

@@ -14,6 +14,7 @@ from ..errors import PopefError
 __all__ = [
     "ServingError",
     "Status",
+    "error_message",
     "internal",
     "invalid",
     "not_found",
@@ -75,3 +76,17 @@ def unsupported(message: str) -> ServingError:
 
 def internal(message: str) -> ServingError:
     return ServingError(message, Status.INTERNAL)
+
+
+def error_message(exc: BaseException) -> str:
+    """What a model that failed to load reports: a :class:`ServingError`'s message, a
+    :class:`PopefError`'s text, or ``<ExceptionType>: <text>`` for anything else.
+
+    The repository of ``popef serve`` records it as the reason of a version that failed to
+    load; the Triton backend gives it to Triton.
+    """
+    if isinstance(exc, ServingError):
+        return exc.message
+    if isinstance(exc, PopefError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -277,6 +277,18 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
+def _tensor_parameters(kind: str, name: str, item: dict) -> dict:
+    """The ``parameters`` of an input or output (``kind``) of a request: a JSON object,
+    without a shared memory region."""
+    parameters = item.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise invalid(f"{kind} '{name}': 'parameters' must be a JSON object")
+    if "shared_memory_region" in parameters:
+        raise unsupported(f"{kind} '{name}' uses shared memory, which this server does not "
+                          "support")
+    return parameters
+
+
 def _decode_request(body: bytes, header: str | None, model: str, version: str) -> InferRequest:
     if header is not None:
         try:
@@ -308,12 +320,7 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
         shape = item.get("shape")
         if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
             raise invalid(f"inputs[{i}] needs 'name', 'datatype' and 'shape'")
-        parameters = item.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise invalid(f"input '{name}': 'parameters' must be a JSON object")
-        if "shared_memory_region" in parameters:
-            raise unsupported(f"input '{name}' uses shared memory, which this server does not "
-                              "support")
+        parameters = _tensor_parameters("input", name, item)
         size = parameters.get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -342,12 +349,7 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
         for i, item in enumerate(raw_outputs):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise invalid(f"outputs[{i}] must be a JSON object with a 'name'")
-            parameters = item.get("parameters") or {}
-            if not isinstance(parameters, dict):
-                raise invalid(f"output '{item['name']}': 'parameters' must be a JSON object")
-            if "shared_memory_region" in parameters:
-                raise unsupported(f"output '{item['name']}' uses shared memory, which this "
-                                  "server does not support")
+            parameters = _tensor_parameters("output", item["name"], item)
             binary_flag = parameters.get("binary_data")
             count = parameters.get("classification", 0)
             if isinstance(count, bool) or not isinstance(count, int):

@@ -22,18 +22,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PopefError
 from .config import (
+    DEFAULT_EXECUTOR,
     DEFAULT_MODEL_FILENAME,
     ConfigError,
     ModelParameters,
     build_plan,
-    check_name_map_file,
     complete_config,
     read_config,
-    signature_of,
 )
-from .errors import ServingError, Status, invalid, not_found, unavailable
+from .errors import ServingError, Status, error_message, invalid, not_found, unavailable
+from .files import model_files, open_model
 from .served import DEFAULT_MAX_QUEUE_SIZE, ServedModel
 
 __all__ = [
@@ -59,7 +58,7 @@ _VERSION_RE = re.compile(r"[0-9]{1,18}")
 
 @dataclass
 class RepositoryOptions:
-    executor: str = "cpu"  # used when a config names none
+    executor: str = DEFAULT_EXECUTOR  # used when a config names none
     executor_options: dict = field(default_factory=dict)
     auto_complete: bool = True
     default_max_batch_size: int | None = None  # None: Graphcore's rule
@@ -208,8 +207,7 @@ class ModelRepository:
                 served, completed = self._load_version(name, directory, version, config,
                                                        states_mbs, completed, parameters)
             except Exception as exc:  # noqa: BLE001 - one broken model never stops the others
-                reason = exc.message if isinstance(exc, ServingError) else (
-                    str(exc) if isinstance(exc, PopefError) else f"{type(exc).__name__}: {exc}")
+                reason = error_message(exc)
                 vrecord.state, vrecord.reason = UNAVAILABLE, reason
                 log.error("failed to load '%s' version %d: %s", name, version, reason)
                 continue
@@ -232,15 +230,13 @@ class ModelRepository:
         from ..runtime import ModelRunner
 
         vdir = directory / str(version)
-        files = _model_files(vdir, config)
-        name_map = check_name_map_file(vdir)
+        files = model_files(vdir, config.default_model_filename if config is not None else "")
         executor = parameters.executor or self.options.executor
         executor_options = {**self.options.executor_options, **parameters.executor_options}
         instances = _instance_count(config)
-        runners = []
+        runner, signature = open_model(vdir, files, executor, executor_options)
+        runners = [runner]
         try:
-            runners.append(ModelRunner([str(f) for f in files], executor, **executor_options))
-            signature = signature_of(runners[0], name_map)
             if completed is None:
                 completed = complete_config(
                     config, name, signature, states_max_batch_size=states_mbs,
@@ -406,24 +402,3 @@ def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]
         return available, {}
     count = policy.latest.num_versions if kind == "latest" else 1
     return available[-max(1, count):], {}
-
-
-def _model_files(vdir: Path, config) -> list[Path]:
-    filename = config.default_model_filename if config is not None else ""
-    if filename:
-        if "/" in filename or "\\" in filename or filename in (".", ".."):
-            raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
-                              "version folder")
-        path = vdir / filename
-        if not path.is_file():
-            raise ConfigError(f"version folder '{vdir.name}' has no '{filename}' (the config's "
-                              "default_model_filename)")
-        return [path]
-    default = vdir / DEFAULT_MODEL_FILENAME
-    if default.is_file():
-        return [default]
-    found = sorted(p for p in vdir.glob("*.popef") if p.is_file())
-    if not found:
-        raise ConfigError(f"version folder '{vdir.name}' has no {DEFAULT_MODEL_FILENAME} (nor any "
-                          ".popef file)")
-    return found

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .batches import merge_rows, split_rows
 from .errors import ServingError, internal, unavailable
 from .stats import ModelStats, now_ns
 
@@ -236,12 +237,8 @@ class Scheduler:
         start = now_ns()
         for work in batch:
             self.stats.record_queue(start - work.arrival_ns)
-        if len(batch) == 1:
-            merged, rows = batch[0].inputs, batch[0].rows
-        else:
-            rows = sum(w.rows for w in batch)
-            merged = {name: np.concatenate([w.inputs[name] for w in batch])
-                      for name in batch[0].inputs}
+        rows = sum(w.rows for w in batch)
+        merged = merge_rows([w.inputs for w in batch])
         merge_ns = now_ns() - start
         if self._execute_async is None:
             try:
@@ -272,16 +269,7 @@ class Scheduler:
 
     def _finish(self, batch: list[Work], rows: int, merge_ns: int, execution: Execution) -> None:
         start = now_ns()
-        results: list[dict[str, np.ndarray]]
-        if len(batch) == 1:
-            results = [dict(execution.outputs)]
-        else:
-            results = [{} for _ in batch]
-            for name, array in execution.outputs.items():
-                offset = 0
-                for result, work in zip(results, batch):
-                    result[name] = array[offset:offset + work.rows]
-                    offset += work.rows
+        results = split_rows(execution.outputs, [w.rows for w in batch])
         output_ns = now_ns() - start
         self.stats.record_execution(rows, merge_ns + execution.input_ns, execution.infer_ns,
                                     output_ns, len(batch))

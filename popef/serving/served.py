@@ -1,10 +1,8 @@
 """A loaded model version: its runners (one per instance), plan, scheduler and statistics.
 
-:class:`ServedModel` turns batches of served tensors into what :class:`ModelRunner` takes and
-back (docs/serving.md, "Batching"): a batch of ``B`` rows is padded with zero rows to a
-multiple of the model's step rows (micro batch × replicas), reshaped to the anchors' shapes
-— ``n`` steps stacked on the leading axis, which the runtime runs as ``n`` device iterations —
-and the outputs are reshaped back and cut to ``B`` rows.
+:class:`ServedModel` runs the batches its scheduler gathers on its runners, turning served
+tensors into what :class:`ModelRunner` takes and back with :mod:`popef.serving.batches`
+(docs/serving.md, "Batching").
 """
 
 from __future__ import annotations
@@ -16,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ServingPlan, TensorPlan
+from .batches import collect_outputs, prepare_feed
+from .config import ServingPlan
 from .scheduler import BatchPolicy, Execution, Scheduler, Work
 from .stats import ModelStats, now_ns
 
@@ -77,53 +76,28 @@ class ServedModel:
         return self.scheduler.submit(work)
 
     # ---- executions
-    def _prepare(self, inputs: Mapping[str, np.ndarray], rows: int) -> tuple[dict, int]:
-        plan = self.plan
-        feed = {}
-        padded = rows
-        if plan.batching:
-            step = plan.step_rows
-            padded = -(-rows // step) * step
-        for tp in plan.inputs:
-            array = inputs[tp.name]
-            if padded != rows:
-                pad = np.zeros((padded - rows, *array.shape[1:]), dtype=array.dtype)
-                array = np.concatenate([array, pad])
-            feed[tp.runtime_name] = _to_runtime(plan, tp, array, padded)
-        return feed, padded
-
-    def _collect(self, outputs: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-        plan = self.plan
-        result = {}
-        for tp in plan.outputs:
-            array = np.asarray(outputs[tp.runtime_name])
-            if plan.batching:
-                array = array.reshape(-1, *tp.shape)[:rows]
-            else:
-                array = array.reshape(tp.shape)
-            result[tp.name] = array
-        return result
-
-    def execute(self, instance: int, inputs: Mapping[str, np.ndarray], rows: int) -> Execution:
+    def _feed(self, instance: int, inputs: Mapping[str, np.ndarray],
+              rows: int) -> tuple[dict[str, np.ndarray], int, int]:
+        """The runtime's feed for a batch, and the times before and after making it; then
+        Graphcore's test delay (``execute_delay_ms``), which counts as inference time."""
         t0 = now_ns()
-        feed, _ = self._prepare(inputs, rows)
+        feed = prepare_feed(self.plan, inputs, rows)
         t1 = now_ns()
         delay = self.plan.parameters.delay_seconds(instance)
         if delay:
             time.sleep(delay)
+        return feed, t0, t1
+
+    def execute(self, instance: int, inputs: Mapping[str, np.ndarray], rows: int) -> Execution:
+        feed, t0, t1 = self._feed(instance, inputs, rows)
         outputs = self.runners[instance].execute(feed)
         t2 = now_ns()
-        result = self._collect(outputs, rows)
+        result = collect_outputs(self.plan, outputs, rows)
         return Execution(result, (t1 - t0) + (now_ns() - t2), t2 - t1)
 
     def execute_async(self, instance: int, inputs: Mapping[str, np.ndarray],
                       rows: int) -> concurrent.futures.Future:
-        t0 = now_ns()
-        feed, _ = self._prepare(inputs, rows)
-        t1 = now_ns()
-        delay = self.plan.parameters.delay_seconds(instance)
-        if delay:
-            time.sleep(delay)
+        feed, t0, t1 = self._feed(instance, inputs, rows)
         futures = self.runners[instance].execute_async(feed)
         result: concurrent.futures.Future = concurrent.futures.Future()
         names = list(futures)
@@ -132,7 +106,7 @@ class ServedModel:
             try:
                 outputs = futures.wait()
                 t2 = now_ns()
-                collected = self._collect(outputs, rows)
+                collected = collect_outputs(self.plan, outputs, rows)
                 result.set_result(Execution(collected, (t1 - t0) + (now_ns() - t2), t2 - t1))
             except BaseException as exc:  # noqa: BLE001 - handed to the requests
                 result.set_exception(exc)
@@ -148,13 +122,3 @@ class ServedModel:
                 runner.close()
             except Exception:  # noqa: BLE001 - closing must not fail the unload
                 pass
-
-
-def _to_runtime(plan: ServingPlan, tp: TensorPlan, array: np.ndarray, rows: int) -> np.ndarray:
-    if not plan.batching:
-        return array.reshape(tp.model_shape)
-    array = array.reshape(rows, *tp.model_shape)
-    if tp.per_replica:
-        array = array.reshape(rows // plan.micro_batch, plan.micro_batch, *tp.model_shape)
-    return array
-

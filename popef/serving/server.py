@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .config import DEFAULT_EXECUTOR
 from .core import InferenceCore
 from .errors import ServingError, Status
 from .grpc_servicer import DEFAULT_MAX_MESSAGE_SIZE, create_grpc_server
@@ -51,7 +52,7 @@ class ServerOptions:
     strict_readiness: bool = True
     exit_on_error: bool = False
     exit_timeout: float = 30.0
-    executor: str = "cpu"
+    executor: str = DEFAULT_EXECUTOR
     executor_options: dict = field(default_factory=dict)
     auto_complete: bool = True
     default_max_batch_size: int | None = None

@@ -14,6 +14,9 @@ is the one of Graphcore's Poplar backend::
   ``name_map.json`` (Graphcore's ``/N`` suffixes for repeated names),
   :func:`~popef.serving.config.complete_config` fills what a config leaves out and
   :func:`~popef.serving.config.build_plan` rejects what does not match, with the same messages.
+  The version folder's files are found and opened by :mod:`popef.serving.files`, requests are
+  checked by :mod:`popef.serving.validation` and turned into executions by
+  :mod:`popef.serving.batches`: the code of ``popef serve`` too.
 - **Auto-complete.** Inputs, outputs, ``max_batch_size`` (Graphcore's rule: micro batch ×
   device iterations × replicas) and ``dynamic_batching`` (when that is above 1) come from the
   file when the config leaves them out. Without a ``config.pbtxt``, Triton knows the backend
@@ -47,42 +50,46 @@ from typing import Any
 import numpy as np
 
 from ..errors import PopefError
+from ..serving.batches import collect_outputs, merge_rows, prepare_feed, split_rows
 from ..serving.config import (
     CONFIG_FILENAME,
-    DEFAULT_MODEL_FILENAME,
+    DEFAULT_EXECUTOR,
     SUPPORTED_BACKENDS,
     ConfigError,
     ModelParameters,
-    ServingPlan,
     Signature,
     TensorPlan,
     build_plan,
-    check_name_map_file,
     complete_config,
-    signature_of,
     states_max_batch_size,
 )
-from ..serving.errors import ServingError, Status, internal, invalid
+from ..serving.errors import ServingError, Status, error_message, internal, invalid
+from ..serving.files import model_files as version_files
+from ..serving.files import open_model
+from ..serving.validation import (
+    batch_size,
+    check_datatype,
+    check_input_names,
+    check_shape,
+    select_outputs,
+)
 
 __all__ = [
     "DEFAULT_EXECUTOR",
     "BackendError",
+    "ConfigError",
     "LoadedModel",
     "ModelLocation",
     "TritonPythonModel",
     "apply_completion",
-    "collect_outputs",
     "config_from_triton",
     "load_model",
     "locate_for_auto_complete",
     "locate_for_initialize",
     "model_files",
-    "prepare_feed",
     "stub_model_path",
 ]
 
-#: the executor of a model whose config names none
-DEFAULT_EXECUTOR = "cpu"
 #: the stub binary that runs Python models (its first argument is the model's path)
 STUB_NAME = "triton_python_backend_stub"
 #: backends whose model.py may import this class (besides the poplar backend itself)
@@ -144,8 +151,9 @@ def locate_for_initialize(args: Mapping[str, str]) -> ModelLocation:
 
 
 def model_files(version_dir: Path, config) -> list[Path]:
-    """The PopEF files of a version folder: the config's ``default_model_filename``, else
-    ``executable.popef``, else every ``*.popef`` file (the rule of ``popef serve``).
+    """The PopEF files of a version folder, by the rule of ``popef serve``
+    (:func:`popef.serving.files.model_files`): the config's ``default_model_filename``, else
+    ``executable.popef``, else every ``*.popef`` file.
 
     ``default_model_filename`` is Triton's own when it names the Python module (``model.py``
     of a ``backend: "python"`` model) or is the ``model.<backend>`` placeholder Triton gives a
@@ -154,23 +162,7 @@ def model_files(version_dir: Path, config) -> list[Path]:
     filename = config.default_model_filename
     if filename.endswith(".py") or filename and filename == f"model.{config.backend}" and not (version_dir / filename).exists():
         filename = ""
-    if filename:
-        if "/" in filename or "\\" in filename or filename in (".", ".."):
-            raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
-                              "version folder")
-        path = version_dir / filename
-        if not path.is_file():
-            raise ConfigError(f"version folder '{version_dir.name}' has no '{filename}' (the "
-                              "config's default_model_filename)")
-        return [path]
-    default = version_dir / DEFAULT_MODEL_FILENAME
-    if default.is_file():
-        return [default]
-    found = sorted(p for p in version_dir.glob("*.popef") if p.is_file())
-    if not found:
-        raise ConfigError(f"version folder '{version_dir}' has no {DEFAULT_MODEL_FILENAME} (nor "
-                          "any .popef file)")
-    return found
+    return version_files(version_dir, filename)
 
 
 # -- configs -----------------------------------------------------------------------------------
@@ -229,19 +221,13 @@ class LoadedModel:
 
 
 def load_model(location: ModelLocation, config) -> LoadedModel:
-    """Open a version's PopEF files with :class:`ModelRunner` on the config's executor."""
-    from ..runtime import ModelRunner
-
+    """Open a version's PopEF files with :class:`ModelRunner` on the config's executor
+    (:func:`popef.serving.files.open_model`)."""
     parameters = ModelParameters.of(config)
     files = model_files(location.version_dir, config)
-    name_map = check_name_map_file(location.version_dir)
     executor = parameters.executor or DEFAULT_EXECUTOR
-    runner = ModelRunner([str(f) for f in files], executor, **parameters.executor_options)
-    try:
-        signature = signature_of(runner, name_map)
-    except BaseException:
-        runner.close()
-        raise
+    runner, signature = open_model(location.version_dir, files, executor,
+                                   parameters.executor_options)
     return LoadedModel(runner, signature, files, parameters)
 
 
@@ -273,45 +259,6 @@ def apply_completion(auto_config, completed) -> None:
 
 # -- batches -----------------------------------------------------------------------------------
 
-def prepare_feed(plan: ServingPlan, inputs: Mapping[str, np.ndarray],
-                 rows: int) -> dict[str, np.ndarray]:
-    """Served inputs (``rows`` rows each) as :meth:`ModelRunner.execute` takes them.
-
-    Rows are padded with zeros to a whole number of the model's steps (micro batch ×
-    replicas) and reshaped to the anchors' shapes, the steps stacked on the leading axis
-    (device iterations). A model without batching takes its anchors' shapes as they are.
-    """
-    feed = {}
-    padded = -(-rows // plan.step_rows) * plan.step_rows if plan.batching else rows
-    for tp in plan.inputs:
-        array = inputs[tp.name]
-        if not plan.batching:
-            feed[tp.runtime_name] = array.reshape(tp.model_shape)
-            continue
-        if padded != rows:
-            pad = np.zeros((padded - rows, *array.shape[1:]), dtype=array.dtype)
-            array = np.concatenate([array, pad])
-        array = array.reshape(padded, *tp.model_shape)
-        if tp.per_replica:
-            array = array.reshape(padded // plan.micro_batch, plan.micro_batch, *tp.model_shape)
-        feed[tp.runtime_name] = array
-    return feed
-
-
-def collect_outputs(plan: ServingPlan, outputs: Mapping[str, np.ndarray],
-                    rows: int) -> dict[str, np.ndarray]:
-    """The runtime's outputs as served tensors: ``rows`` rows each (padding cut off)."""
-    result = {}
-    for tp in plan.outputs:
-        array = np.asarray(outputs[tp.runtime_name])
-        if plan.batching:
-            array = array.reshape(-1, *tp.shape)[:rows]
-        else:
-            array = array.reshape(tp.shape)
-        result[tp.name] = array
-    return result
-
-
 @dataclass
 class _Pending:
     index: int  # position in the execute call
@@ -336,14 +283,6 @@ def _log(level: str, message: str) -> None:
         pass
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, ServingError):
-        return exc.message
-    if isinstance(exc, PopefError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
 class TritonPythonModel:
     """The ``poplar`` backend (see the module docstring)."""
 
@@ -362,7 +301,7 @@ class TritonPythonModel:
         try:
             loaded = load_model(location, config)
         except (ServingError, PopefError) as exc:
-            raise BackendError(f"model '{name}': {_message(exc)}") from None
+            raise BackendError(f"model '{name}': {error_message(exc)}") from None
         try:
             completed = complete_config(
                 config, name, loaded.signature,
@@ -387,7 +326,7 @@ class TritonPythonModel:
         try:
             loaded = load_model(location, config)
         except (ServingError, PopefError) as exc:
-            raise BackendError(f"model '{self.name}': {_message(exc)}") from None
+            raise BackendError(f"model '{self.name}': {error_message(exc)}") from None
         try:
             checked = complete_config(config, self.name, loaded.signature,
                                       states_max_batch_size=True, auto_complete=False)
@@ -464,66 +403,30 @@ class TritonPythonModel:
     def _run(self, group: list[_Pending]) -> list[dict[str, np.ndarray]]:
         plan = self.plan
         rows = sum(p.rows for p in group)
-        if len(group) == 1:
-            inputs = group[0].inputs
-        else:
-            inputs = {tp.name: np.concatenate([p.inputs[tp.name] for p in group])
-                      for tp in plan.inputs}
-        feed = prepare_feed(plan, inputs, rows)
+        feed = prepare_feed(plan, merge_rows([p.inputs for p in group]), rows)
         delay = getattr(self.loaded.parameters, "delay_seconds", None)
         if delay is not None and delay(self.instance_index) > 0:  # Graphcore's test knobs
             time.sleep(delay(self.instance_index))
         outputs = self.runner.execute(feed)
-        served = collect_outputs(plan, outputs, rows)
-        results = []
-        start = 0
-        for p in group:
-            if plan.batching:
-                results.append({k: v[start:start + p.rows] for k, v in served.items()})
-            else:
-                results.append(served)
-            start += p.rows
-        return results
+        return split_rows(collect_outputs(plan, outputs, rows), [p.rows for p in group])
 
     # ---- requests
     def _decode(self, pb_utils, request) -> tuple[dict[str, np.ndarray], int]:
         plan = self.plan
         name = self.name
-        given = {t.name(): t for t in request.inputs()}
-        for key in given:
-            if plan.input(key) is None:
-                raise invalid(f"unexpected inference input '{key}' for model '{name}'; its "
-                              f"inputs are {_names(plan.inputs)}")
-        missing = [tp.name for tp in plan.inputs if tp.name not in given]
-        if missing:
-            raise invalid(f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
-                          f"model '{name}': missing input {_quote(missing)}")
+        tensors = list(request.inputs())
+        check_input_names(name, plan, [t.name() for t in tensors])
+        given = {t.name(): t for t in tensors}
         arrays: dict[str, np.ndarray] = {}
-        rows = 1
-        first = None
+        shapes: list[tuple[str, tuple[int, ...]]] = []
         for tp in plan.inputs:
             array = given[tp.name].as_numpy()
-            if array.dtype != tp.ttype.numpy:
-                raise invalid(f"inference input '{tp.name}' data-type is "
-                              f"'{_dtype_name(array.dtype)}', but model '{name}' expects "
-                              f"'{tp.ttype.name}'")
+            check_datatype(name, tp, _dtype_name(array.dtype))
             shape = tuple(int(d) for d in array.shape)
-            if plan.batching:
-                ok = len(shape) == len(tp.shape) + 1 and shape[1:] == tp.shape
-                expected = [-1, *tp.shape]
-            else:
-                ok = shape == tp.shape
-                expected = list(tp.shape)
-            if not ok:
-                raise invalid(f"unexpected shape for input '{tp.name}' for model '{name}': "
-                              f"expected {expected}, got {list(shape)}")
-            if plan.batching:
-                if first is None:
-                    first, rows = tp.name, shape[0]
-                elif shape[0] != rows:
-                    raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} and "
-                                  f"'{tp.name}' has {shape[0]} for model '{name}'")
+            check_shape(name, plan, tp, shape)
             arrays[tp.name] = array
+            shapes.append((tp.name, shape))
+        rows = batch_size(name, shapes) if plan.batching else 1
         if plan.batching and not 1 <= rows <= plan.max_batch_size:
             raise invalid(f"inference request batch-size must be in [1, {plan.max_batch_size}] "
                           f"for '{name}', got {rows}")
@@ -537,11 +440,7 @@ class TritonPythonModel:
             names = []
         if not names:
             return list(plan.outputs)
-        for key in names:
-            if plan.output(key) is None:
-                raise invalid(f"unexpected inference output '{key}' for model '{self.name}'; "
-                              f"its outputs are {_names(plan.outputs)}")
-        wanted = set(names)
+        wanted = {tp.name for tp in select_outputs(self.name, plan, names)}
         return [tp for tp in plan.outputs if tp.name in wanted]
 
     def _error(self, pb_utils, exc: BaseException):
@@ -550,7 +449,7 @@ class TritonPythonModel:
         elif isinstance(exc, PopefError):
             message, status = str(exc), Status.INTERNAL
         else:
-            message, status = internal(_message(exc)).message, Status.INTERNAL
+            message, status = internal(error_message(exc)).message, Status.INTERNAL
         return pb_utils.InferenceResponse(output_tensors=[],
                                           error=_triton_error(pb_utils, message, status))
 
@@ -583,14 +482,6 @@ def _instance_index(instance_name: str) -> int:
     """The index of an instance in its group: Triton names them ``<group>_<index>``."""
     _, _, tail = instance_name.rpartition("_")
     return int(tail) if tail.isdigit() else 0
-
-
-def _names(tensors) -> str:
-    return ", ".join(f"'{t.name}'" for t in tensors)
-
-
-def _quote(names) -> str:
-    return ", ".join(f"'{n}'" for n in names)
 
 
 def _dtype_name(dtype: np.dtype) -> str:

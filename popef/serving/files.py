@@ -1,0 +1,72 @@
+"""The files of a model version folder: which PopEF files it serves, and opening them.
+
+Both ``popef serve`` (:mod:`popef.serving.repository`) and the ``poplar`` backend for Triton
+(:mod:`popef.triton.backend`) load a version folder with these functions::
+
+    <model>/<version>/executable.popef   or the file default_model_filename names,
+                                         or every *.popef file of the folder
+    <model>/<version>/name_map.json      optional: PopEF anchor name -> served name
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    DEFAULT_MODEL_FILENAME,
+    ConfigError,
+    Signature,
+    check_name_map_file,
+    signature_of,
+)
+
+__all__ = ["model_files", "open_model"]
+
+
+def model_files(version_dir: Path, filename: str = "") -> list[Path]:
+    """The PopEF files of a version folder: ``filename`` (the config's
+    ``default_model_filename``) when given, else ``executable.popef``, else every ``*.popef``
+    file of the folder, sorted (one model spread over several files).
+
+    :class:`ConfigError` when ``filename`` is not a plain file name or is missing, or when the
+    folder has no PopEF file.
+    """
+    if filename:
+        if "/" in filename or "\\" in filename or filename in (".", ".."):
+            raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
+                              "version folder")
+        path = version_dir / filename
+        if not path.is_file():
+            raise ConfigError(f"version folder '{version_dir.name}' has no '{filename}' (the "
+                              "config's default_model_filename)")
+        return [path]
+    default = version_dir / DEFAULT_MODEL_FILENAME
+    if default.is_file():
+        return [default]
+    found = sorted(p for p in version_dir.glob("*.popef") if p.is_file())
+    if not found:
+        raise ConfigError(f"version folder '{version_dir.name}' has no {DEFAULT_MODEL_FILENAME} "
+                          "(nor any .popef file)")
+    return found
+
+
+def open_model(version_dir: Path, files: Sequence[Path], executor: str,
+               executor_options: Mapping[str, Any] | None = None) -> tuple[Any, Signature]:
+    """A :class:`~popef.runtime.ModelRunner` on a version's ``files`` and the model's
+    :class:`Signature`, renamed by the folder's ``name_map.json`` when it has one.
+
+    ``name_map.json`` is read first, so a broken one fails before the model is opened; the
+    runner is closed again when the signature cannot be made.
+    """
+    from ..runtime import ModelRunner
+
+    name_map = check_name_map_file(version_dir)
+    runner = ModelRunner([str(f) for f in files], executor, **dict(executor_options or {}))
+    try:
+        signature = signature_of(runner, name_map)
+    except BaseException:
+        runner.close()
+        raise
+    return runner, signature

@@ -1,0 +1,103 @@
+"""Checking an inference request against a model's :class:`ServingPlan`.
+
+``popef serve`` (:class:`popef.serving.core.InferenceCore`) and the ``poplar`` backend for
+Triton (:mod:`popef.triton.backend`) check requests with these functions, so a request that
+does not fit a model gets the same message from both (Triton's wording). Each raises an
+INVALID_ARG :class:`~popef.serving.errors.ServingError`; ``model`` is the model's name, for the
+messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .config import ServingPlan, TensorPlan
+from .errors import invalid
+
+__all__ = [
+    "batch_size",
+    "check_datatype",
+    "check_input_names",
+    "check_shape",
+    "select_outputs",
+]
+
+
+def check_input_names(model: str, plan: ServingPlan, names: Sequence[str]) -> None:
+    """The request's input names, in its order: each once, each an input of the model, and
+    every input of the model given."""
+    given: set[str] = set()
+    for name in names:
+        if name in given:
+            raise invalid(f"input '{name}' is given twice")
+        if plan.input(name) is None:
+            raise invalid(f"unexpected inference input '{name}' for model '{model}'; its "
+                          f"inputs are {_quoted(t.name for t in plan.inputs)}")
+        given.add(name)
+    missing = [tp.name for tp in plan.inputs if tp.name not in given]
+    if missing:
+        raise invalid(f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
+                      f"model '{model}': missing input {_quoted(missing)}")
+
+
+def check_datatype(model: str, tp: TensorPlan, datatype: str) -> None:
+    """An input's protocol datatype (``"FP32"``) is the model's."""
+    if datatype != tp.ttype.name:
+        raise invalid(f"inference input '{tp.name}' data-type is '{datatype}', but model "
+                      f"'{model}' expects '{tp.ttype.name}'")
+
+
+def check_shape(model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[int]) -> None:
+    """An input's shape is the model's: with batching, any number of rows of the served
+    shape; without, the served shape itself."""
+    shape = tuple(shape)
+    if plan.batching:
+        ok = len(shape) == len(tp.shape) + 1 and shape[1:] == tp.shape
+        expected = [-1, *tp.shape]
+    else:
+        ok = shape == tp.shape
+        expected = list(tp.shape)
+    if not ok:
+        raise invalid(f"unexpected shape for input '{tp.name}' for model '{model}': expected "
+                      f"{expected}, got {list(shape)}")
+
+
+def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
+    """The batch size of a request to a batching model: the first dimension, on which its
+    inputs (``(name, shape)`` pairs, in the model's order) must agree. Inputs without
+    dimensions are passed over; 1 when no input has any.
+
+    ``shapes`` is read in order and only as far as needed, so it may be a generator that
+    checks each input as it goes. The range ``[1, max_batch_size]`` is the caller's check.
+    """
+    rows = 1
+    first = None
+    for name, shape in shapes:
+        if not shape:
+            continue
+        if first is None:
+            first, rows = name, shape[0]
+        elif shape[0] != rows:
+            raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} and "
+                          f"'{name}' has {shape[0]} for model '{model}'")
+    return rows
+
+
+def select_outputs(model: str, plan: ServingPlan, names: Sequence[str]) -> list[TensorPlan]:
+    """The outputs a request names, in its order: each once, each an output of the model."""
+    selected = []
+    seen: set[str] = set()
+    for name in names:
+        tp = plan.output(name)
+        if tp is None:
+            raise invalid(f"unexpected inference output '{name}' for model '{model}'; its "
+                          f"outputs are {_quoted(t.name for t in plan.outputs)}")
+        if name in seen:
+            raise invalid(f"output '{name}' is requested twice")
+        seen.add(name)
+        selected.append(tp)
+    return selected
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
