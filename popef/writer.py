@@ -31,6 +31,7 @@ __all__ = ["Writer", "BlobWriter"]
 # Payload writes at least this large are hashed on a worker thread while they are written.
 _PIPELINE_MIN = 256 << 10
 _SPOOL_MEMORY = 64 << 20
+_MAX_PENDING_HEADERS = 4096
 _hash_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
@@ -173,10 +174,13 @@ class BlobWriter:
         # FAST_HEADER is derived from the HEADER schema (tests check they agree)
         header = fmt.FAST_HEADER.pack(fmt.MAGIC, fmt.VERSION_STRING.encode(), total,
                                       int(self._type), 0, info_size, payload_size, self._crc, 0)
-        end = self._out.tell()
-        self._out.seek(self._start)
-        self._out.write(header)
-        self._out.seek(end)
+        if self._out is self._writer._out:
+            self._writer._patch_later(self._start, header)
+        else:  # a spool, copied out once complete
+            end = self._out.tell()
+            self._out.seek(self._start)
+            self._out.write(header)
+            self._out.seek(end)
 
 
 class Writer:
@@ -194,6 +198,9 @@ class Writer:
         self._append_from: int | None = None
         self._spool: BinaryIO | None = None
         self._cleanup: weakref.finalize | None = None
+        # Headers are patched in batches: rewriting a page soon after it was written may wait
+        # for the page cache's writeback of it, which made every blob pay a disk round trip.
+        self._pending_headers: list[tuple[int, bytes]] = []
         if isinstance(target, (str, os.PathLike)):
             self._path = os.fspath(target)
             self._name = self._path
@@ -252,6 +259,21 @@ class Writer:
                 self._spool = target
             return target
         return self._out
+
+    def _patch_later(self, offset: int, header: bytes) -> None:
+        self._pending_headers.append((offset, header))
+        if len(self._pending_headers) >= _MAX_PENDING_HEADERS:
+            self._patch_headers()
+
+    def _patch_headers(self) -> None:
+        if not self._pending_headers:
+            return
+        end = self._out.tell()
+        for offset, header in self._pending_headers:
+            self._out.seek(offset)
+            self._out.write(header)
+        self._out.seek(end)
+        self._pending_headers.clear()
 
     def _finish(self, blob: BlobWriter, state: _State = _State.CLOSED) -> None:
         if blob is not self._active:
@@ -377,6 +399,7 @@ class Writer:
         try:
             if self._active is not None:
                 self._finish(self._active)
+            self._patch_headers()
             self._out.flush()
             if self._owns_stream:
                 self._out.close()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import popef
 from popef import format as fmt
 
+from . import strategies
 from .helpers import minimal_model_bytes, read_bytes
 
 GOLDEN = Path(__file__).parent / "data" / "minimal.popef"
@@ -41,3 +45,18 @@ def test_fast_header_agrees_with_the_schema():
         fast = dict(zip(fmt.HEADER_FIELDS, fmt.FAST_HEADER.unpack_from(data, blob.offset)))
         fast["version"] = fast["version"].rstrip(b"\0").decode()
         assert {k: parsed[k] for k in fmt.HEADER_FIELDS} == fast
+
+
+@settings(max_examples=80, deadline=None)
+@given(strategies.names, strategies.tensor_infos, st.integers(0, 2**40))
+def test_generated_info_encoders_agree_with_the_schemas(name, info, items):
+    from popef.format import FEED_DATA_INFO, TENSOR_DATA_INFO
+    from popef.format import codec
+
+    tensor = popef.TensorDataInfo(name, info)
+    shape = {"dtype": int(info.dtype), "shape": list(info.shape)}
+    assert codec.encode_tensor_data_info(tensor) == TENSOR_DATA_INFO.build(
+        {"name": name, "tensor_info": shape})
+    feed = popef.FeedDataInfo(name, info, items)
+    assert codec.encode_feed_data_info(feed) == FEED_DATA_INFO.build(
+        {"name": name, "tensor_info": shape, "num_items": items})

@@ -50,6 +50,14 @@ def _field_of(path: str | None) -> str | None:
 _compiled: dict[int, c.Compiled] = {}
 
 
+def _compiled_form(schema: c.Construct) -> c.Compiled:
+    """construct's generated code for a schema, made on first use."""
+    parser = _compiled.get(id(schema))
+    if parser is None:
+        parser = _compiled[id(schema)] = schema.compile()
+    return parser
+
+
 def _fast_parse(schema: c.Construct, data: bytes, allow_trailing: bool):
     """Parse with construct's generated code (about 3x faster), or None if that fails.
 
@@ -57,12 +65,9 @@ def _fast_parse(schema: c.Construct, data: bytes, allow_trailing: bool):
     ``StreamError``), so it is only trusted for schemas without such fields, and on any failure
     the exact parser runs again to report the error with its field path.
     """
-    parser = _compiled.get(id(schema))
-    if parser is None:
-        parser = _compiled[id(schema)] = schema.compile()
     stream = io.BytesIO(data)
     try:
-        container = parser.parse_stream(stream)
+        container = _compiled_form(schema).parse_stream(stream)
     except Exception:  # noqa: BLE001 - any failure is re-parsed exactly below
         return None
     return container if allow_trailing or stream.tell() == len(data) else None
@@ -216,15 +221,17 @@ def encode_executable_info(name: str, codec: Codec, uncompressed_size: int) -> b
                                   "uncompressed_size": uncompressed_size})
 
 
+# Tensor and feed infos are written once per blob, thousands of times for a large model: they
+# are built with the generated code (tests check it gives the schema's bytes).
 def encode_tensor_data_info(info: TensorDataInfo) -> bytes:
-    return TENSOR_DATA_INFO.build({"name": info.name,
-                                   "tensor_info": _tensor_info_dict(info.tensor_info)})
+    return _compiled_form(TENSOR_DATA_INFO).build(
+        {"name": info.name, "tensor_info": _tensor_info_dict(info.tensor_info)})
 
 
 def encode_feed_data_info(info: FeedDataInfo) -> bytes:
-    return FEED_DATA_INFO.build({"name": info.name,
-                                 "tensor_info": _tensor_info_dict(info.tensor_info),
-                                 "num_items": info.num_items})
+    return _compiled_form(FEED_DATA_INFO).build(
+        {"name": info.name, "tensor_info": _tensor_info_dict(info.tensor_info),
+         "num_items": info.num_items})
 
 
 def encode_opaque_info(info: OpaqueInfo) -> bytes:
