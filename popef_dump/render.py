@@ -372,6 +372,17 @@ def _anchor_brief(anchor: popef.Anchor) -> str:
     return f"{anchor.type.name} {info.dtype.name} {shape_text(info.shape)}"
 
 
+def _changed_items(doc: Doc, indent: int, removed, added, changed, brief) -> None:
+    """Lines ``- name``, ``+ name`` and ``~ name: changes`` for named things of a diff."""
+    for item in removed:
+        doc.line(indent, ("- ", REMOVED), (quote(item.name), REMOVED), " " + brief(item))
+    for item in added:
+        doc.line(indent, ("+ ", ADDED), (quote(item.name), ADDED), " " + brief(item))
+    for name, changes in changed:
+        doc.line(indent, ("~ ", CHANGED), (quote(name), CHANGED),
+                 ": " + "; ".join(_change(c) for c in changes))
+
+
 def diff(report: DiffReport) -> Doc:
     """What changed between two files: models, metadata fields, anchors, tensors, executables."""
     head = Doc().line(0, ("--- ", REMOVED), (clean(report.old), REMOVED))
@@ -393,26 +404,16 @@ def diff(report: DiffReport) -> Doc:
                 doc.line(4, ("~ ", CHANGED), _change(change))
         if model.anchors_added or model.anchors_removed or model.anchors_changed:
             doc.line(2, ("Anchors:", HEADING))
-            for a in model.anchors_removed:
-                doc.line(4, ("- ", REMOVED), (quote(a.name), REMOVED), " " + _anchor_brief(a))
-            for a in model.anchors_added:
-                doc.line(4, ("+ ", ADDED), (quote(a.name), ADDED), " " + _anchor_brief(a))
-            for name, changes in model.anchors_changed:
-                doc.line(4, ("~ ", CHANGED), (quote(name), CHANGED),
-                         ": " + "; ".join(_change(c) for c in changes))
+            _changed_items(doc, 4, model.anchors_removed, model.anchors_added,
+                           model.anchors_changed, _anchor_brief)
         sections.append(doc)
     for title, blob_diff in (("Executables", report.executables), ("Tensors", report.tensors),
                              ("Feeds", report.feeds)):
         if not blob_diff.changed:
             continue
         doc = Doc().line(0, (f"{title}:", HEADING))
-        for reader in blob_diff.removed:
-            doc.line(2, ("- ", REMOVED), (quote(reader.name), REMOVED), " " + describe(reader))
-        for reader in blob_diff.added:
-            doc.line(2, ("+ ", ADDED), (quote(reader.name), ADDED), " " + describe(reader))
-        for name, changes in blob_diff.changed_items:
-            doc.line(2, ("~ ", CHANGED), (quote(name), CHANGED),
-                     ": " + "; ".join(_change(c) for c in changes))
+        _changed_items(doc, 2, blob_diff.removed, blob_diff.added, blob_diff.changed_items,
+                       describe)
         sections.append(doc)
     if report.identical:
         sections.append(Doc().line(0, ("No differences", GOOD)))
