@@ -70,6 +70,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tensors", type=int, default=1000)
     parser.add_argument("--mib-per-tensor", type=float, default=1.0)
+    parser.add_argument("--write-rounds", type=int, default=5,
+                        help="alternating write runs of each writer; the best counts (default 5)")
     parser.add_argument("--dir", default=None, help="where to put the files (default: a temp dir)")
     parser.add_argument("--child-peak", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -90,7 +92,7 @@ def main(argv=None):
     # Each timed write creates its file, after the page cache has written back the previous
     # one: deleting files and waiting on writeback are not part of writing. Runs alternate.
     t_pop = t_raw = float("inf")
-    for _ in range(3):
+    for _ in range(args.write_rounds):
         t_pop = min(t_pop, best_of(lambda: write_popef(pop_path, items), 1,
                                    lambda: _remove(pop_path, sync=True))[0])
         t_raw = min(t_raw, best_of(lambda: write_tofile(raw_path, items), 1,

@@ -34,6 +34,7 @@ from .format.codec import (
     decode_opaque_info,
     decode_tensor_data_info,
 )
+from .format.checksum import crc32
 from .format.infos import Codec
 from .types import BlobType, ExecutableInfo, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo
 
@@ -209,9 +210,9 @@ class Blob:
         crc = 0
         raw = self.iter_raw()
         first = next(raw)
-        crc = zlib.crc32(first[fmt.HEADER_SIZE:], crc)
+        crc = crc32(first[fmt.HEADER_SIZE:], crc)
         for chunk in raw:
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
         if crc != self.checksum:
             raise ChecksumError(
                 f"checksum mismatch: header says {self.checksum:#010x}, content gives {crc:#010x}",

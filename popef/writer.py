@@ -22,6 +22,7 @@ import numpy as np
 from . import format as fmt
 from .errors import PopefError, WriterError
 from .format import codec
+from .format.checksum import crc32
 from .format.infos import Codec
 from .reader import CHUNK_SIZE, Blob
 from .types import BlobType, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo, TensorInfo
@@ -99,7 +100,7 @@ class BlobWriter:
                               "create a new blob writer")
 
     def _write_content(self, view) -> None:
-        self._crc = zlib.crc32(view, self._crc)
+        self._crc = crc32(view, self._crc)
         self._out.write(view)
 
     def write(self, data) -> int:
@@ -128,7 +129,7 @@ class BlobWriter:
         pool, crc = _pool(), self._crc
         for start in range(0, len(view), CHUNK_SIZE):
             chunk = view[start:start + CHUNK_SIZE]
-            pending = pool.submit(zlib.crc32, chunk, crc)
+            pending = pool.submit(crc32, chunk, crc)
             self._out.write(chunk)
             crc = pending.result()
         self._crc = crc

@@ -60,3 +60,13 @@ def test_generated_info_encoders_agree_with_the_schemas(name, info, items):
     feed = popef.FeedDataInfo(name, info, items)
     assert codec.encode_feed_data_info(feed) == FEED_DATA_INFO.build(
         {"name": name, "tensor_info": shape, "num_items": items})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=5000), st.integers(0, 2**32 - 1))
+def test_checksum_is_zlibs_crc32(data, start):
+    import zlib
+
+    from popef.format.checksum import crc32
+
+    assert crc32(data, start) == zlib.crc32(data, start)

@@ -60,7 +60,7 @@ TRITON_VERSION = "2.51.0"
 #: extra says the same; a test keeps them equal)
 TRITON_REQUIREMENTS = (f"nvidia-pytriton=={PYTRITON_VERSION}", "numpy>=1.23,<2")
 #: popef's runtime dependencies when its metadata cannot be read (a source tree on sys.path)
-FALLBACK_RUNTIME_REQUIREMENTS = ("construct>=2.10.68,<2.11", "click>=8.1", "rich>=13")
+FALLBACK_RUNTIME_REQUIREMENTS = ("construct>=2.10.68,<2.11", "isal>=1.6", "click>=8.1", "rich>=13")
 ENV_VARIABLE = "POPEF_TRITON_ENV"
 MARKER = "popef-triton.json"
 #: Pythons the wheel has a stub for
