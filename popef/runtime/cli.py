@@ -178,14 +178,37 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
 
 def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Like ``numpy.savez``, for any names (``np.savez`` reserves ``file`` and ``allow_pickle``)."""
+    import os
+    import tempfile
     import zipfile
 
     import numpy as np
 
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, array in arrays.items():
-            with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    # written beside the destination and renamed over it: a failed save loses nothing
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w+b") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED,
+                                                         allowZip64=True) as archive:
+            for name, array in arrays.items():
+                with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -213,3 +213,21 @@ def test_images_without_pillow_say_what_to_install(digits, monkeypatch):
     result = run(path, "-i", folder / "fake.png")
     assert result.exit_code == 1
     assert result.stderr == "error: reading images needs Pillow: pip install 'popef[images]'\n"
+
+
+def test_save_npz_replaces_atomically(tmp_path):
+    import numpy as np
+
+    from popef.runtime.cli import save_npz
+
+    path = tmp_path / "out.npz"
+    path.write_bytes(b"old")
+    save_npz(str(path), {"file": np.arange(3), "probs/Softmax:0": np.ones((1, 2), np.float32)})
+    with np.load(path) as saved:
+        assert saved["file"].tolist() == [0, 1, 2] and saved["probs/Softmax:0"].shape == (1, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+    with pytest.raises(ValueError):  # object arrays are refused: the old file stays
+        save_npz(str(path), {"bad": np.array([object()])})
+    with np.load(path) as saved:
+        assert saved["file"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
