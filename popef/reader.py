@@ -36,7 +36,7 @@ from .format.codec import (
 )
 from .format.checksum import crc32
 from .format.infos import Codec
-from .types import BlobType, ExecutableInfo, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo
+from .types import BlobType, ExecutableInfo, FeedDataInfo, Metadata, OpaqueInfo
 
 if TYPE_CHECKING:
     from .model import Model

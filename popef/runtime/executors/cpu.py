@@ -115,12 +115,7 @@ class CpuExecutor(Executor):
         scope = self._envs[0].copy()
         for name, tensor in self._feeds_by_name:
             scope[tensor] = inputs[name]
-        for run, names, outputs, dead in self._plan:
-            results = run([scope[name] if name else None for name in names])
-            for name, value in zip(outputs, results):
-                scope[name] = value
-            for name in dead:
-                del scope[name]
+        self._run_plan(scope)
         return {name: scope[tensor] for tensor, name in self._results_by_name}
 
     def _run(self, env: dict[str, np.ndarray], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -128,13 +123,17 @@ class CpuExecutor(Executor):
         scope = env.copy()
         for handle, tensor in self._feeds:
             scope[tensor] = values[handle]
+        self._run_plan(scope)
+        return {handle: scope[tensor] for tensor, handle in self._results}
+
+    def _run_plan(self, scope: dict[str, np.ndarray]) -> None:
+        """Run the compiled nodes in ``scope``, which holds the persistent tensors and feeds."""
         for run, names, outputs, dead in self._plan:
             results = run([scope[name] if name else None for name in names])
             for name, value in zip(outputs, results):
                 scope[name] = value
             for name in dead:  # give large intermediates back to the allocator at once
                 del scope[name]
-        return {handle: scope[tensor] for tensor, handle in self._results}
 
     def _folded(self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int,
                 distinct: bool) -> dict[str, np.ndarray]:

@@ -521,27 +521,29 @@ def relu(x: np.ndarray) -> np.ndarray:
 # softmax
 
 
+def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x - max(x)`` along ``axis``, in the dtype the softmax kinds compute in."""
+    xc = x.astype(compute_dtype(x.dtype), copy=False)
+    return np.subtract(xc, np.maximum.reduce(xc, axis=axis, keepdims=True))
+
+
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:
     """Numerically stable softmax along one axis (max subtracted first)."""
-    out_dtype = x.dtype
-    xc = x.astype(compute_dtype(out_dtype), copy=False)
-    if xc.size == 0:
+    if x.size == 0:
         return np.array(x, copy=True)
-    e = np.subtract(xc, np.maximum.reduce(xc, axis=axis, keepdims=True))
+    e = _shifted(x, axis)
     np.exp(e, out=e)
     e /= np.add.reduce(e, axis=axis, keepdims=True)
-    return e if e.dtype == out_dtype else e.astype(out_dtype)
+    return e if e.dtype == x.dtype else e.astype(x.dtype)
 
 
 def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     """Numerically stable log-softmax: ``(x - max) - log(sum(exp(x - max)))``."""
-    out_dtype = x.dtype
-    xc = x.astype(compute_dtype(out_dtype), copy=False)
-    if xc.size == 0:
+    if x.size == 0:
         return np.array(x, copy=True)
-    shifted = np.subtract(xc, np.maximum.reduce(xc, axis=axis, keepdims=True))
+    shifted = _shifted(x, axis)
     shifted -= np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
-    return shifted if shifted.dtype == out_dtype else shifted.astype(out_dtype)
+    return shifted if shifted.dtype == x.dtype else shifted.astype(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
