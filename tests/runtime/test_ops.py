@@ -1320,11 +1320,11 @@ def test_conv_matches_taps_reference_on_mnist_sizes() -> None:
 
 
 @pytest.mark.parametrize(
-    "xshape, wshape, attrs, dtype, full_width, bias_in_gemm",
+    "xshape, wshape, attrs, dtype, full_width, bias_in_gemm, chunked",
     [
-        ((2, 3, 10, 9), (4, 3, 3, 3), {}, np.float32, True, False),
-        ((2, 3, 10, 9), (4, 3, 3, 3), {}, np.float16, True, False),
-        ((2, 3, 10, 9), (4, 3, 3, 3), {}, np.float64, True, False),
+        ((2, 3, 10, 9), (4, 3, 3, 3), {}, np.float32, True, False, False),
+        ((2, 3, 10, 9), (4, 3, 3, 3), {}, np.float16, True, False, False),
+        ((2, 3, 10, 9), (4, 3, 3, 3), {}, np.float64, True, False, False),
         (
             (1, 2, 12, 14),
             (4, 1, 3, 3),
@@ -1332,10 +1332,24 @@ def test_conv_matches_taps_reference_on_mnist_sizes() -> None:
             np.float32,
             True,
             False,
+            False,
         ),
-        ((1, 2, 4, 8, 8), (3, 2, 1, 2, 2), {}, np.float32, True, False),
-        ((4, 1, 28, 28), (2, 1, 3, 3), {}, np.float32, True, True),
-        ((4, 1, 28, 28), (2, 1, 3, 3), {}, np.float16, True, True),
+        ((1, 2, 4, 8, 8), (3, 2, 1, 2, 2), {}, np.float32, True, False, False),
+        ((2, 1, 40, 30), (2, 1, 3, 3), {}, np.float32, True, True, False),
+        ((2, 1, 40, 30), (2, 1, 3, 3), {}, np.float16, True, True, False),
+        # long runs (an output row times the batch): the plain im2col, in slices
+        ((16, 3, 10, 9), (4, 3, 3, 3), {}, np.float32, False, False, True),
+        ((2, 3, 10), (4, 3, 3), {}, np.float32, False, False, False),  # 1-D: not full width
+        ((32, 2, 12, 12), (4, 2, 3, 3), {}, np.float32, False, True, True),
+        (
+            (32, 4, 13, 13),
+            (6, 2, 3, 3),
+            {"strides": [2, 2], "group": 2, "pads": [1, 0, 0, 1]},
+            np.float32,
+            False,
+            False,
+            True,
+        ),
         (
             (2, 4, 20, 20),
             (6, 2, 3, 3),
@@ -1343,6 +1357,7 @@ def test_conv_matches_taps_reference_on_mnist_sizes() -> None:
             np.float32,
             False,
             False,
+            True,
         ),
         (
             (16, 2, 25, 25),
@@ -1351,19 +1366,25 @@ def test_conv_matches_taps_reference_on_mnist_sizes() -> None:
             np.float32,
             False,
             True,
+            True,
         ),
-        ((30, 2, 9, 9), (3, 2, 1, 1), {}, np.float32, True, True),
-        ((1, 2, 9, 9), (3, 2, 1, 1), {}, np.float32, True, False),
+        ((30, 2, 9, 9), (3, 2, 1, 1), {}, np.float32, True, True, False),
+        ((1, 2, 9, 9), (3, 2, 1, 1), {}, np.float32, True, False, False),
     ],
 )
-def test_conv_kernel_paths(xshape, wshape, attrs, dtype, full_width, bias_in_gemm) -> None:
-    """The full-width im2col and the bias-in-GEMM variants agree with the naive reference."""
+def test_conv_kernel_paths(
+    xshape, wshape, attrs, dtype, full_width, bias_in_gemm, chunked, monkeypatch
+) -> None:
+    """The full-width and sliced im2col and the bias-in-GEMM variants agree with the naive
+    reference (slices of 4 KiB, so that small shapes take the sliced path)."""
+    monkeypatch.setattr(_kernels, "IM2COL_CHUNK_BYTES", 4096)
     x, w, b = rand(120, xshape, dtype), rand(121, wshape, dtype), rand(122, (wshape[0],), dtype)
     op = create_op("Conv", "c", attrs)
     (y,) = op.run([x, w, b])
     (plan,) = op._plans.values()
-    assert (plan.out_strides is not None or plan.pointwise) == full_width
+    assert (plan.full_width or plan.pointwise) == full_width
     assert plan.bias_in_gemm == bias_in_gemm
+    assert (plan.chunk_rows > 0) == chunked
     assert y.dtype == np.dtype(dtype)
     nd = len(xshape) - 2
     want = ref_conv(

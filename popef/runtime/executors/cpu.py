@@ -2,8 +2,10 @@
 
 At load it runs the load programs (weights stay zero-copy views of the file), evaluates once
 the main-program nodes that depend only on persistent tensors (constant folding), and compiles
-what is left of the main programs into a flat list of ``(kernel, inputs, outputs)``. A request
-runs that list once for all its steps and replicas when the graph is batch-polymorphic
+what is left of the main programs into a flat list of ``(kernel, inputs, outputs)``, then into
+one Python function that calls the kernels in order with every tensor in a local variable (the
+technique of ``torch.fx``: no per-node dictionary traffic). A request runs that function once
+for all its steps and replicas when the graph is batch-polymorphic
 (``popef.runtime.batching``), otherwise once per step.
 """
 
@@ -39,6 +41,7 @@ class CpuExecutor(Executor):
         self.fold_blocker: str | None = None
         self._envs: list[dict[str, np.ndarray]] = []
         self._plan: _Plan = []
+        self._forward: Callable[[Mapping[str, np.ndarray]], tuple] = _no_plan
         self._feeds: list[tuple[str, str]] = []  # (handle, tensor) read from the caller
         self._results: list[tuple[str, str]] = []  # (tensor, handle) given back
 
@@ -86,6 +89,7 @@ class CpuExecutor(Executor):
                 else:
                     plan.append((step.op.run, step.inputs, step.outputs, ()))
         self._plan = _free_dead_tensors(plan, known, {tensor for tensor, _ in results})
+        self._forward = _generate_forward(self._plan, [tensor for tensor, _ in results])
         self._feeds, self._results = feeds, results
         rf = model.replication_factor
         self._distinct = rf > 1 and (len(self._envs) > 1 or any(s.per_replica for s in model.inputs))
@@ -95,7 +99,7 @@ class CpuExecutor(Executor):
                         and not any(s.per_replica for s in model.outputs))
         names = {s.handle: s.name for s in (*model.inputs, *model.outputs)}
         self._feeds_by_name = [(names[h], t) for h, t in feeds]
-        self._results_by_name = [(t, names[h]) for t, h in results if h in names]
+        self._results_by_name = [(i, names[h]) for i, (_, h) in enumerate(results) if h in names]
 
     # ---- execute
     def execute(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
@@ -115,25 +119,15 @@ class CpuExecutor(Executor):
         scope = self._envs[0].copy()
         for name, tensor in self._feeds_by_name:
             scope[tensor] = inputs[name]
-        self._run_plan(scope)
-        return {name: scope[tensor] for tensor, name in self._results_by_name}
+        values = self._forward(scope)
+        return {name: values[i] for i, name in self._results_by_name}
 
     def _run(self, env: dict[str, np.ndarray], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run of the plan: ``values`` by handle in, outputs by handle out."""
         scope = env.copy()
         for handle, tensor in self._feeds:
             scope[tensor] = values[handle]
-        self._run_plan(scope)
-        return {handle: scope[tensor] for tensor, handle in self._results}
-
-    def _run_plan(self, scope: dict[str, np.ndarray]) -> None:
-        """Run the compiled nodes in ``scope``, which holds the persistent tensors and feeds."""
-        for run, names, outputs, dead in self._plan:
-            results = run([scope[name] if name else None for name in names])
-            for name, value in zip(outputs, results):
-                scope[name] = value
-            for name in dead:  # give large intermediates back to the allocator at once
-                del scope[name]
+        return dict(zip((handle for _, handle in self._results), self._forward(scope)))
 
     def _folded(self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int,
                 distinct: bool) -> dict[str, np.ndarray]:
@@ -189,6 +183,7 @@ class CpuExecutor(Executor):
     def close(self) -> None:
         self._envs = []
         self._plan = []
+        self._forward = _no_plan
         super().close()
 
 
@@ -205,6 +200,49 @@ def _free_dead_tensors(plan: _Plan, persistent: set[str], kept: set[str]) -> _Pl
         dead[i].append(name)
     return [(run, names, outputs, tuple(sorted(set(d))))
             for (run, names, outputs, _), d in zip(plan, dead)]
+
+
+def _generate_forward(plan: _Plan, results: list[str]) -> Callable[[Mapping[str, np.ndarray]], tuple]:
+    """Compile ``plan`` into ``forward(scope) -> (result tensors...)``.
+
+    The generated function reads the tensors that no node produces (persistent tensors, feeds)
+    from ``scope`` once, keeps every tensor in a local variable, calls each kernel with a list
+    of its inputs, deletes intermediates after their last reader (``dead``) and returns the
+    ``results`` in order. Tensor names only ever appear as string literals (``repr``); the
+    variables are numbered.
+    """
+    slots: dict[str, str] = {}
+    body: list[str] = []
+    reads: list[str] = []
+
+    def slot(name: str) -> str:
+        if name not in slots:
+            slots[name] = f"t{len(slots)}"
+            reads.append(f"    {slots[name]} = scope[{name!r}]")
+        return slots[name]
+
+    kernels = {}
+    for i, (run, names, outputs, dead) in enumerate(plan):
+        kernels[f"k{i}"] = run
+        args = ", ".join(slot(name) if name else "None" for name in names)
+        body.append(f"    r = k{i}([{args}])")
+        for j, name in enumerate(outputs):
+            if name:
+                slots[name] = slots.get(name) or f"t{len(slots)}"
+                body.append(f"    {slots[name]} = r[{j}]")
+        if dead:
+            body.append(f"    del {', '.join(slots[name] for name in dead)}")
+    returned = [slot(name) for name in results]
+    source = "\n".join(
+        ["def forward(scope):", *reads, *body, f"    return ({''.join(v + ', ' for v in returned)})"]
+    )
+    namespace: dict[str, Any] = dict(kernels)
+    exec(compile(source, "<popef cpu plan>", "exec"), namespace)  # noqa: S102 - generated above
+    return namespace["forward"]
+
+
+def _no_plan(scope: Mapping[str, np.ndarray]) -> tuple:
+    raise RuntimeError("the executor has no model loaded")
 
 
 def _run_node(step: CompiledNode, env: dict[str, np.ndarray]) -> None:

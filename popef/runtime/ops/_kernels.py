@@ -22,6 +22,7 @@ __all__ = [
     "KernelError",
     "PoolPlan",
     "average_pool",
+    "batch_innermost",
     "compute_dtype",
     "conv",
     "conv_plan",
@@ -178,11 +179,16 @@ def _window_view(
 
 
 #: The full-width im2col (see :func:`conv_plan`) is used while it adds at most this fraction
-#: of wasted GEMM columns.
+#: of wasted GEMM columns, and only where the plain im2col would copy short runs (an output
+#: row times the batch, in elements): for long runs the wasted columns cost more than they save.
 FULL_WIDTH_WASTE = 0.3
+FULL_WIDTH_MAX_RUN = 64
 #: The bias is folded into the GEMM (as a row of ones) from this many GEMM columns on; below,
 #: a separate add is cheaper than building the augmented matrices.
 BIAS_IN_GEMM_COLUMNS = 2048
+#: The im2col matrix is built and multiplied in slices of about this many bytes, so that each
+#: slice is still in the core's cache when the GEMM reads it.
+IM2COL_CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def strided_view(base: np.ndarray, shape: Sequence[int], strides: Sequence[int]) -> np.ndarray:
@@ -206,11 +212,13 @@ class ConvPlan:
     out: tuple[int, ...]
     begins: tuple[int, ...]
     ends: tuple[int, ...]
-    pointwise: bool  # 1x1 kernel, unit strides, N == 1: the input is the im2col matrix
+    pointwise: bool  # 1x1 kernel, unit strides: the (padded) input is the im2col matrix
     view_shape: tuple[int, ...]  # im2col view of the padded input, and its strides in bytes
     view_strides: tuple[int, ...]
     ncols: int  # GEMM columns: N * (P or the full-width span)
-    out_strides: tuple[int, ...] | None  # (N, M, *out) view of the GEMM output, in elements
+    full_width: bool
+    chunk_rows: int  # im2col slice: this many entries of the first output dim (all if 0)
+    out_strides: tuple[int, ...]  # (N, M, *out) view of the GEMM output, in elements
     bias_in_gemm: bool
 
 
@@ -223,7 +231,13 @@ def conv_plan(
     geometry: Geometry,
     group: int,
 ) -> ConvPlan:
-    """Plan :func:`conv` for a C-contiguous padded input of ``itemsize``-byte elements.
+    """Plan :func:`conv` for ``itemsize``-byte elements.
+
+    The kernel works in a *batch-innermost* layout: the padded input is laid out in memory as
+    (C, *spatial, N) (see :func:`batch_innermost`), the im2col matrix as (G, C/G * prod(K),
+    *out, N) and the GEMM output, returned as a strided (N, M, *out) view, as (M, *out, N).
+    Every im2col row is then made of runs of N contiguous elements, and the ops that follow
+    (pooling, activations) work on long contiguous runs too -- numpy's speed depends on it.
 
     With unit strides and >= 2 spatial dims the im2col columns are "full width": output position
     o is read at flat offset sum(o_i * row_i) of the padded plane, so every im2col row is one long
@@ -240,21 +254,32 @@ def conv_plan(
     k = cg * _prod(kernel)
     p = _prod(out)
     padded = [s + b + e for s, b, e in zip(x_shape[2:], geometry.begins, geometry.ends)]
-    rows = [_prod(padded[i + 1 :]) for i in range(nd)]  # element strides of the padded plane
-    s_c = _prod(padded) * itemsize
-    s_n = c * s_c
+    plane_rows = [_prod(padded[i + 1 :]) for i in range(nd)]  # in spatial positions
+    # byte strides of the padded input (C, *spatial, N): one spatial position is N elements
+    rows = [r * n * itemsize for r in plane_rows]
+    s_c = _prod(padded) * n * itemsize
     unit = all(s == 1 for s in strides)
-    span = sum((o - 1) * r for o, r in zip(out, rows)) + 1
-    full_width = unit and nd >= 2 and span <= (1 + FULL_WIDTH_WASTE) * p
+    span = sum((o - 1) * r for o, r in zip(out, plane_rows)) + 1
+    full_width = (
+        unit
+        and nd >= 2
+        and out[-1] * n <= FULL_WIDTH_MAX_RUN
+        and span <= (1 + FULL_WIDTH_WASTE) * p
+    )
     if full_width:
-        per_image = span
-        tail_shape: tuple[int, ...] = (span,)
+        tail_shape: tuple[int, ...] = (span * n,)
         tail_strides: tuple[int, ...] = (itemsize,)
+        ncols = span * n
+        out_steps = [r * n for r in plane_rows]
     else:
-        per_image = p
-        tail_shape = out
-        tail_strides = tuple(r * s * itemsize for r, s in zip(rows, strides))
-    ncols = n * per_image
+        tail_shape = out + (n,)
+        tail_strides = tuple(r * s for r, s in zip(rows, strides)) + (itemsize,)
+        ncols = p * n
+        out_steps = [_prod(out[i + 1 :]) * n for i in range(nd)]
+    pointwise = unit and all(v == 1 for v in kernel)
+    row_bytes = (k + 1) * g * _prod(out[1:]) * n * itemsize  # one entry of out[0], bias row
+    sliced = not (full_width or pointwise)
+    chunk_rows = max(1, IM2COL_CHUNK_BYTES // max(row_bytes, 1)) if sliced else 0
     return ConvPlan(
         n=n,
         m=m,
@@ -264,58 +289,93 @@ def conv_plan(
         out=out,
         begins=tuple(geometry.begins),
         ends=tuple(geometry.ends),
-        pointwise=n == 1 and unit and all(v == 1 for v in kernel),
-        view_shape=(g, cg) + kernel + (n,) + tail_shape,
-        view_strides=(s_c * cg, s_c)
-        + tuple(r * d * itemsize for r, d in zip(rows, dilations))
-        + (s_n,)
-        + tail_strides,
+        pointwise=pointwise,
+        view_shape=(g, cg) + kernel + tail_shape,
+        view_strides=(s_c * cg, s_c) + tuple(r * d for r, d in zip(rows, dilations)) + tail_strides,
         ncols=ncols,
-        out_strides=(span, ncols, *rows) if full_width else None,
+        full_width=full_width,
+        chunk_rows=chunk_rows if chunk_rows < out[0] else 0,
+        out_strides=(1, ncols, *out_steps),
         bias_in_gemm=ncols >= BIAS_IN_GEMM_COLUMNS,
     )
 
 
+def batch_innermost(
+    x: np.ndarray, begins: Sequence[int], ends: Sequence[int], dtype: np.dtype
+) -> np.ndarray:
+    """``x`` (N, C, *spatial) zero-padded on the spatial dims, cast to ``dtype`` and laid out
+    as a C-contiguous (C, *spatial, N) array -- ``x``'s own buffer when it already is (the
+    output of a convolution or of an op that kept its layout)."""
+    xt = x.transpose((*range(1, x.ndim), 0))
+    if not any(begins) and not any(ends):
+        return np.ascontiguousarray(xt, dtype=dtype)
+    spatial = xt.shape[1:-1]
+    shape = (xt.shape[0], *(s + b + e for s, b, e in zip(spatial, begins, ends)), xt.shape[-1])
+    out = np.zeros(shape, dtype)
+    out[(slice(None), *(slice(b, b + s) for b, s in zip(begins, spatial)))] = xt
+    return out
+
+
 def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, plan: ConvPlan) -> np.ndarray:
-    """N-d grouped convolution (ONNX Conv: cross-correlation), NCHW, im2col + one matmul.
+    """N-d grouped convolution (ONNX Conv: cross-correlation), im2col + matmul.
 
     ``x``: (N, C, *S); ``w``: (M, C/group, *K); ``bias``: (M,) or None; ``plan`` from
     :func:`conv_plan` with the itemsize of :func:`compute_dtype` (x.dtype).
 
-    The im2col matrix is a strided view of the (padded) input copied once into
-    (G, C/G * prod(K) [+1], N * P): the batch is folded into the GEMM columns, and for big
-    GEMMs the bias rides along as an extra row of ones. One ``np.matmul`` with the
-    (G, M/G, C/G * prod(K) [+1]) weights gives (G, M/G, N, P), returned as an (N, M, *out)
-    *view*: transposed when N > 1, and skipping wrapped columns when full width.
+    The im2col matrix is a strided view of the padded, batch-innermost input copied into
+    (G, C/G * prod(K) [+1], P * N): the batch is folded into the GEMM columns, and for big
+    GEMMs the bias rides along as an extra row of ones. ``np.matmul`` with the
+    (G, M/G, C/G * prod(K) [+1]) weights gives (G, M/G, P, N), returned as an (N, M, *out)
+    *view* (skipping the wrapped columns when full width). Big im2col matrices are built and
+    multiplied one slice of output rows at a time (``plan.chunk_rows``).
     """
     out_dtype = x.dtype
     cdt = compute_dtype(out_dtype)
-    g, mg, k, n = plan.g, plan.mg, plan.k, plan.n
+    g, mg, k = plan.g, plan.mg, plan.k
     w2 = np.ascontiguousarray(w, dtype=cdt).reshape(g, mg, k)
-    xp = pad_spatial(x, plan.begins, plan.ends, 0, cdt)
-    add_bias = bias is not None
+    xp = batch_innermost(x, plan.begins, plan.ends, cdt)
+    bias_row = bias is not None and plan.bias_in_gemm and not plan.pointwise
+    if bias_row:
+        w2 = np.concatenate((w2, bias.astype(cdt, copy=False).reshape(g, mg, 1)), axis=2)
     if plan.pointwise:
-        cols = xp.reshape(g, k, plan.ncols)
+        y = np.matmul(w2, xp.reshape(g, k, plan.ncols))
     else:
-        view = strided_view(xp, plan.view_shape, plan.view_strides)
-        if add_bias and plan.bias_in_gemm:
-            cols = np.empty((g, k + 1, plan.ncols), cdt)
-            np.copyto(cols[:, :k].reshape(view.shape), view)
-            cols[:, k] = 1.0
-            w2 = np.concatenate((w2, bias.astype(cdt, copy=False).reshape(g, mg, 1)), axis=2)
-            add_bias = False
-        else:
-            cols = view.reshape(g, k, plan.ncols)  # the one im2col copy
-    y = np.matmul(w2[0], cols[0]) if g == 1 else np.matmul(w2, cols)  # (G*Mg, N*cols)
-    if add_bias:
-        y += bias.astype(cdt, copy=False).reshape(y.shape[:-1] + (1,))
+        y = _im2col_matmul(strided_view(xp, plan.view_shape, plan.view_strides), w2, plan, bias_row)
+    if bias is not None and not bias_row:
+        y += bias.astype(cdt, copy=False).reshape(g, mg, 1)
     if y.dtype != out_dtype:
         y = y.astype(out_dtype)
-    if plan.out_strides is not None:
-        item = y.itemsize
-        return strided_view(y, (n, plan.m) + plan.out, [s * item for s in plan.out_strides])
-    p = _prod(plan.out)
-    return y.reshape(g, mg, n, p).transpose(2, 0, 1, 3).reshape((n, plan.m) + plan.out)
+    item = y.itemsize
+    return strided_view(y, (plan.n, plan.m) + plan.out, [s * item for s in plan.out_strides])
+
+
+def _im2col_matmul(view: np.ndarray, w2: np.ndarray, plan: ConvPlan, bias_row: bool) -> np.ndarray:
+    """``w2 @ im2col(view)`` as (G, M/G, ncols), the im2col matrix copied from ``view``
+    (G, C/G, *K, *tail) in slices of ``plan.chunk_rows`` output rows, each multiplied while it
+    is in cache; with ``bias_row`` a row of ones is appended (``w2`` carries the bias)."""
+    g, k, ncols = plan.g, plan.k, plan.ncols
+    rows = k + bias_row
+    if not plan.chunk_rows:
+        cols = np.empty((g, rows, ncols), w2.dtype)
+        np.copyto(cols[:, :k].reshape(view.shape), view)
+        if bias_row:
+            cols[:, k] = 1.0
+        return np.matmul(w2, cols)
+    y = np.empty((g, plan.mg, ncols), w2.dtype)
+    axis = len(view.shape) - len(plan.out) - 1  # the first output dim of the view
+    out0 = plan.out[0]
+    per_row = ncols // out0
+    buffer = np.empty(g * rows * plan.chunk_rows * per_row, w2.dtype)
+    for begin in range(0, out0, plan.chunk_rows):
+        end = min(begin + plan.chunk_rows, out0)
+        width = (end - begin) * per_row
+        cols = buffer[: g * rows * width].reshape(g, rows, width)
+        part = view[(slice(None),) * axis + (slice(begin, end),)]
+        np.copyto(cols[:, :k].reshape(part.shape), part)
+        if bias_row:
+            cols[:, k] = 1.0
+        np.matmul(w2, cols, out=y[:, :, begin * per_row : end * per_row])
+    return y
 
 
 # --------------------------------------------------------------------------------------------
