@@ -253,3 +253,27 @@ def test_the_device_must_match_the_model():
     with pytest.raises(ExecutionError, match="compiled for IPU version 7, which the IPU model "
                                              "does not know"):
         ModelRunner(unknown, "ipu-model")
+
+
+# -- the cpu executor's generated plan -------------------------------------------------------
+
+def test_the_generated_plan_takes_any_tensor_names_and_optional_inputs():
+    """The cpu executor compiles its plan into Python source: tensor names with quotes,
+    backslashes, newlines or non-ASCII must stay data, and omitted inputs, unused outputs and
+    tensors read twice must work as in the reference interpreter."""
+    hostile = "x'\"\\\n\u00e9 ; import os"
+    g = GraphBuilder()
+    x = g.add_input(hostile, DataType.F32, (2, 1, 4, 4))
+    w = g.add_weight("w'\"\\", np.full(1, 0.5, np.float32))
+    values, _indices = g.add_node("MaxPool", [x], name="pool\"'", num_outputs=2,
+                                  kernel_shape=[2, 2], strides=[2, 2])
+    clipped = g.add_node("Clip", [values, None, g.add_weight("hi", np.array(0.75, np.float32))])
+    g.add_output(g.add_node("Mul", [clipped, w]), "out\\'\"")
+    g.add_output(g.add_node("Add", [values, values]), "twice")
+    data = np.random.default_rng(5).random((2, 1, 4, 4), dtype=np.float32)
+    expected = data.reshape(2, 1, 2, 2, 2, 2).max(axis=(3, 5))
+    for executor in ("cpu", "ipu-model"):
+        with ModelRunner(model_of(save_bytes(g)), executor) as runner:
+            out = runner.execute({hostile: data})
+        np.testing.assert_allclose(out["out\\'\""], np.minimum(expected, 0.75) * 0.5, rtol=1e-6)
+        np.testing.assert_allclose(out["twice"], 2 * expected, rtol=1e-6)
