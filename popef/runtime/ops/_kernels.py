@@ -239,10 +239,11 @@ def conv_plan(
     Every im2col row is then made of runs of N contiguous elements, and the ops that follow
     (pooling, activations) work on long contiguous runs too -- numpy's speed depends on it.
 
-    With unit strides and >= 2 spatial dims the im2col columns are "full width": output position
-    o is read at flat offset sum(o_i * row_i) of the padded plane, so every im2col row is one long
-    contiguous run of the input (fast to copy) at the price of computing the few columns that
-    wrap around a row end, which the returned view skips.
+    With unit strides, >= 2 spatial dims and short output rows (``FULL_WIDTH_MAX_RUN``) the
+    im2col columns are "full width": output position o is read at flat offset sum(o_i * row_i)
+    of the padded plane, so every im2col row is one long contiguous run of the input (fast to
+    copy) at the price of computing the few columns that wrap around a row end, which the
+    returned view skips. Otherwise the im2col matrix is built in slices (``chunk_rows``).
     """
     n, c = int(x_shape[0]), int(x_shape[1])
     m = int(w_shape[0])
