@@ -40,7 +40,6 @@ class CpuExecutor(Executor):
         self.fold = bool(fold)
         self.fold_blocker: str | None = None
         self._envs: list[dict[str, np.ndarray]] = []
-        self._plan: _Plan = []
         self._forward: Callable[[Mapping[str, np.ndarray]], tuple] = _no_plan
         self._feeds: list[tuple[str, str]] = []  # (handle, tensor) read from the caller
         self._results: list[tuple[str, str]] = []  # (tensor, handle) given back
@@ -88,8 +87,8 @@ class CpuExecutor(Executor):
                     known.update(name for name in step.outputs if name)
                 else:
                     plan.append((step.op.run, step.inputs, step.outputs, ()))
-        self._plan = _free_dead_tensors(plan, known, {tensor for tensor, _ in results})
-        self._forward = _generate_forward(self._plan, [tensor for tensor, _ in results])
+        plan = _free_dead_tensors(plan, known, {tensor for tensor, _ in results})
+        self._forward = _generate_forward(plan, [tensor for tensor, _ in results])
         self._feeds, self._results = feeds, results
         rf = model.replication_factor
         self._distinct = rf > 1 and (len(self._envs) > 1 or any(s.per_replica for s in model.inputs))
@@ -182,7 +181,6 @@ class CpuExecutor(Executor):
 
     def close(self) -> None:
         self._envs = []
-        self._plan = []
         self._forward = _no_plan
         super().close()
 
