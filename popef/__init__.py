@@ -8,6 +8,7 @@ from .errors import (
     ExecutionError,
     FormatError,
     ModelError,
+    PartialTailError,
     PopefError,
     TruncatedError,
     UnsupportedVersionError,
@@ -43,5 +44,6 @@ __all__ = [
     "POPART_PROGRAM_NAMES",
     # errors
     "PopefError", "FormatError", "BadMagicError", "UnsupportedVersionError", "TruncatedError",
-    "ChecksumError", "ModelError", "WriterError", "ExecutionError", "DeviceOutOfMemoryError",
+    "PartialTailError", "ChecksumError", "ModelError", "WriterError", "ExecutionError",
+    "DeviceOutOfMemoryError",
 ]

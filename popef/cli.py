@@ -44,3 +44,39 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="popef")
 def main() -> None:
     """Inspect, check and run PopEF (Poplar Exchange Format) model files."""
+
+
+@main.command("repair", context_settings={"max_content_width": 100})
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-n", "--dry-run", is_flag=True,
+              help="Say what would be kept and dropped; change nothing.")
+def repair_command(file: str, dry_run: bool) -> None:
+    """Drop the partial blob an interrupted write left at the end of FILE.
+
+    Keeps every complete blob before it, byte for byte, and says what it keeps and drops
+    before truncating. A file whose defect is anything else is refused unchanged.
+    """
+    from .errors import PopefError
+    from .repair import apply_repair, plan_repair
+
+    try:
+        plan = plan_repair(file)
+        if not plan.needed:
+            click.echo(f"'{file}' has nothing to repair: {_blobs(plan.kept_blobs)}, "
+                       f"{plan.size} bytes")
+            return
+        click.echo(f"'{file}' ends in a partial blob (an interrupted write?): keeping "
+                   f"{_blobs(plan.kept_blobs)} ({plan.kept_bytes} bytes), dropping "
+                   f"{plan.dropped_bytes} bytes from offset {plan.kept_bytes:#x}")
+        if dry_run:
+            click.echo("nothing changed (--dry-run)")
+            return
+        apply_repair(plan)
+    except PopefError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"truncated '{file}' to {plan.kept_bytes} bytes")
+
+
+def _blobs(count: int) -> str:
+    return f"{count} complete blob{'' if count == 1 else 's'}"

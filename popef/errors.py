@@ -34,6 +34,12 @@ class FormatError(PopefError):
         self.source = source
         super().__init__(self._compose())
 
+    def about(self, subject: str) -> FormatError:
+        """The same error (same class and location), its reason prefixed with what it is
+        about: ``tensor data 'w' is corrupt: checksum mismatch ...``."""
+        return type(self)(f"{subject}: {self.reason}", offset=self.offset,
+                          blob_index=self.blob_index, field=self.field, source=self.source)
+
     def _compose(self) -> str:
         where = []
         if self.blob_index is not None:
@@ -57,6 +63,17 @@ class UnsupportedVersionError(FormatError):
 
 class TruncatedError(FormatError):
     """A header or a size points past the end of the available bytes."""
+
+
+class PartialTailError(TruncatedError):
+    """A file ends in a blob that was never finished (an interrupted write).
+
+    The ``complete_blobs`` before ``offset`` are whole; ``popef repair`` drops the rest.
+    """
+
+    def __init__(self, message: str, *, complete_blobs: int, **where) -> None:
+        self.complete_blobs = complete_blobs
+        super().__init__(message, **where)
 
 
 class ChecksumError(FormatError):

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from .errors import ModelError
-from .types import Anchor, Metadata, TensorType
+from .errors import ChecksumError, ModelError, TruncatedError
+from .types import Anchor, BlobType, Metadata, TensorType
 
 if TYPE_CHECKING:
-    from .reader import ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
+    from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 
-__all__ = ["Model", "build_models", "check_links", "is_user_anchor"]
+__all__ = ["Model", "build_models", "check_links", "corrupt_as", "is_user_anchor"]
+
+T = TypeVar("T")
 
 
 def is_user_anchor(anchor: Anchor, metadata: Metadata, stored: set[str] | frozenset[str]) -> bool:
@@ -35,10 +37,28 @@ class Model:
     tensors: tuple[TensorReader, ...] = ()
     feeds: tuple[FeedReader, ...] = ()
     opaque_blobs: tuple[OpaqueReader, ...] = ()
+    metadata_blob: Blob | None = None  # None for a Model made by hand
 
     @property
     def name(self) -> str:
         return self.executable.name
+
+    def blobs(self) -> list[tuple[str, Blob]]:
+        """Every blob of the model with what it is (``"tensor data 'w'"``): executable,
+        metadata, tensor, feed and opaque data."""
+        found = [(f"executable '{self.name}'", self.executable.blob)]
+        if self.metadata_blob is not None:
+            found.append((f"metadata of '{self.name}'", self.metadata_blob))
+        found += [(f"tensor data '{t.name}'", t.blob) for t in self.tensors]
+        found += [(f"feed data '{f.name}'", f.blob) for f in self.feeds]
+        found += [(f"opaque blob '{o.name}'", o.blob) for o in self.opaque_blobs]
+        return found
+
+    def verify(self) -> None:
+        """Check the checksum of every blob of the model; raises :class:`ChecksumError` naming
+        the blob (or :class:`TruncatedError` when a file shrank since it was opened)."""
+        for label, blob in self.blobs():
+            corrupt_as(label, blob.verify)
 
     @property
     def stored_names(self) -> frozenset[str]:
@@ -81,6 +101,15 @@ class Model:
                 f"{len(self.opaque_blobs)} opaque blobs>")
 
 
+def corrupt_as(label: str, read: Callable[[], T]) -> T:
+    """``read()``, with a checksum or truncation error saying which blob of the model it is."""
+    try:
+        return read()
+    except (ChecksumError, TruncatedError) as exc:
+        what = "is corrupt" if isinstance(exc, ChecksumError) else "cannot be read"
+        raise exc.about(f"{label} {what}") from None
+
+
 def check_links(reader: Reader) -> list[str]:
     """Every linking problem of a reader's blobs, as messages (empty when all is well)."""
     problems: list[str] = []
@@ -101,6 +130,8 @@ def build_models(reader: Reader) -> list[Model]:
 def _link(reader: Reader, problems: list[str]) -> list[Model]:
     executables = reader.executables()
     metadata = reader.metadata()
+    metadata_blobs = {id(reader.decoded(b)): b for b in reader.blobs()
+                      if b.type == BlobType.METADATA}
     names = Counter(e.name for e in executables)
     if "" in names:
         problems.append("executable names must not be empty: an executable blob has no name")
@@ -142,7 +173,7 @@ def _link(reader: Reader, problems: list[str]) -> list[Model]:
         claimed.update(t.name for t in tensors)
         claimed.update(f.name for f in feeds)
         opaque = tuple(o for o in reader.opaque_blobs() if o.executable == executable.name)
-        models.append(Model(executable, md, tensors, feeds, opaque))
+        models.append(Model(executable, md, tensors, feeds, opaque, metadata_blobs.get(id(md))))
     if executables:
         for blob in (*reader.tensors(), *reader.feeds()):
             if blob.name not in claimed:

@@ -23,8 +23,12 @@ from typing import Union
 import construct
 
 from .errors import ExecutionError, FormatError, PopefError, UnsupportedVersionError
-from .format.codec import Location, decode
+from .format._cursor import Cursor, DecodeError
+from .format.codec import Location, read_all
 from .format.graph import (
+    _MIN_ATTRIBUTE,
+    _MIN_PROGRAM,
+    _MIN_STEP,
     GRAPH_MAGIC,
     GRAPH_PROGRAM,
     GRAPH_VERSION,
@@ -44,12 +48,16 @@ __all__ = [
     "GraphProgram",
     "GRAPH_MAGIC",
     "GRAPH_VERSION",
+    "MAX_GRAPH_PROGRAM_SIZE",
     "encode_program",
     "decode_program",
     "is_graph_program",
 ]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The largest graph program a runtime decompresses (docs/format.md §9): programs hold steps and
+# attributes, never weights, so real ones are kilobytes to a few megabytes.
+MAX_GRAPH_PROGRAM_SIZE = 64 << 20
 UINT32_MAX = 2**32 - 1
 
 AttributeValue = Union[int, float, str, tuple[int, ...], tuple[float, ...]]
@@ -80,11 +88,25 @@ def _float(owner: str, value: object) -> float:
         raise PopefError(f"{owner} must be a float, got {type(value).__name__}") from None
 
 
+_ATTRIBUTE_KINDS = {int(k): k for k in AttributeKind}
+
+
+def _plain_sequence(value: object, kind: AttributeKind) -> bool:
+    """Whether ``value`` is already a tuple of plain ints in 64 bits (INTS) or of floats
+    (FLOATS): what the decoder gives, checked at C speed."""
+    if type(value) is not tuple or not value:
+        return type(value) is tuple
+    if kind is AttributeKind.FLOATS:
+        return set(map(type, value)) == {float}
+    return (set(map(type, value)) == {int}
+            and min(value) >= INT64_MIN and max(value) <= INT64_MAX)
+
+
 def _is_int(value: object) -> bool:
     return not isinstance(value, bool) and hasattr(value, "__index__")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attribute:
     """One attribute of a node: a name, the kind of its value and the value.
 
@@ -98,8 +120,8 @@ class Attribute:
     def __post_init__(self) -> None:
         _check_str("Attribute", "name", self.name, empty=False)
         try:
-            kind = AttributeKind(self.kind)
-        except ValueError:
+            kind = _ATTRIBUTE_KINDS[self.kind]
+        except (KeyError, TypeError):
             raise PopefError(f"attribute '{self.name}': unknown kind {self.kind!r}") from None
         object.__setattr__(self, "kind", kind)
         owner = f"attribute '{self.name}'"
@@ -113,8 +135,9 @@ class Attribute:
         else:
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                 raise PopefError(f"{owner} must be a sequence, got {type(value).__name__}")
-            convert = _int if kind is AttributeKind.INTS else _float
-            value = tuple(convert(owner, v) for v in value)
+            if not _plain_sequence(value, kind):
+                convert = _int if kind is AttributeKind.INTS else _float
+                value = tuple(convert(owner, v) for v in value)
         object.__setattr__(self, "value", value)
 
     @classmethod
@@ -157,7 +180,7 @@ def _infer_kind(name: str, value: object) -> AttributeKind:
                      "(expected int, float, str or a sequence of ints or floats)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostToDevice:
     """Copy the host stream ``handle`` (an anchor's handle) into the device tensor ``tensor``."""
 
@@ -169,7 +192,7 @@ class HostToDevice:
         _check_str("HostToDevice", "tensor", self.tensor, empty=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceToHost:
     """Copy the device tensor ``tensor`` to the host stream ``handle`` (an anchor's handle)."""
 
@@ -181,7 +204,7 @@ class DeviceToHost:
         _check_str("DeviceToHost", "handle", self.handle)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """Run the op ``op_type`` (an ONNX operator) on tensors ``inputs``, defining ``outputs``.
 
@@ -204,8 +227,9 @@ class Node:
             if isinstance(values, str):
                 raise PopefError(f"Node.{field_name} must be a sequence of str, not a str")
             values = tuple(values)
-            for value in values:
-                _check_str("Node", field_name, value)
+            if values and set(map(type, values)) != {str}:
+                for value in values:
+                    _check_str("Node", field_name, value)
             object.__setattr__(self, field_name, values)
         attributes = self.attributes
         if isinstance(attributes, Mapping):
@@ -236,7 +260,7 @@ Step = Union[HostToDevice, Node, DeviceToHost]
 _STEP_TYPES = (HostToDevice, Node, DeviceToHost)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Program:
     """One program: its index (as in ``program_flow``), its name and its steps."""
 
@@ -260,7 +284,7 @@ class Program:
         return [s for s in self.steps if isinstance(s, Node)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GraphProgram:
     """The programs of one executable, by index (each index at most once)."""
 
@@ -331,25 +355,55 @@ def is_graph_program(data: bytes | memoryview) -> bool:
     return bytes(data[:len(GRAPH_MAGIC)]) == GRAPH_MAGIC
 
 
-def _attribute(ct) -> Attribute:
-    value = ct.value  # the schema only parses known kinds
-    return Attribute(ct.name, AttributeKind(ct.kind),
-                     tuple(value) if isinstance(value, list) else value)
+# -- bytes -> dataclasses, the fast path of the schemas in format/graph.py -----------------
+
+def _read_attribute(cur: Cursor) -> Attribute:
+    name = cur.string("name")
+    kind = cur.u8("kind")
+    if kind == AttributeKind.INT:
+        value: AttributeValue = cur.i64("value")
+    elif kind == AttributeKind.FLOAT:
+        value = cur.f64("value")
+    elif kind == AttributeKind.STRING:
+        value = cur.string("value")
+    elif kind == AttributeKind.INTS:
+        value = cur.numbers("q", "value")
+    elif kind == AttributeKind.FLOATS:
+        value = cur.numbers("d", "value")
+    else:
+        raise DecodeError(f"unknown attribute kind {kind}", cur.pos, "value")
+    return Attribute(name, kind, value)
 
 
-def _step(ct) -> Step:
-    body = ct.body
-    if ct.kind == StepKind.HOST_TO_DEVICE:
-        return HostToDevice(body.handle, body.tensor)
-    if ct.kind == StepKind.DEVICE_TO_HOST:
-        return DeviceToHost(body.tensor, body.handle)
-    return Node(body.op_type, body.name, tuple(body.inputs), tuple(body.outputs),
-                tuple(_attribute(a) for a in body.attributes))
+def _read_node(cur: Cursor) -> Node:
+    return Node(cur.string("op_type"), cur.string("name"), cur.strings("inputs"),
+                cur.strings("outputs"),
+                tuple(cur.items(_read_attribute, _MIN_ATTRIBUTE, "attributes")))
 
 
-def _graph_program(ct) -> GraphProgram:
-    return GraphProgram(tuple(Program(p.index, p.name, tuple(_step(s) for s in p.steps))
-                              for p in ct.programs))
+def _read_step(cur: Cursor) -> Step:
+    kind = cur.u8("kind")
+    try:
+        if kind == StepKind.HOST_TO_DEVICE:
+            return HostToDevice(cur.string("handle"), cur.string("tensor"))
+        if kind == StepKind.NODE:
+            return _read_node(cur)
+        if kind == StepKind.DEVICE_TO_HOST:
+            return DeviceToHost(cur.string("tensor"), cur.string("handle"))
+    except DecodeError as exc:
+        raise exc.within("body")
+    raise DecodeError(f"unknown step kind {kind}", cur.pos, "body")
+
+
+def _read_program(cur: Cursor) -> Program:
+    index = cur.u32("index")
+    name = cur.string("name")
+    return Program(index, name, tuple(cur.items(_read_step, _MIN_STEP, "steps")))
+
+
+def _read_graph_program(cur: Cursor) -> GraphProgram:
+    cur.raw(PREAMBLE_SIZE, "preamble")  # checked by decode_program
+    return GraphProgram(tuple(cur.items(_read_program, _MIN_PROGRAM, "programs")))
 
 
 def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = None) -> GraphProgram:
@@ -360,7 +414,8 @@ def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = N
     library does not run, and :class:`FormatError` naming the field and offset when its bytes
     break the encoding. Nothing else escapes, whatever the bytes.
     """
-    data = bytes(data)
+    if not isinstance(data, bytes):
+        data = bytes(data)
     what = f"executable '{name}'" if name is not None else "the executable"
     if not is_graph_program(data):
         found = data[:len(GRAPH_MAGIC)].hex(" ") or "nothing"
@@ -369,6 +424,9 @@ def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = N
             f"magic {GRAPH_MAGIC.hex(' ')} (a compiled Poplar executable needs Graphcore's "
             "SDK and an IPU; this runtime only runs graph programs)")
     source = what if name is not None else "<graph program>"
+    if len(data) > MAX_GRAPH_PROGRAM_SIZE:
+        raise FormatError(f"graph program of {len(data)} bytes exceeds the limit of "
+                          f"{MAX_GRAPH_PROGRAM_SIZE}", offset=0, source=source)
     if len(data) < PREAMBLE_SIZE:
         raise FormatError(f"truncated graph program: {len(data)} bytes, the preamble alone "
                           f"takes {PREAMBLE_SIZE}", offset=0, field="preamble", source=source)
@@ -378,5 +436,5 @@ def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = N
         raise UnsupportedVersionError(
             f"unsupported graph program version {major}.{minor}: this library runs "
             f"{GRAPH_VERSION[0]}.x", offset=8, field="preamble.major", source=source)
-    return decode(GRAPH_PROGRAM, data, Location(source, None, 0), "graph program",  # type: ignore[arg-type]
-                  _graph_program, allow_trailing=minor > GRAPH_VERSION[1])
+    return read_all(_read_graph_program, data, Location(source, None, 0),  # type: ignore[arg-type]
+                    "graph program", allow_trailing=minor > GRAPH_VERSION[1])

@@ -22,6 +22,7 @@ from .errors import (
     BadMagicError,
     ChecksumError,
     FormatError,
+    PartialTailError,
     PopefError,
     TruncatedError,
     UnsupportedVersionError,
@@ -51,8 +52,12 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 8 << 20
+_PREAD_MAX = 1 << 30  # one pread() call reads at most about 2 GiB on Linux
 # A zlib stream cannot expand more than about 1032:1; a larger claim is a lie.
 MAX_ZLIB_RATIO = 1032
+# The most a compressed executable may claim to decompress to (docs/format.md §5.1), whatever
+# its ratio; ExecutableReader.payload(max_size=...) takes a smaller or larger bound.
+MAX_EXECUTABLE_SIZE = 4 << 30
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -74,6 +79,10 @@ class _Source:
         """A zero-copy view, when the source is memory (or memory-mapped)."""
         return None
 
+    def read_into(self, offset: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` with the bytes at ``offset``, copying them (never by the map)."""
+        buffer[:] = self.read(offset, len(buffer))
+
     def close(self) -> None:
         pass
 
@@ -92,6 +101,9 @@ class _BufferSource(_Source):
     def view(self, offset: int, size: int) -> memoryview:
         return self._buffer[offset:offset + size]
 
+    def read_into(self, offset: int, buffer: memoryview) -> None:
+        buffer[:] = self._buffer[offset:offset + len(buffer)]
+
 
 class _MappedFile(_Source):
     """A file: headers are read with pread (one syscall each, no page faults over a large
@@ -108,14 +120,41 @@ class _MappedFile(_Source):
             raise
 
     def read(self, offset: int, size: int) -> bytes:
-        data = os.pread(self._fd, size, offset) if self._fd >= 0 else self._map[offset:offset + size]
+        if self._fd < 0:
+            return bytes(self.view(offset, size))
+        if size > _PREAD_MAX:
+            buffer = bytearray(size)
+            self.read_into(offset, memoryview(buffer))
+            return buffer  # type: ignore[return-value]  # bytes-like, without a second copy
+        data = os.pread(self._fd, size, offset)
         if len(data) != size:
-            raise TruncatedError(f"file shrank while open: {size} bytes asked, {len(data)} read",
-                                 offset=offset, source=self.name)
+            raise self._shrank(offset, size, len(data))
         return data
 
+    def read_into(self, offset: int, buffer: memoryview) -> None:
+        if self._fd < 0:  # closed: only the map is left
+            buffer[:] = self.view(offset, len(buffer))
+            return
+        done = 0
+        while done < len(buffer):  # pread reads at most 2 GiB a call on Linux
+            got = os.preadv(self._fd, [buffer[done:]], offset + done)
+            if got == 0:
+                raise self._shrank(offset, len(buffer), done)
+            done += got
+
     def view(self, offset: int, size: int) -> memoryview:
-        return memoryview(self._map)[offset:offset + size] if self._map else memoryview(b"")
+        if not self._map:
+            return memoryview(b"")
+        # Touching a page of the map past the file's end kills the process (SIGBUS): check
+        # the file still holds the bytes. mmap.size() asks the file itself, not the mapping.
+        if self._map.size() < offset + size:
+            raise self._shrank(offset, size, max(0, self._map.size() - offset))
+        return memoryview(self._map)[offset:offset + size]
+
+    def _shrank(self, offset: int, size: int, available: int) -> TruncatedError:
+        return TruncatedError(f"the file shrank after it was opened: {size} bytes needed but "
+                              f"{available} remain (was it replaced or truncated on disk?)",
+                              offset=offset, source=self.name)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -206,17 +245,46 @@ class Blob:
             yield view if view is not None else self._src.read(start, length)
 
     def verify(self) -> None:
-        """Check the content against the header's checksum; raises :class:`ChecksumError`."""
+        """Check the content against the header's checksum; raises :class:`ChecksumError`.
+
+        The bytes are read with ``pread``, not through the memory map, so a file that shrank
+        since it was opened gives :class:`TruncatedError` instead of killing the process."""
+        scratch = memoryview(bytearray(min(CHUNK_SIZE, self.size - fmt.HEADER_SIZE)))
         crc = 0
-        raw = self.iter_raw()
-        first = next(raw)
-        crc = crc32(first[fmt.HEADER_SIZE:], crc)
-        for chunk in raw:
+        for start, length in _chunks(self.info_offset, self.offset + self.size):
+            chunk = scratch[:length]
+            self._src.read_into(start, chunk)
             crc = crc32(chunk, crc)
+        self._check(crc)
+
+    def read_payload_into(self, buffer: memoryview, verify: bool = False) -> None:
+        """Copy the payload into ``buffer`` (by ``pread``, never through the memory map); with
+        ``verify``, check the blob's checksum in the same pass (:class:`ChecksumError`)."""
+        if len(buffer) != self.payload_size:
+            raise PopefError(f"read_payload_into() needs a buffer of {self.payload_size} bytes, "
+                             f"got {len(buffer)}")
+        if not verify:
+            self._src.read_into(self.payload_offset, buffer)
+            return
+        crc = crc32(self._src.read(self.info_offset, self.payload_offset - self.info_offset))
+        for start, length in _chunks(self.payload_offset, self.payload_offset + self.payload_size):
+            chunk = buffer[start - self.payload_offset:start - self.payload_offset + length]
+            self._src.read_into(start, chunk)
+            crc = crc32(chunk, crc)
+        end = self.payload_offset + self.payload_size
+        crc = crc32(self._src.read(end, self.offset + self.size - end), crc)
+        self._check(crc)
+
+    def _check(self, crc: int) -> None:
         if crc != self.checksum:
             raise ChecksumError(
                 f"checksum mismatch: header says {self.checksum:#010x}, content gives {crc:#010x}",
                 offset=self.offset, blob_index=self.index, field="checksum", source=self.source)
+
+
+def _chunks(start: int, end: int, size: int = CHUNK_SIZE) -> Iterator[tuple[int, int]]:
+    for offset in range(start, end, size):
+        yield offset, min(size, end - offset)
 
 
 class _BlobReader:
@@ -263,17 +331,26 @@ class ExecutableReader(_BlobReader):
             return self.blob.payload_size
         return self._encoding.uncompressed_size
 
-    def payload(self) -> bytes:
-        """The executable's bytes, decompressed."""
-        raw = self.blob.read_payload()
+    def payload(self, max_size: int = MAX_EXECUTABLE_SIZE) -> bytes:
+        """The executable's bytes, decompressed.
+
+        A compressed payload is inflated to at most its stated ``uncompressed_size``, and a
+        stated size over ``max_size`` is refused before anything is inflated.
+        """
         if self._encoding.codec is Codec.NONE:
-            return raw
+            return self.blob.read_payload()
         expected = self._encoding.uncompressed_size
         where = dict(offset=self.blob.payload_offset, blob_index=self.blob.index,
                      field="payload", source=self.blob.source)
-        if expected > MAX_ZLIB_RATIO * max(len(raw), 1):
-            raise FormatError(f"bad compressed executable: {len(raw)} bytes cannot expand to "
-                              f"{expected}", **where)
+        if expected > MAX_ZLIB_RATIO * max(self.blob.payload_size, 1):
+            raise FormatError(f"bad compressed executable: {self.blob.payload_size} bytes cannot "
+                              f"expand to {expected}", **where)
+        if expected > max_size:
+            raise FormatError(f"compressed executable '{self.name}' claims {expected} bytes "
+                              f"once decompressed, over the limit of {max_size}",
+                              **dict(where, offset=self.blob.info_offset,
+                                     field="uncompressed_size"))
+        raw = self.blob.read_payload()
         decoder = zlib.decompressobj()
         try:
             data = decoder.decompress(raw, expected + 1)
@@ -317,9 +394,14 @@ class TensorReader(_BlobReader):
         array.flags.writeable = False
         return array
 
-    def read(self) -> np.ndarray:
-        """The data as a new, writable array that owns its memory."""
-        return self.data().copy()
+    def read(self, verify: bool = False) -> np.ndarray:
+        """The data as a new, writable array that owns its memory, read from the file (not
+        through its memory map); with ``verify``, the blob's checksum is checked in the same
+        pass (:class:`ChecksumError`)."""
+        info = self.info
+        array = np.empty(info.data_shape, info.tensor_info.numpy_dtype)
+        self.blob.read_payload_into(memoryview(array.reshape(-1).view(np.uint8)), verify)
+        return array
 
 
 class FeedReader(TensorReader):
@@ -498,18 +580,17 @@ def _index(source: _Source) -> Iterator[Blob]:
     while offset < end:
         remaining = end - offset
         if remaining < fmt.HEADER_SIZE:
-            raise TruncatedError(f"truncated blob header: {fmt.HEADER_SIZE} bytes needed but "
-                                 f"{remaining} remain", offset=offset, blob_index=index,
-                                 source=source.name)
+            raise _short_header_error(source, offset, index, remaining)
+        head = source.header(offset)
         (magic, version_raw, total, blob_type, _flags, info_size, payload_size, checksum,
-         _reserved) = unpack(source.header(offset))
+         _reserved) = unpack(head)
         version_text, version = _VERSIONS.get(version_raw) or _version(version_raw)
         if (magic != fmt.MAGIC or version is None or version[0] != fmt.FORMAT_VERSION[0]
                 or total < fmt.ALIGNMENT or total % fmt.ALIGNMENT or total > remaining
                 or info_size > fmt.MAX_INFO_SIZE
                 or fmt.total_size(info_size, payload_size) != total):
-            raise _header_error(source.name, offset, index, remaining, magic, version_raw,
-                                version, total, info_size, payload_size)
+            raise _header_error(source, offset, index, remaining, head, version, total,
+                                info_size, payload_size)
         yield Blob(source.name, index, offset, total, _BLOB_TYPES.get(blob_type, blob_type),
                    version_text, info_size, payload_size, checksum, source)
         offset += total
@@ -524,16 +605,21 @@ def _version(raw: bytes) -> tuple[str, tuple[int, int] | None]:
     return parsed
 
 
-def _header_error(source: str, offset: int, index: int, remaining: int, magic: bytes,
-                  version_raw: bytes, version: tuple[int, int] | None, total: int,
-                  info_size: int, payload_size: int) -> FormatError:
+def _header_error(source: _Source, offset: int, index: int, remaining: int, head: bytes,
+                  version: tuple[int, int] | None, total: int, info_size: int,
+                  payload_size: int) -> FormatError:
     """The first problem of a header that failed the checks, as an error naming the field."""
+    magic, version_raw = head[:8], head[8:16]
 
     def error(kind, message, field, at):
-        return kind(message, offset=offset + at, blob_index=index, field=field, source=source)
+        return kind(message, offset=offset + at, blob_index=index, field=field,
+                    source=source.name)
 
+    if index and head == bytes(fmt.HEADER_SIZE):
+        return _partial_tail(source, offset, index, "its header was never written")
     if magic != fmt.MAGIC:
-        return error(BadMagicError, f"not a PopEF blob: expected magic {fmt.MAGIC.hex(' ')}, "
+        what = (_foreign_file(head) if offset == 0 else None) or "not a PopEF blob"
+        return error(BadMagicError, f"{what}: expected magic {fmt.MAGIC.hex(' ')}, "
                                     f"found {bytes(magic).hex(' ')}", "magic", 0)
     if version is None:
         return error(FormatError, f"bad version string {version_raw.rstrip(bytes(1))!r}: "
@@ -545,6 +631,9 @@ def _header_error(source: str, offset: int, index: int, remaining: int, magic: b
     if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
         return error(FormatError, f"bad blob size {total}: must be a positive multiple of "
                                   f"{fmt.ALIGNMENT}", "total_size", 16)
+    if total > remaining and index:
+        return _partial_tail(source, offset, index,
+                             f"header says {total} bytes but {remaining} remain", "total_size")
     if total > remaining:
         return error(TruncatedError, f"truncated blob: header says {total} bytes but "
                                      f"{remaining} remain", "total_size", 16)
@@ -555,3 +644,73 @@ def _header_error(source: str, offset: int, index: int, remaining: int, magic: b
     return error(FormatError, f"inconsistent blob sizes: {info_size} bytes of info and "
                               f"{payload_size} of payload need a blob of {expected} bytes, "
                               f"header says {total}", "payload_size", 32)
+
+
+def _short_header_error(source: _Source, offset: int, index: int, remaining: int) -> FormatError:
+    """Fewer bytes than a header: the end of an interrupted write, or not a PopEF file."""
+    if index:
+        return _partial_tail(source, offset, index,
+                             f"{remaining} bytes where a {fmt.HEADER_SIZE}-byte header belongs")
+    data = source.read(offset, remaining)
+    if not fmt.MAGIC.startswith(data[:len(fmt.MAGIC)]):
+        what = _foreign_file(data) or "not a PopEF blob"
+        return BadMagicError(f"{what}: expected magic {fmt.MAGIC.hex(' ')}, found "
+                             f"{bytes(data[:len(fmt.MAGIC)]).hex(' ')}", offset=offset,
+                             blob_index=index, field="magic", source=source.name)
+    return TruncatedError(f"truncated blob header: {fmt.HEADER_SIZE} bytes needed but "
+                          f"{remaining} remain", offset=offset, blob_index=index,
+                          source=source.name)
+
+
+def _partial_tail(source: _Source, offset: int, index: int, detail: str,
+                  field: str | None = None) -> PartialTailError:
+    """A blob cut short after ``index`` complete ones: what a killed writer leaves."""
+    complete = f"{index} complete blob{'s' if index != 1 else ''}"
+    remedy = (f"run 'popef repair {source.name}' to drop it" if isinstance(source, _MappedFile)
+              else "cut the bytes from there to keep them")
+    return PartialTailError(f"partial blob at the end of the file (an interrupted write?): "
+                            f"{detail}; {complete} before offset {offset:#x}; {remedy}",
+                            complete_blobs=index, offset=offset, blob_index=index, field=field,
+                            source=source.name)
+
+
+# Files often given by mistake where a PopEF file belongs, by their leading bytes.
+_FOREIGN_MAGICS = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x93NUMPY", "a NumPy array (.npy)"),
+    (b"PK\x03\x04", "a ZIP archive (.zip, .npz, ...)"),
+    (b"PK\x05\x06", "a ZIP archive (.zip, .npz, ...)"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"\x7fELF", "an ELF binary"),
+    (b"%PDF-", "a PDF document"),
+)
+_TEXT_SHOWN = 32  # characters of a text file quoted in the message
+
+
+def _foreign_file(head: bytes) -> str | None:
+    """What a source that is not PopEF looks like, from its first bytes (None when unknown)."""
+    for magic, kind in _FOREIGN_MAGICS:
+        if head.startswith(magic):
+            return f"this is {kind}, not a PopEF file"
+    text = _leading_text(head)
+    if text is None:
+        return None
+    shown = text if len(text) <= _TEXT_SHOWN else text[:_TEXT_SHOWN] + "..."
+    return f"not a PopEF file (it starts with text '{shown}')"
+
+
+def _leading_text(head: bytes) -> str | None:
+    """The first line of ``head`` when it reads as printable UTF-8 text, else None."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":  # a character cut by the end is fine
+            return None
+        text = head[:exc.start].decode("utf-8")
+    text = text.removeprefix("\ufeff").strip()
+    if not text or not all(c.isprintable() or c in "\t\n\r" for c in text):
+        return None
+    return text.splitlines()[0].replace("\t", " ")

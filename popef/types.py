@@ -143,7 +143,7 @@ def _invalid(what: str) -> PopefError:
 
 
 def _check_str(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, str):
+    if type(value) is not str and not isinstance(value, str):
         raise _invalid(f"{owner}.{name} must be a str, got {type(value).__name__}")
 
 
@@ -154,14 +154,40 @@ def _check_uint(owner: str, name: str, value: object, maximum: int = INT64_MAX) 
         raise _invalid(f"{owner}.{name} must be in [0, {maximum}], got {value}")
 
 
+def _all_uints(values: tuple, maximum: int) -> bool:
+    """Whether every value is a plain int in [0, maximum]: the common case, checked at C speed
+    (decoders give tuples of thousands of ints)."""
+    return (not values or (set(map(type, values)) == {int}
+                           and min(values) >= 0 and max(values) <= maximum))
+
+
 def _program_list(owner: str, name: str, values: Iterable[int]) -> tuple[int, ...]:
+    if type(values) is tuple and _all_uints(values, UINT32_MAX):
+        return values
     out = tuple(int(v) if isinstance(v, np.integer) else v for v in values)
     for v in out:
         _check_uint(owner, name, v, UINT32_MAX)
     return out
 
 
-@dataclass(frozen=True)
+def _span(dims: Iterable[int], item_size: int) -> int:
+    """Bytes that the dimensions span, ignoring zeros: what numpy needs to fit in 63 bits to
+    make an array of that shape, even an empty one (docs/format.md, "Limits")."""
+    return math.prod(d for d in dims if d) * item_size
+
+
+def _tensor_type(owner: str, value: object) -> TensorType:
+    try:
+        return _TENSOR_TYPES[value]
+    except (KeyError, TypeError):
+        raise _invalid(f"{owner}.type: unknown tensor type {value!r}") from None
+
+
+_TENSOR_TYPES = {int(t): t for t in TensorType}
+_DATA_TYPES = {int(t): t for t in DataType}
+
+
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     """Data type and shape of a tensor; ``shape == ()`` is a scalar."""
 
@@ -170,16 +196,20 @@ class TensorInfo:
 
     def __post_init__(self) -> None:
         try:
-            object.__setattr__(self, "dtype", DataType(self.dtype))
-        except ValueError:
+            object.__setattr__(self, "dtype", _DATA_TYPES[self.dtype])
+        except (KeyError, TypeError):
             raise _invalid(f"TensorInfo.dtype: unknown data type {self.dtype!r}") from None
-        shape = tuple(int(d) if isinstance(d, np.integer) else d for d in self.shape)
+        shape = self.shape
+        if type(shape) is not tuple or not _all_uints(shape, INT64_MAX):
+            shape = tuple(int(d) if isinstance(d, np.integer) else d for d in shape)
+            for d in shape[:MAX_RANK + 1]:
+                _check_uint("TensorInfo", "shape", d)
         if len(shape) > MAX_RANK:
             raise _invalid(f"TensorInfo.shape: rank {len(shape)} exceeds the limit of {MAX_RANK}")
-        for d in shape:
-            _check_uint("TensorInfo", "shape", d)
-        if math.prod(shape) * self.dtype.item_size > INT64_MAX:
-            raise _invalid(f"TensorInfo: {list(shape)} x {self.dtype.name} exceeds 2**63-1 bytes")
+        if _span(shape, self.dtype.item_size) > INT64_MAX:
+            raise _invalid(f"TensorInfo.shape: {list(shape)} x {self.dtype.name} spans more than "
+                           "2**63-1 bytes (the non-zero dimensions times the element size "
+                           "must fit in 63 bits, even for an empty tensor)")
         object.__setattr__(self, "shape", shape)
 
     @property
@@ -203,7 +233,7 @@ class TensorInfo:
         return f"{self.dtype.name}{list(self.shape)}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Option:
     """One engine or device option; options form ordered lists, not maps."""
 
@@ -215,7 +245,7 @@ class Option:
         _check_str("Option", "value", self.value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProgramFlow:
     """Program indices run in the load (once), main (per step) and save phases."""
 
@@ -228,7 +258,7 @@ class ProgramFlow:
             object.__setattr__(self, name, _program_list("ProgramFlow", name, getattr(self, name)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Anchor:
     """One host<->device data stream of a model."""
 
@@ -246,13 +276,10 @@ class Anchor:
             raise _invalid(f"Anchor.tensor_info must be a TensorInfo (anchor '{self.name}')")
         object.__setattr__(self, "programs", _program_list("Anchor", "programs", self.programs))
         object.__setattr__(self, "is_per_replica", bool(self.is_per_replica))
-        try:
-            object.__setattr__(self, "type", TensorType(self.type))
-        except ValueError:
-            raise _invalid(f"Anchor.type: unknown tensor type {self.type!r}") from None
+        object.__setattr__(self, "type", _tensor_type("Anchor", self.type))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metadata:
     """How to run one executable: device, replication, anchors and program flow."""
 
@@ -285,11 +312,15 @@ class Metadata:
                 raise _invalid(f"Metadata.anchors holds a {type(anchor).__name__}, not an Anchor")
         if not isinstance(self.program_flow, ProgramFlow):
             raise _invalid("Metadata.program_flow must be a ProgramFlow")
-        programs_map = dict(sorted(dict(self.programs_map).items()))
-        for index, name in programs_map.items():
-            _check_uint("Metadata", "programs_map index", index, UINT32_MAX)
-            _check_str("Metadata", "programs_map name", name)
-        object.__setattr__(self, "programs_map", _FrozenDict(programs_map))
+        given = self.programs_map if isinstance(self.programs_map, Mapping) else dict(self.programs_map)
+        # Sorted by index; sorting the keys alone keeps a large map's peak memory low.
+        programs_map = _FrozenDict((index, given[index]) for index in sorted(given))
+        if not (_all_uints(tuple(programs_map), UINT32_MAX)
+                and set(map(type, programs_map.values())) <= {str}):
+            for index, name in programs_map.items():
+                _check_uint("Metadata", "programs_map index", index, UINT32_MAX)
+                _check_str("Metadata", "programs_map name", name)
+        object.__setattr__(self, "programs_map", programs_map)
         for name in ("engine_options", "device_options"):
             options = tuple(getattr(self, name))
             for option in options:
@@ -319,7 +350,7 @@ class _FrozenDict(dict):
         return hash(tuple(self.items()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutableInfo:
     """The info of an executable blob: its (unique) name and whether its payload is compressed."""
 
@@ -331,7 +362,7 @@ class ExecutableInfo:
         object.__setattr__(self, "compressed", bool(self.compressed))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorDataInfo:
     """The info of a tensor data blob: the anchor it feeds and the data's type and shape."""
 
@@ -352,7 +383,7 @@ class TensorDataInfo:
         return self.tensor_info.shape
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeedDataInfo:
     """The info of a feed data blob: ``num_items`` consecutive tensors of ``tensor_info``.
 
@@ -369,8 +400,10 @@ class FeedDataInfo:
         if not isinstance(self.tensor_info, TensorInfo):
             raise _invalid("FeedDataInfo.tensor_info must be a TensorInfo")
         _check_uint("FeedDataInfo", "num_items", self.num_items)
-        if self.num_items * self.tensor_info.size_in_bytes > INT64_MAX:
-            raise _invalid("FeedDataInfo: data size exceeds 2**63-1 bytes")
+        if _span(self.data_shape, self.tensor_info.dtype.item_size) > INT64_MAX:
+            raise _invalid(f"FeedDataInfo.num_items: {self.num_items} items of "
+                           f"{self.tensor_info} span more than 2**63-1 bytes (the non-zero "
+                           "dimensions times the element size must fit in 63 bits)")
 
     @property
     def size_in_bytes(self) -> int:
@@ -381,7 +414,7 @@ class FeedDataInfo:
         return (self.num_items, *self.tensor_info.shape)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpaqueInfo:
     """The info of an opaque blob: a producer tag (``popart``, ``poptorch``...) and its executable."""
 

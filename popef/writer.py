@@ -2,15 +2,23 @@
 
 Mirrors the reader: the same schemas build what it parses. Only one blob writer is active at a
 time; starting another blob (or closing the writer) finishes the active one, and a finished
-blob writer refuses further use. Creating a file is atomic: blobs go to a temporary file beside
-the destination, which replaces it only when :meth:`Writer.close` succeeds.
+blob writer refuses further use.
+
+Creating a file is atomic and durable: blobs go to a file nobody sees (on Linux an unnamed
+``O_TMPFILE`` that vanishes with the process, elsewhere a hidden temporary beside the
+destination), which is synced and then replaces the destination when :meth:`Writer.close`
+succeeds. Where the output is the destination itself (append mode, a stream), each blob's
+header is written and handed to the OS as soon as the blob is finished, so a killed process
+loses only the blob it was writing.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import enum
+import errno
 import os
+import secrets
 import tempfile
 import weakref
 import zlib
@@ -176,7 +184,7 @@ class BlobWriter:
         header = fmt.FAST_HEADER.pack(fmt.MAGIC, fmt.VERSION_STRING.encode(), total,
                                       int(self._type), 0, info_size, payload_size, self._crc, 0)
         if self._out is self._writer._out:
-            self._writer._patch_later(self._start, header)
+            self._writer._write_header(self._start, header)
         else:  # a spool, copied out once complete
             end = self._out.tell()
             self._out.seek(self._start)
@@ -194,13 +202,15 @@ class Writer:
         self._active: BlobWriter | None = None
         self._closed = False
         self._failure: BaseException | None = None
-        self._temp_path: str | None = None
+        self._temp_path: str | None = None  # the named temporary file, when O_TMPFILE is not used
+        self._unnamed = False  # the output is an O_TMPFILE, linked into place on close
         self._path: str | None = None
         self._append_from: int | None = None
         self._spool: BinaryIO | None = None
         self._cleanup: weakref.finalize | None = None
-        # Headers are patched in batches: rewriting a page soon after it was written may wait
-        # for the page cache's writeback of it, which made every blob pay a disk round trip.
+        # In a private file headers are patched in batches: rewriting a page soon after it was
+        # written may wait for the page cache's writeback of it (a disk round trip per blob).
+        self._private = False
         self._pending_headers: list[tuple[int, bytes]] = []
         if isinstance(target, (str, os.PathLike)):
             self._path = os.fspath(target)
@@ -228,18 +238,28 @@ class Writer:
                 if size % fmt.ALIGNMENT:
                     self._out.close()
                     raise WriterError(f"cannot append to '{path}': its size ({size} bytes) is not "
-                                      f"a multiple of {fmt.ALIGNMENT}, so it is not a PopEF file")
+                                      f"a multiple of {fmt.ALIGNMENT}, so it is not a PopEF file "
+                                      "(or it ends in a partial blob: 'popef repair' drops it)")
                 self._append_from = size
             else:
-                directory = os.path.dirname(os.path.abspath(path))
-                fd, self._temp_path = tempfile.mkstemp(
-                    prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-                self._cleanup = weakref.finalize(self, _remove_quietly, self._temp_path)
-                self._out = os.fdopen(fd, "w+b")
-                _match_permissions(self._temp_path, path)
+                self._out = self._open_private(path)
         except OSError as exc:
             raise WriterError(f"cannot write '{path}': {exc.strerror or exc}") from exc
         self._seekable = True
+
+    def _open_private(self, path: str) -> BinaryIO:
+        """A file nobody sees until :meth:`close` puts it in place of ``path``."""
+        directory = os.path.dirname(os.path.abspath(path))
+        fd = _open_unnamed(directory)
+        if fd is None:
+            fd, self._temp_path = tempfile.mkstemp(
+                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+            self._cleanup = weakref.finalize(self, _remove_quietly, self._temp_path)
+        self._unnamed = self._temp_path is None
+        self._private = True
+        out = os.fdopen(fd, "w+b")
+        _match_permissions(fd if self._unnamed else self._temp_path, path)
+        return out
 
     # ---- state
     def _check_usable(self) -> None:
@@ -261,10 +281,19 @@ class Writer:
             return target
         return self._out
 
-    def _patch_later(self, offset: int, header: bytes) -> None:
-        self._pending_headers.append((offset, header))
-        if len(self._pending_headers) >= _MAX_PENDING_HEADERS:
-            self._patch_headers()
+    def _write_header(self, offset: int, header: bytes) -> None:
+        """Write the header of a finished blob: in a batch when the file is private, else at
+        once and handed to the OS, so that the blob survives a kill of the process."""
+        if self._private:
+            self._pending_headers.append((offset, header))
+            if len(self._pending_headers) >= _MAX_PENDING_HEADERS:
+                self._patch_headers()
+            return
+        end = self._out.tell()
+        self._out.seek(offset)
+        self._out.write(header)
+        self._out.seek(end)
+        self._out.flush()
 
     def _patch_headers(self) -> None:
         if not self._pending_headers:
@@ -287,6 +316,7 @@ class Writer:
                 self._spool.seek(0)
                 while chunk := self._spool.read(CHUNK_SIZE):
                     self._out.write(chunk)
+                self._out.flush()  # a finished blob reaches the destination
         except WriterError:
             self._rollback(blob, start)
             raise
@@ -386,6 +416,8 @@ class Writer:
         try:
             for chunk in blob.iter_raw():
                 self._out.write(chunk)
+            if not self._private:
+                self._out.flush()
         except OSError as exc:
             self._fail(exc)
 
@@ -403,12 +435,18 @@ class Writer:
             self._patch_headers()
             self._out.flush()
             if self._owns_stream:
+                os.fsync(self._out.fileno())  # the data is on disk before anyone sees it
+                if self._unnamed:
+                    _link_into_place(self._out.fileno(), self._path)
+                    self._unnamed = False
                 self._out.close()
             if self._temp_path is not None:
                 os.replace(self._temp_path, self._path)
                 self._temp_path = None
                 if self._cleanup is not None:
                     self._cleanup.detach()
+            if self._private:
+                _fsync_directory(os.path.dirname(os.path.abspath(self._path)))
         except BaseException as exc:
             self.abort()
             if isinstance(exc, PopefError):
@@ -462,15 +500,75 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
-def _match_permissions(temp_path: str, path: str) -> None:
-    """Give the temporary file the mode the destination has (or would get from the umask)."""
+def _match_permissions(target: int | str, path: str) -> None:
+    """Give the private file the mode the destination has (or would get from the umask)."""
     try:
         mode = os.stat(path).st_mode & 0o7777
     except OSError:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    os.chmod(temp_path, mode)
+    os.chmod(target, mode)
+
+
+_PROC_FDS = "/proc/self/fd"
+# O_TMPFILE refused by the kernel or the file system: use a named temporary file instead
+_NO_UNNAMED_FILES = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
+
+
+def _open_unnamed(directory: str) -> int | None:
+    """An unnamed file in ``directory`` (Linux ``O_TMPFILE``): it vanishes with the process
+    unless it is linked into place. None where the system or the file system lacks them."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir(_PROC_FDS):  # linking needs /proc/self/fd
+        return None
+    try:
+        return os.open(directory, flag | os.O_RDWR, 0o600)
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED_FILES:
+            return None
+        raise
+
+
+def _link_into_place(fd: int, path: str) -> None:
+    """Give the unnamed file ``fd`` the name ``path``, replacing the file there if any."""
+    proc = os.open(_PROC_FDS, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        def link(name: str) -> None:
+            # linkat(AT_SYMLINK_FOLLOW) through /proc; a plain link() would not follow it
+            os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+
+        try:
+            link(path)
+            return
+        except FileExistsError:
+            pass  # linkat cannot replace: link beside it, then rename over it
+        directory, name = os.path.split(os.path.abspath(path))
+        while True:
+            temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+            try:
+                link(temp)
+                break
+            except FileExistsError:
+                continue
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            _remove_quietly(temp)
+            raise
+    finally:
+        os.close(proc)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a new or renamed entry of ``directory`` durable (POSIX; a no-op elsewhere)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:

@@ -143,7 +143,7 @@ def _print_text(doc, color: bool | None) -> None:
     if color is None:
         color = sys.stdout.isatty()
     if color:
-        _console().print(to_rich(doc))
+        _console().print(to_rich(doc), crop=False)  # to_rich lays out every line itself
     else:
         click.echo(to_plain(doc), nl=False)
 

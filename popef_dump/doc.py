@@ -15,33 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-
-
-def _escape_char(ch: str) -> str:
-    if ch in _NAMED:
-        return _NAMED[ch]
-    if ch.isprintable():
-        return ch
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def clean(text: str) -> str:
-    """``text`` with backslashes and non-printable characters escaped (``\\x1b``, ``\\n``...)."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(_escape_char(ch) for ch in text)
-
-
-def quote(text: str) -> str:
-    """``text`` escaped by :func:`clean` and in double quotes, with its own quotes escaped."""
-    return '"' + clean(text).replace('"', '\\"') + '"'
-
+# the renderers' names for the library's escaping
+from popef.escaping import escape_text as clean  # noqa: F401
+from popef.escaping import quote_text as quote  # noqa: F401
 
 # -- the document ----------------------------------------------------------------------
 
@@ -176,6 +152,9 @@ def to_rich(doc: Doc):
         if isinstance(block, Line):
             items.append(text(block.spans, block.indent))
             continue
+        if _has_long_cell(block):
+            items.extend(_rich_aligned_lines(block))
+            continue
         table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                           header_style="bold")
         for column in block.columns:
@@ -186,3 +165,40 @@ def to_rich(doc: Doc):
             table.add_row(*(text(spans(cell)) for cell in row))
         items.append(Padding(table, (0, 0, 0, block.indent), expand=False))
     return Group(*items)
+
+
+# A boxed table folds each cell into its column: a cell of a million characters would become
+# hundreds of thousands of table rows (seconds to render, megabytes of output). A table with a
+# cell longer than this is laid out as plain text instead, in colour, one line per row.
+LONG_CELL = 1000
+
+
+def _has_long_cell(table: Table) -> bool:
+    return any(len(_cell_text(cell)) > LONG_CELL for row in table.rows for cell in row)
+
+
+def _rich_aligned_lines(table: Table) -> list:
+    """The rows of :func:`_plain_table`, styled, as rich texts that are neither wrapped nor
+    cropped (the console prints them with ``crop=False``)."""
+    from rich.text import Text
+
+    header = tuple((c.header, HEADING) for c in table.columns)
+    rows = [header] + [tuple((cell, None) if isinstance(cell, str) else cell for cell in row)
+                       for row in table.rows]
+    widths = [max(len(row[i][0]) for row in rows) for i in range(len(table.columns))]
+    out = []
+    for row in rows:
+        line = Text(" " * table.indent, no_wrap=True, overflow="ignore", end="\n")
+        for i, ((cell, style), width, column) in enumerate(zip(row, widths, table.columns)):
+            padding = " " * (width - len(cell))
+            last = i == len(row) - 1
+            if column.right:
+                line.append(padding)
+            line.append(cell, RICH_STYLES.get(style, "") if style else "")
+            if not column.right and not last:
+                line.append(padding)
+            if not last:
+                line.append("  ")
+        line.rstrip()
+        out.append(line)
+    return out

@@ -57,6 +57,8 @@ def test_generated_info_encoders_agree_with_the_schemas(name, info, items):
     shape = {"dtype": int(info.dtype), "shape": list(info.shape)}
     assert codec.encode_tensor_data_info(tensor) == TENSOR_DATA_INFO.build(
         {"name": name, "tensor_info": shape})
+    if not info.size_in_bytes:  # empty items of huge other dimensions: the span must fit
+        items = min(items, 1)
     feed = popef.FeedDataInfo(name, info, items)
     assert codec.encode_feed_data_info(feed) == FEED_DATA_INFO.build(
         {"name": name, "tensor_info": shape, "num_items": items})

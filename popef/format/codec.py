@@ -8,7 +8,9 @@ index, the field path and the absolute byte offset where decoding stopped.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, TypeVar
 
 import construct as c
@@ -25,8 +27,9 @@ from ..types import (
     TensorDataInfo,
     TensorInfo,
 )
+from ._cursor import Cursor, DecodeError
 from .infos import EXECUTABLE_INFO, FEED_DATA_INFO, OPAQUE_INFO, TENSOR_DATA_INFO, Codec
-from .metadata import METADATA
+from .metadata import _MIN_ANCHOR, _MIN_OPTION, _MIN_PROGRAM_NAME, MAX_RANK, METADATA
 
 T = TypeVar("T")
 
@@ -102,42 +105,113 @@ def decode(schema: c.Construct, data: bytes, where: Location, what: str,
                           blob_index=where.blob_index, source=where.source) from exc
 
 
-# -- containers -> dataclasses ------------------------------------------------------------
+def read_all(read: Callable[[Cursor], T], data: bytes, where: Location, what: str,
+             allow_trailing: bool = False) -> T:
+    """Decode ``data`` entirely with a cursor reader (the fast path of a schema, ``_cursor``).
 
-def _tensor_info(ct) -> TensorInfo:
-    return TensorInfo(ct.dtype, tuple(ct.shape))
+    Errors are reported as :func:`decode` reports them: the field path and the absolute
+    offset where decoding stopped.
+    """
+    cursor = Cursor(data)
+    try:
+        value = read(cursor)
+    except DecodeError as exc:
+        raise FormatError(f"bad {what}: {exc.message}", offset=where.offset + exc.offset,
+                          blob_index=where.blob_index, field=_field_of(exc.path),
+                          source=where.source) from exc
+    except PopefError as exc:  # a value the dataclasses refuse
+        raise FormatError(f"bad {what}: {exc}", offset=where.offset + cursor.pos,
+                          blob_index=where.blob_index, source=where.source) from exc
+    if not allow_trailing and cursor.pos != len(data):
+        raise FormatError(f"bad {what}: {len(data) - cursor.pos} unexpected bytes after it",
+                          offset=where.offset + cursor.pos, blob_index=where.blob_index,
+                          source=where.source)
+    return value
 
 
-def _metadata(ct) -> Metadata:
+# -- bytes -> dataclasses, the fast path of the schemas in metadata.py ---------------------
+
+@lru_cache(maxsize=4096)
+def _tensor_info_of(dtype: int, shape: tuple[int, ...]) -> TensorInfo:
+    # Models repeat a few shapes over thousands of anchors: they share one frozen TensorInfo.
+    return TensorInfo(dtype, shape)
+
+
+def read_tensor_info(cur: Cursor) -> TensorInfo:
+    dtype = cur.u8("dtype")
+    return _tensor_info_of(dtype, cur.numbers("q", "shape", MAX_RANK))
+
+
+def _read_option(cur: Cursor) -> Option:
+    return Option(cur.string("name"), cur.string("value"))
+
+
+def _read_anchor(cur: Cursor) -> Anchor:
+    name = cur.string("name")
+    handle = cur.string("handle")
+    try:
+        tensor_info = read_tensor_info(cur)
+    except DecodeError as exc:
+        raise exc.within("tensor_info")
+    programs = cur.numbers("I", "programs")
+    is_per_replica = cur.flag("is_per_replica")
+    return Anchor(name, handle, tensor_info, programs, is_per_replica, cur.u8("type"))
+
+
+def _read_program_flow(cur: Cursor) -> ProgramFlow:
+    try:
+        return ProgramFlow(cur.numbers("I", "load"), cur.numbers("I", "main"),
+                           cur.numbers("I", "save"))
+    except DecodeError as exc:
+        raise exc.within("program_flow")
+
+
+def _read_programs_map(cur: Cursor) -> dict[int, str]:
+    result: dict[int, str] = {}
+    count = cur.count(_MIN_PROGRAM_NAME, "programs_map")
+    for i in range(count):
+        try:
+            index = cur.u32("index")
+            name = cur.string("name")
+        except DecodeError as exc:
+            raise exc.within("programs_map", f"[{i}]")
+        if index in result:
+            raise PopefError(f"programs_map names program {index} twice")
+        result[index] = name
+    return result
+
+
+# replication_factor, num_ipus, ipu_version, is_pod, is_inference, num_processes,
+# device_iterations
+_METADATA_FIXED = struct.Struct("<III??QI")
+
+
+def read_metadata(cur: Cursor) -> Metadata:
+    executable = cur.string("executable")
+    (replication_factor, num_ipus, ipu_version, is_pod, is_inference, num_processes,
+     device_iterations) = cur.fields(_METADATA_FIXED, "replication_factor")
     return Metadata(
-        executable=ct.executable,
-        replication_factor=ct.replication_factor,
-        num_ipus=ct.num_ipus,
-        ipu_version=ct.ipu_version,
-        is_pod=ct.is_pod,
-        is_inference=ct.is_inference,
-        num_processes=ct.num_processes,
-        device_iterations=ct.device_iterations,
-        seed_handle=ct.seed_handle,
-        engine_options=tuple(Option(o.name, o.value) for o in ct.engine_options),
-        device_options=tuple(Option(o.name, o.value) for o in ct.device_options),
-        program_flow=ProgramFlow(ct.program_flow.load, ct.program_flow.main, ct.program_flow.save),
-        programs_map=_programs_map(ct.programs_map),
-        anchors=tuple(
-            Anchor(a.name, a.handle, _tensor_info(a.tensor_info), tuple(a.programs),
-                   a.is_per_replica, a.type)
-            for a in ct.anchors
-        ),
+        executable=executable,
+        replication_factor=replication_factor,
+        num_ipus=num_ipus,
+        ipu_version=ipu_version,
+        is_pod=is_pod,
+        is_inference=is_inference,
+        num_processes=num_processes,
+        device_iterations=device_iterations,
+        seed_handle=cur.string("seed_handle"),
+        engine_options=tuple(cur.items(_read_option, _MIN_OPTION, "engine_options")),
+        device_options=tuple(cur.items(_read_option, _MIN_OPTION, "device_options")),
+        program_flow=_read_program_flow(cur),
+        programs_map=_read_programs_map(cur),
+        anchors=tuple(cur.items(_read_anchor, _MIN_ANCHOR, "anchors")),
     )
 
 
-def _programs_map(entries) -> dict[int, str]:
-    result: dict[int, str] = {}
-    for entry in entries:
-        if entry.index in result:
-            raise PopefError(f"programs_map names program {entry.index} twice")
-        result[entry.index] = entry.name
-    return result
+# -- containers -> dataclasses (the infos of the other blob types) -------------------------
+
+def _tensor_info(ct) -> TensorInfo:
+    return TensorInfo(ct.dtype, tuple(ct.shape))
 
 
 @dataclass(frozen=True)
@@ -159,7 +233,7 @@ def _executable(ct) -> ExecutableEncoding:
 
 
 def decode_metadata(data: bytes, where: Location, allow_trailing: bool = False) -> Metadata:
-    return decode(METADATA, data, where, "metadata", _metadata, allow_trailing)
+    return read_all(read_metadata, data, where, "metadata", allow_trailing)
 
 
 def decode_executable_info(data: bytes, where: Location,

@@ -78,12 +78,14 @@ ATTRIBUTE = Struct(
 
 NAME_LIST = BoundedArray(String, min_item_size=4)
 
+_MIN_ATTRIBUTE = 4 + 1 + 4  # an empty name, a kind byte, an empty string or array
+
 NODE = Struct(
     "op_type" / String,  # ONNX operator name, e.g. "Conv"
     "name" / String,  # unique node name, for messages
     "inputs" / NAME_LIST,  # "" for an omitted optional input
     "outputs" / NAME_LIST,  # "" for an omitted optional output
-    "attributes" / BoundedArray(ATTRIBUTE, min_item_size=4 + 1 + 4),
+    "attributes" / BoundedArray(ATTRIBUTE, min_item_size=_MIN_ATTRIBUTE),
 )
 
 STEP = Struct(

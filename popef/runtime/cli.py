@@ -125,6 +125,17 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
     by_name = {d.name: d for d in descs}
     listing = ", ".join(f"'{safe(d.name)}' {d.dtype.name}{list(d.shape)}" for d in descs) or "none"
     raw: dict[str, object] = {}
+    given: dict[str, str] = {}  # input name -> the --input that gave it
+
+    def take(name: str, value: object, spec: str) -> None:
+        if name in given:
+            raise CommandError(
+                f"input '{safe(name)}' is given twice (--input {safe(given[name])} and --input "
+                f"{safe(spec)}); one run takes one value per input: to run several steps, "
+                "stack them on the leading axis in one .npy file")
+        given[name] = spec
+        raw[name] = value
+
     for spec in specs:
         name, path = _split_input(spec, names)
         if name is not None and name not in by_name:
@@ -137,7 +148,7 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
                                        f"say which one '{path}' is with NAME={path}")
                 name = names[0]
             desc = by_name[name]
-            raw[name] = image_to_array(load_image(path), desc.shape, desc.dtype, name)
+            take(name, image_to_array(load_image(path), desc.shape, desc.dtype, name), spec)
             continue
         if not os.path.exists(path):
             raise CommandError(f"input file '{path}' does not exist")
@@ -145,9 +156,9 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
         if isinstance(loaded, dict):
             if name is not None:
                 if name in loaded:
-                    raw[name] = loaded[name]
+                    take(name, loaded[name], spec)
                 elif len(loaded) == 1:
-                    raw[name] = next(iter(loaded.values()))
+                    take(name, next(iter(loaded.values())), spec)
                 else:
                     raise CommandError(f"'{path}' holds no array named '{safe(name)}' (it holds "
                                        + ", ".join(f"'{safe(k)}'" for k in loaded) + ")")
@@ -158,14 +169,15 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
                 if not matching:
                     raise CommandError(f"'{path}' holds no array named like an input "
                                        f"(inputs: {listing})")
-                raw.update(matching)
+                for key, value in matching.items():
+                    take(key, value, spec)
         else:
             if name is None:
                 if len(descs) != 1:
                     raise CommandError(f"the model takes {len(descs)} inputs ({listing}): "
                                        f"give each as NAME=PATH")
                 name = names[0]
-            raw[name] = loaded
+            take(name, loaded, spec)
     missing = [n for n in names if n not in raw]
     if missing:
         raise CommandError(f"no --input for '{safe(missing[0])}' (inputs: {listing})")
@@ -174,6 +186,15 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
                 for n in names}
     except ExecutionError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def _input_hint(source: str | None) -> str:
+    """A hint when a file given as a model looks like an input: ``--input`` was forgotten."""
+    from .inputs import ARRAY_SUFFIXES, IMAGE_SUFFIXES
+
+    if source is None or os.path.splitext(source)[1].lower() not in IMAGE_SUFFIXES | ARRAY_SUFFIXES:
+        return ""
+    return f"; if it is an input of the model, give it with --input {source}"
 
 
 def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
@@ -224,11 +245,13 @@ def _umask() -> int:
 @click.option("--executable", metavar="NAME", help="The model to run when the files hold several.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="PATH.npz",
               help="Also save the outputs, by name, to an .npz file.")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Skip the checksum check of the model's blobs at load (faster, unsafe).")
 @click.option("--executors", "list_only", is_flag=True,
               help="List the installed executors and exit.")
 def run_command(files: tuple[str, ...], inputs: tuple[str, ...], executor: str,
                 options: tuple[str, ...], executable: str | None, output: str | None,
-                list_only: bool) -> None:
+                no_verify: bool, list_only: bool) -> None:
     """Run the model of the PopEF files FILE... and print its outputs.
 
     The files are read together, as one model may span several. Each output is printed with
@@ -244,21 +267,28 @@ def run_command(files: tuple[str, ...], inputs: tuple[str, ...], executor: str,
             return
         if not files:
             raise click.UsageError("give the PopEF file(s) to run (or --executors)")
-        _run(files, inputs, executor, options, executable, output)
+        _run(files, inputs, executor, options, executable, output, verify=not no_verify)
     except (PopefError, CommandError) as exc:
         click.echo(f"error: {safe(str(exc))}", err=True)
         sys.exit(1)
 
 
 def _run(files: tuple[str, ...], inputs: tuple[str, ...], executor: str, options: tuple[str, ...],
-         executable: str | None, output: str | None) -> None:
+         executable: str | None, output: str | None, verify: bool = True) -> None:
+    from ..errors import FormatError
     from .runner import ModelRunner
 
     for path in files:
         if not os.path.isfile(path):
-            raise CommandError(f"'{path}' is not a file")
+            raise CommandError(f"'{safe(path)}' is not a file")
     executor_options = dict(_parse_option(text) for text in options)
-    with ModelRunner(list(files), executor, executable=executable, **executor_options) as runner:
+    try:
+        runner = ModelRunner(list(files), executor, executable=executable, verify=verify,
+                             **executor_options)
+    except FormatError as exc:
+        hint = _input_hint(exc.source)
+        raise CommandError(f"{exc}{hint}") from exc
+    with runner:
         descs = runner.get_execute_inputs()
         arrays = gather_inputs(inputs, descs)
         outputs = runner.execute(arrays)

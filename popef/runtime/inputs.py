@@ -15,14 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ExecutionError
+from ..errors import ExecutionError, PopefError
 from ..types import DataType
 
 __all__ = ["ImageLayout", "image_layout", "load_array_file", "load_image", "image_to_array",
-           "fit_to_input", "IMAGE_SUFFIXES"]
+           "fit_to_input", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".pnm", ".bmp",
                             ".gif", ".tif", ".tiff", ".webp"})
+ARRAY_SUFFIXES = frozenset({".npy", ".npz"})
 _CHANNELS = (1, 3, 4)
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -111,11 +112,41 @@ def image_to_array(image, shape: tuple[int, ...], dtype: DataType, name: str = "
     return np.ascontiguousarray(values.astype(target).reshape(shape))
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz file is a zip archive
+_IMAGE_MAGICS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"))
+
+
+def _what_it_is(path: str, head: bytes) -> str:
+    """What a file that is not an .npy/.npz file seems to be, for the error message."""
+    from ..reader import Reader
+
+    for magic, kind in _IMAGE_MAGICS:
+        if head.startswith(magic):
+            return f"it is {kind} without an image suffix"
+    if not head:
+        return "it is empty"
+    try:
+        with Reader() as reader:
+            reader.parse_file(path)
+        return "it is a PopEF file (a model, not an input)"
+    except PopefError:
+        pass
+    if all(byte >= 0x20 or byte in b"\t\n\r" for byte in head):
+        return "it is a text file"
+    return "it does not start with the .npy or .npz signature"
+
+
 def load_array_file(path: str | os.PathLike) -> np.ndarray | Mapping[str, np.ndarray]:
     """An ``.npy`` file's array or an ``.npz`` file's arrays by name (no pickles)."""
     text = os.fspath(path)
     try:
         with open(text, "rb") as f:
+            head = f.read(16)
+            if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+                raise ExecutionError(f"cannot read '{text}' as .npy or .npz: "
+                                     f"{_what_it_is(text, head)}")
+            f.seek(0)
             loaded = np.load(f, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:

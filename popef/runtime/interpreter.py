@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ExecutionError, PopefError
-from ..model import Model, is_user_anchor
+from ..model import Model, corrupt_as, is_user_anchor
 from ..program import (
+    MAX_GRAPH_PROGRAM_SIZE,
     DeviceToHost,
     GraphProgram,
     HostToDevice,
@@ -35,7 +36,7 @@ from ..program import (
     Program,
     decode_program,
 )
-from ..types import Anchor, DataType, TensorType
+from ..types import Anchor, BlobType, DataType, TensorType
 from .ops import Op, TensorSpec, create_op
 
 __all__ = [
@@ -149,7 +150,8 @@ class LoadedModel:
     specs: dict[str, TensorSpec]  # tensor -> spec (one replica's)
     persistent: frozenset[str]  # tensors defined by load programs
     save_outputs: tuple[StreamSpec, ...] = ()
-    _stored: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # anchor name -> the stored data, read into memory at load (see _Loader.stored_array)
+    stored_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     # ---- what the metadata says
     @property
@@ -177,14 +179,9 @@ class LoadedModel:
 
     # ---- stored data
     def stored_data(self, stream: StreamSpec) -> np.ndarray:
-        """The stored (read-only, usually memory-mapped) data of a weight or frozen input."""
-        try:
-            return self._stored[stream.handle]
-        except KeyError:
-            pass
-        array = self.model.get_tensor_data(stream.name).data()
-        self._stored[stream.handle] = array
-        return array
+        """The stored data of a weight or frozen input: read-only, in memory (read and checked
+        at load, so it no longer depends on the file)."""
+        return self.stored_arrays[stream.name]
 
     def stored_for_replica(self, stream: StreamSpec, replica: int) -> np.ndarray:
         data = self.stored_data(stream)
@@ -334,17 +331,36 @@ def _peak_live_bytes(program: CompiledProgram, specs: Mapping[str, TensorSpec],
 
 # -- loading ---------------------------------------------------------------------------------
 
-def load_model(model: Model) -> LoadedModel:
-    """Decode, bind and check the graph program of ``model`` (see the module docstring)."""
+def load_model(model: Model, *, verify: bool = True) -> LoadedModel:
+    """Decode, bind and check the graph program of ``model`` (see the module docstring).
+
+    The tensor data the programs load is read into memory, so the loaded model no longer
+    depends on its files. With ``verify`` (the default) every blob of the model is checked
+    against its checksum first: a corrupt model raises :class:`popef.ChecksumError`.
+    """
     if not isinstance(model, Model):
         raise ExecutionError(f"load_model() needs a popef.Model, got {type(model).__name__}")
-    graph = decode_program(model.executable.payload(), name=model.name)
-    return _Loader(model, graph).run()
+    blobs = model.blobs()
+    if verify:
+        for label, blob in blobs:
+            if blob.type != BlobType.DATA_TENSOR:  # tensor data is checked as _Loader reads it
+                corrupt_as(label, blob.verify)
+    graph = decode_program(
+        corrupt_as(blobs[0][0], lambda: model.executable.payload(MAX_GRAPH_PROGRAM_SIZE)),
+        name=model.name)
+    loaded = _Loader(model, graph, verify).run()
+    if verify:
+        for tensor in model.tensors:  # data no program loads: checked all the same
+            if tensor.name not in loaded.stored_arrays:
+                corrupt_as(f"tensor data '{tensor.name}'", tensor.blob.verify)
+    return loaded
 
 
 class _Loader:
-    def __init__(self, model: Model, graph: GraphProgram):
+    def __init__(self, model: Model, graph: GraphProgram, verify: bool = True):
         self.model = model
+        self.verify = verify
+        self.stored_arrays: dict[str, np.ndarray] = {}
         self.md = model.metadata
         self.graph = graph
         self.rf = max(1, self.md.replication_factor)
@@ -390,7 +406,18 @@ class _Loader:
         return LoadedModel(
             model=self.model, graph=self.graph, load=load, main=main, save=save,
             inputs=tuple(user_inputs), outputs=tuple(user_outputs), streams=self.streams,
-            specs=self.specs, persistent=frozenset(self.persistent), save_outputs=save_outputs)
+            specs=self.specs, persistent=frozenset(self.persistent), save_outputs=save_outputs,
+            stored_arrays=self.stored_arrays)
+
+    def stored_array(self, name: str) -> np.ndarray:
+        """The stored data of an anchor, read once into memory (checked when verifying)."""
+        array = self.stored_arrays.get(name)
+        if array is None:
+            tensor = self.model.get_tensor_data(name)
+            array = corrupt_as(f"tensor data '{name}'", lambda: tensor.read(verify=self.verify))
+            array.flags.writeable = False
+            self.stored_arrays[name] = array
+        return array
 
     # ---- anchors
     def stream(self, anchor: Anchor) -> StreamSpec:
@@ -460,7 +487,7 @@ class _Loader:
             stream = self.stream(anchor)
             self.define(step.tensor, stream.spec, where, hidden)
             if stored:
-                data = self.model.get_tensor_data(anchor.name).data()
+                data = self.stored_array(anchor.name)
                 self.constants[step.tensor] = data[0] if stream.per_replica else data
             return step
         if isinstance(step, DeviceToHost):

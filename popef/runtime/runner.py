@@ -112,11 +112,17 @@ class ModelRunner:
     models, ``executable`` names the one to run. ``executor`` is a registered executor name
     (``"cpu"``, ``"ipu-model"``, plug-ins) or an :class:`Executor` instance; ``options`` go to
     the executor. Loading checks the whole graph and runs the load programs once.
+
+    Loading reads the model's tensor data into memory, so a file replaced or truncated on disk
+    afterwards does not affect the runner. With ``verify`` (the default) every blob of the
+    model is checked against its checksum first, and a corrupt one raises
+    :class:`popef.ChecksumError`; ``verify=False`` skips that (it costs one pass over the
+    files, see docs/runtime.md).
     """
 
     def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike] | Model | Reader,
                  executor: str | Executor = "cpu", *, executable: str | None = None,
-                 **options: Any) -> None:
+                 verify: bool = True, **options: Any) -> None:
         self._reader: Reader | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -131,7 +137,7 @@ class ModelRunner:
                 self.executor = executor
             else:
                 self.executor = get_executor(executor, **options)
-            self.loaded: LoadedModel = load_model(self.model)
+            self.loaded: LoadedModel = load_model(self.model, verify=verify)
             self._guarded(self.executor.load, self.loaded)
             self._inputs = [TensorDesc.of(s) for s in self.loaded.inputs]
             self._outputs = [TensorDesc.of(s) for s in self.loaded.outputs]

@@ -25,7 +25,7 @@ MNIST_USER_ANCHORS = "PopEF file: executable.popef\n" + TUTORIAL_USER_ANCHORS
 
 BROKEN = {
     "bad_magic.popef": ("not a PopEF blob", "blob #1", "field 'magic'", "offset 0x2c0"),
-    "truncated.popef": ("truncated blob", "blob #5", "offset 0xb10"),
+    "truncated.popef": ("partial blob at the end", "blob #5", "offset 0xb00"),
     "bad_version.popef": ("unsupported blob version 2.0", "blob #0", "offset 0x8"),
     "bad_metadata.popef": ("bad metadata", "field 'anchors'", "offset 0x436"),
 }

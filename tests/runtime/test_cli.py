@@ -112,7 +112,7 @@ def test_executors_are_listed():
     (["{model}", "-i", "{x}", "-e", "ipu-model", "--option", "tiles_per_ipu=0"],
      "error: executor 'ipu-model': option 'tiles_per_ipu' must be an integer >= 1, got 0"),
     (["{model}", "-i", "{bad}"], "error: input 'image' has shape [2, 8, 8], expected "),
-    (["{folder}/garbage.popef", "-i", "{x}"], "error: not a PopEF blob"),
+    (["{folder}/garbage.popef", "-i", "{x}"], "error: not a PopEF file (it starts with text "),
     (["{folder}/nothing.popef"], "error: '{folder}/nothing.popef' is not a file"),
     (["{model}", "-i", "{complex}"], "error: input 'image' is complex64, which does not convert "
                                      "to F32"),
@@ -231,3 +231,68 @@ def test_save_npz_replaces_atomically(tmp_path):
     with np.load(path) as saved:
         assert saved["file"].tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+# -- mistakes a new user makes -------------------------------------------------------------------
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 1 and result.stdout == "", (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_repeated_input_is_an_error_not_the_last_one_kept(digits, tmp_path):
+    path, _, _ = digits
+    for name in ("a", "b"):
+        np.save(tmp_path / f"{name}.npy", np.zeros((1, 1, 8, 8), np.float32))
+    line = _one_error_line(run(path, "-i", tmp_path / "a.npy", "-i", f"image={tmp_path}/b.npy"))
+    assert line == (f"error: input 'image' is given twice (--input {tmp_path}/a.npy and --input "
+                    f"image={tmp_path}/b.npy); one run takes one value per input: to run several "
+                    "steps, stack them on the leading axis in one .npy file")
+
+
+def test_an_input_given_as_a_model_file_gets_a_hint(digits, tmp_path, Image):
+    path, _, _ = digits
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "d.png")
+    np.save(tmp_path / "d.npy", np.zeros((1, 1, 8, 8), np.float32))
+    for given in ("d.png", "d.npy"):
+        line = _one_error_line(run(path, tmp_path / given))
+        assert line.endswith(f"; if it is an input of the model, give it with --input "
+                             f"{tmp_path}/{given}"), line
+
+
+@pytest.mark.parametrize("content, what", [
+    (None, "it is a PopEF file (a model, not an input)"),
+    (b"1, 2, 3\n4, 5, 6\n", "it is a text file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(32), "it is a PNG image without an image suffix"),
+    (b"", "it is empty"),
+    (b"\x80\x04\x95pickled", "it does not start with the .npy or .npz signature"),
+])
+def test_a_file_that_is_no_array_says_what_it_is_and_never_suggests_pickles(digits, tmp_path,
+                                                                            content, what):
+    path, _, _ = digits
+    given = tmp_path / "given.npy"
+    given.write_bytes(path.read_bytes() if content is None else content)
+    line = _one_error_line(run(path, "-i", given))
+    assert line == f"error: cannot read '{given}' as .npy or .npz: {what}"
+    assert "pickle" not in line
+
+
+def test_a_corrupt_model_is_refused_unless_no_verify(digits, tmp_path):
+    import popef
+
+    path, _, _ = digits
+    corrupt = tmp_path / "corrupt.popef"
+    corrupt.write_bytes(path.read_bytes())
+    with popef.Reader() as reader:
+        reader.parse_file(corrupt)
+        blob = next(t.blob for t in reader.tensors() if t.name == "fc")
+    data = bytearray(corrupt.read_bytes())
+    data[blob.payload_offset:blob.payload_offset + blob.payload_size] = bytes(blob.payload_size)
+    corrupt.write_bytes(data)
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
+    line = _one_error_line(run(corrupt, "-i", tmp_path / "x.npy"))
+    assert line.startswith("error: tensor data 'fc' is corrupt: checksum mismatch: header says ")
+    result = run(corrupt, "-i", tmp_path / "x.npy", "--no-verify")
+    assert result.exit_code == 0 and "probs: F32[1, 4]" in result.stdout

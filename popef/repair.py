@@ -1,0 +1,82 @@
+"""Repair: drop the partial blob that an interrupted write leaves at the end of a file.
+
+A writer that is killed while it appends leaves the blobs it finished intact and, after them,
+the blob it was writing: a header never written, or a blob shorter than its header says. The
+reader refuses such a file with :class:`PartialTailError`; :func:`plan_repair` says what
+truncating that tail keeps and drops, and :func:`apply_repair` does it. Any other defect is not
+a partial tail and is refused: truncating would lose blobs that may be whole.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import FormatError, PartialTailError, PopefError
+from .reader import Reader
+
+__all__ = ["RepairPlan", "plan_repair", "apply_repair"]
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    """What repairing ``path`` keeps (the first ``kept_blobs`` blobs, ``kept_bytes`` bytes)."""
+
+    path: str
+    size: int  # the file's size when it was planned
+    kept_blobs: int
+    kept_bytes: int  # also the offset of the partial blob, when there is one
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self.size - self.kept_bytes
+
+    @property
+    def needed(self) -> bool:
+        return self.kept_bytes < self.size
+
+
+def plan_repair(path: str | os.PathLike) -> RepairPlan:
+    """Read the blob headers of ``path``: a plan that keeps every complete blob.
+
+    Raises :class:`FormatError` when the file has a defect other than a partial tail.
+    """
+    name = os.fspath(path)
+    size = _size(name)
+    reader = Reader()
+    try:
+        reader.parse_file(name)
+        return RepairPlan(name, size, len(reader.blobs()), size)
+    except PartialTailError as exc:
+        assert exc.offset is not None
+        return RepairPlan(name, size, exc.complete_blobs, exc.offset)
+    except FormatError as exc:
+        raise type(exc)(f"cannot repair: {exc.reason}; only a partial blob at the end of a "
+                        "file can be dropped", offset=exc.offset, blob_index=exc.blob_index,
+                        field=exc.field, source=exc.source) from exc
+    finally:
+        reader.close()
+
+
+def apply_repair(plan: RepairPlan) -> None:
+    """Truncate the file to the bytes the plan keeps, and sync it; the file must not have
+    changed size since it was planned."""
+    if not plan.needed:
+        return
+    try:
+        with open(plan.path, "r+b") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size != plan.size:
+                raise PopefError(f"cannot repair '{plan.path}': it changed while it was read "
+                                 f"(expected {plan.size} bytes, found {size})")
+            file.truncate(plan.kept_bytes)
+            os.fsync(file.fileno())
+    except OSError as exc:
+        raise PopefError(f"cannot repair '{plan.path}': {exc.strerror or exc}") from exc
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise PopefError(f"cannot read '{path}': {exc.strerror or exc}") from exc
