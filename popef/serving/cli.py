@@ -110,13 +110,47 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
                    "a config's default_queue_policy overrides it.")
 @click.option("--executor", default=None,
               help="Executor of models whose config names none (default cpu).")
+@click.option("--http-header-timeout-secs", default=10.0, type=click.FloatRange(0, None),
+              help="Close an HTTP connection that has not sent a request's headers this long "
+                   "after opening or after the request's first byte (0: no limit).")
+@click.option("--http-body-timeout-secs", default=60.0, type=click.FloatRange(0, None),
+              help="Answer 408 to a request whose body has not arrived this long after its "
+                   "headers (0: no limit).")
+@click.option("--http-keepalive-timeout-secs", default=5.0, type=click.FloatRange(0, None),
+              help="Close an HTTP connection idle this long after a response.")
+@click.option("--http-max-connections", default=1000, type=click.IntRange(0, None),
+              help="Open connections per HTTP service; at the limit a new one closes the one "
+                   "idle longest (0: no limit).")
+@click.option("--grpc-keepalive-time", default=7_200_000, type=click.IntRange(0, None),
+              help="Milliseconds between keepalive pings the gRPC server sends.")
+@click.option("--grpc-keepalive-timeout", default=20_000, type=click.IntRange(0, None),
+              help="Milliseconds the gRPC server waits for a ping's answer.")
+@click.option("--grpc-keepalive-permit-without-calls", default=False, type=_BOOL,
+              help="Allow keepalive pings on gRPC connections without calls.")
+@click.option("--grpc-http2-max-pings-without-data", default=2, type=click.IntRange(0, None),
+              help="Pings the gRPC server sends without data before it stops.")
+@click.option("--grpc-http2-min-recv-ping-interval-without-data", default=300_000,
+              type=click.IntRange(0, None),
+              help="Milliseconds a client's pings without data must be apart.")
+@click.option("--grpc-http2-max-ping-strikes", default=2, type=click.IntRange(0, None),
+              help="Pings too close together before the gRPC server closes the connection.")
+@click.option("--grpc-max-connection-age", default=0, type=click.IntRange(0, None),
+              help="Milliseconds a gRPC connection may live (0: no limit).")
+@click.option("--grpc-max-connection-age-grace", default=0, type=click.IntRange(0, None),
+              help="Milliseconds calls may finish after --grpc-max-connection-age.")
+@click.option("--grpc-max-connection-idle", default=300_000, type=click.IntRange(0, None),
+              help="Close a gRPC connection without a call for this many milliseconds (0: no "
+                   "limit).")
+@click.option("--grpc-handshake-timeout", default=10_000, type=click.IntRange(1, None),
+              help="Milliseconds a new gRPC connection has to complete its HTTP/2 handshake.")
 def serve_command(repositories, backend_directory, backend_config, host, http_address,
                   grpc_address, metrics_address, http_port, grpc_port, metrics_port,
                   allow_http, allow_grpc, allow_metrics, log_verbose, log_info, log_warning,
                   log_error, model_control_mode, load_models, strict_readiness, exit_on_error,
                   exit_timeout_secs, disable_auto_complete_config, strict_model_config,
                   model_config_name, http_max_input_size, grpc_max_input_size, max_queue_size,
-                  executor):
+                  executor, http_header_timeout_secs, http_body_timeout_secs,
+                  http_keepalive_timeout_secs, http_max_connections, **grpc_flags):
     """Serve the models of a Triton model repository over HTTP and gRPC (KServe v2).
 
     Works with stock tritonclient clients. Stop with Ctrl-C or SIGTERM: requests in flight
@@ -129,7 +163,9 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
 
     _need_serve_extra()
     from .config import DEFAULT_EXECUTOR
+    from .connections import ConnectionLimits
     from .errors import ServingError
+    from .grpc_servicer import GrpcLimits
     from .server import Server, ServerOptions, configure_logging
 
     configure_logging(log_verbose, info=log_info, warning=log_warning, error=log_error)
@@ -154,6 +190,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
         log.info("the poplar backend is built in; --backend-directory '%s' is not used",
                  backend_directory)
     auto_complete = not disable_auto_complete_config and not strict_model_config
+    http_max_connections = _fit_open_file_limit(log, http_max_connections)
     options = ServerOptions(
         model_repositories=[Path(r) for r in repositories], host=host,
         http_address=http_address, grpc_address=grpc_address, metrics_address=metrics_address,
@@ -165,7 +202,13 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
         executor_options=executor_options, auto_complete=auto_complete,
         default_max_batch_size=default_mbs, max_queue_size=max_queue_size,
         model_config_name=model_config_name, http_max_input_size=http_max_input_size,
-        grpc_max_input_size=grpc_max_input_size)
+        grpc_max_input_size=grpc_max_input_size,
+        http_limits=ConnectionLimits(header_timeout=http_header_timeout_secs or None,
+                                     keepalive_timeout=http_keepalive_timeout_secs,
+                                     max_connections=http_max_connections or None),
+        http_body_timeout=http_body_timeout_secs or None,
+        grpc_limits=GrpcLimits(**{name[len("grpc_"):]: value
+                                  for name, value in grpc_flags.items()}))
 
     stop = threading.Event()
     received = []
@@ -193,6 +236,36 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+#: open files kept for gRPC connections, model files and the process itself
+_RESERVED_FILES = 256
+
+
+def _fit_open_file_limit(log, http_max_connections: int) -> int:
+    """Raise the soft limit on open files to the hard limit (as Go programs do); when even
+    that cannot hold ``--http-max-connections`` for both HTTP services, lower the connection
+    limit to fit (so that it, not a failing accept, turns clients away) and say so."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return http_max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return http_max_connections
+    fits = max(1, (soft - _RESERVED_FILES) // 2)  # the HTTP and the metrics services
+    if http_max_connections == 0 or http_max_connections > fits:
+        log.warning("the open file limit is %d: --http-max-connections lowered from %s to %d "
+                    "(raise the limit with ulimit -n)", soft, http_max_connections or "none",
+                    fits)
+        return fits
+    return http_max_connections
 
 
 @click.command("triton-config", context_settings={"help_option_names": ["-h", "--help"]})

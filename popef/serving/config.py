@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ __all__ = [
     "CONFIG_FILENAME",
     "DEFAULT_EXECUTOR",
     "DEFAULT_MODEL_FILENAME",
+    "MAX_INSTANCES",
+    "MAX_LABEL_FILE_BYTES",
     "NAME_MAP_FILENAME",
     "SUPPORTED_BACKENDS",
     "ConfigError",
@@ -46,6 +50,7 @@ __all__ = [
     "config_to_dict",
     "config_to_text",
     "generate_config",
+    "inside",
     "json_states_max_batch_size",
     "parse_config",
     "read_config",
@@ -62,10 +67,58 @@ CONFIG_FILENAME = "config.pbtxt"
 #: backend (or platform) names served; "poplar" is Graphcore's Triton backend
 SUPPORTED_BACKENDS = ("poplar", "popef")
 MAX_NAME_MAP_BYTES = 1 << 20
+#: the largest label_filename read
+MAX_LABEL_FILE_BYTES = 1 << 20
+#: the most model instances (runner threads) that the instance groups of one model may ask for
+MAX_INSTANCES = 64
 
 
 class ConfigError(ServingError):
     """A model's configuration or files are wrong; the message says which and why."""
+
+
+# -- files a config names -------------------------------------------------------------------------
+
+def inside(model_dir: Path, relative: str, what: str) -> Path:
+    """The file ``relative`` names in the model folder, with symlinks resolved.
+
+    Every file name a config gives goes through here: it must be a relative path that, once
+    symlinks are followed, stays inside the model folder (itself resolved, so a model folder
+    that is a symlink is fine). :class:`ConfigError` otherwise, whose message starts with
+    ``what`` (the setting and the name it gave, e.g. ``label_filename 'labels.txt'``).
+    """
+    if not relative or "\0" in relative:
+        raise ConfigError(f"{what} is not a file name")
+    if os.path.isabs(relative) or relative.startswith(("/", "\\")):
+        raise ConfigError(f"{what} is an absolute path: expected a path relative to the model "
+                          f"folder '{model_dir.name}'")
+    try:
+        root = model_dir.resolve()
+        path = (model_dir / relative).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ConfigError(f"cannot resolve {what}: {exc}") from None
+    if path == root or not path.is_relative_to(root):
+        raise ConfigError(f"{what} is outside the model folder '{model_dir.name}' (symlinks "
+                          "followed): only files inside it are read")
+    return path
+
+
+def _read_small_text(path: Path, what: str, limit: int) -> str:
+    """A regular file's text, refused over ``limit`` bytes (a FIFO or device is never opened
+    for reading)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{what} is not a regular file")
+        if info.st_size > limit:
+            raise ConfigError(f"{what} is {info.st_size} bytes, over the limit of {limit}")
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ConfigError(f"{what} is over the limit of {limit} bytes")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what}: {exc}") from None
 
 
 def _model_config_pb2():
@@ -109,7 +162,11 @@ def read_config(model_dir: Path, config_name: str | None = None):
     """
     candidates = []
     if config_name:
-        candidates.append(model_dir / "configs" / f"{config_name}.pbtxt")
+        if "/" in config_name or "\\" in config_name:
+            raise ConfigError(f"model config name '{config_name}' must be a file name in "
+                              "configs/, without '/'")
+        candidates.append(inside(model_dir, f"configs/{config_name}.pbtxt",
+                                 f"model config name '{config_name}'"))
     candidates.append(model_dir / CONFIG_FILENAME)
     for path in candidates:
         if path.is_file():
@@ -664,6 +721,10 @@ def build_plan(config, signature: Signature, model_dir: Path | None = None) -> S
                               "no GPUs; use KIND_CPU")
         if group.count < 0:
             raise ConfigError(f"instance group '{group.name}' has count {group.count}")
+    instances = sum(max(1, g.count) for g in config.instance_group)
+    if instances > MAX_INSTANCES:
+        raise ConfigError(f"instance_group asks for {instances} instances, over the limit of "
+                          f"{MAX_INSTANCES} per model")
     if config.batch_input or config.batch_output:
         raise ConfigError("batch_input and batch_output are not supported")
 
@@ -708,7 +769,7 @@ def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature:
         shape = _check_dims(kind, entry, dims, tensor, model_shape, batching)
         labels: tuple[str, ...] = ()
         if kind == "output" and entry.label_filename and model_dir is not None:
-            labels = _read_labels(model_dir / entry.label_filename, entry.label_filename)
+            labels = _read_labels(model_dir, entry.label_filename)
         plans.append(TensorPlan(entry.name, tensor.runtime_name, tensor.key, ttype, dims, shape,
                                 model_shape, tensor.per_replica, labels))
     return plans
@@ -741,11 +802,11 @@ def _check_dims(kind: str, entry, dims: tuple[int, ...], tensor: ModelTensor,
     return model_shape
 
 
-def _read_labels(path: Path, label: str) -> tuple[str, ...]:
-    try:
-        return tuple(line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read label_filename '{label}': {exc}") from None
+def _read_labels(model_dir: Path, label: str) -> tuple[str, ...]:
+    what = f"label_filename '{label}'"
+    path = inside(model_dir, label, what)
+    text = _read_small_text(path, what, MAX_LABEL_FILE_BYTES)
+    return tuple(line.rstrip("\r\n") for line in text.splitlines())
 
 
 # -- generating a config ----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from .protocol import (
     OutputTensor,
     RequestedOutput,
 )
-from .repository import ModelRepository
+from .repository import ModelRepository, check_model_name
 from .served import ServedModel
 from .stats import now_ns
 from .validation import (
@@ -145,6 +145,7 @@ class InferenceCore:
 
     def load_model(self, name: str, parameters: dict | None = None) -> None:
         self._check_control("load")
+        check_model_name(name)
         parameters = dict(parameters or {})
         config = None
         states_mbs = False
@@ -166,6 +167,7 @@ class InferenceCore:
 
     def unload_model(self, name: str, parameters: dict | None = None) -> None:
         self._check_control("unload")
+        check_model_name(name)
         self.repository.unload(name)
 
     def _check_control(self, what: str) -> None:
@@ -301,14 +303,20 @@ class InferenceCore:
 
 def _shape(tensor: InputTensor) -> tuple[int, ...]:
     shape = tensor.shape
-    try:
-        shape = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise invalid(f"input '{tensor.name}' has shape {shape!r}; expected a list of "
-                      "integers") from None
+    # whole numbers only: 1.5, "1" or true are not read as 1
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
+        raise invalid(f"input '{tensor.name}': 'shape' must be a list of whole numbers, got "
+                      f"{list(shape)!r}")
+    shape = tuple(int(d) for d in shape)
     if any(d < 0 for d in shape):
         raise invalid(f"input '{tensor.name}' has shape {list(shape)} with a negative dimension")
+    if any(d > _MAX_DIM for d in shape):
+        raise invalid(f"input '{tensor.name}' has shape {list(shape)} with a dimension over "
+                      f"{_MAX_DIM} (int64)")
     return shape
+
+
+_MAX_DIM = 2**63 - 1
 
 
 def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) -> np.ndarray:
@@ -329,15 +337,53 @@ def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) 
         return np.frombuffer(tensor.raw, dtype=dtype).reshape(shape)
     if tensor.data is None:
         raise invalid(f"input '{tensor.name}' has no data")
-    try:
-        array = np.asarray(tensor.data, dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise invalid(f"input '{tensor.name}': the data is not {tensor.datatype} values: "
-                      f"{exc}") from None
+    array = _values(tensor, dtype)
     if array.size != count:
         raise invalid(f"input '{tensor.name}' has {array.size} values but shape {list(shape)} "
                       f"needs {count}")
     return array.reshape(shape)
+
+
+#: the kinds of numpy array (from JSON numbers or gRPC contents) each kind of tensor takes
+_VALUE_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+
+
+def _values(tensor: InputTensor, dtype: np.dtype) -> np.ndarray:
+    """The ``data`` of an input (JSON values or gRPC typed contents) as ``dtype``: numbers of
+    the tensor's kind only (no null, string or bool for a number), each in its range."""
+    try:
+        values = np.asarray(tensor.data)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        values = None
+    if values is not None and values.size == 0 and values.dtype.kind == "f":
+        return values.astype(dtype)  # [] (numpy's float64): no value to check
+    expected = _VALUE_KINDS.get(dtype.kind, "")
+    if values is None or values.dtype.kind not in expected:
+        kind = {"b": "true or false", "f": "numbers"}.get(dtype.kind, "whole numbers")
+        raise invalid(f"input '{tensor.name}': 'data' must be a list of {tensor.datatype} "
+                      f"values ({kind}), got {_sample(tensor.data)}")
+    if dtype.kind in "iu" and values.size:
+        info = np.iinfo(dtype)
+        low, high = values.min(), values.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise invalid(f"input '{tensor.name}': value {int(bad)} is out of the range of "
+                          f"{tensor.datatype} [{info.min}, {info.max}]")
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = values.astype(dtype)
+    if dtype.kind == "f" and values.dtype.kind == "f":
+        overflow = np.isinf(array) & np.isfinite(values)
+        if overflow.any():
+            raise invalid(f"input '{tensor.name}': value {values[overflow].flat[0]!r} is out "
+                          f"of the range of {tensor.datatype}")
+    return array
+
+
+def _sample(data) -> str:
+    """A short description of a request's bad ``data`` for a message."""
+    text = repr(data) if not isinstance(data, (list, tuple)) else repr(list(data[:4]))[:-1] + (
+        ", ...]" if len(data) > 4 else "]")
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _check_parameters(served: ServedModel, parameters: dict) -> None:
@@ -347,17 +393,25 @@ def _check_parameters(served: ServedModel, parameters: dict) -> None:
                       "carry a sequence_id")
 
 
+#: the largest request timeout, in microseconds (Triton's is a uint64)
+MAX_TIMEOUT_US = 2**64 - 1
+
+
 def _request_timeout(parameters: dict) -> int:
+    """The request's ``timeout`` parameter, in microseconds: a whole number in
+    ``[0, 2**64 - 1]`` (a finite float with no fraction and a decimal string are taken)."""
     value = parameters.get("timeout", 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise invalid(f"request parameter 'timeout' must be microseconds, got {value!r}")
-    try:
-        value = int(value)
-    except ValueError:
-        raise invalid(f"request parameter 'timeout' must be microseconds, got {value!r}") from None
-    if value < 0:
-        raise invalid(f"request parameter 'timeout' must be >= 0, got {value}")
-    return value
+    whole_float = isinstance(value, float) and math.isfinite(value) and value.is_integer()
+    digits = isinstance(value, str) and len(value) <= 20 and value.isascii() and value.isdigit()
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif whole_float or digits:
+        number = int(value)
+    if number is None or not 0 <= number <= MAX_TIMEOUT_US:
+        raise invalid(f"request parameter 'timeout' must be a whole number of microseconds in "
+                      f"[0, {MAX_TIMEOUT_US}], got {_sample(value)}")
+    return number
 
 
 def _classify(array: np.ndarray, k: int, labels: tuple[str, ...], batching: bool) -> np.ndarray:

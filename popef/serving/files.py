@@ -19,6 +19,7 @@ from .config import (
     ConfigError,
     Signature,
     check_name_map_file,
+    inside,
     signature_of,
 )
 
@@ -30,14 +31,15 @@ def model_files(version_dir: Path, filename: str = "") -> list[Path]:
     ``default_model_filename``) when given, else ``executable.popef``, else every ``*.popef``
     file of the folder, sorted (one model spread over several files).
 
-    :class:`ConfigError` when ``filename`` is not a plain file name or is missing, or when the
-    folder has no PopEF file.
+    :class:`ConfigError` when ``filename`` is not a plain file name, resolves outside the model
+    folder (a symlink) or is missing, or when the folder has no PopEF file.
     """
     if filename:
         if "/" in filename or "\\" in filename or filename in (".", ".."):
             raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
                               "version folder")
-        path = version_dir / filename
+        path = inside(version_dir.parent, f"{version_dir.name}/{filename}",
+                      f"default_model_filename '{filename}'")
         if not path.is_file():
             raise ConfigError(f"version folder '{version_dir.name}' has no '{filename}' (the "
                               "config's default_model_filename)")

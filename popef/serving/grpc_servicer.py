@@ -19,9 +19,11 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
@@ -29,12 +31,58 @@ from .core import InferenceCore
 from .errors import ServingError, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "InferenceServicer", "create_grpc_server"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "GrpcLimits", "InferenceServicer", "create_grpc_server"]
 
 log = logging.getLogger("popef.serving")
 
 #: the largest request message taken, in bytes (the HTTP side's default limit too)
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GrpcLimits:
+    """Connection settings of the gRPC server, in milliseconds like tritonserver's flags.
+
+    The keepalive and ping fields take tritonserver's flags and defaults
+    (``--grpc-keepalive-time``, …); ``0`` for ``max_connection_age`` means none. The rest are
+    ours: a connection must finish its HTTP/2 handshake within ``handshake_timeout`` and is
+    closed after ``max_connection_idle`` without a call (clients reconnect on their next call);
+    one connection may run ``max_concurrent_streams`` calls at once (0: grpcio's default, no
+    limit). ``0`` for ``max_connection_idle`` means no limit too.
+    """
+
+    keepalive_time: int = 7_200_000
+    keepalive_timeout: int = 20_000
+    keepalive_permit_without_calls: bool = False
+    http2_max_pings_without_data: int = 2
+    http2_min_recv_ping_interval_without_data: int = 300_000
+    http2_max_ping_strikes: int = 2
+    max_connection_age: int = 0
+    max_connection_age_grace: int = 0
+    max_connection_idle: int = 300_000
+    handshake_timeout: int = 10_000
+    max_concurrent_streams: int = 0
+
+    def options(self) -> list[tuple[str, int]]:
+        """The ``grpc.server`` channel arguments."""
+        arguments = [
+            ("grpc.keepalive_time_ms", self.keepalive_time),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", self.http2_max_pings_without_data),
+            ("grpc.http2.min_ping_interval_without_data_ms",
+             self.http2_min_recv_ping_interval_without_data),
+            ("grpc.http2.max_ping_strikes", self.http2_max_ping_strikes),
+            ("grpc.server_handshake_timeout_ms", self.handshake_timeout),
+        ]
+        if self.max_concurrent_streams:
+            arguments.append(("grpc.max_concurrent_streams", self.max_concurrent_streams))
+        if self.max_connection_age:
+            arguments += [("grpc.max_connection_age_ms", self.max_connection_age),
+                          ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace)]
+        if self.max_connection_idle:
+            arguments.append(("grpc.max_connection_idle_ms", self.max_connection_idle))
+        return arguments
 
 # typed InferTensorContents field per datatype (when raw_input_contents is not used)
 _CONTENTS = {
@@ -43,6 +91,40 @@ _CONTENTS = {
     "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }  # fmt: skip
+
+
+_SERVICE = "inference.GRPCInferenceService"
+
+
+class _Undecodable:
+    """A request message that did not parse, in place of the message."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = invalid(f"the request is not a valid protobuf message: {error}")
+
+
+def _lenient(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` with a deserializer that gives :class:`_Undecodable` for bytes that do not
+    parse; unary calls then abort with INVALID_ARGUMENT, streams answer in-band."""
+    parse = handler.request_deserializer
+
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    handler = handler._replace(request_deserializer=deserialize)
+    if handler.unary_unary is not None:
+        behaviour = handler.unary_unary
+
+        def unary(request, context):
+            if isinstance(request, _Undecodable):
+                _abort(context, request.error)
+            return behaviour(request, context)
+
+        handler = handler._replace(unary_unary=unary)
+    return handler
 
 
 def _abort(context: grpc.ServicerContext, error: ServingError):
@@ -61,7 +143,24 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.core = core
 
     def add_to_server(self, server: grpc.Server) -> None:
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self, server)
+        """Register the service on ``server``, as the generated function does, but with request
+        messages that do not parse answered INVALID_ARGUMENT (grpcio's own answer is INTERNAL
+        and a logged traceback)."""
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+        class Capture:  # receives the generated handlers instead of a server
+            def add_generic_rpc_handlers(self, generic) -> None:
+                pass
+
+            def add_registered_method_handlers(self, service, methods) -> None:
+                handlers.update(methods)
+
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self, Capture())
+        handlers = {name: _lenient(handler) for name, handler in handlers.items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE,
+                                                                              handlers),))
+        if hasattr(server, "add_registered_method_handlers"):
+            server.add_registered_method_handlers(_SERVICE, handlers)
 
     def _call(self, context, function, *args):
         try:
@@ -211,6 +310,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 def decode_request(request) -> InferRequest:
     """A ``ModelInferRequest`` message as an :class:`InferRequest`."""
+    if isinstance(request, _Undecodable):
+        raise request.error
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise invalid(f"the request has {len(request.inputs)} inputs but {len(raw)} "
@@ -262,17 +363,19 @@ def encode_response(response: InferResponse):
 
 
 def create_grpc_server(core: InferenceCore, address: str, *, max_workers: int = 64,
-                       max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE):
+                       max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                       limits: GrpcLimits | None = None):
     """A started-ready ``grpc.Server`` hosting the servicer at ``address``; ``(server, port)``.
 
     Port 0 picks a free port. ``max_message_size`` bounds requests (tritonclient's own limit is
-    2 GiB); responses are not bounded.
+    2 GiB); responses are not bounded. ``limits``: :class:`GrpcLimits` (its defaults when None).
     """
+    limits = limits or GrpcLimits()
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="popef-grpc"),
         options=[("grpc.max_receive_message_length", max_message_size),
                  ("grpc.max_send_message_length", -1),
-                 ("grpc.so_reuseport", 0)])
+                 ("grpc.so_reuseport", 0), *limits.options()])
     InferenceServicer(core).add_to_server(server)
     port = server.add_insecure_port(address)
     if port == 0:

@@ -27,20 +27,28 @@ from .core import InferenceCore
 from .errors import ServingError, Status, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_MAX_INPUT_SIZE", "create_app", "create_metrics_app"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "create_app", "create_metrics_app"]
 
 log = logging.getLogger("popef.serving")
 
 #: the largest request body taken, in bytes (tritonserver's --http-max-input-size default)
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
+#: seconds a request body may take to arrive, from the end of its headers
+DEFAULT_BODY_TIMEOUT = 60.0
 #: bodies larger than this are decoded in a worker thread, not on the event loop
 _OFFLOAD_BYTES = 256 * 1024
 
 _JSON = "application/json"
 
 
+def _dumps(data: Any) -> bytes:
+    """Standard JSON only: a NaN or infinity that reaches here is a bug (ValueError), never
+    a bare ``NaN`` on the wire."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, separators=(",", ":")).encode(), status, media_type=_JSON)
+    return Response(_dumps(data), status, media_type=_JSON)
 
 
 def _error(exc: ServingError) -> Response:
@@ -52,12 +60,24 @@ def _empty(status: int) -> Response:
 
 
 def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
+               body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
                metrics: bool = False) -> Starlette:
     """The v2 HTTP API of ``core`` as an ASGI app.
 
-    ``max_input_size`` bounds request bodies (after decompression). With ``metrics``, the app
-    also answers ``GET /metrics`` (for engines that host one app on one port).
+    ``max_input_size`` bounds request bodies (after decompression); a body that has not
+    arrived ``body_timeout`` seconds after the request's headers is answered 408 and its
+    connection closed (None: no limit). With ``metrics``, the app also answers
+    ``GET /metrics`` (for engines that host one app on one port).
     """
+
+    async def receive_body(request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_input_size:
+                raise _too_large(size, max_input_size)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
@@ -68,13 +88,10 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                 raise invalid(f"bad Content-Length header {length!r}") from None
             if declared > max_input_size:
                 raise _too_large(declared, max_input_size)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_input_size:
-                raise _too_large(size, max_input_size)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            body = await asyncio.wait_for(receive_body(request), body_timeout)
+        except asyncio.TimeoutError:  # noqa: UP041 - not yet the built-in one in Python 3.10
+            raise _BodyTimeout(body_timeout) from None
         encoding = request.headers.get("content-encoding", "").strip().lower()
         if encoding and encoding != "identity":
             body = _decompress(body, encoding, max_input_size)
@@ -84,12 +101,10 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         body = await read_body(request)
         if not body.strip():
             return {}
-        try:
-            value = json.loads(body)
-        except ValueError as exc:
-            raise invalid(f"the request body is not valid JSON: {exc}") from None
+        value = _loads(body, "the request body")
         if not isinstance(value, dict):
             raise invalid("the request body must be a JSON object")
+        _check_numbers(value, "the request body")
         return value
 
     def handler(function):
@@ -98,6 +113,10 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                 return await function(request, **request.path_params)
             except ServingError as exc:
                 return _error(exc)
+            except _BodyTimeout as exc:
+                # the rest of the body may still come: the connection cannot be reused
+                return Response(_dumps({"error": str(exc)}), 408, media_type=_JSON,
+                                headers={"Connection": "close"})
             except Exception as exc:
                 log.exception("HTTP %s %s failed", request.method, request.url.path)
                 return _error(internal(f"internal error: {type(exc).__name__}: {exc}"))
@@ -248,6 +267,50 @@ def create_metrics_app(core: InferenceCore) -> Starlette:
 
 # -- request and response bodies ----------------------------------------------------------------
 
+class _BodyTimeout(Exception):
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout:g} s of its headers "
+                         "(--http-body-timeout-secs)")
+
+
+class _NonFinite(str):
+    """``NaN``, ``Infinity``, ``-Infinity`` (which Python's json reads but standard JSON does
+    not have) or a number too large for a double (``1e999``) in a request, as written; kept
+    as a marker so that the error names the field."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if value - value == 0 else _NonFinite(text)
+
+
+def _loads(data: bytes | memoryview, what: str) -> Any:
+    try:
+        return json.loads(bytes(data), parse_constant=_NonFinite, parse_float=_float)
+    except RecursionError:
+        raise invalid(f"{what} is not accepted: its JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid(f"{what} is not valid JSON: {exc}") from None
+
+
+def _check_numbers(document: Any, what: str, *, skip: tuple[str, ...] = ()) -> None:
+    """No NaN or infinity anywhere in ``document`` (but under the keys of ``skip``, which the
+    caller checks itself, naming the field)."""
+    stack = [(document, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _NonFinite):
+            raise invalid(f"{what}: '{path.lstrip('.')}' is {value}, which is not a finite "
+                          "number (send non-finite tensor values as binary data)")
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in value.items() if k not in skip)
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
 def _too_large(size: int, limit: int) -> ServingError:
     return ServingError(f"the request body of {size} bytes is over the limit of {limit} bytes "
                         "(--http-max-input-size)", Status.INVALID_ARG)
@@ -300,12 +363,11 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
                           f"{len(body)} bytes")
     else:
         json_size = len(body)
-    try:
-        document = json.loads(body[:json_size])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid(f"the inference request is not valid JSON: {exc}") from None
+    document = _loads(memoryview(body)[:json_size], "the inference request")
     if not isinstance(document, dict):
         raise invalid("the inference request must be a JSON object")
+    # the inputs' data is checked by the core, which names the input
+    _check_numbers(document, "the inference request", skip=("data",))
     binary = memoryview(body)[json_size:]
     offset = 0
     inputs = []
@@ -385,7 +447,7 @@ def _encode_response(response: InferResponse, binary_default: bool) -> Response:
     if response.parameters:
         document["parameters"] = response.parameters
     document["outputs"] = outputs
-    header = json.dumps(document, separators=(",", ":")).encode()
+    header = _dumps(document)
     if not chunks:
         return Response(header, 200, media_type=_JSON)
     return Response(header + b"".join(chunks), 200, media_type="application/octet-stream",

@@ -7,6 +7,7 @@ HTTP or protobuf messages of the inference API.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,10 +75,19 @@ class OutputTensor:
         return array.tobytes()
 
     def json_data(self) -> list:
+        """The values for a JSON response: standard JSON only, so NaN and infinities are the
+        strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (protobuf's JSON mapping; numpy
+        and so tritonclient's ``as_numpy`` read them back as floats)."""
         if self.datatype == "BYTES":
             return [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
                     for x in self.data.reshape(-1)]
-        return self.data.reshape(-1).tolist()
+        values = self.data.reshape(-1)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return [x if math.isfinite(x) else _NON_FINITE[repr(x)] for x in values.tolist()]
+        return values.tolist()
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 @dataclass

@@ -7,10 +7,11 @@ Layout (Triton's, with Graphcore's Poplar backend conventions)::
                                                       or every *.popef file of the folder
     <repository>/<model>/<version>/name_map.json   optional: PopEF anchor name -> served name
 
-Numeric folders are versions; the config's ``version_policy`` picks those served (the latest
-one by default). Every model and every version loads on its own: one that fails is recorded
-as UNAVAILABLE with the reason — shown by the repository index and logged — and never stops
-the others.
+Folders named by a number are versions; the config's ``version_policy`` picks those served
+(the latest one by default). As in Triton, a number with leading zeros (``007``) is not a
+version: the folder is ignored with a warning. Every model and every version loads on its
+own: one that fails is recorded as UNAVAILABLE with the reason — shown by the repository
+index and logged — and never stops the others.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "ModelRepository",
     "RepositoryOptions",
     "VersionRecord",
+    "check_model_name",
 ]
 
 log = logging.getLogger("popef.serving")
@@ -54,6 +56,16 @@ LOADING = "LOADING"
 UNLOADING = "UNLOADING"
 
 _VERSION_RE = re.compile(r"[0-9]{1,18}")
+#: a version folder's name: a number without leading zeros (Triton's rule)
+_VERSION_FOLDER_RE = re.compile(r"0|[1-9][0-9]{0,17}")
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a model name (of a load or unload request) that is not one folder name of the
+    repository: empty, hidden (``.``, ``..``), with a path separator or a NUL."""
+    if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise invalid(f"model name '{name}' is not a model of the repository: expected the "
+                      "name of a folder in it, without '/', '\\' or a leading '.'")
 
 
 @dataclass
@@ -384,8 +396,17 @@ def _instance_count(config) -> int:
 
 def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]]:
     """The versions the policy serves, and versions it names that have no folder."""
-    available = sorted(int(p.name) for p in directory.iterdir()
-                       if p.is_dir() and _VERSION_RE.fullmatch(p.name))
+    available, ignored = [], []
+    for p in sorted(directory.iterdir()):
+        if not p.is_dir():
+            continue
+        if _VERSION_FOLDER_RE.fullmatch(p.name):
+            available.append(int(p.name))
+        elif p.name.isdecimal():
+            ignored.append(p.name)
+            log.warning("model '%s': ignoring folder '%s': a version folder's name is a number "
+                        "without leading zeros, of 18 digits at most", directory.name, p.name)
+    available.sort()
     policy = config.version_policy if config is not None and config.HasField(
         "version_policy") else None
     kind = policy.WhichOneof("policy_choice") if policy is not None else None
@@ -396,8 +417,12 @@ def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]
         missing = {v: f"version {v} has no folder '{v}/'" for v in wanted if v not in available}
         return [v for v in wanted if v in available], missing
     if not available:
+        listed = ", ".join(f"'{n}'" for n in ignored)
+        not_versions = (f"; {listed} "
+                        f"{'is not one' if len(ignored) == 1 else 'are not'}: a version "
+                        "folder's name is a number without leading zeros" if ignored else "")
         raise ConfigError(f"no version folder (such as 1/ holding {DEFAULT_MODEL_FILENAME}) in "
-                          f"'{directory.name}'")
+                          f"'{directory.name}'{not_versions}")
     if kind == "all":
         return available, {}
     count = policy.latest.num_versions if kind == "latest" else 1

@@ -18,15 +18,21 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from .config import DEFAULT_EXECUTOR
+from .connections import ConnectionLimits, guarded_protocol, serving_event_loop
 from .core import InferenceCore
 from .errors import ServingError, Status
-from .grpc_servicer import DEFAULT_MAX_MESSAGE_SIZE, create_grpc_server
-from .http_app import DEFAULT_MAX_INPUT_SIZE, create_app, create_metrics_app
-from .repository import READY, ModelRepository, RepositoryOptions
+from .grpc_servicer import DEFAULT_MAX_MESSAGE_SIZE, GrpcLimits, create_grpc_server
+from .http_app import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_INPUT_SIZE,
+    create_app,
+    create_metrics_app,
+)
+from .logs import TRUSTED_LINES, GlogFormatter, configure_logging, model_table
+from .repository import ModelRepository, RepositoryOptions
 from .served import DEFAULT_MAX_QUEUE_SIZE
 
 __all__ = ["GlogFormatter", "Server", "ServerOptions", "configure_logging", "model_table"]
@@ -61,6 +67,10 @@ class ServerOptions:
     http_max_input_size: int = DEFAULT_MAX_INPUT_SIZE
     grpc_max_input_size: int = DEFAULT_MAX_MESSAGE_SIZE
     grpc_workers: int = 64
+    # slow and idle clients (docs/serving.md, "Limits and timeouts")
+    http_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    http_body_timeout: float | None = DEFAULT_BODY_TIMEOUT
+    grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
 
 
 class Server:
@@ -88,7 +98,7 @@ class Server:
         self.core = core = InferenceCore(repository, model_control_mode=o.model_control_mode,
                                          strict_readiness=o.strict_readiness)
         core.start(o.load_models)
-        log.info("%s", model_table(repository))
+        log.info("%s", model_table(repository), extra=TRUSTED_LINES)
         if o.exit_on_error and not repository.all_ready():
             repository.close(o.exit_timeout)
             raise ServingError("failed to load all models (--exit-on-error is on)")
@@ -97,14 +107,15 @@ class Server:
                 host = o.grpc_address or o.host
                 self.grpc_server, port = create_grpc_server(
                     core, _join(host, o.grpc_port), max_workers=o.grpc_workers,
-                    max_message_size=o.grpc_max_input_size)
+                    max_message_size=o.grpc_max_input_size, limits=o.grpc_limits)
                 self.grpc_server.start()
                 self.ports["grpc"], self.addresses["grpc"] = port, host
                 log.info("Started GRPCInferenceService at %s", _join(host, port))
             apps = []
             if o.allow_http:
                 apps.append(("http", "HTTPService", o.http_address or o.host, o.http_port,
-                             create_app(core, max_input_size=o.http_max_input_size)))
+                             create_app(core, max_input_size=o.http_max_input_size,
+                                        body_timeout=o.http_body_timeout)))
             if o.allow_metrics:
                 apps.append(("metrics", "Metrics Service", o.metrics_address or o.host,
                              o.metrics_port, create_metrics_app(core)))
@@ -119,11 +130,13 @@ class Server:
         import uvicorn
 
         try:
-            import httptools  # noqa: F401
-
-            http_impl = "httptools"
+            from uvicorn.protocols.http.httptools_impl import (
+                HttpToolsProtocol as HttpBase,
+            )
         except ImportError:  # pragma: no cover - h11 is uvicorn's own dependency
-            http_impl = "h11"
+            from uvicorn.protocols.http.h11_impl import H11Protocol as HttpBase
+        limits = self.options.http_limits
+        http_protocol = guarded_protocol(HttpBase, limits)
         sockets = []
         for key, label, host, port, app in apps:
             try:
@@ -135,14 +148,25 @@ class Server:
                                    Status.UNAVAILABLE) from None
             sockets.append(sock)
             config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
-                                    http=http_impl, timeout_graceful_shutdown=max(
+                                    log_config=None,  # our handler (logs.py) stays
+                                    http=http_protocol,
+                                    timeout_keep_alive=limits.keepalive_timeout,
+                                    timeout_graceful_shutdown=max(
                                         1, int(self.options.exit_timeout)),
                                     server_header=False)
             server = uvicorn.Server(config)
             self._uvicorn_servers.append((key, label, host, sock, server))
 
+        def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+            # after an accept failed (too many open files) asyncio retries a second later,
+            # which fails once more when stop() has closed the listening socket meanwhile
+            if self._stopping and "_start_serving" in repr(context.get("handle")):
+                return
+            loop.default_exception_handler(context)
+
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = serving_event_loop()
+            loop.set_exception_handler(on_loop_error)
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(asyncio.gather(
@@ -240,59 +264,3 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-# -- logging ----------------------------------------------------------------------------------------
-
-class GlogFormatter(logging.Formatter):
-    """Triton's log format: ``I1125 20:15:00.123456 4242 server.py:123] message``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        level = {"WARNING": "W", "ERROR": "E", "CRITICAL": "E"}.get(record.levelname, "I")
-        t = datetime.fromtimestamp(record.created)
-        prefix = (f"{level}{t:%m%d %H:%M:%S}.{t.microsecond:06d} {record.process} "
-                  f"{record.filename}:{record.lineno}]")
-        text = f"{prefix} {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-def configure_logging(verbose: int = 0, *, info: bool = True, warning: bool = True,
-                      error: bool = True, stream=None) -> None:
-    """Log ``popef.serving`` in Triton's format (to stderr, like tritonserver)."""
-    import sys
-
-    logger = logging.getLogger("popef.serving")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(GlogFormatter())
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    if verbose > 0:
-        logger.setLevel(logging.DEBUG)
-    elif info:
-        logger.setLevel(logging.INFO)
-    elif warning:
-        logger.setLevel(logging.WARNING)
-    elif error:
-        logger.setLevel(logging.ERROR)
-    else:
-        logger.setLevel(logging.CRITICAL + 1)
-
-
-def model_table(repository: ModelRepository) -> str:
-    """Triton's model status table."""
-    rows = []
-    for entry in repository.index():
-        status = entry["state"]
-        if entry["reason"] and entry["state"] != READY:
-            status += f": {entry['reason']}"
-        rows.append((entry["name"], entry["version"] or "-", status))
-    header = ("Model", "Version", "Status")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def line(r) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
-
-    return "\n".join(["", rule, line(header), rule, *(line(r) for r in rows), rule])

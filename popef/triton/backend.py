@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PopefError
+from ..escaping import escape_text
 from ..serving.batches import collect_outputs, merge_rows, prepare_feed, split_rows
 from ..serving.config import (
     CONFIG_FILENAME,
@@ -276,6 +277,8 @@ def _pb_utils():
 
 
 def _log(level: str, message: str) -> None:
+    """Log to Triton's log, control characters of model and anchor names escaped."""
+    message = escape_text(message, backslashes=False)
     try:
         logger = _pb_utils().Logger
         getattr(logger, f"log_{level}")(message)

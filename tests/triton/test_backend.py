@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc", reason="the backend reads configs with tritonclient")
 
+import popef
 from popef.errors import ExecutionError
 from popef.runtime import ModelRunner
 from popef.triton import backend
@@ -227,6 +228,20 @@ def test_a_missing_file_fails_the_load(tmp_path):
     (tmp_path / "empty" / "1").mkdir(parents=True)
     with pytest.raises(BackendError, match="has no executable.popef"):
         auto_complete(tmp_path / "empty", _triton_dict("empty"))
+
+
+def test_a_corrupt_file_fails_the_load(tmp_path):
+    folder = model_folder(tmp_path, "m")
+    path = folder / "1" / "executable.popef"
+    with popef.Reader() as reader:
+        reader.parse_file(path)
+        [tensor] = reader.tensors()
+        offset = tensor.blob.payload_offset
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(data)
+    with pytest.raises(BackendError, match="tensor data 'w' is corrupt: checksum mismatch"):
+        auto_complete(folder, _triton_dict("m"))
 
 
 # -- initialize ----------------------------------------------------------------------------------

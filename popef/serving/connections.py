@@ -1,0 +1,195 @@
+"""Limits on the HTTP server's connections, so that slow or idle clients cannot hold it.
+
+uvicorn closes a connection idle after a response (``timeout_keep_alive``) but waits forever
+for the headers of a request, and takes every connection the kernel hands it.
+:func:`guarded_protocol` subclasses uvicorn's HTTP protocol (httptools or h11) with
+
+- a **header timeout**: a connection must complete a request's headers within
+  ``header_timeout`` seconds of opening, or of the first byte of a request that follows another
+  on it; otherwise it is answered 408 (or, when nothing came, just closed);
+- a **connection limit**: when ``max_connections`` are open, a new connection closes the one
+  that has been idle longest — not in the middle of a request: waiting for its first request,
+  for its headers or between requests — so attackers that hold idle connections cannot lock
+  clients out; when every open connection is in the middle of a request, the new one is
+  answered 503 and closed.
+
+The body of a request is bounded by the ASGI app (:func:`popef.serving.http_app.create_app`,
+``body_timeout``). :func:`serving_event_loop` is the event loop to run them on: asyncio's, with
+accept failures for lack of file descriptors retried once a second instead of in a tight loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "DEFAULT_KEEPALIVE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS",
+           "ConnectionLimits", "guarded_protocol", "serving_event_loop"]
+
+log = logging.getLogger("popef.serving")
+
+#: seconds a connection has to send a request's headers
+DEFAULT_HEADER_TIMEOUT = 10.0
+#: seconds an idle connection stays open after a response (uvicorn's default)
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+#: open connections per HTTP service
+DEFAULT_MAX_CONNECTIONS = 1000
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT  # None: no limit
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS  # None: no limit
+
+    def __post_init__(self) -> None:
+        if self.header_timeout is not None and self.header_timeout <= 0:
+            raise ValueError(f"header_timeout must be > 0 seconds, got {self.header_timeout}")
+        if self.keepalive_timeout < 0:
+            raise ValueError(f"keepalive_timeout must be >= 0 seconds, got "
+                             f"{self.keepalive_timeout}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+
+
+def _response(status: str, message: str) -> bytes:
+    body = message.encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+_TIMEOUT_408 = _response("408 Request Timeout", "the request headers did not arrive in time\n")
+_BUSY_503 = _response("503 Service Unavailable",
+                      "too many connections are in the middle of a request: try again later\n")
+
+
+def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> type:
+    """``base`` (uvicorn's ``HttpToolsProtocol`` or ``H11Protocol``) with ``limits``' header
+    timeout and connection limit; pass it as ``uvicorn.Config(http=...)``."""
+
+    class GuardedProtocol(base):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+        _idle_since = 0.0
+        _bytes_since_armed = False
+
+        # -- state
+        def _in_request(self) -> bool:
+            cycle = getattr(self, "cycle", None)
+            return cycle is not None and not cycle.response_complete
+
+        def _arm_header_timer(self) -> None:
+            if limits.header_timeout is not None and self._header_timer is None:
+                self._bytes_since_armed = False
+                self._header_timer = self.loop.call_later(limits.header_timeout,
+                                                          self._header_timed_out)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timed_out(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing() or self._in_request():
+                return
+            log.debug("closing an HTTP connection from %s: no complete request headers "
+                      "within %g s", self.client, limits.header_timeout)
+            if self._bytes_since_armed:
+                self.transport.write(_TIMEOUT_408)
+            self.transport.close()
+
+        # -- asyncio.Protocol
+        def connection_made(self, transport) -> None:
+            victim = self._victim() if limits.max_connections is not None else None
+            super().connection_made(transport)
+            self._idle_since = self.loop.time()
+            if victim is False:
+                log.debug("refusing an HTTP connection from %s: %d connections are in the "
+                          "middle of a request", self.client, limits.max_connections)
+                transport.write(_BUSY_503)
+                transport.close()
+                return
+            if victim is not None:
+                log.debug("closing the HTTP connection from %s, idle the longest, to take one "
+                          "from %s (%d connections open)", victim.client, self.client,
+                          limits.max_connections)
+                victim.transport.close()
+            self._arm_header_timer()
+
+        def _victim(self):
+            """None when there is room; else the open connection idle the longest, or False
+            when every open connection is in the middle of a request."""
+            if len(self.connections) < limits.max_connections:
+                return None
+            open_connections = [c for c in self.connections
+                                if c.transport is not None and not c.transport.is_closing()]
+            if len(open_connections) < limits.max_connections:
+                return None
+            idle = [c for c in open_connections
+                    if isinstance(c, GuardedProtocol) and not c._in_request()]
+            return min(idle, key=lambda c: c._idle_since) if idle else False
+
+        def data_received(self, data: bytes) -> None:
+            if not self._in_request():
+                self._arm_header_timer()  # the first bytes of a request: its headers must end
+                self._bytes_since_armed = True
+            cycle = getattr(self, "cycle", None)
+            super().data_received(data)
+            if getattr(self, "cycle", None) is not cycle:
+                self._cancel_header_timer()  # the headers are complete: a request started
+
+        def on_response_complete(self) -> None:
+            self._idle_since = self.loop.time()
+            super().on_response_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+    GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
+    return GuardedProtocol
+
+
+# -- accepting when out of file descriptors ---------------------------------------------------
+
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class _AcceptUntilOutOfResources:
+    """A listening socket whose ``accept()``, once it has failed for lack of resources,
+    reports an empty queue for the rest of the event loop's turn."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._out_of_resources = False
+
+    def accept(self):
+        if self._out_of_resources:
+            raise BlockingIOError(errno.EAGAIN, "no more accepts this turn")
+        try:
+            return self._sock.accept()
+        except OSError as exc:
+            self._out_of_resources = exc.errno in _OUT_OF_RESOURCES
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class _ServingEventLoop(asyncio.SelectorEventLoop):
+    # CPython's accept loop (3.11) goes on calling accept() after EMFILE, up to ``backlog``
+    # times in one turn, logging and scheduling a retry each time: thousands of lines and
+    # retries a second. With the socket above, the first failure ends the turn, so one retry,
+    # a second later, is scheduled.
+    def _accept_connection(self, protocol_factory, sock, *args, **kwargs):
+        if isinstance(sock, _AcceptUntilOutOfResources):
+            sock = sock._sock
+        return super()._accept_connection(protocol_factory, _AcceptUntilOutOfResources(sock),
+                                          *args, **kwargs)
+
+
+def serving_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop for the HTTP services (see the module docstring)."""
+    return _ServingEventLoop()
