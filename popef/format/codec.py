@@ -165,6 +165,10 @@ _ANCHOR_HEAD = struct.Struct("<BI")  # tensor_info.dtype, then the shape's count
 _ANCHOR_TAIL = struct.Struct("<BB")  # is_per_replica, type
 _unpack_u32 = struct.Struct("<I").unpack_from
 _new_anchor = trusted_constructor(Anchor)  # every value is checked by _read_anchors itself
+_SHAPES = [struct.Struct(f"<{rank}q").unpack_from for rank in range(MAX_RANK + 1)]
+_SHORT = 16  # program lists shorter than this are read with a prepared struct
+_INFO_CACHE_SIZE = 4096  # distinct tensor infos remembered while reading one anchors array
+_PROGRAM_LISTS = [struct.Struct(f"<{count}I").unpack_from for count in range(_SHORT)]
 _TENSOR_TYPES = {int(t): t for t in TensorType}
 
 
@@ -179,6 +183,8 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
     append = anchors.append
     head, tail, u32 = _ANCHOR_HEAD.unpack_from, _ANCHOR_TAIL.unpack_from, _unpack_u32
     new_anchor, tensor_types = _new_anchor, _TENSOR_TYPES
+    shapes, program_lists = _SHAPES, _PROGRAM_LISTS
+    infos: dict[bytes, TensorInfo] = {}
     i = start = 0
     try:
         for i in range(count):
@@ -196,28 +202,36 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
             handle = str(data[pos:pos + length], "utf-8")
             pos += length
             dtype, rank = head(data, pos)
-            pos += 5
-            if rank > MAX_RANK or pos + 8 * rank > end:
+            if rank > MAX_RANK or pos + 5 + 8 * rank > end:
                 raise _Irregular
-            shape = struct.unpack_from(f"<{rank}q", data, pos) if rank else ()
-            pos += 8 * rank
+            raw_info = data[pos:pos + 5 + 8 * rank]  # models repeat a few tensor infos
+            tensor_info = infos.get(raw_info)
+            if tensor_info is None:
+                shape = shapes[rank](data, pos + 5) if rank else ()
+                tensor_info = _tensor_info_of(dtype, shape)
+                if len(infos) < _INFO_CACHE_SIZE:
+                    infos[raw_info] = tensor_info
+            pos += 5 + 8 * rank
             (length,) = u32(data, pos)
             pos += 4
             if pos + 4 * length > end:
                 raise _Irregular
-            programs = struct.unpack_from(f"<{length}I", data, pos) if length else ()
+            programs = (program_lists[length](data, pos) if length < _SHORT
+                        else struct.unpack_from(f"<{length}I", data, pos))
             pos += 4 * length
             is_per_replica, kind = tail(data, pos)
             pos += 2
-            append(new_anchor(name, handle, _tensor_info_of(dtype, shape), programs,
-                              is_per_replica != 0, tensor_types[kind]))
+            append(new_anchor(name, handle, tensor_info, programs, is_per_replica != 0,
+                              tensor_types[kind]))
     except (_Irregular, struct.error, UnicodeDecodeError, KeyError, PopefError):
         cur.pos = start  # the careful reader raises the precise error
         try:
             _read_anchor(cur)
         except DecodeError as exc:
             raise exc.within("anchors", f"[{i}]")
-        raise
+        # unreachable while both readers check the same rules; an error all the same
+        raise DecodeError("anchor refused by the fast reader only", start).within(
+            "anchors", f"[{i}]") from None
     cur.pos = pos
     return tuple(anchors)
 

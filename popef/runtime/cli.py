@@ -50,10 +50,11 @@ def is_probability(values: np.ndarray) -> bool:
 
     if values.dtype.kind != "f" or values.ndim == 0 or values.shape[-1] < 2 or not values.size:
         return False
-    data = values.astype(np.float64)
-    if not np.all(np.isfinite(data)) or data.min() < 0 or data.max() > 1:
+    # no float64 copy of a large output: min and max are NaN when any value is
+    if not (values.min() >= 0 and values.max() <= 1):
         return False
-    return bool(np.all(np.abs(data.sum(axis=-1) - 1) <= 1e-3))
+    sums = values.sum(axis=-1, dtype=np.float64)
+    return bool(np.all(np.abs(sums - 1) <= 1e-3))
 
 
 def render_outputs(outputs: Mapping[str, np.ndarray], descs: Sequence[TensorDesc]) -> str:
@@ -116,6 +117,7 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
     from .inputs import (
         IMAGE_SUFFIXES,
         fit_to_input,
+        fits_input,
         image_to_array,
         load_array_file,
         load_image,
@@ -152,7 +154,18 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
             continue
         if not os.path.exists(path):
             raise CommandError(f"input file '{path}' does not exist")
-        loaded = load_array_file(path)
+
+        def check(member: str | None, shape: tuple[int, ...], dtype, name=name,
+                  path=path) -> None:
+            # refused before numpy allocates it: a few bytes can declare any size
+            wanted = name or (member if member in by_name else None)
+            candidates = [by_name[wanted]] if wanted else descs
+            if not any(fits_input(shape, d.shape) for d in candidates):
+                array = f"array '{safe(member)}'" if member is not None else "the array"
+                raise CommandError(f"'{safe(path)}': {array} of shape {list(shape)} fits no "
+                                   f"input of the model (inputs: {listing})")
+
+        loaded = load_array_file(path, check)
         if isinstance(loaded, dict):
             if name is not None:
                 if name in loaded:
@@ -270,6 +283,10 @@ def run_command(files: tuple[str, ...], inputs: tuple[str, ...], executor: str,
         _run(files, inputs, executor, options, executable, output, verify=not no_verify)
     except (PopefError, CommandError) as exc:
         click.echo(f"error: {safe(str(exc))}", err=True)
+        sys.exit(1)
+    except MemoryError:
+        click.echo("error: out of memory (the model's tensors, inputs or outputs do not fit "
+                   "this machine)", err=True)
         sys.exit(1)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..errors import ExecutionError, PopefError
 from ..types import DataType
 
 __all__ = ["ImageLayout", "image_layout", "load_array_file", "load_image", "image_to_array",
-           "fit_to_input", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES"]
+           "fit_to_input", "fits_input", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".pnm", ".bmp",
                             ".gif", ".tif", ".tiff", ".webp"})
@@ -75,6 +76,9 @@ def load_image(path: str | os.PathLike):
     try:
         with Image.open(path) as image:
             return image.copy()  # loads the pixels; the file is closed on leaving
+    except Image.DecompressionBombError as exc:  # Pillow's guard against pixel bombs
+        raise ExecutionError(f"cannot read image '{os.fspath(path)}': it is too large: "
+                             f"{exc}") from None
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ExecutionError(f"cannot read image '{os.fspath(path)}': {exc}") from exc
 
@@ -137,8 +141,17 @@ def _what_it_is(path: str, head: bytes) -> str:
     return "it does not start with the .npy or .npz signature"
 
 
-def load_array_file(path: str | os.PathLike) -> np.ndarray | Mapping[str, np.ndarray]:
-    """An ``.npy`` file's array or an ``.npz`` file's arrays by name (no pickles)."""
+ArrayCheck = Callable[[str | None, tuple[int, ...], np.dtype], None]
+
+
+def load_array_file(path: str | os.PathLike,
+                    check: ArrayCheck | None = None) -> np.ndarray | Mapping[str, np.ndarray]:
+    """An ``.npy`` file's array or an ``.npz`` file's arrays by name (no pickles).
+
+    ``check(name, shape, dtype)`` sees each array's header (``name`` None for an ``.npy``)
+    before its data is read and may refuse it with :class:`ExecutionError`: a few bytes can
+    declare an array of any size, which ``numpy.load`` would allocate first.
+    """
     text = os.fspath(path)
     try:
         with open(text, "rb") as f:
@@ -147,6 +160,9 @@ def load_array_file(path: str | os.PathLike) -> np.ndarray | Mapping[str, np.nda
                 raise ExecutionError(f"cannot read '{text}' as .npy or .npz: "
                                      f"{_what_it_is(text, head)}")
             f.seek(0)
+            if check is not None:
+                _check_headers(f, head.startswith(_ZIP_MAGIC), check)
+                f.seek(0)
             loaded = np.load(f, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
@@ -154,8 +170,42 @@ def load_array_file(path: str | os.PathLike) -> np.ndarray | Mapping[str, np.nda
             return loaded
     except OSError as exc:
         raise ExecutionError(f"cannot read '{text}': {exc.strerror or exc}") from exc
-    except (ValueError, EOFError) as exc:
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ExecutionError(f"cannot read '{text}' as .npy or .npz: {exc}") from exc
+
+
+def _check_headers(f, is_zip: bool, check: ArrayCheck) -> None:
+    """Read the header of the ``.npy`` file or of every ``.npy`` member of the ``.npz`` file
+    ``f`` and pass its shape and dtype to ``check``."""
+    if not is_zip:
+        shape, dtype = _npy_header(f)
+        check(None, shape, dtype)
+        return
+    with zipfile.ZipFile(f) as archive:
+        for member in archive.namelist():
+            if member.endswith(".npy"):
+                with archive.open(member) as stream:
+                    shape, dtype = _npy_header(stream)
+                check(member[:-4], shape, dtype)
+
+
+def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+    fmt = np.lib.format
+    version = fmt.read_magic(stream)
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if version not in readers:  # 3.0 (UTF-8 field names): numpy has no public reader
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    shape, _fortran_order, dtype = readers[version](stream)
+    return tuple(shape), dtype
+
+
+def fits_input(shape: tuple[int, ...], step_shape: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` can feed an input of ``step_shape``: one step's elements
+    (reshaped), or ``n`` steps stacked on the leading axis (as :func:`fit_to_input` takes)."""
+    if math.prod(shape) == math.prod(step_shape):
+        return True
+    return (len(shape) == len(step_shape) > 0 and shape[1:] == step_shape[1:]
+            and step_shape[0] > 0 and shape[0] % step_shape[0] == 0)
 
 
 def fit_to_input(array: np.ndarray, shape: tuple[int, ...], dtype: DataType,

@@ -111,7 +111,8 @@ def test_executors_are_listed():
                                             "executors: cpu, ipu-model"),
     (["{model}", "-i", "{x}", "-e", "ipu-model", "--option", "tiles_per_ipu=0"],
      "error: executor 'ipu-model': option 'tiles_per_ipu' must be an integer >= 1, got 0"),
-    (["{model}", "-i", "{bad}"], "error: input 'image' has shape [2, 8, 8], expected "),
+    (["{model}", "-i", "{bad}"], "error: '{bad}': the array of shape [2, 8, 8] fits no input "
+                                 "of the model (inputs: 'image' F32[1, 1, 8, 8])"),
     (["{folder}/garbage.popef", "-i", "{x}"], "error: not a PopEF file (it starts with text "),
     (["{folder}/nothing.popef"], "error: '{folder}/nothing.popef' is not a file"),
     (["{model}", "-i", "{complex}"], "error: input 'image' is complex64, which does not convert "
@@ -296,3 +297,35 @@ def test_a_corrupt_model_is_refused_unless_no_verify(digits, tmp_path):
     assert line.startswith("error: tensor data 'fc' is corrupt: checksum mismatch: header says ")
     result = run(corrupt, "-i", tmp_path / "x.npy", "--no-verify")
     assert result.exit_code == 0 and "probs: F32[1, 4]" in result.stdout
+
+
+def test_huge_inputs_and_outputs_are_one_line_errors(digits, tmp_path, Image):
+    """Arrays are checked against the model before numpy allocates them, image bombs are
+    refused by Pillow's guard, and the probability check makes no float64 copy."""
+    import zipfile
+
+    path, _, _ = digits
+    bomb = tmp_path / "bomb.npz"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1,), np.float64))
+    header["shape"] = (40000, 40000)  # 11.9 GiB declared by a few bytes
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("image.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(bytes(1 << 20))
+    line = _one_error_line(run(path, "-i", bomb))
+    assert line == (f"error: '{bomb}': array 'image' of shape [40000, 40000] fits no input of "
+                    "the model (inputs: 'image' F32[1, 1, 8, 8])")
+
+    default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, 1000  # 64 x 64 is then a bomb
+    try:
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "big.png")
+        line = _one_error_line(run(path, "-i", tmp_path / "big.png"))
+    finally:
+        Image.MAX_IMAGE_PIXELS = default
+    assert line.startswith(f"error: cannot read image '{tmp_path}/big.png': it is too large: ")
+
+    wide = np.full((3, 1 << 20), 1 / (1 << 20), np.float32)
+    assert is_probability(wide) and not is_probability(wide * 2)
+    nan = wide.copy()
+    nan[1, 5] = np.nan
+    assert not is_probability(nan)
