@@ -110,7 +110,7 @@ def test_mutated_files_only_raise_popef_errors():
     slowest = 0.0
     for i in range(VARIANTS):
         variant = _mutate(rng.choice(seeds), rng)
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time: the work, however loaded the machine
         try:
             _exercise(variant)
             outcomes["ok"] += 1
@@ -118,9 +118,9 @@ def test_mutated_files_only_raise_popef_errors():
             outcomes["error"] += 1
         except Exception as exc:  # pragma: no cover - the failure we look for
             pytest.fail(f"variant {i} raised {type(exc).__name__}: {exc}")
-        slowest = max(slowest, time.perf_counter() - start)
+        slowest = max(slowest, time.thread_time() - start)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert slowest < 1.0, f"a variant took {slowest:.3f} s"
+    assert slowest < 1.0, f"a variant took {slowest:.3f} s of CPU time"
     assert grown_kib < 256 * 1024, f"memory grew by {grown_kib} KiB"
     # the sweep must actually hit errors, and must not be all errors
     assert outcomes["error"] > VARIANTS // 2 and outcomes["ok"] > 0, outcomes

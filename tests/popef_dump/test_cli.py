@@ -235,9 +235,9 @@ def test_huge_file_dumps_fast(tmp_path, monkeypatch):
         f.write(header + info)
         f.truncate(total)
     monkeypatch.chdir(tmp_path)
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: the work, however loaded the machine
     result = invoke(["--all", "big.popef"])
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert result.exit_code == 0, result.stderr
     assert re.search(r'"big" +F32 +\[268435456\] +1073741824 ', result.stdout)
     assert elapsed < 2.0

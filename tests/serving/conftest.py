@@ -109,8 +109,10 @@ def main_repo(tmp_path_factory):
     models["simple"] = write_model(
         repo, "simple", config("simple", input_name="x", output_name="probs"),
         name_map={"input": "x", "out": "probs"})[1]
+    # an hour's delay: only the preferred size (8) sends a batch within a test's lifetime
     models["batched"] = write_model(repo, "batched", config("batched", max_batch_size=16, extra=(
-        "dynamic_batching { max_queue_delay_microseconds: 1000000 preferred_batch_size: [ 8 ] }")))[1]
+        "dynamic_batching { max_queue_delay_microseconds: 3600000000\n"
+        "  preferred_batch_size: [ 8 ] }")))[1]
     models["micro"] = write_model(repo, "micro", None, micro_batch=2, replicas=2)[1]
     models["nobatch"] = write_model(repo, "nobatch", config("nobatch", max_batch_size=0,
                                                             in_dims="1, 4", out_dims="1, 3"))[1]
@@ -184,8 +186,9 @@ STARTED = re.compile(r"Started (GRPCInferenceService|HTTPService|Metrics Service
 class ServeProcess:
     """``popef serve`` in a child process; ``ports`` read from its start-up lines."""
 
-    def __init__(self, *args: str, cwd: str | None = None) -> None:
-        command = [sys.executable, "-c", "from popef.cli import main; main()", "serve", *args]
+    def __init__(self, *args: str, cwd: str | None = None,
+                 launcher: str = "from popef.cli import main; main()") -> None:
+        command = [sys.executable, "-c", launcher, "serve", *args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, cwd=cwd, env=env)

@@ -12,6 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from .gates import DEADLINE, answer, gated, wait_until
 from .test_protocol import grpc_input, http_input, rows
 
 
@@ -39,13 +40,15 @@ def test_concurrent_clients_get_their_own_answers(server, models):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(DEADLINE)
+    assert not any(t.is_alive() for t in threads), "a client got no answer"
     assert not errors, errors[0]
 
 
 def test_dynamic_batching_merges_concurrent_requests(server, http_client, models):
-    """8 concurrent requests of batch 1 with preferred_batch_size 8: fewer executions than
-    requests, and every request still gets its own rows back."""
+    """8 concurrent requests of batch 1 with preferred_batch_size 8 and an hour's queue delay:
+    one execution of 8 rows, sent as soon as the eighth request arrived (waiting for the delay
+    would outlast the clients' timeout), and every request still gets its own rows back."""
     before = http_client.get_inference_statistics("batched")["model_stats"][0]
     barrier = threading.Barrier(8)
 
@@ -53,84 +56,97 @@ def test_dynamic_batching_merges_concurrent_requests(server, http_client, models
         client = grpcclient.InferenceServerClient(server.url("grpc"))
         try:
             x = rows(1, seed=k)
-            barrier.wait(10)
-            return x, client.infer("batched", [grpc_input("input", x)]).as_numpy("out")
+            barrier.wait(DEADLINE)
+            result = client.infer("batched", [grpc_input("input", x)], client_timeout=DEADLINE)
+            return x, result.as_numpy("out")
         finally:
             client.close()
 
-    start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(8)))
-    elapsed = time.monotonic() - start
     for x, got in results:
         np.testing.assert_allclose(got, models["batched"].reference(x), rtol=1e-5, atol=1e-6)
     after = http_client.get_inference_statistics("batched")["model_stats"][0]
     requests = after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
     executions = after["execution_count"] - before["execution_count"]
-    assert requests == 8
-    assert executions < requests, (executions, requests)
-    sizes = {b["batch_size"] for b in after["batch_stats"]}
-    assert max(sizes) > 1
-    # the preferred size (8) went out without waiting for the 1 s queue delay
-    assert elapsed < 5
+    assert (requests, executions) == (8, 1)  # all eight in one execution
+    assert 8 in {b["batch_size"] for b in after["batch_stats"]}
 
 
 def test_instances_run_in_parallel(server):
-    """Two instances of a model whose executions take 300 ms: two requests take ~300 ms."""
-    def one(k: int) -> float:
+    """Two instances: two requests execute at the same time (both wait at the gate at once)."""
+    def one(k: int) -> None:
         client = grpcclient.InferenceServerClient(server.url("grpc"))
         try:
-            client.infer("pair", [grpc_input("input", rows(1, k))])
+            client.infer("pair", [grpc_input("input", rows(1, k))], client_timeout=DEADLINE)
         finally:
             client.close()
-        return time.monotonic()
 
-    start = time.monotonic()
-    with ThreadPoolExecutor(2) as pool:
-        ends = list(pool.map(one, range(2)))
-    assert max(ends) - start < 0.55, max(ends) - start
+    with ThreadPoolExecutor(2) as pool, gated(server.core.repository.get("pair")) as gate:
+        answers = [pool.submit(one, k) for k in range(2)]
+        gate.wait_entered(2)  # one instance after the other would never get here
+        gate.open()
+        for answer in answers:
+            answer.result(DEADLINE)
 
 
-def test_overload_answers_503_quickly(server, http_client):
-    """One instance, 400 ms per execution, at most 1 queued request: of 6 simultaneous
-    requests, at most 2 run (one executing, one queued); the rest are refused at once."""
-    outcomes = []
-    barrier = threading.Barrier(6)
+def test_overload_answers_503_at_once(server):
+    """One instance, at most 1 queued request: with one request executing and one queued,
+    4 more simultaneous requests are refused while the execution is still held at the gate
+    (refused without waiting for it); the two accepted ones then succeed."""
+    slow = server.core.repository.get("slow")
 
-    def one(k: int) -> None:
-        client = httpclient.InferenceServerClient(server.url("http"))
+    def one(k: int, barrier: threading.Barrier | None = None):
+        client = httpclient.InferenceServerClient(server.url("http"), network_timeout=DEADLINE)
         try:
-            barrier.wait(10)
-            t0 = time.monotonic()
+            if barrier is not None:
+                barrier.wait(DEADLINE)
             try:
                 client.infer("slow", [http_input("input", rows(1, k))])
-                outcomes.append(("ok", time.monotonic() - t0))
+                return ("ok",)
             except InferenceServerException as exc:
-                outcomes.append((exc.status(), time.monotonic() - t0, exc.message()))
+                return exc.status(), exc.message()
         finally:
             client.close()
 
-    with ThreadPoolExecutor(6) as pool:
-        list(pool.map(one, range(6)))
-    refused = [o for o in outcomes if o[0] == "503"]
-    ok = [o for o in outcomes if o[0] == "ok"]
-    assert len(ok) + len(refused) == 6, outcomes
-    assert 1 <= len(ok) <= 2 and len(refused) >= 4, outcomes
-    assert all("queue of model 'slow' is full" in o[2] for o in refused)
-    assert all(o[1] < 0.35 for o in refused), outcomes  # refused without waiting
+    with ThreadPoolExecutor(6) as pool, gated(slow) as gate:
+        accepted = [pool.submit(one, 0)]
+        gate.wait_entered(1)  # executing
+        accepted.append(pool.submit(one, 1))
+        wait_until(lambda: slow.scheduler.queued == 1, "the second request is queued")
+        barrier = threading.Barrier(4)
+        extra = [pool.submit(one, k, barrier) for k in range(2, 6)]
+        refused = [answer(f, "an answer while the execution is held") for f in extra]
+        assert gate.entered == 1 and slow.scheduler.queued == 1  # still held, still queued
+        gate.open()
+        accepted = [f.result(DEADLINE) for f in accepted]
+    assert accepted == [("ok",), ("ok",)]
+    assert [status for status, _ in refused] == ["503"] * 4, refused
+    assert all("queue of model 'slow' is full" in message for _, message in refused), refused
 
 
 def test_request_timeout_in_the_queue(server):
     """A request whose timeout expires while it waits in the queue is refused."""
+    slow = server.core.repository.get("slow")
     client = grpcclient.InferenceServerClient(server.url("grpc"))
     other = grpcclient.InferenceServerClient(server.url("grpc"))
+    timeout_us = 50_000
     try:
-        first = threading.Thread(target=lambda: client.infer("slow", [grpc_input("input", rows(1))]))
-        first.start()
-        time.sleep(0.1)  # the first request is executing (400 ms)
-        with pytest.raises(InferenceServerException, match="request timeout expired"):
-            other.infer("slow", [grpc_input("input", rows(1))], timeout=50_000)  # 50 ms
-        first.join(10)
+        with ThreadPoolExecutor(2) as pool, gated(slow) as gate:
+            first = pool.submit(client.infer, "slow", [grpc_input("input", rows(1))],
+                                client_timeout=DEADLINE)
+            gate.wait_entered(1)  # the first request is executing
+            refused = pool.submit(other.infer, "slow", [grpc_input("input", rows(1))],
+                                  timeout=timeout_us, client_timeout=DEADLINE)
+            # queued (or already refused); its deadline is at most timeout_us after this
+            wait_until(lambda: slow.scheduler.queued == 1 or refused.done(), "queued")
+            queued_ns = time.perf_counter_ns()
+            wait_until(lambda: time.perf_counter_ns() > queued_ns + timeout_us * 1000,
+                       "its timeout expired")
+            gate.open()
+            first.result(DEADLINE)
+            with pytest.raises(InferenceServerException, match="request timeout expired"):
+                refused.result(DEADLINE)
     finally:
         client.close()
         other.close()

@@ -13,6 +13,8 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from .gates import DEADLINE
+
 
 def grpc_input(name, array, datatype="FP32"):
     tensor = grpcclient.InferInput(name, list(array.shape), datatype)
@@ -109,19 +111,16 @@ def test_http_infer_default_outputs_are_binary(http_client, models):
 
 
 def test_async_infer(grpc_client, http_client, models):
+    import queue
+
     x = rows(2, 3)
-    done = []
+    done: queue.Queue = queue.Queue()
     grpc_client.async_infer("simple", [grpc_input("x", x)],
-                            callback=lambda result, error: done.append((result, error)))
+                            callback=lambda result, error: done.put((result, error)))
     http_result = http_client.async_infer("simple", [http_input("x", x)]).get_result()
     np.testing.assert_allclose(http_result.as_numpy("probs"), models["simple"].reference(x),
                                rtol=1e-5, atol=1e-6)
-    import time
-
-    deadline = time.monotonic() + 10
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.01)
-    result, error = done[0]
+    result, error = done.get(timeout=DEADLINE)
     assert error is None
     np.testing.assert_allclose(result.as_numpy("probs"), models["simple"].reference(x),
                                rtol=1e-5, atol=1e-6)
@@ -138,7 +137,7 @@ def test_grpc_stream_infer(grpc_client, models):
     grpc_client.async_stream_infer("simple", [grpc_input("nope", inputs[0])])
     got, errors = {}, []
     for _ in range(5):
-        result, error = results.get(timeout=10)
+        result, error = results.get(timeout=DEADLINE)
         if error is not None:
             errors.append(str(error))
         else:
@@ -251,7 +250,7 @@ def test_request_errors_say_what_was_wrong(grpc_client, http_client, case):
 
 def raw_http(server, method, path, body=b"", headers=None):
     host, port = server.url("http").rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = http.client.HTTPConnection(host, int(port), timeout=DEADLINE)
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
     data = response.read()
@@ -329,7 +328,8 @@ def test_statistics_and_metrics_agree(server, grpc_client, http_client):
 
     import urllib.request
 
-    text = urllib.request.urlopen(f"http://{server.url('metrics')}/metrics", timeout=10).read()
+    text = urllib.request.urlopen(f"http://{server.url('metrics')}/metrics",
+                                  timeout=DEADLINE).read()
     text = text.decode()
     labels = '{model="simple",version="1"}'
     values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()

@@ -76,9 +76,10 @@ def _stub_processes(marker: str) -> list[int]:
     return found
 
 
-def _shm_regions() -> set[str]:
+def _shm_regions(prefix: str) -> set[str]:
+    """The shared memory regions in /dev/shm whose names start with ``prefix``."""
     try:
-        return {p.name for p in Path("/dev/shm").iterdir() if "backend_shm_region" in p.name}
+        return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(prefix)}
     except OSError:
         return set()
 
@@ -94,14 +95,14 @@ def read_digit(path: Path) -> np.ndarray:
 
 class Server:
     def __init__(self, process: subprocess.Popen, log: Path, ports: list[int], backends: Path,
-                 repository: Path, popef_file: Path, shm_before: set[str]):
+                 repository: Path, popef_file: Path, shm_prefix: str):
         self.process = process
         self.log = log
         self.http_port, self.grpc_port, self.metrics_port = ports
         self.backends = backends
         self.repository = repository
         self.popef_file = popef_file
-        self.shm_before = shm_before
+        self.shm_prefix = shm_prefix
 
     @property
     def http_url(self) -> str:
@@ -184,16 +185,19 @@ def server(triton_env, tmp_path_factory):
     backends = base / "backends"
     ports = _free_ports(3)
     log = base / "tritonserver.log"
-    shm_before = _shm_regions()
+    # the python backend names its regions with this prefix: this server's own, whatever else
+    # runs on the machine
+    shm_prefix = f"popef_test_{os.getpid()}_{ports[0]}_"
     command = [sys.executable, "-c", "import sys; from popef.cli import main; sys.exit(main())",
                "triton", "run", "--model-repository", str(repository),
                "--env", str(triton_env.path), "--no-setup", "--host", "127.0.0.1",
                "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-               "--metrics-port", str(ports[2]), "--backend-directory", str(backends)]
+               "--metrics-port", str(ports[2]), "--backend-directory", str(backends),
+               "--", f"--backend-config=python,shm-region-prefix-name={shm_prefix}"]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=base)
-    srv = Server(process, log, ports, backends, repository, popef_file, shm_before)
+    srv = Server(process, log, ports, backends, repository, popef_file, shm_prefix)
     started = time.monotonic()
     try:
         while not srv.ready():
@@ -441,13 +445,15 @@ def test_malformed_requests_get_errors_and_the_model_stays_ready(server, expecte
 
 
 def test_clean_shutdown(server):
-    """Last: SIGTERM stops Triton with status 0, its stubs and shared memory gone."""
+    """Last: SIGTERM stops Triton with status 0, its stubs and shared memory gone. Only what
+    this server made is compared: its stubs (by backend folder) and its regions (by prefix)."""
     assert _stub_processes(str(server.backends)), "the model instances run as stub processes"
+    assert _shm_regions(server.shm_prefix), f"the stubs talk through /dev/shm/{server.shm_prefix}*"
     code = server.stop()
     assert code == 0, server.log_tail()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + START_TIMEOUT
     while _stub_processes(str(server.backends)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _stub_processes(str(server.backends))
-    assert not (_shm_regions() - server.shm_before)
+    assert not _shm_regions(server.shm_prefix)
     assert "successfully unloaded 'mnist' version 1" in server.log.read_text(errors="replace")
