@@ -49,6 +49,7 @@ __all__ = [
     "GRAPH_MAGIC",
     "GRAPH_VERSION",
     "MAX_GRAPH_PROGRAM_SIZE",
+    "MAX_GRAPH_STEPS",
     "encode_program",
     "decode_program",
     "is_graph_program",
@@ -58,6 +59,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # The largest graph program a runtime decompresses (docs/format.md §9): programs hold steps and
 # attributes, never weights, so real ones are kilobytes to a few megabytes.
 MAX_GRAPH_PROGRAM_SIZE = 64 << 20
+# The most steps (nodes and copies, over all programs) a runtime decodes and loads
+# (docs/runtime.md, "Limits"): real graphs have thousands of nodes (BERT-large about 3,000,
+# GPT-2 XL about 10,000), and loading costs time and memory in proportion to the steps.
+MAX_GRAPH_STEPS = 100_000
 UINT32_MAX = 2**32 - 1
 
 AttributeValue = Union[int, float, str, tuple[int, ...], tuple[float, ...]]
@@ -395,22 +400,45 @@ def _read_step(cur: Cursor) -> Step:
     raise DecodeError(f"unknown step kind {kind}", cur.pos, "body")
 
 
-def _read_program(cur: Cursor) -> Program:
-    index = cur.u32("index")
-    name = cur.string("name")
-    return Program(index, name, tuple(cur.items(_read_step, _MIN_STEP, "steps")))
+class _TooManySteps(Exception):
+    """The programs hold more steps than the limit (not a PopefError, so that ``read_all``
+    lets it through to :func:`decode_program`)."""
+
+    def __init__(self, steps: int):
+        super().__init__(steps)
+        self.steps = steps
 
 
-def _read_graph_program(cur: Cursor) -> GraphProgram:
-    cur.raw(PREAMBLE_SIZE, "preamble")  # checked by decode_program
-    return GraphProgram(tuple(cur.items(_read_program, _MIN_PROGRAM, "programs")))
+def _graph_reader(max_steps: int):
+    """A reader of the programs that refuses, before decoding them, more than ``max_steps``
+    steps in all."""
+    total = 0
+
+    def read_program(cur: Cursor) -> Program:
+        nonlocal total
+        index = cur.u32("index")
+        name = cur.string("name")
+        if cur.remaining >= 4:  # peek at the count; a count the bytes cannot hold is a
+            count = int.from_bytes(cur.data[cur.pos:cur.pos + 4], "little")  # format error
+            if count * _MIN_STEP <= cur.remaining - 4 and total + count > max_steps:
+                raise _TooManySteps(total + count)
+            total += count
+        return Program(index, name, tuple(cur.items(_read_step, _MIN_STEP, "steps")))
+
+    def read_graph_program(cur: Cursor) -> GraphProgram:
+        cur.raw(PREAMBLE_SIZE, "preamble")  # checked by decode_program
+        return GraphProgram(tuple(cur.items(read_program, _MIN_PROGRAM, "programs")))
+
+    return read_graph_program
 
 
-def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = None) -> GraphProgram:
+def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = None,
+                   max_steps: int = MAX_GRAPH_STEPS) -> GraphProgram:
     """The graph program in ``data``, the (decompressed) payload of executable ``name``.
 
     Raises :class:`ExecutionError` when the payload is not a graph program at all (for example
-    a real Poplar executable), :class:`UnsupportedVersionError` for a major version this
+    a real Poplar executable) or when its programs hold more than ``max_steps`` steps in all
+    (refused before they are decoded), :class:`UnsupportedVersionError` for a major version this
     library does not run, and :class:`FormatError` naming the field and offset when its bytes
     break the encoding. Nothing else escapes, whatever the bytes.
     """
@@ -436,5 +464,11 @@ def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = N
         raise UnsupportedVersionError(
             f"unsupported graph program version {major}.{minor}: this library runs "
             f"{GRAPH_VERSION[0]}.x", offset=8, field="preamble.major", source=source)
-    return read_all(_read_graph_program, data, Location(source, None, 0),  # type: ignore[arg-type]
-                    "graph program", allow_trailing=minor > GRAPH_VERSION[1])
+    try:
+        return read_all(_graph_reader(max_steps), data,  # type: ignore[arg-type]
+                        Location(source, None, 0), "graph program",
+                        allow_trailing=minor > GRAPH_VERSION[1])
+    except _TooManySteps as exc:
+        raise ExecutionError(
+            f"{what} has more steps than this runtime loads: its programs hold at least "
+            f"{exc.steps} steps (nodes and copies), the limit is {max_steps}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import stat
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -111,9 +112,10 @@ class _MappedFile(_Source):
 
     def __init__(self, path: str):
         self.name = path
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        self._fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | getattr(os, "O_BINARY", 0))
         try:
-            self.size = os.fstat(self._fd).st_size
+            self.size = _regular_file_size(self._fd, path)
             self._map = (mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None)
         except BaseException:
             os.close(self._fd)
@@ -161,6 +163,31 @@ class _MappedFile(_Source):
             os.close(self._fd)
             self._fd = -1
         # The map stays open while numpy views of it live; it is released with the last one.
+
+
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _regular_file_size(fd: int, path: str) -> int:
+    """The size of the regular file open as ``fd``; anything else (a device, a FIFO, a folder,
+    a pseudo-file of /proc that claims 0 bytes yet has content) is refused with PopefError."""
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        raise PopefError(f"cannot read '{path}': not a regular file (found "
+                         f"{_file_kind(status.st_mode)})")
+    if status.st_size == 0 and os.pread(fd, 1, 0):
+        raise PopefError(f"cannot read '{path}': not a regular file (it claims 0 bytes but has "
+                         "content: a pseudo-file such as those of /proc?)")
+    if _O_NONBLOCK:  # meaningless for a regular file; cleared so that nothing depends on it
+        os.set_blocking(fd, True)
+    return status.st_size
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), f"file mode {mode:#o}")
 
 
 class _StreamSource(_Source):
@@ -332,35 +359,102 @@ class ExecutableReader(_BlobReader):
         return self._encoding.uncompressed_size
 
     def payload(self, max_size: int = MAX_EXECUTABLE_SIZE) -> bytes:
-        """The executable's bytes, decompressed.
+        """The executable's bytes, decompressed, in memory.
 
         A compressed payload is inflated to at most its stated ``uncompressed_size``, and a
-        stated size over ``max_size`` is refused before anything is inflated.
+        stated size over ``max_size`` is refused before anything is inflated. To check or hash
+        a large executable without holding it, use :meth:`iter_payload` or
+        :meth:`check_payload`.
         """
         if self._encoding.codec is Codec.NONE:
             return self.blob.read_payload()
-        expected = self._encoding.uncompressed_size
-        where = dict(offset=self.blob.payload_offset, blob_index=self.blob.index,
-                     field="payload", source=self.blob.source)
-        if expected > MAX_ZLIB_RATIO * max(self.blob.payload_size, 1):
-            raise FormatError(f"bad compressed executable: {self.blob.payload_size} bytes cannot "
-                              f"expand to {expected}", **where)
-        if expected > max_size:
-            raise FormatError(f"compressed executable '{self.name}' claims {expected} bytes "
-                              f"once decompressed, over the limit of {max_size}",
-                              **dict(where, offset=self.blob.info_offset,
-                                     field="uncompressed_size"))
+        expected = self._claimed_size(max_size)
         raw = self.blob.read_payload()
         decoder = zlib.decompressobj()
         try:
             data = decoder.decompress(raw, expected + 1)
         except zlib.error as exc:
-            raise FormatError(f"bad compressed executable: {exc}", **where) from exc
+            raise self._inflate_error(str(exc)) from exc
         if len(data) != expected or not decoder.eof:
-            raise FormatError(f"bad compressed executable: expected {expected} bytes once "
-                              f"decompressed, got {len(data)}"
-                              + ("" if decoder.eof else " before the end of the stream"), **where)
+            raise self._size_error(expected, len(data), decoder.eof)
         return data
+
+    def iter_payload(self, chunk_size: int = CHUNK_SIZE,
+                     max_size: int = MAX_EXECUTABLE_SIZE) -> Iterator[bytes]:
+        """The executable's bytes, decompressed, in chunks of at most ``chunk_size``.
+
+        Memory stays bounded by a few chunks whatever the executable's size. The checks of
+        :meth:`payload` hold, but a stream that ends early or runs past its stated size is
+        only found when it gets there: a caller sees the chunks before the error.
+        """
+        if self._encoding.codec is Codec.NONE:
+            yield from self.iter_stored(chunk_size)
+            return
+        stored = self.iter_stored(chunk_size)
+        expected = self._claimed_size(max_size)
+        decoder = zlib.decompressobj()
+        produced = 0
+        for pending in stored:
+            while not decoder.eof:
+                try:
+                    out = decoder.decompress(pending, chunk_size)
+                except zlib.error as exc:
+                    raise self._inflate_error(str(exc)) from exc
+                pending = decoder.unconsumed_tail
+                produced += len(out)
+                if produced > expected:
+                    raise self._size_error(expected, produced, decoder.eof, more=True)
+                if out:
+                    yield out
+                # A full chunk may leave output inside zlib even when the input is used up.
+                if not pending and len(out) < chunk_size:
+                    break
+            if decoder.eof:
+                break
+        if produced != expected or not decoder.eof:
+            raise self._size_error(expected, produced, decoder.eof)
+
+    def iter_stored(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The payload as stored in the file (compressed when the executable is), in chunks
+        of ``chunk_size`` bytes (the last one shorter)."""
+        if chunk_size < 1:
+            raise PopefError(f"needs a chunk size of at least 1, got {chunk_size}")
+        end = self.blob.payload_offset + self.blob.payload_size
+        for start, length in _chunks(self.blob.payload_offset, end, chunk_size):
+            yield self.blob._src.read(start, length)
+
+    def check_payload(self, max_size: int = MAX_EXECUTABLE_SIZE) -> None:
+        """Check that a compressed executable inflates to its stated size (:class:`FormatError`
+        otherwise), in bounded memory, keeping none of it; nothing to do when uncompressed."""
+        if self._encoding.codec is Codec.NONE:
+            return
+        for _ in self.iter_payload(max_size=max_size):
+            pass
+
+    def _claimed_size(self, max_size: int) -> int:
+        """The stated uncompressed size, once checked against the ratio zlib allows and
+        against ``max_size``."""
+        expected = self._encoding.uncompressed_size
+        if expected > MAX_ZLIB_RATIO * max(self.blob.payload_size, 1):
+            raise self._inflate_error(f"{self.blob.payload_size} bytes cannot expand to "
+                                      f"{expected}")
+        if expected > max_size:
+            raise FormatError(f"compressed executable '{self.name}' claims {expected} bytes "
+                              f"once decompressed, over the limit of {max_size}",
+                              offset=self.blob.info_offset, blob_index=self.blob.index,
+                              field="uncompressed_size", source=self.blob.source)
+        return expected
+
+    def _inflate_error(self, detail: str) -> FormatError:
+        return FormatError(f"bad compressed executable: {detail}",
+                           offset=self.blob.payload_offset, blob_index=self.blob.index,
+                           field="payload", source=self.blob.source)
+
+    def _size_error(self, expected: int, got: int, eof: bool, more: bool = False) -> FormatError:
+        found = f"more than {expected}" if more else str(got)
+        ended = "" if eof or more else " before the end of the stream"
+        return self._inflate_error(f"expected {expected} bytes once decompressed, got "
+                                   f"{found}{ended}")
 
 
 class TensorReader(_BlobReader):

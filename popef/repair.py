@@ -10,6 +10,7 @@ a partial tail and is refused: truncating would lose blobs that may be whole.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 from .errors import FormatError, PartialTailError, PopefError
@@ -64,8 +65,13 @@ def apply_repair(plan: RepairPlan) -> None:
     if not plan.needed:
         return
     try:
-        with open(plan.path, "r+b") as file:
-            size = os.fstat(file.fileno()).st_size
+        # O_NONBLOCK: a FIFO put in the file's place since it was planned must not block.
+        fd = os.open(plan.path, os.O_RDWR | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "r+b", buffering=0) as file:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise PopefError(f"cannot repair '{plan.path}': not a regular file")
+            size = status.st_size
             if size != plan.size:
                 raise PopefError(f"cannot repair '{plan.path}': it changed while it was read "
                                  f"(expected {plan.size} bytes, found {size})")
@@ -76,7 +82,11 @@ def apply_repair(plan: RepairPlan) -> None:
 
 
 def _size(path: str) -> int:
+    """The size of ``path``, a regular file (a device, FIFO or folder is refused)."""
     try:
-        return os.stat(path).st_size
+        status = os.stat(path)
     except OSError as exc:
         raise PopefError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(status.st_mode):
+        raise PopefError(f"cannot repair '{path}': not a regular file")
+    return status.st_size

@@ -19,6 +19,7 @@ import enum
 import errno
 import os
 import secrets
+import stat
 import tempfile
 import weakref
 import zlib
@@ -233,7 +234,13 @@ class Writer:
         assert path is not None
         try:
             if mode == "a" and os.path.exists(path):
-                self._out = open(path, "r+b")
+                # O_NONBLOCK: a FIFO must not block the open; only a regular file is taken.
+                fd = os.open(path, os.O_RDWR | getattr(os, "O_NONBLOCK", 0))
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    raise WriterError(f"cannot append to '{path}': not a regular file")
+                os.set_blocking(fd, True)
+                self._out = open(fd, "r+b")
                 size = self._out.seek(0, os.SEEK_END)
                 if size % fmt.ALIGNMENT:
                     self._out.close()

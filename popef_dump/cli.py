@@ -224,7 +224,7 @@ def _dump_reader(reader, paths: list[str], chosen: list[str], stats: bool, verif
             parts["opaque"] = [jsonout.opaque(o) for o in reader.opaque_blobs()]
         if report is not None:
             parts["verify"] = jsonout.verification(report)
-        click.echo(jsonout.dumps(jsonout.document(sizes, **parts)), nl=False)
+        jsonout.dump(jsonout.document(sizes, **parts), lambda text: click.echo(text, nl=False))
     else:
         sections = []
         if summary:

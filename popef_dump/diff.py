@@ -4,13 +4,15 @@ Models are paired by executable name (when one model is left unpaired on each si
 paired: a recompiled PopART model gets a new hashed name). For each pair: metadata fields and
 anchors added, removed or changed. Executables (with the same rule), tensors and feeds are
 paired by name; content is compared by SHA-256, and only when size, type and shape agree
-(otherwise it differs anyway). Only ``--diff`` reads tensor data, and only of such pairs.
+(otherwise it differs anyway). Only ``--diff`` reads tensor data, and only of such pairs. The
+digests are computed chunk by chunk: a compressed executable is never held whole in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import popef
@@ -125,8 +127,12 @@ def _model_diff(old: ModelView, new: ModelView) -> ModelDiff:
     return result
 
 
-def _digest(data) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _digest(chunks: Iterable) -> str:
+    """SHA-256 of content given in chunks, so that none of it need be held whole."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _pair_single(removed: list, added: list, pairs: list) -> None:
@@ -136,7 +142,8 @@ def _pair_single(removed: list, added: list, pairs: list) -> None:
 
 
 def _blob_diff(old: list, new: list, fields: Callable[[object], dict], layout: tuple[str, ...],
-               content: Callable[[object], object], pair_single: bool = False) -> BlobDiff:
+               content: Callable[[object], Iterable], pair_single: bool = False,
+               stored: Callable[[object], Iterable] | None = None) -> BlobDiff:
     """Pair blobs by name; hash the content of a pair whose ``layout`` fields agree."""
     old_by, new_by = {}, {}
     for reader in old:
@@ -153,13 +160,22 @@ def _blob_diff(old: list, new: list, fields: Callable[[object], dict], layout: t
         changes = _changes(before, after)
         if old_name != new_name:
             changes.insert(0, Change("name", old_name, new_name))
-        if all(before[key] == after[key] for key in layout):
+        # Equal fields and equal stored bytes: equal content, without inflating or hashing.
+        if (all(before[key] == after[key] for key in layout)
+                and not (stored and before == after and _same_chunks(stored(a), stored(b)))):
             digest_a, digest_b = _digest(content(a)), _digest(content(b))
             if digest_a != digest_b:
                 changes.append(Change("sha256", digest_a, digest_b))
         if changes:
             result.changed_items.append((new_name, changes))
     return result
+
+
+def _same_chunks(a: Iterable[bytes], b: Iterable[bytes]) -> bool:
+    """Whether two streams of equally cut chunks hold the same bytes (stops at the first
+    difference)."""
+    missing = object()
+    return all(x == y for x, y in itertools.zip_longest(a, b, fillvalue=missing))
 
 
 TENSOR_LAYOUT = ("dtype", "shape")
@@ -174,9 +190,10 @@ def _tensor_fields(reader) -> dict[str, object]:
     return fields
 
 
-def _data(reader) -> memoryview:
+def _data(reader) -> Iterable:
+    """A tensor's or feed's bytes: one zero-copy view when the file is mapped."""
     view = reader.blob.payload_view()
-    return view if view is not None else reader.blob.read_payload()
+    return (view if view is not None else reader.blob.read_payload(),)
 
 
 def diff(old: popef.Reader, new: popef.Reader, old_name: str, new_name: str) -> DiffReport:
@@ -193,7 +210,8 @@ def diff(old: popef.Reader, new: popef.Reader, old_name: str, new_name: str) -> 
         models=models,
         executables=_blob_diff(old.executables(), new.executables(),
                                lambda e: {"compressed": e.compressed, "size": e.size},
-                               ("size",), lambda e: e.payload(), pair_single=True),
+                               ("size",), lambda e: e.iter_payload(), pair_single=True,
+                               stored=lambda e: e.iter_stored()),
         tensors=_blob_diff(old.tensors(), new.tensors(), _tensor_fields, TENSOR_LAYOUT, _data),
         feeds=_blob_diff(old.feeds(), new.feeds(), _tensor_fields, FEED_LAYOUT, _data),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -29,22 +30,76 @@ SCHEMA_VERSION = 1
 
 def dumps(document: dict) -> str:
     """The document as indented JSON, with lists of numbers and strings kept on one line."""
-    return _encode(document, 0) + "\n"
+    pieces: list[str] = []
+    dump(document, pieces.append)
+    return "".join(pieces)
 
 
-def _encode(value, level: int) -> str:
-    scalar = lambda v: json.dumps(v, ensure_ascii=True, allow_nan=False)
-    pad, inner = "  " * level, "  " * (level + 1)
+def dump(document: dict, write: Callable[[str], object]) -> None:
+    """Write the document as :func:`dumps` does, piece by piece: memory stays bounded by the
+    document, not by its text. An iterator in the document (e.g. :func:`blobs`) is written
+    as a list, one item at a time, without being kept."""
+    out: list[str] = []
+    _encode(document, "\n", out, write)
+    out.append("\n")
+    write("".join(out))
+
+
+_escape = json.encoder.encode_basestring_ascii  # what json.dumps(ensure_ascii=True) uses
+_INDENT = "  "
+_FLUSH_PIECES = 1 << 14  # pieces of text gathered before they are written
+
+
+def _scalar(value) -> str:
+    """One JSON scalar, as ``json.dumps(value, ensure_ascii=True, allow_nan=False)`` writes it
+    (the common types directly: a million blobs make ten million scalars)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    kind = type(value)
+    if kind is str:
+        return _escape(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, ensure_ascii=True, allow_nan=False)  # raises on NaN, as before
+
+
+def _encode(value, newline: str, out: list[str], write: Callable[[str], object]) -> None:
+    """Append ``value`` to ``out``; ``newline`` is a line break and the current indentation.
+    Between the items of a list, what ``out`` holds is written once it grows large."""
     if isinstance(value, dict):
         if not value:
-            return "{}"
-        items = [f"{inner}{scalar(str(k))}: {_encode(v, level + 1)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    if isinstance(value, list):
-        if all(not isinstance(v, (dict, list)) for v in value):
-            return "[" + ", ".join(scalar(v) for v in value) + "]"
-        return "[\n" + ",\n".join(inner + _encode(v, level + 1) for v in value) + "\n" + pad + "]"
-    return scalar(value)
+            out.append("{}")
+            return
+        inner = newline + _INDENT
+        separator = "{" + inner
+        for key, item in value.items():
+            out.append(separator)
+            out.append(_escape(str(key)))
+            out.append(": ")
+            _encode(item, inner, out, write)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+        out.append("[" + ", ".join([_scalar(v) for v in value]) + "]")
+    elif isinstance(value, (list, Iterator)):
+        inner = newline + _INDENT
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            _encode(item, inner, out, write)
+            separator = "," + inner
+            if len(out) > _FLUSH_PIECES:
+                write("".join(out))
+                out.clear()
+        out.append("[]" if separator[0] == "[" else newline + "]")
+    else:
+        out.append(_scalar(value))
 
 
 def document(files: list[tuple[str, int]] | None = None, **parts) -> dict:
@@ -130,18 +185,18 @@ def _where(reader) -> dict:
             "blob_index": blob.index}
 
 
-def blobs(reader: popef.Reader, checksums: dict[popef.Blob, bool] | None = None) -> list[dict]:
-    out = []
+def blobs(reader: popef.Reader,
+          checksums: dict[popef.Blob, bool] | None = None) -> Iterator[dict]:
+    """One object per blob, made as it is written (see :func:`dump`)."""
     for blob in reader.blobs():
-        out.append({
+        yield {
             "source": blob.source, "index": blob.index, "offset": blob.offset,
             "size": blob.size, "type": blob.type_name, "type_code": int(blob.type),
             "version": blob.version, "name": blob_name(reader, blob),
             "info_offset": blob.info_offset, "info_size": blob.info_size,
             "payload_offset": blob.payload_offset, "payload_size": blob.payload_size,
             "checksum": blob.checksum, "checksum_state": checksum_state(blob, checksums),
-        })
-    return out
+        }
 
 
 def stats(value: Stats | None) -> dict | None:
@@ -186,6 +241,8 @@ def verification(report: Verification) -> dict:
         "num_models": report.num_models,
         "problems": [{"kind": p.kind, "message": p.message, "source": p.source,
                       "blob_index": p.blob_index, "offset": p.offset} for p in report.problems],
+        "num_problems": report.num_problems,
+        "problems_omitted": dict(report.omitted),
     }
 
 

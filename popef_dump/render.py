@@ -31,6 +31,7 @@ from .doc import (
     join,
     quote,
 )
+from .verify import MAX_PROBLEMS_PER_KIND
 from .views import ModelView, Stats, blob_counts, blob_name, checksum_state
 
 if TYPE_CHECKING:
@@ -312,9 +313,13 @@ def verification(report: Verification) -> Doc:
     if report.ok:
         doc.line(2, "Result: ", ("OK", GOOD))
         return doc
-    doc.line(2, "Result: ", (count(len(report.problems), "problem"), BAD))
+    doc.line(2, "Result: ", (count(report.num_problems, "problem"), BAD))
     for problem in report.problems:
         doc.line(4, (f"{problem.kind}:", BAD), " ", clean(problem.message))
+    for kind, omitted in report.omitted.items():
+        more = (f"... and {omitted} more {kind} problems like these (the first "
+                f"{MAX_PROBLEMS_PER_KIND} of each kind are listed)")
+        doc.line(4, (f"{kind}:", BAD), " ", (more, DIM))
     return doc
 
 

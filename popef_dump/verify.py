@@ -1,14 +1,20 @@
 """``--verify``: every checksum, every blob decoded, every linking rule; each problem listed.
 
-Unlike :meth:`popef.Reader.verify`, which stops at the first problem, this collects them all.
+Unlike :meth:`popef.Reader.verify`, which stops at the first problem, this finds them all. It
+keeps the first ``MAX_PROBLEMS_PER_KIND`` of each kind and counts the others, so that a file of
+a million broken blobs gives a short report in bounded memory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import popef
 from popef.model import check_links
+
+# Problems of one kind listed before the rest are only counted.
+MAX_PROBLEMS_PER_KIND = 100
 
 
 @dataclass(frozen=True)
@@ -30,11 +36,17 @@ class Verification:
     decoded: int  # blobs whose info (and compressed executable) decodes
     links_checked: bool  # False when a blob does not decode: the rules need every info
     num_models: int
-    problems: tuple[Problem, ...]
+    problems: tuple[Problem, ...]  # at most MAX_PROBLEMS_PER_KIND of each kind
+    omitted: dict[str, int] = field(default_factory=dict)  # kind -> problems found, not kept
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def num_problems(self) -> int:
+        """Every problem found, those kept and those only counted."""
+        return len(self.problems) + sum(self.omitted.values())
 
     @property
     def checksums_ok(self) -> int:
@@ -42,12 +54,12 @@ class Verification:
 
     @property
     def link_problems(self) -> int:
-        return sum(p.kind == "link" for p in self.problems)
+        return sum(p.kind == "link" for p in self.problems) + self.omitted.get("link", 0)
 
 
 def verify(reader: popef.Reader) -> Verification:
     """Check a reader's blobs; reads every byte of every blob."""
-    problems: list[Problem] = []
+    problems = _Problems()
     checksums: dict[popef.Blob, bool] = {}
     decoded = 0
     for blob in reader.blobs():
@@ -56,17 +68,35 @@ def verify(reader: popef.Reader) -> Verification:
             checksums[blob] = True
         except popef.ChecksumError as exc:
             checksums[blob] = False
-            problems.append(Problem.of("checksum", exc))
+            problems.add(Problem.of("checksum", exc))
         try:
             typed = reader.decoded(blob)
             if isinstance(typed, popef.ExecutableReader) and typed.compressed:
-                typed.payload()  # the compressed stream must decode to the stated size
+                typed.check_payload()  # inflates to the stated size, in bounded memory
             decoded += 1
         except popef.FormatError as exc:
-            problems.append(Problem.of("format", exc))
+            problems.add(Problem.of("format", exc))
     links_checked = decoded == len(checksums)
     num_models = 0
     if links_checked:
-        problems.extend(Problem("link", message) for message in check_links(reader))
+        for message in check_links(reader):
+            problems.add(Problem("link", message))
         num_models = len(reader.metadata())
-    return Verification(checksums, decoded, links_checked, num_models, tuple(problems))
+    return Verification(checksums, decoded, links_checked, num_models, tuple(problems.kept),
+                        {kind: count for kind, count in problems.omitted.items() if count})
+
+
+class _Problems:
+    """The problems found: the first of each kind kept, the others counted."""
+
+    def __init__(self) -> None:
+        self.kept: list[Problem] = []
+        self.per_kind: Counter[str] = Counter()
+        self.omitted: Counter[str] = Counter()
+
+    def add(self, problem: Problem) -> None:
+        self.per_kind[problem.kind] += 1
+        if self.per_kind[problem.kind] <= MAX_PROBLEMS_PER_KIND:
+            self.kept.append(problem)
+        else:
+            self.omitted[problem.kind] += 1

@@ -8,11 +8,13 @@
 
 from .builder import GraphBuilder
 from .executors import Executor, get_executor, list_executors, register_executor
+from .interpreter import RuntimeLimits
 from .runner import ModelRunner, OutputFutures, TensorDesc
 
 __all__ = [
     "GraphBuilder",
     "ModelRunner",
+    "RuntimeLimits",
     "TensorDesc",
     "OutputFutures",
     "Executor",

@@ -29,6 +29,7 @@ from ..errors import ExecutionError, PopefError
 from ..model import Model, corrupt_as, is_user_anchor
 from ..program import (
     MAX_GRAPH_PROGRAM_SIZE,
+    MAX_GRAPH_STEPS,
     DeviceToHost,
     GraphProgram,
     HostToDevice,
@@ -47,10 +48,44 @@ __all__ = [
     "load_model",
     "run_program",
     "MAIN_STEP_LIMIT",
+    "MAX_GRAPH_STEPS",
+    "MAX_TENSOR_BYTES",
+    "MAX_REQUEST_BYTES",
+    "RuntimeLimits",
 ]
 
 # Refuse requests of more steps than this in one call: the sanity bound of a request.
 MAIN_STEP_LIMIT = 1 << 31
+
+GiB = 1 << 30
+# The largest tensor a model may declare (anchors) or compute (every node output), per
+# replica, checked by shape inference at load (docs/runtime.md, "Limits").
+MAX_TENSOR_BYTES = 16 * GiB
+# The most memory one request may need, by the estimate made at load: steps × replicas × the
+# peak of one replica's live step tensors (docs/runtime.md, "Limits").
+MAX_REQUEST_BYTES = 16 * GiB
+
+
+@dataclass(frozen=True)
+class RuntimeLimits:
+    """What a model may cost: refused at load (steps, tensor sizes) or per request (memory).
+
+    ``max_graph_steps`` bounds the steps (nodes and copies) of a graph program, checked before
+    decoding them; ``max_tensor_bytes`` bounds every tensor shape inference finds;
+    ``max_request_bytes`` bounds the estimated memory of one request (see
+    :attr:`LoadedModel.request_step_bytes`).
+    """
+
+    max_graph_steps: int = MAX_GRAPH_STEPS
+    max_tensor_bytes: int = MAX_TENSOR_BYTES
+    max_request_bytes: int = MAX_REQUEST_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("max_graph_steps", "max_tensor_bytes", "max_request_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ExecutionError(f"runtime limit '{name}' must be a positive int, "
+                                     f"got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -152,6 +187,9 @@ class LoadedModel:
     save_outputs: tuple[StreamSpec, ...] = ()
     # anchor name -> the stored data, read into memory at load (see _Loader.stored_array)
     stored_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    limits: RuntimeLimits = RuntimeLimits()
+    # the estimated memory of one step of a request: every replica's peak of step tensors
+    request_step_bytes: int = 0
 
     # ---- what the metadata says
     @property
@@ -243,6 +281,13 @@ class LoadedModel:
             arrays[name] = array
         if steps is None:
             return arrays, 1
+        if steps * self.request_step_bytes > self.limits.max_request_bytes:
+            raise ExecutionError(
+                f"a request of {steps} steps to model '{self.name}' needs about "
+                f"{steps * self.request_step_bytes} bytes ({self.request_step_bytes} per step), "
+                f"more than the limit of {self.limits.max_request_bytes} (max_request_bytes): "
+                f"send at most {self.limits.max_request_bytes // self.request_step_bytes} steps "
+                "per request")
         if steps > 1:
             scalar = next((s for s in self.outputs if not s.shape), None)
             if scalar is not None:
@@ -299,15 +344,19 @@ class LoadedModel:
         The peak is the largest sum of live step-local tensors over the steps of the main and
         save programs (a tensor lives from the step defining it to its last use).
         """
-        persistent = sum(self.specs[t].nbytes for t in self.persistent)
-        peak = 0
-        for program in (*self.main, *self.save):
-            peak = max(peak, _peak_live_bytes(program, self.specs, self.persistent))
-        return persistent, peak
+        need = self.__dict__.get("_memory_need")
+        if need is None:
+            persistent = sum(self.specs[t].nbytes for t in self.persistent)
+            peak = 0
+            for program in (*self.main, *self.save):
+                peak = max(peak, _peak_live_bytes(program, self.specs, self.persistent))
+            need = self.__dict__["_memory_need"] = (persistent, peak)
+        return need
 
 
 def _peak_live_bytes(program: CompiledProgram, specs: Mapping[str, TensorSpec],
                      persistent: frozenset[str]) -> int:
+    """One pass over the steps with a running total (linear in the steps and tensors)."""
     last_use: dict[str, int] = {}
     for i, step in enumerate(program.steps):
         used = (step.inputs if isinstance(step, CompiledNode)
@@ -315,31 +364,38 @@ def _peak_live_bytes(program: CompiledProgram, specs: Mapping[str, TensorSpec],
         for name in used:
             if name and name not in persistent:
                 last_use[name] = i
-    live: dict[str, int] = {}
-    peak = 0
+    dying: dict[int, list[str]] = {}  # step -> the tensors that die after it
+    live = peak = 0
     for i, step in enumerate(program.steps):
         defined = (step.outputs if isinstance(step, CompiledNode)
                    else (step.tensor,) if isinstance(step, HostToDevice) else ())
         for name in defined:
             if name and name not in persistent:
-                live[name] = specs[name].nbytes
-        peak = max(peak, sum(live.values()))
-        for name in [n for n in live if last_use.get(n, -1) <= i]:
-            del live[name]
+                live += specs[name].nbytes
+                dying.setdefault(max(i, last_use.get(name, i)), []).append(name)
+        peak = max(peak, live)
+        for name in dying.pop(i, ()):
+            live -= specs[name].nbytes
     return peak
 
 
 # -- loading ---------------------------------------------------------------------------------
 
-def load_model(model: Model, *, verify: bool = True) -> LoadedModel:
+def load_model(model: Model, *, verify: bool = True,
+               limits: RuntimeLimits | None = None) -> LoadedModel:
     """Decode, bind and check the graph program of ``model`` (see the module docstring).
 
     The tensor data the programs load is read into memory, so the loaded model no longer
     depends on its files. With ``verify`` (the default) every blob of the model is checked
     against its checksum first: a corrupt model raises :class:`popef.ChecksumError`.
+    ``limits`` (default :class:`RuntimeLimits`) bounds the steps of the graph program, every
+    tensor and the memory of one step; a model over them raises :class:`ExecutionError`.
     """
     if not isinstance(model, Model):
         raise ExecutionError(f"load_model() needs a popef.Model, got {type(model).__name__}")
+    limits = RuntimeLimits() if limits is None else limits
+    if not isinstance(limits, RuntimeLimits):
+        raise ExecutionError(f"limits must be a RuntimeLimits, got {type(limits).__name__}")
     blobs = model.blobs()
     if verify:
         for label, blob in blobs:
@@ -347,8 +403,8 @@ def load_model(model: Model, *, verify: bool = True) -> LoadedModel:
                 corrupt_as(label, blob.verify)
     graph = decode_program(
         corrupt_as(blobs[0][0], lambda: model.executable.payload(MAX_GRAPH_PROGRAM_SIZE)),
-        name=model.name)
-    loaded = _Loader(model, graph, verify).run()
+        name=model.name, max_steps=limits.max_graph_steps)
+    loaded = _Loader(model, graph, verify, limits).run()
     if verify:
         for tensor in model.tensors:  # data no program loads: checked all the same
             if tensor.name not in loaded.stored_arrays:
@@ -357,9 +413,11 @@ def load_model(model: Model, *, verify: bool = True) -> LoadedModel:
 
 
 class _Loader:
-    def __init__(self, model: Model, graph: GraphProgram, verify: bool = True):
+    def __init__(self, model: Model, graph: GraphProgram, verify: bool = True,
+                 limits: RuntimeLimits = RuntimeLimits()):
         self.model = model
         self.verify = verify
+        self.limits = limits
         self.stored_arrays: dict[str, np.ndarray] = {}
         self.md = model.metadata
         self.graph = graph
@@ -403,11 +461,18 @@ class _Loader:
                 user_outputs.append(self.stream(anchor))
         save_outputs = tuple(self.streams[s.handle] for p in save for s in p.steps
                              if isinstance(s, DeviceToHost))
-        return LoadedModel(
+        loaded = LoadedModel(
             model=self.model, graph=self.graph, load=load, main=main, save=save,
             inputs=tuple(user_inputs), outputs=tuple(user_outputs), streams=self.streams,
             specs=self.specs, persistent=frozenset(self.persistent), save_outputs=save_outputs,
-            stored_arrays=self.stored_arrays)
+            stored_arrays=self.stored_arrays, limits=self.limits)
+        loaded.request_step_bytes = self.rf * loaded.memory_need()[1]
+        if loaded.request_step_bytes > self.limits.max_request_bytes:
+            raise ExecutionError(
+                f"model '{self.model.name}' needs about {loaded.request_step_bytes} bytes of "
+                f"step tensors for one step ({self.rf} replicas), more than the limit of "
+                f"{self.limits.max_request_bytes} per request (max_request_bytes)")
+        return loaded
 
     def stored_array(self, name: str) -> np.ndarray:
         """The stored data of an anchor, read once into memory (checked when verifying)."""
@@ -435,8 +500,13 @@ class _Loader:
         if info.dtype in (DataType.F8, DataType.F8143, DataType.F8152):
             raise ExecutionError(f"model '{self.model.name}': anchor '{anchor.name}' is "
                                  f"{info.dtype.name}, which this runtime cannot compute with")
-        stream = StreamSpec(anchor, TensorSpec(shape, info.numpy_dtype), per_replica,
-                            anchor.name in self.stored)
+        spec = TensorSpec(shape, info.numpy_dtype)
+        if spec.nbytes > self.limits.max_tensor_bytes:
+            raise ExecutionError(
+                f"model '{self.model.name}': anchor {_quote(anchor.name)} is {spec} per replica"
+                f", {spec.nbytes} bytes, more than the limit of {self.limits.max_tensor_bytes} "
+                "bytes per tensor (max_tensor_bytes)")
+        stream = StreamSpec(anchor, spec, per_replica, anchor.name in self.stored)
         self.streams[anchor.handle] = stream
         return stream
 
@@ -539,6 +609,11 @@ class _Loader:
         if tensor in self.specs:
             raise self.fail(where, f"tensor {_quote(tensor)} is already defined by "
                                    f"{self.defined_by[tensor]}")
+        if spec.nbytes > self.limits.max_tensor_bytes:
+            raise self.fail(where, f"tensor {_quote(tensor)} would be {spec}, {spec.nbytes} "
+                                   f"bytes, more than the limit of "
+                                   f"{self.limits.max_tensor_bytes} bytes per tensor "
+                                   "(max_tensor_bytes)")
         self.specs[tensor] = spec
         self.defined_by[tensor] = where
 

@@ -24,7 +24,7 @@ from ..model import Model
 from ..reader import Reader
 from ..types import DataType
 from .executors import Executor, get_executor
-from .interpreter import LoadedModel, StreamSpec, load_model
+from .interpreter import LoadedModel, RuntimeLimits, StreamSpec, load_model
 
 __all__ = ["ModelRunner", "TensorDesc", "OutputFutures"]
 
@@ -118,11 +118,16 @@ class ModelRunner:
     model is checked against its checksum first, and a corrupt one raises
     :class:`popef.ChecksumError`; ``verify=False`` skips that (it costs one pass over the
     files, see docs/runtime.md).
+
+    ``limits`` (a :class:`RuntimeLimits`) bounds what the model may cost: the steps of its
+    graph program and the size of every tensor, checked at load, and the estimated memory of
+    one request, checked before it runs; the defaults are in docs/runtime.md ("Limits").
     """
 
     def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike] | Model | Reader,
                  executor: str | Executor = "cpu", *, executable: str | None = None,
-                 verify: bool = True, **options: Any) -> None:
+                 verify: bool = True, limits: RuntimeLimits | None = None,
+                 **options: Any) -> None:
         self._reader: Reader | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -137,7 +142,7 @@ class ModelRunner:
                 self.executor = executor
             else:
                 self.executor = get_executor(executor, **options)
-            self.loaded: LoadedModel = load_model(self.model, verify=verify)
+            self.loaded: LoadedModel = load_model(self.model, verify=verify, limits=limits)
             self._guarded(self.executor.load, self.loaded)
             self._inputs = [TensorDesc.of(s) for s in self.loaded.inputs]
             self._outputs = [TensorDesc.of(s) for s in self.loaded.outputs]

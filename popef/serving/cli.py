@@ -103,6 +103,10 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
               help="Read <model>/configs/<NAME>.pbtxt when it exists.")
 @click.option("--http-max-input-size", default=64 * 1024 * 1024, type=click.IntRange(1, None),
               help="Largest HTTP request body, in bytes.")
+@click.option("--http-max-inflight-bytes", default=0, type=click.IntRange(0, None),
+              help="Bytes of HTTP request bodies held at once by all requests together, at "
+                   "least --http-max-input-size; a request over it waits, then gets 503 "
+                   "(0: 4 x --http-max-input-size).")
 @click.option("--grpc-max-input-size", default=64 * 1024 * 1024, type=click.IntRange(1, None),
               help="Largest gRPC request message, in bytes.")
 @click.option("--max-queue-size", default=1024, type=click.IntRange(1, None),
@@ -150,7 +154,8 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
                   exit_timeout_secs, disable_auto_complete_config, strict_model_config,
                   model_config_name, http_max_input_size, grpc_max_input_size, max_queue_size,
                   executor, http_header_timeout_secs, http_body_timeout_secs,
-                  http_keepalive_timeout_secs, http_max_connections, **grpc_flags):
+                  http_keepalive_timeout_secs, http_max_connections, http_max_inflight_bytes,
+                  **grpc_flags):
     """Serve the models of a Triton model repository over HTTP and gRPC (KServe v2).
 
     Works with stock tritonclient clients. Stop with Ctrl-C or SIGTERM: requests in flight
@@ -190,6 +195,9 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
         log.info("the poplar backend is built in; --backend-directory '%s' is not used",
                  backend_directory)
     auto_complete = not disable_auto_complete_config and not strict_model_config
+    if http_max_inflight_bytes and http_max_inflight_bytes < http_max_input_size:
+        _fail(f"--http-max-inflight-bytes ({http_max_inflight_bytes}) must be at least "
+              f"--http-max-input-size ({http_max_input_size})")
     http_max_connections = _fit_open_file_limit(log, http_max_connections)
     options = ServerOptions(
         model_repositories=[Path(r) for r in repositories], host=host,
@@ -207,6 +215,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
                                      keepalive_timeout=http_keepalive_timeout_secs,
                                      max_connections=http_max_connections or None),
         http_body_timeout=http_body_timeout_secs or None,
+        http_max_inflight_bytes=http_max_inflight_bytes or None,
         grpc_limits=GrpcLimits(**{name[len("grpc_"):]: value
                                   for name, value in grpc_flags.items()}))
 
@@ -222,13 +231,14 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
         stop.set()
 
     server = Server(options)
-    try:
-        server.start()
-    except ServingError as exc:
-        log.error("error: creating server: %s", exc.message)
-        _fail(exc.message)
+    # installed before start: a signal that arrives while models load still stops cleanly
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            server.start()
+        except ServingError as exc:
+            log.error("error: creating server: %s", exc.message)
+            _fail(exc.message)
         while not stop.wait(0.5):
             pass
         server.stop()

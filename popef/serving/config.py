@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..escaping import shorten
 from ..types import DataType
 from . import datatypes
 from .datatypes import TritonType
@@ -32,8 +33,11 @@ __all__ = [
     "CONFIG_FILENAME",
     "DEFAULT_EXECUTOR",
     "DEFAULT_MODEL_FILENAME",
+    "MAX_CONFIG_BYTES",
+    "MAX_DELAY_NS",
     "MAX_INSTANCES",
     "MAX_LABEL_FILE_BYTES",
+    "MAX_NAME_MAP_BYTES",
     "NAME_MAP_FILENAME",
     "SUPPORTED_BACKENDS",
     "ConfigError",
@@ -54,7 +58,9 @@ __all__ = [
     "json_states_max_batch_size",
     "parse_config",
     "read_config",
+    "read_model_file",
     "read_name_map",
+    "regular_file",
     "signature_of",
     "states_max_batch_size",
 ]
@@ -66,11 +72,18 @@ NAME_MAP_FILENAME = "name_map.json"
 CONFIG_FILENAME = "config.pbtxt"
 #: backend (or platform) names served; "poplar" is Graphcore's Triton backend
 SUPPORTED_BACKENDS = ("poplar", "popef")
+#: the largest config.pbtxt (or configs/NAME.pbtxt) read
+MAX_CONFIG_BYTES = 1 << 20
+#: the largest name_map.json read
 MAX_NAME_MAP_BYTES = 1 << 20
 #: the largest label_filename read
 MAX_LABEL_FILE_BYTES = 1 << 20
 #: the most model instances (runner threads) that the instance groups of one model may ask for
 MAX_INSTANCES = 64
+#: the longest wait a config may ask for, in nanoseconds (one day): a batching delay
+#: (``max_queue_delay_microseconds``, ``timeout_ns``) or an execution's test delay
+#: (``execute_delay_ms`` × ``instance_wise_delay_multiplier``); longer is refused at load
+MAX_DELAY_NS = 86_400 * 10**9
 
 
 class ConfigError(ServingError):
@@ -95,30 +108,77 @@ def inside(model_dir: Path, relative: str, what: str) -> Path:
     try:
         root = model_dir.resolve()
         path = (model_dir / relative).resolve()
-    except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise ConfigError(f"cannot resolve {what}: {exc}") from None
+    except RuntimeError:
+        raise ConfigError(f"cannot resolve {what}: a symlink loop") from None
+    except OSError as exc:  # (its text would repeat the whole path)
+        raise ConfigError(f"cannot resolve {what}: {exc.strerror}") from None
     if path == root or not path.is_relative_to(root):
         raise ConfigError(f"{what} is outside the model folder '{model_dir.name}' (symlinks "
                           "followed): only files inside it are read")
     return path
 
 
-def _read_small_text(path: Path, what: str, limit: int) -> str:
-    """A regular file's text, refused over ``limit`` bytes (a FIFO or device is never opened
-    for reading)."""
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file (None when it is)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a file")
+
+
+def regular_file(path: Path, what: str) -> os.stat_result | None:
+    """``path``'s status (symlinks followed), or ``None`` when there is no such file.
+
+    :class:`ConfigError` when it is there but not a regular file: a FIFO, a device, a folder,
+    or a symlink to a missing file. ``what`` names the file in messages.
+    """
     try:
         info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{what} is not a regular file")
-        if info.st_size > limit:
-            raise ConfigError(f"{what} is {info.st_size} bytes, over the limit of {limit}")
-        with path.open("rb") as f:
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ConfigError(f"{what} is a symlink to a missing file") from None
+        return None
+    except OSError as exc:  # (its text would repeat the whole path)
+        raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
+    found = _not_regular(info.st_mode)
+    if found is not None:
+        raise ConfigError(f"{what} is not a regular file: found {found}")
+    return info
+
+
+def read_model_file(path: Path, what: str, limit: int) -> str | None:
+    """The UTF-8 text of a file of a model folder, or ``None`` when there is no such file.
+
+    The file must be a regular file (:func:`regular_file`) of at most ``limit`` bytes. Nothing
+    else is ever opened: the file is checked before opening, opened without blocking (a FIFO
+    swapped in meanwhile cannot hold the server) and checked again once open.
+    """
+    info = regular_file(path, what)
+    if info is None:
+        return None
+    if info.st_size > limit:
+        raise ConfigError(f"{what} is {info.st_size} bytes, over the limit of {limit}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            found = _not_regular(os.fstat(f.fileno()).st_mode)
+            if found is not None:  # replaced since the check
+                raise ConfigError(f"{what} is not a regular file: found {found}")
             data = f.read(limit + 1)
-        if len(data) > limit:
-            raise ConfigError(f"{what} is over the limit of {limit} bytes")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{what} is over the limit of {limit} bytes")
+    try:
         return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} is not UTF-8 text: {exc.reason} at offset "
+                          f"{exc.start:#x}") from None
 
 
 def _model_config_pb2():
@@ -138,7 +198,7 @@ def parse_config(text: str, source: str = CONFIG_FILENAME):
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {shorten(str(exc), 1000)}") from None
     return config
 
 
@@ -158,24 +218,24 @@ def read_config(model_dir: Path, config_name: str | None = None):
     """``(ModelConfig or None, states max_batch_size)`` for a model directory.
 
     ``config_name`` selects ``configs/<name>.pbtxt`` when that file exists (tritonserver's
-    ``--model-config-name``); otherwise ``config.pbtxt`` is read. No file gives ``None``.
+    ``--model-config-name``); otherwise ``config.pbtxt`` is read. No file gives ``None``; a
+    file that is there must be a regular file of at most :data:`MAX_CONFIG_BYTES`
+    (:func:`read_model_file`), else :class:`ConfigError`.
     """
-    candidates = []
     if config_name:
+        shown = shorten(config_name)
         if "/" in config_name or "\\" in config_name:
-            raise ConfigError(f"model config name '{config_name}' must be a file name in "
-                              "configs/, without '/'")
-        candidates.append(inside(model_dir, f"configs/{config_name}.pbtxt",
-                                 f"model config name '{config_name}'"))
-    candidates.append(model_dir / CONFIG_FILENAME)
-    for path in candidates:
-        if path.is_file():
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"cannot read {path.name}: {exc}") from None
-            return parse_config(text, path.name), states_max_batch_size(text)
-    return None, False
+            raise ConfigError(f"model config name '{shown}' must be a file name in configs/, "
+                              "without '/'")
+        source = f"configs/{shown}.pbtxt"
+        path = inside(model_dir, f"configs/{config_name}.pbtxt", f"model config name '{shown}'")
+        text = read_model_file(path, source, MAX_CONFIG_BYTES)
+        if text is not None:
+            return parse_config(text, source), states_max_batch_size(text)
+    text = read_model_file(model_dir / CONFIG_FILENAME, CONFIG_FILENAME, MAX_CONFIG_BYTES)
+    if text is None:
+        return None, False
+    return parse_config(text, CONFIG_FILENAME), states_max_batch_size(text)
 
 
 def config_from_json(text: str | bytes):
@@ -324,15 +384,15 @@ def _ints(value: dict, descriptor) -> dict:
 # -- name maps and signatures --------------------------------------------------------------------
 
 def read_name_map(path: Path) -> dict[str, str]:
-    """``name_map.json``: a JSON object of PopEF anchor name → served tensor name."""
+    """``name_map.json``: a JSON object of PopEF anchor name → served tensor name, in a
+    regular file of at most :data:`MAX_NAME_MAP_BYTES` (:func:`read_model_file`)."""
+    text = read_model_file(path, path.name, MAX_NAME_MAP_BYTES)
+    if text is None:
+        raise ConfigError(f"{path.name} does not exist")
     try:
-        size = path.stat().st_size
-        if size > MAX_NAME_MAP_BYTES:
-            raise ConfigError(f"{path.name} is {size} bytes, over the limit of "
-                              f"{MAX_NAME_MAP_BYTES}")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path.name}: {exc}") from None
+        data = json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path.name} is not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise ConfigError(f"{path.name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -340,8 +400,8 @@ def read_name_map(path: Path) -> dict[str, str]:
                           f"got a {type(data).__name__}")
     for key, value in data.items():
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path.name}: the name for anchor '{key}' must be a non-empty "
-                              f"string, got {json.dumps(value)}")
+            raise ConfigError(f"{path.name}: the name for anchor '{shorten(key)}' must be a "
+                              f"non-empty string, got {shorten(json.dumps(value))}")
     return dict(data)
 
 
@@ -414,7 +474,7 @@ def signature_of(runner, name_map: dict[str, str] | None = None) -> Signature:
     name_map = dict(name_map or {})
     unknown = [k for k in name_map if k not in keys]
     if unknown:
-        raise ConfigError(f"{NAME_MAP_FILENAME} renames '{unknown[0]}', which is not an input or "
+        raise ConfigError(f"{NAME_MAP_FILENAME} renames '{shorten(unknown[0])}', which is not an input or "
                           f"output of the model (its anchors: {_quoted(keys)})")
     tensors = []
     for key, desc in zip(keys, (*descs_in, *descs_out)):
@@ -502,8 +562,27 @@ class ModelParameters:
         delay = _int_parameter("execute_delay_ms", values.pop("execute_delay_ms", "0"))
         multiplier = _int_parameter("instance_wise_delay_multiplier",
                                     values.pop("instance_wise_delay_multiplier", "0"))
-        return cls(executor, options, sync in _TRUE, timeout_ns, max_queue, delay, multiplier,
-                   tuple(sorted(values)))
+        parameters = cls(executor, options, sync in _TRUE, timeout_ns, max_queue, delay,
+                         multiplier, tuple(sorted(values)))
+        parameters._check_delays(sum(max(1, g.count) for g in config.instance_group) or 1)
+        return parameters
+
+    def _check_delays(self, instances: int) -> None:
+        """Refuse a wait over MAX_DELAY_NS (a longer one cannot even be waited for: Python's
+        ``threading.TIMEOUT_MAX``), naming the parameters that ask for it."""
+        if self.timeout_ns is not None and self.timeout_ns > MAX_DELAY_NS:
+            raise ConfigError(f"parameter timeout_ns must be at most {MAX_DELAY_NS} (one day), "
+                              f"got {self.timeout_ns}")
+        longest_ms = self.execute_delay_ms * max(
+            self.instance_wise_delay_multiplier * (instances - 1), 1)
+        if longest_ms * 10**6 > MAX_DELAY_NS:
+            how = (f"parameter execute_delay_ms {self.execute_delay_ms}" if longest_ms ==
+                   self.execute_delay_ms else
+                   f"parameters execute_delay_ms {self.execute_delay_ms} × "
+                   f"instance_wise_delay_multiplier {self.instance_wise_delay_multiplier} × "
+                   f"instance {instances - 1}")
+            raise ConfigError(f"{how} asks for a delay of {longest_ms} ms per execution: "
+                              f"expected at most {MAX_DELAY_NS // 10**6} ms (one day)")
 
 
 def _int_parameter(name: str, text: str) -> int:
@@ -545,7 +624,7 @@ def complete_config(config, name: str, signature: Signature, *, states_max_batch
     if not config.name:
         config.name = name
     elif config.name != name:
-        raise ConfigError(f"{CONFIG_FILENAME} names the model '{config.name}' but its "
+        raise ConfigError(f"{CONFIG_FILENAME} names the model '{shorten(config.name)}' but its "
                           f"directory is '{name}'")
     if not config.backend and not config.platform:
         config.backend = SUPPORTED_BACKENDS[0]
@@ -637,8 +716,8 @@ def _set_dims(entry, dims: Sequence[int]) -> None:
 def _check_backend(config) -> None:
     for label, value in (("backend", config.backend), ("platform", config.platform)):
         if value and value not in SUPPORTED_BACKENDS:
-            raise ConfigError(f"{label} '{value}' is not served here: this server runs PopEF "
-                              f"models, set backend: \"poplar\"")
+            raise ConfigError(f"{label} '{shorten(value)}' is not served here: this server "
+                              "runs PopEF models, set backend: \"poplar\"")
 
 
 # -- checking a config against the model --------------------------------------------------------
@@ -713,14 +792,18 @@ def build_plan(config, signature: Signature, model_dir: Path | None = None) -> S
                                   f"{mbs}]")
         if config.dynamic_batching.priority_levels > 1:
             raise ConfigError("dynamic_batching priority levels are not supported")
+        queue_delay_us = config.dynamic_batching.max_queue_delay_microseconds
+        if queue_delay_us * 1000 > MAX_DELAY_NS:
+            raise ConfigError(f"dynamic_batching max_queue_delay_microseconds must be at most "
+                              f"{MAX_DELAY_NS // 1000} (one day), got {queue_delay_us}")
     if config.HasField("model_transaction_policy") and config.model_transaction_policy.decoupled:
         raise ConfigError("decoupled models are not supported")
     for group in config.instance_group:
         if group.kind == mc.ModelInstanceGroup.KIND_GPU:
-            raise ConfigError(f"instance group '{group.name}' is KIND_GPU, but this server has "
-                              "no GPUs; use KIND_CPU")
+            raise ConfigError(f"instance group '{shorten(group.name)}' is KIND_GPU, but this "
+                              "server has no GPUs; use KIND_CPU")
         if group.count < 0:
-            raise ConfigError(f"instance group '{group.name}' has count {group.count}")
+            raise ConfigError(f"instance group '{shorten(group.name)}' has count {group.count}")
     instances = sum(max(1, g.count) for g in config.instance_group)
     if instances > MAX_INSTANCES:
         raise ConfigError(f"instance_group asks for {instances} instances, over the limit of "
@@ -751,12 +834,13 @@ def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature:
     seen = set()
     for entry in entries:
         if entry.name in seen:
-            raise ConfigError(f"{kind} '{entry.name}' is listed twice")
+            raise ConfigError(f"{kind} '{shorten(entry.name)}' is listed twice")
         seen.add(entry.name)
         tensor = by_name.get(entry.name)
         if tensor is None:
             other = f"; its {kind}s are {_described(tensors)}" if tensors else ""
-            raise ConfigError(f"{kind} '{entry.name}' is not an {kind} of the model{other}")
+            raise ConfigError(f"{kind} '{shorten(entry.name)}' is not an {kind} of the "
+                              f"model{other}")
         ttype = _triton_type(tensor)
         stated = datatypes.by_config_enum(entry.data_type)
         if stated is not ttype:
@@ -803,9 +887,11 @@ def _check_dims(kind: str, entry, dims: tuple[int, ...], tensor: ModelTensor,
 
 
 def _read_labels(model_dir: Path, label: str) -> tuple[str, ...]:
-    what = f"label_filename '{label}'"
+    what = f"label_filename '{shorten(label)}'"
     path = inside(model_dir, label, what)
-    text = _read_small_text(path, what, MAX_LABEL_FILE_BYTES)
+    text = read_model_file(path, what, MAX_LABEL_FILE_BYTES)
+    if text is None:
+        raise ConfigError(f"{what} does not exist in the model folder '{model_dir.name}'")
     return tuple(line.rstrip("\r\n") for line in text.splitlines())
 
 
@@ -858,6 +944,6 @@ def _described(tensors: Iterable[ModelTensor]) -> str:
 
 
 def check_name_map_file(directory: Path) -> dict[str, str] | None:
+    """The version folder's ``name_map.json``, or ``None`` when it has none."""
     path = directory / NAME_MAP_FILENAME
-    return read_name_map(path) if path.is_file() else None
-
+    return read_name_map(path) if regular_file(path, NAME_MAP_FILENAME) is not None else None

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from .._version import __version__
+from ..escaping import shorten
 from .config import (
     ConfigError,
     ServingPlan,
@@ -306,17 +307,23 @@ def _shape(tensor: InputTensor) -> tuple[int, ...]:
     # whole numbers only: 1.5, "1" or true are not read as 1
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
         raise invalid(f"input '{tensor.name}': 'shape' must be a list of whole numbers, got "
-                      f"{list(shape)!r}")
+                      f"{_shape_text(shape)}")
     shape = tuple(int(d) for d in shape)
     if any(d < 0 for d in shape):
-        raise invalid(f"input '{tensor.name}' has shape {list(shape)} with a negative dimension")
+        raise invalid(f"input '{tensor.name}' has shape {_shape_text(shape)} with a negative "
+                      "dimension")
     if any(d > _MAX_DIM for d in shape):
-        raise invalid(f"input '{tensor.name}' has shape {list(shape)} with a dimension over "
-                      f"{_MAX_DIM} (int64)")
+        raise invalid(f"input '{tensor.name}' has shape {_shape_text(shape)} with a dimension "
+                      f"over {_MAX_DIM} (int64)")
     return shape
 
 
 _MAX_DIM = 2**63 - 1
+
+
+def _shape_text(shape) -> str:
+    """A request's shape for a message: a client may send 100,000 dimensions."""
+    return shorten(repr(list(shape)), 200)
 
 
 def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) -> np.ndarray:
@@ -332,15 +339,15 @@ def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) 
         nbytes = count * dtype.itemsize
         if len(tensor.raw) != nbytes:
             raise invalid(f"input byte size mismatch for input '{tensor.name}' for model "
-                          f"'{model}': expected {nbytes} bytes ({tensor.datatype}{list(shape)}), "
+                          f"'{model}': expected {nbytes} bytes ({tensor.datatype}{_shape_text(shape)}), "
                           f"got {len(tensor.raw)}")
         return np.frombuffer(tensor.raw, dtype=dtype).reshape(shape)
     if tensor.data is None:
         raise invalid(f"input '{tensor.name}' has no data")
     array = _values(tensor, dtype)
     if array.size != count:
-        raise invalid(f"input '{tensor.name}' has {array.size} values but shape {list(shape)} "
-                      f"needs {count}")
+        raise invalid(f"input '{tensor.name}' has {array.size} values but shape "
+                      f"{_shape_text(shape)} needs {count}")
     return array.reshape(shape)
 
 

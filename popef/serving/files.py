@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..escaping import shorten
 from .config import (
     DEFAULT_MODEL_FILENAME,
     ConfigError,
     Signature,
     check_name_map_file,
     inside,
+    regular_file,
     signature_of,
 )
 
@@ -32,22 +34,26 @@ def model_files(version_dir: Path, filename: str = "") -> list[Path]:
     file of the folder, sorted (one model spread over several files).
 
     :class:`ConfigError` when ``filename`` is not a plain file name, resolves outside the model
-    folder (a symlink) or is missing, or when the folder has no PopEF file.
+    folder (a symlink) or is missing, when the folder has no PopEF file, or when a file it would
+    serve is not a regular file (a FIFO, a device, a folder, a broken symlink: never skipped).
     """
     if filename:
+        shown = shorten(filename)
         if "/" in filename or "\\" in filename or filename in (".", ".."):
-            raise ConfigError(f"default_model_filename '{filename}' must be a file name in the "
+            raise ConfigError(f"default_model_filename '{shown}' must be a file name in the "
                               "version folder")
-        path = inside(version_dir.parent, f"{version_dir.name}/{filename}",
-                      f"default_model_filename '{filename}'")
-        if not path.is_file():
-            raise ConfigError(f"version folder '{version_dir.name}' has no '{filename}' (the "
+        what = f"default_model_filename '{shown}'"
+        path = inside(version_dir.parent, f"{version_dir.name}/{filename}", what)
+        if regular_file(path, what) is None:
+            raise ConfigError(f"version folder '{version_dir.name}' has no '{shown}' (the "
                               "config's default_model_filename)")
         return [path]
     default = version_dir / DEFAULT_MODEL_FILENAME
-    if default.is_file():
+    if regular_file(default, f"'{version_dir.name}/{DEFAULT_MODEL_FILENAME}'") is not None:
         return [default]
-    found = sorted(p for p in version_dir.glob("*.popef") if p.is_file())
+    found = sorted(version_dir.glob("*.popef"))
+    for path in found:
+        regular_file(path, f"'{version_dir.name}/{path.name}'")
     if not found:
         raise ConfigError(f"version folder '{version_dir.name}' has no {DEFAULT_MODEL_FILENAME} "
                           "(nor any .popef file)")

@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from ..escaping import shorten
 from .core import InferenceCore
 from .errors import ServingError, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
@@ -37,6 +38,9 @@ log = logging.getLogger("popef.serving")
 
 #: the largest request message taken, in bytes (the HTTP side's default limit too)
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: the longest error message sent back: a status message travels in an HTTP/2 header, which
+#: has a size limit, and may quote client input
+MAX_ERROR_MESSAGE = 4096
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,8 @@ def _lenient(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 
 def _abort(context: grpc.ServicerContext, error: ServingError):
-    context.abort(getattr(grpc.StatusCode, error.status.grpc_code_name), error.message)
+    context.abort(getattr(grpc.StatusCode, error.status.grpc_code_name),
+                  shorten(error.message, MAX_ERROR_MESSAGE))
 
 
 def _parameter(value) -> Any:
@@ -275,7 +280,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                     try:
                         future = self.core.infer(decode_request(request))
                     except ServingError as exc:
-                        results.put(pb.ModelStreamInferResponse(error_message=exc.message))
+                        results.put(pb.ModelStreamInferResponse(
+                            error_message=shorten(exc.message, MAX_ERROR_MESSAGE)))
                         continue
                     except Exception as exc:  # noqa: BLE001
                         results.put(pb.ModelStreamInferResponse(
@@ -303,7 +309,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                     yield pb.ModelStreamInferResponse(infer_response=encode_response(item.result()))
                 else:
                     message = error.message if isinstance(error, ServingError) else str(error)
-                    yield pb.ModelStreamInferResponse(error_message=message)
+                    yield pb.ModelStreamInferResponse(
+                        error_message=shorten(message, MAX_ERROR_MESSAGE))
             else:
                 yield item
 
@@ -323,6 +330,10 @@ def decode_request(request) -> InferRequest:
             raise unsupported(f"input '{tensor.name}' uses shared memory, which this server "
                               "does not support")
         if raw:
+            if tensor.HasField("contents"):
+                raise invalid(f"contents field must not be specified when using "
+                              f"raw_input_contents for '{tensor.name}' for model "
+                              f"'{request.model_name}'")
             inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
                                       raw=raw[i], parameters=parameters))
             continue
@@ -332,6 +343,10 @@ def decode_request(request) -> InferRequest:
                           "in raw_input_contents")
         if not tensor.HasField("contents"):
             raise invalid(f"input '{tensor.name}' has no contents")
+        used = [f.name for f, _ in tensor.contents.ListFields()]
+        if used and used != [field]:
+            raise invalid(f"input '{tensor.name}' of datatype '{tensor.datatype}' must send its "
+                          f"values in contents.{field}, got {', '.join(used)}")
         inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
                                   data=list(getattr(tensor.contents, field)),
                                   parameters=parameters))

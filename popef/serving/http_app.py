@@ -13,21 +13,25 @@ Errors are ``{"error": message}`` with Triton's HTTP status for the error code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import zlib
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..escaping import shorten
+from .budget import DEFAULT_BUDGET_WAIT, ByteBudget, Reservation
 from .core import InferenceCore
 from .errors import ServingError, Status, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "create_app", "create_metrics_app"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "INFLIGHT_PER_INPUT_SIZE",
+           "create_app", "create_metrics_app"]
 
 log = logging.getLogger("popef.serving")
 
@@ -35,8 +39,12 @@ log = logging.getLogger("popef.serving")
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 #: seconds a request body may take to arrive, from the end of its headers
 DEFAULT_BODY_TIMEOUT = 60.0
+#: the default budget of request bytes in flight, in request bodies of the largest size
+INFLIGHT_PER_INPUT_SIZE = 4
 #: bodies larger than this are decoded in a worker thread, not on the event loop
 _OFFLOAD_BYTES = 256 * 1024
+#: the longest error message sent back (they may quote client input)
+MAX_ERROR_MESSAGE = 4096
 
 _JSON = "application/json"
 
@@ -52,7 +60,7 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(exc: ServingError) -> Response:
-    return _json({"error": exc.message}, exc.status.http_status)
+    return _json({"error": shorten(exc.message, MAX_ERROR_MESSAGE)}, exc.status.http_status)
 
 
 def _empty(status: int) -> Response:
@@ -61,26 +69,48 @@ def _empty(status: int) -> Response:
 
 def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+               max_inflight_bytes: int | None = None,
+               inflight_wait: float | None = DEFAULT_BUDGET_WAIT,
                metrics: bool = False) -> Starlette:
     """The v2 HTTP API of ``core`` as an ASGI app.
 
     ``max_input_size`` bounds request bodies (after decompression); a body that has not
     arrived ``body_timeout`` seconds after the request's headers is answered 408 and its
-    connection closed (None: no limit). With ``metrics``, the app also answers
-    ``GET /metrics`` (for engines that host one app on one port).
+    connection closed (None: no limit). ``max_inflight_bytes`` (default
+    ``INFLIGHT_PER_INPUT_SIZE * max_input_size``, at least ``max_input_size``) bounds the
+    bytes of all requests in flight together: a request that finds it spent waits up to
+    ``inflight_wait`` seconds, then is answered 503; large JSON requests are decoded one at a
+    time. With ``metrics``, the app also answers ``GET /metrics`` (for engines that host one
+    app on one port).
     """
+    if max_inflight_bytes is None:
+        max_inflight_bytes = INFLIGHT_PER_INPUT_SIZE * max_input_size
+    if max_inflight_bytes < max_input_size:
+        raise ValueError(f"the in-flight byte budget ({max_inflight_bytes}) must be at least "
+                         f"the largest request body ({max_input_size})")
+    budget = ByteBudget(max_inflight_bytes, inflight_wait)
+    # a JSON document takes about 10 times its size in Python objects while it is decoded
+    # (and the decode holds the GIL anyway): one large decode at a time
+    json_decodes = asyncio.Semaphore(1)
 
-    async def receive_body(request: Request) -> bytes:
+    async def receive_body(request: Request, declared: int | None,
+                           reservation: Reservation) -> bytes:
+        # a declared body is reserved whole before any of it is read, so two requests never
+        # each hold part of the budget waiting for the other's; a chunked one as it comes
+        await reservation.grow(declared or 0)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_input_size:
                 raise _too_large(size, max_input_size)
+            if size > reservation.held:
+                await reservation.grow(size - reservation.held)
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
+        declared = None
         if length is not None:
             try:
                 declared = int(length)
@@ -88,13 +118,16 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                 raise invalid(f"bad Content-Length header {length!r}") from None
             if declared > max_input_size:
                 raise _too_large(declared, max_input_size)
+        reservation = request.state.reservation
         try:
-            body = await asyncio.wait_for(receive_body(request), body_timeout)
+            body = await asyncio.wait_for(receive_body(request, declared, reservation),
+                                          body_timeout)
         except asyncio.TimeoutError:  # noqa: UP041 - not yet the built-in one in Python 3.10
             raise _BodyTimeout(body_timeout) from None
         encoding = request.headers.get("content-encoding", "").strip().lower()
         if encoding and encoding != "identity":
             body = _decompress(body, encoding, max_input_size)
+            await reservation.grow(len(body))
         return body
 
     async def read_json(request: Request) -> dict:
@@ -109,6 +142,7 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
 
     def handler(function):
         async def endpoint(request: Request) -> Response:
+            request.state.reservation = budget.reservation()
             try:
                 return await function(request, **request.path_params)
             except ServingError as exc:
@@ -117,9 +151,16 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                 # the rest of the body may still come: the connection cannot be reused
                 return Response(_dumps({"error": str(exc)}), 408, media_type=_JSON,
                                 headers={"Connection": "close"})
+            except ClientDisconnect:
+                # nobody to answer: not a server failure
+                log.debug("HTTP %s %s: the client disconnected before its request was read",
+                          request.method, shorten(request.url.path, 200))
+                return _empty(400)
             except Exception as exc:
                 log.exception("HTTP %s %s failed", request.method, request.url.path)
                 return _error(internal(f"internal error: {type(exc).__name__}: {exc}"))
+            finally:
+                request.state.reservation.release()
 
         endpoint.__name__ = function.__name__
         return endpoint
@@ -188,9 +229,14 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         header = request.headers.get("inference-header-content-length")
         if len(body) > _OFFLOAD_BYTES:
             loop = asyncio.get_running_loop()
-            infer_request = await loop.run_in_executor(None, _decode_request, body, header,
-                                                       model, version)
-            future = await loop.run_in_executor(None, core.infer, infer_request)
+            json_size = _json_size(header, len(body))
+            async with json_decodes if json_size > _OFFLOAD_BYTES else _no_wait:
+                infer_request = await loop.run_in_executor(None, _decode_request, body, header,
+                                                           model, version)
+                future = await loop.run_in_executor(None, core.infer, infer_request)
+                # the core holds the inputs as arrays now: free the decoded JSON values
+                # before the next decode starts
+                infer_request.inputs = ()
         else:
             infer_request = _decode_request(body, header, model, version)
             future = core.infer(infer_request)
@@ -352,17 +398,26 @@ def _tensor_parameters(kind: str, name: str, item: dict) -> dict:
     return parameters
 
 
+_no_wait = contextlib.nullcontext()
+
+
+def _json_size(header: str | None, body_size: int) -> int:
+    """The size of the JSON part of a body, from its ``Inference-Header-Content-Length``
+    (decimal digits only, as a Content-Length) or, without one, the whole body."""
+    if header is None:
+        return body_size
+    if not (header.isascii() and header.isdigit()):
+        raise invalid(f"Inference-Header-Content-Length must be a decimal number of bytes, "
+                      f"got {shorten(header, 40)!r}")
+    json_size = int(header)
+    if json_size > body_size:
+        raise invalid(f"Inference-Header-Content-Length is {json_size} but the body has "
+                      f"{body_size} bytes")
+    return json_size
+
+
 def _decode_request(body: bytes, header: str | None, model: str, version: str) -> InferRequest:
-    if header is not None:
-        try:
-            json_size = int(header)
-        except ValueError:
-            raise invalid(f"bad Inference-Header-Content-Length {header!r}") from None
-        if not 0 <= json_size <= len(body):
-            raise invalid(f"Inference-Header-Content-Length is {json_size} but the body has "
-                          f"{len(body)} bytes")
-    else:
-        json_size = len(body)
+    json_size = _json_size(header, len(body))
     document = _loads(memoryview(body)[:json_size], "the inference request")
     if not isinstance(document, dict):
         raise invalid("the inference request must be a JSON object")
@@ -384,6 +439,9 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
             raise invalid(f"inputs[{i}] needs 'name', 'datatype' and 'shape'")
         parameters = _tensor_parameters("input", name, item)
         size = parameters.get("binary_data_size")
+        if size is not None and "data" in item:
+            raise invalid(f"input '{name}' has both 'data' and binary_data_size: send its "
+                          "values in one of them")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise invalid(f"input '{name}': binary_data_size must be a whole number of "
@@ -423,8 +481,10 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
     if not isinstance(parameters, dict):
         raise invalid("'parameters' must be a JSON object")
     request_id = document.get("id", "")
-    return InferRequest(model, version, str(request_id) if request_id is not None else "",
-                        parameters, inputs, outputs)
+    if not isinstance(request_id, str):
+        raise invalid(f"'id' must be a string, got {type(request_id).__name__} "
+                      f"{shorten(json.dumps(request_id), 40)}")
+    return InferRequest(model, version, request_id, parameters, inputs, outputs)
 
 
 def _encode_response(response: InferResponse, binary_default: bool) -> Response:

@@ -1,13 +1,17 @@
-"""The server's log: Triton's line format, untrusted text escaped, repeated lines rate-limited.
+"""The server's log: Triton's line format, untrusted text escaped, lines bounded, repeated
+lines rate-limited.
 
 Every line goes through :class:`GlogFormatter`, which escapes control characters (ESC, CR, LF,
 C1 controls, bidi overrides...) in the whole message, so a model folder or anchor name cannot
-forge log lines or drive a terminal whatever the call site. A record logged with
-``extra=TRUSTED_LINES`` keeps its line breaks (each line still escaped): the model table.
-:class:`RepeatFilter` keeps a flood of one message (``too many open files`` from the accept
-loop) from filling the disk: the first few pass, then one per interval saying how many were
-left out. :func:`configure_logging` installs both on ``popef.serving`` and on the loggers of
-uvicorn and asyncio.
+forge log lines or drive a terminal whatever the call site, and cuts each line at
+:data:`MAX_LINE_CHARS`, so a huge name cannot fill the disk either. A record logged with
+``extra=TRUSTED_LINES`` keeps its line breaks (each line still escaped and bounded): the model
+table. :class:`RepeatFilter` keeps a flood of one message (``too many open files`` from the
+accept loop) from filling the disk: the first few pass, then one per interval saying how many
+were left out. A model's state changes (loading, loaded, failed, unloading, unloaded) are
+logged with ``extra=STATE_CHANGE`` and always pass, so a flood of load requests cannot hide
+one. :func:`configure_logging` installs both on ``popef.serving`` and on the loggers of uvicorn
+and asyncio.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOGGER_NAMES",
+    "MAX_LINE_CHARS",
+    "STATE_CHANGE",
     "TRUSTED_LINES",
     "GlogFormatter",
     "RepeatFilter",
@@ -41,15 +47,24 @@ __all__ = [
 LOGGER_NAMES = ("popef.serving", "uvicorn.error", "asyncio")
 #: ``extra`` for a record whose line breaks are the code's own (each line is still escaped)
 TRUSTED_LINES = {"trusted_lines": True}
+#: ``extra`` for a line that records a model's state change: never rate-limited
+STATE_CHANGE = {"state_change": True}
+#: the most characters of a message (or of one of its trusted lines) written, once escaped
+MAX_LINE_CHARS = 16 * 1024
+
+
+def _escape_line(text: str) -> str:
+    return escape_text(text, backslashes=False, limit=MAX_LINE_CHARS)
 
 
 def _escape_lines(text: str) -> str:
-    return "\n".join(escape_text(line, backslashes=False) for line in text.split("\n"))
+    return "\n".join(_escape_line(line) for line in text.split("\n"))
 
 
 class GlogFormatter(logging.Formatter):
     """Triton's log format: ``I1125 20:15:00.123456 4242 server.py:123] message``, with the
-    message's control characters escaped."""
+    message's control characters escaped and each line cut at :data:`MAX_LINE_CHARS`
+    (``…(N more characters)``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         level = {"WARNING": "W", "ERROR": "E", "CRITICAL": "E"}.get(record.levelname, "I")
@@ -60,7 +75,7 @@ class GlogFormatter(logging.Formatter):
         if getattr(record, "trusted_lines", False):
             message = _escape_lines(message)
         else:
-            message = escape_text(message, backslashes=False)
+            message = _escape_line(message)
         text = f"{prefix} {message}"
         if record.exc_info:
             # a traceback's line breaks are Python's; other controls are escaped
@@ -88,7 +103,8 @@ class RepeatFilter(logging.Filter):
     ``(N similar messages suppressed)``.
 
     A kind of line quiet for ``interval`` seconds starts over; the count left out is told with
-    the next line of that kind that passes. ``clock`` is for tests.
+    the next line of that kind that passes. A record logged with ``extra=STATE_CHANGE``
+    always passes (and is not counted). ``clock`` is for tests.
     """
 
     def __init__(self, burst: int = 5, interval: float = 10.0, *,
@@ -102,7 +118,11 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, _NUMBERS.sub("#", record.getMessage()))
+        if getattr(record, "state_change", False):
+            return True
+        # (bounded: 1,000 kinds of a 20 MB line must not hold 20 GB)
+        text = record.getMessage()[:MAX_LINE_CHARS]
+        key = (record.name, record.levelno, _NUMBERS.sub("#", text))
         now = self.clock()
         with self._lock:
             repeats = self._repeats.get(key)

@@ -13,6 +13,11 @@ statistics extension, so the two always agree::
     nv_inference_compute_input_duration_us / _infer_ / _output_   cumulative compute time
     nv_inference_pending_request_count (gauge)  requests queued now
 
+A model name is untrusted (a folder name): its label value is the name with every
+non-printable character (ESC, BEL, CR, LF, bidi overrides...) written as a visible escape and
+backslashes doubled (:func:`popef.escaping.escape_text`, as ``popef_dump`` writes names), so
+no raw control character reaches a scraper's terminal or page; a printable name is unchanged.
+
 The exposition is written here rather than with ``prometheus_client``, whose text output adds
 ``_total`` to counter names, which would break dashboards built for Triton.
 """
@@ -20,6 +25,8 @@ The exposition is written here rather than with ``prometheus_client``, whose tex
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from ..escaping import escape_text
 
 if TYPE_CHECKING:
     from .core import InferenceCore
@@ -63,7 +70,9 @@ METRICS = (
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    """A label value in the exposition: ``value`` escaped by :func:`escape_text` (which leaves
+    no line break), then in the format's own escapes for backslash and quote."""
+    return escape_text(value).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def render_metrics(core: InferenceCore) -> str:

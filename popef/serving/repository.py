@@ -11,7 +11,9 @@ Folders named by a number are versions; the config's ``version_policy`` picks th
 (the latest one by default). As in Triton, a number with leading zeros (``007``) is not a
 version: the folder is ignored with a warning. Every model and every version loads on its
 own: one that fails is recorded as UNAVAILABLE with the reason — shown by the repository
-index and logged — and never stops the others.
+index and logged — and never stops the others. Loads and unloads of one model run one at a
+time; those of different models run side by side (a model draining its requests never holds
+up the others).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from .config import (
 )
 from .errors import ServingError, Status, error_message, invalid, not_found, unavailable
 from .files import model_files, open_model
+from .logs import STATE_CHANGE
 from .served import DEFAULT_MAX_QUEUE_SIZE, ServedModel
 
 __all__ = [
@@ -113,8 +117,16 @@ class ModelRepository:
                 raise invalid(f"model repository '{path}' is not a folder")
         self.options = options or RepositoryOptions()
         self._records: dict[str, ModelRecord] = {}
-        self._lock = threading.Lock()  # guards _records
-        self._admin = threading.RLock()  # one load or unload at a time
+        self._lock = threading.Lock()  # guards _records and _admin_locks
+        self._admin_locks: dict[str, threading.Lock] = {}  # one load or unload of a model at a time
+
+    @contextmanager
+    def _administering(self, name: str) -> Iterator[None]:
+        """Hold model ``name``'s load/unload lock (other models' are free meanwhile)."""
+        with self._lock:
+            lock = self._admin_locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
 
     # ---- discovery
     def scan(self) -> dict[str, Path]:
@@ -150,7 +162,8 @@ class ModelRepository:
                         name, ModelRecord(name, found[name], UNAVAILABLE, "not loaded",
                                           requested=False))
         for name in sorted(wanted - set(found)):
-            log.error("cannot load model '%s': no such folder in the model repository", name)
+            log.error("cannot load model '%s': no such folder in the model repository", name,
+                      extra=STATE_CHANGE)
             with self._lock:
                 self._records[name] = ModelRecord(name, None, UNAVAILABLE,
                                                   "no such folder in the model repository")
@@ -162,14 +175,14 @@ class ModelRepository:
         Returns its record. With ``raise_on_error``, a model with no ready version raises a
         :class:`ServingError` giving the reason (the record keeps it too).
         """
-        with self._admin:
+        with self._administering(name):
             directory = self.scan().get(name)
             if directory is None:
                 if raise_on_error:
                     raise not_found(f"cannot load model '{name}': there is no folder '{name}' "
                                     "in the model repository")
                 return ModelRecord(name, None, UNAVAILABLE, "not found")
-            log.info("loading: %s", name)
+            log.info("loading: %s", name, extra=STATE_CHANGE)
             with self._lock:
                 old = self._records.get(name)
                 if old is None or not old.ready_versions():
@@ -179,7 +192,7 @@ class ModelRepository:
             if old is not None and old.ready_versions() and not record.ready_versions():
                 # like Triton: a failed reload leaves the loaded versions serving
                 log.error("failed to reload '%s'; the loaded versions stay: %s", name,
-                          record.reason)
+                          record.reason, extra=STATE_CHANGE)
                 if raise_on_error:
                     raise ServingError(f"failed to load '{name}': {record.reason}",
                                        Status.INVALID_ARG)
@@ -206,11 +219,12 @@ class ModelRepository:
             versions, missing = _select_versions(directory, config)
         except ServingError as exc:
             record.state, record.reason = UNAVAILABLE, exc.message
-            log.error("failed to load '%s': %s", name, exc.message)
+            log.error("failed to load '%s': %s", name, exc.message, extra=STATE_CHANGE)
             return record
         for version, reason in missing.items():
             record.versions[version] = VersionRecord(version, UNAVAILABLE, reason)
-            log.error("failed to load '%s' version %d: %s", name, version, reason)
+            log.error("failed to load '%s' version %d: %s", name, version, reason,
+                      extra=STATE_CHANGE)
         completed = None
         for version in sorted(versions, reverse=True):  # the latest completes the config
             vrecord = VersionRecord(version, LOADING)
@@ -221,10 +235,11 @@ class ModelRepository:
             except Exception as exc:  # noqa: BLE001 - one broken model never stops the others
                 reason = error_message(exc)
                 vrecord.state, vrecord.reason = UNAVAILABLE, reason
-                log.error("failed to load '%s' version %d: %s", name, version, reason)
+                log.error("failed to load '%s' version %d: %s", name, version, reason,
+                          extra=STATE_CHANGE)
                 continue
             vrecord.state, vrecord.served = READY, served
-            log.info("successfully loaded '%s' version %d", name, version)
+            log.info("successfully loaded '%s' version %d", name, version, extra=STATE_CHANGE)
         record.config = completed if completed is not None else config
         failed = [v for v in record.versions.values() if v.state != READY]
         if record.ready_versions() and not failed:
@@ -272,14 +287,14 @@ class ModelRepository:
 
     # ---- unloading
     def unload(self, name: str) -> None:
-        with self._admin:
+        with self._administering(name):
             with self._lock:
                 record = self._records.get(name)
             if record is None:
                 if name in self.scan():
                     return  # known on disk, never loaded: nothing to do
                 raise not_found(f"cannot unload model '{name}': it is not in the model repository")
-            log.info("unloading: %s", name)
+            log.info("unloading: %s", name, extra=STATE_CHANGE)
             for v in record.versions.values():
                 if v.state == READY:
                     v.state = UNLOADING
@@ -293,17 +308,24 @@ class ModelRepository:
 
     def _close_record(self, record: ModelRecord, timeout: float | None = 60) -> None:
         for v in record.versions.values():
-            if v.served is not None:
-                v.served.close(drain=True, timeout=timeout)
-                v.served = None
-                log.info("successfully unloaded '%s' version %d", record.name, v.version)
+            if v.served is None:
+                continue
+            if v.served.close(drain=True, timeout=timeout):
+                log.info("successfully unloaded '%s' version %d", record.name, v.version,
+                         extra=STATE_CHANGE)
+            else:
+                log.warning("unloading '%s' version %d: an execution still runs after %g s; "
+                            "its queued requests were refused and it finishes unloading when "
+                            "that execution ends", record.name, v.version, timeout,
+                            extra=STATE_CHANGE)
+            v.served = None
 
     def close(self, timeout: float | None = 30) -> None:
         """Unload everything: queued requests run first (up to ``timeout`` per model)."""
-        with self._admin:
-            with self._lock:
-                records = list(self._records.values())
-            for record in records:
+        with self._lock:
+            records = list(self._records.values())
+        for record in records:
+            with self._administering(record.name):
                 self._close_record(record, timeout)
 
     # ---- lookups

@@ -14,6 +14,10 @@ worker thread per model instance (``instance_group { count }``) takes work from 
 Only one worker gathers a batch at a time, so while one instance executes, another collects
 the next batch. With ``synchronous_execution`` off, an instance also gathers its next batch
 while its previous one runs (at most two in flight per instance).
+
+A worker never dies behind a ready model: an error while gathering a batch fails the requests
+of that batch and the worker goes on. Closing waits for the workers up to one deadline and says
+whether they all stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import collections
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +41,10 @@ __all__ = ["BatchPolicy", "Execution", "Scheduler", "Work"]
 log = logging.getLogger("popef.serving")
 
 Arrays = Mapping[str, np.ndarray]
+
+#: the longest single wait of a worker, in seconds; longer delays are waited for in steps
+#: (``Condition.wait`` refuses a timeout over ``threading.TIMEOUT_MAX``)
+_MAX_WAIT_S = 3600.0
 
 
 @dataclass(eq=False)
@@ -88,6 +97,7 @@ class Scheduler:
         self._gather_lock = threading.Lock()
         self._closing = False
         self._in_flight = [threading.Semaphore(2) for _ in range(instances)]
+        self._slots_taken = [0] * instances  # in-flight slots that close() holds
         self._busy = [False] * instances  # an instance is executing (guarded by _cond)
         self._threads = [
             threading.Thread(target=self._worker, args=(i,), daemon=True,
@@ -140,16 +150,26 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def executing(self) -> int:
+        """Instances taken by a batch: gathering it, in its execute delay or running it."""
+        with self._cond:
+            return sum(self._busy)
+
     # ---- workers
     def _worker(self, index: int) -> None:
         while True:
             if self._execute_async is not None:
                 self._in_flight[index].acquire()
             batch = self._next_batch(index)
-            if batch is None:
+            if not batch:  # None: closed; []: nothing to run this time
                 if self._execute_async is not None:
                     self._in_flight[index].release()
-                return
+                if batch is None:
+                    return
+                with self._cond:
+                    self._busy[index] = False
+                continue
             try:
                 self._run(index, batch)
             except BaseException as exc:
@@ -173,7 +193,14 @@ class Scheduler:
             self._busy[index] = True
             if self.policy is None:
                 return [self._queue.popleft()]
-            return self._gather()
+            try:
+                return self._gather()
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any batch
+                log.exception("scheduler of model '%s' failed to gather a batch", self.name)
+                batch = [self._queue.popleft() for _ in range(self._fit(())[0])]
+                self._fail(batch, internal(f"model '{self.name}' failed to gather a batch: "
+                                           f"{type(exc).__name__}: {exc}"))
+                return []
 
     def _gather(self) -> list[Work]:
         """The next dynamic batch; called holding the condition with a non-empty queue."""
@@ -189,7 +216,7 @@ class Scheduler:
             remaining = self._queue[0].arrival_ns + policy.max_queue_delay_ns - now_ns()
             if remaining <= 0:
                 break
-            self._cond.wait(remaining / 1e9)
+            self._cond.wait(min(remaining / 1e9, _MAX_WAIT_S))
             self._drop_expired()
             if not self._queue:
                 # everything expired while waiting: start over with the next arrival
@@ -284,8 +311,18 @@ class Scheduler:
                 work.future.set_exception(error)
 
     # ---- lifetime
-    def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop taking requests; run what is queued (``drain``) or refuse it; join workers."""
+    def close(self, drain: bool = True, timeout: float | None = None) -> bool:
+        """Stop taking requests; run what is queued (``drain``) or refuse it; wait for the
+        workers and executions, all within ``timeout`` seconds (None: no limit).
+
+        True: everything stopped. False: an execution still runs after ``timeout`` (what was
+        still queued is refused); :meth:`wait_stopped` waits for it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         with self._cond:
             self._closing = True
             if not drain:
@@ -293,19 +330,34 @@ class Scheduler:
                 self._fail(pending, unavailable(f"model '{self.name}' was unloaded before the "
                                                 "request ran"))
             self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout)
-        with self._cond:  # requests running inline in their callers' threads
-            self._cond.wait_for(lambda: not any(self._busy), timeout)
+        stopped = self._wait_stopped(left)
         # anything left (a timeout): refuse it
         with self._cond:
             pending, self._queue = list(self._queue), collections.deque()
         self._fail(pending, unavailable(f"model '{self.name}' was unloaded before the request ran"))
-        if self._execute_async is not None:  # wait for executions still running
-            for sem in self._in_flight:
-                for _ in range(2):
-                    if not sem.acquire(timeout=timeout if timeout is not None else 60):
-                        break
+        return stopped
+
+    def wait_stopped(self) -> None:
+        """After a :meth:`close` that returned False: wait, without a limit, until every
+        worker and execution has ended."""
+        self._wait_stopped(lambda: None)
+
+    def _wait_stopped(self, left: Callable[[], float | None]) -> bool:
+        for thread in self._threads:
+            thread.join(left())
+            if thread.is_alive():
+                return False
+        with self._cond:
+            if not self._cond.wait_for(lambda: not any(self._busy), left()):
+                return False
+        if self._execute_async is not None:
+            # an asynchronous execution holds a slot of its instance until it ends
+            for index, slots in enumerate(self._in_flight):
+                while self._slots_taken[index] < 2:
+                    if not slots.acquire(timeout=left()):
+                        return False
+                    self._slots_taken[index] += 1
+        return True
 
 
 def _as_serving_error(exc: BaseException, model: str) -> ServingError:

@@ -2,13 +2,15 @@
 
 :class:`ServedModel` runs the batches its scheduler gathers on its runners, turning served
 tensors into what :class:`ModelRunner` takes and back with :mod:`popef.serving.batches`
-(docs/serving.md, "Batching").
+(docs/serving.md, "Batching"). Closing it cuts short the test delay ``execute_delay_ms`` of
+the executions running, so an unload never waits for that delay.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import time
+import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,10 +18,13 @@ import numpy as np
 
 from .batches import collect_outputs, prepare_feed
 from .config import ServingPlan
+from .logs import STATE_CHANGE
 from .scheduler import BatchPolicy, Execution, Scheduler, Work
 from .stats import ModelStats, now_ns
 
 __all__ = ["DEFAULT_MAX_QUEUE_SIZE", "ServedModel"]
+
+log = logging.getLogger("popef.serving")
 
 #: requests one model version may hold queued before refusing more (HTTP 503)
 DEFAULT_MAX_QUEUE_SIZE = 1024
@@ -37,6 +42,7 @@ class ServedModel:
         self.directory = directory
         self.files = list(files)
         self.stats = ModelStats(name, version)
+        self._closing = threading.Event()  # ends the test delays of running executions
         config = plan.config
         policy = None
         queue_size = max_queue_size
@@ -85,7 +91,7 @@ class ServedModel:
         t1 = now_ns()
         delay = self.plan.parameters.delay_seconds(instance)
         if delay:
-            time.sleep(delay)
+            self._closing.wait(delay)  # an unload ends the delay; the request still runs
         return feed, t0, t1
 
     def execute(self, instance: int, inputs: Mapping[str, np.ndarray], rows: int) -> Execution:
@@ -115,8 +121,25 @@ class ServedModel:
         return result
 
     # ---- lifetime
-    def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        self.scheduler.close(drain=drain, timeout=timeout)
+    def close(self, drain: bool = True, timeout: float | None = None) -> bool:
+        """Stop serving: queued requests run (``drain``) or are refused, within ``timeout``
+        seconds. True: stopped and the runners closed. False: an execution still runs; the
+        runners close when it ends (logged then) and the call returns now."""
+        self._closing.set()
+        if self.scheduler.close(drain=drain, timeout=timeout):
+            self._close_runners()
+            return True
+        threading.Thread(target=self._finish_closing, daemon=True,
+                         name=f"popef-unload-{self.name}-{self.version}").start()
+        return False
+
+    def _finish_closing(self) -> None:
+        self.scheduler.wait_stopped()
+        self._close_runners()
+        log.info("successfully unloaded '%s' version %d (its last execution ended)", self.name,
+                 self.version, extra=STATE_CHANGE)
+
+    def _close_runners(self) -> None:
         for runner in self.runners:
             try:
                 runner.close()

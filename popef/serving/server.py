@@ -70,6 +70,8 @@ class ServerOptions:
     # slow and idle clients (docs/serving.md, "Limits and timeouts")
     http_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     http_body_timeout: float | None = DEFAULT_BODY_TIMEOUT
+    # bytes of HTTP requests in flight at once (None: 4 x http_max_input_size)
+    http_max_inflight_bytes: int | None = None
     grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
 
 
@@ -115,7 +117,8 @@ class Server:
             if o.allow_http:
                 apps.append(("http", "HTTPService", o.http_address or o.host, o.http_port,
                              create_app(core, max_input_size=o.http_max_input_size,
-                                        body_timeout=o.http_body_timeout)))
+                                        body_timeout=o.http_body_timeout,
+                                        max_inflight_bytes=o.http_max_inflight_bytes)))
             if o.allow_metrics:
                 apps.append(("metrics", "Metrics Service", o.metrics_address or o.host,
                              o.metrics_port, create_metrics_app(core)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ..escaping import shorten
 from .config import ServingPlan, TensorPlan
 from .errors import invalid
 
@@ -59,7 +60,7 @@ def check_shape(model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[i
         expected = list(tp.shape)
     if not ok:
         raise invalid(f"unexpected shape for input '{tp.name}' for model '{model}': expected "
-                      f"{expected}, got {list(shape)}")
+                      f"{expected}, got {shorten(str(list(shape)), 200)}")
 
 
 def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:

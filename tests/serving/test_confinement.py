@@ -15,8 +15,10 @@ from tritonclient.utils import InferenceServerException
 
 from popef.serving import InferenceCore, ModelRepository, RepositoryOptions
 from popef.serving.config import (
+    MAX_CONFIG_BYTES,
     MAX_INSTANCES,
     MAX_LABEL_FILE_BYTES,
+    MAX_NAME_MAP_BYTES,
     ConfigError,
     inside,
 )
@@ -289,6 +291,111 @@ def test_load_requests_naming_no_folder_of_the_repository_get_400(explicit_serve
         assert b"is not a model of the repository" in response.read()
     finally:
         connection.close()
+
+
+def test_huge_names_in_a_load_request_are_shortened_in_the_answer(explicit_server):
+    import tritonclient.http as httpclient
+
+    huge = "x" * 2_000_000
+    label = json.loads(_escaping_config())
+    label["output"][0]["label_filename"] = huge
+    name = json.loads(_escaping_config())
+    name["output"][0]["name"] = huge
+    http = httpclient.InferenceServerClient(explicit_server.url("http"), network_timeout=120)
+    try:
+        for config_json, what in [(label, "label_filename"), (name, "output")]:
+            with pytest.raises(InferenceServerException) as info:
+                http.load_model("m", config=json.dumps(config_json))
+            assert info.value.status() == "400"
+            message = str(info.value)
+            assert f"{what} '{'x' * 200}\u2026(1999800 more characters)'" in message
+            assert len(message) < 2000
+        assert http.is_model_ready("m")
+    finally:
+        http.close()
+
+
+# -- files of the model folder: regular files of bounded size ----------------------------------
+
+def _gone(path: Path) -> Path:
+    path.unlink(missing_ok=True)
+    return path
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(_gone(path))
+
+
+def _big(path: Path, limit: int) -> None:
+    path.write_text(path.read_text() + " " * limit)
+
+
+FOLDER_FILES = {
+    "config FIFO": (lambda m: _fifo(m / "config.pbtxt"),
+                    "config.pbtxt is not a regular file: found a FIFO"),
+    "config folder": (lambda m: _gone(m / "config.pbtxt").mkdir(),
+                      "config.pbtxt is not a regular file: found a folder"),
+    "config broken symlink": (lambda m: _gone(m / "config.pbtxt").symlink_to(m / "missing"),
+                              "config.pbtxt is a symlink to a missing file"),
+    "config too big": (lambda m: _big(m / "config.pbtxt", MAX_CONFIG_BYTES),
+                       f"over the limit of {MAX_CONFIG_BYTES}"),
+    "named config FIFO": (lambda m: ((m / "configs").mkdir(), _fifo(m / "configs" / "c.pbtxt")),
+                          "configs/c.pbtxt is not a regular file: found a FIFO"),
+    "name map device": (lambda m: _gone(m / "1" / "name_map.json").symlink_to("/dev/zero"),
+                        "name_map.json is not a regular file: found a character device"),
+    "name map FIFO": (lambda m: _fifo(m / "1" / "name_map.json"),
+                      "name_map.json is not a regular file: found a FIFO"),
+    "name map too big": (lambda m: _big(m / "1" / "name_map.json", MAX_NAME_MAP_BYTES),
+                         f"over the limit of {MAX_NAME_MAP_BYTES}"),
+    "executable FIFO": (lambda m: _fifo(m / "1" / "executable.popef"),
+                        "'1/executable.popef' is not a regular file: found a FIFO"),
+    "other popef broken symlink": (lambda m: (m / "1" / "b.popef").symlink_to(m / "missing"),
+                                   "'1/b.popef' is a symlink to a missing file"),
+    "missing label file": (lambda m: (m / "config.pbtxt").write_text(labelled("m", "l.txt")),
+                           "label_filename 'l.txt' does not exist in the model folder 'm'"),
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("case", FOLDER_FILES)
+def test_a_folder_file_that_is_not_a_small_regular_file_makes_the_model_unavailable(repo, case):
+    """Never treated as absent (a FIFO config.pbtxt once came up READY with a completed config
+    the operator never wrote), never opened when not a regular file, never read past a limit."""
+    setup, reason = FOLDER_FILES[case]
+    write_model(repo, "m", config("m"), name_map={})
+    if case == "other popef broken symlink":
+        (repo / "m" / "1" / "executable.popef").rename(repo / "m" / "1" / "a.popef")
+    setup(repo / "m")
+    repository = ModelRepository(repo, RepositoryOptions(config_name="c"))
+    loader = threading.Thread(target=repository.load_all, daemon=True)
+    loader.start()
+    loader.join(120)
+    if loader.is_alive():  # (closing would wait for the hung load)
+        pytest.fail(f"loading a model with a {case} hung")
+    try:
+        record = repository.record("m")
+        assert record.state == "UNAVAILABLE"
+        reasons = [record.reason, *(v.reason for v in record.versions.values())]
+        assert any(reason in r for r in reasons), reasons
+    finally:
+        repository.close()
+
+
+def test_a_symlink_to_a_regular_file_is_read(repo, tmp_path):
+    """The operator's symlinks to regular files keep working (the example's executable.popef
+    is one); the files a config names must still stay inside the model folder."""
+    write_model(repo, "m", None)
+    (tmp_path / "config.txt").write_text(config("m", max_batch_size=2, output_name="scores"))
+    (repo / "m" / "config.pbtxt").symlink_to(tmp_path / "config.txt")
+    (tmp_path / "map.json").write_text(json.dumps({"out": "scores"}))
+    (repo / "m" / "1" / "name_map.json").symlink_to(tmp_path / "map.json")
+    repository, record = load(repo, "m")
+    try:
+        assert record.state == "READY", record.reason
+        assert record.config.max_batch_size == 2
+        assert [t.name for t in record.ready_versions()[0].served.plan.outputs] == ["scores"]
+    finally:
+        repository.close()
 
 
 # -- version folders (Triton's rule) ----------------------------------------------------------

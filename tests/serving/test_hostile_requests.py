@@ -177,6 +177,89 @@ def test_grpc_nan_data_is_taken_as_data(server):
     assert np.isnan(np.frombuffer(response.raw_output_contents[0], np.float32)).all()
 
 
+# -- no 200 built from a guess -----------------------------------------------------------------
+
+@pytest.mark.parametrize("request_id", ['{"a": 1}', "[1]", "7", "null", "true"])
+def test_a_request_id_that_is_not_a_string_is_400(server, request_id):
+    document = json.dumps(x_input()).replace('"inputs"', f'"id": {request_id}, "inputs"', 1)
+    status, body = infer_json(server, document)
+    assert status == 400, body
+    assert "'id' must be a string" in body["error"]
+
+
+def test_binary_data_size_and_data_in_one_input_is_400(server):
+    header = json.dumps(x_input(parameters={"binary_data_size": 16})).encode()
+    body = header + np.arange(4, dtype=np.float32).tobytes()
+    status, data = post(server, "/v2/models/simple/infer", body,
+                        {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 400
+    assert "both 'data' and binary_data_size" in strict_json(data)["error"]
+
+
+# (whitespace around a header value is not part of it, as HTTP says)
+@pytest.mark.parametrize("form", ["+{}", "0x{:x}", "{}.0", "-0", "1_0", "\u0661"])
+def test_inference_header_content_length_is_digits_only(server, form):
+    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
+                                     "parameters": {"binary_data_size": 16}}]}).encode()
+    body = header + np.arange(4, dtype=np.float32).tobytes()
+    value = form.format(len(header)).encode().decode("unicode_escape")
+    status, data = post(server, "/v2/models/simple/infer", body,
+                        {"Inference-Header-Content-Length": value.encode("utf-8")})
+    assert status == 400
+    assert "Inference-Header-Content-Length" in strict_json(data)["error"]
+    status, _ = post(server, "/v2/models/simple/infer", body,
+                     {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 200
+
+
+def test_grpc_raw_and_typed_contents_together_is_invalid_argument(server):
+    request = grpc_x()
+    request.raw_input_contents.append(np.arange(4, dtype=np.float32).tobytes())
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_infer(server, request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == ("contents field must not be specified when using "
+                                    "raw_input_contents for 'x' for model 'simple'")
+
+
+def test_grpc_values_in_the_wrong_contents_field_name_both(server):
+    tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 4])
+    tensor.contents.int_contents.extend([1, 2, 3, 4])
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_infer(server, pb.ModelInferRequest(model_name="simple", inputs=[tensor]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == ("input 'x' of datatype 'FP32' must send its values in "
+                                    "contents.fp32_contents, got int_contents")
+
+
+# -- errors that quote client input stay short --------------------------------------------------
+
+def test_a_huge_model_name_is_not_found_over_grpc(server):
+    request = grpc_x()
+    request.model_name = "m" * 70_000
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_infer(server, request)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert len(info.value.details()) < 4200 and "(truncated)" not in info.value.details()
+    assert "more characters)" in info.value.details()
+
+
+def test_a_shape_of_100k_dimensions_is_invalid_argument_over_grpc(server):
+    request = grpc_x(shape=[1] * 100_000)
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_infer(server, request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unexpected shape for input 'x'" in info.value.details()
+    assert len(info.value.details()) < 1000
+
+
+def test_a_huge_model_name_gets_a_short_error_over_http(server):
+    status, data = post(server, "/v2/models/" + "m" * 8_000 + "/infer",
+                        json.dumps(x_input()).encode())
+    assert status in (400, 404)
+    assert len(strict_json(data)["error"]) < 4200
+
+
 # -- fuzzing ----------------------------------------------------------------------------------------
 
 json_values = st.recursive(

@@ -10,10 +10,13 @@ import re
 import pytest
 
 import popef
+from popef.escaping import escape_text, shorten
 from popef.runtime import GraphBuilder
 from popef.serving import ModelRepository
 from popef.serving.logs import (
     LOGGER_NAMES,
+    MAX_LINE_CHARS,
+    STATE_CHANGE,
     TRUSTED_LINES,
     GlogFormatter,
     RepeatFilter,
@@ -21,7 +24,7 @@ from popef.serving.logs import (
     model_table,
 )
 
-from .conftest import config
+from .conftest import build_tiny, config
 
 #: what a hostile name carries: a colour, a terminal title, a forged log line, a bidi override
 EVIL = "x\x1b[31mred\x1b]0;pwned\x07\r\nE0101 00:00:00.000000 1 forged.py:1] hi\u202etxt\x9b"
@@ -112,6 +115,44 @@ def test_hostile_folder_and_anchor_names_reach_the_log_escaped(tmp_path, server_
     assert any(row.startswith("| mx\\x1b[31mred\\x1b]0;pwned\\x07\\r\\nE0101") for row in table)
 
 
+# -- bounded lines ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("char", ["x", "\x1b", "\U0010ffff"])
+def test_a_huge_message_is_cut_to_a_bounded_line_saying_what_was_left_out(char):
+    formatter = GlogFormatter()
+    text = formatter.format(record("failed to load '%s': %s", char * 20_000_000, "reason"))
+    assert "\n" not in text and control_free(text) and LINE.match(text)
+    assert len(text) <= MAX_LINE_CHARS + 100
+    message = text.split("] ", 1)[1]
+    kept, left_out = re.fullmatch(r"failed to load '(.*)\u2026\((\d+) more characters\)",
+                                  message).groups()
+    escaped = escape_text(char, backslashes=False)
+    assert kept == escaped * (len(kept) // len(escaped))
+    assert len(kept) // len(escaped) + int(left_out) == 20_000_000 + len("': reason")
+
+
+def test_shorten_keeps_short_text_and_says_how_much_it_left_out():
+    assert shorten("labels.txt") == "labels.txt"
+    assert shorten("x" * 200) == "x" * 200
+    assert shorten("x" * 201) == "x" * 200 + "\u2026(1 more character)"
+    assert shorten("ab" * 150, 10) == "ababababab\u2026(290 more characters)"
+
+
+def test_each_trusted_line_is_bounded_too():
+    formatter = GlogFormatter()
+    text = formatter.format(record("%s", "\nrow one\n" + "y" * 100_000 + "\nrow three",
+                                   **TRUSTED_LINES))
+    lines = text.split("\n")
+    assert len(lines) == 4 and lines[3] == "row three"
+    assert len(lines[2]) <= MAX_LINE_CHARS + 40 and lines[2].endswith(" more characters)")
+
+
+def test_a_short_message_is_written_whole():
+    formatter = GlogFormatter()
+    message = "m" * (MAX_LINE_CHARS - 1)
+    assert formatter.format(record("%s", message)).endswith("] " + message)
+
+
 # -- rate limiting ------------------------------------------------------------------------------
 
 class FakeClock:
@@ -172,6 +213,37 @@ def test_the_kinds_of_line_remembered_are_bounded():
     for i in range(100):
         assert passed(filt, f"unique line {chr(0x41 + i % 26)}{chr(0x61 + i // 26)}")
     assert len(filt._repeats) == 8
+
+
+def test_state_changes_always_pass_and_are_not_counted():
+    filt = RepeatFilter(burst=1, interval=10, clock=FakeClock())
+    for _ in range(100):
+        rec = logging.LogRecord("popef.serving", logging.INFO, "x.py", 1, "loading: %s", ("m",),
+                                None)
+        rec.__dict__.update(STATE_CHANGE)
+        assert filt.filter(rec) and rec.getMessage() == "loading: m"
+    assert not filt._repeats
+
+
+def test_a_flood_of_loads_and_unloads_cannot_hide_a_models_state_changes(tmp_path, server_log):
+    """A client in explicit mode loading and unloading a model over and over: every state
+    change of that model stays in the log."""
+    build_tiny(tmp_path / "m" / "1" / "executable.popef")
+    (tmp_path / "m" / "config.pbtxt").write_text(config("m"))
+    repository = ModelRepository(tmp_path)
+    try:
+        for _ in range(20):
+            repository.load("m")
+            repository.unload("m")
+        repository.load("m")
+    finally:
+        repository.close()
+    text = server_log.getvalue()
+    assert text.count("] loading: m\n") == 21
+    assert text.count("] successfully loaded 'm' version 1\n") == 21
+    assert text.count("] unloading: m\n") == 20
+    assert text.count("] successfully unloaded 'm' version 1\n") == 21  # the last at close
+    assert "suppressed" not in text
 
 
 def test_uvicorn_and_asyncio_lines_go_through_the_same_handler(server_log):
