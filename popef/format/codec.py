@@ -66,31 +66,9 @@ def _compiled_form(schema: c.Construct) -> c.Compiled:
     return parser
 
 
-def _fast_parse(schema: c.Construct, data: bytes, allow_trailing: bool):
-    """Parse with construct's generated code (about 3x faster), or None if that fails.
-
-    The generated code skips some checks (a short read is a ``struct.error``, not a
-    ``StreamError``), so it is only trusted for schemas without such fields, and on any failure
-    the exact parser runs again to report the error with its field path.
-    """
-    stream = io.BytesIO(data)
-    try:
-        container = _compiled_form(schema).parse_stream(stream)
-    except Exception:  # noqa: BLE001 - any failure is re-parsed exactly below
-        return None
-    return container if allow_trailing or stream.tell() == len(data) else None
-
-
 def decode(schema: c.Construct, data: bytes, where: Location, what: str,
-           convert: Callable[[Any], T], allow_trailing: bool = False, fast: bool = False) -> T:
+           convert: Callable[[Any], T], allow_trailing: bool = False) -> T:
     """Parse ``data`` entirely with ``schema`` and convert the container to a typed value."""
-    if fast:
-        container = _fast_parse(schema, data, allow_trailing)
-        if container is not None:
-            try:
-                return convert(container)
-            except PopefError:
-                pass  # reported below, with its location
     stream = io.BytesIO(data)
     try:
         container = schema.parse_stream(stream)
@@ -313,10 +291,6 @@ def read_metadata(cur: Cursor) -> Metadata:
 
 # -- containers -> dataclasses (the infos of the other blob types) -------------------------
 
-def _tensor_info(ct) -> TensorInfo:
-    return TensorInfo(ct.dtype, tuple(ct.shape))
-
-
 @dataclass(frozen=True)
 class ExecutableEncoding:
     """An executable info plus how its payload is stored."""
@@ -344,18 +318,31 @@ def decode_executable_info(data: bytes, where: Location,
     return decode(EXECUTABLE_INFO, data, where, "executable info", _executable, allow_trailing)
 
 
+def _read_named_tensor_info(cur: Cursor) -> tuple[str, TensorInfo]:
+    name = cur.string("name")
+    try:
+        return name, read_tensor_info(cur)
+    except DecodeError as exc:
+        raise exc.within("tensor_info")
+
+
+def _read_tensor_data_info(cur: Cursor) -> TensorDataInfo:
+    return TensorDataInfo(*_read_named_tensor_info(cur))
+
+
+def _read_feed_data_info(cur: Cursor) -> FeedDataInfo:
+    name, tensor_info = _read_named_tensor_info(cur)
+    return FeedDataInfo(name, tensor_info, cur.u64("num_items"))
+
+
 def decode_tensor_data_info(data: bytes, where: Location,
                             allow_trailing: bool = False) -> TensorDataInfo:
-    return decode(TENSOR_DATA_INFO, data, where, "tensor data info",
-                  lambda ct: TensorDataInfo(ct.name, _tensor_info(ct.tensor_info)), allow_trailing,
-                  fast=True)
+    return read_all(_read_tensor_data_info, data, where, "tensor data info", allow_trailing)
 
 
 def decode_feed_data_info(data: bytes, where: Location,
                           allow_trailing: bool = False) -> FeedDataInfo:
-    return decode(FEED_DATA_INFO, data, where, "feed data info",
-                  lambda ct: FeedDataInfo(ct.name, _tensor_info(ct.tensor_info), ct.num_items),
-                  allow_trailing, fast=True)
+    return read_all(_read_feed_data_info, data, where, "feed data info", allow_trailing)
 
 
 def decode_opaque_info(data: bytes, where: Location, allow_trailing: bool = False) -> OpaqueInfo:
