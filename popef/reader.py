@@ -710,7 +710,11 @@ def _header_error(source: _Source, offset: int, index: int, remaining: int, head
                     source=source.name)
 
     if index and head == bytes(fmt.HEADER_SIZE):
-        return _partial_tail(source, offset, index, "its header was never written")
+        follower = _next_header(source, offset + fmt.ALIGNMENT)
+        if follower is None:
+            return _partial_tail(source, offset, index, "its header was never written")
+        return error(BadMagicError, f"blob header is all zeros, yet a valid blob header follows "
+                                    f"at offset {follower:#x}: {_DAMAGED_MIDDLE}", "magic", 0)
     if magic != fmt.MAGIC:
         what = (_foreign_file(head) if offset == 0 else None) or "not a PopEF blob"
         return error(BadMagicError, f"{what}: expected magic {fmt.MAGIC.hex(' ')}, "
@@ -726,8 +730,13 @@ def _header_error(source: _Source, offset: int, index: int, remaining: int, head
         return error(FormatError, f"bad blob size {total}: must be a positive multiple of "
                                   f"{fmt.ALIGNMENT}", "total_size", 16)
     if total > remaining and index:
-        return _partial_tail(source, offset, index,
-                             f"header says {total} bytes but {remaining} remain", "total_size")
+        follower = _next_header(source, offset + fmt.ALIGNMENT)
+        if follower is None:
+            return _partial_tail(source, offset, index,
+                                 f"header says {total} bytes but {remaining} remain", "total_size")
+        return error(FormatError, f"bad blob size {total}: header says {total} bytes but "
+                                  f"{remaining} remain, yet a valid blob header follows at offset "
+                                  f"{follower:#x}: {_DAMAGED_MIDDLE}", "total_size", 16)
     if total > remaining:
         return error(TruncatedError, f"truncated blob: header says {total} bytes but "
                                      f"{remaining} remain", "total_size", 16)
@@ -738,6 +747,52 @@ def _header_error(source: _Source, offset: int, index: int, remaining: int, head
     return error(FormatError, f"inconsistent blob sizes: {info_size} bytes of info and "
                               f"{payload_size} of payload need a blob of {expected} bytes, "
                               f"header says {total}", "payload_size", 32)
+
+
+_DAMAGED_MIDDLE = "the file is damaged in the middle, not cut short by an interrupted write"
+
+# One 64-byte slot of a file, read as the blob header that may start it; the fields that make
+# a header plausible (docs/format.md §2.1).
+_HEADER_SLOT = np.dtype({
+    "names": ["magic", "major", "total", "info_size", "payload_size"],
+    "formats": ["<u8", "u1", "<u8", "<u4", "<u8"],
+    "offsets": [0, 8, 16, 28, 32],
+    "itemsize": fmt.ALIGNMENT,
+})
+_MAGIC_WORD = np.frombuffer(fmt.MAGIC, "<u8")[0]
+
+
+def _next_header(source: _Source, start: int) -> int | None:
+    """The first aligned offset at or after ``start`` where a plausible blob header begins
+    (magic, a version starting with a digit, consistent sizes), or None.
+
+    Tells damage in the middle of a file from a partial tail. Linear and cheap: the file is read
+    once, in chunks, and each slot is checked by vectorised comparisons.
+    """
+    offset = fmt.align(start)
+    while offset + fmt.HEADER_SIZE <= source.size:
+        size = min(CHUNK_SIZE, source.size - offset)
+        chunk = source.read(offset, size)
+        if size % fmt.ALIGNMENT:  # the last, partial slot: zeros never match the magic
+            chunk = bytes(chunk) + bytes(fmt.ALIGNMENT - size % fmt.ALIGNMENT)
+        slots = np.frombuffer(chunk, _HEADER_SLOT)
+        payload_start = _aligned(slots["info_size"].astype(np.uint64) + fmt.HEADER_SIZE)
+        expected = _aligned(payload_start + slots["payload_size"])
+        plausible = ((slots["magic"] == _MAGIC_WORD)
+                     & (slots["major"] >= ord("0")) & (slots["major"] <= ord("9"))
+                     & (slots["total"] >= fmt.ALIGNMENT) & (slots["total"] == expected)
+                     & (slots["info_size"] <= fmt.MAX_INFO_SIZE))
+        found = np.flatnonzero(plausible)
+        if found.size:
+            return offset + int(found[0]) * fmt.ALIGNMENT
+        offset += size
+    return None
+
+
+def _aligned(sizes: np.ndarray) -> np.ndarray:
+    """fmt.align of each size; a sum that wraps past 2**64 only makes a false candidate."""
+    mask = np.uint64(fmt.ALIGNMENT - 1)
+    return (sizes + mask) & ~mask
 
 
 def _short_header_error(source: _Source, offset: int, index: int, remaining: int) -> FormatError:

@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass
 
 from .errors import FormatError, PartialTailError, PopefError
+from .locking import lock_exclusively
 from .reader import Reader
 
 __all__ = ["RepairPlan", "plan_repair", "apply_repair"]
@@ -60,8 +61,8 @@ def plan_repair(path: str | os.PathLike) -> RepairPlan:
 
 
 def apply_repair(plan: RepairPlan) -> None:
-    """Truncate the file to the bytes the plan keeps, and sync it; the file must not have
-    changed size since it was planned."""
+    """Truncate the file to the bytes the plan keeps, and sync it, holding the file's append
+    lock; the file must not have changed size since it was planned, nor be being appended to."""
     if not plan.needed:
         return
     try:
@@ -71,6 +72,9 @@ def apply_repair(plan: RepairPlan) -> None:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
                 raise PopefError(f"cannot repair '{plan.path}': not a regular file")
+            # Held until the file is closed: no writer of this library appends meanwhile.
+            if not lock_exclusively(fd):
+                raise PopefError(f"cannot repair '{plan.path}': a writer is appending to it")
             size = status.st_size
             if size != plan.size:
                 raise PopefError(f"cannot repair '{plan.path}': it changed while it was read "

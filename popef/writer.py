@@ -9,7 +9,8 @@ Creating a file is atomic and durable: blobs go to a file nobody sees (on Linux 
 destination), which is synced and then replaces the destination when :meth:`Writer.close`
 succeeds. Where the output is the destination itself (append mode, a stream), each blob's
 header is written and handed to the OS as soon as the blob is finished, so a killed process
-loses only the blob it was writing.
+loses only the blob it was writing. An appending writer holds an exclusive lock on the file
+(:mod:`popef.locking`) until it is closed: a second appender is refused, not interleaved.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .errors import PopefError, WriterError
 from .format import codec
 from .format.checksum import crc32
 from .format.infos import Codec
+from .locking import lock_exclusively
 from .reader import CHUNK_SIZE, Blob
 from .types import BlobType, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo, TensorInfo
 
@@ -236,10 +238,17 @@ class Writer:
             if mode == "a" and os.path.exists(path):
                 # O_NONBLOCK: a FIFO must not block the open; only a regular file is taken.
                 fd = os.open(path, os.O_RDWR | getattr(os, "O_NONBLOCK", 0))
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise WriterError(f"cannot append to '{path}': not a regular file")
+                    # Held until the file is closed (close, abort, or the process's end).
+                    if not lock_exclusively(fd):
+                        raise WriterError(f"cannot append to '{path}': another writer is "
+                                          "appending to it")
+                    os.set_blocking(fd, True)
+                except BaseException:
                     os.close(fd)
-                    raise WriterError(f"cannot append to '{path}': not a regular file")
-                os.set_blocking(fd, True)
+                    raise
                 self._out = open(fd, "r+b")
                 size = self._out.seek(0, os.SEEK_END)
                 if size % fmt.ALIGNMENT:

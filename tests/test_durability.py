@@ -21,7 +21,8 @@ from click.testing import CliRunner
 import popef
 from popef import writer as writer_module
 from popef.cli import main as popef_main
-from popef.repair import plan_repair
+from popef.format import HEADER_SIZE
+from popef.repair import apply_repair, plan_repair
 
 from .helpers import minimal_model_bytes, read_bytes
 
@@ -162,6 +163,151 @@ def test_repair_refuses_a_defect_that_is_not_a_partial_tail(tmp_path):
     with pytest.raises(popef.BadMagicError):
         plan_repair(path)
 
+
+
+# -- damage in the middle of a file is not a partial tail ----------------------------------------
+
+def four_tensors(path) -> list[popef.Blob]:
+    with popef.Writer(path, "w") as writer:
+        for i in range(4):
+            writer.write_tensor(f"t{i}", np.full(1000, i, np.float32))
+    return read_bytes(path.read_bytes()).blobs()
+
+
+def zero_header(data: bytearray, blob: popef.Blob) -> None:
+    data[blob.offset:blob.offset + HEADER_SIZE] = bytes(HEADER_SIZE)
+
+
+def flip_total_size(data: bytearray, blob: popef.Blob) -> None:
+    field = blob.offset + 16
+    total = int.from_bytes(data[field:field + 8], "little")
+    data[field:field + 8] = (total | 1 << 40).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("damage, error_type, field", [
+    (zero_header, popef.BadMagicError, "magic"),
+    (flip_total_size, popef.FormatError, "total_size"),
+], ids=["zeroed header", "total_size bit flip"])
+def test_repair_keeps_the_blobs_after_a_damaged_header(tmp_path, damage, error_type, field):
+    path = tmp_path / "model.popef"
+    blobs = four_tensors(path)
+    data = bytearray(path.read_bytes())
+    damage(data, blobs[1])
+    path.write_bytes(data)
+
+    for parse in (lambda r: r.parse_file(path), lambda r: r.parse_bytes(bytes(data))):
+        with pytest.raises(error_type) as info:
+            parse(popef.Reader())
+        assert not isinstance(info.value, popef.PartialTailError)
+        assert info.value.field == field and info.value.blob_index == 1
+        assert (f"a valid blob header follows at offset {blobs[2].offset:#x}: the file is "
+                "damaged in the middle, not cut short by an interrupted write") in str(info.value)
+
+    result = CliRunner().invoke(popef_main, ["repair", str(path)])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot repair: ")
+    assert "only a partial blob at the end of a file can be dropped" in result.output
+    assert path.read_bytes() == data  # blobs #2 and #3 are still there
+    with pytest.raises(error_type):
+        plan_repair(path)
+
+
+def test_several_unwritten_headers_at_the_end_are_still_a_partial_tail(tmp_path):
+    # The old writer wrote the headers of an append only on close: a kill left all of them zero.
+    path = tmp_path / "model.popef"
+    blobs = four_tensors(path)
+    data = bytearray(path.read_bytes())
+    for blob in blobs[1:]:
+        zero_header(data, blob)
+    path.write_bytes(data)
+    with pytest.raises(popef.PartialTailError) as info:
+        popef.Reader().parse_file(path)
+    assert info.value.complete_blobs == 1 and info.value.offset == blobs[1].offset
+    assert plan_repair(path).kept_bytes == blobs[1].offset
+
+
+def test_a_blob_header_inside_a_payload_is_found_at_aligned_offsets_only(tmp_path):
+    # A magic at an unaligned offset of a tail is not a following blob: still a partial tail.
+    good = minimal_model_bytes()
+    tail = bytes(HEADER_SIZE) + bytes(3) + good + bytes(61)
+    with pytest.raises(popef.PartialTailError):
+        popef.Reader().parse_bytes(good + tail)
+    tail = bytes(HEADER_SIZE) + bytes(16) + good
+    with pytest.raises(popef.BadMagicError, match=f"follows at offset {len(good) + 64:#x}"):
+        popef.Reader().parse_bytes(good + tail)
+
+
+# -- appends are exclusive between writers --------------------------------------------------------
+
+def test_a_second_appender_in_the_same_process_is_refused_until_the_first_closes(tmp_path):
+    path = tmp_path / "model.popef"
+    path.write_bytes(minimal_model_bytes())
+    first = popef.Writer(path, "a")
+    first.write_tensor("t0", np.zeros(3, np.float32))
+    with pytest.raises(popef.WriterError,
+                       match=f"^cannot append to '{path}': another writer is appending to it$"):
+        popef.Writer(path, "a")
+    first.close()
+    second = popef.Writer(path, "a")  # the lock went with the first writer's file
+    second.write_tensor("t1", np.zeros(3, np.float32))
+    second.abort()
+    with popef.Writer(path, "a") as third:  # and with an aborted one's
+        third.write_tensor("t2", np.zeros(3, np.float32))
+    assert [t.name for t in read_bytes(path.read_bytes()).tensors()] == ["t0", "t2"]
+
+
+def test_repair_refuses_a_file_that_is_being_appended_to(tmp_path):
+    path = tmp_path / "model.popef"
+    path.write_bytes(minimal_model_bytes())
+    writer = popef.Writer(path, "a")
+    blob = writer.create_tensor_data(popef.TensorDataInfo(
+        "unfinished", popef.TensorInfo(popef.DataType.F32, (1000,))))
+    blob.write(np.ones(10, np.float32))
+    writer._out.flush()
+    before = path.read_bytes()
+    plan = plan_repair(path)  # a reader sees the blob being written as a partial tail
+    assert plan.needed
+    with pytest.raises(popef.PopefError,
+                       match=f"^cannot repair '{path}': a writer is appending to it$"):
+        apply_repair(plan)
+    assert path.read_bytes() == before
+    writer.abort()
+
+
+APPENDER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import popef
+
+    with popef.Writer(sys.argv[1], "a") as writer:
+        writer.write_tensor("child", np.zeros(3, np.float32))
+        print("ready", flush=True)
+        sys.stdin.read()
+""")
+
+
+def test_appenders_in_two_processes_exclude_each_other(tmp_path):
+    path = tmp_path / "model.popef"
+    path.write_bytes(minimal_model_bytes())
+    child = subprocess.Popen([sys.executable, "-c", APPENDER, str(path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n", f"the child ended early ({child.poll()})"
+        with pytest.raises(popef.WriterError, match="another writer is appending to it"):
+            popef.Writer(path, "a")
+        # A reader is not locked out: it sees the blobs finished so far.
+        assert [t.name for t in read_bytes(path.read_bytes()).tensors()] == ["child"]
+        child.stdin.close()  # the child closes its writer and exits
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for pipe in (child.stdin, child.stdout):
+            pipe.close()
+    with popef.Writer(path, "a") as writer:
+        writer.write_tensor("parent", np.zeros(3, np.float32))
+    assert [t.name for t in read_bytes(path.read_bytes()).tensors()] == ["child", "parent"]
 
 # -- item: a killed "w" leaves nothing, and writes are durable -----------------------------------
 

@@ -79,6 +79,13 @@ FORMAT_CASES = [
       f"offset {len(GOOD):#x}"]),
     ("partial header after a blob", GOOD + fmt.MAGIC + bytes(8), popef.PartialTailError,
      ["16 bytes where a 48-byte header belongs", f"before offset {len(GOOD):#x}"]),
+    ("zero header before a valid blob", GOOD[:192] + bytes(128) + GOOD, popef.BadMagicError,
+     ["blob header is all zeros", "a valid blob header follows at offset 0x140",
+      "damaged in the middle", "blob #1", "offset 0xc0"]),
+    ("size past end before a valid blob",
+     GOOD[:192] + executable_blob("m", total=1 << 40) + GOOD, popef.FormatError,
+     ["bad blob size 1099511627776", "a valid blob header follows at offset 0x140",
+      "blob #1", "field 'total_size'"]),
     # files given by mistake: say what they are
     ("a png image", b"\x89PNG\r\n\x1a\n" + bytes(100), popef.BadMagicError,
      ["this is a PNG image, not a PopEF file", "offset 0x0", "blob #0"]),

@@ -16,10 +16,18 @@ import click
 __all__ = ["serve_command", "triton_config_command"]
 
 _BOOL = click.BOOL
+#: the most characters of an error line, once escaped (a message may quote a huge name)
+MAX_ERROR_CHARS = 2000
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One line ``error: …`` on stderr, exit 1. ``message`` may quote names from files, folders
+    or flags: its control characters (ESC, CR, LF, bidi overrides...) are escaped and it is
+    cut at :data:`MAX_ERROR_CHARS`."""
+    from ..escaping import escape_text
+
+    click.echo(f"error: {escape_text(message, backslashes=False, limit=MAX_ERROR_CHARS)}",
+               err=True)
     sys.exit(1)
 
 
@@ -293,6 +301,7 @@ def triton_config_command(file, name_map, max_batch_size, name, executable):
     """Print a Triton config.pbtxt (backend "poplar") for a PopEF FILE."""
     _need_serve_extra()
     from ..errors import PopefError
+    from ..escaping import escape_text
     from ..runtime import ModelRunner
     from .config import (
         NAME_MAP_FILENAME,
@@ -319,6 +328,8 @@ def triton_config_command(file, name_map, max_batch_size, name, executable):
         _fail(exc.message)
     except PopefError as exc:
         _fail(str(exc))
+    # names in the config are protobuf text escapes (config_to_text); the comment is escaped
     source = path.name + (f" and {Path(name_map).name}" if name_map else "")
-    click.echo(f"# config.pbtxt for {source}, written by popef triton-config")
+    click.echo(f"# config.pbtxt for {escape_text(source, limit=MAX_ERROR_CHARS)}, written by "
+               "popef triton-config")
     click.echo(config_to_text(config), nl=False)

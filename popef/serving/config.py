@@ -38,6 +38,7 @@ __all__ = [
     "MAX_INSTANCES",
     "MAX_LABEL_FILE_BYTES",
     "MAX_NAME_MAP_BYTES",
+    "MAX_SPECIFIC_VERSIONS",
     "NAME_MAP_FILENAME",
     "SUPPORTED_BACKENDS",
     "ConfigError",
@@ -62,6 +63,7 @@ __all__ = [
     "read_name_map",
     "regular_file",
     "signature_of",
+    "specific_versions",
     "states_max_batch_size",
 ]
 
@@ -84,6 +86,8 @@ MAX_INSTANCES = 64
 #: (``max_queue_delay_microseconds``, ``timeout_ns``) or an execution's test delay
 #: (``execute_delay_ms`` × ``instance_wise_delay_multiplier``); longer is refused at load
 MAX_DELAY_NS = 86_400 * 10**9
+#: the most versions ``version_policy { specific { versions: [...] } }`` may list
+MAX_SPECIFIC_VERSIONS = 1024
 
 
 class ConfigError(ServingError):
@@ -245,10 +249,54 @@ def config_from_json(text: str | bytes):
     mc = _model_config_pb2()
     config = mc.ModelConfig()
     try:
-        json_format.Parse(text, config)
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError("the config given to load is not a ModelConfig in JSON: failed to "
+                          f"load JSON: {shorten(str(exc))}") from None
+    if not isinstance(value, dict):
+        raise ConfigError("the config given to load is not a ModelConfig in JSON: expected an "
+                          f"object, found {type(value).__name__}")
+    _check_listed_versions(value)  # before the protobuf conversion, slow for a long list
+    try:
+        json_format.ParseDict(value, config)
     except json_format.ParseError as exc:
         raise ConfigError(f"the config given to load is not a ModelConfig in JSON: {exc}") from None
+    specific_versions(config)  # refused before the load starts
     return config
+
+
+def _check_listed_versions(value: dict) -> None:
+    policy = value.get("version_policy", value.get("versionPolicy"))
+    versions = policy.get("specific", {}) if isinstance(policy, dict) else {}
+    listed = versions.get("versions") if isinstance(versions, dict) else None
+    if isinstance(listed, list) and len(listed) > MAX_SPECIFIC_VERSIONS:
+        raise ConfigError(f"version_policy specific lists {len(listed)} versions, over the "
+                          f"limit of {MAX_SPECIFIC_VERSIONS}")
+
+
+def specific_versions(config) -> list[int] | None:
+    """The distinct versions ``version_policy { specific { versions: [...] } }`` names, in
+    ascending order; ``None`` for another policy (or no config).
+
+    :class:`ConfigError` for an empty list, a negative version (a version is the name of a
+    version folder: a number >= 0) or a list longer than :data:`MAX_SPECIFIC_VERSIONS`.
+    """
+    if config is None or not config.HasField("version_policy"):
+        return None
+    policy = config.version_policy
+    if policy.WhichOneof("policy_choice") != "specific":
+        return None
+    listed = policy.specific.versions
+    if not listed:
+        raise ConfigError("version_policy specific lists no version: expected at least one")
+    if len(listed) > MAX_SPECIFIC_VERSIONS:
+        raise ConfigError(f"version_policy specific lists {len(listed)} versions, over the "
+                          f"limit of {MAX_SPECIFIC_VERSIONS}")
+    negative = [v for v in listed if v < 0]
+    if negative:
+        raise ConfigError(f"version_policy specific lists version {negative[0]}: expected "
+                          "versions >= 0 (a version is the name of a version folder)")
+    return sorted(set(listed))
 
 
 def json_states_max_batch_size(text: str | bytes) -> bool:
@@ -274,6 +322,20 @@ def config_to_text(config) -> str:
     return text_format.MessageToString(config)
 
 
+def _text_string(value: str) -> str:
+    """``value`` as a protobuf text string literal: printable characters as they are, quotes,
+    backslashes and the rest (controls, bidi overrides...) as escapes of their UTF-8 bytes."""
+    named = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+    def escaped(ch: str) -> str:
+        if ch in named:
+            return named[ch]
+        if ch.isprintable():
+            return ch
+        return "".join(f"\\{byte:03o}" for byte in ch.encode("utf-8"))
+    return '"' + "".join(escaped(ch) for ch in value) + '"'
+
+
 def _pretty_config(config) -> str | None:
     mc = _model_config_pb2()
     simple = {"name", "backend", "platform", "max_batch_size", "input", "output",
@@ -285,18 +347,18 @@ def _pretty_config(config) -> str | None:
         allowed = {"name", "data_type", "dims", "reshape"}
         if any(fd.name not in allowed for fd, _ in entry.ListFields()):
             return None
-        parts = [f'name: "{entry.name}"',
+        parts = [f"name: {_text_string(entry.name)}",
                  f"data_type: {mc.DataType.Name(entry.data_type)}",
                  f"dims: [ {', '.join(str(d) for d in entry.dims)} ]"]
         if entry.HasField("reshape"):
             parts.append(f"reshape: {{ shape: [ {', '.join(str(d) for d in entry.reshape.shape)} ] }}")
         return "  {\n" + "".join(f"    {p}\n" for p in parts) + "  }"
 
-    lines = [f'name: "{config.name}"'] if config.name else []
+    lines = [f"name: {_text_string(config.name)}"] if config.name else []
     if config.backend:
-        lines.append(f'backend: "{config.backend}"')
+        lines.append(f"backend: {_text_string(config.backend)}")
     if config.platform:
-        lines.append(f'platform: "{config.platform}"')
+        lines.append(f"platform: {_text_string(config.platform)}")
     lines.append(f"max_batch_size: {config.max_batch_size}")
     for kind, entries in (("input", config.input), ("output", config.output)):
         if not entries:
@@ -317,16 +379,17 @@ def _pretty_config(config) -> str | None:
         for g in config.instance_group:
             if any(fd.name not in ("kind", "count", "name") for fd, _ in g.ListFields()):
                 return None
-            fields = ([f'name: "{g.name}"'] if g.name else []) + [
+            fields = ([f"name: {_text_string(g.name)}"] if g.name else []) + [
                 f"kind: {mc.ModelInstanceGroup.Kind.Name(g.kind)}", f"count: {g.count}"]
             groups.append("{ " + " ".join(fields) + " }")
         lines.append("instance_group [ " + ", ".join(groups) + " ]")
     if config.parameters:
-        params = [f'  {{ key: "{k}" value: {{ string_value: "{v.string_value}" }} }}'
+        params = [f"  {{ key: {_text_string(k)} value: {{ string_value: "
+                  f"{_text_string(v.string_value)} }} }}"
                   for k, v in sorted(config.parameters.items())]
         lines.append("parameters [\n" + ",\n".join(params) + "\n]")
     if config.default_model_filename:
-        lines.append(f'default_model_filename: "{config.default_model_filename}"')
+        lines.append(f"default_model_filename: {_text_string(config.default_model_filename)}")
     return "\n".join(lines) + "\n"
 
 

@@ -9,11 +9,13 @@ Layout (Triton's, with Graphcore's Poplar backend conventions)::
 
 Folders named by a number are versions; the config's ``version_policy`` picks those served
 (the latest one by default). As in Triton, a number with leading zeros (``007``) is not a
-version: the folder is ignored with a warning. Every model and every version loads on its
-own: one that fails is recorded as UNAVAILABLE with the reason — shown by the repository
-index and logged — and never stops the others. Loads and unloads of one model run one at a
-time; those of different models run side by side (a model draining its requests never holds
-up the others).
+version: the folder is ignored with a warning. As in Triton, the versions a ``specific``
+policy names without a folder are logged (here once per load, summarised) and not served; the
+model loads with those that have one, so the repository index lists only real version
+folders. Every model and every version loads on its own: one that fails is recorded as
+UNAVAILABLE with the reason — shown by the repository index and logged — and never stops the
+others. Loads and unloads of one model run one at a time; those of different models run side
+by side (a model draining its requests never holds up the others).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .config import (
     build_plan,
     complete_config,
     read_config,
+    specific_versions,
 )
 from .errors import ServingError, Status, error_message, invalid, not_found, unavailable
 from .files import model_files, open_model
@@ -221,10 +224,11 @@ class ModelRepository:
             record.state, record.reason = UNAVAILABLE, exc.message
             log.error("failed to load '%s': %s", name, exc.message, extra=STATE_CHANGE)
             return record
-        for version, reason in missing.items():
-            record.versions[version] = VersionRecord(version, UNAVAILABLE, reason)
-            log.error("failed to load '%s' version %d: %s", name, version, reason,
-                      extra=STATE_CHANGE)
+        if missing:
+            log.error("model '%s': version_policy specific names %s, which %s no folder; "
+                      "%s not served", name, _versions_summary(missing),
+                      "has" if len(missing) == 1 else "have",
+                      "it is" if len(missing) == 1 else "they are", extra=STATE_CHANGE)
         completed = None
         for version in sorted(versions, reverse=True):  # the latest completes the config
             vrecord = VersionRecord(version, LOADING)
@@ -243,7 +247,8 @@ class ModelRepository:
         record.config = completed if completed is not None else config
         failed = [v for v in record.versions.values() if v.state != READY]
         if record.ready_versions() and not failed:
-            record.state, record.reason = READY, ""
+            record.state = READY
+            record.reason = f"{_versions_summary(missing)} not served: no folder" if missing else ""
         elif record.ready_versions():
             record.state = READY
             record.reason = f"version {failed[0].version} failed: {failed[0].reason}"
@@ -416,8 +421,19 @@ def _instance_count(config) -> int:
     return sum(max(1, g.count) for g in config.instance_group)
 
 
-def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]]:
-    """The versions the policy serves, and versions it names that have no folder."""
+def _versions_summary(versions: Sequence[int], shown: int = 5) -> str:
+    """``version 5`` or ``versions 5, 7, 9 … (N more)``: a bounded list of version numbers."""
+    if len(versions) == 1:
+        return f"version {versions[0]}"
+    text = ", ".join(str(v) for v in versions[:shown])
+    if len(versions) > shown:
+        text += f" \u2026 ({len(versions) - shown} more)"
+    return f"versions {text}"
+
+
+def _select_versions(directory: Path, config) -> tuple[list[int], list[int]]:
+    """The versions the policy serves, and versions a ``specific`` policy names that have no
+    folder (:class:`ConfigError` when none it names has one)."""
     available, ignored = [], []
     for p in sorted(directory.iterdir()):
         if not p.is_dir():
@@ -429,15 +445,17 @@ def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]
             log.warning("model '%s': ignoring folder '%s': a version folder's name is a number "
                         "without leading zeros, of 18 digits at most", directory.name, p.name)
     available.sort()
-    policy = config.version_policy if config is not None and config.HasField(
-        "version_policy") else None
-    kind = policy.WhichOneof("policy_choice") if policy is not None else None
-    if kind == "specific":
-        wanted = sorted(set(policy.specific.versions))
-        if not wanted:
-            raise ConfigError("version_policy specific lists no version")
-        missing = {v: f"version {v} has no folder '{v}/'" for v in wanted if v not in available}
-        return [v for v in wanted if v in available], missing
+    wanted = specific_versions(config)
+    if wanted is not None:
+        present = set(available)
+        found = [v for v in wanted if v in present]
+        missing = [v for v in wanted if v not in present]
+        if not found:
+            folders = _versions_summary(available).replace("version", "folder", 1) \
+                if available else "no version folder"
+            raise ConfigError(f"version_policy specific names {_versions_summary(missing)}, "
+                              f"but '{directory.name}' has no such folder (it has {folders})")
+        return found, missing
     if not available:
         listed = ", ".join(f"'{n}'" for n in ignored)
         not_versions = (f"; {listed} "
@@ -445,7 +463,10 @@ def _select_versions(directory: Path, config) -> tuple[list[int], dict[int, str]
                         "folder's name is a number without leading zeros" if ignored else "")
         raise ConfigError(f"no version folder (such as 1/ holding {DEFAULT_MODEL_FILENAME}) in "
                           f"'{directory.name}'{not_versions}")
+    policy = config.version_policy if config is not None and config.HasField(
+        "version_policy") else None
+    kind = policy.WhichOneof("policy_choice") if policy is not None else None
     if kind == "all":
-        return available, {}
+        return available, []
     count = policy.latest.num_versions if kind == "latest" else 1
-    return available[-max(1, count):], {}
+    return available[-max(1, count):], []

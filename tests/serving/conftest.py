@@ -89,6 +89,22 @@ class LogCapture(logging.Handler):
         return "\n".join(self.records)
 
 
+@pytest.fixture(autouse=True)
+def restored_loggers(serving_log):
+    """``popef serve`` run in this process installs its own log handlers (configure_logging):
+    every test gets the loggers back as they were, so the ``serving_log`` capture (set up
+    first) keeps working whatever ran before."""
+    from popef.serving.logs import LOGGER_NAMES
+
+    saved = {name: (lg.handlers[:], lg.propagate, lg.level)
+             for name in LOGGER_NAMES for lg in [logging.getLogger(name)]}
+    yield
+    for name, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def serving_log():
     handler = LogCapture()
