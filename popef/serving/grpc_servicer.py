@@ -32,12 +32,16 @@ from .core import InferenceCore
 from .errors import ServingError, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "GrpcLimits", "InferenceServicer", "create_grpc_server"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "MAX_STREAM_IN_FLIGHT", "GrpcLimits", "InferenceServicer",
+           "create_grpc_server"]
 
 log = logging.getLogger("popef.serving")
 
 #: the largest request message taken, in bytes (the HTTP side's default limit too)
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: the most requests of one ``ModelStreamInfer`` stream read but not yet answered: the stream
+#: stops reading requests until grpc has taken a response
+MAX_STREAM_IN_FLIGHT = 64
 #: the longest error message sent back: a status message travels in an HTTP/2 header, which
 #: has a size limit, and may quote client input
 MAX_ERROR_MESSAGE = 4096
@@ -144,8 +148,12 @@ def _parameter(value) -> Any:
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     """``inference.GRPCInferenceService`` over an :class:`InferenceCore`."""
 
-    def __init__(self, core: InferenceCore) -> None:
+    def __init__(self, core: InferenceCore, *,
+                 stream_in_flight: int = MAX_STREAM_IN_FLIGHT) -> None:
+        if stream_in_flight < 1:
+            raise ValueError(f"stream_in_flight must be at least 1, got {stream_in_flight}")
         self.core = core
+        self.stream_in_flight = stream_in_flight
 
     def add_to_server(self, server: grpc.Server) -> None:
         """Register the service on ``server``, as the generated function does, but with request
@@ -269,14 +277,31 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ModelStreamInfer(self, request_iterator, context) -> Iterator:
         """Requests of one stream run concurrently (so they can share dynamic batches);
-        responses come back as they finish, errors in-band as ``error_message``."""
+        responses come back as they finish, errors in-band as ``error_message``.
+
+        At most ``stream_in_flight`` requests of a stream are between being read and their
+        response being handed to grpc: a client that does not read its responses stops being
+        read from, and HTTP/2 flow control pushes back on it."""
         results: queue.Queue = queue.Queue()
-        end = object()
+        end, cancelled = object(), object()
+        in_flight = threading.Semaphore(self.stream_in_flight)
+        stopped = threading.Event()
+
+        def stop() -> None:  # the call ended (finished, cancelled or timed out)
+            stopped.set()
+            in_flight.release()  # wakes a reader waiting for room
+            results.put(cancelled)  # wakes the responder
+
+        if not context.add_callback(stop):
+            return
 
         def reader() -> None:
             submitted = 0
             try:
                 for request in request_iterator:
+                    in_flight.acquire()
+                    if stopped.is_set():
+                        return
                     try:
                         future = self.core.infer(decode_request(request))
                     except ServingError as exc:
@@ -288,7 +313,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                             error_message=f"internal error: {type(exc).__name__}: {exc}"))
                         continue
                     submitted += 1
-                    future.add_done_callback(lambda f: results.put(f))
+                    future.add_done_callback(results.put)
             except Exception:  # noqa: BLE001 - the client went away
                 pass
             finally:
@@ -299,6 +324,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         expected = None
         while expected is None or finished < expected:
             item = results.get()
+            if item is cancelled:
+                return
             if isinstance(item, tuple) and item and item[0] is end:
                 expected = item[1]
                 continue
@@ -313,6 +340,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                         error_message=shorten(message, MAX_ERROR_MESSAGE))
             else:
                 yield item
+            in_flight.release()  # grpc took the response: room for one more request
 
 
 def decode_request(request) -> InferRequest:

@@ -9,8 +9,9 @@ of tiles each — and refuses what would not run on it:
   × tiles per IPU × memory per tile (Mk1: 1216 tiles × 256 KiB; Mk2 and Bow: 1472 × 624 KiB),
   counting the persistent tensors (weights) plus the peak of the live step tensors.
 
-It then runs the way the hardware does: each replica holds its own copy of the persistent
-tensors (loaded once), host data is copied into device memory and back at every stream copy,
+It then runs the way the hardware does: each replica holds its persistent tensors (loaded once;
+read-only, so replicas without per-replica weights share one host copy while the memory check
+counts them per replica), host inputs are copied into device memory and outputs back,
 and the main programs run step by step — runs of ``device_iterations`` steps, every replica in
 each step — with the readable interpreter of ``popef.runtime.interpreter.run_program``.
 """
@@ -88,15 +89,23 @@ class IpuModelExecutor(Executor):
         self.model = model
         self.arch = arch
         self._replicas = []
-        for replica in range(model.replication_factor):
+        # replicas without per-replica weights hold the same persistent tensors: they share
+        # one read-only state (the memory check above still counts it once per replica)
+        distinct = model.replication_factor if model.has_per_replica_state else 1
+        for replica in range(distinct):
             device: dict[str, np.ndarray] = {}
 
             def read(handle: str, replica: int = replica) -> np.ndarray:
-                return np.array(model.stored_for_replica(model.streams[handle], replica))
+                return model.stored_for_replica(model.streams[handle], replica)  # read-only
 
             for program in model.load:
                 run_program(program, device, read, _refuse_write)
+            for array in device.values():
+                if isinstance(array, np.ndarray):
+                    array.flags.writeable = False
             self._replicas.append(device)
+        if distinct == 1:
+            self._replicas *= model.replication_factor
         for program in model.load:
             self.program_runs[program.index] += 1
 
@@ -155,7 +164,7 @@ class IpuModelExecutor(Executor):
         def read(handle: str) -> np.ndarray:
             stream = model.streams[handle]
             if stream.stored:
-                return np.array(model.stored_for_replica(stream, replica))
+                return model.stored_for_replica(stream, replica)  # read-only, like weights
             return np.array(model.step_input(stream, inputs[stream.name], steps, step, replica))
 
         def write(handle: str, array: np.ndarray) -> None:
