@@ -8,10 +8,11 @@ for the headers of a request, and takes every connection the kernel hands it.
   ``header_timeout`` seconds of opening, or of the first byte of a request that follows another
   on it; otherwise it is answered 408 (or, when nothing came, just closed);
 - a **connection limit**: when ``max_connections`` are open, a new connection closes the one
-  that has been idle longest — not in the middle of a request: waiting for its first request,
-  for its headers or between requests — so attackers that hold idle connections cannot lock
-  clients out; when every open connection is in the middle of a request, the new one is
-  answered 503 and closed.
+  that has made no progress (bytes received, a response sent) for longest among those that
+  wait for their client — for a first request, its headers, its body, or between requests —
+  never one whose request is being executed or answered; so attackers that hold connections
+  open, sending nothing, cannot lock clients out. When every open connection has a request
+  being executed or answered, the new one is answered 503 and closed.
 
 The body of a request is bounded by the ASGI app (:func:`popef.serving.http_app.create_app`,
 ``body_timeout``). :func:`serving_event_loop` is the event loop to run them on: asyncio's, with
@@ -62,7 +63,7 @@ def _response(status: str, message: str) -> bytes:
 
 _TIMEOUT_408 = _response("408 Request Timeout", "the request headers did not arrive in time\n")
 _BUSY_503 = _response("503 Service Unavailable",
-                      "too many connections are in the middle of a request: try again later\n")
+                      "too many connections have a request being executed: try again later\n")
 
 
 def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> type:
@@ -71,13 +72,20 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
 
     class GuardedProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
-        _idle_since = 0.0
+        _last_progress = 0.0
         _bytes_since_armed = False
 
         # -- state
         def _in_request(self) -> bool:
             cycle = getattr(self, "cycle", None)
             return cycle is not None and not cycle.response_complete
+
+        def _waits_for_client(self) -> bool:
+            """Between requests or in one whose body has not all come: the server owes
+            nothing yet, so closing it loses no work."""
+            cycle = getattr(self, "cycle", None)
+            return (not self._in_request()
+                    or (cycle.more_body and not cycle.response_started))
 
         def _arm_header_timer(self) -> None:
             if limits.header_timeout is not None and self._header_timer is None:
@@ -104,34 +112,36 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
         def connection_made(self, transport) -> None:
             victim = self._victim() if limits.max_connections is not None else None
             super().connection_made(transport)
-            self._idle_since = self.loop.time()
+            self._last_progress = self.loop.time()
             if victim is False:
-                log.debug("refusing an HTTP connection from %s: %d connections are in the "
-                          "middle of a request", self.client, limits.max_connections)
+                log.debug("refusing an HTTP connection from %s: %d connections have a "
+                          "request being executed", self.client, limits.max_connections)
                 transport.write(_BUSY_503)
                 transport.close()
                 return
             if victim is not None:
-                log.debug("closing the HTTP connection from %s, idle the longest, to take one "
-                          "from %s (%d connections open)", victim.client, self.client,
-                          limits.max_connections)
+                log.debug("closing the HTTP connection from %s, without progress the "
+                          "longest, to take one from %s (%d connections open)", victim.client,
+                          self.client, limits.max_connections)
                 victim.transport.close()
             self._arm_header_timer()
 
         def _victim(self):
-            """None when there is room; else the open connection idle the longest, or False
-            when every open connection is in the middle of a request."""
+            """None when there is room; else the open connection waiting for its client
+            without progress the longest, or False when every open connection has a request
+            being executed or answered."""
             if len(self.connections) < limits.max_connections:
                 return None
             open_connections = [c for c in self.connections
                                 if c.transport is not None and not c.transport.is_closing()]
             if len(open_connections) < limits.max_connections:
                 return None
-            idle = [c for c in open_connections
-                    if isinstance(c, GuardedProtocol) and not c._in_request()]
-            return min(idle, key=lambda c: c._idle_since) if idle else False
+            waiting = [c for c in open_connections
+                       if isinstance(c, GuardedProtocol) and c._waits_for_client()]
+            return min(waiting, key=lambda c: c._last_progress) if waiting else False
 
         def data_received(self, data: bytes) -> None:
+            self._last_progress = self.loop.time()
             if not self._in_request():
                 self._arm_header_timer()  # the first bytes of a request: its headers must end
                 self._bytes_since_armed = True
@@ -141,7 +151,7 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
                 self._cancel_header_timer()  # the headers are complete: a request started
 
         def on_response_complete(self) -> None:
-            self._idle_since = self.loop.time()
+            self._last_progress = self.loop.time()
             super().on_response_complete()
 
         def connection_lost(self, exc) -> None:

@@ -30,7 +30,7 @@ from .core import InferenceCore
 from .errors import ServingError, Status, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "INFLIGHT_PER_INPUT_SIZE",
+__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "FREE_BODY_BYTES", "INFLIGHT_PER_INPUT_SIZE",
            "create_app", "create_metrics_app"]
 
 log = logging.getLogger("popef.serving")
@@ -43,6 +43,11 @@ DEFAULT_BODY_TIMEOUT = 60.0
 INFLIGHT_PER_INPUT_SIZE = 4
 #: bodies larger than this are decoded in a worker thread, not on the event loop
 _OFFLOAD_BYTES = 256 * 1024
+#: the first bytes of every request body, outside the in-flight budget: small requests never
+#: wait behind large ones (uvicorn buffers this much per connection anyway)
+FREE_BODY_BYTES = 64 * 1024
+#: a compressed body is inflated in pieces of this many bytes, each reserved first
+_INFLATE_PIECE = 1024 * 1024
 #: the longest error message sent back (they may quote client input)
 MAX_ERROR_MESSAGE = 4096
 
@@ -71,6 +76,7 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
                max_inflight_bytes: int | None = None,
                inflight_wait: float | None = DEFAULT_BUDGET_WAIT,
+               free_body_bytes: int = FREE_BODY_BYTES,
                metrics: bool = False) -> Starlette:
     """The v2 HTTP API of ``core`` as an ASGI app.
 
@@ -78,9 +84,10 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
     arrived ``body_timeout`` seconds after the request's headers is answered 408 and its
     connection closed (None: no limit). ``max_inflight_bytes`` (default
     ``INFLIGHT_PER_INPUT_SIZE * max_input_size``, at least ``max_input_size``) bounds the
-    bytes of all requests in flight together: a request that finds it spent waits up to
-    ``inflight_wait`` seconds, then is answered 503; large JSON requests are decoded one at a
-    time. With ``metrics``, the app also answers ``GET /metrics`` (for engines that host one
+    bytes of all requests in flight together, taken as they arrive (and before each piece of
+    a compressed body is inflated) beyond the first ``free_body_bytes`` of each body: a request
+    that finds it spent waits up to ``inflight_wait`` seconds, then is answered 503; large JSON
+    requests are decoded one at a time, off the event loop. With ``metrics``, the app also answers ``GET /metrics`` (for engines that host one
     app on one port).
     """
     if max_inflight_bytes is None:
@@ -93,20 +100,35 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
     # (and the decode holds the GIL anyway): one large decode at a time
     json_decodes = asyncio.Semaphore(1)
 
-    async def receive_body(request: Request, declared: int | None,
-                           reservation: Reservation) -> bytes:
-        # a declared body is reserved whole before any of it is read, so two requests never
-        # each hold part of the budget waiting for the other's; a chunked one as it comes
-        await reservation.grow(declared or 0)
+    async def receive_body(request: Request, reservation: Reservation) -> bytes:
+        # bytes are reserved as they arrive, so a declared but unsent body holds nothing.
+        # Two large requests that each hold part of the budget and wait for more are
+        # settled by the bounded wait: the first to give up (503) lets the other go on.
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_input_size:
                 raise _too_large(size, max_input_size)
-            if size > reservation.held:
-                await reservation.grow(size - reservation.held)
+            unreserved = size - free_body_bytes - reservation.held
+            if unreserved > 0:
+                await reservation.grow(unreserved)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def inflate(body: bytes, encoding: str, reservation: Reservation) -> bytearray:
+        # piece by piece in a worker thread, each piece reserved before it is inflated, so
+        # neither the event loop nor the budget is overrun by a small body that inflates big
+        inflater = _Inflater(body, encoding)
+        inflated = bytearray()
+        while not inflater.done:
+            room = min(_INFLATE_PIECE, max_input_size + 1 - len(inflated))
+            taken = await reservation.grow(room)
+            piece = await asyncio.to_thread(inflater.inflate, room)
+            reservation.give_back(taken - len(piece))
+            inflated += piece
+            if len(inflated) > max_input_size:
+                raise _too_large(len(inflated), max_input_size)
+        return inflated
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
@@ -119,26 +141,23 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
             if declared > max_input_size:
                 raise _too_large(declared, max_input_size)
         reservation = request.state.reservation
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            _check_encoding(encoding)
         try:
-            body = await asyncio.wait_for(receive_body(request, declared, reservation),
-                                          body_timeout)
+            body = await asyncio.wait_for(receive_body(request, reservation), body_timeout)
         except asyncio.TimeoutError:  # noqa: UP041 - not yet the built-in one in Python 3.10
             raise _BodyTimeout(body_timeout) from None
-        encoding = request.headers.get("content-encoding", "").strip().lower()
-        if encoding and encoding != "identity":
-            body = _decompress(body, encoding, max_input_size)
-            await reservation.grow(len(body))
+        if encoding not in ("", "identity"):
+            return await inflate(body, encoding, reservation)
         return body
 
     async def read_json(request: Request) -> dict:
         body = await read_body(request)
-        if not body.strip():
-            return {}
-        value = _loads(body, "the request body")
-        if not isinstance(value, dict):
-            raise invalid("the request body must be a JSON object")
-        _check_numbers(value, "the request body")
-        return value
+        if len(body) <= _OFFLOAD_BYTES:
+            return _json_object(body)
+        async with json_decodes:
+            return await asyncio.to_thread(_json_object, body)
 
     def handler(function):
         async def endpoint(request: Request) -> Response:
@@ -362,22 +381,60 @@ def _too_large(size: int, limit: int) -> ServingError:
                         "(--http-max-input-size)", Status.INVALID_ARG)
 
 
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    if encoding == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif encoding == "deflate":
-        wbits = zlib.MAX_WBITS
-    else:
+def _json_object(body: bytes | bytearray) -> dict:
+    """A request body that is a JSON object (or empty: ``{}``), with finite numbers only."""
+    if not body.strip():
+        return {}
+    value = _loads(body, "the request body")
+    if not isinstance(value, dict):
+        raise invalid("the request body must be a JSON object")
+    _check_numbers(value, "the request body")
+    return value
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in _WBITS:
         raise unsupported(f"Content-Encoding '{encoding}' is not supported (use gzip or "
                           "deflate)")
-    decompressor = zlib.decompressobj(wbits)
-    try:
-        data = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise invalid(f"cannot decompress the {encoding} request body: {exc}") from None
-    if len(data) > limit or decompressor.unconsumed_tail:
-        raise _too_large(len(data), limit)
-    return data
+
+
+class _Inflater:
+    """A gzip or deflate body inflated a bounded piece at a time. The compressed input is fed
+    in small slices, so that what zlib leaves unconsumed (and copies) stays small."""
+
+    _INPUT_SLICE = 64 * 1024
+
+    def __init__(self, body: bytes, encoding: str) -> None:
+        self._encoding = encoding
+        self._decompressor = zlib.decompressobj(_WBITS[encoding])
+        self._input = memoryview(body)
+        self._fed = 0
+        self._unconsumed = b""
+        self.done = False
+
+    def inflate(self, room: int) -> bytes:
+        """Up to ``room`` more inflated bytes; sets ``done`` once the stream has no more."""
+        pieces, size = [], 0
+        while size < room and not self.done:
+            data = self._unconsumed
+            if not data:
+                data = self._input[self._fed:self._fed + self._INPUT_SLICE]
+                self._fed += len(data)
+            try:
+                piece = self._decompressor.decompress(data, room - size)
+            except zlib.error as exc:
+                raise invalid(f"cannot decompress the {self._encoding} request body: "
+                              f"{exc}") from None
+            self._unconsumed = self._decompressor.unconsumed_tail
+            pieces.append(piece)
+            size += len(piece)
+            # zlib may still hold output when it filled ``room`` exactly: ask again
+            input_left = self._unconsumed or self._fed < len(self._input)
+            self.done = self._decompressor.eof or (not input_left and size < room)
+        return b"".join(pieces)
 
 
 def _bool(value: Any) -> bool:

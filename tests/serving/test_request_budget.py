@@ -39,7 +39,7 @@ class IndexOnlyCore:
 class Client:
     """One HTTP request to an ASGI app, its body sent when the test says."""
 
-    def __init__(self, app, path: str, length: int) -> None:
+    def __init__(self, app, path: str, length: int, *, encoding: str = "") -> None:
         self.chunks: asyncio.Queue = asyncio.Queue()
         self.status: int | None = None
         self.body = b""
@@ -49,6 +49,8 @@ class Client:
                  "server": ("127.0.0.1", 80),
                  "headers": [(b"content-length", str(length).encode()),
                              (b"content-type", b"application/json")]}
+        if encoding:
+            scope["headers"].append((b"content-encoding", encoding.encode()))
         self.task = asyncio.ensure_future(app(scope, self._receive, self._send))
 
     def send(self, data: bytes, *, more: bool = True) -> None:
@@ -72,7 +74,8 @@ class Client:
 
 
 def index_app(**limits):
-    return create_app(IndexOnlyCore(), **limits)
+    # every byte counted against the budget, unless a test says otherwise
+    return create_app(IndexOnlyCore(), **{"free_body_bytes": 0, **limits})
 
 
 BODY = b'{"ready": false}' + b" " * 84  # 100 bytes
@@ -197,3 +200,91 @@ def test_a_client_that_disconnects_mid_body_is_one_debug_line():
         logger.setLevel(old_level)
     message = "HTTP POST /v2/repository/index: the client disconnected before its request was read"
     assert capture.lines == [(logging.DEBUG, message)]
+
+
+def test_a_declared_but_unsent_body_holds_nothing():
+    async def scenario():
+        app = index_app(max_input_size=100, max_inflight_bytes=100, inflight_wait=0.05)
+        stalled = [Client(app, "/v2/repository/index", 100) for _ in range(3)]
+        await asyncio.sleep(0)
+        client = Client(app, "/v2/repository/index", 100)
+        client.send(BODY, more=False)
+        assert await client.response() == (200, [])
+        for request in stalled:
+            request.disconnect()
+            await request.response()
+
+    asyncio.run(scenario())
+
+
+def test_small_bodies_never_wait_for_the_budget():
+    async def scenario():
+        app = create_app(IndexOnlyCore(), max_input_size=1000, max_inflight_bytes=1000,
+                         inflight_wait=DEADLINE, free_body_bytes=100)
+        holder = Client(app, "/v2/repository/index", 1000)
+        holder.send(b" " * 999)  # the whole budget held, its last byte not sent
+        await asyncio.sleep(0)
+        client = Client(app, "/v2/repository/index", 100)
+        client.send(BODY, more=False)
+        assert await client.response() == (200, [])
+        holder.send(b"{}", more=False)
+        assert (await holder.response())[0] == 400  # 1001 bytes: over the limit
+
+    asyncio.run(scenario())
+
+
+def test_requests_that_wait_for_each_other_settle_at_once():
+    async def scenario():
+        app = index_app(max_input_size=100, max_inflight_bytes=100, inflight_wait=DEADLINE)
+        first = Client(app, "/v2/repository/index", 100)
+        first.send(BODY[:40])
+        await asyncio.sleep(0)
+        second = Client(app, "/v2/repository/index", 100)
+        second.send(BODY[:60])
+        await until(lambda: second.chunks.empty())
+        second.send(BODY[60:], more=False)  # waits for the first's 40 bytes
+        first.send(BODY[40:], more=False)  # waits for the second's 60: the newer gives up
+        status, answer = await second.response()
+        assert status == 503 and "--http-max-inflight-bytes" in answer["error"]
+        assert await first.response() == (200, [])
+
+    asyncio.run(scenario())
+
+
+def test_a_compressed_body_is_reserved_before_it_is_inflated(monkeypatch):
+    import gzip
+
+    from popef.serving import http_app
+
+    inflated = []
+    real_inflate = http_app._Inflater.inflate
+
+    def counting_inflate(self, room):
+        piece = real_inflate(self, room)
+        inflated.append(len(piece))
+        return piece
+
+    monkeypatch.setattr(http_app._Inflater, "inflate", counting_inflate)
+    monkeypatch.setattr(http_app, "_INFLATE_PIECE", 1000)
+    compressed = gzip.compress(b'{"ready": false}' + b" " * 4000)
+
+    async def scenario():
+        app = index_app(max_input_size=5000, max_inflight_bytes=5000, inflight_wait=0.05)
+        holder = Client(app, "/v2/repository/index", 5000)
+        holder.send(b" " * 4500)  # all but 500 bytes of the budget held
+        await asyncio.sleep(0)
+        client = Client(app, "/v2/repository/index", len(compressed), encoding="gzip")
+        client.send(compressed, more=False)
+        status, answer = await client.response()
+        assert status == 503, answer
+        # no more than the room left was inflated before the request gave up
+        assert sum(inflated) <= 500 - len(compressed)
+        holder.disconnect()
+        await holder.response()
+        inflated.clear()
+        again = Client(app, "/v2/repository/index", len(compressed), encoding="gzip")
+        again.send(compressed, more=False)
+        assert await again.response() == (200, [])
+        assert len(inflated) > 1 and max(inflated) <= 1000  # in pieces
+
+    asyncio.run(scenario())

@@ -8,6 +8,8 @@ import contextlib
 import errno
 import socket
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from popef.serving.connections import ConnectionLimits, serving_event_loop
 from popef.serving.grpc_servicer import GrpcLimits
 
 from .conftest import config, write_model
+from .gates import gated
 
 DEADLINE = 60.0  # seconds to wait for something the server does after a short timeout
 HEADERS_STARTED = b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: x\r\n"
@@ -137,27 +140,45 @@ def test_unsent_body_is_answered_408_and_closed(repo):
         http_infer_works(server)
 
 
-def test_connection_limit_answers_503_when_every_connection_is_busy(repo):
+def test_connections_waiting_for_their_body_do_not_lock_others_out(repo):
+    """Connections that declared a body and send none of it are in a request, yet evictable:
+    the one without progress the longest makes room for a new client."""
     with running(repo, body_timeout=None, header_timeout=None, max_connections=5) as server:
-        busy = []
+        stalled = []
         for _ in range(5):
-            sock = connect(server, "http", BODY_STARTED.replace(
-                b"Content-Length", b"Expect: 100-continue\r\nContent-Length"))
+            sock = connect(server, "http", b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\n"
+                           b"Expect: 100-continue\r\nContent-Length: 1\r\n\r\n")
             # the app asks for the body: the request is in progress
             assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
-            busy.append(sock)
-        response = read_until_closed(connect(server, "http"))
-        assert response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), response
-        assert b"too many connections" in response
-        for sock in busy:
+            stalled.append(sock)
+        http_infer_works(server)
+        with urllib.request.urlopen(f"http://{server.url('http')}/v2/health/ready",
+                                    timeout=DEADLINE) as answer:
+            assert answer.status == 200
+        # the oldest stalled connection was closed to make room, without an answer
+        assert read_until_closed(stalled[0]) == b""
+        for sock in stalled[1:]:
             sock.close()
-        # the busy ones gone, clients are served again
+
+
+def test_connection_limit_answers_503_when_every_connection_is_executing(repo):
+    with running(repo, body_timeout=None, header_timeout=None, max_connections=1) as server:
+        with ThreadPoolExecutor(1) as pool, \
+                gated(server.core.repository.get("simple")) as gate:
+            executing = pool.submit(http_infer_works, server)
+            gate.wait_entered(1)
+            response = read_until_closed(connect(server, "http"))
+            assert response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), response
+            assert b"too many connections have a request being executed" in response
+            gate.open()
+            executing.result(DEADLINE)
+        # the executing one answered, clients are served again
         deadline = time.monotonic() + DEADLINE
         while True:
             try:
                 http_infer_works(server)
                 break
-            except Exception:  # noqa: BLE001 - refused until the server sees the closes
+            except Exception:  # noqa: BLE001 - refused until the server sees the close
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
 
