@@ -103,7 +103,7 @@ def _no_models(doc: Doc) -> Doc:
 
 
 def user_anchors(views: list[ModelView]) -> Doc:
-    """The anchors a caller feeds and reads (DESIGN.md §3), in Graphcore's layout."""
+    """The anchors a caller feeds and reads (docs/format.md §6), in Graphcore's layout."""
     doc = Doc()
     for view in views:
         _model_title(doc, view, len(views) > 1)

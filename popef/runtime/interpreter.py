@@ -1,4 +1,4 @@
-"""Loading a model for execution: the graph program checked, shaped and planned (DESIGN §5).
+"""Loading a model for execution: the graph program checked, shaped and planned (docs/runtime.md §1).
 
 :func:`load_model` turns a :class:`popef.Model` into a :class:`LoadedModel`: it decodes the
 graph program of the executable, follows ``program_flow`` (load programs, then main programs,
