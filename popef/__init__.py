@@ -11,6 +11,7 @@ from .errors import (
     PartialTailError,
     PopefError,
     TruncatedError,
+    UncheckedTailError,
     UnsupportedVersionError,
     WriterError,
 )
@@ -44,6 +45,6 @@ __all__ = [
     "POPART_PROGRAM_NAMES",
     # errors
     "PopefError", "FormatError", "BadMagicError", "UnsupportedVersionError", "TruncatedError",
-    "PartialTailError", "ChecksumError", "ModelError", "WriterError", "ExecutionError",
-    "DeviceOutOfMemoryError",
+    "PartialTailError", "UncheckedTailError", "ChecksumError", "ModelError", "WriterError",
+    "ExecutionError", "DeviceOutOfMemoryError",
 ]

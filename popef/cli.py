@@ -50,7 +50,10 @@ def main() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-n", "--dry-run", is_flag=True,
               help="Say what would be kept and dropped; change nothing.")
-def repair_command(file: str, dry_run: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Also drop a tail longer than the reader looks through for a following "
+                   "blob (1 GiB), unread.")
+def repair_command(file: str, dry_run: bool, force: bool) -> None:
     """Drop the partial blob an interrupted write left at the end of FILE.
 
     Keeps every complete blob before it, byte for byte, and says what it keeps and drops
@@ -60,14 +63,17 @@ def repair_command(file: str, dry_run: bool) -> None:
     from .repair import apply_repair, plan_repair
 
     try:
-        plan = plan_repair(file)
+        plan = plan_repair(file, force=force)
         if not plan.needed:
             click.echo(f"'{file}' has nothing to repair: {_blobs(plan.kept_blobs)}, "
                        f"{plan.size} bytes")
             return
-        click.echo(f"'{file}' ends in a partial blob (an interrupted write?): keeping "
+        tail = "a partial or damaged blob" if plan.unread_bytes else "a partial blob"
+        click.echo(f"'{file}' ends in {tail} (an interrupted write?): keeping "
                    f"{_blobs(plan.kept_blobs)} ({plan.kept_bytes} bytes), dropping "
-                   f"{plan.dropped_bytes} bytes from offset {plan.kept_bytes:#x}")
+                   f"{plan.dropped_bytes} bytes from offset {plan.kept_bytes:#x}"
+                   + (f", {plan.unread_bytes} of them unread (--force)" if plan.unread_bytes
+                      else ""))
         if dry_run:
             click.echo("nothing changed (--dry-run)")
             return

@@ -76,6 +76,21 @@ class PartialTailError(TruncatedError):
         super().__init__(message, **where)
 
 
+class UncheckedTailError(FormatError):
+    """A damaged blob header with no blob header after it as far as the reader looks, and more
+    bytes beyond: a partial tail, or damage in the middle, not known which.
+
+    The ``complete_blobs`` before ``offset`` are whole; the reader never read the last
+    ``unread_bytes`` of the file. ``popef repair --force`` drops everything from ``offset``.
+    """
+
+    def __init__(self, message: str, *, complete_blobs: int, unread_bytes: int,
+                 **where) -> None:
+        self.complete_blobs = complete_blobs
+        self.unread_bytes = unread_bytes
+        super().__init__(message, **where)
+
+
 class ChecksumError(FormatError):
     """A blob's content does not match the checksum in its header."""
 

@@ -26,6 +26,7 @@ from .errors import (
     PartialTailError,
     PopefError,
     TruncatedError,
+    UncheckedTailError,
     UnsupportedVersionError,
 )
 from .format.codec import (
@@ -188,6 +189,32 @@ def _file_kind(mode: int) -> str:
              (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
              (stat.S_ISSOCK, "a socket"))
     return next((kind for test, kind in kinds if test(mode)), f"file mode {mode:#o}")
+
+
+class _OpenFile(_Source):
+    """A regular file open elsewhere, read with pread; the descriptor stays its owner's."""
+
+    def __init__(self, fd: int, name: str):
+        self._fd = fd
+        self.name = name
+        self.size = os.fstat(fd).st_size
+
+    def read(self, offset: int, size: int) -> bytes:
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise TruncatedError(f"the file shrank while it was read: {size} bytes needed but "
+                                 f"{len(data)} remain", offset=offset, source=self.name)
+        return data
+
+
+def index_open_file(fd: int, name: str) -> int:
+    """Check the blob headers of the regular file open as ``fd`` (named ``name`` in messages)
+    as :meth:`Reader.parse_file` does, reading headers only; returns how many blobs it holds.
+
+    For a writer about to append to the file; ``fd`` stays open. Raises :class:`FormatError`
+    (:class:`PartialTailError` for a partial blob at the end).
+    """
+    return sum(1 for _ in _index(_OpenFile(fd, name)))
 
 
 class _StreamSource(_Source):
@@ -710,11 +737,15 @@ def _header_error(source: _Source, offset: int, index: int, remaining: int, head
                     source=source.name)
 
     if index and head == bytes(fmt.HEADER_SIZE):
-        follower = _next_header(source, offset + fmt.ALIGNMENT)
-        if follower is None:
-            return _partial_tail(source, offset, index, "its header was never written")
-        return error(BadMagicError, f"blob header is all zeros, yet a valid blob header follows "
-                                    f"at offset {follower:#x}: {_DAMAGED_MIDDLE}", "magic", 0)
+        scan = _next_header(source, offset + fmt.ALIGNMENT)
+        if scan.follower is not None:
+            return error(BadMagicError, f"blob header is all zeros, yet a valid blob header "
+                                        f"follows at offset {scan.follower:#x}: {_DAMAGED_MIDDLE}",
+                         "magic", 0)
+        if scan.unread:
+            return _unchecked_tail(source, offset, index, "blob header is all zeros", scan,
+                                   "magic")
+        return _partial_tail(source, offset, index, "its header was never written")
     if magic != fmt.MAGIC:
         what = (_foreign_file(head) if offset == 0 else None) or "not a PopEF blob"
         return error(BadMagicError, f"{what}: expected magic {fmt.MAGIC.hex(' ')}, "
@@ -726,17 +757,24 @@ def _header_error(source: _Source, offset: int, index: int, remaining: int, head
         return error(UnsupportedVersionError,
                      f"unsupported blob version {version[0]}.{version[1]}: this library reads "
                      f"{fmt.FORMAT_VERSION[0]}.x", "version", 8)
+    if _provisional(head):
+        return _partial_tail(source, offset, index, "its writer never finished it (its header "
+                             "is provisional: total_size 0)", "total_size")
     if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
         return error(FormatError, f"bad blob size {total}: must be a positive multiple of "
                                   f"{fmt.ALIGNMENT}", "total_size", 16)
     if total > remaining and index:
-        follower = _next_header(source, offset + fmt.ALIGNMENT)
-        if follower is None:
-            return _partial_tail(source, offset, index,
-                                 f"header says {total} bytes but {remaining} remain", "total_size")
-        return error(FormatError, f"bad blob size {total}: header says {total} bytes but "
-                                  f"{remaining} remain, yet a valid blob header follows at offset "
-                                  f"{follower:#x}: {_DAMAGED_MIDDLE}", "total_size", 16)
+        scan = _next_header(source, offset + fmt.ALIGNMENT)
+        if scan.follower is not None:
+            return error(FormatError, f"bad blob size {total}: header says {total} bytes but "
+                                      f"{remaining} remain, yet a valid blob header follows at "
+                                      f"offset {scan.follower:#x}: {_DAMAGED_MIDDLE}",
+                         "total_size", 16)
+        detail = f"header says {total} bytes but {remaining} remain"
+        if scan.unread:
+            return _unchecked_tail(source, offset, index, f"bad blob size {total}: {detail}",
+                                   scan, "total_size")
+        return _partial_tail(source, offset, index, detail, "total_size")
     if total > remaining:
         return error(TruncatedError, f"truncated blob: header says {total} bytes but "
                                      f"{remaining} remain", "total_size", 16)
@@ -762,16 +800,29 @@ _HEADER_SLOT = np.dtype({
 _MAGIC_WORD = np.frombuffer(fmt.MAGIC, "<u8")[0]
 
 
-def _next_header(source: _Source, start: int) -> int | None:
-    """The first aligned offset at or after ``start`` where a plausible blob header begins
-    (magic, a version starting with a digit, consistent sizes), or None.
+@dataclass(frozen=True)
+class _Scan:
+    """What a look for the next blob header found."""
 
-    Tells damage in the middle of a file from a partial tail. Linear and cheap: the file is read
-    once, in chunks, and each slot is checked by vectorised comparisons.
+    follower: int | None  # the offset of the first plausible header, if any
+    unread: int  # bytes after the looked-at window, never read (0: the look reached the end)
+
+
+# How far past a damaged header the reader looks for the next blob header (docs/format.md §7.1).
+SCAN_LIMIT = 1 << 30
+
+
+def _next_header(source: _Source, start: int) -> _Scan:
+    """The first aligned offset in ``SCAN_LIMIT`` bytes from ``start`` where a plausible blob
+    header begins (magic, a version starting with a digit, consistent sizes).
+
+    Tells damage in the middle of a file from a partial tail. Linear and cheap: the window is
+    read once, in chunks, and each slot is checked by vectorised comparisons.
     """
     offset = fmt.align(start)
-    while offset + fmt.HEADER_SIZE <= source.size:
-        size = min(CHUNK_SIZE, source.size - offset)
+    stop = min(source.size, offset + SCAN_LIMIT)
+    while offset + fmt.HEADER_SIZE <= stop:
+        size = min(CHUNK_SIZE, stop - offset)
         chunk = source.read(offset, size)
         if size % fmt.ALIGNMENT:  # the last, partial slot: zeros never match the magic
             chunk = bytes(chunk) + bytes(fmt.ALIGNMENT - size % fmt.ALIGNMENT)
@@ -784,9 +835,17 @@ def _next_header(source: _Source, start: int) -> int | None:
                      & (slots["info_size"] <= fmt.MAX_INFO_SIZE))
         found = np.flatnonzero(plausible)
         if found.size:
-            return offset + int(found[0]) * fmt.ALIGNMENT
+            return _Scan(offset + int(found[0]) * fmt.ALIGNMENT, 0)
         offset += size
-    return None
+    return _Scan(None, source.size - stop)
+
+
+def _provisional(head: bytes) -> bool:
+    """A header written before its blob's payload (docs/format.md §2.1): total_size 0, and
+    payload_size and checksum 0 too (a total_size alone zeroed by damage is not one)."""
+    _magic, _version, total, _type, _flags, _info, payload_size, checksum, _reserved = \
+        fmt.FAST_HEADER.unpack(head)
+    return total == 0 and payload_size == 0 and checksum == 0
 
 
 def _aligned(sizes: np.ndarray) -> np.ndarray:
@@ -815,12 +874,36 @@ def _partial_tail(source: _Source, offset: int, index: int, detail: str,
                   field: str | None = None) -> PartialTailError:
     """A blob cut short after ``index`` complete ones: what a killed writer leaves."""
     complete = f"{index} complete blob{'s' if index != 1 else ''}"
-    remedy = (f"run 'popef repair {source.name}' to drop it" if isinstance(source, _MappedFile)
+    remedy = (f"run 'popef repair {source.name}' to drop it" if _is_named_file(source)
               else "cut the bytes from there to keep them")
     return PartialTailError(f"partial blob at the end of the file (an interrupted write?): "
                             f"{detail}; {complete} before offset {offset:#x}; {remedy}",
                             complete_blobs=index, offset=offset, blob_index=index, field=field,
                             source=source.name)
+
+
+def _unchecked_tail(source: _Source, offset: int, index: int, problem: str, scan: _Scan,
+                    field: str) -> UncheckedTailError:
+    """A damaged header with no blob header in the window looked at after it, and more bytes
+    beyond that window: a partial tail or damage in the middle, not known which."""
+    complete = f"{index} complete blob{'s' if index != 1 else ''}"
+    remedy = (f"'popef repair --force {source.name}' drops it unread"
+              if _is_named_file(source) else "cut the bytes from there to keep them")
+    return UncheckedTailError(
+        f"{problem}, and no valid blob header follows in the next {_size_text(SCAN_LIMIT)} "
+        f"(as far as the reader looks; {scan.unread} bytes after that were not read): the file "
+        f"is damaged in the middle or cut short by an interrupted write; {complete} before "
+        f"offset {offset:#x}; {remedy}", complete_blobs=index, unread_bytes=scan.unread,
+        offset=offset, blob_index=index, field=field, source=source.name)
+
+
+def _size_text(size: int) -> str:
+    return f"{size >> 30} GiB" if size >= 1 << 30 and not size % (1 << 30) else f"{size} bytes"
+
+
+def _is_named_file(source: _Source) -> bool:
+    """Whether the source is a file that ``popef repair`` can be given by its name."""
+    return isinstance(source, (_MappedFile, _OpenFile))
 
 
 # Files often given by mistake where a PopEF file belongs, by their leading bytes.

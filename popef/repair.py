@@ -1,10 +1,13 @@
 """Repair: drop the partial blob that an interrupted write leaves at the end of a file.
 
 A writer that is killed while it appends leaves the blobs it finished intact and, after them,
-the blob it was writing: a header never written, or a blob shorter than its header says. The
-reader refuses such a file with :class:`PartialTailError`; :func:`plan_repair` says what
-truncating that tail keeps and drops, and :func:`apply_repair` does it. Any other defect is not
-a partial tail and is refused: truncating would lose blobs that may be whole.
+the blob it was writing: a provisional header (or, from older writers, a header never
+written), or a blob shorter than its header says. The reader refuses such a file with
+:class:`PartialTailError`; :func:`plan_repair` says what truncating that tail keeps and drops,
+and :func:`apply_repair` does it. Any other defect is not
+a partial tail and is refused: truncating would lose blobs that may be whole. A damaged header
+followed by more bytes than the reader looks through (:class:`UncheckedTailError`) is dropped
+only when asked to with ``force=True``: the bytes never read may hold whole blobs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from .errors import FormatError, PartialTailError, PopefError
+from .errors import FormatError, PartialTailError, PopefError, UncheckedTailError
 from .locking import lock_exclusively
 from .reader import Reader
 
@@ -28,6 +31,7 @@ class RepairPlan:
     size: int  # the file's size when it was planned
     kept_blobs: int
     kept_bytes: int  # also the offset of the partial blob, when there is one
+    unread_bytes: int = 0  # bytes dropped without being looked at (only with force=True)
 
     @property
     def dropped_bytes(self) -> int:
@@ -38,10 +42,12 @@ class RepairPlan:
         return self.kept_bytes < self.size
 
 
-def plan_repair(path: str | os.PathLike) -> RepairPlan:
+def plan_repair(path: str | os.PathLike, force: bool = False) -> RepairPlan:
     """Read the blob headers of ``path``: a plan that keeps every complete blob.
 
-    Raises :class:`FormatError` when the file has a defect other than a partial tail.
+    Raises :class:`FormatError` when the file has a defect other than a partial tail, and
+    :class:`UncheckedTailError` when the reader could not look at every byte after a damaged
+    header, unless ``force`` is true: the plan then drops them too.
     """
     name = os.fspath(path)
     size = _size(name)
@@ -52,6 +58,15 @@ def plan_repair(path: str | os.PathLike) -> RepairPlan:
     except PartialTailError as exc:
         assert exc.offset is not None
         return RepairPlan(name, size, exc.complete_blobs, exc.offset)
+    except UncheckedTailError as exc:
+        assert exc.offset is not None
+        if force:
+            return RepairPlan(name, size, exc.complete_blobs, exc.offset, exc.unread_bytes)
+        raise UncheckedTailError(f"cannot repair: {exc.reason}",
+                                 complete_blobs=exc.complete_blobs,
+                                 unread_bytes=exc.unread_bytes, offset=exc.offset,
+                                 blob_index=exc.blob_index, field=exc.field,
+                                 source=exc.source) from exc
     except FormatError as exc:
         raise type(exc)(f"cannot repair: {exc.reason}; only a partial blob at the end of a "
                         "file can be dropped", offset=exc.offset, blob_index=exc.blob_index,

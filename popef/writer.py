@@ -7,10 +7,13 @@ blob writer refuses further use.
 Creating a file is atomic and durable: blobs go to a file nobody sees (on Linux an unnamed
 ``O_TMPFILE`` that vanishes with the process, elsewhere a hidden temporary beside the
 destination), which is synced and then replaces the destination when :meth:`Writer.close`
-succeeds. Where the output is the destination itself (append mode, a stream), each blob's
-header is written and handed to the OS as soon as the blob is finished, so a killed process
-loses only the blob it was writing. An appending writer holds an exclusive lock on the file
-(:mod:`popef.locking`) until it is closed: a second appender is refused, not interleaved.
+succeeds. Each blob starts with a provisional header (total_size 0) that says it is unfinished;
+where the output is the destination itself (append mode, a stream), the real header replaces
+it and is handed to the OS as soon as the blob is finished, so a killed process loses only the
+blob it was writing, and readers recognise that one as a partial tail. An appending writer
+holds an exclusive lock on the file (:mod:`popef.locking`) until it is closed: a second
+appender is refused, not interleaved; and it refuses a file whose headers do not index cleanly
+(one that ends in a partial blob must be repaired first).
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ import construct
 import numpy as np
 
 from . import format as fmt
-from .errors import PopefError, WriterError
+from .errors import FormatError, PartialTailError, PopefError, WriterError
 from .format import codec
 from .format.checksum import crc32
 from .format.infos import Codec
 from .locking import lock_exclusively
-from .reader import CHUNK_SIZE, Blob
+from .reader import CHUNK_SIZE, Blob, index_open_file
 from .types import BlobType, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo, TensorInfo
 
 __all__ = ["Writer", "BlobWriter"]
@@ -96,7 +99,10 @@ class BlobWriter:
             self._write_header_and_info(info)
 
     def _write_header_and_info(self, info: bytes) -> None:
-        self._out.write(bytes(fmt.HEADER_SIZE))  # the header is written last, when sizes are known
+        # A provisional header (total_size 0: docs/format.md §2.1) marks the blob unfinished
+        # until the real one is written over it, when the sizes are known.
+        self._out.write(fmt.FAST_HEADER.pack(fmt.MAGIC, fmt.VERSION_STRING.encode(), 0,
+                                             int(self._type), 0, len(info), 0, 0, 0))
         padding = fmt.payload_offset(len(info)) - fmt.HEADER_SIZE - len(info)
         self._write_content(info + bytes(padding))
         self._info_size = len(info)
@@ -246,17 +252,13 @@ class Writer:
                         raise WriterError(f"cannot append to '{path}': another writer is "
                                           "appending to it")
                     os.set_blocking(fd, True)
+                    # Under the lock, so that no appender finishes a blob meanwhile.
+                    _check_appendable(fd, path)
                 except BaseException:
                     os.close(fd)
                     raise
                 self._out = open(fd, "r+b")
-                size = self._out.seek(0, os.SEEK_END)
-                if size % fmt.ALIGNMENT:
-                    self._out.close()
-                    raise WriterError(f"cannot append to '{path}': its size ({size} bytes) is not "
-                                      f"a multiple of {fmt.ALIGNMENT}, so it is not a PopEF file "
-                                      "(or it ends in a partial blob: 'popef repair' drops it)")
-                self._append_from = size
+                self._append_from = self._out.seek(0, os.SEEK_END)
             else:
                 self._out = self._open_private(path)
         except OSError as exc:
@@ -499,6 +501,18 @@ class Writer:
             self.close()
         else:
             self.abort()
+
+
+def _check_appendable(fd: int, path: str) -> None:
+    """Refuse to append to a file whose blobs do not index cleanly: blobs written after a
+    partial one would leave it in the middle, where repair can no longer drop it."""
+    try:
+        index_open_file(fd, path)
+    except PartialTailError as exc:
+        raise WriterError(f"cannot append to '{path}': it ends in a partial blob at offset "
+                          f"{exc.offset:#x}; run 'popef repair {path}' first") from exc
+    except FormatError as exc:
+        raise WriterError(f"cannot append to '{path}': {exc}") from exc
 
 
 def _encode(function, value, label: str) -> bytes:

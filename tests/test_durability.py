@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import popef
 from popef import writer as writer_module
 from popef.cli import main as popef_main
-from popef.format import HEADER_SIZE
+from popef.format import HEADER, HEADER_SIZE, MAGIC
 from popef.repair import apply_repair, plan_repair
 
 from .helpers import minimal_model_bytes, read_bytes
@@ -29,8 +29,11 @@ from .helpers import minimal_model_bytes, read_bytes
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kills with SIGKILL")
 
 # The child writes three whole tensors, then (``inside``) starts a fourth and writes part of
-# it, says "ready" and waits to be killed.
+# it, says "ready" and waits to be killed. With ``nested`` the part written is a PopEF file
+# several times over (an archived model stored as a uint8 tensor): whole blob headers at
+# aligned offsets of the unfinished payload.
 CHILD = textwrap.dedent("""
+    import io
     import sys
     import numpy as np
     import popef
@@ -43,6 +46,14 @@ CHILD = textwrap.dedent("""
         blob = writer.create_tensor_data(popef.TensorDataInfo(
             "unfinished", popef.TensorInfo(popef.DataType.F32, (1 << 20,))))
         blob.write(np.ones(5000, np.float32))
+    if where == "nested":
+        inner = io.BytesIO()
+        with popef.Writer(inner) as model:
+            model.write_tensor("x", np.ones(1000, np.float32))
+        archive = np.frombuffer(inner.getvalue(), np.uint8)
+        blob = writer.create_tensor_data(popef.TensorDataInfo(
+            "unfinished", popef.TensorInfo(popef.DataType.U8, (archive.size * 100,))))
+        blob.write(np.tile(archive, 10))
     print("ready", flush=True)
     sys.stdin.read()
 """)
@@ -74,11 +85,12 @@ def check_three_tensors(reader: popef.Reader) -> None:
 
 # -- item: a killed append keeps every finished blob -------------------------------------------
 
-def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp_path):
+@pytest.mark.parametrize("where", ["inside", "nested"])
+def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp_path, where):
     path = tmp_path / "model.popef"
     original = minimal_model_bytes()
     path.write_bytes(original)
-    kill_while_writing(path, "a", "inside")
+    kill_while_writing(path, "a", where)
 
     data = path.read_bytes()
     assert data.startswith(original)  # the old bytes are untouched
@@ -91,6 +103,10 @@ def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp
     assert str(error).startswith("partial blob at the end of the file (an interrupted write?)")
     partial_at = error.offset
     assert f"before offset {partial_at:#x}" in str(error)
+    # the unfinished blob has its provisional header: no need to look at what follows it
+    assert "its writer never finished it" in str(error)
+    head = HEADER.parse(data[partial_at:partial_at + HEADER_SIZE])
+    assert (head.magic, head.total_size, head.blob_type) == (MAGIC, 0, popef.BlobType.DATA_TENSOR)
 
     dry = CliRunner().invoke(popef_main, ["repair", "--dry-run", str(path)])
     assert dry.exit_code == 0, dry.output
@@ -111,6 +127,27 @@ def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp
     again = CliRunner().invoke(popef_main, ["repair", str(path)])
     assert again.exit_code == 0
     assert f"has nothing to repair: {old_blobs + 3} complete blobs" in again.output
+
+
+def test_append_after_a_killed_append_is_refused_until_the_file_is_repaired(tmp_path):
+    # A retried job appending again would leave the partial blob in the middle, out of
+    # repair's reach: the finished blobs before it would be lost.
+    path = tmp_path / "model.popef"
+    path.write_bytes(minimal_model_bytes())
+    kill_while_writing(path, "a", "inside")
+    data = path.read_bytes()
+    partial_at = plan_repair(path).kept_bytes
+    with pytest.raises(popef.WriterError) as info:
+        popef.Writer(path, "a")
+    assert str(info.value) == (f"cannot append to '{path}': it ends in a partial blob at "
+                               f"offset {partial_at:#x}; run 'popef repair {path}' first")
+    assert path.read_bytes() == data
+    assert CliRunner().invoke(popef_main, ["repair", str(path)]).exit_code == 0
+    with popef.Writer(path, "a") as writer:
+        writer.write_tensor("t3", np.zeros(3, np.float32))
+    reader = popef.Reader()
+    reader.parse_file(path)
+    assert [t.name for t in reader.tensors()] == ["t0", "t1", "t2", "t3"]
 
 
 def test_append_killed_between_blobs_leaves_a_valid_file(tmp_path):
@@ -235,6 +272,39 @@ def test_a_blob_header_inside_a_payload_is_found_at_aligned_offsets_only(tmp_pat
     tail = bytes(HEADER_SIZE) + bytes(16) + good
     with pytest.raises(popef.BadMagicError, match=f"follows at offset {len(good) + 64:#x}"):
         popef.Reader().parse_bytes(good + tail)
+
+
+@pytest.mark.parametrize("damage", [zero_header, flip_total_size],
+                         ids=["zeroed header", "total_size bit flip"])
+def test_the_look_for_a_following_header_is_bounded(tmp_path, monkeypatch, damage):
+    # Past SCAN_LIMIT the reader stops looking: what it did not read may hold whole blobs
+    # (here blob #3), so repair drops it only when forced.
+    monkeypatch.setattr(popef.reader, "SCAN_LIMIT", 2 * 4096)
+    path = tmp_path / "model.popef"
+    blobs = four_tensors(path)
+    assert blobs[3].offset > blobs[1].offset + 64 + 2 * 4096  # past the window
+    data = bytearray(path.read_bytes())
+    damage(data, blobs[1])
+    data[blobs[2].offset:blobs[2].offset + HEADER_SIZE] = bytes(HEADER_SIZE)
+    path.write_bytes(data)
+    unread = len(data) - (blobs[1].offset + 64 + 2 * 4096)
+    with pytest.raises(popef.UncheckedTailError) as info:
+        popef.Reader().parse_file(path)
+    error = info.value
+    assert not isinstance(error, popef.PartialTailError)
+    assert (error.complete_blobs, error.unread_bytes, error.offset) == (1, unread, blobs[1].offset)
+    assert (f"no valid blob header follows in the next 8192 bytes (as far as the reader looks; "
+            f"{unread} bytes after that were not read)") in str(error)
+    assert f"'popef repair --force {path}' drops it unread" in str(error)
+
+    refused = CliRunner().invoke(popef_main, ["repair", str(path)])
+    assert refused.exit_code == 1
+    assert refused.output.startswith("error: cannot repair: ")
+    assert path.read_bytes() == data
+    forced = CliRunner().invoke(popef_main, ["repair", "--force", str(path)])
+    assert forced.exit_code == 0, forced.output
+    assert f"{unread} of them unread (--force)" in forced.output
+    assert path.read_bytes() == data[:blobs[1].offset]
 
 
 # -- appends are exclusive between writers --------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import popef
+from popef.repair import apply_repair, plan_repair
 
 from .helpers import minimal_model_bytes, read_bytes
 
@@ -182,9 +183,76 @@ def test_failed_append_restores_the_old_size(tmp_path):
 def test_append_refuses_a_foreign_file(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_bytes(b"hello")
-    with pytest.raises(popef.WriterError, match="not a multiple of 64"):
+    with pytest.raises(popef.WriterError, match="^cannot append to '.*notes.txt': not a PopEF "
+                                                 r"file \(it starts with text 'hello'\)"):
         popef.Writer(path, mode="a")
     assert path.read_bytes() == b"hello"
+
+
+def test_a_blob_being_written_has_a_provisional_header():
+    stream = io.BytesIO()
+    writer = popef.Writer(stream)
+    blob = writer.create_tensor_data(F32_4)
+    blob.write(np.ones(2, np.float32))
+    head = popef.format.HEADER.parse(stream.getvalue()[:popef.format.HEADER_SIZE])
+    info_size = len(popef.format.codec.encode_tensor_data_info(F32_4))
+    assert (head.magic, head.version, head.blob_type, head.info_size) == (
+        popef.format.MAGIC, "1.0", popef.BlobType.DATA_TENSOR, info_size)
+    assert (head.total_size, head.payload_size, head.checksum, head.flags, head.reserved) == (
+        0, 0, 0, 0, 0)
+    with pytest.raises(popef.PartialTailError, match="its writer never finished it"):
+        read_bytes(stream.getvalue())
+    blob.write(np.ones(2, np.float32))
+    writer.close()  # the real header replaces it
+    assert read_bytes(stream.getvalue()).tensors()[0].data().tolist() == [1, 1, 1, 1]
+
+
+def partial_append(path) -> bytes:
+    """The bytes a writer killed while appending a tensor to ``path`` leaves."""
+    writer = popef.Writer(path, mode="a")
+    writer.write_tensor("done", np.zeros(3, np.float32))
+    writer.create_tensor_data(F32_4).write(np.ones(2, np.float32))
+    writer._out.flush()
+    data = path.read_bytes()
+    writer.abort()
+    return data
+
+
+@pytest.mark.parametrize("unwritten", ["provisional", "zeros"])
+def test_append_refuses_a_file_that_ends_in_a_partial_blob(tmp_path, unwritten):
+    path = tmp_path / "model.popef"
+    original = minimal_model_bytes()
+    path.write_bytes(original)
+    data = bytearray(partial_append(path))
+    done = io.BytesIO()
+    with popef.Writer(done) as writer:
+        writer.write_tensor("done", np.zeros(3, np.float32))
+    partial_at = len(original) + len(done.getvalue())
+    if unwritten == "zeros":  # what older writers left
+        data[partial_at:partial_at + popef.format.HEADER_SIZE] = bytes(popef.format.HEADER_SIZE)
+    path.write_bytes(data)
+    with pytest.raises(popef.WriterError) as info:
+        popef.Writer(path, mode="a")
+    assert str(info.value) == (f"cannot append to '{path}': it ends in a partial blob at offset "
+                               f"{partial_at:#x}; run 'popef repair {path}' first")
+    assert path.read_bytes() == data  # untouched: the finished blobs can still be recovered
+    plan = plan_repair(path)
+    assert plan.kept_bytes == partial_at
+    apply_repair(plan)
+    with popef.Writer(path, mode="a") as writer:
+        writer.write_tensor("retry", np.zeros(3, np.float32))
+    assert [t.name for t in read_bytes(path.read_bytes()).tensors()] == ["done", "retry"]
+
+
+def test_append_refuses_a_file_damaged_in_the_middle(tmp_path):
+    path = tmp_path / "model.popef"
+    good = minimal_model_bytes()
+    data = good + b"NotPopEF" + good[8:]
+    path.write_bytes(data)
+    with pytest.raises(popef.WriterError, match=f"^cannot append to '{path}': not a PopEF blob: "
+                                                "expected magic .* offset 0x"):
+        popef.Writer(path, mode="a")
+    assert path.read_bytes() == data
 
 
 def test_append_to_missing_file_creates_it(tmp_path):

@@ -128,6 +128,9 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
 @click.option("--http-body-timeout-secs", default=60.0, type=click.FloatRange(0, None),
               help="Answer 408 to a request whose body has not arrived this long after its "
                    "headers (0: no limit).")
+@click.option("--http-body-stall-timeout-secs", default=10.0, type=click.FloatRange(0, None),
+              help="Answer 408 to a request that receives no byte of its body this long, "
+                   "waiting for the budget aside (0: no limit).")
 @click.option("--http-keepalive-timeout-secs", default=5.0, type=click.FloatRange(0, None),
               help="Close an HTTP connection idle this long after a response.")
 @click.option("--http-max-connections", default=1000, type=click.IntRange(0, None),
@@ -162,6 +165,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
                   exit_timeout_secs, disable_auto_complete_config, strict_model_config,
                   model_config_name, http_max_input_size, grpc_max_input_size, max_queue_size,
                   executor, http_header_timeout_secs, http_body_timeout_secs,
+                  http_body_stall_timeout_secs,
                   http_keepalive_timeout_secs, http_max_connections, http_max_inflight_bytes,
                   **grpc_flags):
     """Serve the models of a Triton model repository over HTTP and gRPC (KServe v2).
@@ -223,6 +227,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
                                      keepalive_timeout=http_keepalive_timeout_secs,
                                      max_connections=http_max_connections or None),
         http_body_timeout=http_body_timeout_secs or None,
+        http_body_stall_timeout=http_body_stall_timeout_secs or None,
         http_max_inflight_bytes=http_max_inflight_bytes or None,
         grpc_limits=GrpcLimits(**{name[len("grpc_"):]: value
                                   for name, value in grpc_flags.items()}))

@@ -7,12 +7,14 @@ for the headers of a request, and takes every connection the kernel hands it.
 - a **header timeout**: a connection must complete a request's headers within
   ``header_timeout`` seconds of opening, or of the first byte of a request that follows another
   on it; otherwise it is answered 408 (or, when nothing came, just closed);
-- a **connection limit**: when ``max_connections`` are open, a new connection closes the one
-  that has made no progress (bytes received, a response sent) for longest among those that
-  wait for their client — for a first request, its headers, its body, or between requests —
-  never one whose request is being executed or answered; so attackers that hold connections
-  open, sending nothing, cannot lock clients out. When every open connection has a request
-  being executed or answered, the new one is answered 503 and closed.
+- a **connection limit**: when ``max_connections`` are open, a new connection closes one that
+  waits for its client: first the one idle longest between requests, else the one whose current
+  request (headers or body) has received the fewest bytes per second (:func:`receive_rate`).
+  Never one whose request is being executed or answered, nor one whose body the server itself
+  stopped reading (it waits for the byte budget, :class:`ServerPause`): so attackers that hold
+  connections open, sending nothing or a byte now and then, cannot lock clients out nor evict a
+  client uploading at a normal rate. When no open connection may be closed, the new one is
+  answered 503 and closed.
 
 The body of a request is bounded by the ASGI app (:func:`popef.serving.http_app.create_app`,
 ``body_timeout``). :func:`serving_event_loop` is the event loop to run them on: asyncio's, with
@@ -22,12 +24,16 @@ accept failures for lack of file descriptors retried once a second instead of in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "DEFAULT_KEEPALIVE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS",
-           "ConnectionLimits", "guarded_protocol", "serving_event_loop"]
+           "SERVER_PAUSE", "ConnectionLimits", "ServerPause", "guarded_protocol", "receive_rate",
+           "serving_event_loop"]
 
 log = logging.getLogger("popef.serving")
 
@@ -37,6 +43,45 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
 #: open connections per HTTP service
 DEFAULT_MAX_CONNECTIONS = 1000
+
+
+#: a request younger than this is rated as if it had been this old: its first bytes do not make
+#: it look fast, nor the moments before them slow
+_RATE_FLOOR_SECONDS = 1.0
+#: the ASGI scope key of a request's :class:`ServerPause`
+SERVER_PAUSE = "popef.server_pause"
+
+
+@dataclass
+class ServerPause:
+    """The time the server itself stopped reading a request's body (the app waits for room in
+    the byte budget), which is not held against the client: the app keeps it in the request's
+    ASGI scope under :data:`SERVER_PAUSE`, the connection limit reads it."""
+
+    since: float | None = None  # time.monotonic() when the current pause began
+    total: float = 0.0  # seconds of the pauses that ended
+
+    @property
+    def paused(self) -> bool:
+        return self.since is not None
+
+    def seconds(self, now: float) -> float:
+        return self.total + (now - self.since if self.since is not None else 0.0)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.total += time.monotonic() - self.since
+            self.since = None
+
+
+def receive_rate(received: int, started: float, now: float, paused: float = 0.0) -> float:
+    """Bytes per second a request has received since ``started``, not counting the ``paused``
+    seconds; rated at least :data:`_RATE_FLOOR_SECONDS` old."""
+    return received / max(now - started - paused, _RATE_FLOOR_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -63,7 +108,8 @@ def _response(status: str, message: str) -> bytes:
 
 _TIMEOUT_408 = _response("408 Request Timeout", "the request headers did not arrive in time\n")
 _BUSY_503 = _response("503 Service Unavailable",
-                      "too many connections have a request being executed: try again later\n")
+                      "too many connections have a request being executed or waiting for the "
+                      "server: try again later\n")
 
 
 def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> type:
@@ -72,20 +118,39 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
 
     class GuardedProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
-        _last_progress = 0.0
         _bytes_since_armed = False
+        # the current request (or, between requests, the wait for the next one)
+        _request_started = 0.0  # time.monotonic(): connection opened, first byte, or answered
+        _request_bytes = 0  # bytes received since then
+        _answered = False  # a response was sent on this connection
 
         # -- state
         def _in_request(self) -> bool:
             cycle = getattr(self, "cycle", None)
             return cycle is not None and not cycle.response_complete
 
-        def _waits_for_client(self) -> bool:
-            """Between requests or in one whose body has not all come: the server owes
-            nothing yet, so closing it loses no work."""
+        def _server_pause(self) -> ServerPause | None:
             cycle = getattr(self, "cycle", None)
-            return (not self._in_request()
-                    or (cycle.more_body and not cycle.response_started))
+            return cycle.scope.get(SERVER_PAUSE) if self._in_request() else None
+
+        def _waits_for_client(self) -> bool:
+            """Between requests or in one whose body has not all come, and that the server
+            reads: the server owes nothing yet, so closing it loses no work."""
+            if not self._in_request():
+                return True
+            pause = self._server_pause()
+            return (self.cycle.more_body and not self.cycle.response_started
+                    and not (pause is not None and pause.paused))
+
+        def _eviction_order(self, now: float) -> tuple:
+            """Lower goes first: idle between requests (longest first), then the request that
+            received the fewest bytes per second (oldest first among equals)."""
+            if not self._in_request() and self._answered and self._request_bytes == 0:
+                return (0, self._request_started)
+            pause = self._server_pause()
+            rate = receive_rate(self._request_bytes, self._request_started, now,
+                                pause.seconds(now) if pause is not None else 0.0)
+            return (1, rate, self._request_started)
 
         def _arm_header_timer(self) -> None:
             if limits.header_timeout is not None and self._header_timer is None:
@@ -112,46 +177,50 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
         def connection_made(self, transport) -> None:
             victim = self._victim() if limits.max_connections is not None else None
             super().connection_made(transport)
-            self._last_progress = self.loop.time()
+            self._request_started = time.monotonic()
             if victim is False:
                 log.debug("refusing an HTTP connection from %s: %d connections have a "
-                          "request being executed", self.client, limits.max_connections)
+                          "request being executed or waiting for the server", self.client,
+                          limits.max_connections)
                 transport.write(_BUSY_503)
                 transport.close()
                 return
             if victim is not None:
-                log.debug("closing the HTTP connection from %s, without progress the "
-                          "longest, to take one from %s (%d connections open)", victim.client,
+                log.debug("closing the HTTP connection from %s, idle or receiving the slowest, "
+                          "to take one from %s (%d connections open)", victim.client,
                           self.client, limits.max_connections)
                 victim.transport.close()
             self._arm_header_timer()
 
         def _victim(self):
-            """None when there is room; else the open connection waiting for its client
-            without progress the longest, or False when every open connection has a request
-            being executed or answered."""
+            """None when there is room; else the open connection to close (see
+            ``_eviction_order``), or False when none waits for its client."""
             if len(self.connections) < limits.max_connections:
                 return None
             open_connections = [c for c in self.connections
                                 if c.transport is not None and not c.transport.is_closing()]
             if len(open_connections) < limits.max_connections:
                 return None
+            now = time.monotonic()
             waiting = [c for c in open_connections
                        if isinstance(c, GuardedProtocol) and c._waits_for_client()]
-            return min(waiting, key=lambda c: c._last_progress) if waiting else False
+            return min(waiting, key=lambda c: c._eviction_order(now)) if waiting else False
 
         def data_received(self, data: bytes) -> None:
-            self._last_progress = self.loop.time()
             if not self._in_request():
+                if self._request_bytes == 0 and self._answered:
+                    self._request_started = time.monotonic()  # the next request begins
                 self._arm_header_timer()  # the first bytes of a request: its headers must end
                 self._bytes_since_armed = True
+            self._request_bytes += len(data)
             cycle = getattr(self, "cycle", None)
             super().data_received(data)
             if getattr(self, "cycle", None) is not cycle:
                 self._cancel_header_timer()  # the headers are complete: a request started
 
         def on_response_complete(self) -> None:
-            self._last_progress = self.loop.time()
+            self._request_started, self._request_bytes = time.monotonic(), 0
+            self._answered = True
             super().on_response_complete()
 
         def connection_lost(self, exc) -> None:

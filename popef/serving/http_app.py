@@ -26,11 +26,12 @@ from starlette.routing import Route
 
 from ..escaping import shorten
 from .budget import DEFAULT_BUDGET_WAIT, ByteBudget, Reservation
+from .connections import SERVER_PAUSE, ServerPause
 from .core import InferenceCore
 from .errors import ServingError, Status, internal, invalid, not_found, unsupported
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "FREE_BODY_BYTES", "INFLIGHT_PER_INPUT_SIZE",
+__all__ = ["DEFAULT_BODY_STALL_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "FREE_BODY_BYTES", "INFLIGHT_PER_INPUT_SIZE",
            "create_app", "create_metrics_app"]
 
 log = logging.getLogger("popef.serving")
@@ -39,6 +40,8 @@ log = logging.getLogger("popef.serving")
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 #: seconds a request body may take to arrive, from the end of its headers
 DEFAULT_BODY_TIMEOUT = 60.0
+#: seconds a request body may go without a byte arriving (while the server reads it)
+DEFAULT_BODY_STALL_TIMEOUT = 10.0
 #: the default budget of request bytes in flight, in request bodies of the largest size
 INFLIGHT_PER_INPUT_SIZE = 4
 #: bodies larger than this are decoded in a worker thread, not on the event loop
@@ -74,6 +77,7 @@ def _empty(status: int) -> Response:
 
 def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+               body_stall_timeout: float | None = DEFAULT_BODY_STALL_TIMEOUT,
                max_inflight_bytes: int | None = None,
                inflight_wait: float | None = DEFAULT_BUDGET_WAIT,
                free_body_bytes: int = FREE_BODY_BYTES,
@@ -82,7 +86,9 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
 
     ``max_input_size`` bounds request bodies (after decompression); a body that has not
     arrived ``body_timeout`` seconds after the request's headers is answered 408 and its
-    connection closed (None: no limit). ``max_inflight_bytes`` (default
+    connection closed (None: no limit), and so is one that receives no byte of its body for
+    ``body_stall_timeout`` seconds while the app reads it — time spent waiting for the budget
+    is the server's, not counted (None: no limit). ``max_inflight_bytes`` (default
     ``INFLIGHT_PER_INPUT_SIZE * max_input_size``, at least ``max_input_size``) bounds the
     bytes of all requests in flight together, taken as they arrive (and before each piece of
     a compressed body is inflated) beyond the first ``free_body_bytes`` of each body: a request
@@ -104,14 +110,25 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         # bytes are reserved as they arrive, so a declared but unsent body holds nothing.
         # Two large requests that each hold part of the budget and wait for more are
         # settled by the bounded wait: the first to give up (503) lets the other go on.
+        # A stalled body gives its bytes back after ``body_stall_timeout``; the wait for the
+        # budget is not a stall (the server stopped reading), and the connection limit is told.
+        pause = request.scope.setdefault(SERVER_PAUSE, ServerPause())
         chunks, size = [], 0
-        async for chunk in request.stream():
+        stream = request.stream()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(stream), body_stall_timeout)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:  # noqa: UP041 - not yet the built-in one in 3.10
+                raise _BodyStalled(body_stall_timeout) from None
             size += len(chunk)
             if size > max_input_size:
                 raise _too_large(size, max_input_size)
             unreserved = size - free_body_bytes - reservation.held
             if unreserved > 0:
-                await reservation.grow(unreserved)
+                with pause.held():
+                    await reservation.grow(unreserved)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -333,9 +350,17 @@ def create_metrics_app(core: InferenceCore) -> Starlette:
 # -- request and response bodies ----------------------------------------------------------------
 
 class _BodyTimeout(Exception):
+    """A body that did not arrive in time: answered 408, its connection closed."""
+
     def __init__(self, timeout: float) -> None:
         super().__init__(f"the request body did not arrive within {timeout:g} s of its headers "
                          "(--http-body-timeout-secs)")
+
+
+class _BodyStalled(_BodyTimeout):
+    def __init__(self, timeout: float) -> None:
+        Exception.__init__(self, f"no byte of the request body arrived for {timeout:g} s "
+                                 "(--http-body-stall-timeout-secs)")
 
 
 class _NonFinite(str):

@@ -26,6 +26,7 @@ from .core import InferenceCore
 from .errors import ServingError, Status
 from .grpc_servicer import DEFAULT_MAX_MESSAGE_SIZE, GrpcLimits, create_grpc_server
 from .http_app import (
+    DEFAULT_BODY_STALL_TIMEOUT,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_INPUT_SIZE,
     create_app,
@@ -70,6 +71,7 @@ class ServerOptions:
     # slow and idle clients (docs/serving.md, "Limits and timeouts")
     http_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     http_body_timeout: float | None = DEFAULT_BODY_TIMEOUT
+    http_body_stall_timeout: float | None = DEFAULT_BODY_STALL_TIMEOUT
     # bytes of HTTP requests in flight at once (None: 4 x http_max_input_size)
     http_max_inflight_bytes: int | None = None
     grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
@@ -118,6 +120,7 @@ class Server:
                 apps.append(("http", "HTTPService", o.http_address or o.host, o.http_port,
                              create_app(core, max_input_size=o.http_max_input_size,
                                         body_timeout=o.http_body_timeout,
+                                        body_stall_timeout=o.http_body_stall_timeout,
                                         max_inflight_bytes=o.http_max_inflight_bytes)))
             if o.allow_metrics:
                 apps.append(("metrics", "Metrics Service", o.metrics_address or o.host,

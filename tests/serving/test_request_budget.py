@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 
 import pytest
 
 from popef.serving.budget import ByteBudget
+from popef.serving.connections import SERVER_PAUSE
 from popef.serving.errors import ServingError, Status
 from popef.serving.http_app import create_app
 
@@ -51,6 +54,7 @@ class Client:
                              (b"content-type", b"application/json")]}
         if encoding:
             scope["headers"].append((b"content-encoding", encoding.encode()))
+        self.scope = scope
         self.task = asyncio.ensure_future(app(scope, self._receive, self._send))
 
     def send(self, data: bytes, *, more: bool = True) -> None:
@@ -286,5 +290,61 @@ def test_a_compressed_body_is_reserved_before_it_is_inflated(monkeypatch):
         again.send(compressed, more=False)
         assert await again.response() == (200, [])
         assert len(inflated) > 1 and max(inflated) <= 1000  # in pieces
+
+    asyncio.run(scenario())
+
+
+class BlockingLoadCore(IndexOnlyCore):
+    """``load_model`` blocks (in the app's worker thread) until the test opens ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def load_model(self, name: str, parameters: dict) -> None:
+        self.entered.set()
+        assert self.gate.wait(DEADLINE)
+
+
+def test_a_stalled_body_gives_its_bytes_back_and_a_waiting_request_goes_on():
+    async def scenario():
+        app = index_app(max_input_size=100, max_inflight_bytes=150, inflight_wait=DEADLINE,
+                        body_timeout=None, body_stall_timeout=0.5)
+        stalled = Client(app, "/v2/repository/index", 100)
+        stalled.send(BODY[:90])  # holds 90 bytes, then nothing more comes
+        await asyncio.sleep(0)
+        waiting = Client(app, "/v2/repository/index", 100)
+        waiting.send(BODY, more=False)  # waits for the budget until the stalled one is out
+        status, answer = await stalled.response()
+        assert status == 408
+        assert "no byte of the request body arrived for 0.5 s" in answer["error"]
+        assert "--http-body-stall-timeout-secs" in answer["error"]
+        assert await waiting.response() == (200, [])
+
+    asyncio.run(scenario())
+
+
+def test_waiting_for_the_budget_is_not_a_stalled_body():
+    async def scenario():
+        core = BlockingLoadCore()
+        app = create_app(core, free_body_bytes=0, max_input_size=100, max_inflight_bytes=150,
+                         inflight_wait=DEADLINE, body_timeout=None, body_stall_timeout=0.2)
+        loading = Client(app, "/v2/repository/models/m/load", 100)
+        loading.send(BODY, more=False)  # holds 100 bytes while its load runs
+        await until(core.entered.is_set)
+        waiting = Client(app, "/v2/repository/index", 100)
+        waiting.send(BODY, more=False)  # needs 100: waits, its body unread meanwhile
+        pause = None
+
+        def waited_past_the_stall_timeout() -> bool:
+            nonlocal pause
+            pause = pause or waiting.scope.get(SERVER_PAUSE)
+            return pause is not None and pause.seconds(time.monotonic()) > 1.0
+
+        await until(waited_past_the_stall_timeout)
+        assert not waiting.task.done()
+        core.gate.set()
+        assert (await loading.response())[0] == 200
+        assert await waiting.response() == (200, [])
 
     asyncio.run(scenario())

@@ -4,9 +4,11 @@ generous deadline and nothing asserts how long anything took."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import socket
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +19,14 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from popef.serving import Server, ServerOptions
-from popef.serving.connections import ConnectionLimits, serving_event_loop
+from popef.serving.connections import (
+    SERVER_PAUSE,
+    ConnectionLimits,
+    guarded_protocol,
+    serving_event_loop,
+)
 from popef.serving.grpc_servicer import GrpcLimits
+from popef.serving.http_app import create_app
 
 from .conftest import config, write_model
 from .gates import gated
@@ -217,3 +225,136 @@ def test_accept_out_of_file_descriptors_does_not_spin():
             assert len(loop._scheduled) == 1  # one retry, a second later
         finally:
             loop.close()
+
+
+# -- the connection limit's choice, driven without sockets --------------------------------------
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.written = b""
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def write(self, data) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Connections:
+    """Connections to ``app`` through the guarded httptools protocol, at most ``limit`` open."""
+
+    def __init__(self, app, limit: int) -> None:
+        from uvicorn.config import Config
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.server import ServerState
+
+        self.config = Config(app, lifespan="off", log_config=None)
+        self.config.load()
+        self.state = ServerState()
+        self.protocol = guarded_protocol(HttpToolsProtocol, ConnectionLimits(
+            header_timeout=None, max_connections=limit))
+
+    def open(self, data: bytes = b""):
+        connection = self.protocol(config=self.config, server_state=self.state, app_state={})
+        connection.connection_made(FakeTransport())
+        if data:
+            connection.data_received(data)
+        return connection
+
+
+def post(path: str, length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+class IndexAndLoadCore:
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def repository_index(self, ready_only: bool = False) -> list[dict]:
+        return []
+
+    def load_model(self, name: str, parameters: dict) -> None:
+        self.entered.set()
+        assert self.gate.wait(DEADLINE)
+
+
+async def until(condition) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.001)
+
+
+def test_attackers_trickling_bytes_do_not_evict_a_normal_upload():
+    """Attackers send a byte on each of their connections right before opening another: the
+    upload, which received far more per second, is never the one closed."""
+    async def scenario():
+        app = create_app(IndexAndLoadCore(), body_timeout=None, body_stall_timeout=None)
+        connections = Connections(app, limit=4)
+        body = b'{"ready": false}' + b" " * 299_984
+        upload = connections.open(post("/v2/repository/index", len(body)) + body[:200_000])
+        await until(lambda: upload.cycle is not None and not upload.cycle.body)  # read
+        attackers = [connections.open(post("/v2/repository/index", 1000) + b" ")
+                     for _ in range(3)]
+        for _ in range(10):
+            for attacker in attackers:
+                if not attacker.transport.closed:
+                    attacker.data_received(b" ")
+            attackers.append(connections.open(post("/v2/repository/index", 1000) + b" "))
+            assert not upload.transport.closed
+            for attacker in attackers:
+                if attacker.transport.closed and attacker in connections.state.connections:
+                    attacker.connection_lost(None)
+        assert sum(attacker.transport.closed for attacker in attackers) == 10
+        upload.data_received(body[200_000:])
+        await until(lambda: upload.transport.written)
+        assert upload.transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
+        for connection in list(connections.state.connections):
+            connection.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_request_waiting_for_the_budget_is_not_evicted_and_the_newcomer_gets_503():
+    async def scenario():
+        core = IndexAndLoadCore()
+        app = create_app(core, max_input_size=1000, max_inflight_bytes=1000, free_body_bytes=0,
+                         inflight_wait=None, body_timeout=None, body_stall_timeout=None)
+        connections = Connections(app, limit=2)
+        loading = connections.open(post("/v2/repository/models/m/load", 900)
+                                   + b"{}" + b" " * 898)  # holds 900 bytes while it loads
+        await until(core.entered.is_set)
+        index_body = b'{"ready": false}' + b" " * 484
+        waiting = connections.open(post("/v2/repository/index", 500) + index_body[:499])
+        await until(lambda: (pause := waiting.cycle.scope.get(SERVER_PAUSE)) is not None
+                    and pause.paused)  # read, now waiting for 499 bytes of the budget
+        newcomer = connections.open()
+        assert newcomer.transport.written.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert newcomer.transport.closed and not waiting.transport.closed
+        newcomer.connection_lost(None)
+        core.gate.set()
+        await until(lambda: loading.transport.written)
+        assert loading.transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
+        waiting.data_received(index_body[499:])
+        await until(lambda: waiting.transport.written.endswith(b"\r\n\r\n[]"))
+        assert waiting.transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
+        for connection in list(connections.state.connections):
+            connection.connection_lost(None)
+
+    asyncio.run(scenario())
