@@ -52,7 +52,8 @@ def main() -> None:
               help="Say what would be kept and dropped; change nothing.")
 @click.option("--force", is_flag=True,
               help="Also drop a tail longer than the reader looks through for a following "
-                   "blob (1 GiB), unread.")
+                   "blob (1 GiB), unread, or one in which a blob header follows the unfinished "
+                   "blob.")
 def repair_command(file: str, dry_run: bool, force: bool) -> None:
     """Drop the partial blob an interrupted write left at the end of FILE.
 

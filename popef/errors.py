@@ -69,10 +69,14 @@ class PartialTailError(TruncatedError):
     """A file ends in a blob that was never finished (an interrupted write).
 
     The ``complete_blobs`` before ``offset`` are whole; ``popef repair`` drops the rest.
+    ``follower`` is the offset of a blob header found after the unfinished blob's provisional
+    header, if any: data of its payload, or a later blob written before a system crash.
     """
 
-    def __init__(self, message: str, *, complete_blobs: int, **where) -> None:
+    def __init__(self, message: str, *, complete_blobs: int, follower: int | None = None,
+                 **where) -> None:
         self.complete_blobs = complete_blobs
+        self.follower = follower
         super().__init__(message, **where)
 
 

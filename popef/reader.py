@@ -758,8 +758,11 @@ def _header_error(source: _Source, offset: int, index: int, remaining: int, head
                      f"unsupported blob version {version[0]}.{version[1]}: this library reads "
                      f"{fmt.FORMAT_VERSION[0]}.x", "version", 8)
     if _provisional(head):
+        # A partial tail whatever follows; a blob header after it is only reported: it is
+        # either data of the unfinished payload or a later blob that reached the disk first.
+        follower = _next_header(source, offset + fmt.ALIGNMENT).follower
         return _partial_tail(source, offset, index, "its writer never finished it (its header "
-                             "is provisional: total_size 0)", "total_size")
+                             "is provisional: total_size 0)", "total_size", follower)
     if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
         return error(FormatError, f"bad blob size {total}: must be a positive multiple of "
                                   f"{fmt.ALIGNMENT}", "total_size", 16)
@@ -871,15 +874,22 @@ def _short_header_error(source: _Source, offset: int, index: int, remaining: int
 
 
 def _partial_tail(source: _Source, offset: int, index: int, detail: str,
-                  field: str | None = None) -> PartialTailError:
+                  field: str | None = None, follower: int | None = None) -> PartialTailError:
     """A blob cut short after ``index`` complete ones: what a killed writer leaves."""
     complete = f"{index} complete blob{'s' if index != 1 else ''}"
-    remedy = (f"run 'popef repair {source.name}' to drop it" if _is_named_file(source)
-              else "cut the bytes from there to keep them")
+    if follower is not None:
+        detail += (f"; a blob header follows at offset {follower:#x}, inside the unfinished "
+                   "blob's payload or a later blob written before a system crash")
+    if not _is_named_file(source):
+        remedy = "cut the bytes from there to keep them"
+    elif follower is not None:
+        remedy = f"'popef repair --force {source.name}' drops it and all that follows"
+    else:
+        remedy = f"run 'popef repair {source.name}' to drop it"
     return PartialTailError(f"partial blob at the end of the file (an interrupted write?): "
                             f"{detail}; {complete} before offset {offset:#x}; {remedy}",
-                            complete_blobs=index, offset=offset, blob_index=index, field=field,
-                            source=source.name)
+                            complete_blobs=index, follower=follower, offset=offset,
+                            blob_index=index, field=field, source=source.name)
 
 
 def _unchecked_tail(source: _Source, offset: int, index: int, problem: str, scan: _Scan,

@@ -45,9 +45,10 @@ class RepairPlan:
 def plan_repair(path: str | os.PathLike, force: bool = False) -> RepairPlan:
     """Read the blob headers of ``path``: a plan that keeps every complete blob.
 
-    Raises :class:`FormatError` when the file has a defect other than a partial tail, and
-    :class:`UncheckedTailError` when the reader could not look at every byte after a damaged
-    header, unless ``force`` is true: the plan then drops them too.
+    Raises :class:`FormatError` when the file has a defect other than a partial tail, and,
+    unless ``force`` is true (the plan then drops them too), when the reader could not look at
+    every byte after a damaged header (:class:`UncheckedTailError`) or when a blob header
+    follows the unfinished blob (it may be a whole blob written before a system crash).
     """
     name = os.fspath(path)
     size = _size(name)
@@ -57,6 +58,10 @@ def plan_repair(path: str | os.PathLike, force: bool = False) -> RepairPlan:
         return RepairPlan(name, size, len(reader.blobs()), size)
     except PartialTailError as exc:
         assert exc.offset is not None
+        if exc.follower is not None and not force:
+            raise FormatError(f"cannot repair without --force: {exc.reason}", offset=exc.offset,
+                              blob_index=exc.blob_index, field=exc.field,
+                              source=exc.source) from exc
         return RepairPlan(name, size, exc.complete_blobs, exc.offset)
     except UncheckedTailError as exc:
         assert exc.offset is not None

@@ -99,7 +99,9 @@ def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp
         popef.Reader().parse_file(path)
     error = info.value
     assert error.complete_blobs == old_blobs + 3
-    assert f"run 'popef repair {path}' to drop it" in str(error)
+    remedy = (f"'popef repair --force {path}' drops it and all that follows" if where == "nested"
+              else f"run 'popef repair {path}' to drop it")
+    assert remedy in str(error)
     assert str(error).startswith("partial blob at the end of the file (an interrupted write?)")
     partial_at = error.offset
     assert f"before offset {partial_at:#x}" in str(error)
@@ -108,14 +110,24 @@ def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp
     head = HEADER.parse(data[partial_at:partial_at + HEADER_SIZE])
     assert (head.magic, head.total_size, head.blob_type) == (MAGIC, 0, popef.BlobType.DATA_TENSOR)
 
-    dry = CliRunner().invoke(popef_main, ["repair", "--dry-run", str(path)])
+    force = []
+    if where == "nested":  # the PopEF data in the unfinished payload looks like a blob
+        assert error.follower is not None and error.follower > partial_at
+        refused = CliRunner().invoke(popef_main, ["repair", "--dry-run", str(path)])
+        assert refused.exit_code == 1
+        assert refused.stderr.startswith("error: cannot repair without --force: partial blob")
+        assert f"a blob header follows at offset {error.follower:#x}" in refused.stderr
+        force = ["--force"]
+    else:
+        assert error.follower is None
+    dry = CliRunner().invoke(popef_main, ["repair", "--dry-run", *force, str(path)])
     assert dry.exit_code == 0, dry.output
     assert f"keeping {old_blobs + 3} complete blobs ({partial_at} bytes)" in dry.output
     assert f"dropping {len(data) - partial_at} bytes from offset {partial_at:#x}" in dry.output
     assert "nothing changed (--dry-run)" in dry.output
     assert path.read_bytes() == data
 
-    done = CliRunner().invoke(popef_main, ["repair", str(path)])
+    done = CliRunner().invoke(popef_main, ["repair", *force, str(path)])
     assert done.exit_code == 0, done.output
     assert f"truncated '{path}' to {partial_at} bytes" in done.output
     assert path.read_bytes() == data[:partial_at]
@@ -462,3 +474,34 @@ def test_close_syncs_the_data_and_the_folder(tmp_path, monkeypatch, mode):
         writer.write_tensor("t0", np.zeros(3, np.float32))
         assert synced == []
     assert synced == (["file", "folder"] if mode == "w" else ["file"])
+
+
+def test_repair_asks_for_force_when_a_blob_follows_a_provisional_header(tmp_path):
+    """A system crash may leave an earlier blob's header provisional while a later blob is
+    whole: truncating there would drop that blob, so repair says so and asks for --force."""
+    path = tmp_path / "m.popef"
+    with popef.Writer(path) as writer:
+        for name in "abc":
+            writer.write_tensor(name, np.full(1000, ord(name), np.float32))
+    reader = popef.Reader()
+    reader.parse_file(path)
+    b, c = reader.blobs()[1:]
+    reader.close()
+    data = bytearray(path.read_bytes())
+    # b's header as a writer leaves it before the blob closes: sizes and checksum zero
+    head = HEADER.parse(bytes(data[b.offset:b.offset + HEADER_SIZE]))
+    head.total_size = head.payload_size = head.checksum = 0
+    data[b.offset:b.offset + HEADER_SIZE] = HEADER.build(head)
+    path.write_bytes(data)
+
+    with pytest.raises(popef.PartialTailError) as info:
+        popef.Reader().parse_file(path)
+    assert (info.value.complete_blobs, info.value.offset, info.value.follower) == (
+        1, b.offset, c.offset)
+    assert f"'popef repair --force {path}' drops it and all that follows" in str(info.value)
+    refused = CliRunner().invoke(popef_main, ["repair", str(path)])
+    assert refused.exit_code == 1 and "cannot repair without --force" in refused.stderr
+    assert path.read_bytes() == data
+    forced = CliRunner().invoke(popef_main, ["repair", "--force", str(path)])
+    assert forced.exit_code == 0, forced.output
+    assert path.read_bytes() == data[:b.offset]
