@@ -184,6 +184,9 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
     new_anchor, tensor_types = _new_anchor, _TENSOR_TYPES
     shapes, program_lists = _SHAPES, _PROGRAM_LISTS
     infos: dict[bytes, TensorInfo] = {}
+    # Names are ASCII in practice: the info is decoded once as Latin-1 (a byte a character, so
+    # offsets agree) and an ASCII name is a slice of it; any other name is decoded as UTF-8.
+    text = data.decode("latin-1")
     i = start = 0
     try:
         for i in range(count):
@@ -192,13 +195,17 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
             pos += 4
             if length > MAX_STRING_BYTES or pos + length > end:
                 raise _Irregular
-            name = str(data[pos:pos + length], "utf-8")
+            name = text[pos:pos + length]
+            if not name.isascii():
+                name = str(data[pos:pos + length], "utf-8")
             pos += length
             (length,) = u32(data, pos)
             pos += 4
             if length > MAX_STRING_BYTES or pos + length > end:
                 raise _Irregular
-            handle = str(data[pos:pos + length], "utf-8")
+            handle = text[pos:pos + length]
+            if not handle.isascii():
+                handle = str(data[pos:pos + length], "utf-8")
             pos += length
             dtype, rank = head(data, pos)
             if rank > MAX_RANK or pos + 5 + 8 * rank > end:
