@@ -32,6 +32,7 @@ from .format.graph import (
     GRAPH_MAGIC,
     GRAPH_PROGRAM,
     GRAPH_VERSION,
+    MAX_ATTRIBUTES,
     PREAMBLE_SIZE,
     AttributeKind,
     StepKind,
@@ -383,7 +384,8 @@ def _read_attribute(cur: Cursor) -> Attribute:
 def _read_node(cur: Cursor) -> Node:
     return Node(cur.string("op_type"), cur.string("name"), cur.strings("inputs"),
                 cur.strings("outputs"),
-                tuple(cur.items(_read_attribute, _MIN_ATTRIBUTE, "attributes")))
+                tuple(cur.items(_read_attribute, _MIN_ATTRIBUTE, "attributes",
+                                MAX_ATTRIBUTES)))
 
 
 def _read_step(cur: Cursor) -> Step:

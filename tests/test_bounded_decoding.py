@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 import popef
+from popef.format import graph as graph_schema
+from popef.format import metadata as metadata_schema
 from popef import program as prog
 from popef.format import codec
 from popef.format.codec import Location
@@ -50,15 +52,18 @@ def metadata_with(*, options: int = 0, anchors: int = 0, programs: int = 0) -> b
 _PREAMBLE = prog.GRAPH_MAGIC + struct.pack("<HH", *prog.GRAPH_VERSION)
 
 
-def graph_with(*, steps: int = 0, nodes: int = 0, attributes: int = 0) -> bytes:
-    """One program of the smallest steps, nodes and attributes."""
+def graph_with(*, steps: int = 0, nodes: int = 0, attributes: int = 0,
+               per_node: int = 1000) -> bytes:
+    """One program of the smallest steps, nodes and attributes (``per_node`` at most a node)."""
     step = b"\x00" + string("") + string("t")
     node = b"\x01" + string("Relu") + string("") + u32(1) + string("x") + u32(1) + string("y") + u32(0)
-    attribute_node = (b"\x01" + string("Relu") + string("") + u32(0) + u32(0) + u32(attributes)
-                      + b"".join(string(f"{i:x}") + b"\x02" + struct.pack("<q", i)
-                                 for i in range(attributes)))
-    return (_PREAMBLE + u32(1) + u32(5) + string("") + u32(steps + nodes + bool(attributes))
-            + step * steps + node * nodes + (attribute_node if attributes else b""))
+    counts = [min(per_node, attributes - start) for start in range(0, attributes, per_node)]
+    attribute_nodes = b"".join(
+        b"\x01" + string("Relu") + string("") + u32(0) + u32(0) + u32(count)
+        + b"".join(string(f"{i:x}") + b"\x02" + struct.pack("<q", i) for i in range(count))
+        for count in counts)
+    return (_PREAMBLE + u32(1) + u32(5) + string("") + u32(steps + nodes + len(counts))
+            + step * steps + node * nodes + attribute_nodes)
 
 
 def decode_metadata(data: bytes) -> popef.Metadata:
@@ -221,3 +226,19 @@ def test_empty_tensors_within_the_limit_work_end_to_end(tmp_path, dtype, shape):
         (tensor,) = reader.tensors()
         assert tensor.info.tensor_info.shape == shape
         assert tensor.data().shape == shape and tensor.data().size == 0
+
+
+@pytest.mark.parametrize("make, field, limit", [
+    (lambda n: metadata_with(options=n), "engine_options", metadata_schema.MAX_OPTIONS),
+    (lambda n: metadata_with(programs=n), "programs_map", metadata_schema.MAX_PROGRAM_NAMES),
+    (lambda n: graph_with(attributes=n, per_node=n), "attributes", graph_schema.MAX_ATTRIBUTES),
+], ids=["options", "program names", "attributes"])
+def test_small_maps_have_count_limits(make, field, limit):
+    """Items that cost far more decoded than encoded are a handful in real models: their
+    counts are bounded (docs/format.md §2.3), so their memory is too."""
+    decode = prog.decode_program if field == "attributes" else decode_metadata
+    decode(make(limit))
+    with pytest.raises(popef.FormatError, match=f"count {limit + 1} exceeds the limit of "
+                                                f"{limit}") as info:
+        decode(make(limit + 1))
+    assert info.value.field.startswith(field) or field in info.value.field

@@ -34,7 +34,15 @@ from ..types import (
 from ._constructs import MAX_STRING_BYTES
 from ._cursor import Cursor, DecodeError
 from .infos import EXECUTABLE_INFO, FEED_DATA_INFO, OPAQUE_INFO, TENSOR_DATA_INFO, Codec
-from .metadata import _MIN_ANCHOR, _MIN_OPTION, _MIN_PROGRAM_NAME, MAX_RANK, METADATA
+from .metadata import (
+    _MIN_ANCHOR,
+    _MIN_OPTION,
+    _MIN_PROGRAM_NAME,
+    MAX_OPTIONS,
+    MAX_PROGRAM_NAMES,
+    MAX_RANK,
+    METADATA,
+)
 
 T = TypeVar("T")
 
@@ -256,7 +264,7 @@ def _read_program_flow(cur: Cursor) -> ProgramFlow:
 
 def _read_programs_map(cur: Cursor) -> dict[int, str]:
     result: dict[int, str] = {}
-    count = cur.count(_MIN_PROGRAM_NAME, "programs_map")
+    count = cur.count(_MIN_PROGRAM_NAME, "programs_map", MAX_PROGRAM_NAMES)
     for i in range(count):
         try:
             index = cur.u32("index")
@@ -288,8 +296,10 @@ def read_metadata(cur: Cursor) -> Metadata:
         num_processes=num_processes,
         device_iterations=device_iterations,
         seed_handle=cur.string("seed_handle"),
-        engine_options=tuple(cur.items(_read_option, _MIN_OPTION, "engine_options")),
-        device_options=tuple(cur.items(_read_option, _MIN_OPTION, "device_options")),
+        engine_options=tuple(cur.items(_read_option, _MIN_OPTION, "engine_options",
+                                       MAX_OPTIONS)),
+        device_options=tuple(cur.items(_read_option, _MIN_OPTION, "device_options",
+                                       MAX_OPTIONS)),
         program_flow=_read_program_flow(cur),
         programs_map=_read_programs_map(cur),
         anchors=_read_anchors(cur),

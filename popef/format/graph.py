@@ -79,13 +79,14 @@ ATTRIBUTE = Struct(
 NAME_LIST = BoundedArray(String, min_item_size=4)
 
 _MIN_ATTRIBUTE = 4 + 1 + 4  # an empty name, a kind byte, an empty string or array
+MAX_ATTRIBUTES = 1 << 10  # per node: ONNX operators take a few dozen at most
 
 NODE = Struct(
     "op_type" / String,  # ONNX operator name, e.g. "Conv"
     "name" / String,  # unique node name, for messages
     "inputs" / NAME_LIST,  # "" for an omitted optional input
     "outputs" / NAME_LIST,  # "" for an omitted optional output
-    "attributes" / BoundedArray(ATTRIBUTE, min_item_size=_MIN_ATTRIBUTE),
+    "attributes" / BoundedArray(ATTRIBUTE, min_item_size=_MIN_ATTRIBUTE, limit=MAX_ATTRIBUTES),
 )
 
 STEP = Struct(

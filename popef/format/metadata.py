@@ -11,6 +11,10 @@ from construct import Flag, Int8ul, Int32ul, Int64sl, Int64ul, Struct
 from ._constructs import BoundedArray, String
 
 MAX_RANK = 32
+# Options and program names are a handful in real models; these bound their decoded memory
+# (a dict entry or an Option costs far more than its few encoded bytes).
+MAX_OPTIONS = 1 << 16  # engine options, and device options, each
+MAX_PROGRAM_NAMES = 1 << 16
 
 TENSOR_INFO = Struct(
     "dtype" / Int8ul,  # DataType
@@ -60,9 +64,9 @@ METADATA = Struct(
     "num_processes" / Int64ul,
     "device_iterations" / Int32ul,
     "seed_handle" / String,
-    "engine_options" / BoundedArray(OPTION, _MIN_OPTION),
-    "device_options" / BoundedArray(OPTION, _MIN_OPTION),
+    "engine_options" / BoundedArray(OPTION, _MIN_OPTION, limit=MAX_OPTIONS),
+    "device_options" / BoundedArray(OPTION, _MIN_OPTION, limit=MAX_OPTIONS),
     "program_flow" / PROGRAM_FLOW,
-    "programs_map" / BoundedArray(PROGRAM_NAME, _MIN_PROGRAM_NAME),
+    "programs_map" / BoundedArray(PROGRAM_NAME, _MIN_PROGRAM_NAME, limit=MAX_PROGRAM_NAMES),
     "anchors" / BoundedArray(ANCHOR, _MIN_ANCHOR),
 )
