@@ -59,7 +59,7 @@ __all__ = [
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # The largest graph program a runtime decompresses (docs/format.md §9): programs hold steps and
 # attributes, never weights, so real ones are kilobytes to a few megabytes.
-MAX_GRAPH_PROGRAM_SIZE = 64 << 20
+MAX_GRAPH_PROGRAM_SIZE = 16 << 20
 # The most steps (nodes and copies, over all programs) a runtime decodes and loads
 # (docs/runtime.md, "Limits"): real graphs have thousands of nodes (BERT-large about 3,000,
 # GPT-2 XL about 10,000), and loading costs time and memory in proportion to the steps.

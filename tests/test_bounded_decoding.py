@@ -169,7 +169,7 @@ def test_the_reader_limit_is_documented():
     from popef.reader import MAX_EXECUTABLE_SIZE
 
     assert MAX_EXECUTABLE_SIZE == 4 << 30
-    assert prog.MAX_GRAPH_PROGRAM_SIZE == 64 << 20
+    assert prog.MAX_GRAPH_PROGRAM_SIZE == 16 << 20
 
 
 def test_a_graph_program_over_its_limit_is_refused(monkeypatch):
