@@ -61,16 +61,19 @@ def repair_command(file: str, dry_run: bool, force: bool) -> None:
     before truncating. A file whose defect is anything else is refused unchanged.
     """
     from .errors import PopefError
+    from .escaping import escape_text
     from .repair import apply_repair, plan_repair
+
+    shown = escape_text(file, backslashes=False)  # a path may hold control characters
 
     try:
         plan = plan_repair(file, force=force)
         if not plan.needed:
-            click.echo(f"'{file}' has nothing to repair: {_blobs(plan.kept_blobs)}, "
+            click.echo(f"'{shown}' has nothing to repair: {_blobs(plan.kept_blobs)}, "
                        f"{plan.size} bytes")
             return
         tail = "a partial or damaged blob" if plan.unread_bytes else "a partial blob"
-        click.echo(f"'{file}' ends in {tail} (an interrupted write?): keeping "
+        click.echo(f"'{shown}' ends in {tail} (an interrupted write?): keeping "
                    f"{_blobs(plan.kept_blobs)} ({plan.kept_bytes} bytes), dropping "
                    f"{plan.dropped_bytes} bytes from offset {plan.kept_bytes:#x}"
                    + (f", {plan.unread_bytes} of them unread (--force)" if plan.unread_bytes
@@ -80,9 +83,9 @@ def repair_command(file: str, dry_run: bool, force: bool) -> None:
             return
         apply_repair(plan)
     except PopefError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {escape_text(str(exc), backslashes=False)}", err=True)
         raise SystemExit(1) from None
-    click.echo(f"truncated '{file}' to {plan.kept_bytes} bytes")
+    click.echo(f"truncated '{shown}' to {plan.kept_bytes} bytes")
 
 
 def _blobs(count: int) -> str:

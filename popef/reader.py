@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 8 << 20
-_PREAD_MAX = 1 << 30  # one pread() call reads at most about 2 GiB on Linux
+_PREAD_MAX = 1 << 30  # reads above this are split: one pread() returns at most ~2 GiB on Linux
 # A zlib stream cannot expand more than about 1032:1; a larger claim is a lie.
 MAX_ZLIB_RATIO = 1032
 # The most a compressed executable may claim to decompress to (docs/format.md §5.1), whatever

@@ -143,7 +143,7 @@ def _invalid(what: str) -> PopefError:
 
 
 def _check_str(owner: str, name: str, value: object) -> None:
-    if type(value) is not str and not isinstance(value, str):
+    if not isinstance(value, str):
         raise _invalid(f"{owner}.{name} must be a str, got {type(value).__name__}")
 
 

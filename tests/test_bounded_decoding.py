@@ -242,3 +242,14 @@ def test_small_maps_have_count_limits(make, field, limit):
                                                 f"{limit}") as info:
         decode(make(limit + 1))
     assert info.value.field.startswith(field) or field in info.value.field
+
+
+def test_the_fast_anchor_reader_keeps_the_program_list_limit(monkeypatch):
+    """The one-pass anchor reader checks every count the schema checks (here: a limit of 4
+    programs, patched, where the real one needs 64 MiB of data to reach)."""
+    monkeypatch.setattr(codec, "MAX_ARRAY_ITEMS", 4)
+    anchor = popef.Anchor("a", "h", popef.TensorInfo(3, ()), tuple(range(5)))
+    data = codec.encode_metadata(popef.Metadata("m", anchors=(anchor,)))
+    with pytest.raises(popef.FormatError) as info:
+        decode_metadata(data)
+    assert info.value.field.startswith("anchors.[0]")

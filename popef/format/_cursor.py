@@ -23,7 +23,6 @@ from ._constructs import MAX_ARRAY_ITEMS, MAX_STRING_BYTES
 
 T = TypeVar("T")
 
-_U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")

@@ -19,6 +19,7 @@ import construct as c
 
 from ..errors import FormatError, PopefError
 from ..types import (
+    _TENSOR_TYPES,  # int -> TensorType
     Anchor,
     ExecutableInfo,
     FeedDataInfo,
@@ -28,10 +29,9 @@ from ..types import (
     ProgramFlow,
     TensorDataInfo,
     TensorInfo,
-    TensorType,
     trusted_constructor,
 )
-from ._constructs import MAX_STRING_BYTES
+from ._constructs import MAX_ARRAY_ITEMS, MAX_STRING_BYTES
 from ._cursor import Cursor, DecodeError
 from .infos import EXECUTABLE_INFO, FEED_DATA_INFO, OPAQUE_INFO, TENSOR_DATA_INFO, Codec
 from .metadata import (
@@ -176,7 +176,6 @@ _SHAPES = [struct.Struct(f"<{rank}q").unpack_from for rank in range(MAX_RANK + 1
 _SHORT = 16  # program lists shorter than this are read with a prepared struct
 _INFO_CACHE_SIZE = 4096  # distinct tensor infos remembered while reading one anchors array
 _PROGRAM_LISTS = [struct.Struct(f"<{count}I").unpack_from for count in range(_SHORT)]
-_TENSOR_TYPES = {int(t): t for t in TensorType}
 
 
 def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
@@ -228,7 +227,7 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
             pos += 5 + 8 * rank
             (length,) = u32(data, pos)
             pos += 4
-            if pos + 4 * length > end:
+            if length > MAX_ARRAY_ITEMS or pos + 4 * length > end:
                 raise _Irregular
             programs = (program_lists[length](data, pos) if length < _SHORT
                         else struct.unpack_from(f"<{length}I", data, pos))

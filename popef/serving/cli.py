@@ -134,8 +134,8 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
 @click.option("--http-keepalive-timeout-secs", default=5.0, type=click.FloatRange(0, None),
               help="Close an HTTP connection idle this long after a response.")
 @click.option("--http-max-connections", default=1000, type=click.IntRange(0, None),
-              help="Open connections per HTTP service; at the limit a new one closes the one "
-                   "idle longest (0: no limit).")
+              help="Open connections per HTTP service; at the limit a new one closes the "
+                   "slowest idle or stalled one (0: as many as the open-file limit allows).")
 @click.option("--grpc-keepalive-time", default=7_200_000, type=click.IntRange(0, None),
               help="Milliseconds between keepalive pings the gRPC server sends.")
 @click.option("--grpc-keepalive-timeout", default=20_000, type=click.IntRange(0, None),

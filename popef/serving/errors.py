@@ -12,6 +12,7 @@ from enum import Enum
 from ..errors import PopefError
 
 __all__ = [
+    "MAX_ERROR_MESSAGE",
     "ServingError",
     "Status",
     "error_message",
@@ -21,6 +22,9 @@ __all__ = [
     "unavailable",
     "unsupported",
 ]
+
+#: the longest error text sent to a client (over HTTP and gRPC); longer ones are shortened
+MAX_ERROR_MESSAGE = 4096
 
 
 class Status(Enum):

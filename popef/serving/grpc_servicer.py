@@ -29,7 +29,14 @@ from tritonclient.grpc import service_pb2_grpc
 
 from ..escaping import shorten
 from .core import InferenceCore
-from .errors import ServingError, internal, invalid, not_found, unsupported
+from .errors import (
+    MAX_ERROR_MESSAGE,
+    ServingError,
+    internal,
+    invalid,
+    not_found,
+    unsupported,
+)
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "MAX_STREAM_IN_FLIGHT", "GrpcLimits", "InferenceServicer",
@@ -43,8 +50,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 #: stops reading requests until grpc has taken a response
 MAX_STREAM_IN_FLIGHT = 64
 #: the longest error message sent back: a status message travels in an HTTP/2 header, which
-#: has a size limit, and may quote client input
-MAX_ERROR_MESSAGE = 4096
 
 
 @dataclass(frozen=True)

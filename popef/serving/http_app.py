@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import zlib
 from typing import Any
 
@@ -28,7 +29,15 @@ from ..escaping import shorten
 from .budget import DEFAULT_BUDGET_WAIT, ByteBudget, Reservation
 from .connections import SERVER_PAUSE, ServerPause
 from .core import InferenceCore
-from .errors import ServingError, Status, internal, invalid, not_found, unsupported
+from .errors import (
+    MAX_ERROR_MESSAGE,
+    ServingError,
+    Status,
+    internal,
+    invalid,
+    not_found,
+    unsupported,
+)
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
 __all__ = ["DEFAULT_BODY_STALL_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "FREE_BODY_BYTES", "INFLIGHT_PER_INPUT_SIZE",
@@ -51,8 +60,6 @@ _OFFLOAD_BYTES = 256 * 1024
 FREE_BODY_BYTES = 64 * 1024
 #: a compressed body is inflated in pieces of this many bytes, each reserved first
 _INFLATE_PIECE = 1024 * 1024
-#: the longest error message sent back (they may quote client input)
-MAX_ERROR_MESSAGE = 4096
 
 _JSON = "application/json"
 
@@ -386,9 +393,9 @@ def _loads(data: bytes | memoryview, what: str) -> Any:
         raise invalid(f"{what} is not valid JSON: {exc}") from None
 
 
-def _check_numbers(document: Any, what: str, *, skip: tuple[str, ...] = ()) -> None:
-    """No NaN or infinity anywhere in ``document`` (but under the keys of ``skip``, which the
-    caller checks itself, naming the field)."""
+def _check_numbers(document: Any, what: str, *, skip: re.Pattern | None = None) -> None:
+    """No NaN or infinity anywhere in ``document`` (but at the paths ``skip`` matches, such as
+    ``.inputs[0].data``, which the caller checks itself, naming the field)."""
     stack = [(document, "")]
     while stack:
         value, path = stack.pop()
@@ -396,9 +403,14 @@ def _check_numbers(document: Any, what: str, *, skip: tuple[str, ...] = ()) -> N
             raise invalid(f"{what}: '{path.lstrip('.')}' is {value}, which is not a finite "
                           "number (send non-finite tensor values as binary data)")
         if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}") for k, v in value.items() if k not in skip)
+            stack.extend((v, f"{path}.{k}") for k, v in value.items()
+                         if skip is None or not skip.fullmatch(f"{path}.{k}"))
         elif isinstance(value, list):
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+# an input's values: checked by core._decode, which names the input
+_INPUT_DATA = re.compile(r"\.inputs\[\d+\]\.data")
 
 
 def _too_large(size: int, limit: int) -> ServingError:
@@ -504,7 +516,7 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
     if not isinstance(document, dict):
         raise invalid("the inference request must be a JSON object")
     # the inputs' data is checked by the core, which names the input
-    _check_numbers(document, "the inference request", skip=("data",))
+    _check_numbers(document, "the inference request", skip=_INPUT_DATA)
     binary = memoryview(body)[json_size:]
     offset = 0
     inputs = []

@@ -126,6 +126,11 @@ def test_nan_elsewhere_in_the_request_is_400_naming_the_field(server):
     assert status == 400 and "'id' is NaN" in body["error"]
     status, data = post(server, "/v2/repository/index", b'{"ready": Infinity}')
     assert status == 400 and "'ready' is Infinity" in strict_json(data)["error"]
+    # only an input's own values are left to the input check: a 'data' key elsewhere is not
+    document = json.dumps(x_input()).replace('"inputs"',
+                                             '"parameters": {"data": NaN}, "inputs"', 1)
+    status, body = infer_json(server, document)
+    assert status == 400 and "'parameters.data' is NaN" in body["error"]
 
 
 def test_integer_data_out_of_range_is_400(server):
