@@ -175,7 +175,7 @@ def _regular_file_size(fd: int, path: str) -> int:
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
         raise PopefError(f"cannot read '{path}': not a regular file (found "
-                         f"{_file_kind(status.st_mode)})")
+                         f"{file_kind(status.st_mode)})")
     if status.st_size == 0 and os.pread(fd, 1, 0):
         raise PopefError(f"cannot read '{path}': not a regular file (it claims 0 bytes but has "
                          "content: a pseudo-file such as those of /proc?)")
@@ -184,7 +184,8 @@ def _regular_file_size(fd: int, path: str) -> int:
     return status.st_size
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, from its ``st_mode``: "a FIFO", ... ."""
     kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
              (stat.S_ISSOCK, "a socket"))

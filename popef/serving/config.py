@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..escaping import shorten
+from ..reader import file_kind
 from ..types import DataType
 from . import datatypes
 from .datatypes import TritonType
@@ -122,16 +123,11 @@ def inside(model_dir: Path, relative: str, what: str) -> Path:
     return path
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
-
-
 def _not_regular(mode: int) -> str | None:
     """What a file of ``mode`` is when it is not a regular file (None when it is)."""
     if stat.S_ISREG(mode):
         return None
-    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a file")
+    return file_kind(mode)
 
 
 def regular_file(path: Path, what: str) -> os.stat_result | None:
