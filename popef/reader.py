@@ -131,7 +131,7 @@ class _MappedFile(_Source):
             return buffer  # type: ignore[return-value]  # bytes-like, without a second copy
         data = os.pread(self._fd, size, offset)
         if len(data) != size:
-            raise self._shrank(offset, size, len(data))
+            raise _shrank(self.name, offset, size, len(data))
         return data
 
     def read_into(self, offset: int, buffer: memoryview) -> None:
@@ -142,7 +142,7 @@ class _MappedFile(_Source):
         while done < len(buffer):  # pread reads at most 2 GiB a call on Linux
             got = os.preadv(self._fd, [buffer[done:]], offset + done)
             if got == 0:
-                raise self._shrank(offset, len(buffer), done)
+                raise _shrank(self.name, offset, len(buffer), done)
             done += got
 
     def view(self, offset: int, size: int) -> memoryview:
@@ -151,13 +151,8 @@ class _MappedFile(_Source):
         # Touching a page of the map past the file's end kills the process (SIGBUS): check
         # the file still holds the bytes. mmap.size() asks the file itself, not the mapping.
         if self._map.size() < offset + size:
-            raise self._shrank(offset, size, max(0, self._map.size() - offset))
+            raise _shrank(self.name, offset, size, max(0, self._map.size() - offset))
         return memoryview(self._map)[offset:offset + size]
-
-    def _shrank(self, offset: int, size: int, available: int) -> TruncatedError:
-        return TruncatedError(f"the file shrank after it was opened: {size} bytes needed but "
-                              f"{available} remain (was it replaced or truncated on disk?)",
-                              offset=offset, source=self.name)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -192,6 +187,12 @@ def file_kind(mode: int) -> str:
     return next((kind for test, kind in kinds if test(mode)), f"file mode {mode:#o}")
 
 
+def _shrank(name: str, offset: int, size: int, available: int) -> TruncatedError:
+    return TruncatedError(f"the file shrank after it was opened: {size} bytes needed but "
+                          f"{available} remain (was it replaced or truncated on disk?)",
+                          offset=offset, source=name)
+
+
 class _OpenFile(_Source):
     """A regular file open elsewhere, read with pread; the descriptor stays its owner's."""
 
@@ -203,8 +204,7 @@ class _OpenFile(_Source):
     def read(self, offset: int, size: int) -> bytes:
         data = os.pread(self._fd, size, offset)
         if len(data) != size:
-            raise TruncatedError(f"the file shrank while it was read: {size} bytes needed but "
-                                 f"{len(data)} remain", offset=offset, source=self.name)
+            raise _shrank(self.name, offset, size, len(data))
         return data
 
 
@@ -933,11 +933,16 @@ _FOREIGN_MAGICS = (
 _TEXT_SHOWN = 32  # characters of a text file quoted in the message
 
 
+def known_file_kind(head: bytes) -> str | None:
+    """What common kind of file starts with ``head`` ("a PNG image", ...), None when unknown."""
+    return next((kind for magic, kind in _FOREIGN_MAGICS if head.startswith(magic)), None)
+
+
 def _foreign_file(head: bytes) -> str | None:
     """What a source that is not PopEF looks like, from its first bytes (None when unknown)."""
-    for magic, kind in _FOREIGN_MAGICS:
-        if head.startswith(magic):
-            return f"this is {kind}, not a PopEF file"
+    kind = known_file_kind(head)
+    if kind is not None:
+        return f"this is {kind}, not a PopEF file"
     text = _leading_text(head)
     if text is None:
         return None

@@ -118,16 +118,15 @@ def image_to_array(image, shape: tuple[int, ...], dtype: DataType, name: str = "
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"  # an .npz file is a zip archive
-_IMAGE_MAGICS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"))
 
 
 def _what_it_is(path: str, head: bytes) -> str:
     """What a file that is not an .npy/.npz file seems to be, for the error message."""
-    from ..reader import Reader
+    from ..reader import Reader, known_file_kind
 
-    for magic, kind in _IMAGE_MAGICS:
-        if head.startswith(magic):
-            return f"it is {kind} without an image suffix"
+    kind = known_file_kind(head)
+    if kind is not None:
+        return f"it is {kind}" + (" without an image suffix" if kind.endswith(" image") else "")
     if not head:
         return "it is empty"
     try:
