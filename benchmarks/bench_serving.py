@@ -1,6 +1,13 @@
 """Serving benchmark: round-trip latency and throughput of ``popef serve`` on loopback.
 
     python benchmarks/bench_serving.py [--seconds 3] [--model examples/mnist/executable.popef]
+    python benchmarks/bench_serving.py --executors [--triton-env DIR]
+
+``--executors`` runs only the executor comparison (:func:`compare_executors`): the MNIST model
+on ``popef serve`` with the ``cpu`` and ``onnxruntime`` executors (chosen in config.pbtxt) and,
+with ``--triton-env``, on a real Triton with the poplar backend (each executor the Triton
+environment can import); batch-1 gRPC latency and 16-client throughput, with ratios to
+``popef serve`` on ``cpu``. Without it:
 
 Starts ``popef serve`` in a child process on free ports of 127.0.0.1 with a repository of:
 
@@ -294,6 +301,246 @@ def runner_baseline(model: Path, n: int) -> dict[int, float]:
     return out
 
 
+# ---- executors side by side (issue 13): popef serve on cpu and onnxruntime, real Triton
+
+EXECUTOR_PARAMETER = 'parameters [ {{ key: "executor" value: {{ string_value: "{executor}" }} }} ]'
+TRITON_START_TIMEOUT = 180  # seconds: a loaded 2-core machine starts Triton's stubs slowly
+
+
+def module_available(python: str | Path, module: str) -> bool:
+    """Whether ``python`` can import ``module`` (checked in a child process)."""
+    probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def build_executor_repository(root: Path, model: Path | None,
+                              executors: list[str]) -> tuple[Path, str]:
+    """A repository with the MNIST model once per executor (``mnist_<executor>``, config
+    ``parameters { key: "executor" ... }``, max_batch_size 16, no dynamic batching)."""
+    source = build_repository(root / "base", model)
+    popef_file = root / "base" / "mnist" / "1" / "executable.popef"
+    repository = root / "models"
+    for executor in executors:
+        name = f"mnist_{executor}"
+        (repository / name / "1").mkdir(parents=True)
+        shutil.copy(popef_file, repository / name / "1" / "executable.popef")
+        (repository / name / "1" / "name_map.json").write_text(NAME_MAP)
+        (repository / name / "config.pbtxt").write_text(MNIST_CONFIG.format(
+            name=name, extra=EXECUTOR_PARAMETER.format(executor=executor)))
+    return repository, source
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Triton:
+    """A real tritonserver with the poplar backend (``popef triton run``) on ``repository``."""
+
+    def __init__(self, env_dir: Path, repository: Path, work: Path) -> None:
+        import urllib.request
+
+        self.http_port, self.grpc_port, metrics_port = free_ports(3)
+        self.log = work / "tritonserver.log"
+        command = [sys.executable, "-c", "import sys; from popef.cli import main; sys.exit(main())",
+                   "triton", "run", "--model-repository", str(repository), "--env", str(env_dir),
+                   "--no-setup", "--host", "127.0.0.1", "--http-port", str(self.http_port),
+                   "--grpc-port", str(self.grpc_port), "--metrics-port", str(metrics_port),
+                   "--backend-directory", str(work / "backends"), "--",
+                   f"--backend-config=python,shm-region-prefix-name=bench_{os.getpid()}_"]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=work)
+        deadline = time.monotonic() + TRITON_START_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/ready",
+                                            timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log.read_text(errors="replace").splitlines()[-15:]
+                raise RuntimeError("tritonserver did not become ready:\n" + "\n".join(tail))
+            time.sleep(0.25)
+
+    def url(self, service: str) -> str:
+        port = self.grpc_port if service == "GRPCInferenceService" else self.http_port
+        return f"127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def measure_models(server, models: list[str], requests: int,
+                   seconds: float) -> dict[str, tuple[float, float, float]]:
+    """Per model: batch-1 gRPC round trip (median and p90, ms) and images/s with 16 clients."""
+    digit = np.random.default_rng(4).random((1, 1, 28, 28), dtype=np.float32)
+    url = server.url("GRPCInferenceService")
+    figures = {}
+    for model in models:
+        median, p90, _ = percentiles(latency("grpc", url, model, "digit_image", digit, requests))
+        rate, _ = throughput(url, model, 16, seconds)
+        figures[model] = median, p90, rate
+    return figures
+
+
+def compare_executors(args: argparse.Namespace) -> int:
+    """Batch-1 gRPC latency and 16-client throughput of the MNIST model on ``popef serve``
+    with the ``cpu`` and ``onnxruntime`` executors and on real Triton (poplar backend), one
+    server at a time, with ratios to ``popef serve`` on ``cpu``."""
+    executors = ["cpu"]
+    skipped = []
+    if module_available(sys.executable, "onnxruntime"):
+        executors.append("onnxruntime")
+    else:
+        skipped.append("popef serve, onnxruntime: skipped, onnxruntime is not installed "
+                       "(pip install 'popef[onnxruntime]')")
+    requests = max(50, args.requests // 5)
+    rows: list[tuple[str, tuple[float, float, float]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_executors_") as tmp:
+        root = Path(tmp)
+        repository, source = build_executor_repository(root, args.model, executors)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"machine: {os.cpu_count()} CPUs, load average {load} before the run; "
+              f"python {sys.version.split()[0]}; MNIST: {source}")
+        print(f"each figure: {requests} batch-1 gRPC round trips (one client), then 16 gRPC "
+              f"clients (batch 1, closed loop) for {args.seconds:g} s; one server at a time")
+        models = [f"mnist_{e}" for e in executors]
+        server = Serve(repository)
+        try:
+            figures = measure_models(server, models, requests, args.seconds)
+        finally:
+            server.stop()
+        rows += [(f"popef serve, {e}", figures[f"mnist_{e}"]) for e in executors]
+
+        env = args.triton_env
+        if env is None:
+            skipped.append("real Triton: skipped, no --triton-env given")
+        elif not (Path(env) / "popef-triton.json").is_file():
+            skipped.append(f"real Triton: skipped, '{env}' is not a Triton environment "
+                           "(make one with: popef triton setup --env DIR)")
+        else:
+            from popef.triton.environment import TritonEnv
+
+            triton_env = TritonEnv.load(env)
+            triton_executors = [e for e in executors
+                                if e == "cpu" or module_available(triton_env.python, e)]
+            for e in executors:
+                if e not in triton_executors:
+                    skipped.append(f"real Triton, {e}: skipped, the Triton environment has no "
+                                   f"{e} package (pip install it with {triton_env.python})")
+            triton_repository = root / "triton_models"
+            triton_repository.mkdir()
+            for e in triton_executors:
+                shutil.copytree(repository / f"mnist_{e}", triton_repository / f"mnist_{e}")
+            work = root / "triton"
+            work.mkdir()
+            try:
+                triton = Triton(Path(env), triton_repository, work)
+            except RuntimeError as exc:
+                skipped.append(f"real Triton: failed to start: {exc}")
+            else:
+                try:
+                    figures = measure_models(triton, [f"mnist_{e}" for e in triton_executors],
+                                             requests, args.seconds)
+                finally:
+                    triton.stop()
+                rows += [(f"real Triton 2.51 (poplar backend), {e}", figures[f"mnist_{e}"])
+                         for e in triton_executors]
+
+    base_latency, _, base_rate = rows[0][1]
+    print("\nMNIST, gRPC                              batch-1 round trip (ms)        16 clients")
+    print("  server, executor                        median    p90   vs cpu    images/s   vs cpu")
+    for label, (median, p90, rate) in rows:
+        print(f"  {label:38s} {median:7.3f} {p90:6.3f} {median / base_latency:7.2f}x "
+              f"{rate:10.0f} {rate / base_rate:7.2f}x")
+    for line in skipped:
+        print(f"  {line}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nload average after the run: {load}; client and servers share this machine's "
+          "cores, so the figures are noisy (a few runs tell the spread)")
+    return 0
+
+
+# -- Ray Serve (docs/scale-out.md) ------------------------------------------------------------------
+
+def compare_ray(args: argparse.Namespace) -> int:
+    """``--ray``: the MNIST model on Ray Serve with 1, 2 and 4 replicas (rescaled in place),
+    16 gRPC clients each, next to ``popef serve``; and the batch-1 round trip through Ray's
+    HTTP and gRPC proxies next to ``popef serve``'s (the proxies' added latency). Needs the
+    extra ``popef[ray]``; a local Ray instance with the machine's CPUs, on 127.0.0.1."""
+    import ray
+    from ray import serve
+
+    from popef.serving.ray import APP_NAME, AppOptions, Scaling, build_app
+    from popef.serving.ray.launcher import RayLaunch, RayService
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    digit = np.random.default_rng(4).random((1, 1, 28, 28), dtype=np.float32)
+    n = max(50, args.requests // 5)
+    with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
+        root = Path(tmp)
+        build_repository(root, args.model)
+        rows = {}
+        server = Serve(root)
+        try:
+            grpc_url, http_url = server.url("GRPCInferenceService"), server.url("HTTPService")
+            rows["popef serve"] = (
+                percentiles(latency("grpc", grpc_url, "mnist", "digit_image", digit, n))[0],
+                percentiles(latency("http", http_url, "mnist", "digit_image", digit, n))[0],
+                throughput(grpc_url, "mnist_dyn", 16, args.seconds)[0])
+        finally:
+            server.stop()
+        http_port, grpc_port = free_ports(2)
+        options = AppOptions((str(root),), num_replicas=1, num_cpus=0)
+        service = RayService(options, RayLaunch(host="127.0.0.1", http_port=http_port,
+                                                grpc_port=grpc_port))
+        service.start()
+        try:
+            grpc_url, http_url = service.url("grpc"), service.url("http")
+            ray_latency = (
+                percentiles(latency("grpc", grpc_url, "mnist", "digit_image", digit, n))[0],
+                percentiles(latency("http", http_url, "mnist", "digit_image", digit, n))[0])
+            for replicas in (1, 2, 4):
+                serve.run(build_app(options, Scaling(num_replicas=replicas, num_cpus=0)),
+                          name=APP_NAME, route_prefix="/")
+                rows[f"Ray Serve, {replicas} replica{'s' if replicas > 1 else ''}"] = (
+                    *ray_latency, throughput(grpc_url, "mnist_dyn", 16, args.seconds)[0])
+        finally:
+            service.stop()
+            ray.shutdown()
+    base = rows["popef serve"]
+    print(f"MNIST on {os.cpu_count()} CPUs (client and servers share them); batch-1 medians "
+          f"of {n} round trips; 16 gRPC clients for {args.seconds:g} s, dynamic batching")
+    print("                              gRPC b1 ms   HTTP b1 ms   images/s   vs popef serve")
+    for label, (grpc_ms, http_ms, rate) in rows.items():
+        print(f"  {label:26s} {grpc_ms:10.2f} {http_ms:12.2f} {rate:10.0f} "
+              f"{rate / base[2]:12.2f}x")
+    print(f"Ray proxy added latency at batch 1: gRPC {rows['Ray Serve, 1 replica'][0] - base[0]:+.2f}"
+          f" ms, HTTP {rows['Ray Serve, 1 replica'][1] - base[1]:+.2f} ms")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -302,7 +549,20 @@ def main() -> int:
                         help="batch-1 round trips per latency figure (default 500)")
     parser.add_argument("--model", type=Path, default=MNIST_DIR / "executable.popef",
                         help="MNIST PopEF model (default: the example's)")
+    parser.add_argument("--executors", action="store_true",
+                        help="only compare executors: popef serve on cpu and onnxruntime, and "
+                             "real Triton with --triton-env (batch-1 gRPC latency, 16 clients)")
+    parser.add_argument("--triton-env", type=Path, metavar="DIR",
+                        help="Triton environment (popef triton setup) for --executors; "
+                             "without it real Triton is skipped")
+    parser.add_argument("--ray", action="store_true",
+                        help="only Ray Serve: 1, 2 and 4 replicas at 16 clients next to popef "
+                             "serve, and the proxies' batch-1 latency (needs popef[ray])")
     args = parser.parse_args()
+    if args.ray:
+        return compare_ray(args)
+    if args.executors:
+        return compare_executors(args)
 
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         root = Path(tmp)

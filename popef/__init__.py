@@ -33,12 +33,15 @@ from .types import (
 from .model import Model
 from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 from .writer import BlobWriter, Writer
+from .importers import import_onnx  # imports onnx and the runtime only when called
 
 __all__ = [
     "__version__",
     # reading and writing
     "Reader", "Blob", "ExecutableReader", "TensorReader", "FeedReader", "OpaqueReader",
     "Writer", "BlobWriter", "Model",
+    # importing and exporting
+    "import_onnx", "export_onnx",
     # data model
     "BlobType", "DataType", "TensorType", "TensorInfo", "Option", "ProgramFlow", "Anchor",
     "Metadata", "ExecutableInfo", "TensorDataInfo", "FeedDataInfo", "OpaqueInfo",
@@ -48,3 +51,11 @@ __all__ = [
     "PartialTailError", "UncheckedTailError", "ChecksumError", "ModelError", "WriterError",
     "ExecutionError", "DeviceOutOfMemoryError",
 ]
+
+
+def export_onnx(source, out=None, **options):
+    """A PopEF model's graph program as an ONNX model, written to ``out`` if given: see
+    :func:`popef.runtime.to_onnx.export_onnx` (imports onnx and the runtime when called)."""
+    from .runtime.to_onnx import export_onnx as _export_onnx
+
+    return _export_onnx(source, out, **options)

@@ -17,9 +17,12 @@ SUBCOMMANDS = {
     "dump": "popef_dump.cli:dump_command",
     "check": "popef_dump.cli:check_command",
     "run": "popef.runtime.cli:run_command",
+    "export-onnx": "popef.runtime.export_cli:export_onnx_command",
+    "import": "popef.importers.cli:import_command",
     "serve": "popef.serving.cli:serve_command",
     "triton-config": "popef.serving.cli:triton_config_command",
     "triton": "popef.triton.cli:triton_group",
+    "rewrite": "popef.rewrite_cli:rewrite_command",
 }
 
 
@@ -39,9 +42,20 @@ class LazyGroup(click.Group):
         except (ImportError, AttributeError):
             return None
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole first sentence, wrapped rather than cut short."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="popef")
+@click.version_option(__version__, prog_name="popef", message="%(prog)s %(version)s")
 def main() -> None:
     """Inspect, check and run PopEF (Poplar Exchange Format) model files."""
 

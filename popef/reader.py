@@ -29,6 +29,7 @@ from .errors import (
     UncheckedTailError,
     UnsupportedVersionError,
 )
+from .format.checksum import crc32
 from .format.codec import (
     Location,
     decode_executable_info,
@@ -36,10 +37,18 @@ from .format.codec import (
     decode_metadata,
     decode_opaque_info,
     decode_tensor_data_info,
+    fast_feed_data_info,
+    fast_tensor_data_info,
 )
-from .format.checksum import crc32
 from .format.infos import Codec
-from .types import BlobType, ExecutableInfo, FeedDataInfo, Metadata, OpaqueInfo
+from .types import (
+    BlobType,
+    ExecutableInfo,
+    FeedDataInfo,
+    Metadata,
+    OpaqueInfo,
+    trusted_constructor,
+)
 
 if TYPE_CHECKING:
     from .model import Model
@@ -72,10 +81,6 @@ class _Source:
 
     def read(self, offset: int, size: int) -> bytes:
         raise NotImplementedError
-
-    def header(self, offset: int) -> bytes:
-        """The bytes of the blob header at ``offset`` (the caller checked they exist)."""
-        return self.read(offset, fmt.HEADER_SIZE)
 
     def view(self, offset: int, size: int) -> memoryview | None:
         """A zero-copy view, when the source is memory (or memory-mapped)."""
@@ -243,7 +248,7 @@ class _StreamSource(_Source):
 
 # -- blobs ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Blob:
     """One blob of a source: where it is and what its header says."""
 
@@ -489,10 +494,14 @@ class TensorReader(_BlobReader):
     """A tensor data blob: ``info`` (name + TensorInfo) and ``data()``."""
 
     _decode = staticmethod(decode_tensor_data_info)
+    _decode_regular = staticmethod(fast_tensor_data_info)  # None: left to _decode
 
     def __init__(self, blob: Blob):
-        super().__init__(blob)
-        self.info = self._decode(blob.info_bytes(), blob.location(), blob.newer_minor)
+        self.blob = blob
+        data = blob.info_bytes()
+        info = self._decode_regular(data)
+        self.info = info if info is not None else self._decode(data, blob.location(),
+                                                               blob.newer_minor)
         if self.info.size_in_bytes != blob.payload_size:
             raise FormatError(
                 f"bad {blob.type_name.lower().replace('_', ' ')}: '{self.info.name}' "
@@ -530,6 +539,7 @@ class FeedReader(TensorReader):
     """A feed data blob: ``num_items`` tensors of ``info.tensor_info``."""
 
     _decode = staticmethod(decode_feed_data_info)
+    _decode_regular = staticmethod(fast_feed_data_info)
     info: FeedDataInfo  # type: ignore[assignment]
 
 
@@ -572,6 +582,8 @@ class Reader:
 
     # ---- adding sources
     def parse_file(self, path: str | os.PathLike) -> None:
+        """Add the blobs of the regular file at ``path``: its headers are read and checked
+        now, the rest on access; tensor data is served from a read-only memory map."""
         try:
             name = os.fspath(path)
         except TypeError:
@@ -600,6 +612,7 @@ class Reader:
         self._add(source)
 
     def parse_bytes(self, data: bytes | bytearray | memoryview, name: str = "<bytes>") -> None:
+        """Add the blobs held in ``data`` (kept, not copied); ``name`` names it in errors."""
         try:
             source = _BufferSource(data, name)
         except (TypeError, ValueError) as exc:
@@ -627,10 +640,9 @@ class Reader:
 
     def _decode(self, blob: Blob):
         key = id(blob)
-        try:
-            return self._decoded[key]
-        except KeyError:
-            pass
+        value = self._decoded.get(key)
+        if value is not None:
+            return value
         if blob.type == BlobType.METADATA:
             value: object = decode_metadata(blob.info_bytes(), blob.location(), blob.newer_minor)
         else:
@@ -643,21 +655,27 @@ class Reader:
         return self._decode(blob) if blob.known else None
 
     def metadata(self) -> list[Metadata]:
+        """The metadata of every metadata blob, decoded on first access."""
         return self._typed(BlobType.METADATA)
 
     def executables(self) -> list[ExecutableReader]:
+        """A reader of each executable blob."""
         return self._typed(BlobType.POPLAR_EXECUTABLE)
 
     def tensors(self) -> list[TensorReader]:
+        """A reader of each tensor data blob: name, type and shape, and its data."""
         return self._typed(BlobType.DATA_TENSOR)
 
     def feeds(self) -> list[FeedReader]:
+        """A reader of each feed data blob."""
         return self._typed(BlobType.DATA_FEED)
 
     def opaque_blobs(self) -> list[OpaqueReader]:
+        """A reader of each opaque blob."""
         return self._typed(BlobType.OPAQUE)
 
     def unknown_blobs(self) -> list[Blob]:
+        """The blobs of types this library does not know, kept as they are."""
         return [b for b in self._blobs if not b.known]
 
     def models(self) -> list[Model]:
@@ -697,26 +715,42 @@ _BLOB_TYPES = {int(t): t for t in BlobType}
 
 def _index(source: _Source) -> Iterator[Blob]:
     """Walk the headers of a source, checking each before trusting any of its sizes."""
-    unpack = fmt.FAST_HEADER.unpack
+    unpack = fmt.FAST_HEADER.unpack_from
+    new_blob = _new_blob
     offset, index, end = 0, 0, source.size
+    # Headers are read a window at a time while blobs are small (thousands of small tensors
+    # cost one read per window, not one per blob), one at a time once they are large.
+    window, window_start, window_end, read_ahead = b"", 0, 0, _HEADER_WINDOW
     while offset < end:
         remaining = end - offset
         if remaining < fmt.HEADER_SIZE:
             raise _short_header_error(source, offset, index, remaining)
-        head = source.header(offset)
+        if offset + fmt.HEADER_SIZE > window_end:
+            window_start = offset
+            window = source.read(offset, min(remaining, max(read_ahead, fmt.HEADER_SIZE)))
+            window_end = offset + len(window)
         (magic, version_raw, total, blob_type, _flags, info_size, payload_size, checksum,
-         _reserved) = unpack(head)
+         _reserved) = unpack(window, offset - window_start)
         version_text, version = _VERSIONS.get(version_raw) or _version(version_raw)
         if (magic != fmt.MAGIC or version is None or version[0] != fmt.FORMAT_VERSION[0]
                 or total < fmt.ALIGNMENT or total % fmt.ALIGNMENT or total > remaining
                 or info_size > fmt.MAX_INFO_SIZE
                 or fmt.total_size(info_size, payload_size) != total):
-            raise _header_error(source, offset, index, remaining, head, version, total,
+            head = window[offset - window_start:offset - window_start + fmt.HEADER_SIZE]
+            raise _header_error(source, offset, index, remaining, bytes(head), version, total,
                                 info_size, payload_size)
-        yield Blob(source.name, index, offset, total, _BLOB_TYPES.get(blob_type, blob_type),
-                   version_text, info_size, payload_size, checksum, source)
+        yield new_blob(source.name, index, offset, total, _BLOB_TYPES.get(blob_type, blob_type),
+                       version_text, info_size, payload_size, checksum, source)
         offset += total
         index += 1
+        read_ahead = _HEADER_WINDOW if total <= _SMALL_BLOB else 0
+
+
+# The headers that follow a blob of at most _SMALL_BLOB bytes are read _HEADER_WINDOW bytes at
+# a time (at least 16 headers a read); after a larger one, a header at a time.
+_SMALL_BLOB = 4 << 10
+_HEADER_WINDOW = 64 << 10
+_new_blob = trusted_constructor(Blob)  # _index checks every field before making a Blob
 
 
 def _version(raw: bytes) -> tuple[str, tuple[int, int] | None]:

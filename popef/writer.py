@@ -375,6 +375,9 @@ class Writer:
         self._begin(BlobType.METADATA, f"metadata of '{metadata.executable}'", info).close()
 
     def create_executable(self, name: str, compress: bool = False) -> BlobWriter:
+        """Start an executable blob named ``name``; write its bytes to the returned
+        :class:`BlobWriter`. With ``compress``, they are stored as a zlib stream (spooled
+        apart until the blob closes, since the info records the uncompressed size)."""
         if not isinstance(name, str) or not name:
             raise WriterError("an executable needs a non-empty name")
         label = f"executable '{name}'"
@@ -386,6 +389,9 @@ class Writer:
                            info=lambda size: codec.encode_executable_info(name, Codec.ZLIB, size))
 
     def create_tensor_data(self, info: TensorDataInfo) -> BlobWriter:
+        """Start a tensor data blob; the returned :class:`BlobWriter` takes exactly
+        ``info.size_in_bytes`` bytes, little-endian, in C order (:meth:`write_tensor` does
+        this for a numpy array)."""
         if not isinstance(info, TensorDataInfo):
             raise WriterError(f"create_tensor_data() needs a TensorDataInfo, got {type(info).__name__}")
         label = f"tensor data '{info.name}'"
@@ -393,6 +399,9 @@ class Writer:
                            _encode(codec.encode_tensor_data_info, info, label), info.size_in_bytes)
 
     def create_feed_data(self, info: FeedDataInfo) -> BlobWriter:
+        """Start a feed data blob; the returned :class:`BlobWriter` takes exactly
+        ``info.size_in_bytes`` bytes: ``info.num_items`` items one after the other
+        (:meth:`write_feed` does this for a numpy array)."""
         if not isinstance(info, FeedDataInfo):
             raise WriterError(f"create_feed_data() needs a FeedDataInfo, got {type(info).__name__}")
         label = f"feed data '{info.name}'"
@@ -400,6 +409,8 @@ class Writer:
                            _encode(codec.encode_feed_data_info, info, label), info.size_in_bytes)
 
     def create_opaque_blob(self, name: str, executable_name: str) -> BlobWriter:
+        """Start an opaque blob named ``name`` that belongs to the executable
+        ``executable_name``; the returned :class:`BlobWriter` takes any bytes."""
         info = OpaqueInfo(name, executable_name)
         label = f"opaque blob '{name}'"
         return self._begin(BlobType.OPAQUE, label, _encode(codec.encode_opaque_info, info, label))

@@ -42,9 +42,9 @@ def predict(image_dir: Path, model: Path, executor: str = "cpu") -> list[tuple[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image_dir", nargs="?", type=Path, default=HERE / "img",
-                        help="folder of digit images (default: %(default)s)")
+                        help="folder of digit images (default: img/ next to this script)")
     parser.add_argument("--model", type=Path, default=HERE / "executable.popef",
-                        help="the PopEF model (default: %(default)s)")
+                        help="the PopEF model (default: executable.popef next to this script)")
     parser.add_argument("--executor", default="cpu", help="executor to run on (default: cpu)")
     args = parser.parse_args(argv)
     from popef import PopefError

@@ -36,7 +36,7 @@ def held_out_accuracy(model: Path, executor: str = "cpu", batch: int = 250) -> f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=mnist.HERE / "executable.popef",
-                        help="the PopEF model (default: %(default)s)")
+                        help="the PopEF model (default: executable.popef next to this script)")
     parser.add_argument("--executor", default="cpu", help="executor to run on (default: cpu)")
     parser.add_argument("--batch", type=int, default=250, help="images per call (default: 250)")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """Train the MNIST example's CNN with numpy alone and export it as a PopEF file.
 
-    python train.py                       # ~2–4 minutes on 2 cores, writes executable.popef
+    python train.py                       # ~2–4 minutes on 2 cores, writes trained.popef
+    python train.py --output executable.popef   # replaces the committed model
     python train.py --epochs 1 --limit 800 --no-export --save-params params.npz
 
 Everything is float32 numpy: convolutions are im2col + BLAS matrix products on channels-last
@@ -392,8 +393,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"learning rate factor per epoch (default {DEFAULT_LR_DECAY})")
     p.add_argument("--shift", type=int, default=DEFAULT_SHIFT,
                    help=f"random shift of training images, ± pixels (default {DEFAULT_SHIFT})")
-    p.add_argument("--output", type=Path, default=HERE / "executable.popef",
-                   help="PopEF file to write (default: executable.popef next to this script)")
+    p.add_argument("--output", type=Path, default=Path("trained.popef"),
+                   help="PopEF file to write (default: trained.popef in the current folder; "
+                        "the committed model, executable.popef next to this script, is "
+                        "replaced only when named here)")
     p.add_argument("--save-params", type=Path, default=None, metavar="PATH",
                    help="also save the trained parameters with np.savez")
     p.add_argument("--threads", type=int, default=1,

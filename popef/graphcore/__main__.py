@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from types import TracebackType
 
 USAGE = """\
 usage: python -m popef.graphcore SCRIPT.py [ARGS...]
@@ -34,9 +36,25 @@ def main(argv: list[str] | None = None) -> int:
     except PopefError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    # The script's own errors end as under `python SCRIPT.py`: a traceback and status 1.
-    run_script(argv[0], argv[1:])
+    # The script's own errors end as under `python SCRIPT.py`: its traceback and status 1.
+    try:
+        run_script(argv[0], argv[1:])
+    except Exception as exc:  # noqa: BLE001 - reported as Python reports it
+        tb = _script_frames(exc, os.path.abspath(argv[0]))
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        return 1
     return 0
+
+
+def _script_frames(exc: BaseException, script: str) -> TracebackType | None:
+    """The traceback from the script's first frame on, without the launcher's frames above
+    it, as `python SCRIPT.py` would print it (none for a script that failed to compile)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    if tb is None and not isinstance(exc, SyntaxError):
+        return exc.__traceback__
+    return tb
 
 
 if __name__ == "__main__":

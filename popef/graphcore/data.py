@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import types as ours
 from ..errors import PopefError
-from ..types import DataType, TensorType
+from .enums import DataType, TensorType
 
 __all__ = [
     "DataType",
@@ -43,7 +43,10 @@ class Name(str):
 
 def popefTypeToNumpyDType(dtype: DataType) -> np.dtype:
     """The numpy dtype of a PopEF data type (the 8-bit float kinds as raw ``uint8``)."""
-    return DataType(dtype).numpy_dtype
+    member = DataType._coerced(dtype)
+    if not isinstance(member, DataType):
+        raise PopefError(f"popefTypeToNumpyDType() needs a popef.DataType, got {dtype!r}")
+    return member.numpy_dtype
 
 
 def _accessors(attribute: str, convert: Callable[[Any], Any] = lambda value: value):
@@ -84,10 +87,10 @@ class TensorInfo(_Fields):
     __slots__ = ("_data_type", "_shape")
 
     def __init__(self, dataType: DataType = DataType.BOOL, shape: Iterable[int] = ()):
-        self._data_type = dataType
+        self._data_type = DataType._coerced(dataType)
         self._shape = list(shape)
 
-    dataType, setDataType = _accessors("_data_type")
+    dataType, setDataType = _accessors("_data_type", DataType._coerced)
     shape, setShape = _accessors("_shape", list)
 
     def sizeInBytes(self) -> int:
@@ -98,7 +101,7 @@ class TensorInfo(_Fields):
 
     @classmethod
     def _of(cls, info: ours.TensorInfo) -> TensorInfo:
-        return cls(info.dtype, info.shape)
+        return cls(DataType(info.dtype), info.shape)
 
 
 class Option(_Fields):
@@ -153,14 +156,14 @@ class Anchor(_Fields):
         self._tensor_info = tensorInfo if tensorInfo is not None else TensorInfo()
         self._programs = list(programs)
         self._is_per_replica = isPerReplica
-        self._type = type
+        self._type = TensorType._coerced(type)
 
     name, setName = _accessors("_name")
     handle, setHandle = _accessors("_handle")
     tensorInfo, setTensorInfo = _accessors("_tensor_info")
     programs, setPrograms = _accessors("_programs", list)
     isPerReplica, setIsPerReplica = _accessors("_is_per_replica")
-    type, setType = _accessors("_type")
+    type, setType = _accessors("_type", TensorType._coerced)
 
     def _ours(self) -> ours.Anchor:
         return ours.Anchor(self._name, self._handle, _info_of(self._tensor_info, "Anchor"),
@@ -169,7 +172,7 @@ class Anchor(_Fields):
     @classmethod
     def _of(cls, anchor: ours.Anchor) -> Anchor:
         return cls(anchor.name, anchor.handle, TensorInfo._of(anchor.tensor_info),
-                   anchor.programs, anchor.is_per_replica, anchor.type)
+                   anchor.programs, anchor.is_per_replica, TensorType(anchor.type))
 
 
 class Metadata(_Fields):

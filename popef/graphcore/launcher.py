@@ -11,7 +11,6 @@ and ``sys.modules``, never through the names Graphcore's surface replaces.
 from __future__ import annotations
 
 import os
-import runpy
 import sys
 import types
 from collections.abc import Iterator, Sequence
@@ -97,7 +96,27 @@ def run_script(path: str, args: Sequence[str] = ()) -> None:
     sys.path[0:1] = [os.path.dirname(os.path.abspath(path))]
     try:
         with installed():
-            runpy.run_path(path, run_name="__main__")
+            _run_as_main(path)
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
+
+
+def _run_as_main(path: str) -> None:
+    """Compile and run ``path`` as Python runs a script: by its absolute path (``__file__``
+    and tracebacks), in a new ``__main__`` module that stands in ``sys.modules`` meanwhile."""
+    filename = os.path.abspath(path)
+    with open(filename, "rb") as source:
+        code = compile(source.read(), filename, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__file__ = filename
+    main.__loader__ = main.__spec__ = None
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)  # noqa: S102 - running the user's script is the point
+    finally:
+        if saved is None:
+            sys.modules.pop("__main__", None)
+        else:
+            sys.modules["__main__"] = saved

@@ -31,7 +31,7 @@ from ..errors import ExecutionError
 from ..model import Model
 from ..runtime.runner import ModelRunner as _Runner
 from ..runtime.runner import OutputFutures, TensorDesc
-from ..types import DataType
+from .enums import DataType
 
 __all__ = [
     "ModelRunner",
@@ -124,18 +124,51 @@ class PopefPaths(list):
         super().__init__([paths] if isinstance(paths, (str, os.PathLike)) else paths)
 
 
-@dataclass(frozen=True)
 class DataDesc:
-    """An input or output as Model Runtime describes it (one device iteration's shape)."""
+    """An input or output as Model Runtime describes it (one device iteration's shape).
 
-    name: str
-    shape: list[int]
-    size_in_bytes: int
-    data_type: DataType
+    As Model Runtime's are, a description is a copy: ``getExecuteInputs()`` returns new ones
+    and ``desc.shape`` a new list each time it is read, so a caller that scales
+    ``desc.shape[0]`` by its batches per step changes its own list and nothing else.
+    """
+
+    __slots__ = ("name", "_shape", "size_in_bytes", "data_type")
+
+    def __init__(self, name: str, shape: Iterable[int], size_in_bytes: int,
+                 data_type: DataType):
+        self.name = name
+        self.shape = shape
+        self.size_in_bytes = size_in_bytes
+        self.data_type = data_type
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self._shape)
+
+    @shape.setter
+    def shape(self, value: Iterable[int]) -> None:
+        self._shape = tuple(value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DataDesc):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like Model Runtime's
+
+    def __repr__(self) -> str:
+        return (f"DataDesc(name={self.name!r}, shape={self.shape!r}, "
+                f"size_in_bytes={self.size_in_bytes!r}, data_type={self.data_type!r})")
+
+    def _fields(self) -> tuple:
+        return (self.name, self._shape, self.size_in_bytes, self.data_type)
+
+    def _copy(self) -> DataDesc:
+        return DataDesc(*self._fields())
 
     @classmethod
     def _of(cls, desc: TensorDesc) -> DataDesc:
-        return cls(desc.name, list(desc.shape), desc.size_in_bytes, desc.data_type)
+        return cls(desc.name, desc.shape, desc.size_in_bytes, DataType(desc.data_type))
 
 
 InputDesc = OutputDesc = DataDesc
@@ -186,10 +219,10 @@ class ModelRunner:
         self._outputs = [DataDesc._of(d) for d in self._runner.get_execute_outputs()]
 
     def getExecuteInputs(self) -> list[DataDesc]:
-        return list(self._inputs)
+        return [desc._copy() for desc in self._inputs]
 
     def getExecuteOutputs(self) -> list[DataDesc]:
-        return list(self._outputs)
+        return [desc._copy() for desc in self._outputs]
 
     def execute(self, inputs: Mapping[str, Any],
                 outputs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
@@ -225,10 +258,12 @@ class ModelRunner:
 
 
 def _as_input(desc: DataDesc, value: Any) -> Any:
-    """An input as memory: bytes read as the input's type; an array of that type holding one
-    or ``n`` steps' elements laid out in the input's shape (anything else is left for the
-    runner to refuse, naming what it expected)."""
+    """An input as memory: bytes (or a ``uint8`` array, for a wider type) read as the input's
+    type; an array of that type holding one or ``n`` steps' elements laid out in the input's
+    shape (anything else is left for the runner to refuse, naming what it expected)."""
     dtype = desc.data_type.numpy_dtype
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and dtype.itemsize > 1:
+        value = memoryview(np.ascontiguousarray(value).reshape(-1))
     if isinstance(value, (bytes, bytearray, memoryview)):
         view = memoryview(value).cast("B")
         if view.nbytes % dtype.itemsize:

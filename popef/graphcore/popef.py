@@ -6,7 +6,6 @@ The names and call shapes of Graphcore's module (camelCase getter methods, libpo
 """
 
 from ..errors import PopefError
-from ..types import BlobType
 from .data import (
     Anchor,
     DataType,
@@ -19,6 +18,7 @@ from .data import (
     TensorType,
     popefTypeToNumpyDType,
 )
+from .enums import BlobType
 from .reading import ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 from .writing import BlobWriter, Writer
 

@@ -79,14 +79,50 @@ def _reshape(op: Op, batched: Sequence[bool], specs) -> bool:
     return not batched[1] if len(batched) > 1 else True
 
 
+def _max_pool(op: Op, batched: Sequence[bool], specs) -> bool:
+    # Indices are flat positions over the whole (N, C, *spatial) input: in a folded batch
+    # step k's would be offset by the rows of the steps before it
+    return _first_only(op, batched, specs) and op.output_count == 1
+
+
+def _op_says(op: Op, batched: Sequence[bool], specs) -> bool:
+    # ops whose rule depends on resolved attributes or constant inputs answer it themselves
+    return bool(op.keeps_rows(batched, specs))  # type: ignore[attr-defined]
+
+
+#: ops that keep rows independent when their shape inference takes K times the rows
+_ELEMENTWISE = (
+    "Reciprocal", "Ceil", "Floor", "Round", "Sign", "Sin", "Cos", "Tan", "Asin", "Acos",
+    "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Mod", "Max", "Min", "Sum", "Mean",
+    "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not",
+    "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "IsNaN", "IsInf",
+    "Where", "CastLike", "Selu", "Celu", "Softsign", "HardSwish", "Swish", "Mish", "PRelu",
+    "ThresholdedRelu", "Shrink", "BitCast", "SwiGLU")
+
 #: op type -> rule: does the node keep rows of the leading axis independent?
 ROW_RULES: dict[str, Rule] = {
+    **{name: _any for name in _ELEMENTWISE},
+    **{name: _op_says for name in (
+        "ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "ReduceProd", "ReduceL1",
+        "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "CumSum", "CumProd")},
+    **{name: _op_says for name in (
+        "Constant", "Shape", "Size", "ConstantOfShape", "Range", "EyeLike", "NonZero", "Unique",
+        "Compress", "Squeeze", "Unsqueeze", "Expand", "Tile", "Split", "Slice", "DepthToSpace",
+        "SpaceToDepth", "Gather", "GatherElements", "GatherND", "ScatterElements", "ScatterND",
+        "TopK", "OneHot", "Trilu", "ReverseSequence", "Resize", "Upsample", "Einsum", "Det",
+        "LayerNormalization", "RMSNormalization", "InstanceNormalization",
+        "GroupNormalization", "LpNormalization", "MeanVarianceNormalization",
+        "QuantizeLinear", "DequantizeLinear")},
+    **{name: _op_says for name in ("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
+                                   "Attention", "RotaryEmbedding", "RNN", "GRU", "LSTM",
+                                   "GridSample", "AffineGrid")},
     **{name: _any for name in (
         "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Clip", "Identity", "Dropout", "Cast",
         "Add", "Sub", "Mul", "Div", "Exp", "Log", "Sqrt", "Neg", "Abs", "Pow", "Erf", "Elu",
         "HardSigmoid", "Softplus")},
     **{name: _first_only for name in (
-        "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "Conv", "ConvTranspose", "AveragePool", "LpPool", "GlobalAveragePool",
+        "GlobalMaxPool", "GlobalLpPool",
         "BatchNormalization", "LRN", "Pad")},
     **{name: _axis_not_leading for name in ("Concat", "Softmax", "LogSoftmax", "ArgMax",
                                             "ArgMin", "Hardmax")},
@@ -95,6 +131,7 @@ ROW_RULES: dict[str, Rule] = {
     "Flatten": _flatten,
     "Transpose": _transpose,
     "Reshape": _reshape,
+    "MaxPool": _max_pool,
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from enum import Enum
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -68,6 +69,8 @@ def output_handle(name: str) -> str:
 def _data_type(dtype: Any) -> DataType:
     if isinstance(dtype, DataType):
         return dtype
+    if isinstance(dtype, Enum):  # another API's DataType (popef.graphcore's): by member name
+        dtype = dtype.name
     if isinstance(dtype, str) and dtype.upper() in DataType.__members__:
         return DataType[dtype.upper()]
     try:

@@ -31,6 +31,21 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+#: the longest ``--id``: the name is sent in every server metadata response
+MAX_SERVER_ID = 256
+
+
+def _check_server_id(server_id: str) -> None:
+    """``--id`` is a non-empty, printable name of at most :data:`MAX_SERVER_ID` characters
+    (the metadata name goes to clients' terminals and, over gRPC, must be valid UTF-8)."""
+    if not server_id:
+        _fail("--id must not be empty (tritonserver's default is 'triton')")
+    if len(server_id) > MAX_SERVER_ID:
+        _fail(f"--id has {len(server_id)} characters, the most is {MAX_SERVER_ID}")
+    if not server_id.isprintable():
+        _fail(f"--id must be printable text, got '{server_id}'")
+
+
 def _need_serve_extra() -> None:
     """Fail with one line when the serve extra's packages are missing."""
     import importlib.util
@@ -86,14 +101,18 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
 @click.option("--allow-http", default=True, type=_BOOL, help="Serve the HTTP API.")
 @click.option("--allow-grpc", default=True, type=_BOOL, help="Serve the gRPC API.")
 @click.option("--allow-metrics", default=True, type=_BOOL, help="Serve /metrics.")
-@click.option("--log-verbose", default=0, type=int, help="Verbose logging level (>0: debug).")
+@click.option("--id", "server_id", default="triton", show_default=True,
+              help="Server name in the server metadata (tritonserver's --id; clients such "
+                   "as Triton's examples check it).")
+@click.option("--log-verbose", default=0, type=click.IntRange(0, 2**32 - 1),
+              help="Verbose logging level (>0: debug).")
 @click.option("--log-info", default=True, type=_BOOL, help="Log information messages.")
 @click.option("--log-warning", default=True, type=_BOOL, help="Log warnings.")
 @click.option("--log-error", default=True, type=_BOOL, help="Log errors.")
 @click.option("--model-control-mode", default="none",
-              type=click.Choice(["none", "explicit", "poll"]),
+              type=click.Choice(["none", "explicit", "poll"]), metavar="[none|explicit]",
               help="none: load every model, no load/unload API; explicit: load --load-model "
-                   "models, clients load and unload.")
+                   "models, clients load and unload. (tritonserver's poll is not supported.)")
 @click.option("--load-model", "load_models", multiple=True, metavar="NAME",
               help="With --model-control-mode=explicit: a model to load at start ('*': all).")
 @click.option("--strict-readiness", default=True, type=_BOOL,
@@ -158,6 +177,21 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
                    "limit).")
 @click.option("--grpc-handshake-timeout", default=10_000, type=click.IntRange(1, None),
               help="Milliseconds a new gRPC connection has to complete its HTTP/2 handshake.")
+@click.option("--ray", "ray", is_flag=True,
+              help="Serve on Ray Serve: replicas across a Ray cluster (docs/scale-out.md).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --ray: the cluster to join (default: start a local Ray instance).")
+@click.option("--ray-num-replicas", default=None, type=click.IntRange(1, 1024),
+              help="With --ray: replicas (default: the largest instance_group count).")
+@click.option("--ray-min-replicas", default=None, type=click.IntRange(0, 1024),
+              help="With --ray: autoscaling's fewest replicas.")
+@click.option("--ray-max-replicas", default=None, type=click.IntRange(1, 1024),
+              help="With --ray: autoscaling's most replicas (turns autoscaling on).")
+@click.option("--ray-target-ongoing-requests", default=None, type=click.FloatRange(0, None,
+                                                                                   min_open=True),
+              help="With --ray: requests per replica autoscaling aims at.")
+@click.option("--ray-num-cpus", default=None, type=click.FloatRange(0, None),
+              help="With --ray: CPUs each replica reserves (default 1).")
 def serve_command(repositories, backend_directory, backend_config, host, http_address,
                   grpc_address, metrics_address, http_port, grpc_port, metrics_port,
                   allow_http, allow_grpc, allow_metrics, log_verbose, log_info, log_warning,
@@ -167,7 +201,8 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
                   executor, http_header_timeout_secs, http_body_timeout_secs,
                   http_body_stall_timeout_secs,
                   http_keepalive_timeout_secs, http_max_connections, http_max_inflight_bytes,
-                  **grpc_flags):
+                  server_id, ray, ray_address, ray_num_replicas, ray_min_replicas,
+                  ray_max_replicas, ray_target_ongoing_requests, ray_num_cpus, **grpc_flags):
     """Serve the models of a Triton model repository over HTTP and gRPC (KServe v2).
 
     Works with stock tritonclient clients. Stop with Ctrl-C or SIGTERM: requests in flight
@@ -184,11 +219,13 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
     from .errors import ServingError
     from .grpc_servicer import GrpcLimits
     from .server import Server, ServerOptions, configure_logging
+    from .settings import LogSettings
 
     configure_logging(log_verbose, info=log_info, warning=log_warning, error=log_error)
     log = logging.getLogger("popef.serving")
     if model_control_mode == "poll":
         _fail("--model-control-mode=poll is not supported; use none or explicit")
+    _check_server_id(server_id)
     if load_models and model_control_mode != "explicit":
         _fail("--load-model needs --model-control-mode=explicit")
     settings = _backend_config(backend_config)
@@ -229,9 +266,23 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
         http_body_timeout=http_body_timeout_secs or None,
         http_body_stall_timeout=http_body_stall_timeout_secs or None,
         http_max_inflight_bytes=http_max_inflight_bytes or None,
+        server_id=server_id,
+        log_settings=LogSettings(verbose=log_verbose, info=log_info, warning=log_warning,
+                                 error=log_error, apply=True),
         grpc_limits=GrpcLimits(**{name[len("grpc_"):]: value
                                   for name, value in grpc_flags.items()}))
 
+    if ray or ray_address:
+        from .ray.launcher import serve_on_ray
+
+        try:
+            serve_on_ray(options, ray_address, num_replicas=ray_num_replicas,
+                         min_replicas=ray_min_replicas, max_replicas=ray_max_replicas,
+                         target_ongoing_requests=ray_target_ongoing_requests,
+                         num_cpus=ray_num_cpus)
+        except ServingError as exc:
+            _fail(exc.message)
+        return
     stop = threading.Event()
     received = []
 
@@ -250,8 +301,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
         try:
             server.start()
         except ServingError as exc:
-            log.error("error: creating server: %s", exc.message)
-            _fail(exc.message)
+            _fail(exc.message)  # the one line: no log record of it as well
         while not stop.wait(0.5):
             pass
         server.stop()

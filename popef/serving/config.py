@@ -772,7 +772,16 @@ def _set_dims(entry, dims: Sequence[int]) -> None:
         entry.reshape.SetInParent()
 
 
+def check_backend(config) -> None:
+    """The config is one this server runs: no ensemble, backend (or platform) "poplar"."""
+    _check_backend(config)
+
+
 def _check_backend(config) -> None:
+    if config.platform == "ensemble" or config.WhichOneof("scheduling_choice") == \
+            "ensemble_scheduling":
+        raise ConfigError("ensembles are not supported: this server runs PopEF models one at "
+                          "a time; chain the models in the client")
     for label, value in (("backend", config.backend), ("platform", config.platform)):
         if value and value not in SUPPORTED_BACKENDS:
             raise ConfigError(f"{label} '{shorten(value)}' is not served here: this server "
@@ -888,6 +897,7 @@ def build_plan(config, signature: Signature, model_dir: Path | None = None) -> S
 
 def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature: Signature,
                   batching: bool, model_dir: Path | None) -> list[TensorPlan]:
+    mc = _model_config_pb2()
     by_name = {t.served_name: t for t in tensors}
     plans = []
     seen = set()
@@ -902,6 +912,11 @@ def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature:
                               f"model{other}")
         ttype = _triton_type(tensor)
         stated = datatypes.by_config_enum(entry.data_type)
+        if stated is not ttype and entry.data_type == mc.TYPE_STRING:
+            raise ConfigError(
+                f"{kind} '{entry.name}' has data_type TYPE_STRING (BYTES), but PopEF has no "
+                f"string type: the model's anchor '{tensor.key}' is {tensor.dtype.name} "
+                f"({ttype.config_name})")
         if stated is not ttype:
             raise ConfigError(
                 f"{kind} '{entry.name}' has data_type "

@@ -28,7 +28,7 @@ from .config import (
     json_states_max_batch_size,
 )
 from .datatypes import by_protocol_name
-from .errors import ServingError, internal, invalid, unavailable, unsupported
+from .errors import ServingError, Status, internal, invalid, unavailable
 from .protocol import (
     InferRequest,
     InferResponse,
@@ -38,6 +38,8 @@ from .protocol import (
 )
 from .repository import ModelRepository, check_model_name
 from .served import ServedModel
+from .settings import LogSettings, TraceSettings
+from .shared_memory import NO_REGIONS, SystemSharedMemory
 from .stats import now_ns
 from .validation import (
     batch_size,
@@ -51,10 +53,12 @@ __all__ = ["EXTENSIONS", "SERVER_NAME", "InferenceCore"]
 
 log = logging.getLogger("popef.serving")
 
-SERVER_NAME = "popef"
+#: the server metadata name: tritonserver's default ``--id``, which clients check
+SERVER_NAME = "triton"
 EXTENSIONS = ("classification", "model_repository", "model_repository(unload_dependents)",
-              "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
-              "statistics")
+              "schedule_policy", "model_configuration", "system_shared_memory",
+              "cuda_shared_memory", "binary_tensor_data", "parameters",
+              "statistics", "trace", "logging")
 CONTROL_MODES = ("none", "explicit")
 
 
@@ -67,7 +71,8 @@ class InferenceCore:
     """
 
     def __init__(self, repository: ModelRepository, *, model_control_mode: str = "none",
-                 strict_readiness: bool = True, server_name: str = SERVER_NAME) -> None:
+                 strict_readiness: bool = True, server_name: str = SERVER_NAME,
+                 log_settings: LogSettings | None = None) -> None:
         if model_control_mode not in CONTROL_MODES:
             raise invalid(f"model control mode '{model_control_mode}' is not supported "
                           f"(choose {' or '.join(CONTROL_MODES)})")
@@ -75,6 +80,11 @@ class InferenceCore:
         self.model_control_mode = model_control_mode
         self.strict_readiness = strict_readiness
         self.server_name = server_name
+        #: the system shared memory extension's regions
+        self.shared_memory = SystemSharedMemory()
+        #: the logging and trace extensions (``v2/logging``, ``v2/trace/setting``)
+        self.log_settings = log_settings or LogSettings()
+        self.trace_settings = TraceSettings()
         self._started = False
         self._stopping = False
         self._active = 0
@@ -103,6 +113,7 @@ class InferenceCore:
         self.begin_shutdown()
         self.wait_idle(timeout)
         self.repository.close(timeout)
+        self.shared_memory.close()
 
     # ---- health and metadata
     def live(self) -> bool:
@@ -158,12 +169,18 @@ class InferenceCore:
             try:
                 config = config_from_json(text)
             except ConfigError as exc:
-                raise invalid(exc.message) from None
+                # Triton's answer to an override it cannot use
+                raise ServingError(f"failed to load '{name}', failed to poll from model "
+                                   f"repository: Invalid config override: {exc.message}",
+                                   Status.INTERNAL) from None
             states_mbs = json_states_max_batch_size(text)
         files = [k for k in parameters if k.startswith("file:")]
         if files:
-            raise unsupported(f"loading model files through the API ('{files[0]}') is not "
-                              "supported: put them in the model repository")
+            # Triton's answer to a file override it cannot use, then why
+            raise ServingError(f"failed to load '{name}', failed to poll from model "
+                               f"repository: loading model files through the API "
+                               f"('{shorten(files[0], 200)}') is not supported: put them in the "
+                               "model repository", Status.INTERNAL)
         self.repository.load(name, config, states_max_batch_size=states_mbs)
 
     def unload_model(self, name: str, parameters: dict | None = None) -> None:
@@ -193,6 +210,21 @@ class InferenceCore:
             models = [v.served for v in ready]
         return [model.stats.snapshot() for model in models]
 
+    # ---- logging and trace extensions
+    def log_setting(self, changes: dict | None = None) -> dict:
+        """Triton's log settings, after applying ``changes`` when given."""
+        return self.log_settings.get() if changes is None else self.log_settings.update(changes)
+
+    def trace_setting(self, model: str = "", changes: dict | None = None) -> dict:
+        """Triton's trace settings (global, or of a ready model), after applying ``changes``
+        when given. They are kept; no trace is produced."""
+        if model and not self.repository.is_ready(model):
+            # Triton's text and code for a model that is not ready
+            raise invalid(f"Request for unknown model : {shorten(model, 200)}")
+        if changes is None:
+            return self.trace_settings.get(model)
+        return self.trace_settings.update(changes, model)
+
     # ---- inference
     def infer(self, request: InferRequest, *,
               inline: bool = False) -> concurrent.futures.Future[InferResponse]:
@@ -206,7 +238,9 @@ class InferenceCore:
         if self._stopping:
             raise unavailable("the server is shutting down")
         served = self.repository.get(request.model_name, request.model_version)
+        regions = NO_REGIONS  # the shared memory the request reads and writes, held till done
         try:
+            regions = self.shared_memory.bind(request)
             arrays, rows = self._decode_inputs(served, request)
             selected = self._select_outputs(served, request)
             timeout_us = _request_timeout(request.parameters)
@@ -219,7 +253,11 @@ class InferenceCore:
                 self._finished()
                 raise
         except ServingError:
+            regions.release()
             served.stats.record_failure(now_ns() - start)
+            raise
+        except BaseException:
+            regions.release()
             raise
         result: concurrent.futures.Future = concurrent.futures.Future()
 
@@ -228,7 +266,8 @@ class InferenceCore:
                 error = f.exception()
                 if error is None:
                     try:
-                        response = self._response(served, request, selected, f.result(), rows)
+                        response = regions.write_outputs(
+                            self._response(served, request, selected, f.result(), rows))
                     except ServingError as exc:
                         error = exc
                     except Exception as exc:  # noqa: BLE001
@@ -240,6 +279,7 @@ class InferenceCore:
                     served.stats.record_success(rows, now_ns() - start)
                     result.set_result(response)
             finally:
+                regions.release()
                 self._finished()
 
         future.add_done_callback(done)
@@ -335,6 +375,9 @@ def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) 
     check_shape(model, plan, tp, shape)
     count = math.prod(shape)
     dtype = ttype.numpy
+    if tensor.shared_memory is not None:
+        tensor.raw = tensor.shared_memory.read_input(tensor.name, model,
+                                                     count * dtype.itemsize)
     if tensor.raw is not None:
         nbytes = count * dtype.itemsize
         if len(tensor.raw) != nbytes:
@@ -394,10 +437,9 @@ def _sample(data) -> str:
 
 
 def _check_parameters(served: ServedModel, parameters: dict) -> None:
-    sequence = parameters.get("sequence_id")
-    if sequence not in (None, 0, "", "0"):
-        raise invalid(f"model '{served.name}' has no sequence batching: a request cannot "
-                      "carry a sequence_id")
+    """The request's parameters, where the server reads them. ``sequence_id``,
+    ``sequence_start`` and ``sequence_end`` are accepted and ignored: no model here has
+    sequence batching, and Triton ignores them for such a model."""
 
 
 #: the largest request timeout, in microseconds (Triton's is a uint64)

@@ -28,14 +28,13 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from ..escaping import shorten
+from . import shared_memory
 from .core import InferenceCore
 from .errors import (
     MAX_ERROR_MESSAGE,
     ServingError,
     internal,
     invalid,
-    not_found,
-    unsupported,
 )
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
@@ -247,27 +246,56 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self._call(context, self.core.unload_model, request.model_name, parameters)
         return pb.RepositoryModelUnloadResponse()
 
-    # ---- shared memory: none registered, registering is not supported
+    # ---- shared memory: system shared memory regions; no CUDA shared memory (no GPUs)
     def SystemSharedMemoryStatus(self, request, context):
-        if request.name:
-            _abort(context, not_found(f"unable to find system shared memory region: "
-                                      f"'{request.name}'"))
-        return pb.SystemSharedMemoryStatusResponse()
+        regions = self._call(context, self.core.shared_memory.status, request.name)
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in regions:
+            response.regions[region["name"]].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(**region))
+        return response
 
     def SystemSharedMemoryRegister(self, request, context):
-        _abort(context, unsupported("shared memory is not supported by this server"))
+        self._call(context, self.core.shared_memory.register, request.name, request.key,
+                   request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
 
     def SystemSharedMemoryUnregister(self, request, context):
+        self._call(context, self.core.shared_memory.unregister, request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     def CudaSharedMemoryStatus(self, request, context):
+        self._call(context, shared_memory.cuda_status, self.core.shared_memory, request.name)
         return pb.CudaSharedMemoryStatusResponse()
 
     def CudaSharedMemoryRegister(self, request, context):
-        _abort(context, unsupported("CUDA shared memory is not supported by this server"))
+        _abort(context, shared_memory.cuda_register_error(request.name))
 
     def CudaSharedMemoryUnregister(self, request, context):
         return pb.CudaSharedMemoryUnregisterResponse()
+
+    # ---- logging and trace extensions
+    def LogSettings(self, request, context):
+        changes = {key: _log_value(value) for key, value in request.settings.items()}
+        settings = self._call(context, self.core.log_setting, changes)
+        response = pb.LogSettingsResponse()
+        for key, value in settings.items():
+            kind = ("bool_param" if isinstance(value, bool) else
+                    "uint32_param" if isinstance(value, int) else "string_param")
+            setattr(response.settings[key], kind, value)
+        return response
+
+    def TraceSetting(self, request, context):
+        # an empty value list clears the setting (tritonclient sends None so)
+        changes = {key: (None if not value.value else list(value.value)
+                         if key == "trace_level" else value.value[0])
+                   for key, value in request.settings.items()}
+        settings = self._call(context, self.core.trace_setting, request.model_name,
+                              changes or None)
+        response = pb.TraceSettingResponse()
+        for key, value in settings.items():
+            response.settings[key].value.extend(value if isinstance(value, list) else [value])
+        return response
 
     # ---- inference
     def ModelInfer(self, request, context):
@@ -348,27 +376,42 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             in_flight.release()  # grpc took the response: room for one more request
 
 
+def _log_value(value) -> Any:
+    """A ``LogSettingsRequest`` value: its bool, number or string; None when unset."""
+    kind = value.WhichOneof("parameter_choice")
+    return getattr(value, kind) if kind else None
+
+
 def decode_request(request) -> InferRequest:
     """A ``ModelInferRequest`` message as an :class:`InferRequest`."""
     if isinstance(request, _Undecodable):
         raise request.error
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
-        raise invalid(f"the request has {len(request.inputs)} inputs but {len(raw)} "
-                      "raw_input_contents")
+    # raw contents are for the inputs that are not in shared memory, in order (as Triton)
+    in_memory = sum("shared_memory_region" not in t.parameters for t in request.inputs)
+    if raw and len(raw) != in_memory:
+        raise invalid(f"the request has {in_memory} inputs outside shared memory but "
+                      f"{len(raw)} raw_input_contents")
     inputs = []
-    for i, tensor in enumerate(request.inputs):
+    raw_index = 0
+    for tensor in request.inputs:
         parameters = {k: _parameter(v) for k, v in tensor.parameters.items()}
         if "shared_memory_region" in parameters:
-            raise unsupported(f"input '{tensor.name}' uses shared memory, which this server "
-                              "does not support")
+            if tensor.HasField("contents"):
+                raise invalid(f"unexpected 'content' provided when using shared memory for "
+                              f"input tensor '{tensor.name}' for model "
+                              f"'{request.model_name}'")
+            inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
+                                      parameters=parameters))  # the core reads the region
+            continue
         if raw:
             if tensor.HasField("contents"):
                 raise invalid(f"contents field must not be specified when using "
                               f"raw_input_contents for '{tensor.name}' for model "
                               f"'{request.model_name}'")
             inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
-                                      raw=raw[i], parameters=parameters))
+                                      raw=raw[raw_index], parameters=parameters))
+            raw_index += 1
             continue
         field = _CONTENTS.get(tensor.datatype)
         if field is None:
@@ -388,9 +431,6 @@ def decode_request(request) -> InferRequest:
         outputs = []
         for out in request.outputs:
             parameters = {k: _parameter(v) for k, v in out.parameters.items()}
-            if "shared_memory_region" in parameters:
-                raise unsupported(f"output '{out.name}' uses shared memory, which this server "
-                                  "does not support")
             count = parameters.get("classification", 0) or 0
             if isinstance(count, bool) or not isinstance(count, int):
                 raise invalid(f"output '{out.name}': classification must be a whole number")
@@ -407,7 +447,7 @@ def encode_response(response: InferResponse):
         model_name=response.model_name, model_version=response.model_version, id=response.id,
         outputs=[Output(name=o.name, datatype=o.datatype, shape=o.shape)
                  for o in response.outputs],
-        raw_output_contents=[o.raw() for o in response.outputs])
+        raw_output_contents=[b"" if o.in_shared_memory else o.raw() for o in response.outputs])
 
 
 def create_grpc_server(core: InferenceCore, address: str, *, max_workers: int = 64,

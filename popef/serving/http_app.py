@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..escaping import shorten
+from . import shared_memory
 from .budget import DEFAULT_BUDGET_WAIT, ByteBudget, Reservation
 from .connections import SERVER_PAUSE, ServerPause
 from .core import InferenceCore
@@ -254,17 +255,36 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                                                          parameters)
         return _empty(200)
 
-    # ---- shared memory: none registered, registering is not supported
+    # ---- shared memory: system shared memory regions; no CUDA shared memory (no GPUs)
     async def shm_status(request, region: str = ""):
-        if region:
-            raise not_found(f"unable to find system shared memory region: '{region}'")
-        return _json([])
+        return _json(core.shared_memory.status(region))
 
     async def shm_register(request, region: str):
-        raise unsupported("shared memory is not supported by this server")
+        key, offset, byte_size = shared_memory.register_arguments(await read_json(request))
+        core.shared_memory.register(region, key, offset, byte_size)
+        return _empty(200)
 
     async def shm_unregister(request, region: str = ""):
+        core.shared_memory.unregister(region)
         return _empty(200)
+
+    async def cuda_status(request, region: str = ""):
+        return _json(shared_memory.cuda_status(core.shared_memory, region))
+
+    async def cuda_register(request, region: str):
+        raise shared_memory.cuda_register_error(region)
+
+    async def cuda_unregister(request, region: str = ""):
+        return _empty(200)
+
+    # ---- logging and trace extensions: GET reads, POST updates and reads
+    async def logging_setting(request):
+        changes = await read_json(request) if request.method == "POST" else None
+        return _json(core.log_setting(changes))
+
+    async def trace_setting(request, model: str = ""):
+        changes = await read_json(request) if request.method == "POST" else None
+        return _json(core.trace_setting(model, changes))
 
     # ---- inference
     async def infer(request, model: str, version: str = ""):
@@ -316,6 +336,9 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         Route("/v2/repository/index", handler(repository_index), methods=["POST"]),
         Route("/v2/repository/models/{model:str}/load", handler(load), methods=["POST"]),
         Route("/v2/repository/models/{model:str}/unload", handler(unload), methods=["POST"]),
+        Route("/v2/logging", handler(logging_setting), methods=["GET", "POST"]),
+        Route("/v2/trace/setting", handler(trace_setting), methods=["GET", "POST"]),
+        Route(m + "/trace/setting", handler(trace_setting), methods=["GET", "POST"]),
         Route("/v2/systemsharedmemory/status", handler(shm_status), methods=["GET"]),
         Route("/v2/systemsharedmemory/region/{region:str}/status", handler(shm_status),
               methods=["GET"]),
@@ -324,12 +347,14 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         Route("/v2/systemsharedmemory/unregister", handler(shm_unregister), methods=["POST"]),
         Route("/v2/systemsharedmemory/region/{region:str}/unregister", handler(shm_unregister),
               methods=["POST"]),
-        Route("/v2/cudasharedmemory/status", handler(shm_status), methods=["GET"]),
-        Route("/v2/cudasharedmemory/region/{region:str}/register", handler(shm_register),
+        Route("/v2/cudasharedmemory/status", handler(cuda_status), methods=["GET"]),
+        Route("/v2/cudasharedmemory/region/{region:str}/status", handler(cuda_status),
+              methods=["GET"]),
+        Route("/v2/cudasharedmemory/region/{region:str}/register", handler(cuda_register),
               methods=["POST"]),
-        Route("/v2/cudasharedmemory/unregister", handler(shm_unregister), methods=["POST"]),
-        Route("/v2/cudasharedmemory/region/{region:str}/unregister", handler(shm_unregister),
-              methods=["POST"]),
+        Route("/v2/cudasharedmemory/unregister", handler(cuda_unregister), methods=["POST"]),
+        Route("/v2/cudasharedmemory/region/{region:str}/unregister",
+              handler(cuda_unregister), methods=["POST"]),
     ]
     if metrics:
         routes.append(Route("/metrics", metrics_route, methods=["GET"]))
@@ -482,13 +507,22 @@ def _bool(value: Any) -> bool:
 
 def _tensor_parameters(kind: str, name: str, item: dict) -> dict:
     """The ``parameters`` of an input or output (``kind``) of a request: a JSON object,
-    without a shared memory region."""
+    where a shared memory region comes alone (Triton's checks and texts)."""
     parameters = item.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise invalid(f"{kind} '{name}': 'parameters' must be a JSON object")
     if "shared_memory_region" in parameters:
-        raise unsupported(f"{kind} '{name}' uses shared memory, which this server does not "
-                          "support")
+        if kind == "input" and ("data" in item or "binary_data_size" in parameters):
+            given = [f for f, present in (("'data'", "data" in item),
+                                          ("'binary_data_size'", "binary_data_size" in parameters),
+                                          ("'shared_memory_region'", True)) if present]
+            raise invalid("Input must set only one of the following fields: 'data', "
+                          "'binary_data_size' in 'parameters', 'shared_memory_region' in "
+                          "'parameters'. But set " + " ".join(given))
+        if kind == "output" and "classification" in parameters:
+            raise invalid("Output can't set both 'shared_memory_region' and 'classification'")
+        if kind == "output" and _bool(parameters.get("binary_data", False)):
+            raise invalid("Output can't set both 'shared_memory_region' and 'binary_data'")
     return parameters
 
 
@@ -546,6 +580,8 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
             inputs.append(InputTensor(name, datatype, tuple(shape),
                                       raw=binary[offset:offset + size], parameters=parameters))
             offset += size
+        elif "shared_memory_region" in parameters:  # the core reads the region
+            inputs.append(InputTensor(name, datatype, tuple(shape), parameters=parameters))
         else:
             if "data" not in item:
                 raise invalid(f"input '{name}' has neither 'data' nor binary_data_size")
@@ -587,7 +623,9 @@ def _encode_response(response: InferResponse, binary_default: bool) -> Response:
     for out in response.outputs:
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
         binary = out.binary if out.binary is not None else binary_default
-        if binary:
+        if out.in_shared_memory:
+            pass  # as Triton: the data is in the region, the entry says no more
+        elif binary:
             raw = out.raw()
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)

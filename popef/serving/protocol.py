@@ -37,6 +37,7 @@ class InputTensor:
     raw: bytes | memoryview | None = None
     data: Any = None
     parameters: dict = field(default_factory=dict)
+    shared_memory: Any = None  # the region slice to read ``raw`` from (shared_memory.py)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class OutputTensor:
     shape: list[int]
     data: np.ndarray
     binary: bool | None = None
+    in_shared_memory: bool = False  # written to a region: the response carries no data
 
     def raw(self) -> bytes:
         """The tensor's bytes: little-endian row-major, BYTES as 4-byte length + bytes each."""

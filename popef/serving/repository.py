@@ -28,12 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..escaping import shorten
 from .config import (
     DEFAULT_EXECUTOR,
     DEFAULT_MODEL_FILENAME,
     ConfigError,
     ModelParameters,
     build_plan,
+    check_backend,
     complete_config,
     read_config,
     specific_versions,
@@ -53,6 +55,7 @@ __all__ = [
     "RepositoryOptions",
     "VersionRecord",
     "check_model_name",
+    "parse_version",
 ]
 
 log = logging.getLogger("popef.serving")
@@ -65,6 +68,18 @@ UNLOADING = "UNLOADING"
 _VERSION_RE = re.compile(r"[0-9]{1,18}")
 #: a version folder's name: a number without leading zeros (Triton's rule)
 _VERSION_FOLDER_RE = re.compile(r"0|[1-9][0-9]{0,17}")
+
+
+def parse_version(text: str) -> int:
+    """A request's version string as a number, refused with Triton's messages (INVALID_ARG)."""
+    if text.startswith("-") and text[1:].isdigit() and text[1:].isascii():
+        raise invalid(f"invalid model version specified '{shorten(text, 200)}' , version "
+                      "should be an integral value > 0")
+    if not _VERSION_RE.fullmatch(text):
+        raise invalid(f"failed to get model version from specified version string "
+                      f"'{shorten(text, 200)}' (details: stol), version should be an integral "
+                      "value > 0")
+    return int(text)
 
 
 def check_model_name(name: str) -> None:
@@ -182,8 +197,9 @@ class ModelRepository:
             directory = self.scan().get(name)
             if directory is None:
                 if raise_on_error:
-                    raise not_found(f"cannot load model '{name}': there is no folder '{name}' "
-                                    "in the model repository")
+                    raise ServingError(f"failed to load '{name}', failed to poll from model "
+                                       f"repository: there is no folder '{name}' in the model "
+                                       "repository", Status.INTERNAL)
                 return ModelRecord(name, None, UNAVAILABLE, "not found")
             log.info("loading: %s", name, extra=STATE_CHANGE)
             with self._lock:
@@ -197,8 +213,7 @@ class ModelRepository:
                 log.error("failed to reload '%s'; the loaded versions stay: %s", name,
                           record.reason, extra=STATE_CHANGE)
                 if raise_on_error:
-                    raise ServingError(f"failed to load '{name}': {record.reason}",
-                                       Status.INVALID_ARG)
+                    raise _load_error(record)
                 return old
             with self._lock:
                 self._records[name] = record
@@ -206,8 +221,7 @@ class ModelRepository:
                 self._close_record(old)
             if record.state != READY:
                 if raise_on_error:
-                    raise ServingError(f"failed to load '{name}': {record.reason}",
-                                       Status.INVALID_ARG)
+                    raise _load_error(record)
             return record
 
     def _load_record(self, name: str, directory: Path, override,
@@ -218,6 +232,8 @@ class ModelRepository:
                 config, states_mbs = override, override_states_mbs
             else:
                 config, states_mbs = read_config(directory, self.options.config_name)
+            if config is not None:
+                check_backend(config)  # before the version folders: an ensemble has none
             parameters = ModelParameters.of(config) if config is not None else ModelParameters()
             versions, missing = _select_versions(directory, config)
         except ServingError as exc:
@@ -281,6 +297,8 @@ class ModelRepository:
                                            **executor_options))
             served = ServedModel(name, version, plan, runners, vdir, files,
                                  max_queue_size=self.options.max_queue_size)
+            log.info("model '%s' version %d runs on executor '%s': %s", name, version,
+                     executor, runner.executor.describe())
             if plan.parameters.unknown:
                 log.warning("model '%s': parameters not used by this server: %s", name,
                             ", ".join(plan.parameters.unknown))
@@ -296,9 +314,10 @@ class ModelRepository:
             with self._lock:
                 record = self._records.get(name)
             if record is None:
-                if name in self.scan():
-                    return  # known on disk, never loaded: nothing to do
-                raise not_found(f"cannot unload model '{name}': it is not in the model repository")
+                # as Triton: unloading a model that was never loaded (or does not exist)
+                # succeeds and changes nothing
+                log.info("unload of '%s': the model is not loaded, nothing to do", name)
+                return
             log.info("unloading: %s", name, extra=STATE_CHANGE)
             for v in record.versions.values():
                 if v.state == READY:
@@ -335,31 +354,36 @@ class ModelRepository:
 
     # ---- lookups
     def get(self, name: str, version: str = "") -> ServedModel:
-        """The model version a request goes to: the named one, or the latest ready one."""
+        """The model version a request goes to: the named one, or the latest ready one.
+
+        Errors start with Triton's text (``Request for unknown model: 'm' ...``, its status
+        codes too); what follows it is ours.
+        """
         record = self._records.get(name)
         if record is None:
-            raise not_found(f"unknown model '{name}': it is not in the model repository")
+            raise not_found(f"Request for unknown model: '{name}' is not found")
         if version:
-            if not _VERSION_RE.fullmatch(version):
-                raise not_found(f"unknown version '{version}' of model '{name}'")
-            vrecord = record.versions.get(int(version))
+            number = parse_version(version)
+            vrecord = record.versions.get(number)
             if vrecord is None:
-                raise not_found(f"unknown version {int(version)} of model '{name}' (versions: "
-                                f"{_versions_text(record)})")
+                raise not_found(f"Request for unknown model: '{name}' version {number} is not "
+                                f"found (versions: {_versions_text(record)})")
             if vrecord.state != READY or vrecord.served is None:
-                raise unavailable(f"model '{name}' version {vrecord.version} is not ready "
-                                  f"({vrecord.state}{': ' + vrecord.reason if vrecord.reason else ''})")
+                raise unavailable(f"Request for unknown model: '{name}' version "
+                                  f"{vrecord.version} is not at ready state ({vrecord.state}"
+                                  f"{': ' + vrecord.reason if vrecord.reason else ''})")
             return vrecord.served
         ready = record.ready_versions()
         if not ready:
             why = f": {record.reason}" if record.reason else ""
-            raise unavailable(f"model '{name}' is not ready ({record.state}{why})")
+            raise not_found(f"Request for unknown model: '{name}' has no available versions "
+                            f"({record.state}{why})")
         return max(ready, key=lambda v: v.version).served
 
     def record(self, name: str) -> ModelRecord:
         record = self._records.get(name)
         if record is None:
-            raise not_found(f"unknown model '{name}': it is not in the model repository")
+            raise not_found(f"Request for unknown model: '{name}' is not found")
         return record
 
     def records(self) -> list[ModelRecord]:
@@ -409,6 +433,19 @@ class ModelRepository:
                 entries.append({"name": name, "version": str(v.version), "state": v.state,
                                 "reason": v.reason})
         return entries
+
+
+def _load_error(record: ModelRecord) -> ServingError:
+    """Why a load failed, in Triton's words: a model whose folder or config could not be read
+    failed to poll (INTERNAL); one whose versions failed names each (INVALID_ARG)."""
+    failed = [v for v in sorted(record.versions.values(), key=lambda v: v.version)
+              if v.state != READY]
+    if not failed:
+        return ServingError(f"failed to load '{record.name}', failed to poll from model "
+                            f"repository: {record.reason}", Status.INTERNAL)
+    reasons = "".join(f"version {v.version} is at {v.state} state: {v.reason};"
+                      for v in failed)
+    return ServingError(f"load failed for model '{record.name}': {reasons}", Status.INVALID_ARG)
 
 
 def _versions_text(record: ModelRecord) -> str:

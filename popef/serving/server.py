@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .config import DEFAULT_EXECUTOR
 from .connections import ConnectionLimits, guarded_protocol, serving_event_loop
-from .core import InferenceCore
+from .core import SERVER_NAME, InferenceCore
 from .errors import ServingError, Status
 from .grpc_servicer import DEFAULT_MAX_MESSAGE_SIZE, GrpcLimits, create_grpc_server
 from .http_app import (
@@ -35,6 +35,7 @@ from .http_app import (
 from .logs import TRUSTED_LINES, GlogFormatter, configure_logging, model_table
 from .repository import ModelRepository, RepositoryOptions
 from .served import DEFAULT_MAX_QUEUE_SIZE
+from .settings import LogSettings
 
 __all__ = ["GlogFormatter", "Server", "ServerOptions", "configure_logging", "model_table"]
 
@@ -75,6 +76,9 @@ class ServerOptions:
     # bytes of HTTP requests in flight at once (None: 4 x http_max_input_size)
     http_max_inflight_bytes: int | None = None
     grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
+    # the server metadata name (tritonserver's --id) and the logging extension's settings
+    server_id: str = SERVER_NAME
+    log_settings: LogSettings | None = None
 
 
 class Server:
@@ -100,7 +104,12 @@ class Server:
             auto_complete=o.auto_complete, default_max_batch_size=o.default_max_batch_size,
             max_queue_size=o.max_queue_size, config_name=o.model_config_name))
         self.core = core = InferenceCore(repository, model_control_mode=o.model_control_mode,
-                                         strict_readiness=o.strict_readiness)
+                                         strict_readiness=o.strict_readiness,
+                                         server_name=o.server_id,
+                                         log_settings=o.log_settings)
+        # shared memory inputs are copied in: bounded as the largest inline request
+        core.shared_memory.max_request_bytes = max(o.http_max_input_size,
+                                                   o.grpc_max_input_size)
         core.start(o.load_models)
         log.info("%s", model_table(repository), extra=TRUSTED_LINES)
         if o.exit_on_error and not repository.all_ready():
@@ -230,6 +239,7 @@ class Server:
                 self._uvicorn_thread.join(max(0.0, deadline - time.monotonic()) + 1)
             if core is not None:
                 core.repository.close(max(1.0, deadline - time.monotonic()))
+                core.shared_memory.close()
         finally:
             self._stopped.set()
 

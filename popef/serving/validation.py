@@ -48,16 +48,22 @@ def check_datatype(model: str, tp: TensorPlan, datatype: str) -> None:
                       f"'{model}' expects '{tp.ttype.name}'")
 
 
-def check_shape(model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[int]) -> None:
+def check_shape(model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[int], *,
+                reshaped: bool = False) -> None:
     """An input's shape is the model's: with batching, any number of rows of the served
-    shape; without, the served shape itself."""
+    shape; without, the served shape itself.
+
+    With ``reshaped``, the shape is checked after the config's ``reshape`` (the shape Triton
+    hands a backend: it applies ``reshape`` itself) rather than the ``dims`` a client sends.
+    """
     shape = tuple(shape)
+    served = tp.model_shape if reshaped else tp.shape
     if plan.batching:
-        ok = len(shape) == len(tp.shape) + 1 and shape[1:] == tp.shape
-        expected = [-1, *tp.shape]
+        ok = len(shape) == len(served) + 1 and shape[1:] == served
+        expected = [-1, *served]
     else:
-        ok = shape == tp.shape
-        expected = list(tp.shape)
+        ok = shape == served
+        expected = list(served)
     if not ok:
         raise invalid(f"unexpected shape for input '{tp.name}' for model '{model}': expected "
                       f"{expected}, got {shorten(str(list(shape)), 200)}")

@@ -346,7 +346,8 @@ class TritonPythonModel:
                          + ", ".join(f"'{k}'" for k in loaded.parameters.unknown))
         executor = loaded.parameters.executor or DEFAULT_EXECUTOR
         _log("info", f"model '{self.name}' instance '{self.instance}': "
-                     f"{', '.join(f.name for f in self.files)} on executor '{executor}', "
+                     f"{', '.join(f.name for f in self.files)} on executor '{executor}' "
+                     f"({self.runner.executor.describe()}), "
                      f"max_batch_size {self.plan.max_batch_size}")
 
     def finalize(self) -> None:
@@ -426,7 +427,8 @@ class TritonPythonModel:
             array = given[tp.name].as_numpy()
             check_datatype(name, tp, _dtype_name(array.dtype))
             shape = tuple(int(d) for d in array.shape)
-            check_shape(name, plan, tp, shape)
+            # Triton applies the config's reshape before the backend sees the tensor
+            check_shape(name, plan, tp, shape, reshaped=True)
             arrays[tp.name] = array
             shapes.append((tp.name, shape))
         rows = batch_size(name, shapes) if plan.batching else 1

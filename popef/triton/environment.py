@@ -21,6 +21,7 @@ numpy 1.26) rather than the base interpreter's.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import PopefError
 from .install import install_backend, install_python_backend
+from .progress import PipProgress
 
 __all__ = [
     "ENV_VARIABLE",
@@ -270,11 +272,13 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
         _run([sys.executable, "-m", "venv", str(path)], "create the virtual environment", log)
     python = path / "bin" / "python"
     log("popef triton: installing " + " ".join(wanted))
+    # not --quiet: pip's lines are summarized on one status line of a terminal (PipProgress)
     command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-               "--no-input", "--progress-bar", "off", "--quiet", *pip_args, *wanted]
+               "--no-input", "--progress-bar", "off", *pip_args, *wanted]
     for attempt in range(retries + 1):
         try:
-            _run(command, "install Triton's packages", log)
+            with PipProgress() as progress:
+                _run(command, "install Triton's packages", log, progress.line)
             break
         except TritonEnvError:
             if attempt == retries:
@@ -330,17 +334,26 @@ def link_popef(env: TritonEnv, package_dir: Path | None = None) -> Path | None:
     return link
 
 
-def _run(command: Sequence[str], what: str, log: Log) -> None:
+def _run(command: Sequence[str], what: str, log: Log,
+         on_line: Callable[[str], None] | None = None) -> None:
+    """Run ``command``, giving each line of its output to ``on_line`` as it comes; on failure,
+    log the last 25 lines and raise :class:`TritonEnvError`."""
+    tail: collections.deque[str] = collections.deque(maxlen=25)
     try:
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, stdin=subprocess.DEVNULL, check=False)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace", stdin=subprocess.DEVNULL) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                tail.append(line.rstrip("\n"))
+                if on_line is not None:
+                    on_line(line)
+        returncode = child.returncode
     except OSError as exc:
         raise TritonEnvError(f"cannot {what}: {exc}") from None
-    if result.returncode != 0:
-        tail = "\n".join(result.stdout.strip().splitlines()[-25:])
-        log(tail)
+    if returncode != 0:
+        log("\n".join(tail))
         raise TritonEnvError(f"cannot {what}: `{' '.join(command[:4])} …` exited with "
-                             f"{result.returncode}")
+                             f"{returncode}")
 
 
 def _output(command: Sequence[str]) -> str:

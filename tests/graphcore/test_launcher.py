@@ -127,6 +127,21 @@ def test_errors_of_the_script_and_of_the_command(tmp_path):
     assert done.returncode == 0 and "real Poplar" in done.stdout
 
 
+def test_the_script_traceback_is_the_one_python_prints(tmp_path):
+    """Only the script's frames: none of the launcher's, for an error raised while running
+    and for a script that does not compile; ``__file__`` is absolute, as under Python."""
+    (tmp_path / "raises.py").write_text(
+        "import os\nassert os.path.isabs(__file__)\n"
+        "def inner():\n    raise ValueError('boom')\ninner()\n")
+    (tmp_path / "broken.py").write_text("x = (\n")
+    for script in ("raises.py", "broken.py"):
+        done = run(tmp_path, script)
+        plain = subprocess.run([sys.executable, script], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=300)
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr == plain.stderr and "popef" not in done.stderr
+
+
 def test_installed_restores_the_modules():
     import popef as before
 

@@ -166,3 +166,53 @@ def test_a_real_poplar_executable_is_refused_clearly(tmp_path):
     popart_like_file(path)
     with pytest.raises(ours.ExecutionError, match="is not a graph program.*needs Graphcore's SDK"):
         model_runtime.ModelRunner(str(path))
+
+
+def test_descriptions_are_copies_that_callers_can_scale(tmp_path):
+    """mmdeploy's forward: ``out_shape = desc.shape; out_shape[0] *= bps`` on every call,
+    with ``getExecuteOutputs()`` read again each time; Model Runtime's descriptions are
+    copies, so the shape does not grow from one call to the next."""
+    path = tmp_path / "relu.popef"
+    g = GraphBuilder()
+    x = g.add_input("x", ours.DataType.F32, (2, 3))
+    g.add_output(g.add_node("Relu", [x]), "y")
+    bps = 4
+    g.save(path, executable_name="relu", device_iterations=bps)
+    runner = model_runtime.ModelRunner(model_runtime.PopefPaths(str(path)),
+                                       config=mmdeploy_config())
+    descriptions = runner.getExecuteInputs()
+    view = model_runtime.InputMemoryView()
+    for desc in descriptions:
+        data = np.arange(6).reshape(desc.shape).astype(
+            popef.popefTypeToNumpyDType(desc.data_type)) - 2
+        view[desc.name] = np.repeat(data, repeats=bps, axis=0)
+    for _ in range(3):
+        result = runner.executeAsync(view)
+        result.wait()
+        for desc in runner.getExecuteOutputs():
+            out_shape = desc.shape
+            out_shape[0] = out_shape[0] * bps
+            out = np.frombuffer(result[desc.name],
+                                dtype=popef.popefTypeToNumpyDType(desc.data_type)).reshape(out_shape)
+            np.testing.assert_array_equal(out, np.maximum(view["x"], 0))
+    desc = runner.getExecuteInputs()[0]
+    desc.shape[0] = 99
+    desc.shape = [7]
+    assert desc.shape == [7] and runner.getExecuteInputs() == descriptions
+    assert descriptions[0].shape == [2, 3] and descriptions[0] is not desc
+    assert type(desc.data_type) is popef.DataType and str(desc.data_type) == "DataType.F32"
+    runner.close()
+
+
+def test_a_uint8_array_is_raw_memory_for_a_wider_input(tmp_path):
+    """Model Runtime reads an input as memory: the bytes of a ``uint8`` array (as
+    ``np.fromfile(f, np.uint8)`` gives them) are read as the input's type."""
+    path = tmp_path / "small.popef"
+    small_model(path)
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    with model_runtime.ModelRunner(str(path)) as runner:
+        expected = runner.execute({"x": x})
+        got = runner.execute({"x": np.frombuffer(x.tobytes(), np.uint8)})
+        np.testing.assert_array_equal(got["y"], expected["y"])
+        with pytest.raises(ours.ExecutionError, match="has dtype U8, expected F32"):
+            runner.execute({"x": np.zeros(5, np.uint8)})

@@ -284,3 +284,49 @@ def test_bad_values_are_named_when_written():
     with pytest.raises(ours.WriterError, match="non-empty name"):
         writer.createExecutable("")
     writer.close()
+
+
+@pytest.mark.parametrize("kind, ours_kind", [(popef.DataType, ours.DataType),
+                                             (popef.TensorType, ours.TensorType),
+                                             (popef.BlobType, ours.BlobType)])
+def test_enums_print_as_pybind11_enums_and_stand_for_ours(kind, ours_kind):
+    """``print(info.dataType())`` shows ``DataType.F32``, as Graphcore's module prints it;
+    the member is still equal to this library's, hashes as it does and converts to it."""
+    assert list(kind.__members__) == list(ours_kind.__members__)
+    for member in kind:
+        mine = ours_kind[member.name]
+        name = f"{kind.__name__}.{member.name}"
+        assert (str(member), f"{member}", f"{member:>30}".strip()) == (name, name, name)
+        assert repr(member) == f"<{name}: {int(mine)}>"
+        assert member == mine == int(mine) and hash(member) == hash(mine)
+        assert {mine: "found"}[member] == "found" and ours_kind(member) is mine
+        assert kind(int(mine)) is member and kind[member.name] is member
+
+
+def test_enums_read_back_as_graphcore_enums_and_feed_our_library(tmp_path):
+    from popef.runtime import GraphBuilder
+
+    path = tmp_path / "m.popef"
+    g = GraphBuilder()  # a script mixing both APIs passes Graphcore's DataType to ours
+    x = g.add_input("x", popef.DataType.F16, (2,))
+    g.add_output(g.add_node("Relu", [x]), "y")
+    g.save(path, executable_name="m")
+    reader = popef.Reader()
+    reader.parseFile(str(path))
+    [md] = reader.metadata()
+    anchor = md.anchors()[0]
+    assert type(anchor.type()) is popef.TensorType and str(anchor.type()) == "TensorType.INPUT"
+    assert type(anchor.tensorInfo().dataType()) is popef.DataType
+    assert str(anchor.tensorInfo().dataType()) == "DataType.F16"
+    info = popef.TensorInfo()
+    info.setDataType(ours.DataType.S32)  # this library's member is taken and converted
+    info.setShape([3])
+    assert type(info.dataType()) is popef.DataType and info.sizeInBytes() == 12
+    assert ours.TensorInfo(popef.DataType.F32, (2,)).dtype is ours.DataType.F32
+
+
+def test_popef_type_to_numpy_dtype_refuses_what_is_not_a_type():
+    for bad in (99, "F32", None, True):
+        with pytest.raises(ours.PopefError, match="popefTypeToNumpyDType\\(\\) needs a "
+                                                  "popef.DataType"):
+            popef.popefTypeToNumpyDType(bad)

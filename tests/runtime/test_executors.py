@@ -195,8 +195,10 @@ def test_batch_folding_is_conservative(build, reason):
         assert reason in found
 
 
-@pytest.mark.parametrize("executor", ["cpu", "ipu-model"])
+@pytest.mark.parametrize("executor", ["cpu", "ipu-model", "onnxruntime"])
 def test_graphs_that_do_not_fold_still_run_per_step(executor):
+    if executor == "onnxruntime":
+        pytest.importorskip("onnxruntime")
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (2, 3))
     g.add_output(g.add_node("Softmax", [x], axis=0), "y")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 import numpy as np
@@ -23,7 +24,9 @@ from .helpers import (
     write_model,
 )
 
-EXECUTORS = ["cpu", "ipu-model"]
+# with the onnxruntime executor when onnxruntime (an optional extra) is installed
+EXECUTORS = ["cpu", "ipu-model"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime")
+                                    else [])
 # float32 kernels against a float64 reference: the rounding of a few dozen products and sums
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -246,7 +249,7 @@ def test_unknown_executor_and_options(mlp_file):
                                              "ipu-model"):
         ModelRunner(path, "tpu")
     with pytest.raises(ExecutionError, match=r"executor 'cpu' has no option 'tiles_per_ipu' "
-                                             r"\(options: fold\)"):
+                                             r"\(options: fold, fuse\)"):
         ModelRunner(path, "cpu", tiles_per_ipu=4)
 
 

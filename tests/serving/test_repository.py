@@ -58,7 +58,7 @@ def test_version_policy(grpc_client, http_client, models):
     v1 = http_client.infer("versions", [http_input("input", x)], model_version="1")
     np.testing.assert_allclose(v1.as_numpy("out"), models["versions"][1].reference(x),
                                rtol=1e-5, atol=1e-6)
-    with pytest.raises(InferenceServerException, match="unknown version 2 of model 'versions'"):
+    with pytest.raises(InferenceServerException, match="Request for unknown model: 'versions' version 2 is not found"):
         grpc_client.infer("versions", [grpc_input("input", x)], model_version="2")
     assert http_client.get_model_metadata("versions")["versions"] == ["1", "3"]
     # the default policy serves the latest version only
@@ -72,9 +72,9 @@ def test_unload_and_load_over_http_and_grpc(grpc_client, http_client, models):
     assert not http_client.is_model_ready("simple")
     entry = next(e for e in http_client.get_model_repository_index() if e["name"] == "simple")
     assert entry["state"] == "UNAVAILABLE" and entry["reason"] == "unloaded"
-    with pytest.raises(InferenceServerException, match="not ready") as info:
+    with pytest.raises(InferenceServerException, match="has no available versions") as info:
         grpc_client.infer("simple", [grpc_input("x", x)])
-    assert info.value.status() == "StatusCode.UNAVAILABLE"
+    assert info.value.status() == "StatusCode.NOT_FOUND"  # as Triton
     grpc_client.load_model("simple")
     assert grpc_client.is_model_ready("simple")
     got = grpc_client.infer("simple", [grpc_input("x", x)]).as_numpy("probs")
@@ -96,7 +96,7 @@ def test_load_with_a_config_from_the_client(http_client, grpc_client):
         assert http_client.get_model_metadata("latest")["versions"] == ["1", "2"]
         with pytest.raises(InferenceServerException, match="batch-size must be <= 2"):
             grpc_client.infer("latest", [grpc_input("input", rows(3))])
-        with pytest.raises(InferenceServerException, match="failed to load 'latest'.*TYPE_INT8"):
+        with pytest.raises(InferenceServerException, match="load failed for model 'latest': version 2 is at UNAVAILABLE state: .*TYPE_INT8"):
             grpc_client.load_model("latest", config=json.dumps({
                 "max_batch_size": 2,
                 "input": [{"name": "input", "data_type": "TYPE_INT8", "dims": [4]}]}))
@@ -108,15 +108,22 @@ def test_load_with_a_config_from_the_client(http_client, grpc_client):
 
 
 def test_load_errors(http_client, grpc_client):
-    with pytest.raises(InferenceServerException, match="no folder 'ghost'") as info:
+    # Triton's text and code (INTERNAL), then why
+    with pytest.raises(InferenceServerException, match="failed to load 'ghost', failed to poll "
+                       "from model repository: there is no folder 'ghost'") as info:
         http_client.load_model("ghost")
-    assert info.value.status() == "404"
+    assert info.value.status() == "500"
     with pytest.raises(InferenceServerException) as info:
         grpc_client.load_model("broken_dtype")
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "data_type TYPE_FP16" in info.value.message()
-    with pytest.raises(InferenceServerException, match="not a ModelConfig in JSON"):
+    with pytest.raises(InferenceServerException, match="failed to load 'simple', failed to poll "
+                       "from model repository: Invalid config override: .*not a ModelConfig "
+                       "in JSON") as info:
         http_client.load_model("simple", config="{\"bogus\": 1}")
+    assert info.value.status() == "500"
+    # unloading a model that is not loaded (or does not exist) succeeds, as in Triton
+    grpc_client.unload_model("ghost")
 
 
 def test_strict_readiness_and_control_mode_none(tmp_path):

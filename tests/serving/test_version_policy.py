@@ -48,7 +48,7 @@ def captured_log():
 def test_load_refuses_negative_versions(explicit_core):
     with pytest.raises(ServingError, match=r"lists version -3: expected versions >= 0") as info:
         explicit_core.load_model("m", {"config": _load_config([1, -3, -2])})
-    assert info.value.status.http_status == 400
+    assert info.value.status.http_status == 500  # Triton: INTERNAL, "failed to poll"
     assert explicit_core.model_ready("m", "2")  # the loaded versions keep serving
 
 
@@ -57,7 +57,7 @@ def test_load_refuses_too_many_versions(explicit_core):
     with pytest.raises(ServingError, match=f"lists {len(versions)} versions, over the limit of "
                                            f"{MAX_SPECIFIC_VERSIONS}") as info:
         explicit_core.load_model("m", {"config": _load_config(versions)})
-    assert info.value.status.http_status == 400
+    assert info.value.status.http_status == 500  # Triton: INTERNAL, "failed to poll"
 
 
 def test_negative_version_on_disk_is_a_reason(tmp_path):
@@ -89,7 +89,7 @@ def test_load_naming_only_missing_versions_is_refused(explicit_core):
     with pytest.raises(ServingError, match=r"names versions 7, 9, but 'm' has no such folder "
                                            r"\(it has folders 1, 2\)") as info:
         explicit_core.load_model("m", {"config": _load_config([9, 7, 9])})
-    assert info.value.status.http_status == 400
+    assert info.value.status.http_status == 500  # Triton: INTERNAL, "failed to poll"
 
 
 def test_only_missing_versions_on_disk(tmp_path):

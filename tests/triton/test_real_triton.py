@@ -41,6 +41,14 @@ input [ { name: "features" data_type: TYPE_FP32 dims: [ -1 ] } ]
 output [ { name: "scores" data_type: TYPE_FP32 dims: [ 3 ] } ]
 """
 NAME_MAP = {"input": "features", "out": "scores"}
+# clients send [n, 2, 2]; Triton reshapes to [n, 4] before the backend sees it
+RESHAPE_CONFIG = """\
+name: "linear_reshape"
+backend: "poplar"
+max_batch_size: 4
+input [ { name: "features" data_type: TYPE_FP32 dims: [ 2, 2 ] reshape: { shape: [ 4 ] } } ]
+output [ { name: "scores" data_type: TYPE_FP32 dims: [ 3 ] } ]
+"""
 
 
 def _unavailable(reason: str):
@@ -181,6 +189,10 @@ def server(triton_env, tmp_path_factory):
     linear_softmax(wild / "1" / "executable.popef", batch=1)
     (wild / "1" / "name_map.json").write_text(json.dumps(NAME_MAP))
     (wild / "config.pbtxt").write_text(WILD_CONFIG)
+    reshaped = repository / "linear_reshape"
+    linear_softmax(reshaped / "1" / "executable.popef", batch=1)
+    (reshaped / "1" / "name_map.json").write_text(json.dumps(NAME_MAP))
+    (reshaped / "config.pbtxt").write_text(RESHAPE_CONFIG)
 
     backends = base / "backends"
     ports = _free_ports(3)
@@ -243,7 +255,8 @@ def test_it_is_a_real_triton(server):
         assert metadata["name"] == "triton" and metadata["version"] == "2.51.0"
         assert client.is_server_live() and client.is_server_ready()
         index = {m["name"]: m["state"] for m in client.get_model_repository_index()}
-        assert index == {"mnist": "READY", "mnist_auto.poplar": "READY", "linear_wild": "READY"}
+        assert index == {"mnist": "READY", "mnist_auto.poplar": "READY", "linear_wild": "READY",
+                         "linear_reshape": "READY"}
     finally:
         client.close()
 
@@ -352,6 +365,27 @@ def test_the_config_triton_reports(server):
         features.set_data_from_numpy(x)
         got = client.infer("mnist_auto.poplar", [features]).as_numpy("scores")
         np.testing.assert_allclose(got, reference(x), rtol=1e-5)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_input_with_reshape_is_served(server, protocol):
+    """Triton hands the backend the tensor after the config's reshape ([n, 4], not the [n, 2,
+    2] of dims): the backend takes it (it used to refuse every request)."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    module = httpclient if protocol == "http" else grpcclient
+    client = module.InferenceServerClient(server.http_url if protocol == "http"
+                                          else server.grpc_url)
+    try:
+        x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 2, 2)
+        features = module.InferInput("features", [3, 2, 2], "FP32")
+        features.set_data_from_numpy(x)
+        got = client.infer("linear_reshape", [features]).as_numpy("scores")
+        assert got.shape == (3, 3)
+        np.testing.assert_allclose(got, reference(x.reshape(3, 4)), rtol=1e-5)
     finally:
         client.close()
 

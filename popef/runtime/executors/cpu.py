@@ -21,6 +21,7 @@ import numpy as np
 from ...program import DeviceToHost, HostToDevice
 from ..batching import fold_blocker
 from ..interpreter import CompiledNode, LoadedModel, StreamSpec, run_program
+from ..ops import _kernels
 from .base import Executor, run_save_programs
 
 __all__ = ["CpuExecutor", "GENERATED_PLAN_LIMIT"]
@@ -36,13 +37,15 @@ class CpuExecutor(Executor):
     name = "cpu"
     description = "numpy kernels on the host, vectorised over the whole request (BLAS)"
     options = {"fold": "stack the steps of a request into one batch when the graph allows it "
+                       "(default true)",
+               "fuse": "run Conv -> MaxPool (-> Relu), and Flatten -> Gemm (-> Relu) after it, "
+                       "as single kernels that never write the intermediate tensors to memory "
                        "(default true)"}
 
-    def __init__(self, *, fold: Any = True) -> None:
+    def __init__(self, *, fold: Any = True, fuse: Any = True) -> None:
         super().__init__()
-        if isinstance(fold, str):
-            fold = fold.strip().lower() not in ("0", "false", "no", "off")
-        self.fold = bool(fold)
+        self.fold = _flag(fold)
+        self.fuse = _flag(fuse)
         self.fold_blocker: str | None = None
         self._envs: list[dict[str, np.ndarray]] = []
         self._forward: Callable[[Mapping[str, np.ndarray]], tuple] = _no_plan
@@ -73,6 +76,7 @@ class CpuExecutor(Executor):
         """Fold constants into the persistent tensors and flatten the rest into a plan."""
         known = set(self._envs[0])
         plan: _Plan = []
+        nodes: list[CompiledNode] = []  # the node of each plan entry
         feeds, results = [], []
         for program in model.main:
             for step in program.steps:
@@ -92,7 +96,12 @@ class CpuExecutor(Executor):
                     known.update(name for name in step.outputs if name)
                 else:
                     plan.append((step.op.run, step.inputs, step.outputs, ()))
-        plan = _free_dead_tensors(plan, known, {tensor for tensor, _ in results})
+                    nodes.append(step)
+        kept = {tensor for tensor, _ in results}
+        if self.fuse:
+            plan, fused_nodes, channels_last = _fuse_conv_max_pool(plan, nodes, kept)
+            plan = _fuse_flatten_gemm(plan, fused_nodes, kept, known, self._envs, channels_last)
+        plan = _free_dead_tensors(plan, known, kept)
         forward = _generate_forward if len(plan) <= GENERATED_PLAN_LIMIT else _loop_forward
         self._forward = forward(plan, [tensor for tensor, _ in results])
         self._feeds, self._results = feeds, results
@@ -189,6 +198,137 @@ class CpuExecutor(Executor):
         self._envs = []
         self._forward = _no_plan
         super().close()
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off")
+    return bool(value)
+
+
+def _fuse_conv_max_pool(
+    plan: _Plan, nodes: list[CompiledNode], kept: set[str]
+) -> tuple[_Plan, list[CompiledNode | None], set[str]]:
+    """Replace each Conv whose output only a fusable MaxPool reads (and that MaxPool's, if
+    only a Relu reads it) by one kernel (``Conv.with_max_pool``); the intermediate tensors
+    then never exist. Returns the plan, the node of each entry (None for a fused one) and
+    the tensors that fused kernels give in the channels-last layout."""
+    readers = _readers(plan)
+
+    def only_reader(tensor: str, op_type: str) -> int | None:
+        found = readers.get(tensor, [])
+        if tensor in kept or len(found) != 1 or nodes[found[0]].node.op_type != op_type:
+            return None
+        return found[0]
+
+    fused: dict[int, tuple] = {}
+    removed: set[int] = set()
+    channels_last: set[str] = set()
+    for i, node in enumerate(nodes):
+        if node.node.op_type != "Conv" or len(node.outputs) != 1:
+            continue
+        j = only_reader(node.outputs[0], "MaxPool")
+        if j is None or j in removed:
+            continue
+        window = nodes[j].op.fusable_window()  # type: ignore[attr-defined]
+        if window is None or [o for o in nodes[j].outputs if o] != [nodes[j].outputs[0]]:
+            continue
+        k = only_reader(nodes[j].outputs[0], "Relu")
+        kernel = node.op.with_max_pool(window, relu=k is not None)  # type: ignore[attr-defined]
+        if kernel is None:
+            continue
+        last = nodes[k] if k is not None else nodes[j]
+        fused[i] = (kernel, node.inputs, (last.outputs[0],), ())
+        removed.update({j} if k is None else {j, k})
+        if getattr(kernel, "channels_last", False):
+            channels_last.add(last.outputs[0])
+    kept_entries = [i for i in range(len(plan)) if i not in removed]
+    return ([fused.get(i, plan[i]) for i in kept_entries],
+            [None if i in fused else nodes[i] for i in kept_entries], channels_last)
+
+
+def _fuse_flatten_gemm(plan: _Plan, nodes: list[CompiledNode | None], kept: set[str],
+                       known: set[str], envs: list[dict[str, np.ndarray]],
+                       channels_last: set[str]) -> _Plan:
+    """Replace Flatten(axis=1) -> Gemm (-> Relu) on a channels-last (N, C, H, W) tensor by
+    one kernel (:func:`_kernels.dense_channels_last`) multiplying the tensor as (N, H*W*C)
+    -- a cheap copy instead of a transposition -- by the Gemm's weights permuted to match,
+    once, into each group of persistent tensors. Only the plain Gemm is fused: constant B
+    and bias, no transA, alpha 1, beta 1, float32 or float64."""
+    readers = _readers(plan)
+
+    def only_reader(tensor: str, op_type: str) -> int | None:
+        found = readers.get(tensor, [])
+        node = nodes[found[0]] if len(found) == 1 else None
+        return found[0] if tensor not in kept and node and node.node.op_type == op_type else None
+
+    fused: dict[int, tuple] = {}
+    removed: set[int] = set()
+    for i, node in enumerate(nodes):
+        if (node is None or node.node.op_type != "Flatten" or node.inputs[0] not in channels_last
+                or node.op.axis != 1):  # type: ignore[attr-defined]
+            continue
+        spec = node.input_specs[0]
+        j = only_reader(node.outputs[0], "Gemm")
+        if spec is None or len(spec.shape) != 4 or j is None or nodes[j].inputs[0] != node.outputs[0]:
+            continue
+        gemm = nodes[j]
+        weights = _permuted_gemm_weights(gemm, spec.shape, known, envs)
+        if weights is None:
+            continue
+        k = only_reader(gemm.outputs[0], "Relu")
+        kernel = _kernels.dense_channels_last_kernel(relu=k is not None)
+        last = nodes[k] if k is not None else gemm
+        fused[i] = (kernel, (node.inputs[0], *weights), (last.outputs[0],), ())  # type: ignore[union-attr]
+        removed.update({j} if k is None else {j, k})
+    return [fused.get(i, entry) for i, entry in enumerate(plan) if i not in removed]
+
+
+def _permuted_gemm_weights(gemm: CompiledNode, shape: tuple[int, ...], known: set[str],
+                           envs: list[dict[str, np.ndarray]]) -> tuple[str, str] | None:
+    """The names of a plain Gemm's weights permuted for a channels-last (N, C, H, W) input
+    (see :func:`_fuse_flatten_gemm`), added to ``envs`` and ``known``; None when the Gemm
+    is not plain."""
+    op: Any = gemm.op
+    names = list(gemm.inputs) + [""] * (3 - len(gemm.inputs))
+    b_name, c_name = names[1], names[2]
+    _, c, h, w = shape
+    out = gemm.output_specs[0].shape[1]
+    dtype = gemm.output_specs[0].dtype
+    plain = (not op.trans_a and op.alpha == 1.0 and (not c_name or op.beta == 1.0)
+             and dtype in (np.dtype(np.float32), np.dtype(np.float64)) and b_name in known
+             and (not c_name or c_name in known))
+    if not plain:
+        return None
+    if c_name and envs[0][c_name].shape not in ((out,), (1, out)):
+        return None  # a bias per row: the batch's, not a constant's
+    w_name, bias_name = _fresh_name(b_name, known), _fresh_name(c_name or b_name, known)
+    for env in envs:
+        b = env[b_name].T if op.trans_b else env[b_name]  # (C*H*W, out)
+        env[w_name] = np.ascontiguousarray(
+            b.reshape(c, h, w, out).transpose(1, 2, 0, 3), dtype=dtype).reshape(h * w * c, out)
+        if c_name:
+            env[bias_name] = np.asarray(env[c_name], dtype=dtype).reshape(out)
+    known.update((w_name, bias_name) if c_name else (w_name,))
+    return w_name, bias_name if c_name else ""
+
+
+def _fresh_name(base: str, taken: set[str]) -> str:
+    """A tensor name derived from ``base`` that no tensor has."""
+    i = 0
+    while f"{base}/channels-last{i}" in taken:
+        i += 1
+    return f"{base}/channels-last{i}"
+
+
+def _readers(plan: _Plan) -> dict[str, list[int]]:
+    """The plan entries that read each tensor."""
+    readers: dict[str, list[int]] = {}
+    for i, (_, names, _, _) in enumerate(plan):
+        for name in set(names):
+            if name:
+                readers.setdefault(name, []).append(i)
+    return readers
 
 
 def _free_dead_tensors(plan: _Plan, persistent: set[str], kept: set[str]) -> _Plan:

@@ -12,6 +12,9 @@ See :mod:`popef.runtime.ops.base` for the contract.
 
 # importing the family modules registers their ops
 from . import conv, elementwise, linalg, normalization, pool, reduce, shape  # noqa: F401
+from . import activation, math  # noqa: F401
+from . import indexing, quantize, resize, tensor  # noqa: F401
+from . import attention, loss, recurrent, sampling  # noqa: F401
 from .base import (
     OPS,
     REQUIRED,

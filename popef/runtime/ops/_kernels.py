@@ -10,26 +10,38 @@ readable message; the ops turn it into an ``ExecutionError`` naming the op and t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = [
+    "ChannelsLastPlan",
     "ConvPlan",
+    "ConvTransposePlan",
     "Geometry",
     "KernelError",
     "PoolPlan",
     "average_pool",
     "batch_innermost",
+    "channels_last_plan",
+    "channels_last_rows",
+    "channels_last_weights",
     "compute_dtype",
     "conv",
+    "conv_max_pool",
+    "conv_max_pool_channels_last",
     "conv_plan",
+    "conv_transpose",
+    "dense_channels_last",
+    "dense_channels_last_kernel",
     "dense_permutation",
     "erf",
     "erfc",
     "log_softmax",
+    "lp_pool",
     "max_pool",
     "max_pool_with_indices",
     "pad_spatial",
@@ -230,8 +242,10 @@ def conv_plan(
     dilations: Sequence[int],
     geometry: Geometry,
     group: int,
+    plain: bool = False,
 ) -> ConvPlan:
-    """Plan :func:`conv` for ``itemsize``-byte elements.
+    """Plan :func:`conv` for ``itemsize``-byte elements (``plain``: always the im2col view
+    (G, C/G, *K, *out, N), never full width, pointwise or sliced -- :func:`conv_max_pool`).
 
     The kernel works in a *batch-innermost* layout: the padded input is laid out in memory as
     (C, *spatial, N) (see :func:`batch_innermost`), the im2col matrix as (G, C/G * prod(K),
@@ -262,7 +276,8 @@ def conv_plan(
     unit = all(s == 1 for s in strides)
     span = sum((o - 1) * r for o, r in zip(out, plane_rows)) + 1
     full_width = (
-        unit
+        not plain
+        and unit
         and nd >= 2
         and out[-1] * n <= FULL_WIDTH_MAX_RUN
         and span <= (1 + FULL_WIDTH_WASTE) * p
@@ -277,9 +292,9 @@ def conv_plan(
         tail_strides = tuple(r * s for r, s in zip(rows, strides)) + (itemsize,)
         ncols = p * n
         out_steps = [_prod(out[i + 1 :]) * n for i in range(nd)]
-    pointwise = unit and all(v == 1 for v in kernel)
+    pointwise = unit and all(v == 1 for v in kernel) and not plain
     row_bytes = (k + 1) * g * _prod(out[1:]) * n * itemsize  # one entry of out[0], bias row
-    sliced = not (full_width or pointwise)
+    sliced = not (full_width or pointwise or plain)
     chunk_rows = max(1, IM2COL_CHUNK_BYTES // max(row_bytes, 1)) if sliced else 0
     return ConvPlan(
         n=n,
@@ -377,6 +392,356 @@ def _im2col_matmul(view: np.ndarray, w2: np.ndarray, plan: ConvPlan, bias_row: b
             cols[:, k] = 1.0
         np.matmul(w2, cols, out=y[:, :, begin * per_row : end * per_row])
     return y
+
+
+#: The fused convolution + max pooling computes this many bytes of convolution output (and
+#: of im2col matrix) at a time, so that the pooling reads them from the core's cache.
+FUSED_CHUNK_BYTES = 256 * 1024
+
+
+def conv_max_pool(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    plan: ConvPlan,
+    window: tuple[int, int],
+    relu: bool,
+) -> np.ndarray:
+    """``MaxPool(Conv(x, w, bias))`` (then ``Relu`` when ``relu``) for a 2-D convolution and
+    a non-overlapping pooling ``window`` (kernel = strides, no padding, floor mode), without
+    writing the convolution's output to memory: it is computed a few pooling rows at a time
+    (im2col slice, GEMM into a small buffer, max over the windows) while in cache. The bias
+    is added after pooling (a per-channel constant commutes with the max). ``plan`` comes
+    from :func:`conv_plan` with ``plain=True``. Returns an (N, M, OH // ph, OW // pw) view
+    of a batch-innermost array, as :func:`conv` does."""
+    out_dtype = x.dtype
+    cdt = compute_dtype(out_dtype)
+    g, mg, k, n = plan.g, plan.mg, plan.k, plan.n
+    oh, ow = plan.out
+    ph, pw = window
+    oh2, ow2 = oh // ph, ow // pw
+    w2 = np.ascontiguousarray(w, dtype=cdt).reshape(g, mg, k)
+    xp = batch_innermost(x, plan.begins, plan.ends, cdt)
+    view = strided_view(xp, plan.view_shape, plan.view_strides)  # (G, C/G, KH, KW, OH, OW, N)
+    y = np.empty((g, mg, oh2, ow2, n), cdt)
+    per_row = ow * n
+    row_bytes = g * max(k, mg) * per_row * cdt.itemsize
+    rows = max(ph, FUSED_CHUNK_BYTES // max(row_bytes, 1) // ph * ph)
+    cols_buffer = np.empty(g * k * min(rows, oh2 * ph) * per_row, cdt)
+    out_buffer = np.empty(g * mg * min(rows, oh2 * ph) * per_row, cdt)
+    for begin in range(0, oh2 * ph, rows):
+        end = min(begin + rows, oh2 * ph)
+        width = (end - begin) * per_row
+        cols = cols_buffer[: g * k * width].reshape(g, k, width)
+        part = view[:, :, :, :, begin:end]
+        np.copyto(cols.reshape(part.shape), part)
+        conv_rows = out_buffer[: g * mg * width].reshape(g, mg, width)
+        np.matmul(w2, cols, out=conv_rows)
+        windows = conv_rows.reshape(g, mg, (end - begin) // ph, ph, ow, n)[:, :, :, :, : ow2 * pw]
+        windows = windows.reshape(g, mg, (end - begin) // ph, ph, ow2, pw, n)
+        target = y[:, :, begin // ph : end // ph]
+        taps = [(i, j) for i in range(ph) for j in range(pw)]
+        if len(taps) == 1:
+            np.copyto(target, windows[:, :, :, 0, :, 0])
+        else:
+            (i0, j0), (i1, j1) = taps[0], taps[1]
+            np.maximum(windows[:, :, :, i0, :, j0], windows[:, :, :, i1, :, j1], out=target)
+            for i, j in taps[2:]:
+                np.maximum(target, windows[:, :, :, i, :, j], out=target)
+    if bias is not None:
+        y += bias.astype(cdt, copy=False).reshape(g, mg, 1, 1, 1)
+    if relu:
+        np.maximum(y, 0, out=y)
+    if y.dtype != out_dtype:
+        y = y.astype(out_dtype)
+    item = y.itemsize
+    return strided_view(y, (n, g * mg, oh2, ow2),
+                        (item, oh2 * ow2 * n * item, ow2 * n * item, n * item))
+
+
+# --------------------------------------------------------------------------------------------
+# convolution + max pooling, channels last
+
+
+#: The channels-last fused kernel multiplies slices of about this many bytes of im2col
+#: matrix plus convolution output, so that the pooling reads them from the core's cache.
+CHANNELS_LAST_CHUNK_BYTES = 512 * 1024
+#: The bias is a row of the channels-last GEMM from this many weight rows (C * KH * KW) on.
+BIAS_ROW_MIN_K = 32
+#: Below this many contiguous elements per im2col row run (kernel width x channels) the
+#: im2col matrix is built taps-major, (K, rows), whose rows copy whole output rows instead.
+CHANNELS_LAST_MIN_RUN = 16
+
+
+@dataclass(frozen=True)
+class ChannelsLastPlan:
+    """Shapes of :func:`conv_max_pool_channels_last` for one input and weight shape.
+
+    The convolution rows and columns the pooling reads are ``used`` (the ones floor mode
+    drops are never computed); ``chunk``: convolution output rows per slice (a multiple of
+    the pooling window's height); ``taps_major``: build the im2col matrix as (K, rows)."""
+
+    n: int
+    c: int
+    m: int
+    k: int  # C * KH * KW
+    begins: tuple[int, int]
+    ends: tuple[int, int]
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    window: tuple[int, int]
+    used: tuple[int, int]  # convolution output rows, columns computed
+    pooled: tuple[int, int]
+    chunk: int
+    taps_major: bool
+
+
+def channels_last_plan(
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    itemsize: int,
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    geometry: Geometry,
+    window: Sequence[int],
+) -> ChannelsLastPlan | None:
+    """Plan :func:`conv_max_pool_channels_last` (a 2-D, group 1 convolution); None when the
+    pooling window yields no output."""
+    n, c = int(x_shape[0]), int(x_shape[1])
+    m = int(w_shape[0])
+    kh, kw = (int(v) for v in w_shape[2:])
+    ph, pw = (int(v) for v in window)
+    oh2, ow2 = geometry.out[0] // ph, geometry.out[1] // pw
+    if oh2 == 0 or ow2 == 0:
+        return None
+    k = c * kh * kw
+    row_bytes = n * ow2 * pw * (k + m) * itemsize  # one convolution output row
+    chunk = max(1, CHANNELS_LAST_CHUNK_BYTES // max(row_bytes * ph, 1)) * ph
+    return ChannelsLastPlan(
+        n=n, c=c, m=m, k=k,
+        begins=(geometry.begins[0], geometry.begins[1]),
+        ends=(geometry.ends[0], geometry.ends[1]),
+        kernel=(kh, kw),
+        strides=(int(strides[0]), int(strides[1])),
+        dilations=(int(dilations[0]), int(dilations[1])),
+        window=(ph, pw),
+        used=(oh2 * ph, ow2 * pw),
+        pooled=(oh2, ow2),
+        chunk=min(chunk, oh2 * ph),
+        taps_major=kw * c < CHANNELS_LAST_MIN_RUN if dilations[1] == 1 else c < CHANNELS_LAST_MIN_RUN,
+    )  # fmt: skip
+
+
+def channels_last_rows(
+    x: np.ndarray, begins: Sequence[int], ends: Sequence[int], dtype: np.dtype
+) -> np.ndarray:
+    """``x`` (N, C, H, W) zero-padded on H and W, cast to ``dtype`` and laid out as a
+    C-contiguous (H, N, W, C) array: ``x``'s own buffer when it already is (the output of
+    :func:`conv_max_pool_channels_last`)."""
+    xt = x.transpose(2, 0, 3, 1)
+    if not any(begins) and not any(ends):
+        return np.ascontiguousarray(xt, dtype=dtype)
+    h, n, w, c = xt.shape
+    out = np.zeros((h + begins[0] + ends[0], n, w + begins[1] + ends[1], c), dtype)
+    out[begins[0] : begins[0] + h, :, begins[1] : begins[1] + w] = xt
+    return out
+
+
+def channels_last_weights(
+    w: np.ndarray, bias: np.ndarray | None, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Conv weights (M, C, KH, KW) and bias (M,) as the C-contiguous (KH * KW * C [+ 1], M)
+    GEMM operand of :func:`conv_max_pool_channels_last`, and the bias left to add after the
+    GEMM. The bias rides in the GEMM as a last row from ``BIAS_ROW_MIN_K`` rows on (for
+    fewer, OpenBLAS's small-matrix kernels are much slower with one more row)."""
+    m = w.shape[0]
+    w_t = np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype=dtype).reshape(-1, m)
+    if bias is None:
+        return w_t, None
+    bias = bias.astype(dtype, copy=False)
+    if w_t.shape[0] < BIAS_ROW_MIN_K:
+        return w_t, bias
+    return np.concatenate((w_t, bias.reshape(1, m))), None
+
+
+def conv_max_pool_channels_last(
+    x: np.ndarray,
+    w_t: np.ndarray,
+    bias: np.ndarray | None,
+    plan: ChannelsLastPlan,
+    relu: bool,
+    scratch: dict[str, Any],
+) -> np.ndarray:
+    """``MaxPool(Conv(x))`` (then ``Relu``) for a 2-D, group 1 convolution and a
+    non-overlapping pooling window, in the channels-last (H, N, W, C) layout.
+
+    ``w_t``, ``bias``: from :func:`channels_last_weights`; ``scratch``: buffers kept between
+    calls (one dict per thread). The input is read as (H, N, W, C) (free when it
+    comes from this kernel). A slice of convolution output rows at a time, the im2col matrix
+    is copied from a strided view of the input (with a column of ones when ``w_t`` carries
+    the bias) and multiplied by ``w_t`` into (rows, M). Its rows are ordered (window row,
+    window column, pooled row, n, pooled column), so that the max over a window is a max of
+    whole contiguous blocks, written straight into the output; a bias not in the GEMM
+    (it commutes with the max) and relu then run on the pooled slice while it is in cache. Returns an
+    (N, M, OH', OW') view of a C-contiguous (OH', N, OW', M) array."""
+    out_dtype = x.dtype
+    cdt = w_t.dtype
+    n, c, m, k = plan.n, plan.c, plan.m, plan.k
+    rows_k = w_t.shape[0]  # k, plus 1 with a bias row
+    (kh, kw), (sh, sw), (dh, dw) = plan.kernel, plan.strides, plan.dilations
+    (ph, pw), (oh, ow), (oh2, ow2) = plan.window, plan.used, plan.pooled
+    xp = channels_last_rows(x, plan.begins, plan.ends, cdt)
+    bh, bn, bw, bc = xp.strides
+    # GEMM rows (window row, window column, pooled row, n, pooled column), columns (kh, kw, c)
+    out_shape = (ph, pw, oh2, n, ow2)
+    out_strides = (bh * sh, bw * sw, bh * sh * ph, bn, bw * sw * pw)
+    if plan.taps_major:
+        view = strided_view(xp, (kh, kw, c) + out_shape, (bh * dh, bw * dw, bc) + out_strides)
+    else:
+        view = strided_view(xp, out_shape + (kh, kw, c), out_strides + (bh * dh, bw * dw, bc))
+    y = np.empty((oh2, n, ow2, m), cdt)
+    chunk = plan.chunk // ph  # pooled rows per slice
+    per_row = ph * pw * n * ow2  # GEMM rows of one pooled row
+    cols_buffer = _scratch(scratch, "cols", chunk * per_row * rows_k, cdt)
+    out_buffer = _scratch(scratch, "out", chunk * per_row * m, cdt)
+    bias_row = None if bias is None else _bias_row(scratch, bias, n * ow2)
+    for begin in range(0, oh2, chunk):
+        end = min(begin + chunk, oh2)
+        r = (end - begin) * per_row
+        part_shape = (ph, pw, end - begin, n, ow2)
+        if plan.taps_major:
+            cols = cols_buffer[: rows_k * r].reshape(rows_k, r)
+            np.copyto(cols[:k].reshape((kh, kw, c) + part_shape), view[:, :, :, :, :, begin:end])
+            if rows_k > k:
+                cols[k] = 1
+            a = cols.T
+        else:
+            a = cols_buffer[: r * rows_k].reshape(r, rows_k)
+            np.copyto(a[:, :k].reshape(part_shape + (kh, kw, c)), view[:, :, begin:end])
+            if rows_k > k:
+                a[:, k] = 1
+        conv_rows = out_buffer[: r * m].reshape(r, m)
+        np.matmul(a, w_t, out=conv_rows)
+        blocks = conv_rows.reshape(ph * pw, -1)  # one contiguous block per window position
+        target = y[begin:end].reshape(-1)
+        if ph * pw == 1:
+            np.copyto(target, blocks[0])
+        else:
+            np.maximum(blocks[0], blocks[1], out=target)
+            for i in range(2, ph * pw):
+                np.maximum(target, blocks[i], out=target)
+        if bias_row is not None:
+            target = target.reshape(end - begin, -1)
+            np.add(target, bias_row, out=target)
+        if relu:
+            _relu_in_place(target.reshape(-1))
+    if y.dtype != out_dtype:
+        y = y.astype(out_dtype)
+    item = y.itemsize
+    return strided_view(y, (n, m, oh2, ow2), (ow2 * m * item, item, n * ow2 * m * item, m * item))
+
+
+def _bias_row(scratch: dict[str, Any], bias: np.ndarray, times: int) -> np.ndarray:
+    """``bias`` repeated ``times`` times (contiguous: a fast add), kept in ``scratch``."""
+    cached = scratch.get("bias")
+    if cached is not None and cached[0] is bias and cached[1].size == bias.size * times:
+        return cached[1]
+    row = np.tile(bias, times)
+    scratch["bias"] = (bias, row)
+    return row
+
+
+def _scratch(scratch: dict[str, Any], name: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """A flat buffer of at least ``size`` elements kept in ``scratch`` between calls."""
+    buffer = scratch.get(name)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = scratch[name] = np.empty(size, dtype)
+    return buffer
+
+
+
+def dense_channels_last(
+    x: np.ndarray, w_t: np.ndarray, bias: np.ndarray | None, relu: bool
+) -> np.ndarray:
+    """``Flatten(axis=1)`` then ``Gemm`` (then ``Relu``) of an (N, C, H, W) tensor laid out
+    channels last (the output of :func:`conv_max_pool_channels_last`): the tensor is copied
+    as (N, H * W * C) -- contiguous runs of W * C -- and multiplied by ``w_t``, the Gemm's
+    (C * H * W, out) weights permuted to (H * W * C, out); ``bias``: (out,) or None."""
+    n = x.shape[0]
+    y = np.matmul(np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n, -1), w_t)
+    if bias is not None:
+        y += bias
+    if relu:
+        np.maximum(y, 0, out=y)
+    return y
+
+
+def dense_channels_last_kernel(relu: bool) -> Callable[[Sequence[np.ndarray | None]], list]:
+    """:func:`dense_channels_last` as a plan kernel: inputs (x, w_t, bias or None)."""
+
+    def run(inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x, w_t, bias = inputs
+        assert x is not None and w_t is not None
+        return [dense_channels_last(x, w_t, bias, relu)]
+
+    return run
+
+@dataclass(frozen=True)
+class ConvTransposePlan:
+    """Shapes of one transposed convolution; ``begins``: output positions cropped at the start
+    of each spatial dim (negative: the output starts before the first written position)."""
+
+    n: int
+    g: int
+    cg: int  # input channels per group
+    mg: int  # output channels per group
+    kernel: tuple[int, ...]
+    in_spatial: tuple[int, ...]
+    out: tuple[int, ...]
+    begins: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+
+
+def conv_transpose(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, plan: ConvTransposePlan
+) -> np.ndarray:
+    """ONNX ConvTranspose: ``cols = W^T @ X`` (one matmul per group, the batch folded into
+    the columns), then col2im: every kernel tap's (M/G, N, *S) slab is added into the output
+    positions ``i * stride + tap * dilation - begin`` that fall inside the output."""
+    out_dtype = x.dtype
+    cdt = compute_dtype(out_dtype)
+    g, cg, mg, n = plan.g, plan.cg, plan.mg, plan.n
+    nd = len(plan.out)
+    taps = _prod(plan.kernel)
+    p = _prod(plan.in_spatial)
+    xg = np.ascontiguousarray(
+        x.astype(cdt, copy=False).reshape(n, g, cg, p).transpose(1, 2, 0, 3)
+    ).reshape(g, cg, n * p)
+    wg = w.astype(cdt, copy=False).reshape(g, cg, mg * taps).transpose(0, 2, 1)
+    cols = np.matmul(wg, xg).reshape((g, mg) + plan.kernel + (n,) + plan.in_spatial)
+    y = np.zeros((g, mg, n) + plan.out, cdt)
+    for tap in np.ndindex(*plan.kernel):
+        src: list[slice] = []
+        dst: list[slice] = []
+        for i in range(nd):
+            s, size, out = plan.strides[i], plan.in_spatial[i], plan.out[i]
+            offset = tap[i] * plan.dilations[i] - plan.begins[i]  # output position of input 0
+            first = max(0, -(offset // s))  # the first input whose position is >= 0
+            last = min(size, (out - 1 - offset) // s + 1) if offset < out else 0
+            if last <= first:
+                break
+            src.append(slice(first, last))
+            dst.append(slice(offset + first * s, offset + (last - 1) * s + 1, s))
+        else:
+            y[(slice(None),) * 3 + tuple(dst)] += cols[(slice(None), slice(None)) + tap
+                                                       + (slice(None),) + tuple(src)]
+    if bias is not None:
+        y += bias.astype(cdt, copy=False).reshape((g, mg, 1) + (1,) * nd)
+    if y.dtype != out_dtype:
+        y = y.astype(out_dtype)
+    return y.transpose((2, 0, 1) + tuple(range(3, 3 + nd))).reshape((n, g * mg) + plan.out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,6 +903,23 @@ def average_pool(x: np.ndarray, plan: PoolPlan, count_include_pad: bool) -> np.n
     return total if total.dtype == out_dtype else total.astype(out_dtype)
 
 
+def lp_pool(x: np.ndarray, plan: PoolPlan, p: int) -> np.ndarray:
+    """LpPool: ``(sum over the window of |x|^p)^(1/p)``, padding counted as zeros."""
+    out_dtype = x.dtype
+    cdt = compute_dtype(out_dtype)
+    xp = pad_spatial(x, plan.pad_begins, plan.pad_ends, 0, cdt)
+    if p == 2:
+        xp = np.square(xp)
+    else:
+        xp = np.abs(xp) if p == 1 else np.abs(xp) ** p
+    total = _reduce_taps(xp, plan, np.add)
+    if p == 2:
+        np.sqrt(total, out=total)
+    elif p != 1:
+        np.power(total, 1.0 / p, out=total)
+    return total if total.dtype == out_dtype else total.astype(out_dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # relu
 
@@ -577,6 +959,21 @@ def relu(x: np.ndarray) -> np.ndarray:
         np.maximum(src[whole:], zeros[: src.size - whole], out=dst[whole:])
     return out.transpose(np.argsort(perm))
 
+
+
+def _relu_in_place(flat: np.ndarray) -> None:
+    """``max(flat, 0)`` in place on a contiguous 1-d float array (zero blocks, as :func:`relu`)."""
+    zeros = _zero_blocks.get(flat.dtype)
+    if zeros is None:
+        zeros = np.zeros(_ZERO_BLOCK, flat.dtype)
+        zeros.setflags(write=False)
+        _zero_blocks[flat.dtype] = zeros
+    whole = flat.size // _ZERO_BLOCK * _ZERO_BLOCK
+    if whole:
+        blocks = flat[:whole].reshape(-1, _ZERO_BLOCK)
+        np.maximum(blocks, zeros, out=blocks)
+    if whole < flat.size:
+        np.maximum(flat[whole:], zeros[: flat.size - whole], out=flat[whole:])
 
 # --------------------------------------------------------------------------------------------
 # softmax

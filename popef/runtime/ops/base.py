@@ -257,8 +257,51 @@ def _describe(inputs: object) -> str:
         return type(inputs).__name__
 
 
+_UNRELATED: Any = object()  # inputs that are not the inferred ones, nor a folded batch of them
+
+
+def _scaled_shape(inputs: Sequence[Any], inferred_inputs: tuple, shape: tuple[int, ...]) -> Any:
+    """The shape ``shape`` takes for ``inputs``: itself when they are the inferred ones, its
+    leading axis scaled when the inputs that differ do so only by one factor on their leading
+    axis (a folded batch); :data:`_UNRELATED` otherwise."""
+    num = den = 0
+    for x, spec in zip(inputs, inferred_inputs):
+        if x is None or spec is None or x.shape == spec.shape:
+            continue
+        if len(x.shape) != len(spec.shape) or not spec.shape or x.shape[1:] != spec.shape[1:]:
+            return _UNRELATED
+        if den and x.shape[0] * den != num * spec.shape[0]:
+            return _UNRELATED
+        num, den = x.shape[0], spec.shape[0]
+    if not den:
+        return shape
+    if not shape or (shape[0] * num) % den:
+        return None  # a folded batch whose output cannot have scaled: always a mismatch
+    return (shape[0] * num // den, *shape[1:])
+
+
+def _check_outputs(op: Op, inputs: Sequence[Any], outputs: list[np.ndarray]) -> None:
+    """Every output has the dtype that ``infer`` promised and, for the inferred inputs or a
+    folded batch of them, the shape."""
+    inferred_inputs, specs = op._inferred
+    for i, (out, spec) in enumerate(zip(outputs, specs)):
+        if out.dtype == spec.dtype and out.shape == spec.shape:
+            continue
+        if out.dtype == spec.dtype:
+            want = _scaled_shape(inputs, inferred_inputs, spec.shape)
+            if want is _UNRELATED or out.shape == want:
+                continue
+        raise op.error(
+            f"the kernel gave output {i} as {fmt_shape(out.shape)} {out.dtype.name}, "
+            f"expected {spec} (as shape inference said)"
+        )
+
+
 def _guard(fn: Callable, what: str) -> Callable:
-    """Wrap ``run``/``infer`` so that numpy errors leave as ExecutionError naming op and node."""
+    """Wrap ``run``/``infer`` so that numpy errors leave as ExecutionError naming op and node.
+
+    The first ``infer`` remembers the specs it was given and gave; ``run`` then checks that each
+    output has the inferred dtype and, for the same inputs or a folded batch of them, shape."""
 
     @functools.wraps(fn)
     def guarded(self: Op, inputs: Sequence[Any]) -> list:
@@ -275,6 +318,12 @@ def _guard(fn: Callable, what: str) -> Callable:
             for i, out in enumerate(result):
                 if type(out) is not np.ndarray:
                     result[i] = np.asarray(out)
+            if self._inferred is not None:
+                _check_outputs(self, inputs, result)
+        elif self._inferred is None:
+            # the first inference is the node's own (at load); later ones are probes
+            # (batch folding infers K times the rows)
+            self._inferred = (tuple(inputs), tuple(result))
         return result
 
     guarded._popef_guarded = True  # type: ignore[attr-defined]
@@ -292,12 +341,21 @@ class Op:
     ``None`` for optional attributes without a default), ``output_count`` (how many outputs the
     node uses), ``constant_inputs`` (index -> np.ndarray, set by the caller before ``infer`` for
     inputs that are constants, e.g. Reshape's shape).
+
+    After ``infer``, ``run`` checks that every output has the dtype and shape inferred (with
+    the leading axis scaled by the same factor as the inputs', when a batch is folded): a
+    kernel that returns float64 under a float32 output is an ExecutionError, never accepted.
     """
 
     op_type: ClassVar[str] = ""
     attributes: ClassVar[Mapping[str, Attr]] = {}
     num_inputs: ClassVar[tuple[int, int]] = (1, 1)
     num_outputs: ClassVar[tuple[int, int]] = (1, 1)
+    #: inputs whose values shape inference needs: they must be constants at load (ONNX
+    #: attributes that became inputs, e.g. ReduceSum's ``axes``)
+    static_inputs: ClassVar[frozenset[int]] = frozenset()
+    #: (input specs, output specs) of the first successful ``infer``; ``run`` checks against it
+    _inferred: tuple | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -409,6 +467,10 @@ class Op:
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.attrs.items() if v is not None}
         return f"<{type(self).__name__} node {self.node!r} attrs={shown}>"
+
+
+# the base's own infer is guarded too (subclasses implement ``_infer``): it records its specs
+Op.infer = _guard(Op.infer, "shape inference")  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------------------------

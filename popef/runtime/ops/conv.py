@@ -1,8 +1,10 @@
-"""Convolution: ONNX Conv (N-d, grouped, dilated, padded; im2col + one matmul)."""
+"""Convolution: ONNX Conv (N-d, grouped, dilated, padded; im2col + one matmul) and
+ConvTranspose (one matmul, then col2im: each kernel tap added into a strided output slice)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,7 @@ import numpy as np
 from . import _kernels
 from .base import FLOAT_DTYPES, Attr, Op, TensorSpec, fmt_shape, register
 
-__all__ = ["AUTO_PADS", "Conv", "WindowOp"]
+__all__ = ["AUTO_PADS", "Conv", "ConvTranspose", "WindowOp"]
 
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
@@ -157,3 +159,210 @@ class Conv(WindowOp):
         if plan is None:
             plan = self._plan(*key)
         return [_kernels.conv(x, w, b, plan)]
+
+    def with_max_pool(
+        self, window: tuple[int, ...], relu: bool
+    ) -> Callable[[Sequence[np.ndarray | None]], list[np.ndarray]] | None:
+        """A kernel computing ``MaxPool(Conv(...))`` (then ``Relu``) in one pass, for the
+        ``cpu`` executor, when this is a 2-D convolution and ``window`` a non-overlapping
+        2-D pooling window; None otherwise. It takes this node's inputs and returns the last
+        fused node's output. Group 1 convolutions run channels last
+        (:func:`_kernels.conv_max_pool_channels_last`), grouped ones batch innermost
+        (:func:`_kernels.conv_max_pool`)."""
+        if len(window) != 2 or self.spatial_rank not in (None, 2):
+            return None
+        if self.group == 1:
+            return _ChannelsLastConvPool(self, (window[0], window[1]), relu)
+        plans: dict[Any, _kernels.ConvPlan] = {}
+
+        def run(inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+            x, w = inputs[0], inputs[1]
+            b = inputs[2] if len(inputs) > 2 else None
+            key = (x.shape, w.shape, x.dtype)
+            plan = plans.get(key)
+            if plan is None:
+                if len(plans) >= _PLAN_CACHE_SIZE:
+                    plans.clear()
+                checked = self._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
+                strides, dilations, _ = self._window_params(len(x.shape) - 2)
+                geo = _kernels.Geometry(checked.begins, checked.ends, (0, 0), checked.out)
+                plan = plans[key] = _kernels.conv_plan(
+                    x.shape, w.shape, _kernels.compute_dtype(x.dtype).itemsize, strides,
+                    dilations, geo, self.group, plain=True)
+            return [_kernels.conv_max_pool(x, w, b, plan, window, relu)]  # type: ignore[arg-type]
+
+        return run
+
+
+class _ChannelsLastConvPool:
+    """The fused Conv -> MaxPool (-> Relu) kernel of a group 1, 2-D ``Conv``: plans per input
+    shape, the weights transposed once per weight array, im2col buffers kept per thread."""
+
+    #: its output is an (N, C, H, W) view of a channels-last array (the cpu executor fuses
+    #: a Flatten -> Gemm that reads it accordingly)
+    channels_last = True
+
+    def __init__(self, conv: Conv, window: tuple[int, int], relu: bool) -> None:
+        self.conv = conv
+        self.window = window
+        self.relu = relu
+        self.plans: dict[Any, _kernels.ChannelsLastPlan | None] = {}
+        self.weights: tuple[Any, Any, tuple[np.ndarray, np.ndarray | None]] | None = None
+        self.local = threading.local()
+
+    def __call__(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x, w = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        assert x is not None and w is not None
+        key = (x.shape, w.shape, x.dtype)
+        plan = self.plans[key] if key in self.plans else self._plan(x, w, b)
+        if plan is None:  # shape inference refuses such a model at load
+            raise self.conv.error(f"the pooling window {list(self.window)} is larger than the "
+                                  f"convolution's output for input X {fmt_shape(x.shape)}")
+        cached = self.weights
+        if cached is not None and cached[0] is w and cached[1] is b:
+            w_t, bias = cached[2]
+        else:  # the weights are persistent tensors: transposed once
+            w_t, bias = _kernels.channels_last_weights(w, b, _kernels.compute_dtype(x.dtype))
+            self.weights = (w, b, (w_t, bias))
+        scratch = self.local.__dict__
+        return [_kernels.conv_max_pool_channels_last(x, w_t, bias, plan, self.relu, scratch)]
+
+    def _plan(self, x: np.ndarray, w: np.ndarray,
+              b: np.ndarray | None) -> _kernels.ChannelsLastPlan | None:
+        conv = self.conv
+        checked = conv._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
+        strides, dilations, _ = conv._window_params(len(x.shape) - 2)
+        geo = _kernels.Geometry(checked.begins, checked.ends, (0, 0), checked.out)
+        plan = _kernels.channels_last_plan(
+            x.shape, w.shape, _kernels.compute_dtype(x.dtype).itemsize, strides, dilations,
+            geo, self.window)
+        if len(self.plans) >= _PLAN_CACHE_SIZE:
+            self.plans.clear()
+        self.plans[(x.shape, w.shape, x.dtype)] = plan
+        return plan
+
+
+@register
+class ConvTranspose(WindowOp):
+    """ConvTranspose(X, W, B?): X (N, C, *S), W (C, M/group, *K), B (M,) -> (N, M, *out).
+
+    ``out = strides * (S - 1) + output_padding + (K - 1) * dilations + 1 - pads``; with
+    ``output_shape`` (or ``auto_pad`` SAME_*, which asks for ``S * strides``) the pads are
+    derived from the requested size: SAME_UPPER puts the odd one at the end, NOTSET and
+    SAME_LOWER at the beginning (the ONNX rule).
+    """
+
+    op_type = "ConvTranspose"
+    attributes = {
+        "auto_pad": Attr("string", "NOTSET"),
+        "dilations": Attr("ints", None),
+        "group": Attr("int", 1),
+        "kernel_shape": Attr("ints", None),
+        "output_padding": Attr("ints", None),
+        "output_shape": Attr("ints", None),
+        "pads": Attr("ints", None),
+        "strides": Attr("ints", None),
+    }
+    num_inputs = (2, 3)
+
+    def _setup(self) -> None:
+        super()._setup()
+        self.group = int(self.attrs["group"])
+        if self.group < 1:
+            raise self.error(f"attribute 'group' must be positive, got {self.group}")
+        for name in ("output_padding", "output_shape"):
+            values = self.attrs[name]
+            if values is not None and any(v < 0 for v in values):
+                raise self.error(f"attribute '{name}' must be non-negative, got {list(values)}")
+
+    def _plan(
+        self, xs: tuple[int, ...], ws: tuple[int, ...], bs: tuple[int, ...] | None, dtype: np.dtype
+    ) -> _kernels.ConvTransposePlan:
+        if len(xs) < 3:
+            raise self.error(f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(xs)}")
+        if len(ws) != len(xs):
+            raise self.error(
+                f"weight W {fmt_shape(ws)} must have the rank of input X {fmt_shape(xs)}"
+            )
+        nd = len(xs) - 2
+        strides, dilations, pads = self._window_params(nd)
+        g = self.group
+        if ws[0] != xs[1] or xs[1] % g:
+            raise self.error(
+                f"input X {fmt_shape(xs)} has {xs[1]} channels but weight W {fmt_shape(ws)} "
+                f"with group={g} expects {ws[0]} (a multiple of {g})"
+            )
+        m = ws[1] * g
+        kernel = tuple(ws[2:])
+        ks = self.attrs["kernel_shape"]
+        if ks is not None and tuple(ks) != kernel:
+            raise self.error(
+                f"attribute kernel_shape {list(ks)} does not match weight W {fmt_shape(ws)}"
+            )
+        if bs is not None and bs != (m,):
+            raise self.error(f"bias B {fmt_shape(bs)} must have shape [{m}] (group × W's dim 1)")
+        output_padding = self.attrs["output_padding"] or (0,) * nd
+        if len(output_padding) != nd:
+            raise self.error(
+                f"attribute 'output_padding' {list(output_padding)} must have {nd} values"
+            )
+        for i, (op, s, d) in enumerate(zip(output_padding, strides, dilations)):
+            if op >= max(s, d):
+                raise self.error(
+                    f"attribute 'output_padding' {list(output_padding)} must be smaller than "
+                    f"the stride or the dilation of each dim (dim {i}: stride {s}, dilation {d})"
+                )
+        requested = self.attrs["output_shape"]
+        if requested is not None:
+            requested = tuple(requested)[-nd:] if len(requested) in (nd, nd + 2) else None
+            if requested is None:
+                raise self.error(
+                    f"attribute 'output_shape' {list(self.attrs['output_shape'])} must have "
+                    f"{nd} values (one per spatial dim)"
+                )
+        elif self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            requested = tuple(n * s for n, s in zip(xs[2:], strides))
+        begins, outs = [], []
+        for i in range(nd):
+            full = strides[i] * (xs[2 + i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
+            if requested is not None:
+                total = full - requested[i]
+                small = total // 2
+                begins.append(small if self.auto_pad == "SAME_UPPER" else total - small)
+                outs.append(requested[i])
+            else:
+                b, e = (0, 0) if self.auto_pad == "VALID" else (pads[i], pads[i + nd])
+                begins.append(b)
+                outs.append(full - b - e)
+            if outs[-1] <= 0:
+                raise self.error(
+                    f"input X {fmt_shape(xs)}, weight W {fmt_shape(ws)}: spatial dim {i} gives "
+                    f"an empty output ({outs[-1]})"
+                )
+        return self._cache(
+            (xs, ws, bs, dtype),
+            _kernels.ConvTransposePlan(
+                n=xs[0], g=g, cg=xs[1] // g, mg=ws[1], kernel=kernel, in_spatial=tuple(xs[2:]),
+                out=tuple(outs), begins=tuple(begins), strides=tuple(strides),
+                dilations=tuple(dilations),
+            ),
+        )
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x, w = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        assert x is not None and w is not None
+        self._check_dtype(x, FLOAT_DTYPES)
+        self._check_same_dtype(inputs)
+        plan = self._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
+        return [TensorSpec((x.shape[0], plan.g * plan.mg) + plan.out, x.dtype)]
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x, w = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        key = (x.shape, w.shape, None if b is None else b.shape, x.dtype)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(*key)
+        return [_kernels.conv_transpose(x, w, b, plan)]

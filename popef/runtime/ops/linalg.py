@@ -1,4 +1,4 @@
-"""Matrix products: Gemm and MatMul (BLAS through np.matmul)."""
+"""Matrix products: Gemm and MatMul (BLAS through np.matmul), Einsum, Det."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from . import _kernels
 from .base import FLOAT_DTYPES, Attr, Op, TensorSpec, fmt_shape, register
 
-__all__ = ["LINALG_DTYPES", "Gemm", "MatMul"]
+__all__ = ["LINALG_DTYPES", "Det", "Einsum", "Gemm", "MatMul"]
 
 #: dtypes ONNX Gemm/MatMul accept (bfloat16 aside).
 LINALG_DTYPES = FLOAT_DTYPES | frozenset(
@@ -147,3 +147,110 @@ class MatMul(Op):
             raise self.error(
                 f"cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)}"
             ) from None
+
+
+def _einsum_terms(op: Op, equation: str, ranks: Sequence[int]
+                  ) -> tuple[list[str], str, list[int]]:
+    """Parse ``equation`` for operands of ``ranks``: the terms with ``...`` replaced by
+    upper-case letters standing for the broadcast dims (right-aligned), the output term, and
+    the ellipsis rank of each operand."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise op.error(f"equation {equation!r} has {len(terms)} operands, the node has "
+                       f"{len(ranks)} inputs")
+    ell_rank = 0
+    ell_ranks = []
+    for term, rank in zip(terms, ranks):
+        letters = term.replace("...", "")
+        if not all("a" <= ch <= "z" for ch in letters):
+            raise op.error(f"equation {equation!r}: terms are lower-case letters and '...'")
+        n = rank - len(letters) if "..." in term else 0
+        if n < 0 or ("..." not in term and len(letters) != rank):
+            raise op.error(f"equation {equation!r}: term {term!r} does not fit an operand of "
+                           f"rank {rank}")
+        ell_ranks.append(n)
+        ell_rank = max(ell_rank, n)
+    ell = "".join(chr(ord("A") + i) for i in range(ell_rank))
+    expanded = [t.replace("...", ell[ell_rank - n:]) for t, n in zip(terms, ell_ranks)]
+    if arrow:
+        out = rhs.replace("...", ell)
+        if not all(ch.isascii() and ch.isalpha() for ch in out) or len(set(out)) != len(out):
+            raise op.error(f"equation {equation!r}: bad output term {rhs!r}")
+    else:
+        counts = {}
+        for t in expanded:
+            for ch in t:
+                counts[ch] = counts.get(ch, 0) + 1
+        out = ell + "".join(sorted(ch for ch, k in counts.items() if k == 1 and ch.islower()))
+    return expanded, out, ell_ranks
+
+
+@register
+class Einsum(Op):
+    """Einsum(Inputs..., equation): numpy's einsum, with ``...`` broadcasting; the output
+    shape is inferred from the equation."""
+
+    op_type = "Einsum"
+    attributes = {"equation": Attr("string")}
+    num_inputs = (1, 2**16)
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        self._check_dtype(inputs[0], LINALG_DTYPES)
+        self._check_same_dtype(inputs)
+        terms, out, _ = _einsum_terms(self, self.attrs["equation"], [s.rank for s in inputs])
+        dims: dict[str, int] = {}
+        for term, spec in zip(terms, inputs):
+            for ch, d in zip(term, spec.shape):
+                have = dims.get(ch)
+                if have is None or have == 1:
+                    dims[ch] = d
+                elif d != have and not (ch.isupper() and d == 1):
+                    raise self.error(f"equation {self.attrs['equation']!r}: index {ch!r} is "
+                                     f"{have} in one operand and {d} in another")
+        for ch in out:
+            if ch not in dims:
+                raise self.error(f"equation {self.attrs['equation']!r}: output index {ch!r} "
+                                 "appears in no operand")
+        return [TensorSpec(tuple(dims[ch] for ch in out), inputs[0].dtype)]
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        dtype = inputs[0].dtype
+        cdt = _kernels.compute_dtype(dtype)
+        operands = [x.astype(cdt, copy=False) for x in inputs]
+        y = np.einsum(self.attrs["equation"].replace(" ", ""), *operands, optimize=True)
+        return [np.asarray(y).astype(dtype, copy=False)]
+
+    def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
+        terms, out, _ = _einsum_terms(self, self.attrs["equation"], [s.rank for s in specs])
+        lead = {t[:1] for t, b in zip(terms, batched) if b}
+        if len(lead) != 1 or not out:
+            return False
+        [letter] = lead
+        return (letter.islower() and out[0] == letter
+                and all(letter not in t for t, b in zip(terms, batched) if not b))
+
+
+@register
+class Det(Op):
+    """Det(X): determinants of the square matrices in the last two dims ``[..., M, M]``."""
+
+    op_type = "Det"
+    num_inputs = (1, 1)
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x = inputs[0]
+        assert x is not None
+        self._check_dtype(x, FLOAT_DTYPES)
+        if x.rank < 2 or x.shape[-1] != x.shape[-2]:
+            raise self.error(f"input must be [..., M, M], got {fmt_shape(x.shape)}")
+        return [TensorSpec(x.shape[:-2], x.dtype)]
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        cdt = _kernels.compute_dtype(x.dtype)
+        return [np.asarray(np.linalg.det(x.astype(cdt, copy=False))).astype(x.dtype)]
+
+    def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
+        return specs[0].rank >= 3

@@ -1,4 +1,5 @@
-"""Pooling: MaxPool (with optional Indices), AveragePool, GlobalAveragePool."""
+"""Pooling: MaxPool (with optional Indices), AveragePool, LpPool, the global pools
+(GlobalAveragePool, GlobalMaxPool, GlobalLpPool) and MaxUnpool."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from . import _kernels
 from .base import FLOAT_DTYPES, Attr, Op, TensorSpec, fmt_shape, register
 from .conv import WindowOp
 
-__all__ = ["AveragePool", "GlobalAveragePool", "MaxPool"]
+__all__ = [
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalLpPool",
+    "GlobalMaxPool",
+    "LpPool",
+    "MaxPool",
+    "MaxUnpool",
+]
 
 
 class _Pool(WindowOp):
@@ -96,6 +105,21 @@ class MaxPool(_Pool):
             return [values, indices]
         return [_kernels.max_pool(x, plan)]
 
+    def fusable_window(self) -> tuple[int, ...] | None:
+        """The window when this pooling tiles its input with non-overlapping windows
+        (kernel = strides, no padding or dilation, floor mode, no Indices), else None: the
+        case :meth:`Conv.with_max_pool` fuses."""
+        a = self.attrs
+        simple = (
+            self.output_count == 1
+            and self.auto_pad in ("NOTSET", "VALID")
+            and not self.ceil_mode
+            and not any(a["pads"] or ())
+            and all(d == 1 for d in a["dilations"] or ())
+            and tuple(a["strides"] or ()) == self.kernel
+        )
+        return self.kernel if simple else None
+
 
 @register
 class AveragePool(_Pool):
@@ -161,3 +185,163 @@ class GlobalAveragePool(Op):
                 x.dtype, copy=False
             )
         ]
+
+
+def _lp_norm(x: np.ndarray, axes: tuple[int, ...] | None, p: int) -> np.ndarray:
+    """``(sum |x|^p)^(1/p)`` over ``axes`` (keeping them), in the compute dtype."""
+    xc = x.astype(_kernels.compute_dtype(x.dtype), copy=False)
+    if p == 1:
+        return np.sum(np.abs(xc), axis=axes, keepdims=True)
+    if p == 2:
+        return np.sqrt(np.sum(xc * xc, axis=axes, keepdims=True))
+    return np.power(np.sum(np.abs(xc) ** p, axis=axes, keepdims=True), 1.0 / p)
+
+
+@register
+class LpPool(_Pool):
+    """LpPool(X): ``(sum |x|^p)^(1/p)`` over each window; padding counts as zeros."""
+
+    op_type = "LpPool"
+    attributes = {
+        "auto_pad": Attr("string", "NOTSET"),
+        "ceil_mode": Attr("int", 0),
+        "dilations": Attr("ints", None),
+        "kernel_shape": Attr("ints"),
+        "p": Attr("int", 2),
+        "pads": Attr("ints", None),
+        "strides": Attr("ints", None),
+    }
+
+    def _setup(self) -> None:
+        super()._setup()
+        self.p = int(self.attrs["p"])
+        if self.p < 1:
+            raise self.error(f"attribute 'p' must be positive, got {self.p}")
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        plan = self._plans.get(x.shape)
+        if plan is None:
+            plan = self._plan(x.shape)
+        return [_kernels.lp_pool(x, plan, self.p)]
+
+
+class _GlobalPool(Op):
+    """Shared shape rule of the global pools: (N, C, *S) -> (N, C, 1, ...)."""
+
+    num_inputs = (1, 1)
+    dtypes: frozenset = FLOAT_DTYPES
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x = inputs[0]
+        assert x is not None
+        self._check_dtype(x, self.dtypes)
+        if x.rank < 3:
+            raise self.error(
+                f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(x.shape)}"
+            )
+        if any(d == 0 for d in x.shape[2:]):
+            raise self.error(f"input X {fmt_shape(x.shape)} has an empty spatial dim")
+        return [TensorSpec(x.shape[:2] + (1,) * (x.rank - 2), x.dtype)]
+
+
+@register
+class GlobalMaxPool(_GlobalPool):
+    """Maximum over all spatial dims, kept as size-1 dims."""
+
+    op_type = "GlobalMaxPool"
+    dtypes = FLOAT_DTYPES | frozenset({np.dtype(np.int8), np.dtype(np.uint8)})
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        return [np.max(x, axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+
+@register
+class GlobalLpPool(_GlobalPool):
+    """``(sum |x|^p)^(1/p)`` over all spatial dims, kept as size-1 dims."""
+
+    op_type = "GlobalLpPool"
+    attributes = {"p": Attr("int", 2)}
+
+    def _setup(self) -> None:
+        self.p = int(self.attrs["p"])
+        if self.p < 1:
+            raise self.error(f"attribute 'p' must be positive, got {self.p}")
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        y = _lp_norm(x, tuple(range(2, x.ndim)), self.p)
+        return [y if y.dtype == x.dtype else y.astype(x.dtype)]
+
+
+@register
+class MaxUnpool(WindowOp):
+    """MaxUnpool(X, I, output_shape?): zeros of the unpooled shape with X's values put at the
+    flat positions I (MaxPool's Indices). Without ``output_shape`` the shape is
+    ``(S - 1) * strides + kernel_shape - pads``; ``output_shape`` must be a constant."""
+
+    op_type = "MaxUnpool"
+    attributes = {
+        "kernel_shape": Attr("ints"),
+        "pads": Attr("ints", None),
+        "strides": Attr("ints", None),
+    }
+    num_inputs = (2, 3)
+
+    def _setup(self) -> None:
+        self.attrs["auto_pad"] = "NOTSET"
+        super()._setup()
+        self.kernel = tuple(self.attrs["kernel_shape"])
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x, i = inputs[0], inputs[1]
+        assert x is not None and i is not None
+        self._check_dtype(x, FLOAT_DTYPES)
+        self._check_dtype(i, frozenset({np.dtype(np.int64)}), "input 1 (I)")
+        if x.rank < 3 or i.shape != x.shape:
+            raise self.error(
+                f"input X {fmt_shape(x.shape)} must have rank >= 3 and the shape of "
+                f"indices I {fmt_shape(i.shape)}"
+            )
+        nd = x.rank - 2
+        if len(self.kernel) != nd:
+            raise self.error(
+                f"kernel_shape {list(self.kernel)} has {len(self.kernel)} dims but input X "
+                f"{fmt_shape(x.shape)} has {nd} spatial dims"
+            )
+        return [TensorSpec(self._out_shape(x.shape, len(inputs) > 2 and inputs[2] is not None),
+                           x.dtype)]
+
+    def _out_shape(self, xs: tuple[int, ...], given: bool) -> tuple[int, ...]:
+        if given:
+            shape = self.constant_inputs.get(2)
+            if shape is None:
+                raise self.error("input 2 (output_shape) must be a constant (a weight)")
+            shape = tuple(int(v) for v in np.asarray(shape).reshape(-1))
+            if len(shape) != len(xs) or shape[:2] != xs[:2] or min(shape) < 1:
+                raise self.error(
+                    f"output_shape {list(shape)} must be [N, C, *spatial] with X's "
+                    f"N and C {fmt_shape(xs[:2])}"
+                )
+            return shape
+        nd = len(xs) - 2
+        strides, _, pads = self._window_params(nd)
+        spatial = tuple((n - 1) * s + k - pads[d] - pads[d + nd] for d, (n, s, k)
+                        in enumerate(zip(xs[2:], strides, self.kernel)))
+        if min(spatial) < 1:
+            raise self.error(f"input X {fmt_shape(xs)} gives an empty output")
+        return xs[:2] + spatial
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x, indices = inputs[0], inputs[1]
+        y = np.zeros(self._out_shape(x.shape, len(inputs) > 2 and inputs[2] is not None),
+                     x.dtype)
+        flat = indices.reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= y.size):
+            raise self.error(
+                f"indices I must lie in [0, {y.size}) for output {fmt_shape(y.shape)}, "
+                f"found {int(flat.min())}..{int(flat.max())}"
+            )
+        y.reshape(-1)[flat] = x.reshape(-1)
+        return [y]

@@ -1,0 +1,239 @@
+"""Reading an ONNX model: the file (or proto), its external data and its tensors as numpy.
+
+Everything that can go wrong while reading — a file that is not ONNX, a truncated protobuf,
+external data that is missing or shorter than the model says, a dtype PopEF cannot hold —
+raises :class:`popef.ExecutionError` naming the file and the tensor.
+
+External data (``model.onnx.data`` beside ``model.onnx``) is mapped with ``numpy.memmap``
+rather than read into the protobuf, so a model of any size costs its weights once, read
+straight from the page cache into the PopEF file, and nothing is ever serialized back to
+protobuf (which cannot hold more than 2 GB).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ExecutionError
+from ..escaping import escape_text
+from .wire import MIN_INLINE_BYTES, SELF_LOCATION, split_inline_weights
+
+__all__ = [
+    "ONNX_DTYPE_NAMES",
+    "OnnxSource",
+    "load_source",
+    "numpy_dtype_of",
+    "require_onnx",
+    "tensor_to_array",
+]
+
+#: ONNX ``TensorProto.DataType`` -> numpy dtype, for the types PopEF can store.
+_NUMPY_OF_ONNX: dict[int, np.dtype] = {
+    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8),
+    4: np.dtype(np.uint16), 5: np.dtype(np.int16), 6: np.dtype(np.int32),
+    7: np.dtype(np.int64), 9: np.dtype(np.bool_), 10: np.dtype(np.float16),
+    11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+}
+
+#: Every ONNX dtype's name, for messages.
+ONNX_DTYPE_NAMES = {
+    0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32",
+    7: "INT64", 8: "STRING", 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32",
+    13: "UINT64", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16", 17: "FLOAT8E4M3FN",
+    18: "FLOAT8E4M3FNUZ", 19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4",
+    23: "FLOAT4E2M1",
+}
+
+# the typed repeated field of TensorProto holding each dtype's values when raw_data is empty
+_FIELD_OF_ONNX = {1: "float_data", 2: "int32_data", 3: "int32_data", 4: "int32_data",
+                  5: "int32_data", 6: "int32_data", 7: "int64_data", 9: "int32_data",
+                  10: "int32_data", 11: "double_data", 12: "uint64_data", 13: "uint64_data"}
+
+MAX_TENSOR_ELEMENTS = 1 << 40  # refuse declared shapes beyond this before allocating anything
+
+
+def require_onnx():
+    """The ``onnx`` module, or an ExecutionError naming the extra that installs it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ExecutionError("importing ONNX models needs the onnx package: "
+                             "pip install 'popef[onnx]'") from None
+    return onnx
+
+
+def numpy_dtype_of(elem_type: int, what: str) -> np.dtype:
+    """The numpy dtype of an ONNX element type; ExecutionError naming ``what`` otherwise."""
+    try:
+        return _NUMPY_OF_ONNX[int(elem_type)]
+    except (KeyError, TypeError, ValueError):
+        name = ONNX_DTYPE_NAMES.get(elem_type, f"#{elem_type}")
+        supported = ", ".join(ONNX_DTYPE_NAMES[k] for k in sorted(_NUMPY_OF_ONNX))
+        raise ExecutionError(f"{what} has dtype {name}, which PopEF cannot hold "
+                             f"(supported: {supported})") from None
+
+
+@dataclass
+class OnnxSource:
+    """A model read from a file or given as a proto, and where its external data lies."""
+
+    model: Any  # onnx.ModelProto
+    label: str  # how messages name it: the path, or "the model"
+    base_dir: str | None  # the folder external data paths are relative to
+    #: the .onnx file whose inline weights were left out of ``model`` (see importers/wire.py)
+    inline_weights_path: str | None = None
+
+
+def load_source(model: Any, *, base_dir: str | None = None) -> OnnxSource:
+    """Read ``model`` (a path, bytes or an ``onnx.ModelProto``) without its external data."""
+    onnx = require_onnx()
+    if isinstance(model, onnx.ModelProto):
+        return OnnxSource(model, "the model", base_dir)
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return OnnxSource(_parse(onnx, bytes(model), "the model"), "the model", base_dir)
+    if not isinstance(model, (str, os.PathLike)):
+        raise ExecutionError(f"an ONNX model must be a path, bytes or an onnx.ModelProto, "
+                             f"got {type(model).__name__}")
+    path = os.fspath(model)
+    label = f"'{escape_text(path, backslashes=False)}'"
+    if os.path.isdir(path):
+        raise ExecutionError(f"{label} is a directory, expected an .onnx file")
+    base_dir = base_dir or os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, "rb") as f:
+            skeleton = _skeleton(f)
+            if skeleton is not None:  # the weights stay in the file, memory-mapped later
+                return OnnxSource(_parse(onnx, skeleton, label), label, base_dir,
+                                  inline_weights_path=os.path.abspath(path))
+            f.seek(0)
+            data = f.read()
+    except OSError as exc:
+        raise ExecutionError(f"cannot read {label}: {exc.strerror or exc}") from None
+    return OnnxSource(_parse(onnx, data, label), label, base_dir)
+
+
+def _skeleton(f) -> bytes | None:
+    """The model file without its large inline weights, or None (then it is parsed whole)."""
+    size = os.fstat(f.fileno()).st_size
+    if size < MIN_INLINE_BYTES:
+        return None
+    try:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    with mapped:
+        return split_inline_weights(mapped)
+
+
+def _parse(onnx, data: bytes, label: str):
+    from google.protobuf.message import DecodeError
+
+    if not data:
+        raise ExecutionError(f"{label} is empty, expected an ONNX model")
+    if data.startswith(b"POPEF") or data[:4] in (b"\x89PNG", b"PK\x03\x04"):
+        raise ExecutionError(f"{label} is not an ONNX model (it starts with {data[:8]!r})")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ExecutionError(f"{label} is not a valid ONNX model (corrupt or truncated "
+                             f"protobuf: {exc})") from None
+    if not proto.HasField("graph"):
+        raise ExecutionError(f"{label} is not a valid ONNX model: it has no graph (corrupt, "
+                             "truncated or not an ONNX file)")
+    return proto
+
+
+def tensor_to_array(tensor: Any, source: OnnxSource, what: str) -> np.ndarray:
+    """A TensorProto as a read-only numpy array (a memory map for external data)."""
+    dtype = numpy_dtype_of(tensor.data_type, what)
+    shape = tuple(int(d) for d in tensor.dims)
+    if any(d < 0 for d in shape):
+        raise ExecutionError(f"{what} has a negative dimension: {list(shape)}")
+    count = 1
+    for d in shape:
+        count *= d
+    if count > MAX_TENSOR_ELEMENTS:
+        raise ExecutionError(f"{what} declares {count} elements, more than {MAX_TENSOR_ELEMENTS}")
+    nbytes = count * dtype.itemsize
+    if tensor.data_location == 1:  # EXTERNAL
+        array = _external(tensor, source, what, dtype, count)
+    elif tensor.HasField("raw_data"):
+        raw = tensor.raw_data
+        if len(raw) != nbytes:
+            raise ExecutionError(f"{what}: raw data holds {len(raw)} bytes, expected {nbytes} "
+                                 f"for {dtype.name}{list(shape)}")
+        array = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
+    else:
+        values = getattr(tensor, _FIELD_OF_ONNX[tensor.data_type])
+        if len(values) != count:
+            raise ExecutionError(f"{what}: holds {len(values)} values, expected {count} for "
+                                 f"{dtype.name}{list(shape)}")
+        if tensor.data_type == 10:  # FLOAT16 values are stored as their bits in int32_data
+            array = np.asarray(values, dtype=np.uint16).view(np.float16)
+        else:
+            array = np.asarray(values).astype(dtype)
+    array = array.reshape(shape)
+    if array.dtype.byteorder not in ("=", "|", "<" if np.little_endian else ">"):
+        array = array.astype(dtype)
+    if array.flags.writeable:
+        array.flags.writeable = False
+    return array
+
+
+def _external(tensor: Any, source: OnnxSource, what: str, dtype: np.dtype,
+              count: int) -> np.ndarray:
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    if not location:
+        raise ExecutionError(f"{what}: external data without a location")
+    if location == SELF_LOCATION and source.inline_weights_path is not None:
+        length, nbytes = int(info["length"]), count * dtype.itemsize
+        if length != nbytes:  # the message tensor_to_array gives for raw data inline
+            raise ExecutionError(f"{what}: raw data holds {length} bytes, expected {nbytes} "
+                                 f"for {dtype.name}{list(tensor.dims)}")
+        return _mapped(source.inline_weights_path, source.label, what, dtype, count,
+                       int(info["offset"]))
+    if "\x00" in location:
+        raise ExecutionError(f"{what}: external data location '{escape_text(location)}' is "
+                             "not a file name")
+    if source.base_dir is None:
+        raise ExecutionError(f"{what}: its data is in the external file '{escape_text(location)}'"
+                             "; give the model as a path (or base_dir) so it can be found")
+    if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
+        raise ExecutionError(f"{what}: external data location '{escape_text(location)}' must be "
+                             "a relative path inside the model's folder")
+    path = os.path.join(source.base_dir, location)
+    try:
+        offset = int(info.get("offset", 0) or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise ExecutionError(f"{what}: external data offset or length is not a number") from None
+    nbytes = count * dtype.itemsize
+    if length is not None and length != nbytes:
+        raise ExecutionError(f"{what}: external data length is {length} bytes, expected {nbytes}")
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ExecutionError(f"{what}: cannot read its external data file "
+                             f"'{escape_text(location)}': {exc.strerror or exc}") from None
+    if offset < 0 or offset + nbytes > size:
+        raise ExecutionError(f"{what}: external data needs bytes {offset:#x}..{offset + nbytes:#x} "
+                             f"of '{escape_text(location)}', which has {size:#x}")
+    return _mapped(path, f"'{escape_text(location)}'", what, dtype, count, offset)
+
+
+def _mapped(path: str, label: str, what: str, dtype: np.dtype, count: int,
+            offset: int) -> np.ndarray:
+    if count == 0:
+        return np.zeros(count, dtype)
+    try:
+        return np.memmap(path, dtype=dtype.newbyteorder("<"), mode="r", offset=offset,
+                         shape=(count,))
+    except (OSError, ValueError) as exc:
+        raise ExecutionError(f"{what}: cannot map its data in {label}: {exc}") from None
