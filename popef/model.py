@@ -1,7 +1,10 @@
 """Model: one executable with its metadata and the blobs linked to it by name.
 
-``build_models`` groups the blobs of a reader and enforces PopEF's linking rules
-(docs/format.md §6); a broken rule raises :class:`ModelError` naming the rule and the names.
+Two linkers share one implementation. ``build_models`` (strict) groups the blobs of a reader
+and enforces PopEF's linking rules (docs/format.md §6); a broken rule raises
+:class:`ModelError` naming the rule and the names. ``link_models`` (lenient) never raises: it
+gives one model per metadata blob however broken the file is, with every problem as a message,
+for tools that must show a broken file too (``popef_dump``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from .types import Anchor, BlobType, Metadata, TensorType
 if TYPE_CHECKING:
     from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 
-__all__ = ["Model", "build_models", "check_links", "corrupt_as", "is_user_anchor"]
+__all__ = ["Linking", "Model", "build_models", "check_links", "corrupt_as", "is_user_anchor",
+           "link_models"]
 
 T = TypeVar("T")
 
@@ -30,9 +34,12 @@ def is_user_anchor(anchor: Anchor, metadata: Metadata, stored: set[str] | frozen
 
 @dataclass(frozen=True, eq=False)
 class Model:
-    """An executable, its metadata, and the tensor, feed and opaque blobs that belong to it."""
+    """An executable, its metadata, and the tensor, feed and opaque blobs that belong to it.
 
-    executable: ExecutableReader
+    ``executable`` is None only in a model from the lenient :func:`link_models`, when no
+    executable blob has the name the metadata gives."""
+
+    executable: ExecutableReader | None
     metadata: Metadata
     tensors: tuple[TensorReader, ...] = ()
     feeds: tuple[FeedReader, ...] = ()
@@ -41,12 +48,14 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.executable.name
+        return self.metadata.executable if self.executable is None else self.executable.name
 
     def blobs(self) -> list[tuple[str, Blob]]:
         """Every blob of the model with what it is (``"tensor data 'w'"``): executable,
         metadata, tensor, feed and opaque data."""
-        found = [(f"executable '{self.name}'", self.executable.blob)]
+        found: list[tuple[str, Blob]] = []
+        if self.executable is not None:
+            found.append((f"executable '{self.name}'", self.executable.blob))
         if self.metadata_blob is not None:
             found.append((f"metadata of '{self.name}'", self.metadata_blob))
         found += [(f"tensor data '{t.name}'", t.blob) for t in self.tensors]
@@ -64,6 +73,10 @@ class Model:
     def stored_names(self) -> frozenset[str]:
         """Names of the anchors whose data is stored in the file (weights, frozen inputs)."""
         return frozenset(t.name for t in self.tensors) | frozenset(f.name for f in self.feeds)
+
+    def is_user_anchor(self, anchor: Anchor) -> bool:
+        """Whether the caller feeds or reads ``anchor`` (see :func:`is_user_anchor`)."""
+        return is_user_anchor(anchor, self.metadata, self.stored_names)
 
     def user_anchors(self) -> list[Anchor]:
         stored = self.stored_names
@@ -110,24 +123,46 @@ def corrupt_as(label: str, read: Callable[[], T]) -> T:
         raise exc.about(f"{label} {what}") from None
 
 
+@dataclass(frozen=True)
+class Linking:
+    """What the lenient linker found: one model per metadata blob, in file order, and every
+    broken linking rule as a message (empty when all is well)."""
+
+    models: tuple[Model, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def link_models(reader: Reader) -> Linking:
+    """Link a reader's blobs without raising: a model for every metadata blob (its executable
+    None when none has that name; its blobs those whose names its anchors give) and the
+    problems :func:`build_models` would raise."""
+    return _link(reader)
+
+
 def check_links(reader: Reader) -> list[str]:
     """Every linking problem of a reader's blobs, as messages (empty when all is well)."""
-    problems: list[str] = []
-    _link(reader, problems)
-    return list(dict.fromkeys(problems))
+    return list(_link(reader).problems)
 
 
 def build_models(reader: Reader) -> list[Model]:
-    problems: list[str] = []
-    models = _link(reader, problems)
-    problems = list(dict.fromkeys(problems))  # duplicate executables repeat their problems
-    if problems:
+    """One model per executable, in file order; raises :class:`ModelError` on the first broken
+    linking rule, saying how many more there are."""
+    linking = _link(reader)
+    if linking.problems:
+        problems = linking.problems
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ModelError(problems[0] + more)
-    return models
+    # no problems: executables and metadata blobs are one to one, so only the order changes
+    by_name = {model.name: model for model in linking.models}
+    return [by_name[executable.name] for executable in reader.executables()]
 
 
-def _link(reader: Reader, problems: list[str]) -> list[Model]:
+def _link(reader: Reader) -> Linking:
+    problems: list[str] = []
     executables = reader.executables()
     metadata = reader.metadata()
     metadata_blobs = {id(reader.decoded(b)): b for b in reader.blobs()
@@ -150,7 +185,6 @@ def _link(reader: Reader, problems: list[str]) -> list[Model]:
             problems.append(f"opaque blobs must name an existing executable: opaque blob "
                             f"'{opaque.name}' names '{opaque.executable}'")
 
-    models: list[Model] = []
     claimed: set[str] = set()
     for executable in executables:
         found = by_executable.get(executable.name, [])
@@ -172,15 +206,34 @@ def _link(reader: Reader, problems: list[str]) -> list[Model]:
         feeds = _linked(reader.feeds(), anchors, md, "feed data", problems)
         claimed.update(t.name for t in tensors)
         claimed.update(f.name for f in feeds)
-        opaque = tuple(o for o in reader.opaque_blobs() if o.executable == executable.name)
-        models.append(Model(executable, md, tensors, feeds, opaque, metadata_blobs.get(id(md))))
     if executables:
         for blob in (*reader.tensors(), *reader.feeds()):
             if blob.name not in claimed:
                 kind = "tensor" if type(blob).__name__ == "TensorReader" else "feed"
                 problems.append(f"{kind} data must match an anchor: '{blob.name}' matches no "
                                 "anchor of any model")
-    return models
+
+    first_executable: dict[str, ExecutableReader] = {}
+    for executable in executables:
+        first_executable.setdefault(executable.name, executable)
+    models = tuple(_model(reader, md, first_executable.get(md.executable),
+                          metadata_blobs.get(id(md))) for md in metadata)
+    # duplicate executables repeat their problems
+    return Linking(models, tuple(dict.fromkeys(problems)))
+
+
+def _model(reader: Reader, md: Metadata, executable: ExecutableReader | None,
+           metadata_blob: Blob | None) -> Model:
+    """The blobs a metadata's names link to, whether or not the linking rules hold."""
+    names = {a.name for a in md.anchors}
+    return Model(
+        executable=executable,
+        metadata=md,
+        tensors=tuple(t for t in reader.tensors() if t.name in names),
+        feeds=tuple(f for f in reader.feeds() if f.name in names),
+        opaque_blobs=tuple(o for o in reader.opaque_blobs() if o.executable == md.executable),
+        metadata_blob=metadata_blob,
+    )
 
 
 def _linked(blobs, anchors: dict[str, Anchor], md: Metadata, kind: str,

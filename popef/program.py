@@ -29,6 +29,7 @@ from .format.graph import (
     _MIN_ATTRIBUTE,
     _MIN_PROGRAM,
     _MIN_STEP,
+    ATTRIBUTE_KIND_SINCE,
     GRAPH_MAGIC,
     GRAPH_PROGRAM,
     GRAPH_VERSION,
@@ -39,21 +40,22 @@ from .format.graph import (
 )
 
 __all__ = [
-    "AttributeKind",
-    "Attribute",
-    "HostToDevice",
-    "Node",
-    "DeviceToHost",
-    "Step",
-    "Program",
-    "GraphProgram",
     "GRAPH_MAGIC",
     "GRAPH_VERSION",
     "MAX_GRAPH_PROGRAM_SIZE",
     "MAX_GRAPH_STEPS",
-    "encode_program",
+    "Attribute",
+    "AttributeKind",
+    "DeviceToHost",
+    "GraphProgram",
+    "HostToDevice",
+    "Node",
+    "Program",
+    "Step",
     "decode_program",
+    "encode_program",
     "is_graph_program",
+    "minor_version_of",
 ]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -66,7 +68,7 @@ MAX_GRAPH_PROGRAM_SIZE = 16 << 20
 MAX_GRAPH_STEPS = 100_000
 UINT32_MAX = 2**32 - 1
 
-AttributeValue = Union[int, float, str, tuple[int, ...], tuple[float, ...]]
+AttributeValue = Union[int, float, str, tuple[int, ...], tuple[float, ...], tuple[str, ...]]
 
 
 def _check_str(owner: str, name: str, value: object, *, empty: bool = True) -> None:
@@ -104,8 +106,16 @@ def _plain_sequence(value: object, kind: AttributeKind) -> bool:
         return type(value) is tuple
     if kind is AttributeKind.FLOATS:
         return set(map(type, value)) == {float}
+    if kind is AttributeKind.STRINGS:
+        return set(map(type, value)) == {str}
     return (set(map(type, value)) == {int}
             and min(value) >= INT64_MIN and max(value) <= INT64_MAX)
+
+
+def _str(owner: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise PopefError(f"{owner} must hold str items, got {type(value).__name__}")
+    return value
 
 
 def _is_int(value: object) -> bool:
@@ -116,7 +126,8 @@ def _is_int(value: object) -> bool:
 class Attribute:
     """One attribute of a node: a name, the kind of its value and the value.
 
-    ``INT`` values are ints, ``FLOAT`` floats, ``STRING`` str, ``INTS`` and ``FLOATS`` tuples.
+    ``INT`` values are ints, ``FLOAT`` floats, ``STRING`` str, ``INTS``, ``FLOATS`` and
+    ``STRINGS`` tuples (``STRINGS``: graph program version 1.1, docs/format.md §9).
     """
 
     name: str
@@ -142,7 +153,8 @@ class Attribute:
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                 raise PopefError(f"{owner} must be a sequence, got {type(value).__name__}")
             if not _plain_sequence(value, kind):
-                convert = _int if kind is AttributeKind.INTS else _float
+                convert = {AttributeKind.INTS: _int, AttributeKind.FLOATS: _float,
+                           AttributeKind.STRINGS: _str}[kind]
                 value = tuple(convert(owner, v) for v in value)
         object.__setattr__(self, "value", value)
 
@@ -151,8 +163,8 @@ class Attribute:
         """An attribute from a Python value; the kind is inferred from it unless given.
 
         ``kind`` may be an :class:`AttributeKind` or one of the op library's names
-        (``"int"``, ``"float"``, ``"string"``, ``"ints"``, ``"floats"``). An empty sequence
-        is inferred as ``INTS``.
+        (``"int"``, ``"float"``, ``"string"``, ``"ints"``, ``"floats"``, ``"strings"``). An
+        empty sequence is inferred as ``INTS``.
         """
         if isinstance(kind, str):
             try:
@@ -182,8 +194,10 @@ def _infer_kind(name: str, value: object) -> AttributeKind:
             return AttributeKind.INTS
         if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items):
             return AttributeKind.FLOATS
+        if all(isinstance(v, str) for v in items):
+            return AttributeKind.STRINGS
     raise PopefError(f"attribute '{name}': cannot store a value of type {type(value).__name__} "
-                     "(expected int, float, str or a sequence of ints or floats)")
+                     "(expected int, float, str or a sequence of ints, floats or strs)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,13 +361,20 @@ def encode_program(program: GraphProgram) -> bytes:
     try:
         return GRAPH_PROGRAM.build({
             "preamble": {"magic": GRAPH_MAGIC, "major": GRAPH_VERSION[0],
-                         "minor": GRAPH_VERSION[1]},
+                         "minor": minor_version_of(program)},
             "programs": [{"index": p.index, "name": p.name,
                           "steps": [_step_dict(s) for s in p.steps]} for p in program.programs],
         })
     except construct.ConstructError as exc:
         message = str(exc).split("\n", 1)[-1].strip()
         raise FormatError(f"cannot encode graph program: {message}") from exc
+
+
+def minor_version_of(program: GraphProgram) -> int:
+    """The lowest minor version that holds ``program``: older readers can read every program
+    that does not use what a later minor version added (docs/format.md §9.2)."""
+    return max((ATTRIBUTE_KIND_SINCE.get(a.kind, 0) for p in program.programs
+                for s in p.steps if isinstance(s, Node) for a in s.attributes), default=0)
 
 
 def is_graph_program(data: bytes | memoryview) -> bool:
@@ -376,6 +397,8 @@ def _read_attribute(cur: Cursor) -> Attribute:
         value = cur.numbers("q", "value")
     elif kind == AttributeKind.FLOATS:
         value = cur.numbers("d", "value")
+    elif kind == AttributeKind.STRINGS:
+        value = cur.strings("value")
     else:
         raise DecodeError(f"unknown attribute kind {kind}", cur.pos, "value")
     return Attribute(name, kind, value)

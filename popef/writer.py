@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
-import errno
 import os
-import secrets
 import stat
 import tempfile
-import weakref
 import zlib
 from typing import BinaryIO, Callable
 
@@ -33,6 +30,7 @@ import construct
 import numpy as np
 
 from . import format as fmt
+from .atomic import PrivateFile
 from .errors import FormatError, PartialTailError, PopefError, WriterError
 from .format import codec
 from .format.checksum import crc32
@@ -211,12 +209,10 @@ class Writer:
         self._active: BlobWriter | None = None
         self._closed = False
         self._failure: BaseException | None = None
-        self._temp_path: str | None = None  # the named temporary file, when O_TMPFILE is not used
-        self._unnamed = False  # the output is an O_TMPFILE, linked into place on close
+        self._private_file: PrivateFile | None = None  # a new file, put in place on close
         self._path: str | None = None
         self._append_from: int | None = None
         self._spool: BinaryIO | None = None
-        self._cleanup: weakref.finalize | None = None
         # In a private file headers are patched in batches: rewriting a page soon after it was
         # written may wait for the page cache's writeback of it (a disk round trip per blob).
         self._private = False
@@ -267,17 +263,9 @@ class Writer:
 
     def _open_private(self, path: str) -> BinaryIO:
         """A file nobody sees until :meth:`close` puts it in place of ``path``."""
-        directory = os.path.dirname(os.path.abspath(path))
-        fd = _open_unnamed(directory)
-        if fd is None:
-            fd, self._temp_path = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-            self._cleanup = weakref.finalize(self, _remove_quietly, self._temp_path)
-        self._unnamed = self._temp_path is None
+        self._private_file = PrivateFile(path)
         self._private = True
-        out = os.fdopen(fd, "w+b")
-        _match_permissions(fd if self._unnamed else self._temp_path, path)
-        return out
+        return self._private_file.file
 
     # ---- state
     def _check_usable(self) -> None:
@@ -463,19 +451,11 @@ class Writer:
                 self._finish(self._active)
             self._patch_headers()
             self._out.flush()
-            if self._owns_stream:
-                os.fsync(self._out.fileno())  # the data is on disk before anyone sees it
-                if self._unnamed:
-                    _link_into_place(self._out.fileno(), self._path)
-                    self._unnamed = False
+            if self._private_file is not None:
+                self._private_file.commit()  # durable, then in place of the destination
+            elif self._owns_stream:
+                os.fsync(self._out.fileno())
                 self._out.close()
-            if self._temp_path is not None:
-                os.replace(self._temp_path, self._path)
-                self._temp_path = None
-                if self._cleanup is not None:
-                    self._cleanup.detach()
-            if self._private:
-                _fsync_directory(os.path.dirname(os.path.abspath(self._path)))
         except BaseException as exc:
             self.abort()
             if isinstance(exc, PopefError):
@@ -491,18 +471,15 @@ class Writer:
         if self._active is not None:
             self._active._state = _State.DEACTIVATED
             self._active = None
-        if self._owns_stream:
+        if self._private_file is not None:
+            self._private_file.abort()
+        elif self._owns_stream:
             try:
                 if self._append_from is not None:
                     self._out.truncate(self._append_from)
                 self._out.close()
             except OSError:
                 pass
-        if self._temp_path is not None:
-            _remove_quietly(self._temp_path)
-            self._temp_path = None
-            if self._cleanup is not None:
-                self._cleanup.detach()
 
     def __enter__(self) -> "Writer":
         return self
@@ -539,81 +516,3 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
         array = array.astype(array.dtype.newbyteorder("<"))
     # not ascontiguousarray: it turns a scalar into a 1-element vector
     return array if array.flags.c_contiguous else array.copy(order="C")
-
-
-def _match_permissions(target: int | str, path: str) -> None:
-    """Give the private file the mode the destination has (or would get from the umask)."""
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(target, mode)
-
-
-_PROC_FDS = "/proc/self/fd"
-# O_TMPFILE refused by the kernel or the file system: use a named temporary file instead
-_NO_UNNAMED_FILES = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
-
-
-def _open_unnamed(directory: str) -> int | None:
-    """An unnamed file in ``directory`` (Linux ``O_TMPFILE``): it vanishes with the process
-    unless it is linked into place. None where the system or the file system lacks them."""
-    flag = getattr(os, "O_TMPFILE", None)
-    if flag is None or not os.path.isdir(_PROC_FDS):  # linking needs /proc/self/fd
-        return None
-    try:
-        return os.open(directory, flag | os.O_RDWR, 0o600)
-    except OSError as exc:
-        if exc.errno in _NO_UNNAMED_FILES:
-            return None
-        raise
-
-
-def _link_into_place(fd: int, path: str) -> None:
-    """Give the unnamed file ``fd`` the name ``path``, replacing the file there if any."""
-    proc = os.open(_PROC_FDS, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        def link(name: str) -> None:
-            # linkat(AT_SYMLINK_FOLLOW) through /proc; a plain link() would not follow it
-            os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
-
-        try:
-            link(path)
-            return
-        except FileExistsError:
-            pass  # linkat cannot replace: link beside it, then rename over it
-        directory, name = os.path.split(os.path.abspath(path))
-        while True:
-            temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-            try:
-                link(temp)
-                break
-            except FileExistsError:
-                continue
-        try:
-            os.replace(temp, path)
-        except BaseException:
-            _remove_quietly(temp)
-            raise
-    finally:
-        os.close(proc)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a new or renamed entry of ``directory`` durable (POSIX; a no-op elsewhere)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -177,21 +177,22 @@ def _dump(paths: list[str], chosen: list[str], stats: bool, verify: bool, as_jso
 
 def _dump_reader(reader, paths: list[str], chosen: list[str], stats: bool, verify: bool,
                  as_json: bool, color: bool | None) -> int:
-    from popef.model import check_links
+    from popef.model import link_models
 
     from . import jsonout, render
     from . import verify as verifier
     from .doc import join
-    from .views import file_sizes, model_views, tensor_stats
+    from .views import file_sizes, tensor_stats
 
     sizes = file_sizes(paths)
     total = sum(size for _, size in sizes)
     summary = not chosen and not verify
     views = None
     if summary or {"user_anchors", "all_anchors", "metadata"} & set(chosen):
-        views = model_views(reader)
+        linking = link_models(reader)
+        views = list(linking.models)
         if not verify:
-            problems = check_links(reader)
+            problems = linking.problems
             for problem in problems[:MAX_WARNINGS]:
                 _warn(problem)
             if len(problems) > MAX_WARNINGS:

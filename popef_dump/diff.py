@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import popef
 
-from .views import ModelView, model_views
+from .views import model_views
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _pair(old: dict, new: dict):
     return removed, added, [(name, name) for name in common]
 
 
-def _model_diff(old: ModelView, new: ModelView) -> ModelDiff:
+def _model_diff(old: popef.Model, new: popef.Model) -> ModelDiff:
     result = ModelDiff(old.name, new.name,
                        _changes(metadata_fields(old.metadata), metadata_fields(new.metadata)))
     old_anchors = {a.name: a for a in old.metadata.anchors}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import popef
 
 from .diff import Change, metadata_fields
-from .views import ModelView, Stats, blob_counts, blob_name, checksum_state
+from .views import Stats, blob_counts, blob_name, checksum_state
 
 if TYPE_CHECKING:
     from .diff import BlobDiff, DiffReport
@@ -151,19 +151,19 @@ def metadata(md: popef.Metadata) -> dict:
     return out
 
 
-def models(views: list[ModelView], *, user: bool = False, every: bool = False,
+def models(views: list[popef.Model], *, user: bool = False, every: bool = False,
            meta: bool = False) -> list[dict]:
     """One object per model with the parts asked for."""
     out = []
     for view in views:
         entry: dict = {"name": view.name, "executable_found": view.executable is not None}
         if user:
-            entry["user_anchors"] = {"inputs": [anchor(a) for a in view.user_inputs()],
-                                     "outputs": [anchor(a) for a in view.user_outputs()]}
+            entry["user_anchors"] = {"inputs": [anchor(a) for a in view.user_input_anchors()],
+                                     "outputs": [anchor(a) for a in view.user_output_anchors()]}
         if every:
             stored = view.stored_names
             entry["anchors"] = [dict(anchor(a), stored=a.name in stored,
-                                     user_provided=view.is_user(a))
+                                     user_provided=view.is_user_anchor(a))
                                 for a in view.metadata.anchors]
         if meta:
             entry["metadata"] = metadata(view.metadata)
@@ -171,7 +171,7 @@ def models(views: list[ModelView], *, user: bool = False, every: bool = False,
     return out
 
 
-def summary(reader: popef.Reader, views: list[ModelView], total_size: int) -> dict:
+def summary(reader: popef.Reader, views: list[popef.Model], total_size: int) -> dict:
     counts = blob_counts(reader)
     return {"num_blobs": sum(counts.values()), "total_size": total_size, "blob_counts": counts,
             "num_models": len(views)}

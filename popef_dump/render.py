@@ -32,7 +32,7 @@ from .doc import (
     quote,
 )
 from .verify import MAX_PROBLEMS_PER_KIND
-from .views import ModelView, Stats, blob_counts, blob_name, checksum_state
+from .views import Stats, blob_counts, blob_name, checksum_state
 
 if TYPE_CHECKING:
     from .diff import Change, DiffReport
@@ -70,12 +70,12 @@ def number(value) -> str:
 
 # -- anchors -------------------------------------------------------------------------
 
-def _model_title(doc: Doc, view: ModelView, several: bool) -> None:
+def _model_title(doc: Doc, view: popef.Model, several: bool) -> None:
     if several:
         doc.line(0, "Model: ", (quote(view.name), NAME))
 
 
-def _anchor(doc: Doc, anchor: popef.Anchor, marked: ModelView | None = None) -> None:
+def _anchor(doc: Doc, anchor: popef.Anchor, marked: popef.Model | None = None) -> None:
     """One anchor in Graphcore's layout; ``marked``: add whether it is stored, user-provided."""
     info = anchor.tensor_info
     doc.line(4, "Name: ", (quote(anchor.name), NAME), ":")
@@ -86,11 +86,11 @@ def _anchor(doc: Doc, anchor: popef.Anchor, marked: ModelView | None = None) -> 
     doc.line(6, f"IsPerReplica: {anchor.is_per_replica}")
     if marked is not None:
         doc.line(6, f"Stored: {anchor.name in marked.stored_names}")
-        doc.line(6, f"UserProvided: {marked.is_user(anchor)}")
+        doc.line(6, f"UserProvided: {marked.is_user_anchor(anchor)}")
 
 
 def _group(doc: Doc, title: str, anchors: list[popef.Anchor],
-           marked: ModelView | None = None) -> None:
+           marked: popef.Model | None = None) -> None:
     doc.line(2, (title + ":", HEADING))
     if not anchors:
         doc.line(4, ("(none)", DIM))
@@ -102,14 +102,14 @@ def _no_models(doc: Doc) -> Doc:
     return doc.line(2, ("(no model: the input has no metadata blob)", DIM))
 
 
-def user_anchors(views: list[ModelView]) -> Doc:
+def user_anchors(views: list[popef.Model]) -> Doc:
     """The anchors a caller feeds and reads (docs/format.md §6), in Graphcore's layout."""
     doc = Doc()
     for view in views:
         _model_title(doc, view, len(views) > 1)
         doc.line(0, ("Anchors:", HEADING))
-        _group(doc, "Inputs (User-provided)", view.user_inputs())
-        _group(doc, "Outputs (User-provided)", view.user_outputs())
+        _group(doc, "Inputs (User-provided)", view.user_input_anchors())
+        _group(doc, "Outputs (User-provided)", view.user_output_anchors())
     if not views:
         _no_models(doc.line(0, ("Anchors:", HEADING)))
     return doc
@@ -122,7 +122,7 @@ ANCHOR_GROUPS = (
 )
 
 
-def all_anchors(views: list[ModelView]) -> Doc:
+def all_anchors(views: list[popef.Model]) -> Doc:
     """Every anchor, grouped by type, each marked ``Stored`` and ``UserProvided``."""
     doc = Doc()
     for view in views:
@@ -139,7 +139,7 @@ def all_anchors(views: list[ModelView]) -> Doc:
 
 # -- metadata ------------------------------------------------------------------------
 
-def _missing_executable(view: ModelView) -> tuple:
+def _missing_executable(view: popef.Model) -> tuple:
     """Spans that flag a metadata blob naming no executable blob of the input."""
     return () if view.executable else ("  ", ("(no such executable blob)", BAD))
 
@@ -158,7 +158,7 @@ def _options(doc: Doc, title: str, options: tuple[popef.Option, ...]) -> None:
         doc.line(4, (quote(option.name), NAME), ": ", quote(option.value))
 
 
-def metadata(views: list[ModelView]) -> Doc:
+def metadata(views: list[popef.Model]) -> Doc:
     """Every field of each metadata blob, program indices named from the programs map."""
     doc = Doc()
     for view in views:
@@ -191,7 +191,7 @@ def metadata(views: list[ModelView]) -> Doc:
 
 # -- summary -------------------------------------------------------------------------
 
-def summary(reader: popef.Reader, views: list[ModelView], total_size: int) -> Doc:
+def summary(reader: popef.Reader, views: list[popef.Model], total_size: int) -> Doc:
     """Blob counts per type, the total size, the models and their user anchors."""
     doc = Doc()
     counts = blob_counts(reader)
@@ -208,7 +208,7 @@ def summary(reader: popef.Reader, views: list[ModelView], total_size: int) -> Do
                  *_missing_executable(view))
         rows = [(kind, (quote(a.name), NAME), (a.tensor_info.dtype.name, TYPE),
                  shape_text(a.tensor_info.shape), str(a.tensor_info.size_in_bytes))
-                for kind, group in (("input", view.user_inputs()), ("output", view.user_outputs()))
+                for kind, group in (("input", view.user_input_anchors()), ("output", view.user_output_anchors()))
                 for a in group]
         if rows:
             doc.table([Column("User"), Column("Name"), Column("DType"), Column("Shape"),

@@ -1,9 +1,9 @@
 """What the renderers show, gathered from a :class:`popef.Reader` without reading tensor data.
 
-A :class:`ModelView` is one metadata blob with the blobs linked to it by name. It is built
-whether or not the file keeps PopEF's linking rules (a dump must show a broken file too); when
-the rules hold it has exactly the content of the library's :class:`popef.Model`. The rules
-themselves are checked by :func:`popef.model.check_links` (``--verify``).
+The models a dump shows come from the library's lenient linker,
+:func:`popef.model.link_models`: one :class:`popef.Model` per metadata blob, built whether or
+not the file keeps PopEF's linking rules (a dump must show a broken file too), with the broken
+rules as messages (``--verify`` lists them all).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import popef
-from popef.model import is_user_anchor
+from popef.model import link_models
 
 # Elements per step when reducing tensor data, so that memory stays bounded on huge tensors.
 STATS_CHUNK = 1 << 20
@@ -24,53 +24,9 @@ STATS_CHUNK = 1 << 20
 RAW_DTYPES = frozenset({popef.DataType.F8, popef.DataType.F8143, popef.DataType.F8152})
 
 
-@dataclass(frozen=True)
-class ModelView:
-    """One metadata blob and the blobs that its names link to."""
-
-    metadata: popef.Metadata
-    executable: popef.ExecutableReader | None  # None when no executable has that name
-    tensors: tuple[popef.TensorReader, ...]
-    feeds: tuple[popef.FeedReader, ...]
-    opaque_blobs: tuple[popef.OpaqueReader, ...]
-
-    @property
-    def name(self) -> str:
-        return self.metadata.executable
-
-    @property
-    def stored_names(self) -> frozenset[str]:
-        return frozenset(t.name for t in self.tensors) | frozenset(f.name for f in self.feeds)
-
-    def is_user(self, anchor: popef.Anchor) -> bool:
-        return is_user_anchor(anchor, self.metadata, self.stored_names)
-
-    def user_inputs(self) -> list[popef.Anchor]:
-        return [a for a in self.metadata.anchors
-                if a.type is popef.TensorType.INPUT and self.is_user(a)]
-
-    def user_outputs(self) -> list[popef.Anchor]:
-        return [a for a in self.metadata.anchors
-                if a.type is popef.TensorType.OUTPUT and self.is_user(a)]
-
-
-def model_views(reader: popef.Reader) -> list[ModelView]:
-    """One view per metadata blob, in file order."""
-    executables: dict[str, popef.ExecutableReader] = {}
-    for executable in reader.executables():
-        executables.setdefault(executable.name, executable)
-    tensors, feeds, opaque = reader.tensors(), reader.feeds(), reader.opaque_blobs()
-    views = []
-    for md in reader.metadata():
-        names = {a.name for a in md.anchors}
-        views.append(ModelView(
-            metadata=md,
-            executable=executables.get(md.executable),
-            tensors=tuple(t for t in tensors if t.name in names),
-            feeds=tuple(f for f in feeds if f.name in names),
-            opaque_blobs=tuple(o for o in opaque if o.executable == md.executable),
-        ))
-    return views
+def model_views(reader: popef.Reader) -> list[popef.Model]:
+    """One model per metadata blob, in file order, linked leniently."""
+    return list(link_models(reader).models)
 
 
 def blob_counts(reader: popef.Reader) -> dict[str, int]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
+
+import numpy as np
 
 import popef
 
@@ -68,3 +71,28 @@ def minimal_model_bytes() -> bytes:
         writer.write_metadata(popef.Metadata(executable="m"))
         writer.create_executable("m").close()
     return stream.getvalue()
+
+
+def save_linear_softmax(path: Path, weights: np.ndarray, *, batch: int = 1,
+                        input_name: str = "input", output_name: str = "out",
+                        executable_name: str = "m", replication_factor: int = 1,
+                        device_iterations: int = 1) -> Path:
+    """The model of the serving and Triton tests, ``softmax(x @ weights)``: input F32
+    ``(batch, K)`` (per replica), output F32 ``(batch, N)`` for ``weights`` of shape (K, N)."""
+    from popef.runtime import GraphBuilder
+
+    g = GraphBuilder()
+    x = g.add_input(input_name, popef.DataType.F32, (batch, weights.shape[0]))
+    w = g.add_weight("w", weights)
+    g.add_output(g.add_node("Softmax", [g.add_node("MatMul", [x, w])], axis=-1), output_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g.save(path, executable_name=executable_name, replication_factor=replication_factor,
+           device_iterations=device_iterations)
+    return path
+
+
+def linear_softmax_reference(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """What :func:`save_linear_softmax`'s model computes, in float64."""
+    z = x.astype(np.float64) @ weights.astype(np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import popef
-from popef import writer as writer_module
+from popef.atomic import open_unnamed
 from popef.cli import main as popef_main
 from popef.format import HEADER, HEADER_SIZE, MAGIC
 from popef.repair import apply_repair, plan_repair
@@ -394,7 +394,7 @@ def test_appenders_in_two_processes_exclude_each_other(tmp_path):
 # -- item: a killed "w" leaves nothing, and writes are durable -----------------------------------
 
 def unnamed_files_work(folder) -> bool:
-    fd = writer_module._open_unnamed(str(folder))
+    fd = open_unnamed(str(folder))
     if fd is None:
         return False
     os.close(fd)

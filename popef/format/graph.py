@@ -18,7 +18,9 @@ from construct import Bytes, Float64l, Int8ul, Int16ul, Int32ul, Int64sl, Struct
 from ._constructs import MAX_ARRAY_ITEMS, BoundedArray, String
 
 GRAPH_MAGIC = b"PopEFgp\x00"  # 8 bytes: a PopEF graph program
-GRAPH_VERSION = (1, 0)
+#: the newest version this library reads and writes; a program is written with the lowest minor
+#: version that can hold it (1.1 only when it has a STRINGS attribute), see docs/format.md §9.2
+GRAPH_VERSION = (1, 1)
 
 
 class StepKind(IntEnum):
@@ -37,6 +39,11 @@ class AttributeKind(IntEnum):
     STRING = 3
     FLOATS = 6
     INTS = 7
+    STRINGS = 8  # since version 1.1
+
+
+#: the minor version (of major 1) that added an attribute kind; the others are in 1.0
+ATTRIBUTE_KIND_SINCE = {AttributeKind.STRINGS: 1}
 
 
 class _Unknown(c.Construct):
@@ -73,6 +80,7 @@ ATTRIBUTE = Struct(
         AttributeKind.STRING: String,
         AttributeKind.INTS: BoundedArray(Int64sl, min_item_size=8),
         AttributeKind.FLOATS: BoundedArray(Float64l, min_item_size=8),
+        AttributeKind.STRINGS: BoundedArray(String, min_item_size=4),
     }, default=_Unknown("attribute kind", "kind")),
 )
 

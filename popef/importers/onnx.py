@@ -56,6 +56,7 @@ from .opsets import (
     MIN_OPSET,
     NON_DETERMINISTIC,
     OBSOLETE_ATTRIBUTES,
+    OLDEST_OPSET,
 )
 from .source import (
     OnnxSource,
@@ -233,19 +234,40 @@ class _Converter:
         self.total = 0
 
     # ---- the whole model
-    def _opset(self) -> int:
+    def _opset(self) -> int | None:
+        """The default domain's opset; None when the model imports only other domains (then
+        any node of the default domain is refused, and every other node is an unsupported op).
+        """
         versions = [o.version for o in self.model.opset_import if o.domain in _DEFAULT_DOMAINS]
         if not versions:
             if self.model.ir_version and self.model.ir_version < 3:
                 return MIN_OPSET  # IR 1-2 predate opset_import: the oldest the importer takes
-            raise ExecutionError(f"{self.source.label} does not say which ONNX opset it uses "
-                                 "(no opset_import for the default domain)")
+            return None
         opset = int(max(versions))
         current = self.onnx.defs.onnx_opset_version()
-        if not MIN_OPSET <= opset <= current:
+        if not OLDEST_OPSET <= opset <= current:
             raise ExecutionError(f"{self.source.label} uses ONNX opset {opset}; the importer "
-                                 f"takes opsets {MIN_OPSET} to {current}")
+                                 f"takes opsets {OLDEST_OPSET} to {current} (opsets below "
+                                 f"{MIN_OPSET} for ops unchanged since)")
         return opset
+
+    def _check_old_opset(self, op_type: str, where: str) -> None:
+        """Below opset 7, an op is taken only where its definition is the one opset 7 has."""
+        assert self.opset is not None
+        if self.opset >= MIN_OPSET:
+            return
+        defs = self.onnx.defs
+        try:
+            old = defs.get_schema(op_type, self.opset).since_version
+            new = defs.get_schema(op_type, MIN_OPSET).since_version
+        except defs.SchemaError:
+            return  # not an ONNX op at this opset: reported as unsupported
+        if old != new:
+            raise ExecutionError(
+                f"{where}: the model's opset {self.opset} defines {op_type} as of version "
+                f"{old}, which opset {new} changed; the importer takes {op_type} as defined "
+                f"from opset {MIN_OPSET} on (convert the model with "
+                f"onnx.version_converter.convert_version(model, {MIN_OPSET}))")
 
     def _given_shapes(self, shapes: Mapping[str, Iterable[int]]) -> dict[str, tuple[int, ...]]:
         if not isinstance(shapes, Mapping):
@@ -276,7 +298,8 @@ class _Converter:
         self._fail_on_unsupported()
         outputs = self._outputs(graph)
         self._prune(outputs)
-        return ConvertedGraph(self.inputs, self.weights, self.nodes, outputs, self.opset,
+        opset = 0 if self.opset is None else self.opset  # 0: no default-domain opset
+        return ConvertedGraph(self.inputs, self.weights, self.nodes, outputs, opset,
                               self.onnx_nodes, self.folded)
 
     def _inputs(self, graph: Any) -> None:
@@ -440,10 +463,16 @@ class _Converter:
                     and tensor not in self.unknown:
                 raise ExecutionError(f"{where}: input {k} '{escape_text(tensor)}' is not defined "
                                      "before it (the graph must be topologically sorted)")
+        if domain in _DEFAULT_DOMAINS:
+            if self.opset is None:
+                raise ExecutionError(f"{where}: {self.source.label} does not say which ONNX opset "
+                                     "it uses (no opset_import for the default domain)")
+            self._check_old_opset(op_type, where)
         if any(t in self.unknown for t in inputs if t):
             self._unsupported_or_unknown(op_type, name, outputs)
             return
-        if domain not in _DEFAULT_DOMAINS:
+        if domain not in _DEFAULT_DOMAINS and op_type not in OPS:
+            # other domains' ops are registered as "<domain>.<op type>" (ai.onnx.ml.Binarizer)
             self._unsupported(op_type, name, outputs)
             return
         if op_type in CONTROL_FLOW:
@@ -541,6 +570,12 @@ class _Converter:
                 except UnicodeDecodeError:
                     raise ExecutionError(f"{where}: attribute '{escape_text(key)}' is not "
                                          "UTF-8 text") from None
+            elif kind == A.STRINGS:
+                try:
+                    attrs[key] = [v.decode("utf-8") for v in attribute.strings]
+                except UnicodeDecodeError:
+                    raise ExecutionError(f"{where}: attribute '{escape_text(key)}' holds an item "
+                                         "that is not UTF-8 text") from None
             elif kind == A.INTS:
                 attrs[key] = [int(v) for v in attribute.ints]
             elif kind == A.FLOATS:
@@ -628,9 +663,18 @@ class _Converter:
                 tensor = self._fresh(f"{name}/{key}")
                 self._define_static(tensor, value, where)
                 inputs[index] = tensor
-        if op_type == "Resize" and self.opset == 10 and len(inputs) == 2:
-            inputs = [inputs[0], "", inputs[1]]  # opset 10: (X, scales); later (X, roi, scales)
+        if op_type == "Resize" and len(inputs) == 2 and self.opset != 10:
+            # the runtime reads two inputs as opset 10's (X, scales); later opsets need
+            # scales or sizes as input 2 or 3
+            raise ExecutionError(f"{where}: at opset {self.opset} Resize takes scales or sizes "
+                                 "as input 2 or 3, but it has only 2 inputs (X, roi)")
+        tensor_valued = getattr(op_class, "tensor_attributes", ())
         for key, value in attrs.items():
+            if key in tensor_valued and isinstance(value, np.ndarray):
+                raise ExecutionError(
+                    f"{where}: attribute '{escape_text(key)}' is a tensor, which a saved graph "
+                    "program cannot hold, so the node must be folded at import: every input "
+                    "of it must be a constant known at import")
             if isinstance(value, np.ndarray) or not isinstance(value, (int, float, str, list)):
                 raise ExecutionError(f"{where}: attribute '{escape_text(key)}' holds a "
                                      f"{type(value).__name__}, which the runtime's op does not take")

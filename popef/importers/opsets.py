@@ -17,9 +17,14 @@ __all__ = [
            "MIN_OPSET",
            "NON_DETERMINISTIC",
            "OBSOLETE_ATTRIBUTES",
+           "OLDEST_OPSET",
 ]
 
+#: the opset whose op definitions the importer takes; a model of an older opset is imported
+#: when every op it uses is defined as in this one (checked with ONNX's op schemas)
 MIN_OPSET = 7
+#: opset_import versions start at 1
+OLDEST_OPSET = 1
 
 #: op type -> {old attribute: (input index, how the constant is stored)} for attributes that
 #: became inputs: "ints" (int64 vector), "float" (a scalar of the data input's dtype),

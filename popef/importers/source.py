@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ExecutionError
 from ..escaping import escape_text
-from .wire import MIN_INLINE_BYTES, SELF_LOCATION, split_inline_weights
+from .wire import MIN_INLINE_BYTES, InlineWeights, find_inline_weights
 
 __all__ = [
     "ONNX_DTYPE_NAMES",
@@ -87,10 +87,56 @@ class OnnxSource:
     base_dir: str | None  # the folder external data paths are relative to
     #: the .onnx file whose inline weights were left out of ``model`` (see importers/wire.py)
     inline_weights_path: str | None = None
+    #: the external-data location that stands for that file (unique to this reading)
+    inline_location: str | None = None
 
 
 def load_source(model: Any, *, base_dir: str | None = None) -> OnnxSource:
     """Read ``model`` (a path, bytes or an ``onnx.ModelProto``) without its external data."""
+    source = _load_source(model, base_dir)
+    _check_text(source.model.graph, source.label)
+    return source
+
+
+def _check_text(graph: Any, label: str) -> None:
+    """Refuse names that are not text: protobuf hands a string field that is not valid UTF-8
+    over as bytes, which every message would otherwise trip on."""
+    def check(value: Any, what: str) -> None:
+        if not isinstance(value, str):
+            raise ExecutionError(f"{label} is not a valid ONNX model: {what} is not UTF-8 text "
+                                 f"({bytes(value)[:32]!r})")
+
+    graphs = [graph]
+    while graphs:
+        g = graphs.pop()
+        check(g.name, "a graph name")
+        for values, what in ((g.input, "an input name"), (g.output, "an output name"),
+                             (g.value_info, "a value_info name")):
+            for value in values:
+                check(value.name, what)
+                if value.type.HasField("tensor_type"):
+                    for dim in value.type.tensor_type.shape.dim:
+                        check(dim.dim_param, "a dimension name")
+        for tensor in g.initializer:
+            check(tensor.name, "an initializer name")
+            for entry in tensor.external_data:
+                check(entry.key, "an external data key")
+                check(entry.value, "an external data value")
+        for node in g.node:
+            for value, what in ((node.name, "a node name"), (node.op_type, "an op type"),
+                                (node.domain, "a node domain")):
+                check(value, what)
+            for name in (*node.input, *node.output):
+                check(name, "a tensor name")
+            for attribute in node.attribute:
+                check(attribute.name, "an attribute name")
+                check(attribute.ref_attr_name, "an attribute reference")
+                if attribute.HasField("g"):
+                    graphs.append(attribute.g)
+                graphs.extend(attribute.graphs)
+
+
+def _load_source(model: Any, base_dir: str | None) -> OnnxSource:
     onnx = require_onnx()
     if isinstance(model, onnx.ModelProto):
         return OnnxSource(model, "the model", base_dir)
@@ -106,10 +152,14 @@ def load_source(model: Any, *, base_dir: str | None = None) -> OnnxSource:
     base_dir = base_dir or os.path.dirname(os.path.abspath(path))
     try:
         with open(path, "rb") as f:
-            skeleton = _skeleton(f)
-            if skeleton is not None:  # the weights stay in the file, memory-mapped later
-                return OnnxSource(_parse(onnx, skeleton, label), label, base_dir,
-                                  inline_weights_path=os.path.abspath(path))
+            found = _skeleton(f)
+            if found is not None:  # the weights stay in the file, memory-mapped later
+                try:
+                    return OnnxSource(_parse(onnx, found.skeleton, label), label, base_dir,
+                                      inline_weights_path=os.path.abspath(path),
+                                      inline_location=found.location)
+                except ExecutionError:
+                    pass  # parsed whole below, which says what is wrong with the file
             f.seek(0)
             data = f.read()
     except OSError as exc:
@@ -117,7 +167,7 @@ def load_source(model: Any, *, base_dir: str | None = None) -> OnnxSource:
     return OnnxSource(_parse(onnx, data, label), label, base_dir)
 
 
-def _skeleton(f) -> bytes | None:
+def _skeleton(f) -> InlineWeights | None:
     """The model file without its large inline weights, or None (then it is parsed whole)."""
     size = os.fstat(f.fileno()).st_size
     if size < MIN_INLINE_BYTES:
@@ -127,7 +177,7 @@ def _skeleton(f) -> bytes | None:
     except (OSError, ValueError):
         return None
     with mapped:
-        return split_inline_weights(mapped)
+        return find_inline_weights(mapped)
 
 
 def _parse(onnx, data: bytes, label: str):
@@ -192,7 +242,9 @@ def _external(tensor: Any, source: OnnxSource, what: str, dtype: np.dtype,
     location = info.get("location", "")
     if not location:
         raise ExecutionError(f"{what}: external data without a location")
-    if location == SELF_LOCATION and source.inline_weights_path is not None:
+    if source.inline_location is not None and location == source.inline_location:
+        # written by importers/wire.py for this reading: offset and length are its own
+        assert source.inline_weights_path is not None
         length, nbytes = int(info["length"]), count * dtype.itemsize
         if length != nbytes:  # the message tensor_to_array gives for raw data inline
             raise ExecutionError(f"{what}: raw data holds {length} bytes, expected {nbytes} "

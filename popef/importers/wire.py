@@ -6,19 +6,30 @@ of its ``TensorProto``. Parsing the file copies those bytes into protobuf, and r
 most of an import. :func:`split_inline_weights` walks the protobuf wire format of the file just
 far enough to find every large ``raw_data`` (model → graph → initializer) and returns the file
 without them: each such initializer is rewritten as *external data* pointing back into the
-file itself (location :data:`SELF_LOCATION`, its offset and length), so the importer memory-maps
-the weights straight from the page cache, as it does for ``model.onnx.data``.
+file itself (a location that starts with :data:`SELF_LOCATION`, its offset and length), so the
+importer memory-maps the weights straight from the page cache, as it does for
+``model.onnx.data``.
 
-Anything unexpected (a group wire type, a length past the end, a tensor that already has an
-external location) makes it give up and return None; the caller then parses the whole file
-the ordinary way, which reports what is wrong.
+Anything unexpected (a group wire type, a length past the end, a varint over 10 bytes, field
+number 0, a tensor that already has an external location) makes it give up and return None;
+the caller then parses the whole file the ordinary way, which reports what is wrong. The walk
+is linear in the file's size (every field moves forward), looks three messages deep and
+copies at most the file's bytes less the weights it leaves out.
+
+The location of each walk ends with a random token: a file cannot forge a reference into
+itself (a location written in the file never equals it, and holds a NUL byte that no file
+name has, so the importer refuses it).
 """
 
 from __future__ import annotations
 
-__all__ = ["SELF_LOCATION", "split_inline_weights"]
+import secrets
+from dataclasses import dataclass
 
-#: The external-data location that means "the .onnx file itself"; no file can be named so.
+__all__ = ["SELF_LOCATION", "InlineWeights", "find_inline_weights", "split_inline_weights"]
+
+#: How the external-data locations that mean "the .onnx file itself" start; no file can be
+#: named so (NUL). Each walk adds its own random token (:attr:`InlineWeights.location`).
 SELF_LOCATION = "\x00inline"
 
 MIN_INLINE_BYTES = 64 * 1024  # smaller weights stay in the protobuf: not worth a memory map
@@ -86,7 +97,16 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
     return _encode_varint(field << 3 | 2) + _encode_varint(len(payload)) + payload
 
 
-def _tensor(data, start: int, end: int) -> bytes | None:
+@dataclass(frozen=True)
+class InlineWeights:
+    """A model file without its large inline weights."""
+
+    skeleton: bytes  # the serialized ModelProto, each large raw_data made external data
+    location: str  # the external-data location that stands for the file itself
+    count: int  # how many initializers were made external
+
+
+def _tensor(data, start: int, end: int, location: str) -> bytes | None:
     """The TensorProto at ``data[start:end]`` with its raw data made external, or None."""
     raw = None
     for field, wire, _, value_start, field_end in _fields(data, start, end):
@@ -102,7 +122,7 @@ def _tensor(data, start: int, end: int) -> bytes | None:
     entries = b"".join(
         _length_delimited(_TENSOR_EXTERNAL_DATA,
                           _length_delimited(1, key.encode()) + _length_delimited(2, value.encode()))
-        for key, value in (("location", SELF_LOCATION), ("offset", str(raw[0])),
+        for key, value in (("location", location), ("offset", str(raw[0])),
                            ("length", str(raw[1] - raw[0]))))
     return kept + entries + _encode_varint(_TENSOR_DATA_LOCATION << 3) + b"\x01"
 
@@ -126,16 +146,26 @@ def _rewrite(data, start: int, end: int, field_of_child: int, child) -> tuple[by
     return b"".join(pieces), rewritten
 
 
-def _graph(data, start: int, end: int) -> tuple[bytes, int]:
-    return _rewrite(data, start, end, _GRAPH_INITIALIZER, _tensor)
-
-
-def split_inline_weights(data) -> bytes | None:
+def find_inline_weights(data) -> InlineWeights | None:
     """The serialized ModelProto ``data`` (bytes, mmap or memoryview) with its large inline
     initializers turned into references into ``data`` itself; None when there are none or the
     file is not what it should be."""
+    location = f"{SELF_LOCATION}:{secrets.token_hex(8)}"
+
+    def tensor(data, start: int, end: int) -> bytes | None:
+        return _tensor(data, start, end, location)
+
+    def graph(data, start: int, end: int) -> tuple[bytes, int]:
+        return _rewrite(data, start, end, _GRAPH_INITIALIZER, tensor)
+
     try:
-        skeleton, rewritten = _rewrite(data, 0, len(data), _MODEL_GRAPH, _graph)
+        skeleton, rewritten = _rewrite(data, 0, len(data), _MODEL_GRAPH, graph)
     except _Malformed:
         return None
-    return skeleton if rewritten else None
+    return InlineWeights(skeleton, location, rewritten) if rewritten else None
+
+
+def split_inline_weights(data) -> bytes | None:
+    """:func:`find_inline_weights`'s skeleton alone."""
+    found = find_inline_weights(data)
+    return None if found is None else found.skeleton

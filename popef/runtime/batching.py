@@ -116,6 +116,13 @@ ROW_RULES: dict[str, Rule] = {
     **{name: _op_says for name in ("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
                                    "Attention", "RotaryEmbedding", "RNN", "GRU", "LSTM",
                                    "GridSample", "AffineGrid")},
+    **{name: _op_says for name in ("MatMulInteger", "QLinearMatMul", "ConvInteger",
+                                   "QLinearConv", "TfIdfVectorizer", "Scatter")},
+    **{name: _op_says for name in ("DFT", "STFT", "HannWindow", "HammingWindow",
+                                   "BlackmanWindow", "MelWeightMatrix", "LinearAttention",
+                                   "CausalConvWithState", "TensorScatter", "Col2Im",
+                                   "CenterCropPad")},
+    **{name: _op_says for name in ("ai.onnx.ml.Binarizer", "ai.onnx.ml.ArrayFeatureExtractor")},
     **{name: _any for name in (
         "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Clip", "Identity", "Dropout", "Cast",
         "Add", "Sub", "Mul", "Div", "Exp", "Log", "Sqrt", "Neg", "Abs", "Pow", "Erf", "Elu",

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..escaping import escape_text
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -40,8 +42,7 @@ class CommandError(Exception):
 
 def safe(text: str) -> str:
     """A name read from a file, with control characters escaped for the terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return escape_text(text, backslashes=False)
 
 
 def is_probability(values: np.ndarray) -> bool:
@@ -212,37 +213,18 @@ def _input_hint(source: str | None) -> str:
 
 def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Like ``numpy.savez``, for any names (``np.savez`` reserves ``file`` and ``allow_pickle``)."""
-    import os
-    import tempfile
     import zipfile
 
     import numpy as np
 
-    # written beside the destination and renamed over it: a failed save loses nothing
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w+b") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED,
-                                                         allowZip64=True) as archive:
-            for name, array in arrays.items():
-                with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
+    from ..atomic import PrivateFile
 
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    # a failed save loses nothing: the file takes the destination's place only when whole
+    with PrivateFile(path) as private, zipfile.ZipFile(private.file, "w", zipfile.ZIP_STORED,
+                                                       allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ExecutionError, PopefError
+from ..escaping import escape_text
 from ..model import Model, corrupt_as, is_user_anchor
 from ..program import (
     MAX_GRAPH_PROGRAM_SIZE,
@@ -653,7 +654,7 @@ def run_program(program: CompiledProgram, env: dict[str, np.ndarray],
 # -- messages --------------------------------------------------------------------------------
 
 def _quote(text: str) -> str:
-    escaped = text.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+    escaped = escape_text(text).replace("'", "\\'")
     return f"'{escaped}'"
 
 

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from ..atomic import write_atomically
 from ..errors import ExecutionError, PopefError
 from ..program import DeviceToHost, HostToDevice
 from .batching import fold_blocker
@@ -269,19 +270,10 @@ def _write(model: onnx.ModelProto, out: str | os.PathLike | IO[bytes]) -> None:
         except OSError as exc:
             raise PopefError(f"cannot write '{path}': {exc.strerror or exc}") from exc
         return
-    # atomic: a temporary file next to the target (the link's target, for a symbolic link),
-    # renamed over it
-    target = os.path.realpath(path)
-    temporary = f"{target}.tmp-{os.getpid()}"
+    # atomic, in place of the link's target for a symbolic link
     try:
-        with open(temporary, "wb") as file:
-            file.write(data)
-        os.replace(temporary, target)
+        write_atomically(os.path.realpath(path), lambda file: file.write(data))
     except OSError as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
         raise PopefError(f"cannot write '{path}': {exc.strerror or exc}") from exc
 
 

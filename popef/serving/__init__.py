@@ -41,9 +41,9 @@ _WHERE = {
     "InferenceServicer": "grpc_servicer",
     "create_grpc_server": "grpc_servicer",
     "Server": "server",
-    "ServerOptions": "server",
-    "ServingError": "errors",
-    "Status": "errors",
+    "ServerOptions": "options",
+    "ServingError": ".servable.errors",
+    "Status": ".servable.errors",
     "render_metrics": "metrics",
 }
 

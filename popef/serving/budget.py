@@ -20,7 +20,7 @@ import bisect
 import itertools
 from dataclasses import dataclass, field
 
-from .errors import unavailable
+from ..servable.errors import unavailable
 
 __all__ = ["DEFAULT_BUDGET_WAIT", "ByteBudget", "Reservation"]
 

@@ -8,14 +8,24 @@ instant.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
 import click
 
+from .options import INFLIGHT_PER_INPUT_SIZE, server_defaults
+from .ray.options import MAX_REPLICAS, Scaling
+from .settings import LogSettings
+
 __all__ = ["serve_command", "triton_config_command"]
 
 _BOOL = click.BOOL
+#: every flag's default is the server's own (options.py states each one once)
+_DEFAULTS = server_defaults()
+_GRPC = _DEFAULTS.grpc_limits
+_HTTP = _DEFAULTS.http_limits
+_LOG = {name: p.default for name, p in inspect.signature(LogSettings).parameters.items()}
 #: the most characters of an error line, once escaped (a message may quote a huge name)
 MAX_ERROR_CHARS = 2000
 
@@ -63,7 +73,7 @@ def _need_serve_extra() -> None:
 
 def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
     """``--backend-config=[<backend>,]<key>=<value>``: settings for this server's backend."""
-    from .config import SUPPORTED_BACKENDS
+    from ..servable import SUPPORTED_BACKENDS
 
     settings: dict[str, str] = {}
     for entry in entries:
@@ -87,111 +97,132 @@ def _backend_config(entries: tuple[str, ...]) -> dict[str, str]:
 @click.option("--backend-config", "backend_config", multiple=True, metavar="[BACKEND,]K=V",
               help="Backend settings: executor=NAME, executor.<option>=VALUE, "
                    "default-max-batch-size=N.")
-@click.option("--host", default="0.0.0.0", help="Address every service listens on.")
-@click.option("--http-address", default=None, help="Address of the HTTP service (default --host).")
-@click.option("--grpc-address", default=None, help="Address of the gRPC service (default --host).")
-@click.option("--metrics-address", default=None,
+@click.option("--host", default=_DEFAULTS.host, help="Address every service listens on.")
+@click.option("--http-address", default=_DEFAULTS.http_address,
+              help="Address of the HTTP service (default --host).")
+@click.option("--grpc-address", default=_DEFAULTS.grpc_address,
+              help="Address of the gRPC service (default --host).")
+@click.option("--metrics-address", default=_DEFAULTS.metrics_address,
               help="Address of the metrics service (default --host).")
-@click.option("--http-port", default=8000, type=click.IntRange(0, 65535),
+@click.option("--http-port", default=_DEFAULTS.http_port, type=click.IntRange(0, 65535),
               help="HTTP port (0 picks a free one).")
-@click.option("--grpc-port", default=8001, type=click.IntRange(0, 65535),
+@click.option("--grpc-port", default=_DEFAULTS.grpc_port, type=click.IntRange(0, 65535),
               help="gRPC port (0 picks a free one).")
-@click.option("--metrics-port", default=8002, type=click.IntRange(0, 65535),
+@click.option("--metrics-port", default=_DEFAULTS.metrics_port, type=click.IntRange(0, 65535),
               help="Metrics port (0 picks a free one).")
-@click.option("--allow-http", default=True, type=_BOOL, help="Serve the HTTP API.")
-@click.option("--allow-grpc", default=True, type=_BOOL, help="Serve the gRPC API.")
-@click.option("--allow-metrics", default=True, type=_BOOL, help="Serve /metrics.")
-@click.option("--id", "server_id", default="triton", show_default=True,
+@click.option("--allow-http", default=_DEFAULTS.allow_http, type=_BOOL, help="Serve the HTTP API.")
+@click.option("--allow-grpc", default=_DEFAULTS.allow_grpc, type=_BOOL, help="Serve the gRPC API.")
+@click.option("--allow-metrics", default=_DEFAULTS.allow_metrics,
+              type=_BOOL, help="Serve /metrics.")
+@click.option("--id", "server_id", default=_DEFAULTS.server_id, show_default=True,
               help="Server name in the server metadata (tritonserver's --id; clients such "
                    "as Triton's examples check it).")
-@click.option("--log-verbose", default=0, type=click.IntRange(0, 2**32 - 1),
+@click.option("--log-verbose", default=_LOG["verbose"], type=click.IntRange(0, 2**32 - 1),
               help="Verbose logging level (>0: debug).")
-@click.option("--log-info", default=True, type=_BOOL, help="Log information messages.")
-@click.option("--log-warning", default=True, type=_BOOL, help="Log warnings.")
-@click.option("--log-error", default=True, type=_BOOL, help="Log errors.")
-@click.option("--model-control-mode", default="none",
+@click.option("--log-info", default=_LOG["info"], type=_BOOL, help="Log information messages.")
+@click.option("--log-warning", default=_LOG["warning"], type=_BOOL, help="Log warnings.")
+@click.option("--log-error", default=_LOG["error"], type=_BOOL, help="Log errors.")
+@click.option("--model-control-mode", default=_DEFAULTS.model_control_mode,
               type=click.Choice(["none", "explicit", "poll"]), metavar="[none|explicit]",
               help="none: load every model, no load/unload API; explicit: load --load-model "
                    "models, clients load and unload. (tritonserver's poll is not supported.)")
 @click.option("--load-model", "load_models", multiple=True, metavar="NAME",
               help="With --model-control-mode=explicit: a model to load at start ('*': all).")
-@click.option("--strict-readiness", default=True, type=_BOOL,
+@click.option("--strict-readiness", default=_DEFAULTS.strict_readiness, type=_BOOL,
               help="Ready only when every model is ready.")
-@click.option("--exit-on-error", default=False, type=_BOOL,
+@click.option("--exit-on-error", default=_DEFAULTS.exit_on_error, type=_BOOL,
               help="Exit when a model fails to load (tritonserver's default is true; here a "
                    "broken model is reported and the others are served).")
-@click.option("--exit-timeout-secs", default=30, type=click.IntRange(0, None),
+@click.option("--exit-timeout-secs", default=round(_DEFAULTS.exit_timeout),
+              type=click.IntRange(0, None),
               help="How long shutdown waits for requests in flight.")
 @click.option("--disable-auto-complete-config", is_flag=True,
               help="Require complete configs instead of completing them from the model file.")
 @click.option("--strict-model-config", default=None, type=_BOOL,
               help="Older tritonserver name: true is --disable-auto-complete-config.")
-@click.option("--model-config-name", default=None,
+@click.option("--model-config-name", default=_DEFAULTS.model_config_name,
               help="Read <model>/configs/<NAME>.pbtxt when it exists.")
-@click.option("--http-max-input-size", default=64 * 1024 * 1024, type=click.IntRange(1, None),
+@click.option("--http-max-input-size", default=_DEFAULTS.http_max_input_size,
+              type=click.IntRange(1, None),
               help="Largest HTTP request body, in bytes.")
-@click.option("--http-max-inflight-bytes", default=0, type=click.IntRange(0, None),
+@click.option("--http-max-inflight-bytes", default=_DEFAULTS.http_max_inflight_bytes or 0,
+              type=click.IntRange(0, None),
               help="Bytes of HTTP request bodies held at once by all requests together, at "
                    "least --http-max-input-size; a request over it waits, then gets 503 "
-                   "(0: 4 x --http-max-input-size).")
-@click.option("--grpc-max-input-size", default=64 * 1024 * 1024, type=click.IntRange(1, None),
+                   f"(0: {INFLIGHT_PER_INPUT_SIZE} x --http-max-input-size).")
+@click.option("--grpc-max-input-size", default=_DEFAULTS.grpc_max_input_size,
+              type=click.IntRange(1, None),
               help="Largest gRPC request message, in bytes.")
-@click.option("--max-queue-size", default=1024, type=click.IntRange(1, None),
+@click.option("--max-queue-size", default=_DEFAULTS.max_queue_size, type=click.IntRange(1, None),
               help="Requests a model may hold queued before answering UNAVAILABLE (HTTP 503); "
                    "a config's default_queue_policy overrides it.")
 @click.option("--executor", default=None,
-              help="Executor of models whose config names none (default cpu).")
-@click.option("--http-header-timeout-secs", default=10.0, type=click.FloatRange(0, None),
+              help=f"Executor of models whose config names none (default {_DEFAULTS.executor}).")
+@click.option("--http-header-timeout-secs", default=_HTTP.header_timeout or 0,
+              type=click.FloatRange(0, None),
               help="Close an HTTP connection that has not sent a request's headers this long "
                    "after opening or after the request's first byte (0: no limit).")
-@click.option("--http-body-timeout-secs", default=60.0, type=click.FloatRange(0, None),
+@click.option("--http-body-timeout-secs", default=_DEFAULTS.http_body_timeout or 0,
+              type=click.FloatRange(0, None),
               help="Answer 408 to a request whose body has not arrived this long after its "
                    "headers (0: no limit).")
-@click.option("--http-body-stall-timeout-secs", default=10.0, type=click.FloatRange(0, None),
+@click.option("--http-body-stall-timeout-secs",
+              default=_DEFAULTS.http_body_stall_timeout or 0, type=click.FloatRange(0, None),
               help="Answer 408 to a request that receives no byte of its body this long, "
                    "waiting for the budget aside (0: no limit).")
-@click.option("--http-keepalive-timeout-secs", default=5.0, type=click.FloatRange(0, None),
+@click.option("--http-keepalive-timeout-secs", default=_HTTP.keepalive_timeout,
+              type=click.FloatRange(0, None),
               help="Close an HTTP connection idle this long after a response.")
-@click.option("--http-max-connections", default=1000, type=click.IntRange(0, None),
+@click.option("--http-max-connections", default=_HTTP.max_connections or 0,
+              type=click.IntRange(0, None),
               help="Open connections per HTTP service; at the limit a new one closes the "
                    "slowest idle or stalled one (0: as many as the open-file limit allows).")
-@click.option("--grpc-keepalive-time", default=7_200_000, type=click.IntRange(0, None),
+@click.option("--grpc-keepalive-time", default=_GRPC.keepalive_time, type=click.IntRange(0, None),
               help="Milliseconds between keepalive pings the gRPC server sends.")
-@click.option("--grpc-keepalive-timeout", default=20_000, type=click.IntRange(0, None),
+@click.option("--grpc-keepalive-timeout", default=_GRPC.keepalive_timeout,
+              type=click.IntRange(0, None),
               help="Milliseconds the gRPC server waits for a ping's answer.")
-@click.option("--grpc-keepalive-permit-without-calls", default=False, type=_BOOL,
+@click.option("--grpc-keepalive-permit-without-calls",
+              default=_GRPC.keepalive_permit_without_calls, type=_BOOL,
               help="Allow keepalive pings on gRPC connections without calls.")
-@click.option("--grpc-http2-max-pings-without-data", default=2, type=click.IntRange(0, None),
+@click.option("--grpc-http2-max-pings-without-data",
+              default=_GRPC.http2_max_pings_without_data, type=click.IntRange(0, None),
               help="Pings the gRPC server sends without data before it stops.")
-@click.option("--grpc-http2-min-recv-ping-interval-without-data", default=300_000,
+@click.option("--grpc-http2-min-recv-ping-interval-without-data",
+              default=_GRPC.http2_min_recv_ping_interval_without_data,
               type=click.IntRange(0, None),
               help="Milliseconds a client's pings without data must be apart.")
-@click.option("--grpc-http2-max-ping-strikes", default=2, type=click.IntRange(0, None),
+@click.option("--grpc-http2-max-ping-strikes", default=_GRPC.http2_max_ping_strikes,
+              type=click.IntRange(0, None),
               help="Pings too close together before the gRPC server closes the connection.")
-@click.option("--grpc-max-connection-age", default=0, type=click.IntRange(0, None),
+@click.option("--grpc-max-connection-age", default=_GRPC.max_connection_age,
+              type=click.IntRange(0, None),
               help="Milliseconds a gRPC connection may live (0: no limit).")
-@click.option("--grpc-max-connection-age-grace", default=0, type=click.IntRange(0, None),
+@click.option("--grpc-max-connection-age-grace", default=_GRPC.max_connection_age_grace,
+              type=click.IntRange(0, None),
               help="Milliseconds calls may finish after --grpc-max-connection-age.")
-@click.option("--grpc-max-connection-idle", default=300_000, type=click.IntRange(0, None),
+@click.option("--grpc-max-connection-idle", default=_GRPC.max_connection_idle,
+              type=click.IntRange(0, None),
               help="Close a gRPC connection without a call for this many milliseconds (0: no "
                    "limit).")
-@click.option("--grpc-handshake-timeout", default=10_000, type=click.IntRange(1, None),
+@click.option("--grpc-handshake-timeout", default=_GRPC.handshake_timeout,
+              type=click.IntRange(1, None),
               help="Milliseconds a new gRPC connection has to complete its HTTP/2 handshake.")
 @click.option("--ray", "ray", is_flag=True,
               help="Serve on Ray Serve: replicas across a Ray cluster (docs/scale-out.md).")
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="With --ray: the cluster to join (default: start a local Ray instance).")
-@click.option("--ray-num-replicas", default=None, type=click.IntRange(1, 1024),
+@click.option("--ray-num-replicas", default=None, type=click.IntRange(1, MAX_REPLICAS),
               help="With --ray: replicas (default: the largest instance_group count).")
-@click.option("--ray-min-replicas", default=None, type=click.IntRange(0, 1024),
+@click.option("--ray-min-replicas", default=None, type=click.IntRange(0, MAX_REPLICAS),
               help="With --ray: autoscaling's fewest replicas.")
-@click.option("--ray-max-replicas", default=None, type=click.IntRange(1, 1024),
+@click.option("--ray-max-replicas", default=None, type=click.IntRange(1, MAX_REPLICAS),
               help="With --ray: autoscaling's most replicas (turns autoscaling on).")
 @click.option("--ray-target-ongoing-requests", default=None, type=click.FloatRange(0, None,
                                                                                    min_open=True),
               help="With --ray: requests per replica autoscaling aims at.")
 @click.option("--ray-num-cpus", default=None, type=click.FloatRange(0, None),
-              help="With --ray: CPUs each replica reserves (default 1).")
+              help=f"With --ray: CPUs each replica reserves (default {Scaling.num_cpus:g}).")
 def serve_command(repositories, backend_directory, backend_config, host, http_address,
                   grpc_address, metrics_address, http_port, grpc_port, metrics_port,
                   allow_http, allow_grpc, allow_metrics, log_verbose, log_info, log_warning,
@@ -214,12 +245,9 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
     import threading
 
     _need_serve_extra()
-    from .config import DEFAULT_EXECUTOR
-    from .connections import ConnectionLimits
-    from .errors import ServingError
-    from .grpc_servicer import GrpcLimits
-    from .server import Server, ServerOptions, configure_logging
-    from .settings import LogSettings
+    from ..servable.errors import ServingError
+    from .options import ConnectionLimits, GrpcLimits, ServerOptions
+    from .server import Server, configure_logging
 
     configure_logging(log_verbose, info=log_info, warning=log_warning, error=log_error)
     log = logging.getLogger("popef.serving")
@@ -229,7 +257,7 @@ def serve_command(repositories, backend_directory, backend_config, host, http_ad
     if load_models and model_control_mode != "explicit":
         _fail("--load-model needs --model-control-mode=explicit")
     settings = _backend_config(backend_config)
-    executor_name = executor or settings.pop("executor", None) or DEFAULT_EXECUTOR
+    executor_name = executor or settings.pop("executor", None) or _DEFAULTS.executor
     executor_options = {k[len("executor."):]: v for k, v in settings.items()
                         if k.startswith("executor.")}
     default_mbs = settings.pop("default-max-batch-size", None)
@@ -358,14 +386,14 @@ def triton_config_command(file, name_map, max_batch_size, name, executable):
     from ..errors import PopefError
     from ..escaping import escape_text
     from ..runtime import ModelRunner
-    from .config import (
+    from ..servable import (
         NAME_MAP_FILENAME,
         config_to_text,
         generate_config,
         read_name_map,
         signature_of,
     )
-    from .errors import ServingError
+    from ..servable.errors import ServingError
 
     path = Path(file)
     try:

@@ -31,18 +31,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .options import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionLimits,
+)
+
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "DEFAULT_KEEPALIVE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS",
            "SERVER_PAUSE", "ConnectionLimits", "ServerPause", "guarded_protocol", "receive_rate",
            "serving_event_loop"]
 
 log = logging.getLogger("popef.serving")
-
-#: seconds a connection has to send a request's headers
-DEFAULT_HEADER_TIMEOUT = 10.0
-#: seconds an idle connection stays open after a response (uvicorn's default)
-DEFAULT_KEEPALIVE_TIMEOUT = 5.0
-#: open connections per HTTP service
-DEFAULT_MAX_CONNECTIONS = 1000
 
 
 #: a request younger than this is rated as if it had been this old: its first bytes do not make
@@ -82,22 +82,6 @@ def receive_rate(received: int, started: float, now: float, paused: float = 0.0)
     """Bytes per second a request has received since ``started``, not counting the ``paused``
     seconds; rated at least :data:`_RATE_FLOOR_SECONDS` old."""
     return received / max(now - started - paused, _RATE_FLOOR_SECONDS)
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT  # None: no limit
-    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
-    max_connections: int | None = DEFAULT_MAX_CONNECTIONS  # None: no limit
-
-    def __post_init__(self) -> None:
-        if self.header_timeout is not None and self.header_timeout <= 0:
-            raise ValueError(f"header_timeout must be > 0 seconds, got {self.header_timeout}")
-        if self.keepalive_timeout < 0:
-            raise ValueError(f"keepalive_timeout must be >= 0 seconds, got "
-                             f"{self.keepalive_timeout}")
-        if self.max_connections is not None and self.max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
 
 
 def _response(status: str, message: str) -> bytes:

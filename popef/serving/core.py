@@ -20,15 +20,23 @@ import numpy as np
 
 from .._version import __version__
 from ..escaping import shorten
-from .config import (
+from ..servable import (
     ConfigError,
     ServingPlan,
     TensorPlan,
     config_from_json,
     json_states_max_batch_size,
 )
-from .datatypes import by_protocol_name
-from .errors import ServingError, Status, internal, invalid, unavailable
+from ..servable.datatypes import by_protocol_name
+from ..servable.errors import ServingError, Status, internal, invalid, unavailable
+from ..servable.validation import (
+    check_datatype,
+    check_input_names,
+    check_shape,
+    request_rows,
+    select_outputs,
+)
+from .options import SERVER_NAME
 from .protocol import (
     InferRequest,
     InferResponse,
@@ -41,20 +49,11 @@ from .served import ServedModel
 from .settings import LogSettings, TraceSettings
 from .shared_memory import NO_REGIONS, SystemSharedMemory
 from .stats import now_ns
-from .validation import (
-    batch_size,
-    check_datatype,
-    check_input_names,
-    check_shape,
-    select_outputs,
-)
 
 __all__ = ["EXTENSIONS", "SERVER_NAME", "InferenceCore"]
 
 log = logging.getLogger("popef.serving")
 
-#: the server metadata name: tritonserver's default ``--id``, which clients check
-SERVER_NAME = "triton"
 EXTENSIONS = ("classification", "model_repository", "model_repository(unload_dependents)",
               "schedule_policy", "model_configuration", "system_shared_memory",
               "cuda_shared_memory", "binary_tensor_data", "parameters",
@@ -302,15 +301,8 @@ class InferenceCore:
         check_input_names(name, plan, [tensor.name for tensor in request.inputs])
         given: dict[str, InputTensor] = {tensor.name: tensor for tensor in request.inputs}
         _check_parameters(served, request.parameters)
-        rows = 1
-        if plan.batching:
-            rows = batch_size(name, ((tp.name, _shape(given[tp.name])) for tp in plan.inputs))
-            if rows < 1:
-                raise invalid(f"inference request batch-size must be >= 1 for '{name}', got "
-                              f"{rows}")
-            if rows > plan.max_batch_size:
-                raise invalid(f"inference request batch-size must be <= {plan.max_batch_size} "
-                              f"for '{name}', got {rows}")
+        rows = request_rows(name, plan,
+                            ((tp.name, _shape(given[tp.name])) for tp in plan.inputs))
         arrays = {tp.name: _decode(name, plan, tp, given[tp.name]) for tp in plan.inputs}
         return arrays, rows
 

@@ -19,7 +19,6 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -28,14 +27,15 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from ..escaping import shorten
-from . import shared_memory
-from .core import InferenceCore
-from .errors import (
+from ..servable.errors import (
     MAX_ERROR_MESSAGE,
     ServingError,
     internal,
     invalid,
 )
+from . import shared_memory
+from .core import InferenceCore
+from .options import DEFAULT_MAX_MESSAGE_SIZE, GrpcLimits
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "MAX_STREAM_IN_FLIGHT", "GrpcLimits", "InferenceServicer",
@@ -43,58 +43,10 @@ __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "MAX_STREAM_IN_FLIGHT", "GrpcLimits", "In
 
 log = logging.getLogger("popef.serving")
 
-#: the largest request message taken, in bytes (the HTTP side's default limit too)
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 #: the most requests of one ``ModelStreamInfer`` stream read but not yet answered: the stream
 #: stops reading requests until grpc has taken a response
 MAX_STREAM_IN_FLIGHT = 64
-#: the longest error message sent back: a status message travels in an HTTP/2 header, which
 
-
-@dataclass(frozen=True)
-class GrpcLimits:
-    """Connection settings of the gRPC server, in milliseconds like tritonserver's flags.
-
-    The keepalive and ping fields take tritonserver's flags and defaults
-    (``--grpc-keepalive-time``, …); ``0`` for ``max_connection_age`` means none. The rest are
-    ours: a connection must finish its HTTP/2 handshake within ``handshake_timeout`` and is
-    closed after ``max_connection_idle`` without a call (clients reconnect on their next call);
-    one connection may run ``max_concurrent_streams`` calls at once (0: grpcio's default, no
-    limit). ``0`` for ``max_connection_idle`` means no limit too.
-    """
-
-    keepalive_time: int = 7_200_000
-    keepalive_timeout: int = 20_000
-    keepalive_permit_without_calls: bool = False
-    http2_max_pings_without_data: int = 2
-    http2_min_recv_ping_interval_without_data: int = 300_000
-    http2_max_ping_strikes: int = 2
-    max_connection_age: int = 0
-    max_connection_age_grace: int = 0
-    max_connection_idle: int = 300_000
-    handshake_timeout: int = 10_000
-    max_concurrent_streams: int = 0
-
-    def options(self) -> list[tuple[str, int]]:
-        """The ``grpc.server`` channel arguments."""
-        arguments = [
-            ("grpc.keepalive_time_ms", self.keepalive_time),
-            ("grpc.keepalive_timeout_ms", self.keepalive_timeout),
-            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
-            ("grpc.http2.max_pings_without_data", self.http2_max_pings_without_data),
-            ("grpc.http2.min_ping_interval_without_data_ms",
-             self.http2_min_recv_ping_interval_without_data),
-            ("grpc.http2.max_ping_strikes", self.http2_max_ping_strikes),
-            ("grpc.server_handshake_timeout_ms", self.handshake_timeout),
-        ]
-        if self.max_concurrent_streams:
-            arguments.append(("grpc.max_concurrent_streams", self.max_concurrent_streams))
-        if self.max_connection_age:
-            arguments += [("grpc.max_connection_age_ms", self.max_connection_age),
-                          ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace)]
-        if self.max_connection_idle:
-            arguments.append(("grpc.max_connection_idle_ms", self.max_connection_idle))
-        return arguments
 
 # typed InferTensorContents field per datatype (when raw_input_contents is not used)
 _CONTENTS = {

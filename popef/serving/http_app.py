@@ -26,11 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..escaping import shorten
-from . import shared_memory
-from .budget import DEFAULT_BUDGET_WAIT, ByteBudget, Reservation
-from .connections import SERVER_PAUSE, ServerPause
-from .core import InferenceCore
-from .errors import (
+from ..options import parse_bool
+from ..servable.errors import (
     MAX_ERROR_MESSAGE,
     ServingError,
     Status,
@@ -39,6 +36,16 @@ from .errors import (
     not_found,
     unsupported,
 )
+from . import shared_memory
+from .budget import DEFAULT_BUDGET_WAIT, ByteBudget, Reservation
+from .connections import SERVER_PAUSE, ServerPause
+from .core import InferenceCore
+from .options import (
+    DEFAULT_BODY_STALL_TIMEOUT,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_INPUT_SIZE,
+    INFLIGHT_PER_INPUT_SIZE,
+)
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
 __all__ = ["DEFAULT_BODY_STALL_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "FREE_BODY_BYTES", "INFLIGHT_PER_INPUT_SIZE",
@@ -46,14 +53,6 @@ __all__ = ["DEFAULT_BODY_STALL_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_IN
 
 log = logging.getLogger("popef.serving")
 
-#: the largest request body taken, in bytes (tritonserver's --http-max-input-size default)
-DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
-#: seconds a request body may take to arrive, from the end of its headers
-DEFAULT_BODY_TIMEOUT = 60.0
-#: seconds a request body may go without a byte arriving (while the server reads it)
-DEFAULT_BODY_STALL_TIMEOUT = 10.0
-#: the default budget of request bytes in flight, in request bodies of the largest size
-INFLIGHT_PER_INPUT_SIZE = 4
 #: bodies larger than this are decoded in a worker thread, not on the event loop
 _OFFLOAD_BYTES = 256 * 1024
 #: the first bytes of every request body, outside the in-flight budget: small requests never
@@ -226,7 +225,7 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         return _json(core.model_metadata(model, version))
 
     async def model_config(request, model: str, version: str = ""):
-        from .config import config_to_dict
+        from ..servable import config_to_dict
 
         return _json(config_to_dict(core.model_config(model, version)))
 
@@ -304,7 +303,8 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
             infer_request = _decode_request(body, header, model, version)
             future = core.infer(infer_request)
         response = await asyncio.wrap_future(future)
-        binary_default = _bool(infer_request.parameters.get("binary_data_output", False))
+        binary_default = _bool(infer_request.parameters.get("binary_data_output", False),
+                               "parameter 'binary_data_output'")
         return _encode_response(response, binary_default)
 
     async def not_found_route(request):
@@ -499,10 +499,9 @@ class _Inflater:
         return b"".join(pieces)
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
+def _bool(value: Any, what: str) -> bool:
+    """A boolean request parameter (:func:`popef.options.parse_bool`'s words); 400 otherwise."""
+    return parse_bool(value, what, invalid)
 
 
 def _tensor_parameters(kind: str, name: str, item: dict) -> dict:
@@ -521,7 +520,8 @@ def _tensor_parameters(kind: str, name: str, item: dict) -> dict:
                           "'parameters'. But set " + " ".join(given))
         if kind == "output" and "classification" in parameters:
             raise invalid("Output can't set both 'shared_memory_region' and 'classification'")
-        if kind == "output" and _bool(parameters.get("binary_data", False)):
+        if kind == "output" and _bool(parameters.get("binary_data", False),
+                                      f"output '{shorten(name)}': parameter 'binary_data'"):
             raise invalid("Output can't set both 'shared_memory_region' and 'binary_data'")
     return parameters
 
@@ -605,11 +605,15 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
             if isinstance(count, bool) or not isinstance(count, int):
                 raise invalid(f"output '{item['name']}': classification must be a whole "
                               f"number, got {count!r}")
-            outputs.append(RequestedOutput(item["name"], None if binary_flag is None
-                                           else _bool(binary_flag), count, parameters))
+            binary = (None if binary_flag is None else
+                      _bool(binary_flag, f"output '{shorten(item['name'])}': parameter "
+                                         "'binary_data'"))
+            outputs.append(RequestedOutput(item["name"], binary, count, parameters))
     parameters = document.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise invalid("'parameters' must be a JSON object")
+    if "binary_data_output" in parameters:  # checked before the request runs
+        _bool(parameters["binary_data_output"], "parameter 'binary_data_output'")
     request_id = document.get("id", "")
     if not isinstance(request_id, str):
         raise invalid(f"'id' must be a string, got {type(request_id).__name__} "

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..escaping import shorten
-from .config import (
+from ..servable import (
     DEFAULT_EXECUTOR,
     DEFAULT_MODEL_FILENAME,
     ConfigError,
@@ -40,10 +40,18 @@ from .config import (
     read_config,
     specific_versions,
 )
-from .errors import ServingError, Status, error_message, invalid, not_found, unavailable
-from .files import model_files, open_model
+from ..servable.errors import (
+    ServingError,
+    Status,
+    error_message,
+    invalid,
+    not_found,
+    unavailable,
+)
+from ..servable.version_folder import model_files, open_model
 from .logs import STATE_CHANGE
-from .served import DEFAULT_MAX_QUEUE_SIZE, ServedModel
+from .options import DEFAULT_MAX_QUEUE_SIZE
+from .served import ServedModel
 
 __all__ = [
     "LOADING",

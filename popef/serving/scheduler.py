@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .batches import merge_rows, split_rows
-from .errors import ServingError, internal, unavailable
+from ..servable.batches import merge_rows, split_rows
+from ..servable.errors import ServingError, internal, unavailable
 from .stats import ModelStats, now_ns
 
 __all__ = ["BatchPolicy", "Execution", "Scheduler", "Work"]

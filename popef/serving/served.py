@@ -1,7 +1,7 @@
 """A loaded model version: its runners (one per instance), plan, scheduler and statistics.
 
 :class:`ServedModel` runs the batches its scheduler gathers on its runners, turning served
-tensors into what :class:`ModelRunner` takes and back with :mod:`popef.serving.batches`
+tensors into what :class:`ModelRunner` takes and back with :mod:`popef.servable.batches`
 (docs/serving.md, "Batching"). Closing it cuts short the test delay ``execute_delay_ms`` of
 the executions running, so an unload never waits for that delay.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .batches import collect_outputs, prepare_feed
-from .config import ServingPlan
+from ..servable import ServingPlan
+from ..servable.batches import collect_outputs, prepare_feed
 from .logs import STATE_CHANGE
+from .options import DEFAULT_MAX_QUEUE_SIZE
 from .scheduler import BatchPolicy, Execution, Scheduler, Work
 from .stats import ModelStats, now_ns
 
@@ -26,8 +27,6 @@ __all__ = ["DEFAULT_MAX_QUEUE_SIZE", "ServedModel"]
 
 log = logging.getLogger("popef.serving")
 
-#: requests one model version may hold queued before refusing more (HTTP 503)
-DEFAULT_MAX_QUEUE_SIZE = 1024
 
 
 class ServedModel:

@@ -16,69 +16,19 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from .config import DEFAULT_EXECUTOR
-from .connections import ConnectionLimits, guarded_protocol, serving_event_loop
-from .core import SERVER_NAME, InferenceCore
-from .errors import ServingError, Status
-from .grpc_servicer import DEFAULT_MAX_MESSAGE_SIZE, GrpcLimits, create_grpc_server
-from .http_app import (
-    DEFAULT_BODY_STALL_TIMEOUT,
-    DEFAULT_BODY_TIMEOUT,
-    DEFAULT_MAX_INPUT_SIZE,
-    create_app,
-    create_metrics_app,
-)
+from ..servable.errors import ServingError, Status
+from .connections import guarded_protocol, serving_event_loop
+from .core import InferenceCore
+from .grpc_servicer import create_grpc_server
+from .http_app import create_app, create_metrics_app
 from .logs import TRUSTED_LINES, GlogFormatter, configure_logging, model_table
+from .options import ServerOptions
 from .repository import ModelRepository, RepositoryOptions
-from .served import DEFAULT_MAX_QUEUE_SIZE
-from .settings import LogSettings
 
 __all__ = ["GlogFormatter", "Server", "ServerOptions", "configure_logging", "model_table"]
 
 log = logging.getLogger("popef.serving")
-
-
-@dataclass
-class ServerOptions:
-    model_repositories: Sequence[str | Path]
-    host: str = "0.0.0.0"
-    http_address: str | None = None  # None: host
-    grpc_address: str | None = None
-    metrics_address: str | None = None
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    allow_http: bool = True
-    allow_grpc: bool = True
-    allow_metrics: bool = True
-    model_control_mode: str = "none"
-    load_models: Sequence[str] = ()
-    strict_readiness: bool = True
-    exit_on_error: bool = False
-    exit_timeout: float = 30.0
-    executor: str = DEFAULT_EXECUTOR
-    executor_options: dict = field(default_factory=dict)
-    auto_complete: bool = True
-    default_max_batch_size: int | None = None
-    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
-    model_config_name: str | None = None
-    http_max_input_size: int = DEFAULT_MAX_INPUT_SIZE
-    grpc_max_input_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    grpc_workers: int = 64
-    # slow and idle clients (docs/serving.md, "Limits and timeouts")
-    http_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
-    http_body_timeout: float | None = DEFAULT_BODY_TIMEOUT
-    http_body_stall_timeout: float | None = DEFAULT_BODY_STALL_TIMEOUT
-    # bytes of HTTP requests in flight at once (None: 4 x http_max_input_size)
-    http_max_inflight_bytes: int | None = None
-    grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
-    # the server metadata name (tritonserver's --id) and the logging extension's settings
-    server_id: str = SERVER_NAME
-    log_settings: LogSettings | None = None
 
 
 class Server:

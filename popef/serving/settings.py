@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..escaping import shorten
-from .errors import ServingError, Status, invalid, unsupported
+from ..servable.errors import ServingError, Status, invalid, unsupported
 
 __all__ = ["LOG_FIELDS", "TRACE_FIELDS", "LogSettings", "TraceSettings"]
 

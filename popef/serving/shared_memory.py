@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..escaping import shorten
-from .errors import ServingError, Status, internal, invalid, not_found, unavailable
+from ..servable.errors import (
+    ServingError,
+    Status,
+    internal,
+    invalid,
+    not_found,
+    unavailable,
+)
 from .protocol import InferRequest, InferResponse, OutputTensor
 
 __all__ = [

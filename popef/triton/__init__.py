@@ -7,8 +7,8 @@ backend — ``config.pbtxt`` with ``backend: "poplar"``, ``<version>/executable.
 ``docs/deploy-triton.md``.
 
 - :mod:`popef.triton.backend`: ``TritonPythonModel``, the backend itself, on
-  :class:`popef.runtime.ModelRunner` and the config checks of ``popef serve``
-  (:mod:`popef.serving.config`);
+  :class:`popef.runtime.ModelRunner` and the config and request checks it shares with
+  ``popef serve`` (:mod:`popef.servable`);
 - :mod:`popef.triton.install`: ``popef triton install-backend`` — writes the backend's
   ``model.py`` into a backend directory;
 - :mod:`popef.triton.environment`: ``popef triton setup`` / ``run`` — a real ``tritonserver``

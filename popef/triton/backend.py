@@ -8,15 +8,15 @@ is the one of Graphcore's Poplar backend::
     <repository>/<model>/<version>/executable.popef   or default_model_filename, or every *.popef
     <repository>/<model>/<version>/name_map.json  optional: PopEF anchor name -> served name
 
-- **Checks.** The config is checked against the file by the code ``popef serve`` uses
-  (:mod:`popef.serving.config`): :func:`~popef.serving.config.signature_of` reads the model's
+- **Checks.** The config is checked against the file by the package ``popef serve`` uses too,
+  :mod:`popef.servable`: :func:`~popef.servable.signature.signature_of` reads the model's
   user anchors through :class:`~popef.runtime.ModelRunner` and renames them by
   ``name_map.json`` (Graphcore's ``/N`` suffixes for repeated names),
-  :func:`~popef.serving.config.complete_config` fills what a config leaves out and
-  :func:`~popef.serving.config.build_plan` rejects what does not match, with the same messages.
-  The version folder's files are found and opened by :mod:`popef.serving.files`, requests are
-  checked by :mod:`popef.serving.validation` and turned into executions by
-  :mod:`popef.serving.batches`: the code of ``popef serve`` too.
+  :func:`~popef.servable.autocomplete.complete_config` fills what a config leaves out and
+  :func:`~popef.servable.plan.build_plan` rejects what does not match, with the same messages.
+  The version folder's files are found and opened by :mod:`popef.servable.version_folder`,
+  requests are checked by :mod:`popef.servable.validation` and turned into executions by
+  :mod:`popef.servable.batches`.
 - **Auto-complete.** Inputs, outputs, ``max_batch_size`` (Graphcore's rule: micro batch ×
   device iterations × replicas) and ``dynamic_batching`` (when that is above 1) come from the
   file when the config leaves them out. Without a ``config.pbtxt``, Triton knows the backend
@@ -51,8 +51,7 @@ import numpy as np
 
 from ..errors import PopefError
 from ..escaping import escape_text
-from ..serving.batches import collect_outputs, merge_rows, prepare_feed, split_rows
-from ..serving.config import (
+from ..servable import (
     CONFIG_FILENAME,
     DEFAULT_EXECUTOR,
     SUPPORTED_BACKENDS,
@@ -64,16 +63,18 @@ from ..serving.config import (
     complete_config,
     states_max_batch_size,
 )
-from ..serving.errors import ServingError, Status, error_message, internal, invalid
-from ..serving.files import model_files as version_files
-from ..serving.files import open_model
-from ..serving.validation import (
-    batch_size,
+from ..servable.batches import collect_outputs, merge_rows, prepare_feed, split_rows
+from ..servable.datatypes import TRITON_TYPES
+from ..servable.errors import ServingError, Status, error_message, internal
+from ..servable.validation import (
     check_datatype,
     check_input_names,
     check_shape,
+    request_rows,
     select_outputs,
 )
+from ..servable.version_folder import model_files as version_files
+from ..servable.version_folder import open_model
 
 __all__ = [
     "DEFAULT_EXECUTOR",
@@ -153,8 +154,8 @@ def locate_for_initialize(args: Mapping[str, str]) -> ModelLocation:
 
 def model_files(version_dir: Path, config) -> list[Path]:
     """The PopEF files of a version folder, by the rule of ``popef serve``
-    (:func:`popef.serving.files.model_files`): the config's ``default_model_filename``, else
-    ``executable.popef``, else every ``*.popef`` file.
+    (:func:`popef.servable.version_folder.model_files`): the config's
+    ``default_model_filename``, else ``executable.popef``, else every ``*.popef`` file.
 
     ``default_model_filename`` is Triton's own when it names the Python module (``model.py``
     of a ``backend: "python"`` model) or is the ``model.<backend>`` placeholder Triton gives a
@@ -223,7 +224,7 @@ class LoadedModel:
 
 def load_model(location: ModelLocation, config) -> LoadedModel:
     """Open a version's PopEF files with :class:`ModelRunner` on the config's executor
-    (:func:`popef.serving.files.open_model`)."""
+    (:func:`popef.servable.version_folder.open_model`)."""
     parameters = ModelParameters.of(config)
     files = model_files(location.version_dir, config)
     executor = parameters.executor or DEFAULT_EXECUTOR
@@ -431,11 +432,7 @@ class TritonPythonModel:
             check_shape(name, plan, tp, shape, reshaped=True)
             arrays[tp.name] = array
             shapes.append((tp.name, shape))
-        rows = batch_size(name, shapes) if plan.batching else 1
-        if plan.batching and not 1 <= rows <= plan.max_batch_size:
-            raise invalid(f"inference request batch-size must be in [1, {plan.max_batch_size}] "
-                          f"for '{name}', got {rows}")
-        return arrays, rows
+        return arrays, request_rows(name, plan, shapes)
 
     def _requested(self, request) -> list[TensorPlan]:
         plan = self.plan
@@ -490,8 +487,6 @@ def _instance_index(instance_name: str) -> int:
 
 
 def _dtype_name(dtype: np.dtype) -> str:
-    from ..serving.datatypes import TRITON_TYPES
-
     for t in TRITON_TYPES:
         if t.numpy is not None and t.numpy == dtype:
             return t.name

@@ -70,16 +70,22 @@ def install_backend_command(directory: Path, python_backend: Path | None) -> Non
               metavar="DIR", help="Where to make it (default: $POPEF_TRITON_ENV, else "
                                   "~/.cache/popef/triton/py3.X).")
 @click.option("--force", is_flag=True, help="Make it again from scratch.")
-def setup_command(env_dir: Path | None, force: bool) -> None:
+@click.option("--without", "without", multiple=True, metavar="EXECUTOR",
+              type=click.Choice(["onnxruntime"]),
+              help="Leave out the packages of this executor (may repeat); its models then "
+                   "cannot load on this Triton.")
+def setup_command(env_dir: Path | None, force: bool, without: tuple[str, ...]) -> None:
     """Make the environment Triton runs in: nvidia-pytriton 0.7.0 (Triton 2.51), numpy<2,
-    popef's dependencies, and this popef. Cached: a complete one is only checked.
+    popef's dependencies, the onnxruntime executor's packages (onnxruntime, onnx), and this
+    popef. Cached: a complete one is only checked; one made with other packages is brought
+    up to date in place.
 
     Prints the environment's folder on stdout.
     """
     from .environment import TritonEnvError, setup
 
     try:
-        env = setup(env_dir, force=force)
+        env = setup(env_dir, force=force, without=without)
     except TritonEnvError as exc:
         _fail(str(exc))
     click.echo(str(env.path))
@@ -144,6 +150,10 @@ def run_command(repositories, backend_directory, host, http_address, grpc_addres
         return
     click.echo(f"popef triton: tritonserver {env.info().get('triton', '')} with backends in "
                f"{invocation.backend_dir}", err=True)
+    for executor in env.missing_executors():
+        click.echo(f"note: the Triton environment has no {executor}: models with executor "
+                   f"'{executor}' will not load (popef triton setup --env {env.path} adds it)",
+                   err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

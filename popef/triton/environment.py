@@ -5,10 +5,11 @@ NVIDIA ships Triton in containers; the one pip-installable distribution of the s
 (``pytriton/tritonserver/``: ``bin/tritonserver``, ``backends/python/``, one
 ``python_backend_stubs/3.X/triton_python_backend_stub`` per Python, shared libraries in
 ``nvidia_pytriton.libs/``). Its stub needs numpy < 2, so Triton runs in an environment of its
-own — a virtual environment with ``nvidia-pytriton==0.7.0``, ``numpy<2`` and this project's
-runtime dependencies, with this ``popef`` linked in — which :func:`setup` prepares once and
-caches (default ``~/.cache/popef/triton/py3.X``; ``POPEF_TRITON_ENV`` or ``--env`` choose
-another).
+own — a virtual environment with ``nvidia-pytriton==0.7.0``, ``numpy<2``, this project's
+runtime dependencies and the packages of the optional executors (:data:`EXECUTOR_REQUIREMENTS`:
+onnxruntime, unless left out), with this ``popef`` linked in — which :func:`setup` prepares
+once and caches (default ``~/.cache/popef/triton/py3.X``; ``POPEF_TRITON_ENV`` or ``--env``
+choose another).
 
 :func:`server_invocation` then lays out a backend directory (``python/``: the Python backend
 with the stub for this Python; ``poplar/model.py``: the backend of this package) and gives
@@ -34,12 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._version import __version__
+from ..atomic import write_atomically
 from ..errors import PopefError
 from .install import install_backend, install_python_backend
 from .progress import PipProgress
 
 __all__ = [
     "ENV_VARIABLE",
+    "EXECUTOR_REQUIREMENTS",
     "PYTRITON_VERSION",
     "SUPPORTED_PYTHONS",
     "TRITON_REQUIREMENTS",
@@ -49,7 +52,9 @@ __all__ = [
     "TritonEnvError",
     "default_env_dir",
     "libpython_dir",
+    "link_entry_points",
     "link_popef",
+    "popef_executor_entry_points",
     "requirements",
     "runtime_requirements",
     "server_invocation",
@@ -63,7 +68,22 @@ TRITON_VERSION = "2.51.0"
 TRITON_REQUIREMENTS = (f"nvidia-pytriton=={PYTRITON_VERSION}", "numpy>=1.23,<2")
 #: popef's runtime dependencies when its metadata cannot be read (a source tree on sys.path)
 FALLBACK_RUNTIME_REQUIREMENTS = ("construct>=2.10.68,<2.11", "isal>=1.6", "click>=8.1", "rich>=13")
+#: what each optional executor needs in Triton's environment, installed by default (``setup``'s
+#: ``without`` leaves one out). onnxruntime 1.19 and later are built against numpy 2 and also run
+#: with numpy 1.x; 1.32.0 (Python 3.11+) is the newest tested with numpy 1.26, hence the cap.
+#: The setup's check runs a session with the environment's numpy.
+EXECUTOR_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("onnxruntime>=1.19,<=1.32.0", "onnx>=1.15,<1.24"),
+}
 ENV_VARIABLE = "POPEF_TRITON_ENV"
+#: the entry point group of executors (popef.runtime.executors reads it; kept literal here so
+#: that this module imports no runtime)
+EXECUTOR_ENTRY_POINT_GROUP = "popef.executors"
+#: popef's own executor entry points when its metadata cannot be read (setup.cfg says the same)
+FALLBACK_EXECUTOR_ENTRY_POINTS = {
+    "onnxruntime": "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"}
+#: the distribution name under which a linked popef's entry points are declared
+LINK_DISTRIBUTION = "popef_triton_link"
 MARKER = "popef-triton.json"
 #: Pythons the wheel has a stub for
 SUPPORTED_PYTHONS = ((3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
@@ -106,9 +126,17 @@ def runtime_requirements() -> list[str]:
     return found or list(FALLBACK_RUNTIME_REQUIREMENTS)
 
 
-def requirements() -> list[str]:
-    """Everything :func:`setup` installs into Triton's environment."""
-    return [*TRITON_REQUIREMENTS, *runtime_requirements()]
+def requirements(without: Sequence[str] = ()) -> list[str]:
+    """Everything :func:`setup` installs into Triton's environment: Triton, popef's runtime
+    dependencies, and what the executors of :data:`EXECUTOR_REQUIREMENTS` need, except those
+    named in ``without``."""
+    unknown = sorted(set(without) - set(EXECUTOR_REQUIREMENTS))
+    if unknown:
+        raise TritonEnvError(f"unknown executor '{unknown[0]}' to leave out: expected one of "
+                             + ", ".join(f"'{name}'" for name in EXECUTOR_REQUIREMENTS))
+    executors = [spec for name, specs in EXECUTOR_REQUIREMENTS.items() if name not in without
+                 for spec in specs]
+    return [*TRITON_REQUIREMENTS, *runtime_requirements(), *executors]
 
 
 def _project(spec: str) -> str:
@@ -224,6 +252,16 @@ class TritonEnv:
         except (OSError, ValueError):
             return {}
 
+    def has_package(self, name: str) -> bool:
+        """Whether the environment holds the import package ``name`` (e.g. ``onnxruntime``),
+        judged by its folder in site-packages: no child process."""
+        return (self.site_packages / name / "__init__.py").is_file()
+
+    def missing_executors(self) -> list[str]:
+        """The executors of :data:`EXECUTOR_REQUIREMENTS` whose package the environment
+        lacks (an environment made with ``--without``, or by an older popef)."""
+        return [name for name in EXECUTOR_REQUIREMENTS if not self.has_package(name)]
+
 
 # -- setup ---------------------------------------------------------------------------------------
 
@@ -235,12 +273,16 @@ def _stderr(message: str) -> None:
 
 
 def setup(path: str | os.PathLike | None = None, *, force: bool = False,
-          log: Log = _stderr, pip_args: Sequence[str] = (), retries: int = 1) -> TritonEnv:
+          log: Log = _stderr, pip_args: Sequence[str] = (), retries: int = 1,
+          without: Sequence[str] = ()) -> TritonEnv:
     """Make (or check) Triton's environment at ``path``; cached when it is already complete.
 
     A virtual environment of this Python with :func:`requirements` installed by pip in one
     resolver run, this ``popef`` linked into it (:func:`link_popef`), and an import check of
-    the backend with numpy < 2. ``force`` rebuilds it from scratch.
+    the backend with numpy < 2 (and of each executor's package: a session of onnxruntime).
+    ``without`` names executors whose packages to leave out (``("onnxruntime",)``); an
+    environment made with other requirements is brought up to date in place. ``force``
+    rebuilds it from scratch.
     """
     path = Path(path) if path is not None else default_env_dir()
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -250,7 +292,8 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
     if not sys.platform.startswith("linux"):
         raise TritonEnvError(f"tritonserver runs on Linux only, not on {sys.platform}")
     libpython_dir()  # fails early, with advice, on a Python without a shared libpython
-    wanted = requirements()
+    wanted = requirements(without)
+    executors = [name for name in EXECUTOR_REQUIREMENTS if name not in without]
     if not force:
         try:
             env = TritonEnv.load(path)
@@ -267,7 +310,10 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
                                  "empty or new folder")
         if force:
             shutil.rmtree(path)
-    log(f"popef triton: making the Triton environment at {path} (Python {version})")
+    if (path / "pyvenv.cfg").is_file():
+        log(f"popef triton: bringing the Triton environment at {path} up to date")
+    else:
+        log(f"popef triton: making the Triton environment at {path} (Python {version})")
     if not (path / "pyvenv.cfg").is_file():
         _run([sys.executable, "-m", "venv", str(path)], "create the virtual environment", log)
     python = path / "bin" / "python"
@@ -293,33 +339,54 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
         raise TritonEnvError(f"nvidia-pytriton {PYTRITON_VERSION} did not install what was "
                              f"expected: {problems[0]}")
     link_popef(env)
-    check = _output([str(python), "-c", _CHECK])
+    # from the environment's folder: a source tree in the working folder would be on the
+    # check's sys.path, with metadata the server does not have
+    check = _output([str(python), "-c", _CHECK, *executors], cwd=path)
     info = {"python": version, "site_packages": str(site), "requirements": wanted,
             "pytriton": PYTRITON_VERSION, "triton": TRITON_VERSION,
-            "made_by": f"popef {__version__}", **json.loads(check)}
-    env.marker.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            "made_by": f"popef {__version__}", "executors": executors, **json.loads(check)}
+    text = json.dumps(info, indent=2) + "\n"
+    write_atomically(env.marker, lambda file: file.write(text.encode("utf-8")))
+    versions = "".join(f", {name} {info[name]}" for name in executors if name in info)
     log(f"popef triton: ready in {time.monotonic() - start:.0f} s (Triton {TRITON_VERSION}, "
-        f"numpy {info['numpy']})")
+        f"numpy {info['numpy']}{versions})")
     return env
 
 
+# Run in Triton's environment; its arguments name the executors whose packages to check.
 _CHECK = """\
-import json, numpy
+import json, sys, numpy
 assert int(numpy.__version__.split(".")[0]) < 2, "numpy " + numpy.__version__
 import tritonclient.grpc.model_config_pb2
 import popef.triton.backend
-print(json.dumps({"numpy": numpy.__version__, "popef_path": popef.__path__[0]}))
+found = {"numpy": numpy.__version__, "popef_path": popef.__path__[0]}
+if "onnxruntime" in sys.argv[1:]:
+    # a session through popef's executor: onnxruntime's numpy interface with numpy < 2
+    import os, tempfile, onnxruntime
+    from popef import DataType
+    from popef.runtime import GraphBuilder, ModelRunner
+    g = GraphBuilder()
+    g.add_output(g.add_node("Relu", [g.add_input("x", DataType.F32, (2,))]), "y")
+    with tempfile.TemporaryDirectory() as folder:
+        g.save(os.path.join(folder, "check.popef"))
+        with ModelRunner(os.path.join(folder, "check.popef"), executor="onnxruntime") as runner:
+            y = runner.execute({"x": numpy.array([-1.0, 2.0], numpy.float32)})["y"]
+    assert y.tolist() == [0.0, 2.0], y
+    found["onnxruntime"] = onnxruntime.__version__
+print(json.dumps(found))
 """
 
 
 def link_popef(env: TritonEnv, package_dir: Path | None = None) -> Path | None:
     """Make this ``popef`` importable in ``env``: a symlink ``site-packages/popef`` to its
-    package folder (editable or installed alike). An environment into which popef was
-    pip-installed keeps that install; returns the link, or None then."""
+    package folder (editable or installed alike), and its executor entry points beside it
+    (:func:`link_entry_points`). An environment into which popef was pip-installed keeps that
+    install; returns the link, or None then."""
     package_dir = package_dir or Path(__file__).resolve().parent.parent
     link = env.site_packages / "popef"
     if link.is_symlink():
         if Path(os.readlink(link)) == package_dir:
+            link_entry_points(env)
             return link
         link.unlink()
     elif link.exists():
@@ -331,7 +398,47 @@ def link_popef(env: TritonEnv, package_dir: Path | None = None) -> Path | None:
         tmp.unlink()
     tmp.symlink_to(package_dir, target_is_directory=True)
     os.replace(tmp, link)
+    link_entry_points(env)
     return link
+
+
+def popef_executor_entry_points() -> dict[str, str]:
+    """The ``popef.executors`` entry points this ``popef`` declares (name → object), from its
+    installed metadata; :data:`FALLBACK_EXECUTOR_ENTRY_POINTS` for a source tree on sys.path."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        points = distribution("popef").entry_points
+    except PackageNotFoundError:
+        return dict(FALLBACK_EXECUTOR_ENTRY_POINTS)
+    found = {p.name: p.value for p in points if p.group == EXECUTOR_ENTRY_POINT_GROUP}
+    return found or dict(FALLBACK_EXECUTOR_ENTRY_POINTS)
+
+
+def link_entry_points(env: TritonEnv, points: Mapping[str, str] | None = None) -> Path:
+    """Declare popef's executor entry points in ``env``: a linked popef has no metadata of its
+    own, so without this a plug-in executor of popef (``onnxruntime``) would be unknown to the
+    backend. Writes ``site-packages/popef_triton_link-<version>.dist-info`` (``METADATA``,
+    ``entry_points.txt``), replacing one of another version; returns its folder."""
+    points = popef_executor_entry_points() if points is None else points
+    folder = env.site_packages / f"{LINK_DISTRIBUTION}-{__version__}.dist-info"
+    for stale in env.site_packages.glob(f"{LINK_DISTRIBUTION}-*.dist-info"):
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "METADATA": (f"Metadata-Version: 2.1\nName: {LINK_DISTRIBUTION}\n"
+                     f"Version: {__version__}\nSummary: entry points of the popef linked "
+                     "here by popef triton setup\n"),
+        "entry_points.txt": f"[{EXECUTOR_ENTRY_POINT_GROUP}]\n" + "".join(
+            f"{name} = {value}\n" for name, value in sorted(points.items())),
+    }
+    for name, text in files.items():
+        data = text.encode("utf-8")
+        if (folder / name).is_file() and (folder / name).read_bytes() == data:
+            continue
+        write_atomically(folder / name, lambda file, data=data: file.write(data))
+    return folder
 
 
 def _run(command: Sequence[str], what: str, log: Log,
@@ -356,9 +463,9 @@ def _run(command: Sequence[str], what: str, log: Log,
                              f"{returncode}")
 
 
-def _output(command: Sequence[str]) -> str:
+def _output(command: Sequence[str], cwd: Path | None = None) -> str:
     result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                            check=False)
+                            check=False, cwd=cwd)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise TritonEnvError(f"the Triton environment fails a check:\n{tail}")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._version import __version__
+from ..atomic import write_atomically
 
 __all__ = [
     "BACKEND_NAME",
@@ -98,10 +99,8 @@ def install_backend(directory: str | os.PathLike, *, paths: Sequence[str] | None
     target = directory / BACKEND_NAME
     target.mkdir(parents=True, exist_ok=True)
     path = target / MODEL_PY
-    text = render_model_py(paths)
-    tmp = path.with_name(f".{MODEL_PY}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    data = render_model_py(paths).encode("utf-8")
+    write_atomically(path, lambda file: file.write(data))
     if python_backend is not None:
         install_python_backend(directory, Path(python_backend))
     return path
@@ -139,13 +138,24 @@ def install_python_backend(directory: str | os.PathLike, source: Path,
         out = dest / name
         if out.is_file() and _same_file(src, out):
             continue
-        tmp = out.with_name(f".{name}.{os.getpid()}.tmp")
-        shutil.copyfile(src, tmp)
-        shutil.copymode(src, tmp)
-        os.replace(tmp, out)
+        _copy_atomically(src, out)
     (dest / "triton_python_backend_stub").chmod(0o755)
-    marker.write_text(f"{label or source}\n", encoding="utf-8")
+    note = f"{label or source}\n".encode("utf-8")
+    write_atomically(marker, lambda file: file.write(note))
     return dest
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` with its permission bits; a running Triton reading
+    ``target`` sees the old file or the whole new one."""
+    mode = source.stat().st_mode & 0o7777
+
+    def write(file) -> None:
+        with open(source, "rb") as data:
+            shutil.copyfileobj(data, file, 1 << 20)
+        os.fchmod(file.fileno(), mode)
+
+    write_atomically(target, write)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -111,8 +111,8 @@ def test_views_match_the_library_model_when_links_hold():
     (model,) = reader.models()
     (view,) = views.model_views(reader)
     assert view.name == model.name
-    assert view.user_inputs() == model.user_input_anchors()
-    assert view.user_outputs() == model.user_output_anchors()
+    assert view.user_input_anchors() == model.user_input_anchors()
+    assert view.user_output_anchors() == model.user_output_anchors()
     assert view.stored_names == model.stored_names
     assert [o.name for o in view.opaque_blobs] == [o.name for o in model.opaque_blobs]
 

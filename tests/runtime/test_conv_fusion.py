@@ -100,7 +100,8 @@ def test_channels_last_kernel_matches_the_unfused_ops(data):
 
     dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16]))
     # few channels: the im2col matrix is built taps-major; many: rows-major, bias in the GEMM
-    n, c, m = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 20)), data.draw(st.integers(1, 5))
+    n, c = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 20))
+    m = data.draw(st.integers(1, 5))
     kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(2))
     strides = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
     dilations = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
@@ -155,7 +156,8 @@ def test_the_kernel_follows_the_batch_size_between_calls():
         for steps in (1, 5, 2):
             x = rng.standard_normal((steps * 2, 4, 12, 12)).astype(np.float32)
             a, b = fused.execute({"x": x})["y"], plain.execute({"x": x})["y"]
-            np.testing.assert_allclose(a, b, rtol=2e-6, atol=4 * float(np.spacing(np.abs(b).max())))
+            ulps = 4 * float(np.spacing(np.abs(b).max()))
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=ulps)
 
 
 # -- Flatten -> Gemm (-> Relu) after a channels-last convolution ------------------------------
@@ -173,7 +175,8 @@ def _conv_dense_model(*, trans_b=1, bias="1d", relu=True, alpha=1.0, two_convs=T
         channels = out
     features = 8 * 2 * 2 if two_convs else 6 * 6 * 6
     shape = (5, features) if trans_b else (features, 5)
-    inputs = [g.add_node("Flatten", [h]), g.add_weight("fc", rng.standard_normal(shape).astype(np.float32))]
+    fc = g.add_weight("fc", rng.standard_normal(shape).astype(np.float32))
+    inputs = [g.add_node("Flatten", [h]), fc]
     if bias:
         value = rng.standard_normal(5 if bias == "1d" else (1, 5)).astype(np.float32)
         inputs.append(g.add_weight("fc.b", value))
@@ -184,8 +187,8 @@ def _conv_dense_model(*, trans_b=1, bias="1d", relu=True, alpha=1.0, two_convs=T
     return g
 
 
-DENSE_CASES = [dict(), dict(trans_b=0), dict(bias=None), dict(bias="2d"), dict(relu=False),
-               dict(two_convs=False), dict(alpha=0.5)]
+DENSE_CASES = [{}, {"trans_b": 0}, {"bias": None}, {"bias": "2d"}, {"relu": False},
+               {"two_convs": False}, {"alpha": 0.5}]
 
 
 @pytest.mark.parametrize("case", DENSE_CASES)
@@ -203,7 +206,7 @@ def test_what_is_fused_after_a_convolution():
     def entries(**case) -> int:
         executor = CpuExecutor()
         executor.load(load_model(model_of(save_bytes(_conv_dense_model(**case)))))
-        return sum(1 for name in executor._forward.__globals__  # noqa: SLF001
+        return sum(1 for name in executor._forward.__globals__
                    if name[0] == "k" and name[1:].isdigit())
 
     assert entries() == 4  # conv+pool+relu twice, flatten+gemm+relu, softmax

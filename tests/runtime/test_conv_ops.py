@@ -140,7 +140,14 @@ def test_max_unpool_inverts_max_pool():
     shape = np.array([2, 3, 5, 7], np.int64)  # a larger output, given as a constant
     y = run_op("MaxUnpool", {"kernel_shape": [2, 2], "strides": [2, 2]},
                [values, indices, shape], constants=(2,))
-    assert y.shape == (2, 3, 5, 7) and np.count_nonzero(y) == values.size
+    # the indices address the unpooled [2, 3, 4, 6]; the larger shape pads each dim at its end
+    assert y.shape == (2, 3, 5, 7)
+    np.testing.assert_array_equal(y[:, :, :4, :6], want)
+    assert not y[:, :, 4:, :].any() and not y[:, :, :, 6:].any()
+    with pytest.raises(ExecutionError, match=r"output_shape \[2, 3, 3, 7\] is smaller than the "
+                                             r"unpooled shape \[2, 3, 4, 6\]"):
+        run_op("MaxUnpool", {"kernel_shape": [2, 2], "strides": [2, 2]},
+               [values, indices, np.array([2, 3, 3, 7], np.int64)], constants=(2,))
     op = create_op("MaxUnpool", "n", {"kernel_shape": [2, 2], "strides": [2, 2]})
     op.infer([TensorSpec.of(values), TensorSpec.of(indices)])
     with pytest.raises(ExecutionError, match=r"indices I must lie in \[0, 144\)"):

@@ -77,7 +77,7 @@ def test_opset10_form_is_asymmetric_and_rounds_down_up() -> None:
     ({}, [X, EMPTY, UP, i64(1, 1, 2, 2)], (1, 2, 3), "exactly one of scales and sizes"),
     ({}, [X, EMPTY, np.array([1, 2], np.float32)], (1, 2), "one value per resized axis"),
     ({"mode": "area"}, [X, EMPTY, UP], (1, 2), "'mode' must be one of"),
-    ({"antialias": 1}, [X, EMPTY, UP], (1, 2), "antialias=1"),
+    ({"antialias": 2}, [X, EMPTY, UP], (1, 2), "'antialias' must be 0 or 1"),
     ({}, [X, EMPTY, UP], (1,), r"input 2 \('scales'\) must be a constant"),
     ({}, [X, EMPTY, -UP], (1, 2), "must be positive"),
 ])
@@ -104,3 +104,23 @@ def test_tf_half_pixel_for_nearest() -> None:
                    [x, EMPTY, np.array([1, 1, 1, 0.5], np.float32)], (1, 2))
     # source (y + 0.5) / 0.5 = 1, 3 -> round_prefer_floor -> 1, 3
     np.testing.assert_array_equal(y.reshape(-1), [1, 3])
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("exclude_outside", [0, 1])
+@pytest.mark.parametrize("scales", [[1, 1, 0.6, 0.8], [1, 1, 0.5, 0.35], [1, 1, 1.5, 0.5]])
+def test_antialias_matches_onnx(mode, exclude_outside, scales) -> None:
+    x = np.arange(2 * 3 * 7 * 9, dtype=np.float32).reshape(2, 3, 7, 9) % 11
+    case = OpCase("aa", "Resize", {"mode": mode, "antialias": 1,
+                                   "exclude_outside": exclude_outside},
+                  [x, EMPTY, np.array(scales, np.float32)], constants=(1, 2), opset=19,
+                  rtol=1e-5, atol=1e-5)
+    check_case(case)
+
+
+def test_antialias_does_not_change_upsampling_or_nearest() -> None:
+    for mode, scales in (("linear", UP), ("nearest", np.array([1, 1, 0.5, 0.5], np.float32))):
+        inputs = [X, EMPTY, scales]
+        [plain] = run_case("Resize", {"mode": mode}, inputs, (1, 2))
+        [anti] = run_case("Resize", {"mode": mode, "antialias": 1}, inputs, (1, 2))
+        np.testing.assert_array_equal(plain, anti)

@@ -41,6 +41,7 @@ attribute_values = {
     AttributeKind.STRING: names,
     AttributeKind.INTS: st.lists(int64, max_size=4).map(tuple),
     AttributeKind.FLOATS: st.lists(floats, max_size=4).map(tuple),
+    AttributeKind.STRINGS: st.lists(names, max_size=4).map(tuple),
 }
 
 
@@ -160,7 +161,7 @@ def test_a_newer_minor_version_may_append_bytes():
     data = bytearray(encode_program(sample()))
     with pytest.raises(FormatError, match="3 unexpected bytes after it"):
         decode_program(bytes(data) + b"xyz")
-    data[10:12] = (1).to_bytes(2, "little")
+    data[10:12] = (2).to_bytes(2, "little")  # newer than the 1.1 this library reads
     assert decode_program(bytes(data) + b"xyz") == sample()
 
 

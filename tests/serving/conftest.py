@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import popef
-from popef.runtime import GraphBuilder
+from ..helpers import linear_softmax_reference, save_linear_softmax
 
 pytest.importorskip("tritonclient.grpc")
 pytest.importorskip("tritonclient.http")
@@ -34,23 +33,15 @@ class TinyModel:
     w: np.ndarray
 
     def reference(self, x: np.ndarray) -> np.ndarray:
-        z = x.astype(np.float64) @ self.w.astype(np.float64)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return linear_softmax_reference(x, self.w).astype(np.float32)
 
 
 def build_tiny(path: Path, *, seed: int = 0, micro_batch: int = 1, replicas: int = 1,
                device_iterations: int = 1, name: str = "tiny") -> TinyModel:
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((4, 3)).astype(np.float32)
-    g = GraphBuilder()
-    x = g.add_input("input", popef.DataType.F32, (micro_batch, 4))
-    wt = g.add_weight("w", w)
-    y = g.add_node("MatMul", [x, wt])
-    g.add_output(g.add_node("Softmax", [y], axis=-1), "out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    g.save(path, executable_name=name, replication_factor=replicas,
-           device_iterations=device_iterations)
+    save_linear_softmax(path, w, batch=micro_batch, executable_name=name,
+                        replication_factor=replicas, device_iterations=device_iterations)
     return TinyModel(w)
 
 

@@ -24,7 +24,7 @@ def _bench():
 
 def test_each_model_of_the_comparison_runs_on_its_executor(tmp_path):
     from popef.runtime import ModelRunner
-    from popef.serving.config import parse_config
+    from popef.servable import parse_config
 
     bench = _bench()
     repository, _ = bench.build_executor_repository(tmp_path, None, ["cpu", "onnxruntime"])

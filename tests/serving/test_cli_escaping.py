@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import popef
 from popef.cli import main
 from popef.serving.cli import MAX_ERROR_CHARS
-from popef.serving.config import parse_config
+from popef.servable import parse_config
 
 from .conftest import build_tiny
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from popef.runtime import ModelRunner
-from popef.serving.config import (
+from popef.servable import (
     ConfigError,
     anchor_keys,
     build_plan,

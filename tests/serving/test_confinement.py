@@ -14,7 +14,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from popef.serving import InferenceCore, ModelRepository, RepositoryOptions
-from popef.serving.config import (
+from popef.servable import (
     MAX_CONFIG_BYTES,
     MAX_INSTANCES,
     MAX_LABEL_FILE_BYTES,
@@ -22,7 +22,7 @@ from popef.serving.config import (
     ConfigError,
     inside,
 )
-from popef.serving.errors import ServingError, Status
+from popef.servable.errors import ServingError, Status
 
 from .conftest import build_tiny, config, write_model
 
@@ -193,7 +193,7 @@ def test_the_model_config_name_stays_in_configs(repo, outside):
 
 
 def test_the_triton_backend_applies_the_same_rule(repo, tmp_path):
-    from popef.serving.config import parse_config
+    from popef.servable import parse_config
     from popef.triton.backend import model_files
 
     build_tiny(tmp_path / "outside.popef")

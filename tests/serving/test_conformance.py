@@ -243,7 +243,7 @@ def test_trace_settings_are_kept_globally_and_per_model(client):
     {"log_verbose_level": True}, {"bogus": 1}, [1, 2], "log_info",
 ])
 def test_bad_log_settings_are_refused_and_change_nothing(changes):
-    from popef.serving.errors import ServingError
+    from popef.servable.errors import ServingError
     from popef.serving.settings import LogSettings
 
     settings = LogSettings()
@@ -260,7 +260,7 @@ def test_bad_log_settings_are_refused_and_change_nothing(changes):
     {"log_frequency": 1.5}, {"trace_mode": "opentelemetry"}, {"nope": "1"}, [],
 ])
 def test_bad_trace_settings_are_refused_and_change_nothing(changes):
-    from popef.serving.errors import ServingError
+    from popef.servable.errors import ServingError
     from popef.serving.settings import TraceSettings
 
     settings = TraceSettings()

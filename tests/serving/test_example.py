@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from popef.runtime import ModelRunner
-from popef.serving.config import (
+from popef.servable import (
     build_plan,
     complete_config,
     read_config,

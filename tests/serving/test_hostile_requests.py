@@ -136,7 +136,7 @@ def test_nan_elsewhere_in_the_request_is_400_naming_the_field(server):
 def test_integer_data_out_of_range_is_400(server):
     # 'simple' takes FP32; an integer model is not needed to check that ints are range-checked
     from popef.serving.core import _values
-    from popef.serving.errors import ServingError
+    from popef.servable.errors import ServingError
     from popef.serving.protocol import InputTensor
 
     with pytest.raises(ServingError, match=r"value 300 is out of the range of INT8"):

@@ -15,7 +15,7 @@ import tritonclient.http as httpclient
 from click.testing import CliRunner
 
 from popef.cli import main
-from popef.serving.config import parse_config
+from popef.servable import parse_config
 
 from .conftest import ServeProcess, config, write_model
 from .gates import DEADLINE, wait_until

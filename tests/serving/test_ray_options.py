@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from popef.serving.errors import ServingError
+from popef.servable.errors import ServingError
 from popef.serving.ray.options import AppOptions, Scaling, scaling_of_repositories
 
 from .conftest import config, write_model

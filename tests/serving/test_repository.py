@@ -11,7 +11,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from popef.serving import InferenceCore, ModelRepository
-from popef.serving.errors import ServingError
+from popef.servable.errors import ServingError
 
 from .conftest import config, write_model
 from .test_protocol import grpc_input, http_input, rows

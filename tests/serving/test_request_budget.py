@@ -17,7 +17,7 @@ import pytest
 
 from popef.serving.budget import ByteBudget
 from popef.serving.connections import SERVER_PAUSE
-from popef.serving.errors import ServingError, Status
+from popef.servable.errors import ServingError, Status
 from popef.serving.http_app import create_app
 
 DEADLINE = 60.0

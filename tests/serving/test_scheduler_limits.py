@@ -13,7 +13,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from popef.serving import ModelRepository
-from popef.serving.errors import ServingError
+from popef.servable.errors import ServingError
 from popef.serving.scheduler import BatchPolicy, Execution, Scheduler, Work
 from popef.serving.stats import ModelStats, now_ns
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from popef.cli import main
-from popef.serving.errors import ServingError, Status
+from popef.servable.errors import ServingError, Status
 from popef.serving.protocol import InferRequest, InputTensor, RequestedOutput
 from popef.serving.settings import TraceSettings
 from popef.serving.shared_memory import MAX_REGION_NAME, SystemSharedMemory

@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from popef.serving.batches import collect_outputs, merge_rows, prepare_feed, split_rows
-from popef.serving.config import (
+from popef.servable import (
     ConfigError,
     build_plan,
     complete_config,
     parse_config,
 )
-from popef.serving.errors import ServingError, error_message
-from popef.serving.files import model_files, open_model
-from popef.serving.validation import (
+from popef.servable.batches import collect_outputs, merge_rows, prepare_feed, split_rows
+from popef.servable.errors import ServingError, error_message
+from popef.servable.validation import (
     batch_size,
     check_datatype,
     check_input_names,
     check_shape,
     select_outputs,
 )
+from popef.servable.version_folder import model_files, open_model
 
 from .conftest import build_tiny, config
 
@@ -136,3 +136,44 @@ def test_request_checks(micro):
         select_outputs("micro", plan, ["nope"])
     with pytest.raises(ServingError, match="output 'out' is requested twice"):
         select_outputs("micro", plan, ["out", "out"])
+
+
+def test_one_batch_size_check_for_both_front_ends(micro):
+    """popef serve and the Triton backend both call request_rows: one message each way."""
+    from popef.servable.validation import request_rows
+
+    _, _, signature = micro
+    plan = _plan(signature, name="micro")
+    assert request_rows("micro", plan, [("input", (3, 4))]) == 3
+    with pytest.raises(ServingError, match=r"^inference request batch-size must be <= 12 for "
+                                           r"'micro', got 13$"):
+        request_rows("micro", plan, [("input", (13, 4))])
+    with pytest.raises(ServingError, match=r"^inference request batch-size must be >= 1 for "
+                                           r"'micro', got 0$"):
+        request_rows("micro", plan, [("input", (0, 4))])
+
+
+@pytest.mark.parametrize("text, states", [
+    ("max_batch_size: 0", True),
+    ("name: \"m\"\nmax_batch_size:8", True),
+    ("# max_batch_size: 4\nname: \"m\"", False),
+    ("name: \"max_batch_size: 4\"", False),  # inside a string
+    ("dynamic_batching { } input [ { name: \"max_batch_size\" } ]", False),
+    ("name: \"unterminated", False),  # parse_config reports it
+    ("", False),
+])
+def test_states_max_batch_size_reads_tokens_not_text(text, states):
+    from popef.servable import states_max_batch_size
+
+    assert states_max_batch_size(text) is states
+
+
+def test_the_triton_backend_does_not_import_serving():
+    import subprocess
+    import sys
+
+    code = ("import sys, popef.triton.backend; "
+            "print([m for m in sys.modules if m.startswith('popef.serving')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -14,7 +14,7 @@ import pytest
 
 import popef
 from popef.runtime import GraphBuilder
-from popef.serving.errors import ServingError, Status
+from popef.servable.errors import ServingError, Status
 from popef.serving.protocol import InferRequest, InputTensor, RequestedOutput
 from popef.serving.shared_memory import SystemSharedMemory, tensor_reference
 

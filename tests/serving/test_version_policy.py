@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from popef.serving import InferenceCore, ModelRepository
-from popef.serving.config import MAX_SPECIFIC_VERSIONS
-from popef.serving.errors import ServingError
+from popef.servable import MAX_SPECIFIC_VERSIONS
+from popef.servable.errors import ServingError
 
 from .conftest import LogCapture, config, write_model
 

@@ -10,6 +10,8 @@ import numpy as np
 import popef
 from popef.runtime import GraphBuilder
 
+from ..helpers import linear_softmax_reference, save_linear_softmax
+
 WEIGHTS = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0], [0.0, -1.0, 1.0], [2.0, 0.5, 0.5]],
                    dtype=np.float32)
 
@@ -18,14 +20,9 @@ def linear_softmax(path: Path, *, batch: int = 2, features: int = 4, replication
                    device_iterations: int = 1, input_name: str = "input",
                    output_name: str = "out") -> Path:
     """``softmax(x @ W)``: input F32 (batch, 4), output F32 (batch, 3) (the brief's model)."""
-    g = GraphBuilder()
-    x = g.add_input(input_name, popef.DataType.F32, (batch, features))
-    w = g.add_weight("w", WEIGHTS[:features])
-    g.add_output(g.add_node("Softmax", [g.add_node("MatMul", [x, w])], axis=-1), output_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    g.save(path, executable_name="m", replication_factor=replication_factor,
-           device_iterations=device_iterations)
-    return path
+    return save_linear_softmax(path, WEIGHTS[:features], batch=batch, input_name=input_name,
+                               output_name=output_name, replication_factor=replication_factor,
+                               device_iterations=device_iterations)
 
 
 def vector_model(path: Path) -> Path:
@@ -39,9 +36,7 @@ def vector_model(path: Path) -> Path:
 
 
 def reference(x: np.ndarray) -> np.ndarray:
-    z = x.astype(np.float64) @ WEIGHTS.astype(np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return linear_softmax_reference(x, WEIGHTS)
 
 
 def model_folder(repository: Path, name: str, *, config: str | None = None,

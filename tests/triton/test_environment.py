@@ -208,3 +208,115 @@ def test_cli_help_lists_the_commands():
     assert result.exit_code == 0
     for name in ("install-backend", "setup", "run"):
         assert name in result.output
+
+
+def test_requirements_hold_the_executors_packages_unless_left_out():
+    wanted = environment.requirements()
+    names = [environment._project(r) for r in wanted]
+    assert {"onnxruntime", "onnx"} <= set(names)
+    # numpy stays the one pin below 2: no executor package brings its own
+    assert names.count("numpy") == 1
+    ort = next(r for r in wanted if environment._project(r) == "onnxruntime")
+    assert "<=" in ort or "==" in ort, "onnxruntime is capped at a release tested with numpy<2"
+    without = environment.requirements(without=["onnxruntime"])
+    assert not {"onnxruntime", "onnx"} & {environment._project(r) for r in without}
+    assert without == wanted[:len(without)]
+    with pytest.raises(TritonEnvError, match="unknown executor 'tensorflow' to leave out: "
+                                             "expected one of 'onnxruntime'"):
+        environment.requirements(without=["tensorflow"])
+
+
+def test_the_cli_offers_to_leave_out_every_executor():
+    from popef.triton.cli import setup_command
+
+    [option] = [p for p in setup_command.params if p.name == "without"]
+    assert list(option.type.choices) == list(environment.EXECUTOR_REQUIREMENTS)
+
+
+def test_missing_executors_are_judged_by_the_package_folder(tmp_path):
+    env = fake_env(tmp_path / "env")
+    assert env.missing_executors() == ["onnxruntime"]
+    package = env.site_packages / "onnxruntime"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    assert env.has_package("onnxruntime") and env.missing_executors() == []
+
+
+def test_run_notes_an_env_without_onnxruntime(tmp_path):
+    env = fake_env(tmp_path / "env")
+    repo = tmp_path / "models"
+    repo.mkdir()
+    args = ["triton", "run", "--model-repository", str(repo), "--env", str(env.path),
+            "--no-setup", "--metrics-port", "0"]
+    # the server itself cannot start (fake binaries): only the lines before matter
+    result = CliRunner().invoke(main, args)
+    assert "note: the Triton environment has no onnxruntime: models with executor " \
+           "'onnxruntime' will not load" in result.output
+    assert f"popef triton setup --env {env.path}" in result.output
+
+
+def test_a_cached_env_made_without_onnxruntime_is_brought_up_to_date(tmp_path, monkeypatch):
+    """An environment whose marker lists other requirements (one made before the executors'
+    packages were installed) goes through pip again, in place; a current one does not."""
+    env = fake_env(tmp_path / "env")
+    info = json.loads(env.marker.read_text())
+    info["requirements"] = environment.requirements(without=["onnxruntime"])
+    env.marker.write_text(json.dumps(info))
+    monkeypatch.setattr(environment, "libpython_dir", lambda: tmp_path)
+    commands = []
+
+    def fake_run(command, what, log, on_line=None):
+        commands.append(list(command))
+
+    def fake_output(command, cwd=None):
+        if "-c" in command and "purelib" in command[-1]:
+            return str(env.site_packages)
+        return json.dumps({"numpy": "1.26.4", "popef_path": "x", "onnxruntime": "1.32.0"})
+
+    monkeypatch.setattr(environment, "_run", fake_run)
+    monkeypatch.setattr(environment, "_output", fake_output)
+    made = environment.setup(env.path, log=lambda message: None)
+    [pip] = commands
+    assert pip[:3] == [str(env.python), "-m", "pip"]
+    assert pip[-len(environment.requirements()):] == environment.requirements()
+    info = made.info()
+    assert info["requirements"] == environment.requirements()
+    assert info["executors"] == ["onnxruntime"] and info["onnxruntime"] == "1.32.0"
+    commands.clear()
+    environment.setup(env.path, log=lambda message: None)
+    assert commands == []  # cached
+    # leaving it out again is another set of requirements: pip runs, the marker says so
+    environment.setup(env.path, log=lambda message: None, without=["onnxruntime"])
+    assert len(commands) == 1 and made.info()["executors"] == []
+
+
+def test_a_linked_popef_declares_its_executor_entry_points(tmp_path):
+    """The link has no metadata of its own: a dist-info beside it declares popef's executor
+    entry points, so that the environment's Python finds the onnxruntime executor."""
+    env = fake_env(tmp_path / "env")
+    stale = env.site_packages / "popef_triton_link-0.0.1.dist-info"
+    stale.mkdir(parents=True)
+    environment.link_popef(env)
+    [folder] = env.site_packages.glob("popef_triton_link-*.dist-info")
+    assert folder != stale
+    text = (folder / "entry_points.txt").read_text()
+    assert text.startswith("[popef.executors]\n")
+    assert "onnxruntime = popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor\n" in text
+    from popef.runtime.executors import ENTRY_POINT_GROUP
+
+    assert environment.EXECUTOR_ENTRY_POINT_GROUP == ENTRY_POINT_GROUP
+    # what importlib.metadata makes of it, in a Python that sees only that folder
+    probe = ("import importlib.metadata as m, json; print(json.dumps(sorted("
+             "(p.name, p.value) for p in m.entry_points(group='popef.executors'))))")
+    result = subprocess.run([sys.executable, "-S", "-E", "-c",
+                             f"import sys; sys.path[:] = [{str(env.site_packages)!r}] + "
+                             f"[p for p in sys.path if 'site-packages' not in p]; {probe}"],
+                            cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        ["onnxruntime", "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"]]
+    # a popef installed into the environment brings its own metadata: no link, no dist-info
+    other = fake_env(tmp_path / "installed")
+    (other.site_packages / "popef-0.1.0.dist-info").mkdir(parents=True)
+    assert environment.link_popef(other) is None
+    assert not list(other.site_packages.glob("popef_triton_link-*"))

@@ -4,14 +4,18 @@ The server runs in the environment ``popef triton setup`` makes (``$POPEF_TRITON
 the default cache folder); without one these tests skip — unless ``POPEF_REQUIRE_TRITON=1``
 (set by ``.ci/run``), which turns the skip into a failure. The repository is the blog's
 (``examples/mnist/triton/models/mnist``: config.pbtxt with ``backend: "poplar"``,
-``1/name_map.json``, ``1/executable.popef``), plus a model without config.pbtxt and one whose
-config lets a bad shape through to the backend. Everything listens on 127.0.0.1 only.
+``1/name_map.json``, ``1/executable.popef``), plus a model without config.pbtxt, one whose
+config lets a bad shape through to the backend, and the MNIST model again on the
+``onnxruntime`` executor (``mnist_onnxruntime``; its tests skip, or fail under
+``POPEF_REQUIRE_TRITON=1``, when the environment has no onnxruntime). Everything listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +53,9 @@ max_batch_size: 4
 input [ { name: "features" data_type: TYPE_FP32 dims: [ 2, 2 ] reshape: { shape: [ 4 ] } } ]
 output [ { name: "scores" data_type: TYPE_FP32 dims: [ 3 ] } ]
 """
+ORT_MODEL = "mnist_onnxruntime"
+# the onnxruntime executor agrees with cpu to these tolerances (docs/runtime.md)
+ORT_RTOL, ORT_ATOL = 1e-4, 1e-5
 
 
 def _unavailable(reason: str):
@@ -193,6 +200,17 @@ def server(triton_env, tmp_path_factory):
     linear_softmax(reshaped / "1" / "executable.popef", batch=1)
     (reshaped / "1" / "name_map.json").write_text(json.dumps(NAME_MAP))
     (reshaped / "config.pbtxt").write_text(RESHAPE_CONFIG)
+    # the blog's model on the onnxruntime executor, chosen in config.pbtxt (only where the
+    # environment can load it: Triton exits when a model fails to load at start-up)
+    if "onnxruntime" not in triton_env.missing_executors():
+        ort = repository / ORT_MODEL
+        shutil.copytree(repository / "mnist", ort)
+        config = (repository / "mnist" / "config.pbtxt").read_text()
+        for old, new in (('name: "mnist"', f'name: "{ORT_MODEL}"'),
+                         ('string_value: "cpu"', 'string_value: "onnxruntime"')):
+            assert old in config, f"the blog's config.pbtxt has no {old}"
+            config = config.replace(old, new)
+        (ort / "config.pbtxt").write_text(config)
 
     backends = base / "backends"
     ports = _free_ports(3)
@@ -255,6 +273,7 @@ def test_it_is_a_real_triton(server):
         assert metadata["name"] == "triton" and metadata["version"] == "2.51.0"
         assert client.is_server_live() and client.is_server_ready()
         index = {m["name"]: m["state"] for m in client.get_model_repository_index()}
+        index.pop(ORT_MODEL, None)  # its own tests below
         assert index == {"mnist": "READY", "mnist_auto.poplar": "READY", "linear_wild": "READY",
                          "linear_reshape": "READY"}
     finally:
@@ -476,6 +495,65 @@ def test_malformed_requests_get_errors_and_the_model_stays_ready(server, expecte
     finally:
         grpc.close()
         http.close()
+
+
+@pytest.fixture(scope="module")
+def ort_model(server, triton_env):
+    """The name of the MNIST model on the onnxruntime executor, where the environment has
+    onnxruntime."""
+    if "onnxruntime" in triton_env.missing_executors():
+        _unavailable(f"the Triton environment at {triton_env.path} has no onnxruntime: "
+                     f"popef triton setup --env {triton_env.path} installs it")
+    return ORT_MODEL
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_onnxruntime_executor_answers_as_cpu(server, expected, ort_model, protocol):
+    """The same ten images, one request each and all in one request, on the model whose
+    config.pbtxt picks executor onnxruntime: cpu's probabilities, to onnxruntime's tolerance."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    _, rows, probabilities = expected
+    module = grpcclient if protocol == "grpc" else httpclient
+    client = module.InferenceServerClient(server.grpc_url if protocol == "grpc"
+                                          else server.http_url)
+    try:
+        assert client.is_model_ready(ort_model)
+        got = []
+        for row in rows:
+            digit_image = module.InferInput("digit_image", [1, 1, 28, 28], "FP32")
+            digit_image.set_data_from_numpy(row[None])
+            got.append(client.infer(ort_model, [digit_image]).as_numpy("output_labels")[0])
+        np.testing.assert_allclose(np.stack(got), probabilities, rtol=ORT_RTOL, atol=ORT_ATOL)
+        digit_image = module.InferInput("digit_image", list(rows.shape), "FP32")
+        digit_image.set_data_from_numpy(rows)
+        batch = client.infer(ort_model, [digit_image]).as_numpy("output_labels")
+        np.testing.assert_allclose(batch, probabilities, rtol=ORT_RTOL, atol=ORT_ATOL)
+        assert list(batch.argmax(axis=1)) == list(probabilities.argmax(axis=1))
+        _digits_checked(batch)
+    finally:
+        client.close()
+
+
+def test_the_onnxruntime_model_reports_its_executor(server, ort_model):
+    """Triton's config says executor onnxruntime, and the backend's load log line names the
+    executor, onnxruntime's version and the providers the session got."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        config = client.get_model_config(ort_model).config
+        assert config.parameters["executor"].string_value == "onnxruntime"
+        assert config.backend == "poplar" and config.max_batch_size == 16
+    finally:
+        client.close()
+    log = server.log.read_text(errors="replace")
+    assert re.search(rf"model '{ort_model}' instance '[^']*': executable\.popef on executor "
+                     r"'onnxruntime' \(onnxruntime \d+\.\d+\.\d+\S*, providers "
+                     r"CPUExecutionProvider\)", log), server.log_tail()
+    assert re.search(r"model 'mnist' instance '[^']*': executable\.popef on executor 'cpu'",
+                     log), server.log_tail()
 
 
 def test_clean_shutdown(server):

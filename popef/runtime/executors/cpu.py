@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ExecutionError
+from ...options import parse_bool
 from ...program import DeviceToHost, HostToDevice
 from ..batching import fold_blocker
 from ..interpreter import CompiledNode, LoadedModel, StreamSpec, run_program
@@ -201,9 +203,7 @@ class CpuExecutor(Executor):
 
 
 def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off")
-    return bool(value)
+    return parse_bool(value, "executor 'cpu': option 'fold' or 'fuse'", ExecutionError)
 
 
 def _fuse_conv_max_pool(
@@ -262,6 +262,7 @@ def _fuse_flatten_gemm(plan: _Plan, nodes: list[CompiledNode | None], kept: set[
         node = nodes[found[0]] if len(found) == 1 else None
         return found[0] if tensor not in kept and node and node.node.op_type == op_type else None
 
+    taken = known | {name for _, names, outputs, _ in plan for name in (*names, *outputs)}
     fused: dict[int, tuple] = {}
     removed: set[int] = set()
     for i, node in enumerate(nodes):
@@ -270,25 +271,30 @@ def _fuse_flatten_gemm(plan: _Plan, nodes: list[CompiledNode | None], kept: set[
             continue
         spec = node.input_specs[0]
         j = only_reader(node.outputs[0], "Gemm")
-        if spec is None or len(spec.shape) != 4 or j is None or nodes[j].inputs[0] != node.outputs[0]:
+        if spec is None or len(spec.shape) != 4 or j is None:
             continue
         gemm = nodes[j]
-        weights = _permuted_gemm_weights(gemm, spec.shape, known, envs)
+        assert gemm is not None
+        if gemm.inputs[0] != node.outputs[0]:  # the flattened tensor is B, not A
+            continue
+        weights = _permuted_gemm_weights(gemm, spec.shape, known, taken, envs)
         if weights is None:
             continue
         k = only_reader(gemm.outputs[0], "Relu")
         kernel = _kernels.dense_channels_last_kernel(relu=k is not None)
         last = nodes[k] if k is not None else gemm
-        fused[i] = (kernel, (node.inputs[0], *weights), (last.outputs[0],), ())  # type: ignore[union-attr]
+        assert last is not None
+        fused[i] = (kernel, (node.inputs[0], *weights), (last.outputs[0],), ())
         removed.update({j} if k is None else {j, k})
     return [fused.get(i, entry) for i, entry in enumerate(plan) if i not in removed]
 
 
 def _permuted_gemm_weights(gemm: CompiledNode, shape: tuple[int, ...], known: set[str],
-                           envs: list[dict[str, np.ndarray]]) -> tuple[str, str] | None:
+                           taken: set[str], envs: list[dict[str, np.ndarray]]
+                           ) -> tuple[str, str] | None:
     """The names of a plain Gemm's weights permuted for a channels-last (N, C, H, W) input
-    (see :func:`_fuse_flatten_gemm`), added to ``envs`` and ``known``; None when the Gemm
-    is not plain."""
+    (see :func:`_fuse_flatten_gemm`), added to ``envs`` and ``known`` under names not in
+    ``taken`` (then taken too); None when the Gemm is not plain."""
     op: Any = gemm.op
     names = list(gemm.inputs) + [""] * (3 - len(gemm.inputs))
     b_name, c_name = names[1], names[2]
@@ -302,7 +308,10 @@ def _permuted_gemm_weights(gemm: CompiledNode, shape: tuple[int, ...], known: se
         return None
     if c_name and envs[0][c_name].shape not in ((out,), (1, out)):
         return None  # a bias per row: the batch's, not a constant's
-    w_name, bias_name = _fresh_name(b_name, known), _fresh_name(c_name or b_name, known)
+    w_name = _fresh_name(b_name, taken)
+    taken.add(w_name)
+    bias_name = _fresh_name(c_name or b_name, taken)
+    taken.add(bias_name)
     for env in envs:
         b = env[b_name].T if op.trans_b else env[b_name]  # (C*H*W, out)
         env[w_name] = np.ascontiguousarray(

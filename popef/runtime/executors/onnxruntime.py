@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ExecutionError
+from ...options import parse_bool
 from ..batching import fold_blocker
 from ..interpreter import LoadedModel, StreamSpec
 from ..to_onnx import BATCH_DIM, graph_to_onnx, run_load_programs
@@ -36,9 +37,6 @@ EMBED_BELOW = 4096
 
 # The most threads one operator may take: onnxruntime starts them all with the session.
 MAX_THREADS = 1024
-# The values option 'fold' takes (case-insensitive), as True or False.
-FLAGS = {"1": True, "true": True, "yes": True, "on": True,
-         "0": False, "false": False, "no": False, "off": False}
 
 # graph_optimization_level values, by the names this executor takes
 OPTIMIZATION_LEVELS = {
@@ -285,13 +283,8 @@ def _replica_rows(x: np.ndarray, s: StreamSpec, n: int, rf: int, replica: int) -
 
 
 def _flag(name: str, value: object) -> bool:
-    """A boolean option: a bool, or one of :data:`FLAGS` as a string."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in FLAGS:
-        return FLAGS[value.strip().lower()]
-    raise ExecutionError(f"executor 'onnxruntime': option '{name}' must be true or false "
-                         f"(or 1/0, yes/no, on/off), got {value!r}")
+    """A boolean option (:func:`popef.options.parse_bool`'s words)."""
+    return parse_bool(value, f"executor 'onnxruntime': option '{name}'", ExecutionError)
 
 
 # onnxruntime's source location in an enforce message: "/path/file.h:256 function(...) cond

@@ -14,7 +14,10 @@ See :mod:`popef.runtime.ops.base` for the contract.
 from . import conv, elementwise, linalg, normalization, pool, reduce, shape  # noqa: F401
 from . import activation, math  # noqa: F401
 from . import indexing, quantize, resize, tensor  # noqa: F401
+from . import quantize_int, text  # noqa: F401
 from . import attention, loss, recurrent, sampling  # noqa: F401
+from . import signal, spatial, stateful  # noqa: F401
+from . import ml, optimizers  # noqa: F401
 from .base import (
     OPS,
     REQUIRED,

@@ -529,7 +529,7 @@ def channels_last_plan(
         used=(oh2 * ph, ow2 * pw),
         pooled=(oh2, ow2),
         chunk=min(chunk, oh2 * ph),
-        taps_major=kw * c < CHANNELS_LAST_MIN_RUN if dilations[1] == 1 else c < CHANNELS_LAST_MIN_RUN,
+        taps_major=(kw * c if dilations[1] == 1 else c) < CHANNELS_LAST_MIN_RUN,
     )  # fmt: skip
 
 
@@ -582,15 +582,15 @@ def conv_max_pool_channels_last(
     is copied from a strided view of the input (with a column of ones when ``w_t`` carries
     the bias) and multiplied by ``w_t`` into (rows, M). Its rows are ordered (window row,
     window column, pooled row, n, pooled column), so that the max over a window is a max of
-    whole contiguous blocks, written straight into the output; a bias not in the GEMM
-    (it commutes with the max) and relu then run on the pooled slice while it is in cache. Returns an
-    (N, M, OH', OW') view of a C-contiguous (OH', N, OW', M) array."""
+    whole contiguous blocks, written straight into the output; a bias not in the GEMM (it
+    commutes with the max) and relu then run on the pooled slice while it is in cache.
+    Returns an (N, M, OH', OW') view of a C-contiguous (OH', N, OW', M) array."""
     out_dtype = x.dtype
     cdt = w_t.dtype
     n, c, m, k = plan.n, plan.c, plan.m, plan.k
     rows_k = w_t.shape[0]  # k, plus 1 with a bias row
     (kh, kw), (sh, sw), (dh, dw) = plan.kernel, plan.strides, plan.dilations
-    (ph, pw), (oh, ow), (oh2, ow2) = plan.window, plan.used, plan.pooled
+    (ph, pw), (oh2, ow2) = plan.window, plan.pooled
     xp = channels_last_rows(x, plan.begins, plan.ends, cdt)
     bh, bn, bw, bc = xp.strides
     # GEMM rows (window row, window column, pooled row, n, pooled column), columns (kh, kw, c)

@@ -72,7 +72,7 @@ REQUIRED: Any = _Required()
 #: Upper bound of ``num_inputs`` for variadic ops (Concat).
 VARIADIC = 2**31 - 1
 
-ATTR_KINDS = frozenset({"int", "float", "string", "ints", "floats"})
+ATTR_KINDS = frozenset({"int", "float", "string", "ints", "floats", "strings"})
 
 FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
 SIGNED_INT_DTYPES = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
@@ -96,7 +96,8 @@ def _short_repr(value: object, limit: int = 60) -> str:
 class Attr:
     """Declares one attribute: its ONNX kind and its default.
 
-    ``kind`` is one of ``"int"``, ``"float"``, ``"string"``, ``"ints"``, ``"floats"``.
+    ``kind`` is one of ``"int"``, ``"float"``, ``"string"``, ``"ints"``, ``"floats"``,
+    ``"strings"``.
     ``default`` is :data:`REQUIRED` when the attribute must be given; ``None`` means the
     attribute is optional and its value is derived by the op (e.g. Conv ``strides``).
     """
@@ -223,6 +224,7 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "string": _to_string,
     "ints": lambda v: _to_list(v, _to_int),
     "floats": lambda v: _to_list(v, _to_float),
+    "strings": lambda v: _to_list(v, _to_string),
 }
 
 

@@ -207,6 +207,7 @@ class _ChannelsLastConvPool:
         self.window = window
         self.relu = relu
         self.plans: dict[Any, _kernels.ChannelsLastPlan | None] = {}
+        # (weights, bias, their GEMM operands): persistent tensors, prepared once
         self.weights: tuple[Any, Any, tuple[np.ndarray, np.ndarray | None]] | None = None
         self.local = threading.local()
 

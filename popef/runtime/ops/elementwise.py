@@ -234,7 +234,7 @@ class Clip(Op):
             return [np.array(x, copy=True)]
         y = x
         if lo is not None:
-            y = np.maximum(x, np.reshape(lo, ()))
+            y = np.asarray(np.maximum(x, np.reshape(lo, ())))  # 0-d: not a scalar
         if hi is not None:
             hi = np.reshape(hi, ())
             y = np.minimum(y, hi, out=y) if y is not x else np.minimum(x, hi)
@@ -332,17 +332,21 @@ _ONNX_UNSUPPORTED = {
     21: "UINT4",
     22: "INT4",
     23: "FLOAT4E2M1",
+    24: "FLOAT8E8M0",
+    25: "UINT2",
+    26: "INT2",
 }
 
 
 @register
 class Cast(Op):
     """Cast(to=TensorProto data type). Float to int truncates toward zero; out-of-range and
-    NaN conversions are undefined (as in ONNX) and do not warn. ``saturate`` only concerns
-    float8 types, which are not supported, and is accepted and ignored."""
+    NaN conversions are undefined (as in ONNX) and do not warn. ``saturate`` and ``round_mode``
+    only concern float8 types, which are not supported, and are accepted and ignored."""
 
     op_type = "Cast"
-    attributes = {"to": Attr("int"), "saturate": Attr("int", 1)}
+    attributes = {"to": Attr("int"), "saturate": Attr("int", 1),
+                  "round_mode": Attr("string", "up")}
     num_inputs = (1, 1)
 
     def _setup(self) -> None:
@@ -350,7 +354,8 @@ class Cast(Op):
         if to in ONNX_DTYPES:
             self.target = ONNX_DTYPES[to]
         elif to in _ONNX_UNSUPPORTED:
-            raise self.error(f"casting to {_ONNX_UNSUPPORTED[to]} (to={to}) is not supported")
+            raise self.error(f"casting to {_ONNX_UNSUPPORTED[to]} (to={to}) is not supported: "
+                             "PopEF has no such data type")
         else:
             raise self.error(f"attribute 'to' is not an ONNX data type: {to}")
 

@@ -31,6 +31,7 @@ __all__ = [
     "GatherND",
     "OneHot",
     "ReverseSequence",
+    "Scatter",
     "ScatterElements",
     "ScatterND",
     "TopK",
@@ -241,6 +242,18 @@ class ScatterElements(_Scatter):
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         return all(batched) and norm_axis(self, self.attrs["axis"], specs[0].rank) != 0
+
+
+@register
+class Scatter(ScatterElements):
+    """Scatter(data, indices, updates, axis): opsets 9 and 10's name of ScatterElements
+    (deprecated in opset 11), without ``reduction``."""
+
+    op_type = "Scatter"
+    attributes = {"axis": Attr("int", 0)}
+
+    def _setup(self) -> None:
+        self.ufunc = None
 
 
 @register

@@ -79,10 +79,15 @@ class BatchNormalization(Op):
         "training_mode": Attr("int", 0),
     }
     num_inputs = (5, 5)
+    num_outputs = (1, 5)  # the outputs after Y exist only in training mode: refused
 
     def _setup(self) -> None:
         if self.attrs["training_mode"] != 0:
             raise self.error("training_mode=1 is not supported (inference runtime)")
+        if self.output_count > 1:
+            raise self.error(f"uses {self.output_count} outputs, but the outputs after Y "
+                             "(running or saved mean and variance) exist only in training "
+                             "mode, which this inference runtime does not support")
         self.epsilon = float(self.attrs["epsilon"])
         if not (math.isfinite(self.epsilon) and self.epsilon >= 0):
             raise self.error(

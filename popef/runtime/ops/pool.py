@@ -324,6 +324,12 @@ class MaxUnpool(WindowOp):
                     f"output_shape {list(shape)} must be [N, C, *spatial] with X's "
                     f"N and C {fmt_shape(xs[:2])}"
                 )
+            unpooled = self._out_shape(xs, False)
+            if any(n < u for n, u in zip(shape, unpooled)):
+                raise self.error(
+                    f"output_shape {list(shape)} is smaller than the unpooled shape "
+                    f"{fmt_shape(unpooled)} that the indices address"
+                )
             return shape
         nd = len(xs) - 2
         strides, _, pads = self._window_params(nd)
@@ -335,8 +341,10 @@ class MaxUnpool(WindowOp):
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x, indices = inputs[0], inputs[1]
-        y = np.zeros(self._out_shape(x.shape, len(inputs) > 2 and inputs[2] is not None),
-                     x.dtype)
+        # Indices address the unpooled shape that the attributes give (MaxPool's input); an
+        # ``output_shape`` larger than it only pads each dimension at its end (as ONNX's
+        # reference does).
+        y = np.zeros(self._out_shape(x.shape, False), x.dtype)
         flat = indices.reshape(-1)
         if flat.size and (flat.min() < 0 or flat.max() >= y.size):
             raise self.error(
@@ -344,4 +352,8 @@ class MaxUnpool(WindowOp):
                 f"found {int(flat.min())}..{int(flat.max())}"
             )
         y.reshape(-1)[flat] = x.reshape(-1)
+        if len(inputs) > 2 and inputs[2] is not None:
+            padded = np.zeros(self._out_shape(x.shape, True), x.dtype)
+            padded[tuple(slice(0, n) for n in y.shape)] = y
+            y = padded
         return [y]

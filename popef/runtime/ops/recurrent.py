@@ -8,9 +8,12 @@ weights ``W (dirs, gates·hidden, input)``, ``R (dirs, gates·hidden, hidden)``,
 states and (LSTM) peepholes ``P (dirs, 3·hidden)``. Gate orders are ONNX's: GRU ``z, r, h``;
 LSTM ``i, o, f, c``.
 
-The gate functions are ONNX's defaults (RNN ``Tanh``; GRU ``Sigmoid, Tanh``; LSTM
-``Sigmoid, Tanh, Tanh``): other ``activations`` are a list of strings, which graph programs do
-not hold, so such a node is refused when it is imported. ``clip`` bounds every gate's input.
+The gate functions default to ONNX's (RNN ``Tanh``; GRU ``Sigmoid, Tanh``; LSTM
+``Sigmoid, Tanh, Tanh``); ``activations`` (a STRINGS attribute) names others, one list per
+direction, from ONNX's set: Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu,
+ScaledTanh, HardSigmoid, Elu, Softsign, Softplus. Those with parameters take them from
+``activation_alpha`` and ``activation_beta`` in the order of the functions that use them (as
+onnxruntime does), ONNX's defaults when the lists run out. ``clip`` bounds every gate's input.
 
 ``sequence_lens``: sample ``b`` runs for its first ``sequence_lens[b]`` steps only (a reverse
 direction starts from its last valid step); ``Y`` is zero past its end and ``Y_h``/``Y_c`` hold
@@ -44,8 +47,36 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
-#: ONNX's default gate functions, by name
-_FUNCTIONS: dict[str, Activation] = {"Sigmoid": _sigmoid, "Tanh": np.tanh}
+def _softplus(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+
+
+#: ONNX's gate functions: name -> (defaults of alpha and beta it takes, function of x, a, b)
+_FUNCTIONS: dict[str, tuple[tuple[float, ...], Callable[..., np.ndarray]]] = {
+    "Relu": ((), lambda x: np.maximum(x, 0)),
+    "Tanh": ((), np.tanh),
+    "Sigmoid": ((), _sigmoid),
+    "Softsign": ((), lambda x: x / (1 + np.abs(x))),
+    "Softplus": ((), _softplus),
+    "Affine": ((1.0, 0.0), lambda x, a, b: a * x + b),
+    "LeakyRelu": ((0.01,), lambda x, a: np.where(x >= 0, x, a * x)),
+    "ThresholdedRelu": ((1.0,), lambda x, a: np.where(x > a, x, 0)),
+    "ScaledTanh": ((1.0, 1.0), lambda x, a, b: a * np.tanh(b * x)),
+    "HardSigmoid": ((0.2, 0.5), lambda x, a, b: np.clip(a * x + b, 0, 1)),
+    "Elu": ((1.0,), lambda x, a: np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0)))),
+}
+
+
+def _gate_function(name: str, alpha: float | None, beta: float | None) -> Activation:
+    defaults, function = _FUNCTIONS[name]
+    if not defaults:
+        return function
+    a = defaults[0] if alpha is None else alpha
+    if len(defaults) == 1:
+        return lambda x: function(x, x.dtype.type(a)).astype(x.dtype, copy=False)
+    b = defaults[1] if beta is None else beta
+    return lambda x: function(x, x.dtype.type(a), x.dtype.type(b)).astype(x.dtype, copy=False)
 
 
 class _Recurrent(Op):
@@ -56,6 +87,9 @@ class _Recurrent(Op):
         "direction": Attr("string", "forward"),
         "hidden_size": Attr("int", None),
         "layout": Attr("int", 0),
+        "activations": Attr("strings", None),
+        "activation_alpha": Attr("floats", None),
+        "activation_beta": Attr("floats", None),
     }
     num_inputs = (3, 6)
     num_outputs = (1, 2)
@@ -76,7 +110,30 @@ class _Recurrent(Op):
         if a["clip"] is not None and a["clip"] <= 0:
             raise self.error(f"attribute 'clip' must be positive, got {a['clip']}")
         self.directions = _DIRECTIONS[a["direction"]]
-        self.functions = [_FUNCTIONS[name] for name in self.default_activations] * self.directions
+        self.functions = self._gate_functions()
+
+    def _gate_functions(self) -> list[Activation]:
+        """One function per gate function and direction, from ``activations``."""
+        names = self.attrs["activations"]
+        if names is None:
+            names = list(self.default_activations) * self.directions
+        wanted = len(self.default_activations) * self.directions
+        if len(names) != wanted:
+            raise self.error(f"attribute 'activations' must name {wanted} functions "
+                             f"({len(self.default_activations)} per direction), got "
+                             f"{len(names)}")
+        alphas = list(self.attrs["activation_alpha"] or ())
+        betas = list(self.attrs["activation_beta"] or ())
+        functions = []
+        for name in names:
+            if name not in _FUNCTIONS:
+                raise self.error(f"activation '{name}' is not supported (supported: "
+                                 f"{', '.join(_FUNCTIONS)})")
+            takes = len(_FUNCTIONS[name][0])
+            alpha = alphas.pop(0) if takes >= 1 and alphas else None
+            beta = betas.pop(0) if takes >= 2 and betas else None
+            functions.append(_gate_function(name, alpha, beta))
+        return functions
 
     # -- shape inference ----------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ mapped to a source coordinate ``x`` by the ``coordinate_transformation_mode``, t
 - ``linear``: the two neighbours ``floor(x)``, ``floor(x) + 1`` (clamped), weights ``1 - t``
   and ``t``;
 - ``cubic``: the four neighbours ``floor(x) - 1 .. floor(x) + 2`` (clamped, or dropped and
-  the weights renormalised with ``exclude_outside``), Keys' kernel with ``cubic_coeff_a``.
+  the weights renormalised with ``exclude_outside``), Keys' kernel with ``cubic_coeff_a``;
+- ``antialias=1`` (linear and cubic, when an axis shrinks by ``scale < 1``): the kernel is
+  stretched to ``1 / scale`` times its width, every input it covers weighted, the weights
+  normalised to sum 1 (nearest ignores it, as ONNX does).
 
 Weights are computed in float64 and applied in the input's float type (float32 for float16);
 integer inputs are interpolated in float64 and rounded. The opset-10 form (two inputs: X and
@@ -116,7 +119,9 @@ class _Resampler(Op):
         else:
             base = np.floor(src)
             t = src - base
-            if self.mode == "linear":
+            if self.attrs.get("antialias") and scale < 1:
+                offsets, weights = self._antialias_weights(t, scale)
+            elif self.mode == "linear":
                 offsets, weights = np.arange(2), np.stack([1 - t, t], axis=-1)
             else:
                 offsets = np.arange(-1, 3)
@@ -145,6 +150,21 @@ class _Resampler(Op):
                 y = np.where(outside.reshape(shape), self.attrs["extrapolation_value"], y)
         return y
 
+    def _antialias_weights(self, t: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """Downsampling with ``antialias=1``: the linear (tent) or cubic (Keys) kernel
+        stretched by ``1 / scale``, over every tap it reaches, weights normalised to sum 1."""
+        radius = 1.0 if self.mode == "linear" else 2.0
+        start = math.floor(-radius / scale) + 1
+        offsets = np.arange(start, 2 - start)
+        d = np.abs((offsets[None, :] - t[:, None]) * scale)
+        if self.mode == "linear":
+            weights = np.clip(1 - d, 0.0, 1.0)
+        else:
+            a = self.attrs.get("cubic_coeff_a", -0.75)
+            weights = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                               np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+        return offsets, weights / weights.sum(axis=-1, keepdims=True)
+
     def resample(self, x: np.ndarray, out_shape: Sequence[int], scales: Sequence[float],
                  rois: Sequence[tuple[float, float]]) -> np.ndarray:
         y = x
@@ -163,8 +183,8 @@ class _Resampler(Op):
 @register
 class Resize(_Resampler):
     """Resize(X, roi, scales, sizes): ONNX opsets 10 to 19 (see the module docstring). At load
-    ``scales`` or ``sizes`` (and ``roi`` for tf_crop_and_resize) must be constants. Antialiased
-    downsampling (``antialias=1``) is refused."""
+    ``scales`` or ``sizes`` (and ``roi`` for tf_crop_and_resize) must be constants. With
+    ``antialias=1``, linear and cubic downsampling stretch their kernel by ``1 / scale``."""
 
     op_type = "Resize"
     attributes = {
@@ -188,8 +208,8 @@ class Resize(_Resampler):
             if a[name] not in allowed:
                 raise self.error(f"attribute '{name}' must be one of {', '.join(allowed)}, got "
                                  f"{a[name]!r}")
-        if a["antialias"]:
-            raise self.error("antialias=1 (antialiased downsampling) is not supported")
+        if a["antialias"] not in (0, 1):
+            raise self.error(f"attribute 'antialias' must be 0 or 1, got {a['antialias']}")
         self.mode = a["mode"]
         self.coordinates = a["coordinate_transformation_mode"]
         self.nearest_mode = a["nearest_mode"]

@@ -1,7 +1,7 @@
 """Tensors made from attributes, shapes and ranges: Constant, Shape, Size, ConstantOfShape,
-Range, EyeLike — and the ops whose output *shape* depends on data (NonZero, Unique, Compress),
-which run (so an importer can fold them) but are refused at load, where every shape must be
-known before anything runs.
+Range, EyeLike — and the ops whose output *shape* depends on data (NonZero, Unique), which run
+(so an importer can fold them) but are refused at load, where every shape must be known before
+anything runs; Compress runs when its condition is a constant.
 
 ``value`` attributes (Constant, ConstantOfShape) are tensors in ONNX. A graph program cannot
 store a tensor attribute, so such a node reaches the runtime only through an importer folding it
@@ -169,6 +169,7 @@ class ConstantOfShape(_TensorAttributes):
     tensor_attributes = ("value",)
     attributes = {}
     num_inputs = (1, 1)
+    static_inputs = frozenset({0})
 
     def _setup(self) -> None:
         value = self.attrs.get("value")
@@ -292,13 +293,35 @@ class NonZero(_DataDependent):
 
 
 @register
-class Compress(_DataDependent):
+class Compress(Op):
     """Compress(input, condition): the slices along ``axis`` (flattened input without it)
-    where the 1-D bool condition is true."""
+    where the 1-D bool condition is true. The condition fixes the output shape, so at load it
+    must be a constant (a weight, or folded at import)."""
 
     op_type = "Compress"
     attributes = {"axis": Attr("int", None)}
     num_inputs = (2, 2)
+    static_inputs = frozenset({1})
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x = inputs[0]
+        cond = static_values(self, inputs, 1, "condition", frozenset({np.dtype(np.bool_)}))
+        assert x is not None and cond is not None
+        axis = self.attrs["axis"]
+        length = x.size if axis is None else x.shape[norm_axis(self, axis, x.rank)]
+        if cond.size > length:
+            raise self.error(f"condition has {cond.size} entries but the compressed "
+                             f"{'input' if axis is None else f'axis {axis}'} has {length}")
+        kept = int(np.count_nonzero(cond))
+        if axis is None:
+            return [TensorSpec((kept,), x.dtype)]
+        axis = norm_axis(self, axis, x.rank)
+        return [TensorSpec(x.shape[:axis] + (kept,) + x.shape[axis + 1:], x.dtype)]
+
+    def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
+        axis = self.attrs["axis"]
+        return (not batched[1] and axis is not None
+                and norm_axis(self, axis, specs[0].rank) != 0)
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x, cond = inputs[0], np.asarray(inputs[1]).astype(bool).reshape(-1)

@@ -21,9 +21,9 @@ import os
 
 from ray import serve
 
-from ..config import ConfigError, read_config
+from ...servable import ConfigError, read_config
+from ...servable.errors import unavailable, unsupported
 from ..core import EXTENSIONS, InferenceCore
-from ..errors import unavailable, unsupported
 from ..grpc_servicer import InferenceServicer
 from ..http_app import create_app
 from ..repository import ModelRepository, RepositoryOptions

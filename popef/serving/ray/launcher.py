@@ -12,13 +12,15 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ..errors import ServingError, Status
-from ..server import ServerOptions
+from ...servable.errors import ServingError, Status
+from ..options import ServerOptions, server_defaults
 from .options import APP_NAME, DEPLOYMENT_NAME, AppOptions, Scaling
 
 __all__ = ["RAY_ENVIRONMENT", "RayLaunch", "RayService", "app_options", "serve_on_ray"]
 
 log = logging.getLogger("popef.serving")
+
+_SERVER = server_defaults()
 
 #: environment set for a Ray instance this process starts (its proxies and replicas inherit
 #: it), unless already set: no usage reports, and proxies that spread requests over the
@@ -35,11 +37,11 @@ class RayLaunch:
     ``num_cpus`` CPUs, default all) and the proxies' listening addresses (port 0: a free one)."""
 
     address: str | None = None
-    host: str = "0.0.0.0"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    allow_http: bool = True
-    allow_grpc: bool = True
+    host: str = _SERVER.host
+    http_port: int = _SERVER.http_port
+    grpc_port: int = _SERVER.grpc_port
+    allow_http: bool = _SERVER.allow_http
+    allow_grpc: bool = _SERVER.allow_grpc
     num_cpus: int | None = None
 
 

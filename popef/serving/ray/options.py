@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ...escaping import shorten
-from ..config import CONFIG_FILENAME, ConfigError, read_config
-from ..errors import ServingError, invalid
+from ...options import parse_bool
+from ...servable import CONFIG_FILENAME, ConfigError, read_config
+from ...servable.errors import ServingError, invalid
+from ..options import server_defaults
 
 __all__ = ["APP_NAME", "AUTOSCALING_PARAMETERS", "DEPLOYMENT_NAME", "AppOptions", "Scaling",
            "scaling_of_repositories"]
@@ -32,6 +34,8 @@ AUTOSCALING_PARAMETERS = {
 }
 #: requests a replica takes at once: enough for its dynamic batcher to fill batches
 DEFAULT_MAX_ONGOING_REQUESTS = 32
+#: ``popef serve``'s defaults, which the application's options share
+_SERVER = server_defaults()
 #: the largest replica count accepted (a typo such as count: 10000 is refused, not attempted)
 MAX_REPLICAS = 1024
 _COUNT_RANGES = {"num_replicas": (1, MAX_REPLICAS), "min_replicas": (0, MAX_REPLICAS),
@@ -98,19 +102,20 @@ class Scaling:
 class AppOptions:
     """Everything a replica needs to serve the repository, as ``popef serve`` takes it.
 
+    Defaults are ``popef serve``'s (:class:`~popef.serving.options.ServerOptions`).
     ``scaling`` fields given here (not None) override what the models' configs say.
     """
 
     model_repositories: tuple[str, ...]
-    executor: str | None = None
+    executor: str = _SERVER.executor
     executor_options: Mapping[str, str] = field(default_factory=dict)
-    auto_complete: bool = True
-    default_max_batch_size: int | None = None
-    max_queue_size: int | None = None
-    model_config_name: str | None = None
-    http_max_input_size: int = 64 * 1024 * 1024
-    strict_readiness: bool = True
-    server_id: str = "triton"
+    auto_complete: bool = _SERVER.auto_complete
+    default_max_batch_size: int | None = _SERVER.default_max_batch_size
+    max_queue_size: int = _SERVER.max_queue_size
+    model_config_name: str | None = _SERVER.model_config_name
+    http_max_input_size: int = _SERVER.http_max_input_size
+    strict_readiness: bool = _SERVER.strict_readiness
+    server_id: str = _SERVER.server_id
     # overrides of the configs' scaling (flags and builder arguments)
     num_replicas: int | None = None
     min_replicas: int | None = None
@@ -187,14 +192,7 @@ def _convert(name: str, value: object) -> object:
                 return {key: v for key, _, v in pairs}
         raise invalid(f"executor_options must be key=value pairs separated by ',', got {shown}")
     if name in _BOOLS:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise invalid(f"{name} must be true or false, got {shown}")
+        return parse_bool(value, name, invalid)
     if name in _INTS:
         try:
             if isinstance(value, bool) or isinstance(value, float):

@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..escaping import shorten
-from .config import (
-    DEFAULT_MODEL_FILENAME,
-    ConfigError,
-    Signature,
-    check_name_map_file,
-    inside,
-    regular_file,
-    signature_of,
-)
+from .errors import ConfigError
+from .folder_files import inside, regular_file
+from .name_map import check_name_map_file
+from .signature import Signature, signature_of
 
-__all__ = ["model_files", "open_model"]
+__all__ = ["DEFAULT_MODEL_FILENAME", "model_files", "open_model"]
+
+DEFAULT_MODEL_FILENAME = "executable.popef"
 
 
 def model_files(version_dir: Path, filename: str = "") -> list[Path]:

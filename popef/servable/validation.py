@@ -3,8 +3,13 @@
 ``popef serve`` (:class:`popef.serving.core.InferenceCore`) and the ``poplar`` backend for
 Triton (:mod:`popef.triton.backend`) check requests with these functions, so a request that
 does not fit a model gets the same message from both (Triton's wording). Each raises an
-INVALID_ARG :class:`~popef.serving.errors.ServingError`; ``model`` is the model's name, for the
+INVALID_ARG :class:`~popef.servable.errors.ServingError`; ``model`` is the model's name, for the
 messages.
+
+This module is the one place where a request is checked against a plan: a front end decodes
+its transport's tensors and calls, in order, :func:`check_input_names`, :func:`request_rows`
+(the batch size, in range), :func:`check_datatype` and :func:`check_shape` per input, and
+:func:`select_outputs`; what it then hands the runtime needs no further check.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..escaping import shorten
-from .config import ServingPlan, TensorPlan
 from .errors import invalid
+from .plan import ServingPlan, TensorPlan
 
 __all__ = [
     "batch_size",
+    "check_batch_size",
     "check_datatype",
     "check_input_names",
     "check_shape",
+    "request_rows",
     "select_outputs",
 ]
 
@@ -75,7 +82,8 @@ def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
     dimensions are passed over; 1 when no input has any.
 
     ``shapes`` is read in order and only as far as needed, so it may be a generator that
-    checks each input as it goes. The range ``[1, max_batch_size]`` is the caller's check.
+    checks each input as it goes. :func:`check_batch_size` checks the range
+    ``[1, max_batch_size]``.
     """
     rows = 1
     first = None
@@ -87,6 +95,26 @@ def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
         elif shape[0] != rows:
             raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} and "
                           f"'{name}' has {shape[0]} for model '{model}'")
+    return rows
+
+
+def check_batch_size(model: str, plan: ServingPlan, rows: int) -> None:
+    """A batching model's request has 1 to ``max_batch_size`` rows (Triton's messages)."""
+    if rows < 1:
+        raise invalid(f"inference request batch-size must be >= 1 for '{model}', got {rows}")
+    if rows > plan.max_batch_size:
+        raise invalid(f"inference request batch-size must be <= {plan.max_batch_size} for "
+                      f"'{model}', got {rows}")
+
+
+def request_rows(model: str, plan: ServingPlan,
+                 shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
+    """The rows of a request: its :func:`batch_size`, checked by :func:`check_batch_size`, for
+    a batching model; 1 for a model without batching (``shapes`` is then not read)."""
+    if not plan.batching:
+        return 1
+    rows = batch_size(model, shapes)
+    check_batch_size(model, plan, rows)
     return rows
 
 

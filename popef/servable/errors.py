@@ -1,6 +1,6 @@
 """Serving errors and Triton's status mapping (docs/serving.md, "Errors").
 
-Every error the protocol core raises is a :class:`ServingError` carrying a :class:`Status`,
+Every error the protocol core of ``popef serve`` and the Triton backend raise is a :class:`ServingError` carrying a :class:`Status`,
 Triton's error code; each transport turns it into its own form: an HTTP status with
 ``{"error": message}``, or a gRPC status code with the message as details.
 """
@@ -13,6 +13,7 @@ from ..errors import PopefError
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
+    "ConfigError",
     "ServingError",
     "Status",
     "error_message",
@@ -60,6 +61,10 @@ class ServingError(PopefError):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+class ConfigError(ServingError):
+    """A model's configuration or files are wrong; the message says which and why."""
 
 
 def invalid(message: str) -> ServingError:

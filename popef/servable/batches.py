@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .config import ServingPlan
+from .plan import ServingPlan
 
 __all__ = ["collect_outputs", "merge_rows", "prepare_feed", "split_rows"]
 
