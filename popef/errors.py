@@ -108,7 +108,13 @@ class WriterError(PopefError):
 
 
 class ExecutionError(PopefError):
-    """A model cannot be loaded or run: unsupported op, bad inputs, unknown executor, ..."""
+    """A model cannot be loaded or run: unsupported op, bad inputs, unknown executor, ...
+
+    ``where`` is set when the message already names the place in the model (``"model 'm',
+    program 5 ('Program'), step 3"``), so that nothing names it twice.
+    """
+
+    where: str | None = None
 
 
 class DeviceOutOfMemoryError(ExecutionError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NoReturn
 
 import numpy as np
 
@@ -154,7 +154,7 @@ def _check_uint(owner: str, name: str, value: object, maximum: int = INT64_MAX) 
         raise _invalid(f"{owner}.{name} must be in [0, {maximum}], got {value}")
 
 
-def _all_uints(values: tuple, maximum: int) -> bool:
+def _all_uints(values: tuple[Any, ...], maximum: int) -> bool:
     """Whether every value is a plain int in [0, maximum]: the common case, checked at C speed
     (decoders give tuples of thousands of ints)."""
     return (not values or (set(map(type, values)) == {int}
@@ -183,7 +183,7 @@ def _tensor_type(owner: str, value: object) -> TensorType:
         raise _invalid(f"{owner}.type: unknown tensor type {value!r}") from None
 
 
-_TENSOR_TYPES = {int(t): t for t in TensorType}
+_TENSOR_TYPES: dict[object, TensorType] = {int(t): t for t in TensorType}  # keyed by any value
 _DATA_TYPES = {int(t): t for t in DataType}
 
 
@@ -352,13 +352,13 @@ class Metadata:
         return self.programs_map.get(index)
 
 
-class _FrozenDict(dict):
+class _FrozenDict(dict[int, str]):
     """A dict that refuses mutation, so a frozen Metadata stays frozen (and hashable)."""
 
-    def _refuse(self, *args, **kwargs):
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError("programs_map is read-only")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(self.items()))

@@ -24,20 +24,25 @@ import os
 import stat
 import tempfile
 import zlib
-from typing import BinaryIO, Callable
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, BinaryIO, Callable
 
 import construct
 import numpy as np
+import numpy.typing as npt
 
 from . import format as fmt
 from .atomic import PrivateFile
+from .blob import CHUNK_SIZE, Blob, index_open_file
 from .errors import FormatError, PartialTailError, PopefError, WriterError
 from .format import codec
 from .format.checksum import crc32
 from .format.infos import Codec
 from .locking import lock_exclusively
-from .reader import CHUNK_SIZE, Blob, index_open_file
 from .types import BlobType, FeedDataInfo, Metadata, OpaqueInfo, TensorDataInfo, TensorInfo
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 __all__ = ["Writer", "BlobWriter"]
 
@@ -55,7 +60,7 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return _hash_pool
 
 
-def _bytes_view(data) -> memoryview:
+def _bytes_view(data: Buffer) -> memoryview:
     try:
         view = memoryview(data)
     except TypeError:
@@ -78,7 +83,7 @@ class BlobWriter:
 
     def __init__(self, writer: "Writer", blob_type: BlobType, label: str,
                  info: bytes | Callable[[int], bytes], expected_size: int | None = None,
-                 compress: bool = False):
+                 compress: bool = False) -> None:
         self._writer = writer
         self._type = blob_type
         self._label = label  # for messages: "tensor data 'w1'"
@@ -93,7 +98,7 @@ class BlobWriter:
         self._start = self._out.tell()
         self._crc = 0
         self._info_size = 0
-        if self._deferred_info is None:
+        if not callable(info):
             self._write_header_and_info(info)
 
     def _write_header_and_info(self, info: bytes) -> None:
@@ -114,11 +119,11 @@ class BlobWriter:
             raise WriterError(f"the blob writer of {self._label} is {self._state.value}: "
                               "create a new blob writer")
 
-    def _write_content(self, view) -> None:
+    def _write_content(self, view: Buffer) -> None:
         self._crc = crc32(view, self._crc)
         self._out.write(view)
 
-    def write(self, data) -> int:
+    def write(self, data: Buffer) -> int:
         """Append bytes to the payload; returns how many were taken."""
         self._check_active()
         self._writer._check_usable()
@@ -158,7 +163,8 @@ class BlobWriter:
     def __enter__(self) -> "BlobWriter":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
 
@@ -203,7 +209,7 @@ class Writer:
     """Writes PopEF blobs to a path (``mode="w"`` creates or replaces, ``"a"`` appends) or to
     a binary stream. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, target: str | os.PathLike | BinaryIO, mode: str = "w"):
+    def __init__(self, target: str | os.PathLike[str] | BinaryIO, mode: str = "w") -> None:
         if mode not in ("w", "a"):
             raise WriterError(f"mode must be 'w' or 'a', got {mode!r}")
         self._active: BlobWriter | None = None
@@ -212,7 +218,7 @@ class Writer:
         self._private_file: PrivateFile | None = None  # a new file, put in place on close
         self._path: str | None = None
         self._append_from: int | None = None
-        self._spool: BinaryIO | None = None
+        self._spool: IO[bytes] | None = None
         # In a private file headers are patched in batches: rewriting a page soon after it was
         # written may wait for the page cache's writeback of it (a disk round trip per blob).
         self._private = False
@@ -278,7 +284,7 @@ class Writer:
         self._failure = exc
         raise WriterError(f"writing '{self._name}' failed: {exc}") from exc
 
-    def _blob_target(self, spool: bool) -> BinaryIO:
+    def _blob_target(self, spool: bool) -> IO[bytes]:
         """Where a blob is assembled: the output itself, or a spool when it cannot seek."""
         if spool or not self._seekable:
             target = tempfile.SpooledTemporaryFile(_SPOOL_MEMORY)
@@ -403,7 +409,7 @@ class Writer:
         label = f"opaque blob '{name}'"
         return self._begin(BlobType.OPAQUE, label, _encode(codec.encode_opaque_info, info, label))
 
-    def write_tensor(self, name: str, array) -> TensorDataInfo:
+    def write_tensor(self, name: str, array: npt.ArrayLike) -> TensorDataInfo:
         """Write a numpy array (or anything ``numpy.asarray`` takes) as tensor data."""
         array = _little_endian(np.asarray(array))
         info = TensorDataInfo(name, TensorInfo.of(array))
@@ -411,7 +417,7 @@ class Writer:
             blob.write(array)
         return info
 
-    def write_feed(self, name: str, array) -> FeedDataInfo:
+    def write_feed(self, name: str, array: npt.ArrayLike) -> FeedDataInfo:
         """Write a numpy array as feed data: its first axis counts the items."""
         array = _little_endian(np.asarray(array))
         if array.ndim == 0:
@@ -484,7 +490,8 @@ class Writer:
     def __enter__(self) -> "Writer":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -503,7 +510,7 @@ def _check_appendable(fd: int, path: str) -> None:
         raise WriterError(f"cannot append to '{path}': {exc}") from exc
 
 
-def _encode(function, value, label: str) -> bytes:
+def _encode(function: Callable[..., bytes], value: object, label: str) -> bytes:
     try:
         return function(*value) if isinstance(value, tuple) else function(value)
     except construct.ConstructError as exc:

@@ -18,7 +18,7 @@ import pytest
 import popef
 from popef.format import graph as graph_schema
 from popef.format import metadata as metadata_schema
-from popef import program as prog
+from popef.runtime import program as prog
 from popef.format import codec
 from popef.format.codec import Location
 from popef.format.infos import Codec
@@ -180,17 +180,17 @@ def test_a_graph_program_over_its_limit_is_refused(monkeypatch):
 
 
 def test_the_runtime_inflates_no_more_than_a_graph_program_may_hold(monkeypatch):
-    from popef.runtime import interpreter
+    from popef.runtime import loader
 
     graph = prog.encode_program(prog.GraphProgram((prog.Program(5, "Program"),)))
     data = (blob(1, codec.encode_metadata(popef.Metadata("m", program_flow=popef.ProgramFlow(
         main=(5,)))))
         + blob(0, codec.encode_executable_info("m", Codec.ZLIB, len(graph)), zlib.compress(graph)))
     model = read_bytes(data).models()[0]
-    interpreter.load_model(model)  # within the limit
-    monkeypatch.setattr(interpreter, "MAX_GRAPH_PROGRAM_SIZE", len(graph) - 1)
+    loader.load_model(model)  # within the limit
+    monkeypatch.setattr(loader, "MAX_GRAPH_PROGRAM_SIZE", len(graph) - 1)
     with pytest.raises(popef.FormatError, match="over the limit"):
-        interpreter.load_model(model)
+        loader.load_model(model)
 
 
 # -- shapes of empty tensors (issue 11, item 10) -----------------------------------------------

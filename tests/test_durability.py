@@ -291,7 +291,7 @@ def test_a_blob_header_inside_a_payload_is_found_at_aligned_offsets_only(tmp_pat
 def test_the_look_for_a_following_header_is_bounded(tmp_path, monkeypatch, damage):
     # Past SCAN_LIMIT the reader stops looking: what it did not read may hold whole blobs
     # (here blob #3), so repair drops it only when forced.
-    monkeypatch.setattr(popef.reader, "SCAN_LIMIT", 2 * 4096)
+    monkeypatch.setattr(popef.blob, "SCAN_LIMIT", 2 * 4096)
     path = tmp_path / "model.popef"
     blobs = four_tensors(path)
     assert blobs[3].offset > blobs[1].offset + 64 + 2 * 4096  # past the window

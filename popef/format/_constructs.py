@@ -7,6 +7,7 @@ in the stream *before* anything is allocated (docs/format.md, "Limits").
 from __future__ import annotations
 
 import io
+from typing import IO, Any
 
 import construct as c
 from construct import ConstructError, Int32ul
@@ -15,7 +16,7 @@ MAX_STRING_BYTES = 1 << 20  # 1 MiB per string
 MAX_ARRAY_ITEMS = 1 << 24  # 16 Mi items per array
 
 
-def _remaining(stream) -> int | None:
+def _remaining(stream: IO[bytes]) -> int | None:
     """Bytes left in a seekable stream, or None when it cannot tell."""
     try:
         here = stream.tell()
@@ -37,13 +38,14 @@ class BoundedArray(c.Construct):
     remaining bytes cannot hold, before parsing a single item.
     """
 
-    def __init__(self, subcon, min_item_size: int, limit: int = MAX_ARRAY_ITEMS):
+    def __init__(self, subcon: c.Construct, min_item_size: int,
+                 limit: int = MAX_ARRAY_ITEMS) -> None:
         super().__init__()
         self.subcon = subcon
         self.min_item_size = min_item_size
         self.limit = limit
 
-    def _parse(self, stream, context, path):
+    def _parse(self, stream: IO[bytes], context: Any, path: str) -> c.ListContainer:
         count = Int32ul._parsereport(stream, context, path)
         remaining = _remaining(stream)
         if count > self.limit:
@@ -58,7 +60,7 @@ class BoundedArray(c.Construct):
             self.subcon._parsereport(stream, context, f"{path} -> [{i}]") for i in range(count)
         )
 
-    def _build(self, obj, stream, context, path):
+    def _build(self, obj: Any, stream: IO[bytes], context: Any, path: str) -> c.ListContainer:
         items = list(obj)
         if len(items) > self.limit:
             raise LengthError(f"count {len(items)} exceeds the limit of {self.limit}", path=path)
@@ -68,18 +70,18 @@ class BoundedArray(c.Construct):
             for i, item in enumerate(items)
         )
 
-    def _sizeof(self, context, path):
+    def _sizeof(self, context: Any, path: str) -> int:
         raise c.SizeofError("BoundedArray has a variable size", path=path)
 
 
 class BoundedString(c.Construct):
     """A uint32 byte length followed by that many bytes of UTF-8 (no terminator)."""
 
-    def __init__(self, limit: int = MAX_STRING_BYTES):
+    def __init__(self, limit: int = MAX_STRING_BYTES) -> None:
         super().__init__()
         self.limit = limit
 
-    def _parse(self, stream, context, path):
+    def _parse(self, stream: IO[bytes], context: Any, path: str) -> str:
         length = Int32ul._parsereport(stream, context, path)
         remaining = _remaining(stream)
         if length > self.limit:
@@ -92,7 +94,7 @@ class BoundedString(c.Construct):
         except UnicodeDecodeError as exc:
             raise c.StringError(f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})", path=path)
 
-    def _build(self, obj, stream, context, path):
+    def _build(self, obj: str, stream: IO[bytes], context: Any, path: str) -> str:
         data = obj.encode("utf-8")
         if len(data) > self.limit:
             raise LengthError(f"string of {len(data)} bytes exceeds the limit of {self.limit}", path=path)
@@ -100,7 +102,7 @@ class BoundedString(c.Construct):
         c.stream_write(stream, data, len(data), path)
         return obj
 
-    def _sizeof(self, context, path):
+    def _sizeof(self, context: Any, path: str) -> int:
         raise c.SizeofError("BoundedString has a variable size", path=path)
 
 

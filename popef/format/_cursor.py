@@ -15,7 +15,7 @@ errors carry the same messages and field paths.
 from __future__ import annotations
 
 import struct
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import construct as c
 
@@ -49,7 +49,7 @@ class DecodeError(c.ConstructError):
         return " -> ".join(["(parsing)", *self.parts])
 
     @path.setter
-    def path(self, value) -> None:  # construct's constructor assigns it; ours is computed
+    def path(self, value: str) -> None:  # construct's constructor assigns it; ours is computed
         pass
 
     def within(self, *parts: str) -> DecodeError:
@@ -75,7 +75,7 @@ class Cursor:
         return DecodeError(f"stream read less than specified amount, expected {needed}, "
                            f"found {self.remaining}", self.pos, field)
 
-    def _fixed(self, codec: struct.Struct, field: str | None):
+    def _fixed(self, codec: struct.Struct, field: str | None) -> Any:
         pos = self.pos
         if pos + codec.size > self.end:
             raise self._short(codec.size, field)
@@ -114,7 +114,7 @@ class Cursor:
         self.pos = pos + size
         return self.data[pos:pos + size]
 
-    def fields(self, codec: struct.Struct, field: str | None = None) -> tuple:
+    def fields(self, codec: struct.Struct, field: str | None = None) -> tuple[Any, ...]:
         """Several fixed-size fields at once (``codec`` is their ``struct`` layout)."""
         pos = self.pos
         if pos + codec.size > self.end:
@@ -159,7 +159,7 @@ class Cursor:
         return count
 
     def numbers(self, code: str, field: str | None = None,
-                limit: int = MAX_ARRAY_ITEMS) -> tuple:
+                limit: int = MAX_ARRAY_ITEMS) -> tuple[Any, ...]:
         """An array of fixed-size numbers (``code``: ``"I"``, ``"q"`` or ``"d"``), read with
         one ``struct`` call."""
         count = self.count(_SIZES[code], field, limit)
@@ -173,7 +173,7 @@ class Cursor:
               field: str | None = None, limit: int = MAX_ARRAY_ITEMS) -> list[T]:
         """An array of items, each read by ``read``; an error names the item's index."""
         count = self.count(min_item_size, field, limit)
-        out = []
+        out: list[T] = []
         append = out.append
         i = 0
         try:
@@ -186,7 +186,7 @@ class Cursor:
     def strings(self, field: str | None = None) -> tuple[str, ...]:
         """An array of strings."""
         count = self.count(4, field)
-        out = []
+        out: list[str] = []
         append, string = out.append, self.string
         i = 0
         try:

@@ -13,7 +13,7 @@ import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar, cast
 
 import construct as c
 
@@ -21,6 +21,7 @@ from ..errors import FormatError, PopefError
 from ..types import (
     _TENSOR_TYPES,  # int -> TensorType
     Anchor,
+    DataType,
     ExecutableInfo,
     FeedDataInfo,
     Metadata,
@@ -29,6 +30,7 @@ from ..types import (
     ProgramFlow,
     TensorDataInfo,
     TensorInfo,
+    TensorType,
     trusted_constructor,
 )
 from ._constructs import MAX_ARRAY_ITEMS, MAX_STRING_BYTES
@@ -97,7 +99,7 @@ def decode(schema: c.Construct, data: bytes, where: Location, what: str,
 
 
 @contextmanager
-def _collection_paused(size: int):
+def _collection_paused(size: int) -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a large info is decoded: the objects it
     creates hold no cycles, and the collector would scan them again and again as they
     accumulate (a third of the time of a large metadata)."""
@@ -147,7 +149,8 @@ def read_all(read: Callable[[Cursor], T], data: bytes, where: Location, what: st
 @lru_cache(maxsize=4096)
 def _tensor_info_of(dtype: int, shape: tuple[int, ...]) -> TensorInfo:
     # Models repeat a few shapes over thousands of anchors: they share one frozen TensorInfo.
-    return TensorInfo(dtype, shape)
+    # The cast is the dataclass's contract: it turns the int code into a DataType (or refuses it).
+    return TensorInfo(cast(DataType, dtype), shape)
 
 
 def read_tensor_info(cur: Cursor) -> TensorInfo:
@@ -168,7 +171,9 @@ def _read_anchor(cur: Cursor) -> Anchor:
         raise exc.within("tensor_info")
     programs = cur.numbers("I", "programs")
     is_per_replica = cur.flag("is_per_replica")
-    return Anchor(name, handle, tensor_info, programs, is_per_replica, cur.u8("type"))
+    # The cast is the dataclass's contract: it turns the int code into a TensorType (or refuses it).
+    return Anchor(name, handle, tensor_info, programs, is_per_replica,
+                  cast(TensorType, cur.u8("type")))
 
 
 _ANCHOR_HEAD = struct.Struct("<BI")  # tensor_info.dtype, then the shape's count
@@ -188,7 +193,7 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
     names the field."""
     count = cur.count(_MIN_ANCHOR, "anchors")
     data, pos, end = cur.data, cur.pos, cur.end
-    anchors = []
+    anchors: list[Anchor] = []
     append = anchors.append
     head, tail, u32 = _ANCHOR_HEAD.unpack_from, _ANCHOR_TAIL.unpack_from, _unpack_u32
     new_anchor, tensor_types = _new_anchor, _TENSOR_TYPES
@@ -319,7 +324,7 @@ class ExecutableEncoding:
     uncompressed_size: int
 
 
-def _executable(ct) -> ExecutableEncoding:
+def _executable(ct: c.Container) -> ExecutableEncoding:
     try:
         codec = Codec(ct.codec)
     except ValueError:
@@ -427,7 +432,7 @@ def decode_opaque_info(data: bytes, where: Location, allow_trailing: bool = Fals
 
 # -- dataclasses -> bytes ----------------------------------------------------------------
 
-def _tensor_info_dict(info: TensorInfo) -> dict:
+def _tensor_info_dict(info: TensorInfo) -> dict[str, Any]:
     return {"dtype": int(info.dtype), "shape": list(info.shape)}
 
 

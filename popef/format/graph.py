@@ -11,6 +11,7 @@ decoding fail, never allocate more than a small multiple of its own size.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import IO, Any, NoReturn
 
 import construct as c
 from construct import Bytes, Float64l, Int8ul, Int16ul, Int32ul, Int64sl, Struct, this
@@ -49,15 +50,15 @@ ATTRIBUTE_KIND_SINCE = {AttributeKind.STRINGS: 1}
 class _Unknown(c.Construct):
     """Refuses an enumerated value this version does not define (the default of a Switch)."""
 
-    def __init__(self, what: str, key: str):
+    def __init__(self, what: str, key: str) -> None:
         super().__init__()
         self.what = what
         self.key = key
 
-    def _parse(self, stream, context, path):
+    def _parse(self, stream: IO[bytes], context: Any, path: str) -> NoReturn:
         raise c.ExplicitError(f"unknown {self.what} {context[self.key]}", path=path)
 
-    def _build(self, obj, stream, context, path):
+    def _build(self, obj: Any, stream: IO[bytes], context: Any, path: str) -> NoReturn:
         raise c.ExplicitError(f"unknown {self.what} {context[self.key]}", path=path)
 
 

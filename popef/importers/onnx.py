@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ExecutionError, PopefError
 from ..escaping import escape_text
-from ..program import (
+from ..runtime.program import (
     Attribute,
     DeviceToHost,
     GraphProgram,
@@ -668,6 +668,9 @@ class _Converter:
             # scales or sizes as input 2 or 3
             raise ExecutionError(f"{where}: at opset {self.opset} Resize takes scales or sizes "
                                  "as input 2 or 3, but it has only 2 inputs (X, roi)")
+        if op_type == "RoiAlign" and self.opset is not None and self.opset < 16:
+            # opset 10's RoiAlign has no coordinate_transformation_mode and behaves as this
+            attrs.setdefault("coordinate_transformation_mode", "output_half_pixel")
         tensor_valued = getattr(op_class, "tensor_attributes", ())
         for key, value in attrs.items():
             if key in tensor_valued and isinstance(value, np.ndarray):

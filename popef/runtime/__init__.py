@@ -8,7 +8,7 @@
 
 from .builder import GraphBuilder
 from .executors import Executor, get_executor, list_executors, register_executor
-from .interpreter import RuntimeLimits
+from .limits import RuntimeLimits
 from .runner import ModelRunner, OutputFutures, TensorDesc
 
 __all__ = [

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..errors import ExecutionError
-from ..program import DeviceToHost, HostToDevice
-from .interpreter import CompiledNode, LoadedModel
+from .loaded import BoundNode, LoadedModel
 from .ops import Op, TensorSpec
+from .program import DeviceToHost, HostToDevice
 
 __all__ = ["fold_blocker", "ROW_RULES"]
 
@@ -123,6 +123,7 @@ ROW_RULES: dict[str, Rule] = {
                                    "CausalConvWithState", "TensorScatter", "Col2Im",
                                    "CenterCropPad")},
     **{name: _op_says for name in ("ai.onnx.ml.Binarizer", "ai.onnx.ml.ArrayFeatureExtractor")},
+    **{name: _op_says for name in ("DeformConv", "RoiAlign")},
     **{name: _any for name in (
         "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Clip", "Identity", "Dropout", "Cast",
         "Add", "Sub", "Mul", "Div", "Exp", "Log", "Sqrt", "Neg", "Abs", "Pow", "Erf", "Elu",
@@ -166,7 +167,7 @@ def fold_blocker(model: LoadedModel) -> str | None:
     return None
 
 
-def _node_blocker(step: CompiledNode, scaled: dict[str, TensorSpec],
+def _node_blocker(step: BoundNode, scaled: dict[str, TensorSpec],
                   model: LoadedModel) -> str | None:
     batched = [bool(name) and name in scaled for name in step.inputs]
     if not any(batched):

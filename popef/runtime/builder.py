@@ -28,15 +28,6 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import ExecutionError, PopefError
-from ..program import (
-    Attribute,
-    DeviceToHost,
-    GraphProgram,
-    HostToDevice,
-    Node,
-    Program,
-    encode_program,
-)
 from ..types import (
     POPART_PROGRAM_NAMES,
     Anchor,
@@ -49,6 +40,15 @@ from ..types import (
 )
 from ..writer import Writer
 from .ops import TensorSpec, create_op, get_op_class
+from .program import (
+    Attribute,
+    DeviceToHost,
+    GraphProgram,
+    HostToDevice,
+    Node,
+    Program,
+    encode_program,
+)
 
 __all__ = ["GraphBuilder", "LOAD_PROGRAM", "MAIN_PROGRAM", "input_handle", "output_handle"]
 

@@ -122,7 +122,8 @@ _ZIP_MAGIC = b"PK\x03\x04"  # an .npz file is a zip archive
 
 def _what_it_is(path: str, head: bytes) -> str:
     """What a file that is not an .npy/.npz file seems to be, for the error message."""
-    from ..reader import Reader, known_file_kind
+    from ..blob import known_file_kind
+    from ..reader import Reader
 
     kind = known_file_kind(head)
     if kind is not None:

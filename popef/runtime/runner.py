@@ -14,7 +14,6 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,50 +21,13 @@ import numpy as np
 from ..errors import ExecutionError, PopefError
 from ..model import Model
 from ..reader import Reader
-from ..types import DataType
 from .executors import Executor, get_executor
-from .interpreter import LoadedModel, RuntimeLimits, StreamSpec, load_model
+from .limits import RuntimeLimits
+from .loaded import LoadedModel, TensorDesc
+from .loader import load_model
+from .requests import RequestChecks
 
 __all__ = ["ModelRunner", "TensorDesc", "OutputFutures"]
-
-
-@dataclass(frozen=True)
-class TensorDesc:
-    """One input or output of a model, as Model Runtime's ``DataDesc`` describes it.
-
-    ``shape`` is one step's (one device iteration's) shape, with a leading replica dimension
-    when the anchor is per replica; a request may carry ``n`` steps stacked on the leading axis.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: DataType
-    handle: str
-    is_per_replica: bool
-
-    @property
-    def numpy_dtype(self) -> np.dtype:
-        return self.dtype.numpy_dtype
-
-    @property
-    def data_type(self) -> DataType:
-        """Model Runtime's name for :attr:`dtype`."""
-        return self.dtype
-
-    @property
-    def size_in_bytes(self) -> int:
-        size = self.dtype.item_size
-        for d in self.shape:
-            size *= d
-        return size
-
-    @classmethod
-    def of(cls, stream: StreamSpec) -> TensorDesc:
-        return cls(stream.name, stream.shape, stream.dtype, stream.handle,
-                   stream.anchor.is_per_replica)
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.dtype.name}{list(self.shape)}"
 
 
 class OutputFutures(Mapping[str, "concurrent.futures.Future[np.ndarray]"]):
@@ -144,8 +106,9 @@ class ModelRunner:
                 self.executor = get_executor(executor, **options)
             self.loaded: LoadedModel = load_model(self.model, verify=verify, limits=limits)
             self._guarded(self.executor.load, self.loaded)
-            self._inputs = [TensorDesc.of(s) for s in self.loaded.inputs]
-            self._outputs = [TensorDesc.of(s) for s in self.loaded.outputs]
+            self._requests = RequestChecks(self.loaded)
+            self._inputs = list(self.loaded.inputs)
+            self._outputs = list(self.loaded.outputs)
         except BaseException:
             self.close()
             raise
@@ -201,15 +164,44 @@ class ModelRunner:
         dimension for ``n`` steps (device iterations); outputs then carry ``n`` steps too.
         """
         self._check_open()
-        arrays, steps = self.loaded.check_inputs(inputs)
+        arrays, steps = self._requests.check_inputs(inputs)
         return self._run(arrays, steps)
+
+    def execute_checked(self, inputs: Mapping[str, np.ndarray],
+                        steps: int) -> dict[str, np.ndarray]:
+        """Like :meth:`execute`, for inputs their caller has already checked: every input by
+        name, a numpy array of its anchor's dtype, ``steps`` × its anchor's leading dimension.
+
+        For front ends that check each request against the model themselves before it gets
+        here (``popef serve`` and the Triton backend, with ``popef.servable.validation``), so
+        that a request is not checked twice: only what ``steps`` steps may cost is checked
+        (``RuntimeLimits.max_request_bytes``, one step for a model with a scalar output).
+        Inputs that break the contract give wrong results or an executor's error, not a
+        message naming the input.
+        """
+        self._check_open()
+        steps = _step_count(steps)
+        self._requests.check_steps(steps)
+        return self._run(inputs, steps)
 
     def execute_async(self, inputs: Mapping[str, Any]) -> OutputFutures:
         """Like :meth:`execute`, in the background: ``result[name]`` is a future of one output,
         ``result.wait()`` gives them all. Inputs are checked at once; keep the arrays unchanged
         until the execution is done."""
         self._check_open()
-        arrays, steps = self.loaded.check_inputs(inputs)
+        arrays, steps = self._requests.check_inputs(inputs)
+        return self._submit(arrays, steps)
+
+    def execute_checked_async(self, inputs: Mapping[str, np.ndarray],
+                              steps: int) -> OutputFutures:
+        """:meth:`execute_checked` in the background, as :meth:`execute_async` runs
+        :meth:`execute`."""
+        self._check_open()
+        steps = _step_count(steps)
+        self._requests.check_steps(steps)
+        return self._submit(inputs, steps)
+
+    def _submit(self, arrays: Mapping[str, np.ndarray], steps: int) -> OutputFutures:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix=f"popef-runner-{self.model.name}")
@@ -222,8 +214,9 @@ class ModelRunner:
         with self._lock:
             return self._guarded(self.executor.save)
 
-    def _run(self, arrays: dict[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
+    def _run(self, arrays: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
         with self._lock:
+            self._check_open()  # again: close() may have run since the request was checked
             return self._guarded(self.executor.execute, arrays, steps)
 
     def _guarded(self, function, *args):
@@ -248,7 +241,8 @@ class ModelRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         if self.executor is not None:
-            self.executor.close()
+            with self._lock:  # after the execution in progress in another thread, if any
+                self.executor.close()
         if self._reader is not None:
             self._reader.close()
 
@@ -262,6 +256,13 @@ class ModelRunner:
         name = getattr(getattr(self, "model", None), "name", "?")
         executor = getattr(self.executor, "name", "?")
         return f"<ModelRunner {name!r} on {executor!r}>"
+
+
+def _step_count(steps: object) -> int:
+    """The ``steps`` of a pre-checked execution: a positive int (the one thing checked)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ExecutionError(f"steps must be a positive int, got {steps!r}")
+    return int(steps)
 
 
 def _model_names(models: Sequence[Model]) -> str:

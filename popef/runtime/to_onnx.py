@@ -31,10 +31,10 @@ import numpy as np
 
 from ..atomic import write_atomically
 from ..errors import ExecutionError, PopefError
-from ..program import DeviceToHost, HostToDevice
 from .batching import fold_blocker
 from .executors.base import Executor
-from .interpreter import CompiledNode, CompiledProgram, LoadedModel, run_program
+from .loaded import BoundNode, BoundProgram, LoadedModel
+from .program import DeviceToHost, HostToDevice
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -48,7 +48,6 @@ __all__ = [
     "graph_to_onnx",
     "import_onnx_module",
     "loaded_to_onnx",
-    "run_load_programs",
 ]
 
 # The ONNX operator set the ops follow (Gelu needs 20) and the IR version written with it,
@@ -91,7 +90,7 @@ class OnnxGraph:
     outputs: list[str] = field(default_factory=list)
 
 
-def graph_to_onnx(loaded: LoadedModel, programs: Sequence[CompiledProgram], *,
+def graph_to_onnx(loaded: LoadedModel, programs: Sequence[BoundProgram], *,
                   constants: Mapping[str, np.ndarray] = {}, replica: int = 0,
                   batch_dim: str | None = None, embed: bool = True, embed_below: int = 0,
                   opset: int = ONNX_OPSET) -> OnnxGraph:
@@ -111,7 +110,7 @@ def graph_to_onnx(loaded: LoadedModel, programs: Sequence[CompiledProgram], *,
     values: dict[str, np.ndarray] = dict(constants)
     inputs: list[tuple[str, Any]] = []  # (anchor name, stream)
     input_tensors: list[tuple[str, str]] = []  # (anchor name, tensor)
-    nodes: list[CompiledNode] = []
+    nodes: list[BoundNode] = []
     written: dict[str, tuple[str, Any]] = {}  # handle -> (tensor, stream); the last write wins
     for program in programs:
         for step in program.steps:
@@ -307,18 +306,3 @@ class _Capture(Executor):
 
     def save(self):  # pragma: no cover - never called
         return {}
-
-
-def run_load_programs(loaded: LoadedModel, replica: int = 0) -> dict[str, np.ndarray]:
-    """The persistent tensors of ``replica`` after the load programs (numpy, reference)."""
-    env: dict[str, np.ndarray] = {}
-
-    def read(handle: str) -> np.ndarray:
-        return loaded.stored_for_replica(loaded.streams[handle], replica)
-
-    def refuse(handle: str, array: np.ndarray) -> None:  # pragma: no cover - load checks
-        raise ExecutionError("load programs do not copy to the host")
-
-    for program in loaded.load:
-        run_program(program, env, read, refuse)
-    return env

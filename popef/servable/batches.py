@@ -7,7 +7,9 @@ Both ``popef serve`` (:class:`popef.serving.served.ServedModel` and its schedule
 - :func:`merge_rows` stacks the inputs of the requests of one execution;
 - :func:`prepare_feed` pads a batch of ``B`` rows with zero rows to a multiple of the model's
   step rows (micro batch × replicas) and reshapes it to the anchors' shapes — ``n`` steps
-  stacked on the leading axis, which the runtime runs as ``n`` device iterations;
+  stacked on the leading axis (:func:`feed_steps`), which the runtime runs as ``n`` device
+  iterations; the requests are checked already, so the front ends hand it to
+  :meth:`ModelRunner.execute_checked`;
 - :func:`collect_outputs` reshapes the runtime's outputs back and cuts them to ``B`` rows;
 - :func:`split_rows` hands each request its rows.
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from .plan import ServingPlan
 
-__all__ = ["collect_outputs", "merge_rows", "prepare_feed", "split_rows"]
+__all__ = ["collect_outputs", "feed_steps", "merge_rows", "prepare_feed", "split_rows"]
 
 
 def merge_rows(inputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -72,6 +74,12 @@ def prepare_feed(plan: ServingPlan, inputs: Mapping[str, np.ndarray],
             array = array.reshape(padded // plan.micro_batch, plan.micro_batch, *tp.model_shape)
         feed[tp.runtime_name] = array
     return feed
+
+
+def feed_steps(plan: ServingPlan, rows: int) -> int:
+    """The runtime steps of :func:`prepare_feed`'s feed for ``rows`` rows: the padded rows
+    over the step rows; one for a model without batching."""
+    return -(-rows // plan.step_rows) if plan.batching else 1
 
 
 def collect_outputs(plan: ServingPlan, outputs: Mapping[str, np.ndarray],

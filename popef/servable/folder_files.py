@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..reader import file_kind
+from ..blob import file_kind
 from .errors import ConfigError
 
 __all__ = ["inside", "read_model_file", "regular_file"]

@@ -39,17 +39,37 @@ MAX_INSTANCES = 64
 
 @dataclass(frozen=True)
 class TensorPlan:
-    """One served tensor: how a request's array becomes the runtime's and back."""
+    """One served tensor: the model's :class:`~popef.servable.signature.ModelTensor` as the
+    config serves it (Triton's datatype, dims, reshape, batching), and how a request's array
+    becomes the runtime's and back.
 
-    name: str  # served name
-    runtime_name: str
-    key: str
+    Built on ``tensor`` rather than re-listing it: ``name`` (the served name),
+    ``runtime_name``, ``key`` and ``per_replica`` are the model tensor's.
+    """
+
+    tensor: ModelTensor
     ttype: TritonType
     dims: tuple[int, ...]  # as the config states them (may hold -1), without the batch dimension
     shape: tuple[int, ...]  # the concrete served shape without the batch dimension
     model_shape: tuple[int, ...]  # the anchor's shape without batch (and replica) dimension
-    per_replica: bool
     labels: tuple[str, ...] = ()  # label_filename's lines (outputs)
+
+    @property
+    def name(self) -> str:
+        """The served name (the config's, after name_map.json)."""
+        return self.tensor.served_name
+
+    @property
+    def runtime_name(self) -> str:
+        return self.tensor.runtime_name
+
+    @property
+    def key(self) -> str:
+        return self.tensor.key
+
+    @property
+    def per_replica(self) -> bool:
+        return self.tensor.per_replica
 
     @property
     def metadata_shape(self) -> list[int]:
@@ -175,8 +195,7 @@ def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature:
         labels: tuple[str, ...] = ()
         if kind == "output" and entry.label_filename and model_dir is not None:
             labels = _read_labels(model_dir, entry.label_filename)
-        plans.append(TensorPlan(entry.name, tensor.runtime_name, tensor.key, ttype, dims, shape,
-                                model_shape, tensor.per_replica, labels))
+        plans.append(TensorPlan(tensor, ttype, dims, shape, model_shape, labels))
     return plans
 
 

@@ -1,8 +1,8 @@
 """A model's side of the serving contract: its :class:`Signature`.
 
-The user anchors of the PopEF file as :class:`~popef.runtime.ModelRunner` describes them,
-renamed by ``name_map.json``, and how the model batches (micro batch, replicas, device
-iterations).
+The user anchors of the PopEF file as :class:`~popef.runtime.ModelRunner` describes them
+(:class:`~popef.runtime.TensorDesc`), renamed by ``name_map.json``, and how the model batches
+(micro batch, replicas, device iterations).
 """
 
 from __future__ import annotations
@@ -10,25 +10,50 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..escaping import shorten
 from ..types import DataType
 from .errors import ConfigError
 from .name_map import NAME_MAP_FILENAME, anchor_keys
 
+if TYPE_CHECKING:  # the runtime (and its ops) load only when a model does
+    from ..runtime.loaded import TensorDesc
+
 __all__ = ["ModelTensor", "Signature", "signature_of"]
 
 
 @dataclass(frozen=True)
 class ModelTensor:
-    """One user anchor of the model, as served."""
+    """One user anchor of the model, as served: the runtime's descriptor and its served names.
+
+    Built from :class:`popef.runtime.TensorDesc` (``desc``), never re-listing it: ``dtype``,
+    ``shape`` (one step's, as ModelRunner describes it) and ``per_replica`` are the runtime's.
+    A config's view of the tensor (Triton's name, datatype, dims, reshape, batching) is the
+    :class:`~popef.servable.plan.TensorPlan` that the serving plan builds on this one.
+    """
 
     key: str  # the anchor's name, with a /N suffix when the name repeats
-    runtime_name: str  # the name ModelRunner takes or gives
     served_name: str  # after name_map.json
-    dtype: DataType
-    shape: tuple[int, ...]  # one step's shape, as ModelRunner describes it
-    per_replica: bool
+    desc: TensorDesc  # the runtime's descriptor (ModelRunner.get_execute_inputs/outputs)
+
+    @property
+    def runtime_name(self) -> str:
+        """The name ModelRunner takes or gives."""
+        return self.desc.name
+
+    @property
+    def dtype(self) -> DataType:
+        return self.desc.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.desc.shape
+
+    @property
+    def per_replica(self) -> bool:
+        """Whether the anchor is per replica (its shape leads with the replica dimension)."""
+        return self.desc.is_per_replica
 
     def describe(self) -> str:
         label = f"'{self.served_name}'"
@@ -82,9 +107,7 @@ def signature_of(runner, name_map: dict[str, str] | None = None) -> Signature:
                           f"output of the model (its anchors: {_quoted(keys)})")
     tensors = []
     for key, desc in zip(keys, (*descs_in, *descs_out)):
-        tensors.append(ModelTensor(key, desc.name, name_map.get(key, key), desc.dtype,
-                                   tuple(int(d) for d in desc.shape),
-                                   bool(getattr(desc, "is_per_replica", False))))
+        tensors.append(ModelTensor(key, name_map.get(key, key), desc))
     served = Counter(t.served_name for t in tensors)
     repeated = [n for n, c in served.items() if c > 1]
     if repeated:

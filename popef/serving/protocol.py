@@ -29,7 +29,11 @@ __all__ = [
 @dataclass
 class InputTensor:
     """One input: ``raw`` bytes (binary extension, gRPC raw contents) or ``data`` (JSON values,
-    gRPC typed contents)."""
+    gRPC typed contents).
+
+    A payload, not a descriptor: ``name``, ``datatype`` and ``shape`` are what the client sent
+    (the shape with its batch dimension), checked against the served descriptor
+    (:class:`popef.servable.TensorPlan`) before anything runs."""
 
     name: str
     datatype: str
@@ -60,6 +64,9 @@ class InferRequest:
 
 @dataclass
 class OutputTensor:
+    """One output of a response: a payload made from its served descriptor
+    (:class:`popef.servable.TensorPlan`'s name and datatype) and the array the model gave."""
+
     name: str
     datatype: str
     shape: list[int]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..servable import ServingPlan
-from ..servable.batches import collect_outputs, prepare_feed
+from ..servable.batches import collect_outputs, feed_steps, prepare_feed
 from .logs import STATE_CHANGE
 from .options import DEFAULT_MAX_QUEUE_SIZE
 from .scheduler import BatchPolicy, Execution, Scheduler, Work
@@ -93,9 +93,11 @@ class ServedModel:
             self._closing.wait(delay)  # an unload ends the delay; the request still runs
         return feed, t0, t1
 
+    # The requests were checked on arrival (popef.servable.validation): the runner does not
+    # check them again.
     def execute(self, instance: int, inputs: Mapping[str, np.ndarray], rows: int) -> Execution:
         feed, t0, t1 = self._feed(instance, inputs, rows)
-        outputs = self.runners[instance].execute(feed)
+        outputs = self.runners[instance].execute_checked(feed, feed_steps(self.plan, rows))
         t2 = now_ns()
         result = collect_outputs(self.plan, outputs, rows)
         return Execution(result, (t1 - t0) + (now_ns() - t2), t2 - t1)
@@ -103,7 +105,7 @@ class ServedModel:
     def execute_async(self, instance: int, inputs: Mapping[str, np.ndarray],
                       rows: int) -> concurrent.futures.Future:
         feed, t0, t1 = self._feed(instance, inputs, rows)
-        futures = self.runners[instance].execute_async(feed)
+        futures = self.runners[instance].execute_checked_async(feed, feed_steps(self.plan, rows))
         result: concurrent.futures.Future = concurrent.futures.Future()
         names = list(futures)
 

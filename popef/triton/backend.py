@@ -63,7 +63,13 @@ from ..servable import (
     complete_config,
     states_max_batch_size,
 )
-from ..servable.batches import collect_outputs, merge_rows, prepare_feed, split_rows
+from ..servable.batches import (
+    collect_outputs,
+    feed_steps,
+    merge_rows,
+    prepare_feed,
+    split_rows,
+)
 from ..servable.datatypes import TRITON_TYPES
 from ..servable.errors import ServingError, Status, error_message, internal
 from ..servable.validation import (
@@ -412,7 +418,8 @@ class TritonPythonModel:
         delay = getattr(self.loaded.parameters, "delay_seconds", None)
         if delay is not None and delay(self.instance_index) > 0:  # Graphcore's test knobs
             time.sleep(delay(self.instance_index))
-        outputs = self.runner.execute(feed)
+        # checked by _decode (popef.servable.validation): the runner does not check them again
+        outputs = self.runner.execute_checked(feed, feed_steps(plan, rows))
         return split_rows(collect_outputs(plan, outputs, rows), [p.rows for p in group])
 
     # ---- requests

@@ -140,7 +140,7 @@ def install_python_backend(directory: str | os.PathLike, source: Path,
             continue
         _copy_atomically(src, out)
     (dest / "triton_python_backend_stub").chmod(0o755)
-    note = f"{label or source}\n".encode("utf-8")
+    note = f"{label or source}\n".encode()
     write_atomically(marker, lambda file: file.write(note))
     return dest
 

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
+from tests.examples import EXAMPLE, load_example
 
 
 def _train_module():
-    if str(EXAMPLE) not in sys.path:
-        sys.path.insert(0, str(EXAMPLE))
-    spec = importlib.util.spec_from_file_location("mnist_example_train_defaults",
-                                                  EXAMPLE / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("mnist_example_train_defaults", "train.py")
 
 
 def test_training_writes_elsewhere_than_the_committed_model_by_default(tmp_path, monkeypatch):
@@ -26,3 +18,10 @@ def test_training_writes_elsewhere_than_the_committed_model_by_default(tmp_path,
     assert output.resolve() != (EXAMPLE / "executable.popef").resolve()
     assert train.parse_args(["--output", "executable.popef"]).output.resolve() == \
         (EXAMPLE / "executable.popef").resolve()
+
+
+def test_loading_the_example_leaves_sys_path_alone():
+    # its triton/ folder would shadow the triton package that torch's exporter imports
+    before = list(sys.path)
+    load_example("mnist_example_train_path_check", "train.py")
+    assert sys.path == before and str(EXAMPLE) not in sys.path

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
-if str(EXAMPLE) not in sys.path:
-    sys.path.insert(0, str(EXAMPLE))
+from tests.examples import EXAMPLE, load_example
 
-import mnist  # noqa: E402
-
-
-def _load(name: str, filename: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load("mnist_example_train", "train.py")
-make_images = _load("mnist_example_make_images", "make_images.py")
+mnist = load_example("mnist", "mnist.py")
+train = load_example("mnist_example_train", "train.py")
+make_images = load_example("mnist_example_make_images", "make_images.py")
 
 
 def _has_graph_builder() -> bool:

@@ -10,7 +10,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import helper
 
 from popef.importers.onnx import convert, import_onnx
-from popef.program import AttributeKind
+from popef.runtime.program import AttributeKind
 
 from .test_hostile_onnx import refused
 from .test_onnx_import import EXECUTORS, init, make_model, reference, run, tensor_in

@@ -10,7 +10,7 @@ import numpy as np
 import popef
 from popef import Anchor, DataType, Metadata, ProgramFlow, TensorInfo, TensorType
 from popef.errors import ExecutionError
-from popef.program import GraphProgram, encode_program
+from popef.runtime.program import GraphProgram, encode_program
 from popef.runtime import GraphBuilder
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import popef
 from popef import Anchor, DataType, ExecutionError, ProgramFlow, TensorInfo, TensorType
-from popef.program import DeviceToHost, HostToDevice, Node, decode_program
+from popef.runtime.program import DeviceToHost, HostToDevice, Node, decode_program
 from popef.runtime import GraphBuilder
 
 from .helpers import model_of, save_bytes

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from popef import DataType
 from popef.runtime import GraphBuilder, ModelRunner
 from popef.runtime.executors.cpu import CpuExecutor
-from popef.runtime.interpreter import load_model
+from popef.runtime.loader import load_model
 from popef.runtime.ops import _kernels
 
 from .helpers import model_of, save_bytes

@@ -20,7 +20,7 @@ from popef.runtime.batching import fold_blocker
 from popef.runtime.executors import executor_descriptions, register_executor
 from popef.runtime.executors.cpu import CpuExecutor
 from popef.runtime.executors.ipu_model import IpuModelExecutor
-from popef.runtime.interpreter import load_model
+from popef.runtime.loader import load_model
 
 from .helpers import RandomGraph, model_of, save_bytes, small_mlp
 

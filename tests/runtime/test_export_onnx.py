@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import popef
 from popef import DataType, ExecutionError, TensorType
-from popef.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
+from popef.runtime.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
 from popef.runtime import GraphBuilder, ModelRunner
 
 from .helpers import RandomGraph, anchor, model_of, save_bytes, write_model
@@ -179,7 +179,7 @@ def _import(model, path) -> GraphProgram:
     with popef.Reader() as reader:
         reader.parse_file(path)
         [m] = reader.models()
-        from popef.program import decode_program
+        from popef.runtime.program import decode_program
 
         return decode_program(m.executable.payload()), m.metadata
 

@@ -10,7 +10,7 @@ import pytest
 
 from popef import DataType, ExecutionError, FormatError, TensorType
 from popef.format.graph import GRAPH_MAGIC, GRAPH_VERSION
-from popef.program import (
+from popef.runtime.program import (
     MAX_GRAPH_STEPS,
     DeviceToHost,
     GraphProgram,
@@ -20,12 +20,9 @@ from popef.program import (
 )
 from popef.runtime import GraphBuilder, ModelRunner, RuntimeLimits
 from popef.runtime.executors import cpu
-from popef.runtime.interpreter import (
-    MAX_REQUEST_BYTES,
-    MAX_TENSOR_BYTES,
-    CompiledNode,
-    load_model,
-)
+from popef.runtime.limits import MAX_REQUEST_BYTES, MAX_TENSOR_BYTES
+from popef.runtime.loaded import BoundNode
+from popef.runtime.loader import load_model
 
 from .helpers import RandomGraph, anchor, model_of, save_bytes, write_model
 
@@ -213,10 +210,10 @@ def _naive_peak(program, specs, persistent) -> int:
             if name in persistent:
                 continue
             defined = [j for j, s in enumerate(program.steps)
-                       if name in (s.outputs if isinstance(s, CompiledNode)
+                       if name in (s.outputs if isinstance(s, BoundNode)
                                    else (s.tensor,) if isinstance(s, HostToDevice) else ())]
             used = [j for j, s in enumerate(program.steps)
-                    if name in (s.inputs if isinstance(s, CompiledNode)
+                    if name in (s.inputs if isinstance(s, BoundNode)
                                 else (s.tensor,) if isinstance(s, DeviceToHost) else ())]
             if defined and defined[0] <= i <= max([defined[0], *used]):
                 live += spec.nbytes

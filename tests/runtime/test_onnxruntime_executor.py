@@ -70,8 +70,9 @@ def test_the_session_gets_the_weights_from_memory_not_from_the_model_bytes():
     with ModelRunner(model_of(save_bytes(g)), "onnxruntime") as runner:
         assert len(runner.executor._sessions) == 1
         assert runner.executor.fold_blocker is None
-    from popef.runtime.interpreter import load_model
-    from popef.runtime.to_onnx import graph_to_onnx, run_load_programs
+    from popef.runtime.interpreter import run_load_programs
+    from popef.runtime.loader import load_model
+    from popef.runtime.to_onnx import graph_to_onnx
 
     loaded = load_model(model_of(save_bytes(g)))
     graph = graph_to_onnx(loaded, loaded.main, constants=run_load_programs(loaded), embed=False)

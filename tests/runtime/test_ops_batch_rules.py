@@ -11,7 +11,7 @@ import pytest
 from popef import DataType
 from popef.runtime import GraphBuilder, ModelRunner
 from popef.runtime.batching import fold_blocker
-from popef.runtime.interpreter import load_model
+from popef.runtime.loader import load_model
 
 from .helpers import model_of, save_bytes
 

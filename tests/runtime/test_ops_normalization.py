@@ -95,3 +95,17 @@ def test_float16_is_computed_in_float32() -> None:
 def test_bad_input_is_a_clear_error(op_type, attrs, inputs, message) -> None:
     with pytest.raises(ExecutionError, match=message):
         run_case(op_type, attrs, inputs)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_float16_softmax_rounds_as_float16(axis: int) -> None:
+    """A float16 Softmax computes in float16, as ONNX's reference (and so Attention's
+    ``softmax_precision``, a Cast before the Softmax) defines it: equal to the reference's
+    float16 steps, bit for bit, where the float32 result rounded once differs by an ulp."""
+    pytest.importorskip("onnx")
+    x = rand(7, (64, 6), np.float32, -4.0, 4.0).astype(np.float16)
+    check_case(OpCase("f16", "Softmax", {"axis": axis}, [x], opset=13, rtol=0.0, atol=0.0))
+    [y] = run_case("Softmax", {"axis": axis}, [x])
+    e = np.exp(x.astype(np.float32) - x.astype(np.float32).max(axis=axis, keepdims=True))
+    once = (e / e.sum(axis=axis, keepdims=True)).astype(np.float16)
+    assert y.dtype == np.float16 and (y != once).any()

@@ -12,7 +12,7 @@ from popef import DataType
 from popef.errors import ExecutionError
 from popef.runtime import GraphBuilder, ModelRunner
 from popef.runtime.batching import fold_blocker
-from popef.runtime.interpreter import load_model
+from popef.runtime.loader import load_model
 
 from .helpers import model_of, save_bytes
 from .op_oracle import OpCase, check_case, rand, run_case

@@ -68,7 +68,8 @@ def test_sequence_lens_runs_each_sample_over_its_own_steps(op: str, direction: s
     ("GRU", {}, [X, *weights("GRU", 1, 0), np.array([5, 1, 1], np.int32)],
      "sequence_lens must be 0 to 4"),
     ("LSTM", {"input_forget": 1}, [X, *weights("LSTM", 1, 0)], "input_forget=1"),
-    ("LSTM", {"activations": ["Relu"]}, [X, *weights("LSTM", 1, 0)], "unknown attribute"),
+    ("LSTM", {"activations": ["Relu"]}, [X, *weights("LSTM", 1, 0)],
+     r"attribute 'activations' must name 3 functions \(3 per direction\), got 1"),
 ])
 def test_bad_input_is_a_clear_error(op, attrs, inputs, message) -> None:
     with pytest.raises(ExecutionError, match=message):

@@ -16,7 +16,7 @@ from popef.errors import (
     PopefError,
     UnsupportedVersionError,
 )
-from popef.program import (
+from popef.runtime.program import (
     GRAPH_MAGIC,
     Attribute,
     AttributeKind,
@@ -233,8 +233,18 @@ def test_encoding_limits_are_reported():
 
 
 def test_the_public_api_reexports_nothing_new():
-    # the runtime's program module is reached as popef.program, not from popef's namespace
+    # the runtime's program module is reached as popef.runtime.program (or its documented
+    # re-export popef.program), not from popef's namespace
     assert not hasattr(popef, "GraphProgram")
+
+
+def test_popef_program_reexports_the_runtime_program_module():
+    import popef.program
+    import popef.runtime.program
+
+    assert popef.program.__all__ == popef.runtime.program.__all__
+    for name in popef.runtime.program.__all__:
+        assert getattr(popef.program, name) is getattr(popef.runtime.program, name)
 
 
 def test_the_example_of_docs_format_md_section_9_3():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from popef.errors import FormatError, PopefError
 from popef.format.graph import GRAPH_MAGIC, GRAPH_PROGRAM
-from popef.program import (
+from popef.runtime.program import (
     Attribute,
     AttributeKind,
     GraphProgram,

@@ -10,7 +10,7 @@ import pytest
 
 import popef
 from popef import DataType, ExecutionError, TensorType
-from popef.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
+from popef.runtime.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
 from popef.runtime import GraphBuilder, ModelRunner
 from popef.runtime.runner import OutputFutures
 
@@ -342,6 +342,20 @@ def test_bad_graphs_are_refused_at_load_naming_the_culprit(program, message):
     for executor in EXECUTORS:
         with pytest.raises(ExecutionError, match=message):
             ModelRunner(model, executor)
+
+
+@pytest.mark.parametrize("node, where", [
+    (Node("Frobnicate", "frob", ("x",), ("y",)), "program 5 ('Program'), step 1"),
+    (Node("Relu", "relu", ("t",), ("y",)), "program 5 ('Program'), step 1 (Relu node 'relu')"),
+])
+def test_a_load_error_carries_where_and_names_the_model_once(node, where):
+    model = _file_with(_main(HostToDevice("h2d_x", "x"), node, DeviceToHost("y", "anchor_d2h_y")),
+                       XY)
+    with pytest.raises(ExecutionError) as refused:
+        ModelRunner(model)
+    assert refused.value.where == where
+    assert str(refused.value).startswith(f"model 'm', {where}: ")
+    assert str(refused.value).count("model 'm'") == 1
 
 
 def test_main_tensors_are_not_visible_to_save_programs():

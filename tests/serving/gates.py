@@ -48,7 +48,8 @@ class ExecutionGate:
 
 
 class _GatedRunner:
-    """A runner whose ``execute`` waits at the gate first; everything else is the runner's."""
+    """A runner whose synchronous executions (``execute``, and ``execute_checked``, which a
+    served model calls) wait at the gate first; everything else is the runner's."""
 
     def __init__(self, runner, gate: ExecutionGate) -> None:
         self._runner = runner
@@ -57,6 +58,10 @@ class _GatedRunner:
     def execute(self, *args, **kwargs):
         self._gate.pass_through()
         return self._runner.execute(*args, **kwargs)
+
+    def execute_checked(self, *args, **kwargs):
+        self._gate.pass_through()
+        return self._runner.execute_checked(*args, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._runner, name)

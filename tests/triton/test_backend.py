@@ -92,13 +92,15 @@ class CountingRunner:
     def __init__(self, runner, fail_on: float | None = None):
         self.runner = runner
         self.calls = []
+        self.steps = []
         self.fail_on = fail_on
 
-    def execute(self, feed):
+    def execute_checked(self, feed, steps):
         self.calls.append({k: np.array(v) for k, v in feed.items()})
+        self.steps.append(steps)
         if self.fail_on is not None and any((v == self.fail_on).any() for v in feed.values()):
             raise ExecutionError("marker value in the batch")
-        return self.runner.execute(feed)
+        return self.runner.execute_checked(feed, steps)
 
     def close(self):
         self.runner.close()
@@ -329,6 +331,7 @@ def test_execute_pads_to_whole_steps(tmp_path):
         x = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
         [response] = model.execute([request(x, name="input")])
         assert counting.calls[0]["input"].shape == (4, 4)  # 3 rows padded to 2 steps of 2
+        assert counting.steps == [2]
         np.testing.assert_allclose(response.output_tensors()[0].as_numpy(), reference(x),
                                    rtol=1e-5)
     finally:

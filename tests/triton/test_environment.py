@@ -308,9 +308,9 @@ def test_a_linked_popef_declares_its_executor_entry_points(tmp_path):
     # what importlib.metadata makes of it, in a Python that sees only that folder
     probe = ("import importlib.metadata as m, json; print(json.dumps(sorted("
              "(p.name, p.value) for p in m.entry_points(group='popef.executors'))))")
-    result = subprocess.run([sys.executable, "-S", "-E", "-c",
-                             f"import sys; sys.path[:] = [{str(env.site_packages)!r}] + "
-                             f"[p for p in sys.path if 'site-packages' not in p]; {probe}"],
+    script = (f"import sys; sys.path[:] = [{str(env.site_packages)!r}] + "
+              f"[p for p in sys.path if 'site-packages' not in p]; {probe}")
+    result = subprocess.run([sys.executable, "-S", "-E", "-c", script],
                             cwd=tmp_path, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [

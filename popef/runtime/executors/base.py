@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...errors import ExecutionError
-from ..interpreter import LoadedModel, run_program
+from ..interpreter import run_load_programs, run_program
+from ..loaded import LoadedModel
 
-__all__ = ["Executor", "check_int_option", "run_save_programs"]
+__all__ = ["Executor", "check_int_option", "persistent_states", "run_save_programs"]
 
 
 class Executor(abc.ABC):
@@ -65,6 +66,14 @@ class Executor(abc.ABC):
         """Release the device state."""
         self.model = None
 
+    def run_load_programs(self, model: LoadedModel) -> list[dict[str, np.ndarray]]:
+        """Run the load programs once per distinct replica state (:func:`persistent_states`)
+        and count them in ``program_runs``: what most :meth:`load` implementations start with."""
+        states = persistent_states(model)
+        for program in model.load:
+            self.program_runs[program.index] += 1
+        return states
+
     def describe(self) -> str:
         return self.description
 
@@ -84,6 +93,14 @@ def check_int_option(executor: str, name: str, value: object, minimum: int = 1) 
         raise ExecutionError(f"executor '{executor}': option '{name}' must be an integer "
                              f">= {minimum}, got {value!r}")
     return int(value)
+
+
+def persistent_states(model: LoadedModel) -> list[dict[str, np.ndarray]]:
+    """The persistent tensors after the load programs, one dictionary per distinct replica
+    state: one per replica when the model has per-replica weights
+    (:attr:`LoadedModel.has_per_replica_state`), else one that every replica shares."""
+    distinct = model.replication_factor if model.has_per_replica_state else 1
+    return [run_load_programs(model, replica) for replica in range(distinct)]
 
 
 def run_save_programs(model: LoadedModel, envs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

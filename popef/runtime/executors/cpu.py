@@ -20,10 +20,10 @@ import numpy as np
 
 from ...errors import ExecutionError
 from ...options import parse_bool
-from ...program import DeviceToHost, HostToDevice
 from ..batching import fold_blocker
-from ..interpreter import CompiledNode, LoadedModel, StreamSpec, run_program
+from ..loaded import BoundNode, LoadedModel, TensorDesc
 from ..ops import _kernels
+from ..program import DeviceToHost, HostToDevice
 from .base import Executor, run_save_programs
 
 __all__ = ["CpuExecutor", "GENERATED_PLAN_LIMIT"]
@@ -57,28 +57,15 @@ class CpuExecutor(Executor):
     # ---- load
     def load(self, model: LoadedModel) -> None:
         self.model = model
-        rf = model.replication_factor
         self.fold_blocker = fold_blocker(model) if self.fold else "folding is disabled"
-        groups = rf if model.has_per_replica_state else 1
-        self._envs = []
-        for replica in range(groups):
-            env: dict[str, np.ndarray] = {}
-
-            def read(handle: str, replica: int = replica) -> np.ndarray:
-                return model.stored_for_replica(model.streams[handle], replica)
-
-            for program in model.load:
-                run_program(program, env, read, _refuse_write)
-            self._envs.append(env)
-        for program in model.load:
-            self.program_runs[program.index] += 1
+        self._envs = self.run_load_programs(model)
         self._compile_main(model)
 
     def _compile_main(self, model: LoadedModel) -> None:
         """Fold constants into the persistent tensors and flatten the rest into a plan."""
         known = set(self._envs[0])
         plan: _Plan = []
-        nodes: list[CompiledNode] = []  # the node of each plan entry
+        nodes: list[BoundNode] = []  # the node of each plan entry
         feeds, results = [], []
         for program in model.main:
             for step in program.steps:
@@ -207,8 +194,8 @@ def _flag(value: Any) -> bool:
 
 
 def _fuse_conv_max_pool(
-    plan: _Plan, nodes: list[CompiledNode], kept: set[str]
-) -> tuple[_Plan, list[CompiledNode | None], set[str]]:
+    plan: _Plan, nodes: list[BoundNode], kept: set[str]
+) -> tuple[_Plan, list[BoundNode | None], set[str]]:
     """Replace each Conv whose output only a fusable MaxPool reads (and that MaxPool's, if
     only a Relu reads it) by one kernel (``Conv.with_max_pool``); the intermediate tensors
     then never exist. Returns the plan, the node of each entry (None for a fused one) and
@@ -247,7 +234,7 @@ def _fuse_conv_max_pool(
             [None if i in fused else nodes[i] for i in kept_entries], channels_last)
 
 
-def _fuse_flatten_gemm(plan: _Plan, nodes: list[CompiledNode | None], kept: set[str],
+def _fuse_flatten_gemm(plan: _Plan, nodes: list[BoundNode | None], kept: set[str],
                        known: set[str], envs: list[dict[str, np.ndarray]],
                        channels_last: set[str]) -> _Plan:
     """Replace Flatten(axis=1) -> Gemm (-> Relu) on a channels-last (N, C, H, W) tensor by
@@ -289,7 +276,7 @@ def _fuse_flatten_gemm(plan: _Plan, nodes: list[CompiledNode | None], kept: set[
     return [fused.get(i, entry) for i, entry in enumerate(plan) if i not in removed]
 
 
-def _permuted_gemm_weights(gemm: CompiledNode, shape: tuple[int, ...], known: set[str],
+def _permuted_gemm_weights(gemm: BoundNode, shape: tuple[int, ...], known: set[str],
                            taken: set[str], envs: list[dict[str, np.ndarray]]
                            ) -> tuple[str, str] | None:
     """The names of a plain Gemm's weights permuted for a channels-last (N, C, H, W) input
@@ -414,24 +401,20 @@ def _no_plan(scope: Mapping[str, np.ndarray]) -> tuple:
     raise RuntimeError("the executor has no model loaded")
 
 
-def _run_node(step: CompiledNode, env: dict[str, np.ndarray]) -> None:
+def _run_node(step: BoundNode, env: dict[str, np.ndarray]) -> None:
     results = step.op.run([env[name] if name else None for name in step.inputs])
     for name, value in zip(step.outputs, results):
         if name:
             env[name] = value
 
 
-def _refuse_write(handle: str, array: np.ndarray) -> None:  # pragma: no cover - load checks
-    raise AssertionError("load programs do not copy to the host")
-
-
-def _spread(y: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
+def _spread(y: np.ndarray, s: TensorDesc, n: int, rf: int) -> np.ndarray:
     """Replica 0's rows of ``n`` steps -> the per-replica layout, every replica the same."""
     q = s.spec.shape
     return np.broadcast_to(y.reshape(n, 1, *q), (n, rf, *q)).reshape(n * rf, *q)
 
 
-def _instances(x: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
+def _instances(x: np.ndarray, s: TensorDesc, n: int, rf: int) -> np.ndarray:
     """A request input -> rows of every (step, replica) instance, stacked."""
     p = s.spec.shape
     if s.per_replica:
@@ -439,7 +422,7 @@ def _instances(x: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
     return np.broadcast_to(x.reshape(n, 1, *p), (n, rf, *p)).reshape(n * rf * p[0], *p[1:])
 
 
-def _gather(y: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
+def _gather(y: np.ndarray, s: TensorDesc, n: int, rf: int) -> np.ndarray:
     """Rows of every (step, replica) instance -> an output's layout."""
     q = s.spec.shape
     if s.per_replica:
@@ -447,7 +430,7 @@ def _gather(y: np.ndarray, s: StreamSpec, n: int, rf: int) -> np.ndarray:
     return y.reshape(n, rf, *q)[:, 0].reshape(n * q[0], *q[1:])
 
 
-def _replica_rows(x: np.ndarray, s: StreamSpec, n: int, rf: int, replica: int) -> np.ndarray:
+def _replica_rows(x: np.ndarray, s: TensorDesc, n: int, rf: int, replica: int) -> np.ndarray:
     """The rows of one replica for all ``n`` steps."""
     if not s.per_replica:
         return x

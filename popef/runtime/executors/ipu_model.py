@@ -13,7 +13,7 @@ It then runs the way the hardware does: each replica holds its persistent tensor
 read-only, so replicas without per-replica weights share one host copy while the memory check
 counts them per replica), host inputs are copied into device memory and outputs back,
 and the main programs run step by step — runs of ``device_iterations`` steps, every replica in
-each step — with the readable interpreter of ``popef.runtime.interpreter.run_program``.
+each step — with the readable interpreter, ``popef.runtime.interpreter.run_program``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import DeviceOutOfMemoryError, ExecutionError
-from ..interpreter import LoadedModel, run_program
+from ..interpreter import run_program
+from ..loaded import LoadedModel
 from .base import Executor, check_int_option, run_save_programs
 
 __all__ = ["IpuModelExecutor", "IpuArch", "IPU_ARCHS"]
@@ -91,23 +92,13 @@ class IpuModelExecutor(Executor):
         self._replicas = []
         # replicas without per-replica weights hold the same persistent tensors: they share
         # one read-only state (the memory check above still counts it once per replica)
-        distinct = model.replication_factor if model.has_per_replica_state else 1
-        for replica in range(distinct):
-            device: dict[str, np.ndarray] = {}
-
-            def read(handle: str, replica: int = replica) -> np.ndarray:
-                return model.stored_for_replica(model.streams[handle], replica)  # read-only
-
-            for program in model.load:
-                run_program(program, device, read, _refuse_write)
+        self._replicas = self.run_load_programs(model)
+        for device in self._replicas:
             for array in device.values():
                 if isinstance(array, np.ndarray):
                     array.flags.writeable = False
-            self._replicas.append(device)
-        if distinct == 1:
+        if len(self._replicas) == 1:
             self._replicas *= model.replication_factor
-        for program in model.load:
-            self.program_runs[program.index] += 1
 
     def _check_fit(self, model: LoadedModel) -> IpuArch:
         arch = IPU_ARCHS.get(model.ipu_version)
@@ -188,7 +179,3 @@ class IpuModelExecutor(Executor):
 
 def _versions() -> str:
     return ", ".join(f"{v} ({a.product})" for v, a in IPU_ARCHS.items())
-
-
-def _refuse_write(handle: str, array: np.ndarray) -> None:  # pragma: no cover - load checks
-    raise AssertionError("load programs do not copy to the host")

@@ -25,9 +25,9 @@ import numpy as np
 from ...errors import ExecutionError
 from ...options import parse_bool
 from ..batching import fold_blocker
-from ..interpreter import LoadedModel, StreamSpec
-from ..to_onnx import BATCH_DIM, graph_to_onnx, run_load_programs
-from .base import Executor, check_int_option, run_save_programs
+from ..loaded import LoadedModel, TensorDesc
+from ..to_onnx import BATCH_DIM, graph_to_onnx
+from .base import Executor, check_int_option, persistent_states, run_save_programs
 
 __all__ = ["OPTIMIZATION_LEVELS", "OnnxRuntimeExecutor", "resolve_providers"]
 
@@ -139,15 +139,14 @@ class OnnxRuntimeExecutor(Executor):
             model.streams[s.handle].per_replica and model.streams[s.handle].stored
             for p in model.main for s in p.steps if hasattr(s, "handle")))
         self._sessions = []
+        states = self.run_load_programs(model)
         for replica in range(rf if distinct_state else 1):
-            persistent = run_load_programs(model, replica)
+            persistent = states[replica if len(states) > 1 else 0]
             graph = graph_to_onnx(model, model.main, constants=persistent, replica=replica,
                                   batch_dim=BATCH_DIM if self.fold_blocker is None else None,
                                   embed=False, embed_below=EMBED_BELOW)
             self._sessions.append(self._session(model, graph))
             self._feeds, self._fetches = graph.inputs, graph.outputs
-        for program in model.load:
-            self.program_runs[program.index] += 1
         self._per_replica_inputs = any(s.per_replica for s in model.inputs)
         self._per_replica_outputs = any(s.per_replica for s in model.outputs)
         self._envs = None  # the save programs' persistent tensors, computed when asked for
@@ -260,8 +259,7 @@ class OnnxRuntimeExecutor(Executor):
     def save(self) -> dict[str, np.ndarray]:
         model = self._require_model()
         if self._envs is None:
-            groups = model.replication_factor if model.has_per_replica_state else 1
-            self._envs = [run_load_programs(model, r) for r in range(groups)]
+            self._envs = persistent_states(model)
         result = run_save_programs(model, self._envs)
         for program in model.save:
             self.program_runs[program.index] += 1
@@ -274,7 +272,7 @@ class OnnxRuntimeExecutor(Executor):
         super().close()
 
 
-def _replica_rows(x: np.ndarray, s: StreamSpec, n: int, rf: int, replica: int) -> np.ndarray:
+def _replica_rows(x: np.ndarray, s: TensorDesc, n: int, rf: int, replica: int) -> np.ndarray:
     """The rows replica ``replica`` reads in all ``n`` steps of a request input."""
     if not s.per_replica:
         return x

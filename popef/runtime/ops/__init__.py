@@ -18,6 +18,7 @@ from . import quantize_int, text  # noqa: F401
 from . import attention, loss, recurrent, sampling  # noqa: F401
 from . import signal, spatial, stateful  # noqa: F401
 from . import ml, optimizers  # noqa: F401
+from . import detection  # noqa: F401
 from .base import (
     OPS,
     REQUIRED,

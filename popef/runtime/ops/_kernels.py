@@ -979,17 +979,20 @@ def _relu_in_place(flat: np.ndarray) -> None:
 # softmax
 
 
-def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
-    """``x - max(x)`` along ``axis``, in the dtype the softmax kinds compute in."""
-    xc = x.astype(compute_dtype(x.dtype), copy=False)
+def _shifted(x: np.ndarray, axis: int, dtype: np.dtype | None = None) -> np.ndarray:
+    """``x - max(x)`` along ``axis``, in ``dtype`` (by default the one arithmetic is carried
+    out in)."""
+    xc = x.astype(dtype or compute_dtype(x.dtype), copy=False)
     return np.subtract(xc, np.maximum.reduce(xc, axis=axis, keepdims=True))
 
 
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """Numerically stable softmax along one axis (max subtracted first)."""
+    """Numerically stable softmax along one axis (max subtracted first), in the input's
+    precision, float16 included: ONNX's reference rounds each step to float16, and Attention's
+    ``softmax_precision`` is a Cast before the Softmax, so float16 must not mean float32."""
     if x.size == 0:
         return np.array(x, copy=True)
-    e = _shifted(x, axis)
+    e = _shifted(x, axis, x.dtype)
     np.exp(e, out=e)
     e /= np.add.reduce(e, axis=axis, keepdims=True)
     return e if e.dtype == x.dtype else e.astype(x.dtype)

@@ -120,6 +120,12 @@ class Attr:
 class TensorSpec:
     """Static description of a tensor: shape (a tuple of non-negative ints) and numpy dtype.
 
+    The op contract's value, not a descriptor of a model's input or output: every tensor of the
+    graph program has one (intermediates too), for one replica, in numpy's terms, so that ops
+    infer shapes without knowing the file. A model's inputs and outputs are described by
+    :class:`popef.runtime.TensorDesc`, built on the format's :class:`popef.types.TensorInfo`;
+    its ``spec`` is one of these.
+
     Both fields are normalised: ``TensorSpec([1, 2], "float32")`` equals
     ``TensorSpec((1, 2), np.dtype(np.float32))``.
     """

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .options import APP_NAME, DEPLOYMENT_NAME, AppOptions, Scaling
+from .options import APP_NAME, DEPLOYMENT_NAME, INGRESS_NAME, AppOptions, Scaling
 
-__all__ = ["APP_NAME", "DEPLOYMENT_NAME", "GRPC_SERVICER_FUNCTION", "AppOptions", "Scaling",
-           "app", "build_app"]
+__all__ = ["APP_NAME", "DEPLOYMENT_NAME", "GRPC_SERVICER_FUNCTION", "INGRESS_NAME", "AppOptions",
+           "Scaling", "app", "build_app"]
 
 #: the import path to give ``gRPCOptions.grpc_servicer_functions`` (or ``serve start
 #: --grpc-servicer-functions``)
@@ -31,10 +31,12 @@ GRPC_SERVICER_FUNCTION = "popef.serving.ray.grpc_proxy.add_servicer"
 def build_app(options: AppOptions, scaling: Scaling | None = None):
     """The Ray Serve application (``serve.run(build_app(...))``) serving ``options``'
     repositories, scaled as ``scaling`` says (default: :meth:`AppOptions.scaling`)."""
-    from .deployment import deployment
+    from .deployment import deployment, ingress
+    from .options import ingress_options
 
     scaling = scaling or options.scaling()
-    return deployment.options(**scaling.deployment_options()).bind(options)
+    server = deployment.options(**scaling.deployment_options()).bind(options)
+    return ingress.options(**ingress_options()).bind(server, options.http_max_input_size)
 
 
 def app(args: Mapping[str, object]):

@@ -12,12 +12,21 @@ What differs, because a replica is one of several processes, possibly on several
 - the model load / unload API is refused: every replica loads the repository at start;
 - system shared memory is refused: a region registered with one replica is unknown to the
   others (and to other machines).
+
+Ray's proxies do not send requests to the replicas directly but to a thin ingress,
+:class:`PopefIngress`, which runs on the head node and forwards each request through a
+deployment handle; a request whose replica dies before answering (its node lost, say) is
+forwarded again to another replica (:mod:`popef.serving.ray.forwarding` says which failures
+and why that is safe).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import dataclass
+from typing import Any
 
 from ray import serve
 
@@ -28,12 +37,15 @@ from ..grpc_servicer import InferenceServicer
 from ..http_app import create_app
 from ..repository import ModelRepository, RepositoryOptions
 from ..shared_memory import SystemSharedMemory
+from .forwarding import HttpRequest, HttpResponse, call_asgi, with_retries
 from .grpc_proxy import UNARY_RPCS
-from .options import DEPLOYMENT_NAME, AppOptions
+from .options import DEPLOYMENT_NAME, INGRESS_NAME, AppOptions
 
-__all__ = ["REPLICA_HEADER", "PopefServer", "ReplicaCore", "ReplicaRepository"]
+__all__ = ["REPLICA_HEADER", "GrpcAnswer", "PopefIngress", "PopefServer", "ReplicaCore",
+           "ReplicaRepository"]
 
 log = logging.getLogger("popef.serving")
+_SERVE_LOG = logging.getLogger("ray.serve")
 
 #: the HTTP response header naming the replica that answered (``<replica id> <node ip> <pid>``)
 REPLICA_HEADER = "popef-replica"
@@ -126,16 +138,15 @@ def _tagged(app, tag: bytes):
 
 
 class _Context:
-    """The grpc ``ServicerContext`` the servicer expects, over Ray's request context:
-    ``abort`` sets the status (which Ray's proxy sends back) and ends the call."""
+    """The grpc ``ServicerContext`` the servicer expects: ``abort`` records the status (which
+    the ingress gives Ray's proxy) and ends the call."""
 
-    def __init__(self, ray_context) -> None:
-        self._ray_context = ray_context
+    def __init__(self) -> None:
+        self.code = None
+        self.details = ""
 
     def abort(self, code, details: str):
-        if self._ray_context is not None:
-            self._ray_context.set_code(code)
-            self._ray_context.set_details(details)
+        self.code, self.details = code, details
         raise _Aborted(details)
 
 
@@ -143,8 +154,17 @@ class _Aborted(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class GrpcAnswer:
+    """A replica's answer to one gRPC call: the response, or the status it aborted with."""
+
+    response: Any = None
+    code: Any = None  # a grpc.StatusCode when the call was aborted
+    details: str = ""
+
+
 class PopefServer:
-    """One replica: the repository's protocol core behind Ray's HTTP and gRPC proxies."""
+    """One replica: the repository's protocol core, called by :class:`PopefIngress`."""
 
     def __init__(self, options: AppOptions) -> None:
         self.options = options
@@ -158,11 +178,12 @@ class PopefServer:
         except Exception:  # noqa: BLE001 - outside Ray (tests of the class itself)
             replica, node = "local", "127.0.0.1"
         self.replica = f"{replica} {node} {os.getpid()}"
+        self.http_app = _tagged(create_app(self.core, max_input_size=options.http_max_input_size,
+                                           metrics=True), self.replica.encode())
 
-    def __serve_build_asgi_app__(self):
-        app = create_app(self.core, max_input_size=self.options.http_max_input_size,
-                         metrics=True)
-        return _tagged(app, self.replica.encode())
+    async def http(self, request: HttpRequest) -> HttpResponse:
+        """``request`` answered by ``popef serve``'s HTTP app."""
+        return await call_asgi(self.http_app, request)
 
     def check_health(self) -> None:
         """Ray's health check: a replica that cannot serve is replaced."""
@@ -179,9 +200,87 @@ class PopefServer:
             core.close(timeout=10)
 
 
+def _answering(rpc: str):
+    def method(self, request) -> GrpcAnswer:
+        context = _Context()
+        try:
+            return GrpcAnswer(getattr(self.servicer, rpc)(request, context))
+        except _Aborted:
+            return GrpcAnswer(code=context.code, details=context.details)
+
+    method.__name__ = method.__qualname__ = rpc
+    method.__doc__ = f"``inference.GRPCInferenceService/{rpc}``, answered by this replica."
+    return method
+
+
+for _rpc in UNARY_RPCS:
+    setattr(PopefServer, _rpc, _answering(_rpc))
+
+
+class PopefIngress:
+    """What Ray's proxies call: forwards each request to a :class:`PopefServer` replica, and
+    again to another one when that replica is lost before it answers."""
+
+    def __init__(self, server, max_input_size: int) -> None:
+        self.server = server  # a DeploymentHandle of PopefServer
+        self.max_input_size = max_input_size
+        self.retried = 0
+
+    def retries(self) -> int:
+        """How many times a request was sent again because its replica was lost."""
+        return self.retried
+
+    async def _forward(self, call, what: str):
+        def counted() -> None:
+            self.retried += 1
+
+        # Serve's logger: its lines land in this replica's log file
+        return await with_retries(call, what, logger=_SERVE_LOG, on_retry=counted)
+
+    def __serve_build_asgi_app__(self):
+        async def forward_http(scope, receive, send):  # a function: uvicorn reads it as ASGI 3
+            await self._forward_http(scope, receive, send)
+
+        return forward_http
+
+    async def _forward_http(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"unsupported ASGI scope type '{scope['type']}'")
+        body = await _read_body(receive, self.max_input_size)
+        client = scope.get("client")
+        request = HttpRequest(
+            method=scope["method"], path=scope["path"],
+            query_string=scope.get("query_string", b""),
+            headers=tuple((bytes(k), bytes(v)) for k, v in scope.get("headers", ())),
+            body=body, http_version=scope.get("http_version", "1.1"),
+            scheme=scope.get("scheme", "http"), client=tuple(client) if client else None)
+        try:
+            response = await self._forward(lambda: self.server.http.remote(request),
+                                           f"{request.method} {request.path}")
+        except Exception as exc:  # noqa: BLE001 - answered in Triton's words
+            response = _unavailable_http(exc)
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": response.headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
 def _forwarding(rpc: str):
-    def method(self, request, grpc_context=None):
-        return getattr(self.servicer, rpc)(request, _Context(grpc_context))
+    async def method(self, request, grpc_context=None):
+        try:
+            answer = await self._forward(lambda: getattr(self.server, rpc).remote(request), rpc)
+        except Exception as exc:  # noqa: BLE001 - answered in Triton's words
+            import grpc
+
+            answer = GrpcAnswer(code=grpc.StatusCode.UNAVAILABLE, details=_lost(exc))
+        if answer.code is None:
+            return answer.response
+        if grpc_context is not None:  # Ray's proxy sends this status back
+            grpc_context.set_code(answer.code)
+            grpc_context.set_details(answer.details)
+        raise _Aborted(answer.details)
 
     method.__name__ = method.__qualname__ = rpc
     method.__doc__ = f"``inference.GRPCInferenceService/{rpc}`` through Ray's gRPC proxy."
@@ -189,7 +288,46 @@ def _forwarding(rpc: str):
 
 
 for _rpc in UNARY_RPCS:
-    setattr(PopefServer, _rpc, _forwarding(_rpc))
+    setattr(PopefIngress, _rpc, _forwarding(_rpc))
 
-#: the deployment (options as ``popef serve`` or the builder set them come with ``.options``)
-deployment = serve.deployment(name=DEPLOYMENT_NAME)(serve.ingress()(PopefServer))
+
+async def _read_body(receive, limit: int) -> bytes:
+    """The request's body, up to ``limit + 1`` bytes (the replica refuses more in words)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if size <= limit:
+            chunks.append(chunk[:limit + 1 - size])
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _lost(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (f"no replica of '{DEPLOYMENT_NAME}' could answer: "
+            f"{lines[0] if lines else type(exc).__name__}")
+
+
+def _unavailable_http(exc: BaseException) -> HttpResponse:
+    return HttpResponse(503, [(b"content-type", b"application/json")],
+                        json.dumps({"error": _lost(exc)}).encode())
+
+
+#: the deployments (options as ``popef serve`` or the builder set them come with ``.options``)
+deployment = serve.deployment(name=DEPLOYMENT_NAME)(PopefServer)
+ingress = serve.deployment(name=INGRESS_NAME)(serve.ingress()(PopefIngress))

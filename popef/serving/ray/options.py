@@ -18,12 +18,16 @@ from ...servable import CONFIG_FILENAME, ConfigError, read_config
 from ...servable.errors import ServingError, invalid
 from ..options import server_defaults
 
-__all__ = ["APP_NAME", "AUTOSCALING_PARAMETERS", "DEPLOYMENT_NAME", "AppOptions", "Scaling",
-           "scaling_of_repositories"]
+__all__ = ["APP_NAME", "AUTOSCALING_PARAMETERS", "DEPLOYMENT_NAME", "INGRESS_NAME", "AppOptions",
+           "Scaling", "ingress_options", "scaling_of_repositories"]
 
 #: the Ray Serve application and deployment names (``serve status`` shows them)
 APP_NAME = "popef"
 DEPLOYMENT_NAME = "PopefServer"
+#: the thin deployment in front of the replicas (one replica, on the head node)
+INGRESS_NAME = "PopefIngress"
+#: requests the ingress forwards at once (it waits on the replicas, which bound the work)
+INGRESS_MAX_ONGOING_REQUESTS = 4096
 
 #: config.pbtxt ``parameters`` read by the Ray application, with the Scaling field each sets
 AUTOSCALING_PARAMETERS = {
@@ -96,6 +100,14 @@ class Scaling:
         else:
             options["num_replicas"] = self.num_replicas
         return options
+
+
+def ingress_options() -> dict:
+    """Keyword arguments of Ray's ``Deployment.options`` for the ingress: one replica on the
+    head node (which a cluster cannot lose anyway: it holds Ray's control store), no CPU of
+    its own."""
+    return {"num_replicas": 1, "max_ongoing_requests": INGRESS_MAX_ONGOING_REQUESTS,
+            "ray_actor_options": {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}}
 
 
 @dataclass(frozen=True)
