@@ -101,8 +101,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tensors", type=int, default=1000)
     parser.add_argument("--mib-per-tensor", type=float, default=1.0)
-    parser.add_argument("--write-rounds", type=int, default=5,
-                        help="alternating write runs of each writer; the best counts (default 5)")
+    parser.add_argument(
+        "--write-rounds",
+        type=int,
+        default=5,
+        help="alternating write runs of each writer; the best counts (default 5)",
+    )
     parser.add_argument("--dir", default=None, help="where to put the files (default: a temp dir)")
     parser.add_argument("--child-peak", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -116,7 +120,10 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(dir=args.dir)
     pop_path = os.path.join(workdir, "bench.popef")
     raw_path = os.path.join(workdir, "bench.raw")
-    print(f"{count} float32 tensors of {elements * 4 / 2**20:.2f} MiB, {total / 2**30:.2f} GiB, in {workdir}")
+    print(
+        f"{count} float32 tensors of {elements * 4 / 2**20:.2f} MiB, {total / 2**30:.2f} GiB, "
+        f"in {workdir}"
+    )
 
     # -- write
     items = list(tensors(count, elements))  # in memory, so only writing is timed
@@ -124,24 +131,57 @@ def main(argv=None):
     # one: deleting files and waiting on writeback are not part of writing. Runs alternate.
     t_pop = t_raw = t_sync = t_durable = t_append = float("inf")
     for _ in range(args.write_rounds):
-        t_pop = min(t_pop, best_of(lambda: write_popef(pop_path, items), 1,
-                                   lambda: _remove(pop_path, sync=True))[0])
-        t_raw = min(t_raw, best_of(lambda: write_tofile(raw_path, items), 1,
-                                   lambda: _remove(raw_path, sync=True))[0])
-        t_sync = min(t_sync, best_of(lambda: write_tofile(raw_path, items, sync=True), 1,
-                                     lambda: _remove(raw_path, sync=True))[0])
-        t_durable = min(t_durable, best_of(lambda: write_tofile_durably(raw_path, items), 1,
-                                           lambda: _remove(raw_path, sync=True))[0])
-        t_append = min(t_append, best_of(lambda: append_popef(pop_path, items), 1,
-                                         lambda: _remove(pop_path, sync=True))[0])
+        t_pop = min(
+            t_pop,
+            best_of(lambda: write_popef(pop_path, items), 1, lambda: _remove(pop_path, sync=True))[
+                0
+            ],
+        )
+        t_raw = min(
+            t_raw,
+            best_of(lambda: write_tofile(raw_path, items), 1, lambda: _remove(raw_path, sync=True))[
+                0
+            ],
+        )
+        t_sync = min(
+            t_sync,
+            best_of(
+                lambda: write_tofile(raw_path, items, sync=True),
+                1,
+                lambda: _remove(raw_path, sync=True),
+            )[0],
+        )
+        t_durable = min(
+            t_durable,
+            best_of(
+                lambda: write_tofile_durably(raw_path, items),
+                1,
+                lambda: _remove(raw_path, sync=True),
+            )[0],
+        )
+        t_append = min(
+            t_append,
+            best_of(lambda: append_popef(pop_path, items), 1, lambda: _remove(pop_path, sync=True))[
+                0
+            ],
+        )
     items.clear()  # free the 1 GiB before reading
     w_pop, w_raw, w_sync, w_durable, w_append = (
-        total / t for t in (t_pop, t_raw, t_sync, t_durable, t_append))
-    print(f"write        popef {w_pop / 1e9:6.2f} GB/s   tofile, durably {w_durable / 1e9:6.2f} GB/s   "
-          f"ratio {w_pop / w_durable:5.2f}x (target >= 0.8x; both sync the file and the folder)")
+        total / t for t in (t_pop, t_raw, t_sync, t_durable, t_append)
+    )
+    print(
+        f"write        popef {w_pop / 1e9:6.2f} GB/s   "
+        f"tofile, durably {w_durable / 1e9:6.2f} GB/s   "
+        f"ratio {w_pop / w_durable:5.2f}x (target >= 0.8x; both sync the file and the folder)"
+    )
     print(f"             tofile + fsync {w_sync / 1e9:6.2f} GB/s   ratio {w_pop / w_sync:5.2f}x")
-    print(f"             tofile without fsync {w_raw / 1e9:6.2f} GB/s   ratio {w_pop / w_raw:5.2f}x")
-    print(f"append       popef {w_append / 1e9:6.2f} GB/s   ratio to creating {w_append / w_pop:5.2f}x")
+    print(
+        f"             tofile without fsync {w_raw / 1e9:6.2f} GB/s   ratio {w_pop / w_raw:5.2f}x"
+    )
+    print(
+        f"append       popef {w_append / 1e9:6.2f} GB/s   "
+        f"ratio to creating {w_append / w_pop:5.2f}x"
+    )
 
     # -- open + index
     def open_index():
@@ -152,18 +192,24 @@ def main(argv=None):
         return blobs
 
     t_open, t_open_med = best_of(open_index, 7)
-    print(f"open+index   {t_open * 1e3:6.2f} ms (median {t_open_med * 1e3:.2f}) for {count} blobs "
-          f"(target <= 3 ms)")
+    print(
+        f"open+index   {t_open * 1e3:6.2f} ms (median {t_open_med * 1e3:.2f}) for {count} blobs "
+        f"(target <= 3 ms)"
+    )
     small = os.path.join(workdir, "small.popef")
     write_popef(small, tensors(count, 16))
+
     def open_small():
         reader = popef.Reader()
         reader.parse_file(small)
         reader.blobs()
         reader.close()
+
     t_small, _ = best_of(open_small, 7)
-    print(f"             same blob count with 64-byte tensors: {t_small * 1e3:.2f} ms "
-          f"(independent of data size: ratio {t_open / t_small:.2f})")
+    print(
+        f"             same blob count with 64-byte tensors: {t_small * 1e3:.2f} ms "
+        f"(independent of data size: ratio {t_open / t_small:.2f})"
+    )
     list_infos(pop_path, small, count, workdir)
 
     reader = popef.Reader()
@@ -186,8 +232,11 @@ def main(argv=None):
     t_f, _ = best_of(with_fromfile)
     check = with_popef()
     assert all(np.array_equal(a, b) for a, b in zip(check[:3], with_fromfile()[:3]))
-    print(f"materialise  popef {total / t_p / 1e9:6.2f} GB/s   numpy.fromfile {total / t_f / 1e9:6.2f} GB/s"
-          f"   ratio {t_f / t_p:5.2f}x (target >= 0.9x)")
+    print(
+        f"materialise  popef {total / t_p / 1e9:6.2f} GB/s   "
+        f"numpy.fromfile {total / t_f / 1e9:6.2f} GB/s"
+        f"   ratio {t_f / t_p:5.2f}x (target >= 0.9x)"
+    )
     t_view, _ = best_of(lambda: [t.data() for t in readers])
     print(f"             zero-copy views: {t_view * 1e3:.2f} ms for all {count}")
 
@@ -199,19 +248,28 @@ def main(argv=None):
         st_path = os.path.join(workdir, "bench.safetensors")
         save_file(dict(tensors(count, elements)), st_path)
         t_s, _ = best_of(lambda: load_file(st_path))
-        print(f"             safetensors.load_file {total / t_s / 1e9:6.2f} GB/s   "
-              f"ratio {t_s / t_p:5.2f}x")
+        print(
+            f"             safetensors.load_file {total / t_s / 1e9:6.2f} GB/s   "
+            f"ratio {t_s / t_p:5.2f}x"
+        )
         os.unlink(st_path)
     reader.close()
     readers.clear()
     check.clear()
 
     # -- writer memory
-    out = subprocess.run([sys.executable, __file__, "--child-peak", pop_path, str(count),
-                          str(elements)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child-peak", pop_path, str(count), str(elements)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     peak_mib = int(out.stdout.strip()) / 1024
-    print(f"writer peak  {peak_mib:6.1f} MiB RSS growth; largest tensor {elements * 4 / 2**20:.1f} MiB "
-          f"(target <= largest + 64 MiB)")
+    print(
+        f"writer peak  {peak_mib:6.1f} MiB RSS growth; "
+        f"largest tensor {elements * 4 / 2**20:.1f} MiB "
+        f"(target <= largest + 64 MiB)"
+    )
     for path in (pop_path, raw_path, small):
         os.unlink(path)
     os.rmdir(workdir)
@@ -221,8 +279,9 @@ def popef_infos(path):
     """Open ``path`` and list every tensor's name, dtype and shape."""
     with popef.Reader() as reader:
         reader.parse_file(path)
-        return [(t.name, t.info.tensor_info.dtype, t.info.tensor_info.shape)
-                for t in reader.tensors()]
+        return [
+            (t.name, t.info.tensor_info.dtype, t.info.tensor_info.shape) for t in reader.tensors()
+        ]
 
 
 def struct_infos(path):
@@ -238,8 +297,13 @@ def struct_infos(path):
             info = os.pread(fd, fields[5], offset + 48)
             (length,) = u32.unpack_from(info, 0)
             dtype, rank = head.unpack_from(info, 4 + length)
-            out.append((info[4:4 + length].decode(), dtype,
-                        struct.unpack_from(f"<{rank}q", info, 9 + length)))
+            out.append(
+                (
+                    info[4 : 4 + length].decode(),
+                    dtype,
+                    struct.unpack_from(f"<{rank}q", info, 9 + length),
+                )
+            )
             offset += fields[2]
     finally:
         os.close(fd)
@@ -252,9 +316,11 @@ def list_infos(path, small, count, workdir):
     t_small, t_small_med = best_of(lambda: popef_infos(small), 7)
     t_struct, _ = best_of(lambda: struct_infos(small), 7)
     assert [(n, int(d), s) for n, d, s in popef_infos(small)] == struct_infos(small)
-    print(f"open+infos   {t_small * 1e3:6.2f} ms (median {t_small_med * 1e3:.2f}) for {count} "
-          f"tensors' name, dtype and shape (target <= 10 ms); {t_big * 1e3:.2f} ms with the "
-          f"large tensors")
+    print(
+        f"open+infos   {t_small * 1e3:6.2f} ms (median {t_small_med * 1e3:.2f}) for {count} "
+        f"tensors' name, dtype and shape (target <= 10 ms); {t_big * 1e3:.2f} ms with the "
+        f"large tensors"
+    )
     print(f"             struct.unpack walk, no checks: {t_struct * 1e3:.2f} ms")
     try:
         from safetensors import safe_open
@@ -267,8 +333,9 @@ def list_infos(path, small, count, workdir):
 
         def safetensors_infos():
             with safe_open(st_path, "numpy") as f:
-                return [(k, f.get_slice(k).get_dtype(), f.get_slice(k).get_shape())
-                        for k in f.keys()]
+                return [
+                    (k, f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()
+                ]
 
         t_st, _ = best_of(safetensors_infos, 7)
         print(f"             safetensors safe_open + get_slice: {t_st * 1e3:.2f} ms")
@@ -286,8 +353,12 @@ def list_infos(path, small, count, workdir):
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        t_gguf, _ = best_of(lambda: [(t.name, t.tensor_type, tuple(t.shape))
-                                     for t in gguf.GGUFReader(gguf_path).tensors], 7)
+        t_gguf, _ = best_of(
+            lambda: [
+                (t.name, t.tensor_type, tuple(t.shape)) for t in gguf.GGUFReader(gguf_path).tensors
+            ],
+            7,
+        )
         print(f"             gguf-py GGUFReader: {t_gguf * 1e3:.2f} ms")
         os.unlink(gguf_path)
 

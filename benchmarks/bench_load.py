@@ -35,7 +35,7 @@ def build(path: str, megabytes: int) -> None:
     h = g.add_input("x", DataType.F32, (1, side))
     rng = np.random.default_rng(0)
     for i in range(max(1, megabytes // 4)):
-        w = (rng.standard_normal((side, side), dtype=np.float32) / side ** 0.5)
+        w = rng.standard_normal((side, side), dtype=np.float32) / side**0.5
         h = g.add_node("MatMul", [h, g.add_weight(f"w{i}", w)])
     g.add_output(h, "y")
     g.save(path, executable_name="chain")

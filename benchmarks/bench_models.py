@@ -35,7 +35,8 @@ def _set_threads(threads: int) -> None:
 
 def _torch_models():
     spec = importlib.util.spec_from_file_location(
-        "torch_models", ROOT / "tests" / "importers" / "torch_models.py")
+        "torch_models", ROOT / "tests" / "importers" / "torch_models.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -61,8 +62,15 @@ def bench(name, model, make_inputs, names, args, folder) -> None:
     onnx_path = os.path.join(folder, f"{name}.onnx")
     example = make_inputs(1)
     with torch.no_grad():
-        torch.onnx.export(model.eval(), example, onnx_path, dynamo=False, input_names=names,
-                          dynamic_axes={n: {0: "batch"} for n in names}, opset_version=17)
+        torch.onnx.export(
+            model.eval(),
+            example,
+            onnx_path,
+            dynamo=False,
+            input_names=names,
+            dynamic_axes={n: {0: "batch"} for n in names},
+            opset_version=17,
+        )
     print(f"\n{name}: {os.path.getsize(onnx_path) / 1e6:.1f} MB of ONNX")
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = args.threads
@@ -81,10 +89,12 @@ def bench(name, model, make_inputs, names, args, folder) -> None:
         if batch == 1:
             weights = _weight_bytes(popef_path)
             peer = _best(lambda: _onnx_load_and_copy(onnx_path), args.repeat)
-            print(f"  import: {seconds * 1e3:.1f} ms, {weights / 1e6:.1f} MB of weights, "
-                  f"{weights / 1e6 / seconds:.0f} MB/s  [goal >= 200 MB/s]; peer onnx.load + "
-                  f"numpy copy of the initializers {weights / 1e6 / peer:.0f} MB/s, ratio "
-                  f"{seconds / peer:.2f}")
+            print(
+                f"  import: {seconds * 1e3:.1f} ms, {weights / 1e6:.1f} MB of weights, "
+                f"{weights / 1e6 / seconds:.0f} MB/s  [goal >= 200 MB/s]; peer onnx.load + "
+                f"numpy copy of the initializers {weights / 1e6 / peer:.0f} MB/s, ratio "
+                f"{seconds / peer:.2f}"
+            )
         inputs = {n: np.ascontiguousarray(t.numpy()) for n, t in zip(names, make_inputs(batch))}
         with ModelRunner(popef_path, "cpu") as runner:
             ours = theirs = float("inf")
@@ -93,11 +103,14 @@ def bench(name, model, make_inputs, names, args, folder) -> None:
                 theirs = min(theirs, _best(lambda: session.run(None, inputs), 1))  # noqa: B023
             got = runner.execute(inputs)
         expected = session.run(None, inputs)
-        error = max(float(np.abs(got[o.name] - e).max())
-                    for o, e in zip(session.get_outputs(), expected))
-        print(f"  batch {batch:2d}: popef cpu {ours / batch * 1e6:9.1f} us/sample, onnxruntime "
-              f"{theirs / batch * 1e6:9.1f} us/sample, ratio {ours / theirs:5.2f}  "
-              f"(max abs difference {error:.2g})")
+        error = max(
+            float(np.abs(got[o.name] - e).max()) for o, e in zip(session.get_outputs(), expected)
+        )
+        print(
+            f"  batch {batch:2d}: popef cpu {ours / batch * 1e6:9.1f} us/sample, onnxruntime "
+            f"{theirs / batch * 1e6:9.1f} us/sample, ratio {ours / theirs:5.2f}  "
+            f"(max abs difference {error:.2g})"
+        )
 
 
 def _onnx_load_and_copy(path: str) -> None:
@@ -132,12 +145,25 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     models = _torch_models()
     with tempfile.TemporaryDirectory() as folder:
-        bench("resnet", models.ResNet(width=64, classes=1000),
-              lambda b: (torch.randn(b, 3, args.image, args.image),), ["image"], args, folder)
-        bench("bert", models.Bert(vocab=30522, hidden=256, layers=4, heads=4, max_len=512),
-              lambda b: (torch.randint(0, 30522, (b, args.seq)),
-                         torch.ones(b, args.seq, dtype=torch.int64)),
-              ["input_ids", "attention_mask"], args, folder)
+        bench(
+            "resnet",
+            models.ResNet(width=64, classes=1000),
+            lambda b: (torch.randn(b, 3, args.image, args.image),),
+            ["image"],
+            args,
+            folder,
+        )
+        bench(
+            "bert",
+            models.Bert(vocab=30522, hidden=256, layers=4, heads=4, max_len=512),
+            lambda b: (
+                torch.randint(0, 30522, (b, args.seq)),
+                torch.ones(b, args.seq, dtype=torch.int64),
+            ),
+            ["input_ids", "attention_mask"],
+            args,
+            folder,
+        )
     return 0
 
 

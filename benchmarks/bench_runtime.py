@@ -45,10 +45,18 @@ def _set_threads(threads: int) -> None:
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="threads per engine (default 1; 0: each engine's default)")
-    parser.add_argument("--repeat", type=int, default=60,
-                        help="rounds of timed calls at batch 64, ten times as many at batch 1 "
-                             "(default 60)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per engine (default 1; 0: each engine's default)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=60,
+        help="rounds of timed calls at batch 64, ten times as many at batch 1 (default 60)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -85,22 +93,43 @@ def build(params: dict[str, np.ndarray]) -> GraphBuilder:
     g = GraphBuilder()
     h = g.add_input("input", DataType.F32, (1, 1, 28, 28))
     for layer in ("conv1", "conv2"):
-        h = g.add_node("Conv", [h, g.add_weight(f"{layer}.weight", params[f"{layer}.weight"]),
-                                g.add_weight(f"{layer}.bias", params[f"{layer}.bias"])],
-                       kernel_shape=[3, 3])
+        h = g.add_node(
+            "Conv",
+            [
+                h,
+                g.add_weight(f"{layer}.weight", params[f"{layer}.weight"]),
+                g.add_weight(f"{layer}.bias", params[f"{layer}.bias"]),
+            ],
+            kernel_shape=[3, 3],
+        )
         h = g.add_node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
         h = g.add_node("Relu", [h])
     h = g.add_node("Flatten", [h], axis=1)
-    h = g.add_node("Gemm", [h, g.add_weight("fc1.weight", params["fc1.weight"]),
-                            g.add_weight("fc1.bias", params["fc1.bias"])], transB=1)
+    h = g.add_node(
+        "Gemm",
+        [
+            h,
+            g.add_weight("fc1.weight", params["fc1.weight"]),
+            g.add_weight("fc1.bias", params["fc1.bias"]),
+        ],
+        transB=1,
+    )
     h = g.add_node("Relu", [h])
-    h = g.add_node("Gemm", [h, g.add_weight("fc2.weight", params["fc2.weight"]),
-                            g.add_weight("fc2.bias", params["fc2.bias"])], transB=1)
+    h = g.add_node(
+        "Gemm",
+        [
+            h,
+            g.add_weight("fc2.weight", params["fc2.weight"]),
+            g.add_weight("fc2.bias", params["fc2.bias"]),
+        ],
+        transB=1,
+    )
     g.add_output(g.add_node("Softmax", [h], axis=-1), "probs")
     return g
 
 
 # -- the peers -------------------------------------------------------------------------------
+
 
 class HandWritten:
     """The forward pass written out by hand with the same op kernels: no interpreter."""
@@ -151,8 +180,9 @@ def onnxruntime_session(params: dict[str, np.ndarray], threads: int):
     h = "input"
     for i, layer in enumerate(("conv1", "conv2")):
         nodes += [
-            helper.make_node("Conv", [h, f"{layer}.weight", f"{layer}.bias"], [f"c{i}"],
-                             kernel_shape=[3, 3]),
+            helper.make_node(
+                "Conv", [h, f"{layer}.weight", f"{layer}.bias"], [f"c{i}"], kernel_shape=[3, 3]
+            ),
             helper.make_node("MaxPool", [f"c{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
             helper.make_node("Relu", [f"p{i}"], [f"r{i}"]),
         ]
@@ -165,18 +195,21 @@ def onnxruntime_session(params: dict[str, np.ndarray], threads: int):
         helper.make_node("Softmax", ["f2"], ["probs"], axis=-1),
     ]
     graph = helper.make_graph(
-        nodes, "mnist",
+        nodes,
+        "mnist",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(v, k) for k, v in params.items()])
+        [numpy_helper.from_array(v, k) for k, v in params.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = min(model.ir_version, 8)
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     return lambda x: session.run(None, {"input": x})[0]
 
 
@@ -189,9 +222,18 @@ def torch_module(params: dict[str, np.ndarray], threads: int):
         torch.set_num_threads(threads)
     nn = torch.nn
     model = nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(32, 64, 3), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10), nn.Softmax(dim=-1))
+        nn.Conv2d(1, 32, 3),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(1600, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+        nn.Softmax(dim=-1),
+    )
     layers = {"conv1": model[0], "conv2": model[3], "fc1": model[7], "fc2": model[9]}
     with torch.no_grad():
         for name, layer in layers.items():
@@ -208,6 +250,7 @@ def torch_module(params: dict[str, np.ndarray], threads: int):
 
 # -- measuring -------------------------------------------------------------------------------
 
+
 def measure(engines: dict, x: np.ndarray, rounds: int) -> dict[str, tuple[float, float]]:
     """Per-sample microseconds of each engine on ``x``: ``(best, median)`` over ``rounds``.
 
@@ -222,19 +265,23 @@ def measure(engines: dict, x: np.ndarray, rounds: int) -> dict[str, tuple[float,
     samples: dict[str, list[float]] = {name: [] for name in engines}
     order = list(engines.items())
     for i in range(rounds):
-        for name, function in order[i % len(order):] + order[:i % len(order)]:  # rotated
+        for name, function in order[i % len(order) :] + order[: i % len(order)]:  # rotated
             start = time.perf_counter()
             function(x)
             samples[name].append(time.perf_counter() - start)
-    return {name: (min(t) / len(x) * 1e6, float(np.median(t)) / len(x) * 1e6)
-            for name, t in samples.items()}
+    return {
+        name: (min(t) / len(x) * 1e6, float(np.median(t)) / len(x) * 1e6)
+        for name, t in samples.items()
+    }
 
 
 def main(args: argparse.Namespace) -> int:
     params = random_params(args.seed)
     rng = np.random.default_rng(args.seed + 1)
-    batches = {1: rng.random((1, 1, 28, 28), dtype=np.float32),
-               64: rng.random((64, 1, 28, 28), dtype=np.float32)}
+    batches = {
+        1: rng.random((1, 1, 28, 28), dtype=np.float32),
+        64: rng.random((64, 1, 28, 28), dtype=np.float32),
+    }
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "mnist.popef")
         build(params).save(path, executable_name="mnist")
@@ -255,14 +302,17 @@ def main(args: argparse.Namespace) -> int:
             np.testing.assert_allclose(function(batches[64]), reference, rtol=1e-4, atol=1e-6)
             engines[name] = function
         # a batch-1 call is ~60x cheaper: more rounds for a minimum as steady as batch 64's
-        results = {b: measure(engines, x, args.repeat * (10 if b == 1 else 1))
-                   for b, x in batches.items()}
+        results = {
+            b: measure(engines, x, args.repeat * (10 if b == 1 else 1)) for b, x in batches.items()
+        }
         runner.close()
 
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
-    print(f"\nMNIST network, random weights, {threads}, {args.repeat * 10} / "
-          f"{args.repeat} rounds; "
-          "microseconds per sample, best / median")
+    print(
+        f"\nMNIST network, random weights, {threads}, {args.repeat * 10} / "
+        f"{args.repeat} rounds; "
+        "microseconds per sample, best / median"
+    )
     print(f"{'engine':14s} {'batch 1':>18s} {'batch 64':>18s}")
     for name in engines:
         cells = [f"{results[b][name][0]:8.1f} /{results[b][name][1]:8.1f}" for b in batches]
@@ -275,20 +325,36 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     if "onnxruntime" in engines:
         for batch, target in ((64, 1.5), (1, 2.0)):
-            rows.append((f"batch {batch}: popef cpu / onnxruntime", best("popef cpu", batch)
-                         / best("onnxruntime", batch), target))
+            rows.append(
+                (
+                    f"batch {batch}: popef cpu / onnxruntime",
+                    best("popef cpu", batch) / best("onnxruntime", batch),
+                    target,
+                )
+            )
     if "pytorch eager" in engines:
-        rows.append(("batch 1: popef cpu / pytorch eager", best("popef cpu", 1)
-                     / best("pytorch eager", 1), 1.0))
+        rows.append(
+            (
+                "batch 1: popef cpu / pytorch eager",
+                best("popef cpu", 1) / best("pytorch eager", 1),
+                1.0,
+            )
+        )
     for batch in batches:
-        rows.append((f"batch {batch}: interpreter / hand-written",
-                     best("popef cpu", batch) / best("hand-written", batch), 1.2))
+        rows.append(
+            (
+                f"batch {batch}: interpreter / hand-written",
+                best("popef cpu", batch) / best("hand-written", batch),
+                1.2,
+            )
+        )
     for label, ratio, target in rows:
         print(f"  {label:40s} {ratio:6.2f}  [<= {target}]  {'ok' if ratio <= target else 'MISSED'}")
     return 0
 
 
 # -- the onnxruntime executor against onnxruntime itself -------------------------------------
+
 
 def resnet_builder(seed: int, width: int = 32, blocks: int = 3) -> GraphBuilder:
     """A ResNet-style CNN on 3×32×32 images: a stem, ``blocks`` residual blocks of two
@@ -300,16 +366,27 @@ def resnet_builder(seed: int, width: int = 32, blocks: int = 3) -> GraphBuilder:
         return g.add_weight(name, (rng.standard_normal(shape) * scale).astype(np.float32))
 
     def conv_bn(name: str, x: str, c_in: int, c_out: int) -> str:
-        h = g.add_node("Conv", [x, weight(f"{name}.w", (c_out, c_in, 3, 3)),
-                                weight(f"{name}.b", (c_out,))], kernel_shape=[3, 3],
-                       pads=[1, 1, 1, 1])
+        h = g.add_node(
+            "Conv",
+            [x, weight(f"{name}.w", (c_out, c_in, 3, 3)), weight(f"{name}.b", (c_out,))],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        )
         variance = g.add_weight(f"{name}.var", rng.uniform(0.5, 2, c_out).astype(np.float32))
-        return g.add_node("BatchNormalization", [h, weight(f"{name}.scale", (c_out,), 1.0),
-                                                 weight(f"{name}.bias", (c_out,)),
-                                                 weight(f"{name}.mean", (c_out,)), variance])
+        return g.add_node(
+            "BatchNormalization",
+            [
+                h,
+                weight(f"{name}.scale", (c_out,), 1.0),
+                weight(f"{name}.bias", (c_out,)),
+                weight(f"{name}.mean", (c_out,)),
+                variance,
+            ],
+        )
 
-    h = g.add_node("Relu", [conv_bn("stem", g.add_input("image", DataType.F32, (1, 3, 32, 32)),
-                                    3, width)])
+    h = g.add_node(
+        "Relu", [conv_bn("stem", g.add_input("image", DataType.F32, (1, 3, 32, 32)), 3, width)]
+    )
     for i in range(blocks):
         y = g.add_node("Relu", [conv_bn(f"block{i}.a", h, width, width)])
         y = conv_bn(f"block{i}.b", y, width, width)
@@ -345,8 +422,10 @@ def executor_vs_onnxruntime(args: argparse.Namespace) -> int:
             if threads:
                 options.intra_op_num_threads = threads
             session = ort.InferenceSession(
-                export_onnx(path, dynamic_batch=True).SerializeToString(), options,
-                providers=["CPUExecutionProvider"])
+                export_onnx(path, dynamic_batch=True).SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
             output = session.get_outputs()[0].name
             runner = ModelRunner(path, "onnxruntime", intra_op_num_threads=threads)
             engines = {
@@ -355,19 +434,25 @@ def executor_vs_onnxruntime(args: argparse.Namespace) -> int:
             }
             for batch in (1, 64):
                 x = rng.random((batch, *shape), dtype=np.float32)
-                np.testing.assert_allclose(engines["popef onnxruntime"](x),
-                                           engines["onnxruntime"](x), rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(
+                    engines["popef onnxruntime"](x), engines["onnxruntime"](x), rtol=1e-5, atol=1e-6
+                )
                 result = measure(engines, x, args.repeat * (10 if batch == 1 else 1))
                 rows.append((label, batch, result))
             runner.close()
-    print(f"\nonnxruntime executor against onnxruntime on the exported model, "
-          f"{args.threads or 'default'} thread(s); microseconds per sample, best / median")
+    print(
+        f"\nonnxruntime executor against onnxruntime on the exported model, "
+        f"{args.threads or 'default'} thread(s); microseconds per sample, best / median"
+    )
     for label, batch, result in rows:
-        cells = "   ".join(f"{engine} {best:8.1f} /{median:8.1f}"
-                           for engine, (best, median) in result.items())
+        cells = "   ".join(
+            f"{engine} {best:8.1f} /{median:8.1f}" for engine, (best, median) in result.items()
+        )
         ratio = result["popef onnxruntime"][0] / result["onnxruntime"][0]
-        print(f"  {label:12s} batch {batch:2d}: {cells}   ratio {ratio:5.2f}  [<= 1.1]  "
-              f"{'ok' if ratio <= 1.1 else 'MISSED'}")
+        print(
+            f"  {label:12s} batch {batch:2d}: {cells}   ratio {ratio:5.2f}  [<= 1.1]  "
+            f"{'ok' if ratio <= 1.1 else 'MISSED'}"
+        )
     return 0
 
 

@@ -81,10 +81,14 @@ def build_repository(root: Path, model: Path | None) -> str:
     (root / "tiny" / "1").mkdir(parents=True)
     g.save(root / "tiny" / "1" / "executable.popef", executable_name="tiny")
     (root / "tiny" / "config.pbtxt").write_text(
-        'name: "tiny"\nbackend: "poplar"\nmax_batch_size: 8\n')
+        'name: "tiny"\nbackend: "poplar"\nmax_batch_size: 8\n'
+    )
 
-    source = ("the committed model" if model is not None and model.resolve()
-              == (MNIST_DIR / "executable.popef").resolve() else str(model))
+    source = (
+        "the committed model"
+        if model is not None and model.resolve() == (MNIST_DIR / "executable.popef").resolve()
+        else str(model)
+    )
     if model is None or not model.is_file():
         spec = importlib.util.spec_from_file_location("bench_mnist", MNIST_DIR / "mnist.py")
         mnist = importlib.util.module_from_spec(spec)
@@ -93,9 +97,15 @@ def build_repository(root: Path, model: Path | None) -> str:
         mnist.export_popef(mnist.init_params(0), model)
         source = "MNIST network with untrained weights (no committed model found)"
     dyn = "dynamic_batching { max_queue_delay_microseconds: 500 }"
-    device = f'parameters [ {{ key: "execute_delay_ms" value: {{ string_value: "{DEVICE_MS}" }} }} ]'
-    for name, extra in (("mnist", ""), ("mnist_dyn", dyn), ("mnist_dev", device),
-                        ("mnist_dev_dyn", dyn + "\n" + device)):
+    device = (
+        f'parameters [ {{ key: "execute_delay_ms" value: {{ string_value: "{DEVICE_MS}" }} }} ]'
+    )
+    for name, extra in (
+        ("mnist", ""),
+        ("mnist_dyn", dyn),
+        ("mnist_dev", device),
+        ("mnist_dev_dyn", dyn + "\n" + device),
+    ):
         (root / name / "1").mkdir(parents=True)
         shutil.copy(model, root / name / "1" / "executable.popef")
         (root / name / "1" / "name_map.json").write_text(NAME_MAP)
@@ -105,14 +115,34 @@ def build_repository(root: Path, model: Path | None) -> str:
 
 class Serve:
     def __init__(self, repository: Path) -> None:
-        command = [sys.executable, "-c", "from popef.cli import main; main()", "serve",
-                   "--model-repository", str(repository), "--host", "127.0.0.1",
-                   "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        command = [
+            sys.executable,
+            "-c",
+            "from popef.cli import main; main()",
+            "serve",
+            "--model-repository",
+            str(repository),
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ]
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         self.ports = {}
-        pattern = re.compile(r"Started (GRPCInferenceService|HTTPService|Metrics Service) at "
-                             r"\S+:(\d+)")
+        pattern = re.compile(
+            r"Started (GRPCInferenceService|HTTPService|Metrics Service) at "
+            r"\S+:(\d+)"
+        )
         log = []
         while len(self.ports) < 3:
             line = self.proc.stdout.readline()
@@ -239,10 +269,13 @@ def grpc_floor(n: int) -> tuple[float, float, float]:
     from tritonclient.grpc import service_pb2_grpc
 
     response = pb.ModelInferResponse(
-        model_name="tiny", model_version="1",
-        outputs=[pb.ModelInferResponse.InferOutputTensor(name="out", datatype="FP32",
-                                                         shape=[1, 3])],
-        raw_output_contents=[bytes(12)])
+        model_name="tiny",
+        model_version="1",
+        outputs=[
+            pb.ModelInferResponse.InferOutputTensor(name="out", datatype="FP32", shape=[1, 3])
+        ],
+        raw_output_contents=[bytes(12)],
+    )
 
     class Constant(service_pb2_grpc.GRPCInferenceServiceServicer):
         def ModelInfer(self, request, context):
@@ -253,8 +286,12 @@ def grpc_floor(n: int) -> tuple[float, float, float]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    out = subprocess.run([sys.executable, "-c", FLOOR_CLIENT, f"127.0.0.1:{port}", str(n)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOR_CLIENT, f"127.0.0.1:{port}", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     server.stop(0)
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
@@ -262,8 +299,7 @@ def grpc_floor(n: int) -> tuple[float, float, float]:
     return median, cpu / (n + 100), client_cpu
 
 
-def batching_bound(transport: float, one: float, batched: float, fixed: float,
-                   cores: int) -> float:
+def batching_bound(transport: float, one: float, batched: float, fixed: float, cores: int) -> float:
     """The most dynamic batching can gain over no batching with 16 closed-loop clients, for a
     server with no overhead of its own beyond the gRPC floor: every request costs
     ``transport`` CPU seconds (floor server + client, on the same ``cores``), and an execution
@@ -309,12 +345,15 @@ TRITON_START_TIMEOUT = 180  # seconds: a loaded 2-core machine starts Triton's s
 
 def module_available(python: str | Path, module: str) -> bool:
     """Whether ``python`` can import ``module`` (checked in a child process)."""
-    probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, check=False)
+    probe = subprocess.run(
+        [str(python), "-c", f"import {module}"], capture_output=True, check=False
+    )
     return probe.returncode == 0
 
 
-def build_executor_repository(root: Path, model: Path | None,
-                              executors: list[str]) -> tuple[Path, str]:
+def build_executor_repository(
+    root: Path, model: Path | None, executors: list[str]
+) -> tuple[Path, str]:
     """A repository with the MNIST model once per executor (``mnist_<executor>``, config
     ``parameters { key: "executor" ... }``, max_batch_size 16, no dynamic batching)."""
     source = build_repository(root / "base", model)
@@ -325,8 +364,9 @@ def build_executor_repository(root: Path, model: Path | None,
         (repository / name / "1").mkdir(parents=True)
         shutil.copy(popef_file, repository / name / "1" / "executable.popef")
         (repository / name / "1" / "name_map.json").write_text(NAME_MAP)
-        (repository / name / "config.pbtxt").write_text(MNIST_CONFIG.format(
-            name=name, extra=EXECUTOR_PARAMETER.format(executor=executor)))
+        (repository / name / "config.pbtxt").write_text(
+            MNIST_CONFIG.format(name=name, extra=EXECUTOR_PARAMETER.format(executor=executor))
+        )
     return repository, source
 
 
@@ -351,20 +391,40 @@ class Triton:
 
         self.http_port, self.grpc_port, metrics_port = free_ports(3)
         self.log = work / "tritonserver.log"
-        command = [sys.executable, "-c", "import sys; from popef.cli import main; sys.exit(main())",
-                   "triton", "run", "--model-repository", str(repository), "--env", str(env_dir),
-                   "--no-setup", "--host", "127.0.0.1", "--http-port", str(self.http_port),
-                   "--grpc-port", str(self.grpc_port), "--metrics-port", str(metrics_port),
-                   "--backend-directory", str(work / "backends"), "--",
-                   f"--backend-config=python,shm-region-prefix-name=bench_{os.getpid()}_"]
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from popef.cli import main; sys.exit(main())",
+            "triton",
+            "run",
+            "--model-repository",
+            str(repository),
+            "--env",
+            str(env_dir),
+            "--no-setup",
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            str(self.http_port),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--metrics-port",
+            str(metrics_port),
+            "--backend-directory",
+            str(work / "backends"),
+            "--",
+            f"--backend-config=python,shm-region-prefix-name=bench_{os.getpid()}_",
+        ]
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=work)
+            self.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work
+            )
         deadline = time.monotonic() + TRITON_START_TIMEOUT
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/ready",
-                                            timeout=2) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.http_port}/v2/health/ready", timeout=2
+                ) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -389,8 +449,9 @@ class Triton:
                 self.proc.wait(10)
 
 
-def measure_models(server, models: list[str], requests: int,
-                   seconds: float) -> dict[str, tuple[float, float, float]]:
+def measure_models(
+    server, models: list[str], requests: int, seconds: float
+) -> dict[str, tuple[float, float, float]]:
     """Per model: batch-1 gRPC round trip (median and p90, ms) and images/s with 16 clients."""
     digit = np.random.default_rng(4).random((1, 1, 28, 28), dtype=np.float32)
     url = server.url("GRPCInferenceService")
@@ -411,18 +472,24 @@ def compare_executors(args: argparse.Namespace) -> int:
     if module_available(sys.executable, "onnxruntime"):
         executors.append("onnxruntime")
     else:
-        skipped.append("popef serve, onnxruntime: skipped, onnxruntime is not installed "
-                       "(pip install 'popef[onnxruntime]')")
+        skipped.append(
+            "popef serve, onnxruntime: skipped, onnxruntime is not installed "
+            "(pip install 'popef[onnxruntime]')"
+        )
     requests = max(50, args.requests // 5)
     rows: list[tuple[str, tuple[float, float, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench_executors_") as tmp:
         root = Path(tmp)
         repository, source = build_executor_repository(root, args.model, executors)
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(f"machine: {os.cpu_count()} CPUs, load average {load} before the run; "
-              f"python {sys.version.split()[0]}; MNIST: {source}")
-        print(f"each figure: {requests} batch-1 gRPC round trips (one client), then 16 gRPC "
-              f"clients (batch 1, closed loop) for {args.seconds:g} s; one server at a time")
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {load} before the run; "
+            f"python {sys.version.split()[0]}; MNIST: {source}"
+        )
+        print(
+            f"each figure: {requests} batch-1 gRPC round trips (one client), then 16 gRPC "
+            f"clients (batch 1, closed loop) for {args.seconds:g} s; one server at a time"
+        )
         models = [f"mnist_{e}" for e in executors]
         server = Serve(repository)
         try:
@@ -435,18 +502,23 @@ def compare_executors(args: argparse.Namespace) -> int:
         if env is None:
             skipped.append("real Triton: skipped, no --triton-env given")
         elif not (Path(env) / "popef-triton.json").is_file():
-            skipped.append(f"real Triton: skipped, '{env}' is not a Triton environment "
-                           "(make one with: popef triton setup --env DIR)")
+            skipped.append(
+                f"real Triton: skipped, '{env}' is not a Triton environment "
+                "(make one with: popef triton setup --env DIR)"
+            )
         else:
             from popef.triton.environment import TritonEnv
 
             triton_env = TritonEnv.load(env)
-            triton_executors = [e for e in executors
-                                if e == "cpu" or module_available(triton_env.python, e)]
+            triton_executors = [
+                e for e in executors if e == "cpu" or module_available(triton_env.python, e)
+            ]
             for e in executors:
                 if e not in triton_executors:
-                    skipped.append(f"real Triton, {e}: skipped, the Triton environment has no "
-                                   f"{e} package (pip install it with {triton_env.python})")
+                    skipped.append(
+                        f"real Triton, {e}: skipped, the Triton environment has no "
+                        f"{e} package (pip install it with {triton_env.python})"
+                    )
             triton_repository = root / "triton_models"
             triton_repository.mkdir()
             for e in triton_executors:
@@ -459,34 +531,44 @@ def compare_executors(args: argparse.Namespace) -> int:
                 skipped.append(f"real Triton: failed to start: {exc}")
             else:
                 try:
-                    figures = measure_models(triton, [f"mnist_{e}" for e in triton_executors],
-                                             requests, args.seconds)
+                    figures = measure_models(
+                        triton, [f"mnist_{e}" for e in triton_executors], requests, args.seconds
+                    )
                 finally:
                     triton.stop()
-                rows += [(f"real Triton 2.51 (poplar backend), {e}", figures[f"mnist_{e}"])
-                         for e in triton_executors]
+                rows += [
+                    (f"real Triton 2.51 (poplar backend), {e}", figures[f"mnist_{e}"])
+                    for e in triton_executors
+                ]
 
     base_latency, _, base_rate = rows[0][1]
     print("\nMNIST, gRPC                              batch-1 round trip (ms)        16 clients")
     print("  server, executor                        median    p90   vs cpu    images/s   vs cpu")
     for label, (median, p90, rate) in rows:
-        print(f"  {label:38s} {median:7.3f} {p90:6.3f} {median / base_latency:7.2f}x "
-              f"{rate:10.0f} {rate / base_rate:7.2f}x")
+        print(
+            f"  {label:38s} {median:7.3f} {p90:6.3f} {median / base_latency:7.2f}x "
+            f"{rate:10.0f} {rate / base_rate:7.2f}x"
+        )
     for line in skipped:
         print(f"  {line}")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\nload average after the run: {load}; client and servers share this machine's "
-          "cores, so the figures are noisy (a few runs tell the spread)")
+    print(
+        f"\nload average after the run: {load}; client and servers share this machine's "
+        "cores, so the figures are noisy (a few runs tell the spread)"
+    )
     return 0
 
 
-# -- Ray Serve (docs/scale-out.md) ------------------------------------------------------------------
+# -- Ray Serve (docs/scale-out.md) -----------------------------------------------------------------
+
 
 def compare_ray(args: argparse.Namespace) -> int:
     """``--ray``: the MNIST model on Ray Serve with 1, 2 and 4 replicas (rescaled in place),
     16 gRPC clients each, next to ``popef serve``; and the batch-1 round trip through Ray's
     HTTP and gRPC proxies next to ``popef serve``'s (the proxies' added latency). Needs the
     extra ``popef[ray]``; a local Ray instance with the machine's CPUs, on 127.0.0.1."""
+    from dataclasses import replace
+
     import ray
     from ray import serve
 
@@ -508,56 +590,98 @@ def compare_ray(args: argparse.Namespace) -> int:
             rows["popef serve"] = (
                 percentiles(latency("grpc", grpc_url, "mnist", "digit_image", digit, n))[0],
                 percentiles(latency("http", http_url, "mnist", "digit_image", digit, n))[0],
-                throughput(grpc_url, "mnist_dyn", 16, args.seconds)[0])
+                throughput(grpc_url, "mnist_dyn", 16, args.seconds)[0],
+            )
         finally:
             server.stop()
         http_port, grpc_port = free_ports(2)
         options = AppOptions((str(root),), num_replicas=1, num_cpus=0)
-        service = RayService(options, RayLaunch(host="127.0.0.1", http_port=http_port,
-                                                grpc_port=grpc_port))
+        service = RayService(
+            options, RayLaunch(host="127.0.0.1", http_port=http_port, grpc_port=grpc_port)
+        )
         service.start()
         try:
             grpc_url, http_url = service.url("grpc"), service.url("http")
-            ray_latency = (
-                percentiles(latency("grpc", grpc_url, "mnist", "digit_image", digit, n))[0],
-                percentiles(latency("http", http_url, "mnist", "digit_image", digit, n))[0])
-            for replicas in (1, 2, 4):
-                serve.run(build_app(options, Scaling(num_replicas=replicas, num_cpus=0)),
-                          name=APP_NAME, route_prefix="/")
-                rows[f"Ray Serve, {replicas} replica{'s' if replicas > 1 else ''}"] = (
-                    *ray_latency, throughput(grpc_url, "mnist_dyn", 16, args.seconds)[0])
+            # with the retrying ingress (the default), then without (retry_lost_requests=False)
+            for retrying, kind in ((True, ""), (False, " direct")):
+                mode = replace(options, retry_lost_requests=retrying)
+                for replicas in (1, 2, 4):
+                    serve.run(
+                        build_app(mode, Scaling(num_replicas=replicas, num_cpus=0)),
+                        name=APP_NAME,
+                        route_prefix="/",
+                    )
+                    if replicas == 1:
+                        ray_latency = (
+                            percentiles(
+                                latency("grpc", grpc_url, "mnist", "digit_image", digit, n)
+                            )[0],
+                            percentiles(
+                                latency("http", http_url, "mnist", "digit_image", digit, n)
+                            )[0],
+                        )
+                    label = f"Ray Serve{kind}, {replicas} replica{'s' if replicas > 1 else ''}"
+                    rows[label] = (
+                        *ray_latency,
+                        throughput(grpc_url, "mnist_dyn", 16, args.seconds)[0],
+                    )
         finally:
             service.stop()
             ray.shutdown()
     base = rows["popef serve"]
-    print(f"MNIST on {os.cpu_count()} CPUs (client and servers share them); batch-1 medians "
-          f"of {n} round trips; 16 gRPC clients for {args.seconds:g} s, dynamic batching")
-    print("                              gRPC b1 ms   HTTP b1 ms   images/s   vs popef serve")
+    print(
+        f"MNIST on {os.cpu_count()} CPUs (client and servers share them); batch-1 medians "
+        f"of {n} round trips; 16 gRPC clients for {args.seconds:g} s, dynamic batching; "
+        "'direct': retry_lost_requests=false (no ingress)"
+    )
+    print("                                gRPC b1 ms   HTTP b1 ms   images/s   vs popef serve")
     for label, (grpc_ms, http_ms, rate) in rows.items():
-        print(f"  {label:26s} {grpc_ms:10.2f} {http_ms:12.2f} {rate:10.0f} "
-              f"{rate / base[2]:12.2f}x")
-    print(f"Ray proxy added latency at batch 1: gRPC {rows['Ray Serve, 1 replica'][0] - base[0]:+.2f}"
-          f" ms, HTTP {rows['Ray Serve, 1 replica'][1] - base[1]:+.2f} ms")
+        print(f"  {label:28s} {grpc_ms:10.2f} {http_ms:12.2f} {rate:10.0f} {rate / base[2]:12.2f}x")
+    for kind, what in (("", "with the retrying ingress"), (" direct", "direct")):
+        one = rows[f"Ray Serve{kind}, 1 replica"]
+        print(
+            f"Ray added latency at batch 1, {what}: gRPC {one[0] - base[0]:+.2f} ms, "
+            f"HTTP {one[1] - base[1]:+.2f} ms"
+        )
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="duration of each throughput run (default 3)")
-    parser.add_argument("--requests", type=int, default=500,
-                        help="batch-1 round trips per latency figure (default 500)")
-    parser.add_argument("--model", type=Path, default=MNIST_DIR / "executable.popef",
-                        help="MNIST PopEF model (default: the example's)")
-    parser.add_argument("--executors", action="store_true",
-                        help="only compare executors: popef serve on cpu and onnxruntime, and "
-                             "real Triton with --triton-env (batch-1 gRPC latency, 16 clients)")
-    parser.add_argument("--triton-env", type=Path, metavar="DIR",
-                        help="Triton environment (popef triton setup) for --executors; "
-                             "without it real Triton is skipped")
-    parser.add_argument("--ray", action="store_true",
-                        help="only Ray Serve: 1, 2 and 4 replicas at 16 clients next to popef "
-                             "serve, and the proxies' batch-1 latency (needs popef[ray])")
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="duration of each throughput run (default 3)"
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=500,
+        help="batch-1 round trips per latency figure (default 500)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=MNIST_DIR / "executable.popef",
+        help="MNIST PopEF model (default: the example's)",
+    )
+    parser.add_argument(
+        "--executors",
+        action="store_true",
+        help="only compare executors: popef serve on cpu and onnxruntime, and "
+        "real Triton with --triton-env (batch-1 gRPC latency, 16 clients)",
+    )
+    parser.add_argument(
+        "--triton-env",
+        type=Path,
+        metavar="DIR",
+        help="Triton environment (popef triton setup) for --executors; "
+        "without it real Triton is skipped",
+    )
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="only Ray Serve: 1, 2 and 4 replicas at 16 clients next to popef "
+        "serve, and the proxies' batch-1 latency (needs popef[ray])",
+    )
     args = parser.parse_args()
     if args.ray:
         return compare_ray(args)
@@ -568,18 +692,26 @@ def main() -> int:
         root = Path(tmp)
         source = build_repository(root, args.model)
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(f"machine: {os.cpu_count()} CPUs, load average {load} before the run; "
-              f"python {sys.version.split()[0]}; MNIST: {source}")
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {load} before the run; "
+            f"python {sys.version.split()[0]}; MNIST: {source}"
+        )
         base = runner_baseline(root / "mnist" / "1" / "executable.popef", 100)
-        print(f"ModelRunner.execute alone (MNIST): batch 1 {base[1] * 1e3:.2f} ms, "
-              f"batch 16 {base[16] * 1e3:.2f} ms ({16 / base[16]:.0f} images/s)")
+        print(
+            f"ModelRunner.execute alone (MNIST): batch 1 {base[1] * 1e3:.2f} ms, "
+            f"batch 16 {base[16] * 1e3:.2f} ms ({16 / base[16]:.0f} images/s)"
+        )
         floor, floor_cpu, client_cpu = grpc_floor(args.requests)
-        print(f"gRPC floor (a servicer answering a constant, same stubs): round trip "
-              f"{floor * 1e3:.3f} ms, CPU per request: server {floor_cpu * 1e3:.3f} ms, "
-              f"client {client_cpu * 1e3:.3f} ms")
+        print(
+            f"gRPC floor (a servicer answering a constant, same stubs): round trip "
+            f"{floor * 1e3:.3f} ms, CPU per request: server {floor_cpu * 1e3:.3f} ms, "
+            f"client {client_cpu * 1e3:.3f} ms"
+        )
         cores = os.cpu_count() or 1
-        bounds = {fixed: batching_bound(floor_cpu + client_cpu, base[1], base[16] / 16,
-                                        fixed, cores) for fixed in (0.0, DEVICE_MS / 1e3)}
+        bounds = {
+            fixed: batching_bound(floor_cpu + client_cpu, base[1], base[16] / 16, fixed, cores)
+            for fixed in (0.0, DEVICE_MS / 1e3)
+        }
         server = Serve(root)
         try:
             grpc_url, http_url = server.url("GRPCInferenceService"), server.url("HTTPService")
@@ -588,23 +720,35 @@ def main() -> int:
             digit = np.random.default_rng(4).random((1, 1, 28, 28), dtype=np.float32)
             results = {}
             for kind, url in (("grpc", grpc_url), ("http", http_url)):
-                for model, name, x, n in (("tiny", "input", tiny_x, args.requests),
-                                          ("mnist", "digit_image", digit,
-                                           max(50, args.requests // 5))):
+                for model, name, x, n in (
+                    ("tiny", "input", tiny_x, args.requests),
+                    ("mnist", "digit_image", digit, max(50, args.requests // 5)),
+                ):
                     cpu0 = process_cpu(server.proc.pid)
                     med, p90, p99 = percentiles(latency(kind, url, model, name, x, n))
                     cpu1 = process_cpu(server.proc.pid)
                     results[(kind, model)] = med
-                    cpu = (f"   server CPU {(cpu1 - cpu0) / (n + max(10, n // 10)) * 1e3:.3f} "
-                           "ms/request" if cpu0 is not None and cpu1 is not None else "")
-                    print(f"  {kind:4s} {model:5s} (n={n:4d})                  "
-                          f"{med:7.3f} {p90:7.3f} {p99:7.3f}{cpu}")
+                    cpu = (
+                        f"   server CPU {(cpu1 - cpu0) / (n + max(10, n // 10)) * 1e3:.3f} "
+                        "ms/request"
+                        if cpu0 is not None and cpu1 is not None
+                        else ""
+                    )
+                    print(
+                        f"  {kind:4s} {model:5s} (n={n:4d})                  "
+                        f"{med:7.3f} {p90:7.3f} {p99:7.3f}{cpu}"
+                    )
 
             ratio16 = {}
             for label, plain_model, dyn_model, fixed in (
-                    ("cpu executor", "mnist", "mnist_dyn", 0.0),
-                    (f"cpu executor + {DEVICE_MS} ms emulated device latency per execution",
-                     "mnist_dev", "mnist_dev_dyn", DEVICE_MS / 1e3)):
+                ("cpu executor", "mnist", "mnist_dyn", 0.0),
+                (
+                    f"cpu executor + {DEVICE_MS} ms emulated device latency per execution",
+                    "mnist_dev",
+                    "mnist_dev_dyn",
+                    DEVICE_MS / 1e3,
+                ),
+            ):
                 print(f"\nthroughput, gRPC, batch-1 requests (images/s): {label}")
                 print("  clients   no batching   dynamic batching   ratio   avg batch (dyn)")
                 for clients in (1, 4, 16):
@@ -617,8 +761,10 @@ def main() -> int:
                     ratio = dyn / plain
                     if clients == 16:
                         ratio16[label] = ratio, bounds[fixed]
-                    print(f"  {clients:7d}   {plain:11.0f}   {dyn:16.0f}   {ratio:5.2f}   "
-                          f"{samples / executions:15.1f}")
+                    print(
+                        f"  {clients:7d}   {plain:11.0f}   {dyn:16.0f}   {ratio:5.2f}   "
+                        f"{samples / executions:15.1f}"
+                    )
         finally:
             server.stop()
 
@@ -626,14 +772,20 @@ def main() -> int:
     print(f"\nload average after the run: {load} (other work on the machine skews the figures)")
     print("\ntargets")
     grpc_median = results[("grpc", "tiny")]
-    print(f"  median batch-1 gRPC round trip (server overhead, tiny model): {grpc_median:.3f} ms "
-          f"(target <= 1.5 ms: {'met' if grpc_median <= 1.5 else 'MISSED'})")
-    print(f"  median batch-1 gRPC round trip (MNIST): {results[('grpc', 'mnist')]:.3f} ms "
-          f"(the model alone: {base[1] * 1e3:.3f} ms)")
+    print(
+        f"  median batch-1 gRPC round trip (server overhead, tiny model): {grpc_median:.3f} ms "
+        f"(target <= 1.5 ms: {'met' if grpc_median <= 1.5 else 'MISSED'})"
+    )
+    print(
+        f"  median batch-1 gRPC round trip (MNIST): {results[('grpc', 'mnist')]:.3f} ms "
+        f"(the model alone: {base[1] * 1e3:.3f} ms)"
+    )
     for label, (ratio, bound) in ratio16.items():
-        print(f"  16 clients, dynamic batching / no batching, {label}: {ratio:.2f}x "
-              f"(target >= 3x: {'met' if ratio >= 3 else 'MISSED'}; at most {bound:.2f}x on "
-              f"this machine, see batching_bound)")
+        print(
+            f"  16 clients, dynamic batching / no batching, {label}: {ratio:.2f}x "
+            f"(target >= 3x: {'met' if ratio >= 3 else 'MISSED'}; at most {bound:.2f}x on "
+            f"this machine, see batching_bound)"
+        )
     return 0
 
 

@@ -15,6 +15,9 @@ from .errors import (
     UnsupportedVersionError,
     WriterError,
 )
+from .importers import import_onnx  # imports onnx and the runtime only when called
+from .model import Model
+from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 from .types import (
     POPART_PROGRAM_NAMES,
     Anchor,
@@ -30,26 +33,50 @@ from .types import (
     TensorInfo,
     TensorType,
 )
-from .model import Model
-from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 from .writer import BlobWriter, Writer
-from .importers import import_onnx  # imports onnx and the runtime only when called
 
 __all__ = [
     "__version__",
     # reading and writing
-    "Reader", "Blob", "ExecutableReader", "TensorReader", "FeedReader", "OpaqueReader",
-    "Writer", "BlobWriter", "Model",
+    "Reader",
+    "Blob",
+    "ExecutableReader",
+    "TensorReader",
+    "FeedReader",
+    "OpaqueReader",
+    "Writer",
+    "BlobWriter",
+    "Model",
     # importing and exporting
-    "import_onnx", "export_onnx",
+    "import_onnx",
+    "export_onnx",
     # data model
-    "BlobType", "DataType", "TensorType", "TensorInfo", "Option", "ProgramFlow", "Anchor",
-    "Metadata", "ExecutableInfo", "TensorDataInfo", "FeedDataInfo", "OpaqueInfo",
+    "BlobType",
+    "DataType",
+    "TensorType",
+    "TensorInfo",
+    "Option",
+    "ProgramFlow",
+    "Anchor",
+    "Metadata",
+    "ExecutableInfo",
+    "TensorDataInfo",
+    "FeedDataInfo",
+    "OpaqueInfo",
     "POPART_PROGRAM_NAMES",
     # errors
-    "PopefError", "FormatError", "BadMagicError", "UnsupportedVersionError", "TruncatedError",
-    "PartialTailError", "UncheckedTailError", "ChecksumError", "ModelError", "WriterError",
-    "ExecutionError", "DeviceOutOfMemoryError",
+    "PopefError",
+    "FormatError",
+    "BadMagicError",
+    "UnsupportedVersionError",
+    "TruncatedError",
+    "PartialTailError",
+    "UncheckedTailError",
+    "ChecksumError",
+    "ModelError",
+    "WriterError",
+    "ExecutionError",
+    "DeviceOutOfMemoryError",
 ]
 
 

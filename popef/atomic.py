@@ -5,6 +5,8 @@ process killed while writing leaves the destination as it was. On Linux the priv
 unnamed (``O_TMPFILE``): it vanishes with the process unless committed, so a kill leaves
 nothing behind. Elsewhere it is a hidden named file beside the destination
 (``.NAME.XXXX.tmp``), removed on abort or when the :class:`PrivateFile` is collected.
+A device, FIFO or socket at the destination (or behind a link there) is refused, never
+replaced by a file.
 
 A commit makes the data durable before it is visible (``fsync`` of the file, then of the
 folder's new entry), and the new file keeps the destination's permission bits (or gets those
@@ -17,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -39,13 +42,15 @@ class PrivateFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
+        _refuse_special_file(self.path)
         directory = os.path.dirname(os.path.abspath(self.path))
         self._temp_path: str | None = None  # the named temporary file, without O_TMPFILE
         self._cleanup: weakref.finalize | None = None
         fd = open_unnamed(directory)
         if fd is None:
             fd, self._temp_path = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory)
+                prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory
+            )
             self._cleanup = weakref.finalize(self, _remove_quietly, self._temp_path)
         self._unnamed = self._temp_path is None
         self._done = False
@@ -143,6 +148,7 @@ def _link_into_place(fd: int, path: str) -> None:
     """Give the unnamed file ``fd`` the name ``path``, replacing the file there if any."""
     proc = os.open(_PROC_FDS, os.O_RDONLY | os.O_DIRECTORY)
     try:
+
         def link(name: str) -> None:
             # linkat(AT_SYMLINK_FOLLOW) through /proc; a plain link() would not follow it
             os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
@@ -167,6 +173,24 @@ def _link_into_place(fd: int, path: str) -> None:
             raise
     finally:
         os.close(proc)
+
+
+def _refuse_special_file(path: str) -> None:
+    """Refuse a device, FIFO or socket at ``path`` (or behind a link there): committing would
+    rename a regular file over it, and as root that replaces even ``/dev/null``."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # nothing there (or a dangling link): a new file is made
+    kinds = (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((kind for test, kind in kinds if test(mode)), None)
+    if kind is not None:
+        raise OSError(errno.EINVAL, f"not a regular file (found {kind}), and never replaced by one")
 
 
 def _match_permissions(target: int | str, path: str) -> None:

@@ -54,6 +54,7 @@ _PREAD_MAX = 1 << 30  # reads above this are split: one pread() returns at most 
 
 # -- sources -------------------------------------------------------------------------------
 
+
 class _Source:
     """Random access to the bytes of one file, stream or buffer."""
 
@@ -84,13 +85,13 @@ class _BufferSource(_Source):
         self.size = len(self._buffer)
 
     def read(self, offset: int, size: int) -> bytes:
-        return bytes(self._buffer[offset:offset + size])
+        return bytes(self._buffer[offset : offset + size])
 
     def view(self, offset: int, size: int) -> memoryview:
-        return self._buffer[offset:offset + size]
+        return self._buffer[offset : offset + size]
 
     def read_into(self, offset: int, buffer: memoryview) -> None:
-        buffer[:] = self._buffer[offset:offset + len(buffer)]
+        buffer[:] = self._buffer[offset : offset + len(buffer)]
 
 
 class _MappedFile(_Source):
@@ -103,7 +104,7 @@ class _MappedFile(_Source):
         self._fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | getattr(os, "O_BINARY", 0))
         try:
             self.size = _regular_file_size(self._fd, path)
-            self._map = (mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None)
+            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None
         except BaseException:
             os.close(self._fd)
             raise
@@ -138,7 +139,7 @@ class _MappedFile(_Source):
         # the file still holds the bytes. mmap.size() asks the file itself, not the mapping.
         if self._map.size() < offset + size:
             raise _shrank(self.name, offset, size, max(0, self._map.size() - offset))
-        return memoryview(self._map)[offset:offset + size]
+        return memoryview(self._map)[offset : offset + size]
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -155,11 +156,14 @@ def _regular_file_size(fd: int, path: str) -> int:
     a pseudo-file of /proc that claims 0 bytes yet has content) is refused with PopefError."""
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
-        raise PopefError(f"cannot read '{path}': not a regular file (found "
-                         f"{file_kind(status.st_mode)})")
+        raise PopefError(
+            f"cannot read '{path}': not a regular file (found {file_kind(status.st_mode)})"
+        )
     if status.st_size == 0 and os.pread(fd, 1, 0):
-        raise PopefError(f"cannot read '{path}': not a regular file (it claims 0 bytes but has "
-                         "content: a pseudo-file such as those of /proc?)")
+        raise PopefError(
+            f"cannot read '{path}': not a regular file (it claims 0 bytes but has "
+            "content: a pseudo-file such as those of /proc?)"
+        )
     if _O_NONBLOCK:  # meaningless for a regular file; cleared so that nothing depends on it
         os.set_blocking(fd, True)
     return status.st_size
@@ -167,16 +171,23 @@ def _regular_file_size(fd: int, path: str) -> int:
 
 def file_kind(mode: int) -> str:
     """What a file that is not a regular file is, from its ``st_mode``: "a FIFO", ... ."""
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
-             (stat.S_ISSOCK, "a socket"))
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     return next((kind for test, kind in kinds if test(mode)), f"file mode {mode:#o}")
 
 
 def _shrank(name: str, offset: int, size: int, available: int) -> TruncatedError:
-    return TruncatedError(f"the file shrank after it was opened: {size} bytes needed but "
-                          f"{available} remain (was it replaced or truncated on disk?)",
-                          offset=offset, source=name)
+    return TruncatedError(
+        f"the file shrank after it was opened: {size} bytes needed but "
+        f"{available} remain (was it replaced or truncated on disk?)",
+        offset=offset,
+        source=name,
+    )
 
 
 class _OpenFile(_Source):
@@ -219,15 +230,20 @@ class _StreamSource(_Source):
             self._stream.seek(self._start + offset)
             data = self._stream.read(size)
         if not isinstance(data, (bytes, bytearray)):
-            raise PopefError(f"'{self.name}' is not a binary stream: read() gave "
-                             f"{type(data).__name__}")
+            raise PopefError(
+                f"'{self.name}' is not a binary stream: read() gave {type(data).__name__}"
+            )
         if len(data) != size:
-            raise TruncatedError(f"stream ended early: {size} bytes asked, {len(data)} read",
-                                 offset=offset, source=self.name)
+            raise TruncatedError(
+                f"stream ended early: {size} bytes asked, {len(data)} read",
+                offset=offset,
+                source=self.name,
+            )
         return data
 
 
 # -- blobs ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False, slots=True)
 class Blob:
@@ -302,14 +318,16 @@ class Blob:
         """Copy the payload into ``buffer`` (by ``pread``, never through the memory map); with
         ``verify``, check the blob's checksum in the same pass (:class:`ChecksumError`)."""
         if len(buffer) != self.payload_size:
-            raise PopefError(f"read_payload_into() needs a buffer of {self.payload_size} bytes, "
-                             f"got {len(buffer)}")
+            raise PopefError(
+                f"read_payload_into() needs a buffer of {self.payload_size} bytes, "
+                f"got {len(buffer)}"
+            )
         if not verify:
             self._src.read_into(self.payload_offset, buffer)
             return
         crc = crc32(self._src.read(self.info_offset, self.payload_offset - self.info_offset))
         for start, length in _chunks(self.payload_offset, self.payload_offset + self.payload_size):
-            chunk = buffer[start - self.payload_offset:start - self.payload_offset + length]
+            chunk = buffer[start - self.payload_offset : start - self.payload_offset + length]
             self._src.read_into(start, chunk)
             crc = crc32(chunk, crc)
         end = self.payload_offset + self.payload_size
@@ -320,7 +338,11 @@ class Blob:
         if crc != self.checksum:
             raise ChecksumError(
                 f"checksum mismatch: header says {self.checksum:#010x}, content gives {crc:#010x}",
-                offset=self.offset, blob_index=self.index, field="checksum", source=self.source)
+                offset=self.offset,
+                blob_index=self.index,
+                field="checksum",
+                source=self.source,
+            )
 
 
 def _chunks(start: int, end: int, size: int = CHUNK_SIZE) -> Iterator[tuple[int, int]]:
@@ -350,18 +372,52 @@ def _index(source: _Source) -> Iterator[Blob]:
             window_start = offset
             window = source.read(offset, min(remaining, max(read_ahead, fmt.HEADER_SIZE)))
             window_end = offset + len(window)
-        (magic, version_raw, total, blob_type, _flags, info_size, payload_size, checksum,
-         _reserved) = unpack(window, offset - window_start)
+        (
+            magic,
+            version_raw,
+            total,
+            blob_type,
+            _flags,
+            info_size,
+            payload_size,
+            checksum,
+            _reserved,
+        ) = unpack(window, offset - window_start)
         version_text, version = _VERSIONS.get(version_raw) or _version(version_raw)
-        if (magic != fmt.MAGIC or version is None or version[0] != fmt.FORMAT_VERSION[0]
-                or total < fmt.ALIGNMENT or total % fmt.ALIGNMENT or total > remaining
-                or info_size > fmt.MAX_INFO_SIZE
-                or fmt.total_size(info_size, payload_size) != total):
-            head = window[offset - window_start:offset - window_start + fmt.HEADER_SIZE]
-            raise _header_error(source, offset, index, remaining, bytes(head), version, total,
-                                info_size, payload_size)
-        yield new_blob(source.name, index, offset, total, _BLOB_TYPES.get(blob_type, blob_type),
-                       version_text, info_size, payload_size, checksum, source)
+        if (
+            magic != fmt.MAGIC
+            or version is None
+            or version[0] != fmt.FORMAT_VERSION[0]
+            or total < fmt.ALIGNMENT
+            or total % fmt.ALIGNMENT
+            or total > remaining
+            or info_size > fmt.MAX_INFO_SIZE
+            or fmt.total_size(info_size, payload_size) != total
+        ):
+            head = window[offset - window_start : offset - window_start + fmt.HEADER_SIZE]
+            raise _header_error(
+                source,
+                offset,
+                index,
+                remaining,
+                bytes(head),
+                version,
+                total,
+                info_size,
+                payload_size,
+            )
+        yield new_blob(
+            source.name,
+            index,
+            offset,
+            total,
+            _BLOB_TYPES.get(blob_type, blob_type),
+            version_text,
+            info_size,
+            payload_size,
+            checksum,
+            source,
+        )
         offset += total
         index += 1
         read_ahead = _HEADER_WINDOW if total <= _SMALL_BLOB else 0
@@ -382,81 +438,132 @@ def _version(raw: bytes) -> tuple[str, tuple[int, int] | None]:
     return parsed
 
 
-def _header_error(source: _Source, offset: int, index: int, remaining: int, head: bytes,
-                  version: tuple[int, int] | None, total: int, info_size: int,
-                  payload_size: int) -> FormatError:
+def _header_error(
+    source: _Source,
+    offset: int,
+    index: int,
+    remaining: int,
+    head: bytes,
+    version: tuple[int, int] | None,
+    total: int,
+    info_size: int,
+    payload_size: int,
+) -> FormatError:
     """The first problem of a header that failed the checks, as an error naming the field."""
     magic, version_raw = head[:8], head[8:16]
 
-    def error(kind: type[FormatError], message: str, field: str | None,
-              at: int) -> FormatError:
-        return kind(message, offset=offset + at, blob_index=index, field=field,
-                    source=source.name)
+    def error(kind: type[FormatError], message: str, field: str | None, at: int) -> FormatError:
+        return kind(message, offset=offset + at, blob_index=index, field=field, source=source.name)
 
     if index and head == bytes(fmt.HEADER_SIZE):
         scan = _next_header(source, offset + fmt.ALIGNMENT)
         if scan.follower is not None:
-            return error(BadMagicError, f"blob header is all zeros, yet a valid blob header "
-                                        f"follows at offset {scan.follower:#x}: {_DAMAGED_MIDDLE}",
-                         "magic", 0)
+            return error(
+                BadMagicError,
+                f"blob header is all zeros, yet a valid blob header "
+                f"follows at offset {scan.follower:#x}: {_DAMAGED_MIDDLE}",
+                "magic",
+                0,
+            )
         if scan.unread:
-            return _unchecked_tail(source, offset, index, "blob header is all zeros", scan,
-                                   "magic")
+            return _unchecked_tail(source, offset, index, "blob header is all zeros", scan, "magic")
         return _partial_tail(source, offset, index, "its header was never written")
     if magic != fmt.MAGIC:
         what = (_foreign_file(head) if offset == 0 else None) or "not a PopEF blob"
-        return error(BadMagicError, f"{what}: expected magic {fmt.MAGIC.hex(' ')}, "
-                                    f"found {bytes(magic).hex(' ')}", "magic", 0)
+        return error(
+            BadMagicError,
+            f"{what}: expected magic {fmt.MAGIC.hex(' ')}, found {bytes(magic).hex(' ')}",
+            "magic",
+            0,
+        )
     if version is None:
-        return error(FormatError, f"bad version string {version_raw.rstrip(bytes(1))!r}: "
-                                  "expected MAJOR.MINOR", "version", 8)
+        return error(
+            FormatError,
+            f"bad version string {version_raw.rstrip(bytes(1))!r}: expected MAJOR.MINOR",
+            "version",
+            8,
+        )
     if version[0] != fmt.FORMAT_VERSION[0]:
-        return error(UnsupportedVersionError,
-                     f"unsupported blob version {version[0]}.{version[1]}: this library reads "
-                     f"{fmt.FORMAT_VERSION[0]}.x", "version", 8)
+        return error(
+            UnsupportedVersionError,
+            f"unsupported blob version {version[0]}.{version[1]}: this library reads "
+            f"{fmt.FORMAT_VERSION[0]}.x",
+            "version",
+            8,
+        )
     if _provisional(head):
         # A partial tail whatever follows; a blob header after it is only reported: it is
         # either data of the unfinished payload or a later blob that reached the disk first.
         follower = _next_header(source, offset + fmt.ALIGNMENT).follower
-        return _partial_tail(source, offset, index, "its writer never finished it (its header "
-                             "is provisional: total_size 0)", "total_size", follower)
+        return _partial_tail(
+            source,
+            offset,
+            index,
+            "its writer never finished it (its header is provisional: total_size 0)",
+            "total_size",
+            follower,
+        )
     if total < fmt.ALIGNMENT or total % fmt.ALIGNMENT:
-        return error(FormatError, f"bad blob size {total}: must be a positive multiple of "
-                                  f"{fmt.ALIGNMENT}", "total_size", 16)
+        return error(
+            FormatError,
+            f"bad blob size {total}: must be a positive multiple of {fmt.ALIGNMENT}",
+            "total_size",
+            16,
+        )
     if total > remaining and index:
         scan = _next_header(source, offset + fmt.ALIGNMENT)
         if scan.follower is not None:
-            return error(FormatError, f"bad blob size {total}: header says {total} bytes but "
-                                      f"{remaining} remain, yet a valid blob header follows at "
-                                      f"offset {scan.follower:#x}: {_DAMAGED_MIDDLE}",
-                         "total_size", 16)
+            return error(
+                FormatError,
+                f"bad blob size {total}: header says {total} bytes but "
+                f"{remaining} remain, yet a valid blob header follows at "
+                f"offset {scan.follower:#x}: {_DAMAGED_MIDDLE}",
+                "total_size",
+                16,
+            )
         detail = f"header says {total} bytes but {remaining} remain"
         if scan.unread:
-            return _unchecked_tail(source, offset, index, f"bad blob size {total}: {detail}",
-                                   scan, "total_size")
+            return _unchecked_tail(
+                source, offset, index, f"bad blob size {total}: {detail}", scan, "total_size"
+            )
         return _partial_tail(source, offset, index, detail, "total_size")
     if total > remaining:
-        return error(TruncatedError, f"truncated blob: header says {total} bytes but "
-                                     f"{remaining} remain", "total_size", 16)
+        return error(
+            TruncatedError,
+            f"truncated blob: header says {total} bytes but {remaining} remain",
+            "total_size",
+            16,
+        )
     if info_size > fmt.MAX_INFO_SIZE:
-        return error(FormatError, f"blob info of {info_size} bytes exceeds the limit of "
-                                  f"{fmt.MAX_INFO_SIZE}", "info_size", 28)
+        return error(
+            FormatError,
+            f"blob info of {info_size} bytes exceeds the limit of {fmt.MAX_INFO_SIZE}",
+            "info_size",
+            28,
+        )
     expected = fmt.total_size(info_size, payload_size)
-    return error(FormatError, f"inconsistent blob sizes: {info_size} bytes of info and "
-                              f"{payload_size} of payload need a blob of {expected} bytes, "
-                              f"header says {total}", "payload_size", 32)
+    return error(
+        FormatError,
+        f"inconsistent blob sizes: {info_size} bytes of info and "
+        f"{payload_size} of payload need a blob of {expected} bytes, "
+        f"header says {total}",
+        "payload_size",
+        32,
+    )
 
 
 _DAMAGED_MIDDLE = "the file is damaged in the middle, not cut short by an interrupted write"
 
 # One 64-byte slot of a file, read as the blob header that may start it; the fields that make
 # a header plausible (docs/format.md §2.1).
-_HEADER_SLOT = np.dtype({
-    "names": ["magic", "major", "total", "info_size", "payload_size"],
-    "formats": ["<u8", "u1", "<u8", "<u4", "<u8"],
-    "offsets": [0, 8, 16, 28, 32],
-    "itemsize": fmt.ALIGNMENT,
-})
+_HEADER_SLOT = np.dtype(
+    {
+        "names": ["magic", "major", "total", "info_size", "payload_size"],
+        "formats": ["<u8", "u1", "<u8", "<u4", "<u8"],
+        "offsets": [0, 8, 16, 28, 32],
+        "itemsize": fmt.ALIGNMENT,
+    }
+)
 _MAGIC_WORD = np.frombuffer(fmt.MAGIC, "<u8")[0]
 
 
@@ -489,10 +596,14 @@ def _next_header(source: _Source, start: int) -> _Scan:
         slots = np.frombuffer(chunk, _HEADER_SLOT)
         payload_start = _aligned(slots["info_size"].astype(np.uint64) + fmt.HEADER_SIZE)
         expected = _aligned(payload_start + slots["payload_size"])
-        plausible = ((slots["magic"] == _MAGIC_WORD)
-                     & (slots["major"] >= ord("0")) & (slots["major"] <= ord("9"))
-                     & (slots["total"] >= fmt.ALIGNMENT) & (slots["total"] == expected)
-                     & (slots["info_size"] <= fmt.MAX_INFO_SIZE))
+        plausible = (
+            (slots["magic"] == _MAGIC_WORD)
+            & (slots["major"] >= ord("0"))
+            & (slots["major"] <= ord("9"))
+            & (slots["total"] >= fmt.ALIGNMENT)
+            & (slots["total"] == expected)
+            & (slots["info_size"] <= fmt.MAX_INFO_SIZE)
+        )
         found = np.flatnonzero(plausible)
         if found.size:
             return _Scan(offset + int(found[0]) * fmt.ALIGNMENT, 0)
@@ -503,8 +614,9 @@ def _next_header(source: _Source, start: int) -> _Scan:
 def _provisional(head: bytes) -> bool:
     """A header written before its blob's payload (docs/format.md §2.1): total_size 0, and
     payload_size and checksum 0 too (a total_size alone zeroed by damage is not one)."""
-    _magic, _version, total, _type, _flags, _info, payload_size, checksum, _reserved = \
+    _magic, _version, total, _type, _flags, _info, payload_size, checksum, _reserved = (
         fmt.FAST_HEADER.unpack(head)
+    )
     return total == 0 and payload_size == 0 and checksum == 0
 
 
@@ -517,51 +629,87 @@ def _aligned(sizes: np.ndarray) -> np.ndarray:
 def _short_header_error(source: _Source, offset: int, index: int, remaining: int) -> FormatError:
     """Fewer bytes than a header: the end of an interrupted write, or not a PopEF file."""
     if index:
-        return _partial_tail(source, offset, index,
-                             f"{remaining} bytes where a {fmt.HEADER_SIZE}-byte header belongs")
+        return _partial_tail(
+            source,
+            offset,
+            index,
+            f"{remaining} bytes where a {fmt.HEADER_SIZE}-byte header belongs",
+        )
     data = source.read(offset, remaining)
-    if not fmt.MAGIC.startswith(data[:len(fmt.MAGIC)]):
+    if not fmt.MAGIC.startswith(data[: len(fmt.MAGIC)]):
         what = _foreign_file(data) or "not a PopEF blob"
-        return BadMagicError(f"{what}: expected magic {fmt.MAGIC.hex(' ')}, found "
-                             f"{bytes(data[:len(fmt.MAGIC)]).hex(' ')}", offset=offset,
-                             blob_index=index, field="magic", source=source.name)
-    return TruncatedError(f"truncated blob header: {fmt.HEADER_SIZE} bytes needed but "
-                          f"{remaining} remain", offset=offset, blob_index=index,
-                          source=source.name)
+        return BadMagicError(
+            f"{what}: expected magic {fmt.MAGIC.hex(' ')}, found "
+            f"{bytes(data[: len(fmt.MAGIC)]).hex(' ')}",
+            offset=offset,
+            blob_index=index,
+            field="magic",
+            source=source.name,
+        )
+    return TruncatedError(
+        f"truncated blob header: {fmt.HEADER_SIZE} bytes needed but {remaining} remain",
+        offset=offset,
+        blob_index=index,
+        source=source.name,
+    )
 
 
-def _partial_tail(source: _Source, offset: int, index: int, detail: str,
-                  field: str | None = None, follower: int | None = None) -> PartialTailError:
+def _partial_tail(
+    source: _Source,
+    offset: int,
+    index: int,
+    detail: str,
+    field: str | None = None,
+    follower: int | None = None,
+) -> PartialTailError:
     """A blob cut short after ``index`` complete ones: what a killed writer leaves."""
     complete = f"{index} complete blob{'s' if index != 1 else ''}"
     if follower is not None:
-        detail += (f"; a blob header follows at offset {follower:#x}, inside the unfinished "
-                   "blob's payload or a later blob written before a system crash")
+        detail += (
+            f"; a blob header follows at offset {follower:#x}, inside the unfinished "
+            "blob's payload or a later blob written before a system crash"
+        )
     if not _is_named_file(source):
         remedy = "cut the bytes from there to keep them"
     elif follower is not None:
         remedy = f"'popef repair --force {source.name}' drops it and all that follows"
     else:
         remedy = f"run 'popef repair {source.name}' to drop it"
-    return PartialTailError(f"partial blob at the end of the file (an interrupted write?): "
-                            f"{detail}; {complete} before offset {offset:#x}; {remedy}",
-                            complete_blobs=index, follower=follower, offset=offset,
-                            blob_index=index, field=field, source=source.name)
+    return PartialTailError(
+        f"partial blob at the end of the file (an interrupted write?): "
+        f"{detail}; {complete} before offset {offset:#x}; {remedy}",
+        complete_blobs=index,
+        follower=follower,
+        offset=offset,
+        blob_index=index,
+        field=field,
+        source=source.name,
+    )
 
 
-def _unchecked_tail(source: _Source, offset: int, index: int, problem: str, scan: _Scan,
-                    field: str) -> UncheckedTailError:
+def _unchecked_tail(
+    source: _Source, offset: int, index: int, problem: str, scan: _Scan, field: str
+) -> UncheckedTailError:
     """A damaged header with no blob header in the window looked at after it, and more bytes
     beyond that window: a partial tail or damage in the middle, not known which."""
     complete = f"{index} complete blob{'s' if index != 1 else ''}"
-    remedy = (f"'popef repair --force {source.name}' drops it unread"
-              if _is_named_file(source) else "cut the bytes from there to keep them")
+    remedy = (
+        f"'popef repair --force {source.name}' drops it unread"
+        if _is_named_file(source)
+        else "cut the bytes from there to keep them"
+    )
     return UncheckedTailError(
         f"{problem}, and no valid blob header follows in the next {_size_text(SCAN_LIMIT)} "
         f"(as far as the reader looks; {scan.unread} bytes after that were not read): the file "
         f"is damaged in the middle or cut short by an interrupted write; {complete} before "
-        f"offset {offset:#x}; {remedy}", complete_blobs=index, unread_bytes=scan.unread,
-        offset=offset, blob_index=index, field=field, source=source.name)
+        f"offset {offset:#x}; {remedy}",
+        complete_blobs=index,
+        unread_bytes=scan.unread,
+        offset=offset,
+        blob_index=index,
+        field=field,
+        source=source.name,
+    )
 
 
 def _size_text(size: int) -> str:
@@ -613,7 +761,7 @@ def _leading_text(head: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.reason != "unexpected end of data":  # a character cut by the end is fine
             return None
-        text = head[:exc.start].decode("utf-8")
+        text = head[: exc.start].decode("utf-8")
     text = text.removeprefix("\ufeff").strip()
     if not text or not all(c.isprintable() or c in "\t\n\r" for c in text):
         return None

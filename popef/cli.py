@@ -62,12 +62,16 @@ def main() -> None:
 
 @main.command("repair", context_settings={"max_content_width": 100})
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-n", "--dry-run", is_flag=True,
-              help="Say what would be kept and dropped; change nothing.")
-@click.option("--force", is_flag=True,
-              help="Also drop a tail longer than the reader looks through for a following "
-                   "blob (1 GiB), unread, or one in which a blob header follows the unfinished "
-                   "blob.")
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would be kept and dropped; change nothing."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also drop a tail longer than the reader looks through for a following "
+    "blob (1 GiB), unread, or one in which a blob header follows the unfinished "
+    "blob.",
+)
 def repair_command(file: str, dry_run: bool, force: bool) -> None:
     """Drop the partial blob an interrupted write left at the end of FILE.
 
@@ -83,15 +87,17 @@ def repair_command(file: str, dry_run: bool, force: bool) -> None:
     try:
         plan = plan_repair(file, force=force)
         if not plan.needed:
-            click.echo(f"'{shown}' has nothing to repair: {_blobs(plan.kept_blobs)}, "
-                       f"{plan.size} bytes")
+            click.echo(
+                f"'{shown}' has nothing to repair: {_blobs(plan.kept_blobs)}, {plan.size} bytes"
+            )
             return
         tail = "a partial or damaged blob" if plan.unread_bytes else "a partial blob"
-        click.echo(f"'{shown}' ends in {tail} (an interrupted write?): keeping "
-                   f"{_blobs(plan.kept_blobs)} ({plan.kept_bytes} bytes), dropping "
-                   f"{plan.dropped_bytes} bytes from offset {plan.kept_bytes:#x}"
-                   + (f", {plan.unread_bytes} of them unread (--force)" if plan.unread_bytes
-                      else ""))
+        click.echo(
+            f"'{shown}' ends in {tail} (an interrupted write?): keeping "
+            f"{_blobs(plan.kept_blobs)} ({plan.kept_bytes} bytes), dropping "
+            f"{plan.dropped_bytes} bytes from offset {plan.kept_bytes:#x}"
+            + (f", {plan.unread_bytes} of them unread (--force)" if plan.unread_bytes else "")
+        )
         if dry_run:
             click.echo("nothing changed (--dry-run)")
             return

@@ -37,8 +37,13 @@ class FormatError(PopefError):
     def about(self, subject: str) -> FormatError:
         """The same error (same class and location), its reason prefixed with what it is
         about: ``tensor data 'w' is corrupt: checksum mismatch ...``."""
-        return type(self)(f"{subject}: {self.reason}", offset=self.offset,
-                          blob_index=self.blob_index, field=self.field, source=self.source)
+        return type(self)(
+            f"{subject}: {self.reason}",
+            offset=self.offset,
+            blob_index=self.blob_index,
+            field=self.field,
+            source=self.source,
+        )
 
     def _compose(self) -> str:
         where = []
@@ -73,8 +78,9 @@ class PartialTailError(TruncatedError):
     header, if any: data of its payload, or a later blob written before a system crash.
     """
 
-    def __init__(self, message: str, *, complete_blobs: int, follower: int | None = None,
-                 **where) -> None:
+    def __init__(
+        self, message: str, *, complete_blobs: int, follower: int | None = None, **where
+    ) -> None:
         self.complete_blobs = complete_blobs
         self.follower = follower
         super().__init__(message, **where)
@@ -88,8 +94,7 @@ class UncheckedTailError(FormatError):
     ``unread_bytes`` of the file. ``popef repair --force`` drops everything from ``offset``.
     """
 
-    def __init__(self, message: str, *, complete_blobs: int, unread_bytes: int,
-                 **where) -> None:
+    def __init__(self, message: str, *, complete_blobs: int, unread_bytes: int, **where) -> None:
         self.complete_blobs = complete_blobs
         self.unread_bytes = unread_bytes
         super().__init__(message, **where)

@@ -10,8 +10,9 @@ for tools that must show a broken file too (``popef_dump``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import ChecksumError, ModelError, TruncatedError
 from .types import Anchor, BlobType, Metadata, TensorType
@@ -19,14 +20,22 @@ from .types import Anchor, BlobType, Metadata, TensorType
 if TYPE_CHECKING:
     from .reader import Blob, ExecutableReader, FeedReader, OpaqueReader, Reader, TensorReader
 
-__all__ = ["Linking", "Model", "build_models", "check_links", "corrupt_as", "is_user_anchor",
-           "link_models"]
+__all__ = [
+    "Linking",
+    "Model",
+    "build_models",
+    "check_links",
+    "corrupt_as",
+    "is_user_anchor",
+    "link_models",
+]
 
 T = TypeVar("T")
 
 
 def is_user_anchor(anchor: Anchor, metadata: Metadata, stored: set[str] | frozenset[str]) -> bool:
-    """Fed or read by the caller: used by a main program (or by no listed program), no data stored."""
+    """Fed or read by the caller: used by a main program (or by no listed program), no data
+    stored."""
     if anchor.name in stored:
         return False
     return not anchor.programs or bool(set(anchor.programs) & set(metadata.program_flow.main))
@@ -109,9 +118,11 @@ class Model:
         return next((a for a in self.metadata.anchors if handle and a.handle == handle), None)
 
     def __repr__(self) -> str:
-        return (f"<Model {self.name!r}: {len(self.metadata.anchors)} anchors, "
-                f"{len(self.tensors)} tensors, {len(self.feeds)} feeds, "
-                f"{len(self.opaque_blobs)} opaque blobs>")
+        return (
+            f"<Model {self.name!r}: {len(self.metadata.anchors)} anchors, "
+            f"{len(self.tensors)} tensors, {len(self.feeds)} feeds, "
+            f"{len(self.opaque_blobs)} opaque blobs>"
+        )
 
 
 def corrupt_as(label: str, read: Callable[[], T]) -> T:
@@ -165,8 +176,9 @@ def _link(reader: Reader) -> Linking:
     problems: list[str] = []
     executables = reader.executables()
     metadata = reader.metadata()
-    metadata_blobs = {id(reader.decoded(b)): b for b in reader.blobs()
-                      if b.type == BlobType.METADATA}
+    metadata_blobs = {
+        id(reader.decoded(b)): b for b in reader.blobs() if b.type == BlobType.METADATA
+    }
     names = Counter(e.name for e in executables)
     if "" in names:
         problems.append("executable names must not be empty: an executable blob has no name")
@@ -177,31 +189,39 @@ def _link(reader: Reader) -> Linking:
     by_executable: dict[str, list[Metadata]] = {}
     for md in metadata:
         if md.executable not in names:
-            problems.append(f"metadata must name an existing executable: '{md.executable}' "
-                            "is not in the reader")
+            problems.append(
+                f"metadata must name an existing executable: '{md.executable}' is not in the reader"
+            )
         by_executable.setdefault(md.executable, []).append(md)
     for opaque in reader.opaque_blobs():
         if opaque.executable not in names:
-            problems.append(f"opaque blobs must name an existing executable: opaque blob "
-                            f"'{opaque.name}' names '{opaque.executable}'")
+            problems.append(
+                f"opaque blobs must name an existing executable: opaque blob "
+                f"'{opaque.name}' names '{opaque.executable}'"
+            )
 
     claimed: set[str] = set()
     for executable in executables:
         found = by_executable.get(executable.name, [])
         if len(found) != 1:
-            problems.append(f"an executable needs exactly one metadata: '{executable.name}' has "
-                            f"{len(found)}")
+            problems.append(
+                f"an executable needs exactly one metadata: '{executable.name}' has {len(found)}"
+            )
             continue
         md = found[0]
         anchors: dict[str, Anchor] = {}
         for anchor in md.anchors:
             if anchor.name in anchors:
-                problems.append(f"anchor names must be unique: '{anchor.name}' appears twice in "
-                                f"the metadata of '{md.executable}'")
+                problems.append(
+                    f"anchor names must be unique: '{anchor.name}' appears twice in "
+                    f"the metadata of '{md.executable}'"
+                )
             anchors[anchor.name] = anchor
         if md.seed_handle and not any(a.handle == md.seed_handle for a in md.anchors):
-            problems.append(f"the seed handle must be an anchor's handle: '{md.seed_handle}' "
-                            f"matches no anchor of '{md.executable}'")
+            problems.append(
+                f"the seed handle must be an anchor's handle: '{md.seed_handle}' "
+                f"matches no anchor of '{md.executable}'"
+            )
         tensors = _linked(reader.tensors(), anchors, md, "tensor data", problems)
         feeds = _linked(reader.feeds(), anchors, md, "feed data", problems)
         claimed.update(t.name for t in tensors)
@@ -210,20 +230,25 @@ def _link(reader: Reader) -> Linking:
         for blob in (*reader.tensors(), *reader.feeds()):
             if blob.name not in claimed:
                 kind = "tensor" if type(blob).__name__ == "TensorReader" else "feed"
-                problems.append(f"{kind} data must match an anchor: '{blob.name}' matches no "
-                                "anchor of any model")
+                problems.append(
+                    f"{kind} data must match an anchor: '{blob.name}' matches no "
+                    "anchor of any model"
+                )
 
     first_executable: dict[str, ExecutableReader] = {}
     for executable in executables:
         first_executable.setdefault(executable.name, executable)
-    models = tuple(_model(reader, md, first_executable.get(md.executable),
-                          metadata_blobs.get(id(md))) for md in metadata)
+    models = tuple(
+        _model(reader, md, first_executable.get(md.executable), metadata_blobs.get(id(md)))
+        for md in metadata
+    )
     # duplicate executables repeat their problems
     return Linking(models, tuple(dict.fromkeys(problems)))
 
 
-def _model(reader: Reader, md: Metadata, executable: ExecutableReader | None,
-           metadata_blob: Blob | None) -> Model:
+def _model(
+    reader: Reader, md: Metadata, executable: ExecutableReader | None, metadata_blob: Blob | None
+) -> Model:
     """The blobs a metadata's names link to, whether or not the linking rules hold."""
     names = {a.name for a in md.anchors}
     return Model(
@@ -236,8 +261,9 @@ def _model(reader: Reader, md: Metadata, executable: ExecutableReader | None,
     )
 
 
-def _linked(blobs, anchors: dict[str, Anchor], md: Metadata, kind: str,
-            problems: list[str]) -> tuple:
+def _linked(
+    blobs, anchors: dict[str, Anchor], md: Metadata, kind: str, problems: list[str]
+) -> tuple:
     linked = []
     seen: set[str] = set()
     for blob in blobs:
@@ -245,12 +271,15 @@ def _linked(blobs, anchors: dict[str, Anchor], md: Metadata, kind: str,
         if anchor is None:
             continue
         if anchor.type is TensorType.OUTPUT:
-            problems.append(f"{kind} must feed an input: '{blob.name}' is an output of "
-                            f"'{md.executable}'")
+            problems.append(
+                f"{kind} must feed an input: '{blob.name}' is an output of '{md.executable}'"
+            )
         if blob.info.tensor_info != anchor.tensor_info:
-            problems.append(f"{kind} must match its anchor's dtype and shape: '{blob.name}' is "
-                            f"{blob.info.tensor_info}, the anchor of '{md.executable}' is "
-                            f"{anchor.tensor_info}")
+            problems.append(
+                f"{kind} must match its anchor's dtype and shape: '{blob.name}' is "
+                f"{blob.info.tensor_info}, the anchor of '{md.executable}' is "
+                f"{anchor.tensor_info}"
+            )
         if blob.name in seen:
             problems.append(f"an anchor takes at most one {kind} blob: '{blob.name}' has several")
         seen.add(blob.name)

@@ -25,8 +25,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def parse_bool(value: object, what: str,
-               error: Callable[[str], Exception] = PopefError) -> bool:
+def parse_bool(value: object, what: str, error: Callable[[str], Exception] = PopefError) -> bool:
     """``value`` as a boolean (see the module docstring for the vocabulary).
 
     ``what`` names the option in the message of the error raised otherwise: ``error(message)``,
@@ -42,5 +41,6 @@ def parse_bool(value: object, what: str,
             return True
         if word in FALSE_WORDS:
             return False
-    raise error(f"{what} must be true or false (or 1/0, yes/no, on/off), got "
-                f"{shorten(repr(value), 80)}")
+    raise error(
+        f"{what} must be true or false (or 1/0, yes/no, on/off), got {shorten(repr(value), 80)}"
+    )

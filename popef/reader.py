@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -77,20 +78,26 @@ class _BlobReader:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} blob #{self.blob.index} of {self.blob.source}>"
+        return (
+            f"<{type(self).__name__} {self.name!r} blob #{self.blob.index} of {self.blob.source}>"
+        )
 
 
 class ExecutableReader(_BlobReader):
     def __init__(self, blob: Blob):
         super().__init__(blob)
-        self._encoding = decode_executable_info(blob.info_bytes(), blob.location(),
-                                                blob.newer_minor)
+        self._encoding = decode_executable_info(
+            blob.info_bytes(), blob.location(), blob.newer_minor
+        )
         if self._encoding.codec is Codec.NONE and self._encoding.uncompressed_size != 0:
             raise FormatError(
                 f"bad executable info: uncompressed size must be 0 without compression, "
                 f"found {self._encoding.uncompressed_size}",
-                offset=blob.info_offset, blob_index=blob.index, field="uncompressed_size",
-                source=blob.source)
+                offset=blob.info_offset,
+                blob_index=blob.index,
+                field="uncompressed_size",
+                source=blob.source,
+            )
 
     @property
     def info(self) -> ExecutableInfo:
@@ -132,8 +139,9 @@ class ExecutableReader(_BlobReader):
             raise self._size_error(expected, len(data), decoder.eof)
         return data
 
-    def iter_payload(self, chunk_size: int = CHUNK_SIZE,
-                     max_size: int = MAX_EXECUTABLE_SIZE) -> Iterator[bytes]:
+    def iter_payload(
+        self, chunk_size: int = CHUNK_SIZE, max_size: int = MAX_EXECUTABLE_SIZE
+    ) -> Iterator[bytes]:
         """The executable's bytes, decompressed, in chunks of at most ``chunk_size``.
 
         Memory stays bounded by a few chunks whatever the executable's size. The checks of
@@ -189,25 +197,33 @@ class ExecutableReader(_BlobReader):
         against ``max_size``."""
         expected = self._encoding.uncompressed_size
         if expected > MAX_ZLIB_RATIO * max(self.blob.payload_size, 1):
-            raise self._inflate_error(f"{self.blob.payload_size} bytes cannot expand to "
-                                      f"{expected}")
+            raise self._inflate_error(f"{self.blob.payload_size} bytes cannot expand to {expected}")
         if expected > max_size:
-            raise FormatError(f"compressed executable '{self.name}' claims {expected} bytes "
-                              f"once decompressed, over the limit of {max_size}",
-                              offset=self.blob.info_offset, blob_index=self.blob.index,
-                              field="uncompressed_size", source=self.blob.source)
+            raise FormatError(
+                f"compressed executable '{self.name}' claims {expected} bytes "
+                f"once decompressed, over the limit of {max_size}",
+                offset=self.blob.info_offset,
+                blob_index=self.blob.index,
+                field="uncompressed_size",
+                source=self.blob.source,
+            )
         return expected
 
     def _inflate_error(self, detail: str) -> FormatError:
-        return FormatError(f"bad compressed executable: {detail}",
-                           offset=self.blob.payload_offset, blob_index=self.blob.index,
-                           field="payload", source=self.blob.source)
+        return FormatError(
+            f"bad compressed executable: {detail}",
+            offset=self.blob.payload_offset,
+            blob_index=self.blob.index,
+            field="payload",
+            source=self.blob.source,
+        )
 
     def _size_error(self, expected: int, got: int, eof: bool, more: bool = False) -> FormatError:
         found = f"more than {expected}" if more else str(got)
         ended = "" if eof or more else " before the end of the stream"
-        return self._inflate_error(f"expected {expected} bytes once decompressed, got "
-                                   f"{found}{ended}")
+        return self._inflate_error(
+            f"expected {expected} bytes once decompressed, got {found}{ended}"
+        )
 
 
 class TensorReader(_BlobReader):
@@ -220,14 +236,18 @@ class TensorReader(_BlobReader):
         self.blob = blob
         data = blob.info_bytes()
         info = self._decode_regular(data)
-        self.info = info if info is not None else self._decode(data, blob.location(),
-                                                               blob.newer_minor)
+        self.info = (
+            info if info is not None else self._decode(data, blob.location(), blob.newer_minor)
+        )
         if self.info.size_in_bytes != blob.payload_size:
             raise FormatError(
                 f"bad {blob.type_name.lower().replace('_', ' ')}: '{self.info.name}' "
                 f"needs {self.info.size_in_bytes} bytes but the payload has {blob.payload_size}",
-                offset=blob.info_offset, blob_index=blob.index, field="payload_size",
-                source=blob.source)
+                offset=blob.info_offset,
+                blob_index=blob.index,
+                field="payload_size",
+                source=blob.source,
+            )
 
     @property
     def name(self) -> str:
@@ -267,8 +287,9 @@ class FeedReader(TensorReader):
 class OpaqueReader(_BlobReader):
     def __init__(self, blob: Blob):
         super().__init__(blob)
-        self.info: OpaqueInfo = decode_opaque_info(blob.info_bytes(), blob.location(),
-                                                   blob.newer_minor)
+        self.info: OpaqueInfo = decode_opaque_info(
+            blob.info_bytes(), blob.location(), blob.newer_minor
+        )
 
     @property
     def name(self) -> str:
@@ -292,6 +313,7 @@ _READERS: dict[int, type[_BlobReader]] = {
 
 # -- the reader ----------------------------------------------------------------------------
 
+
 class Reader:
     """Reads one or more PopEF sources; each ``parse_*`` call adds its blobs."""
 
@@ -312,7 +334,9 @@ class Reader:
         try:
             source = _MappedFile(name)
         except (OSError, ValueError) as exc:
-            raise PopefError(f"cannot read '{name}': {getattr(exc, 'strerror', None) or exc}") from exc
+            raise PopefError(
+                f"cannot read '{name}': {getattr(exc, 'strerror', None) or exc}"
+            ) from exc
         self._add(source)
 
     def parse_stream(self, stream: BinaryIO, name: str | None = None) -> None:
@@ -337,8 +361,9 @@ class Reader:
         try:
             source = _BufferSource(data, name)
         except (TypeError, ValueError) as exc:
-            raise PopefError(f"parse_bytes() needs contiguous bytes, got {type(data).__name__}: "
-                             f"{exc}") from None
+            raise PopefError(
+                f"parse_bytes() needs contiguous bytes, got {type(data).__name__}: {exc}"
+            ) from None
         self._add(source)
 
     def _add(self, source: _Source) -> None:
@@ -422,7 +447,7 @@ class Reader:
             source.close()
         self._sources.clear()
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc: object) -> None:

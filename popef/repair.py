@@ -59,23 +59,35 @@ def plan_repair(path: str | os.PathLike, force: bool = False) -> RepairPlan:
     except PartialTailError as exc:
         assert exc.offset is not None
         if exc.follower is not None and not force:
-            raise FormatError(f"cannot repair without --force: {exc.reason}", offset=exc.offset,
-                              blob_index=exc.blob_index, field=exc.field,
-                              source=exc.source) from exc
+            raise FormatError(
+                f"cannot repair without --force: {exc.reason}",
+                offset=exc.offset,
+                blob_index=exc.blob_index,
+                field=exc.field,
+                source=exc.source,
+            ) from exc
         return RepairPlan(name, size, exc.complete_blobs, exc.offset)
     except UncheckedTailError as exc:
         assert exc.offset is not None
         if force:
             return RepairPlan(name, size, exc.complete_blobs, exc.offset, exc.unread_bytes)
-        raise UncheckedTailError(f"cannot repair: {exc.reason}",
-                                 complete_blobs=exc.complete_blobs,
-                                 unread_bytes=exc.unread_bytes, offset=exc.offset,
-                                 blob_index=exc.blob_index, field=exc.field,
-                                 source=exc.source) from exc
+        raise UncheckedTailError(
+            f"cannot repair: {exc.reason}",
+            complete_blobs=exc.complete_blobs,
+            unread_bytes=exc.unread_bytes,
+            offset=exc.offset,
+            blob_index=exc.blob_index,
+            field=exc.field,
+            source=exc.source,
+        ) from exc
     except FormatError as exc:
-        raise type(exc)(f"cannot repair: {exc.reason}; only a partial blob at the end of a "
-                        "file can be dropped", offset=exc.offset, blob_index=exc.blob_index,
-                        field=exc.field, source=exc.source) from exc
+        raise type(exc)(
+            f"cannot repair: {exc.reason}; only a partial blob at the end of a file can be dropped",
+            offset=exc.offset,
+            blob_index=exc.blob_index,
+            field=exc.field,
+            source=exc.source,
+        ) from exc
     finally:
         reader.close()
 
@@ -97,8 +109,10 @@ def apply_repair(plan: RepairPlan) -> None:
                 raise PopefError(f"cannot repair '{plan.path}': a writer is appending to it")
             size = status.st_size
             if size != plan.size:
-                raise PopefError(f"cannot repair '{plan.path}': it changed while it was read "
-                                 f"(expected {plan.size} bytes, found {size})")
+                raise PopefError(
+                    f"cannot repair '{plan.path}': it changed while it was read "
+                    f"(expected {plan.size} bytes, found {size})"
+                )
             file.truncate(plan.kept_bytes)
             os.fsync(file.fileno())
     except OSError as exc:

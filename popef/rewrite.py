@@ -30,8 +30,9 @@ class RewriteSummary:
     bytes_out: int  # size of the destination
 
 
-def rewrite(source: str | os.PathLike, destination: str | os.PathLike,
-            compress: bool = False) -> RewriteSummary:
+def rewrite(
+    source: str | os.PathLike, destination: str | os.PathLike, compress: bool = False
+) -> RewriteSummary:
     """Copy every blob of ``source`` to ``destination``; with ``compress``, executables stored
     uncompressed are compressed (other blobs, and executables already compressed, are copied
     byte for byte). Raises :class:`PopefError` (a :class:`FormatError` for a damaged source)

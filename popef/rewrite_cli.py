@@ -6,6 +6,7 @@ stderr with exit status 1.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -21,12 +22,21 @@ Exit status: 0 success, 1 an error, 2 a usage error."""
 
 @click.command("rewrite", context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              metavar="PATH", help="Where to write the copy (written atomically: replaced only "
-                                   "once complete; may be FILE itself).")
-@click.option("--compress", is_flag=True,
-              help="Compress the executables stored uncompressed (zlib; lossless). Other "
-                   "blobs are copied byte for byte.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Where to write the copy (written atomically: replaced only "
+    "once complete; may be FILE itself).",
+)
+@click.option(
+    "--compress",
+    is_flag=True,
+    help="Compress the executables stored uncompressed (zlib; lossless). Other "
+    "blobs are copied byte for byte.",
+)
 def rewrite_command(file: str, output: str, compress: bool) -> None:
     """Copy every blob of the PopEF file FILE to PATH.
 
@@ -38,12 +48,18 @@ def rewrite_command(file: str, output: str, compress: bool) -> None:
     from .rewrite import rewrite
 
     try:
-        summary = rewrite(file, output, compress=compress)
+        # a symbolic link's target is replaced, not the link, as export-onnx does
+        summary = rewrite(file, os.path.realpath(output), compress=compress)
     except PopefError as exc:
         click.echo(f"error: {escape_text(str(exc), backslashes=False)}", err=True)
         sys.exit(1)
     shown = escape_text(output, backslashes=False)
-    compressed = (f", {summary.compressed} executable{'' if summary.compressed == 1 else 's'} "
-                  "compressed" if compress else "")
-    click.echo(f"wrote '{shown}': {summary.blobs} blob{'' if summary.blobs == 1 else 's'}"
-               f"{compressed}, {summary.bytes_in} -> {summary.bytes_out} bytes")
+    compressed = (
+        f", {summary.compressed} executable{'' if summary.compressed == 1 else 's'} compressed"
+        if compress
+        else ""
+    )
+    click.echo(
+        f"wrote '{shown}': {summary.blobs} blob{'' if summary.blobs == 1 else 's'}"
+        f"{compressed}, {summary.bytes_in} -> {summary.bytes_out} bytes"
+    )

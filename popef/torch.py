@@ -73,8 +73,9 @@ class InferenceModel:
     def __init__(self, model: Any, options: Options | None = None) -> None:
         torch = _require_torch()
         if not isinstance(model, torch.nn.Module):
-            raise ExecutionError(f"inferenceModel takes a torch.nn.Module, got "
-                                 f"{type(model).__name__}")
+            raise ExecutionError(
+                f"inferenceModel takes a torch.nn.Module, got {type(model).__name__}"
+            )
         self.model = model
         self.options = options or Options()
         self._signature: tuple | None = None
@@ -96,8 +97,7 @@ class InferenceModel:
         """Export and import for the shapes and dtypes of ``args`` (done by the first call)."""
         torch = _require_torch()
         if not args or not all(isinstance(a, torch.Tensor) for a in args):
-            raise ExecutionError("an inference model takes torch tensors as positional "
-                                 "arguments")
+            raise ExecutionError("an inference model takes torch tensors as positional arguments")
         signature = tuple((tuple(a.shape), a.dtype) for a in args)
         if signature == self._signature:
             return self
@@ -120,8 +120,10 @@ class InferenceModel:
     def save(self, path: str | os.PathLike) -> None:
         """Write the PopEF file (atomically) of the shapes the model was last run with."""
         if self._onnx is None:
-            raise ExecutionError("save needs the input shapes: call the model on a batch (or "
-                                 "compile(example inputs)) first")
+            raise ExecutionError(
+                "save needs the input shapes: call the model on a batch (or "
+                "compile(example inputs)) first"
+            )
         from .importers.onnx import import_onnx
 
         import_onnx(self._onnx, path, executable_name=self.options.executable_name)
@@ -145,30 +147,46 @@ class InferenceModel:
         try:
             output_names = _output_names(torch, self.model, args)
             if self.options.dynamo:
-                program = torch.onnx.export(self.model, tuple(args), dynamo=True,
-                                            input_names=self._input_names,
-                                            output_names=output_names,
-                                            opset_version=self.options.export_opset)
+                program = torch.onnx.export(
+                    self.model,
+                    tuple(args),
+                    dynamo=True,
+                    input_names=self._input_names,
+                    output_names=output_names,
+                    opset_version=self.options.export_opset,
+                )
                 proto = program.model_proto
             else:
                 # not under no_grad: there nn.MultiheadAttention takes its fused fast path,
                 # which the TorchScript exporter cannot export
-                torch.onnx.export(self.model, tuple(args), buffer, dynamo=False,
-                                  input_names=self._input_names, output_names=output_names,
-                                  opset_version=self.options.export_opset)
+                torch.onnx.export(
+                    self.model,
+                    tuple(args),
+                    buffer,
+                    dynamo=False,
+                    input_names=self._input_names,
+                    output_names=output_names,
+                    opset_version=self.options.export_opset,
+                )
                 proto = onnx.load_from_string(buffer.getvalue())
         except ExecutionError:
             raise
         except ImportError as exc:
-            raise ExecutionError(f"torch.onnx.export needs a package that is not installed: "
-                                 f"{exc} (the dynamo exporter needs onnxscript)") from None
+            raise ExecutionError(
+                f"torch.onnx.export needs a package that is not installed: "
+                f"{exc} (the dynamo exporter needs onnxscript)"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
-            raise ExecutionError(f"torch.onnx.export failed: {type(exc).__name__}: "
-                                 f"{str(exc)[:500]}") from None
+            raise ExecutionError(
+                f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:500]}"
+            ) from None
         finally:
             self.model.train(was_training)
-        self._input_names = [v.name for v in proto.graph.input
-                             if v.name not in {t.name for t in proto.graph.initializer}]
+        self._input_names = [
+            v.name
+            for v in proto.graph.input
+            if v.name not in {t.name for t in proto.graph.initializer}
+        ]
         self._output_names = [v.name for v in proto.graph.output]
         return proto
 

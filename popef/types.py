@@ -8,9 +8,10 @@ what Cap'n Proto would assign. Nothing here knows about bytes; see ``popef.forma
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
-from typing import Any, Callable, Iterable, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class DataType(IntEnum):
         return _NUMPY_DTYPES[self]
 
     @classmethod
-    def from_numpy(cls, dtype: np.typing.DTypeLike) -> "DataType":
+    def from_numpy(cls, dtype: np.typing.DTypeLike) -> DataType:
         """The PopEF type of a numpy dtype; ``uint8`` maps to ``U8``, never to an F8 kind."""
         dt = np.dtype(dtype)
         try:
@@ -157,8 +158,9 @@ def _check_uint(owner: str, name: str, value: object, maximum: int = INT64_MAX) 
 def _all_uints(values: tuple[Any, ...], maximum: int) -> bool:
     """Whether every value is a plain int in [0, maximum]: the common case, checked at C speed
     (decoders give tuples of thousands of ints)."""
-    return (not values or (set(map(type, values)) == {int}
-                           and min(values) >= 0 and max(values) <= maximum))
+    return not values or (
+        set(map(type, values)) == {int} and min(values) >= 0 and max(values) <= maximum
+    )
 
 
 def _program_list(owner: str, name: str, values: Iterable[int]) -> tuple[int, ...]:
@@ -202,14 +204,16 @@ class TensorInfo:
         shape = self.shape
         if type(shape) is not tuple or not _all_uints(shape, INT64_MAX):
             shape = tuple(int(d) if isinstance(d, np.integer) else d for d in shape)
-            for d in shape[:MAX_RANK + 1]:
+            for d in shape[: MAX_RANK + 1]:
                 _check_uint("TensorInfo", "shape", d)
         if len(shape) > MAX_RANK:
             raise _invalid(f"TensorInfo.shape: rank {len(shape)} exceeds the limit of {MAX_RANK}")
         if _span(shape, self.dtype.item_size) > INT64_MAX:
-            raise _invalid(f"TensorInfo.shape: {list(shape)} x {self.dtype.name} spans more than "
-                           "2**63-1 bytes (the non-zero dimensions times the element size "
-                           "must fit in 63 bits, even for an empty tensor)")
+            raise _invalid(
+                f"TensorInfo.shape: {list(shape)} x {self.dtype.name} spans more than "
+                "2**63-1 bytes (the non-zero dimensions times the element size "
+                "must fit in 63 bits, even for an empty tensor)"
+            )
         object.__setattr__(self, "shape", shape)
 
     @property
@@ -225,7 +229,7 @@ class TensorInfo:
         return self.dtype.numpy_dtype
 
     @classmethod
-    def of(cls, array: np.ndarray) -> "TensorInfo":
+    def of(cls, array: np.ndarray) -> TensorInfo:
         """The TensorInfo describing a numpy array."""
         return cls(DataType.from_numpy(array.dtype), tuple(array.shape))
 
@@ -284,12 +288,17 @@ def trusted_constructor(cls: type) -> Callable[..., Any]:
     for decoders that have already checked every value (types, ranges, enum members), where
     the checks would cost more than the decoding. Arguments are the fields, in order."""
     names = [f.name for f in fields(cls)]
-    scope = {"new": object.__new__, "cls": cls,
-             **{f"set_{name}": getattr(cls, name).__set__ for name in names}}
+    scope = {
+        "new": object.__new__,
+        "cls": cls,
+        **{f"set_{name}": getattr(cls, name).__set__ for name in names},
+    }
     # Generated like dataclasses' own __init__: one call per field, no loop (twice as fast).
     body = "".join(f"    set_{name}(instance, {name})\n" for name in names)
-    exec(f"def construct({', '.join(names)}):\n    instance = new(cls)\n{body}"
-         "    return instance\n", scope)
+    exec(
+        f"def construct({', '.join(names)}):\n    instance = new(cls)\n{body}    return instance\n",
+        scope,
+    )
     return scope["construct"]
 
 
@@ -326,11 +335,15 @@ class Metadata:
                 raise _invalid(f"Metadata.anchors holds a {type(anchor).__name__}, not an Anchor")
         if not isinstance(self.program_flow, ProgramFlow):
             raise _invalid("Metadata.program_flow must be a ProgramFlow")
-        given = self.programs_map if isinstance(self.programs_map, Mapping) else dict(self.programs_map)
+        given = (
+            self.programs_map if isinstance(self.programs_map, Mapping) else dict(self.programs_map)
+        )
         # Sorted by index; sorting the keys alone keeps a large map's peak memory low.
         programs_map = _FrozenDict((index, given[index]) for index in sorted(given))
-        if not (_all_uints(tuple(programs_map), UINT32_MAX)
-                and set(map(type, programs_map.values())) <= {str}):
+        if not (
+            _all_uints(tuple(programs_map), UINT32_MAX)
+            and set(map(type, programs_map.values())) <= {str}
+        ):
             for index, name in programs_map.items():
                 _check_uint("Metadata", "programs_map index", index, UINT32_MAX)
                 _check_str("Metadata", "programs_map name", name)
@@ -339,7 +352,9 @@ class Metadata:
             options = tuple(getattr(self, name))
             for option in options:
                 if not isinstance(option, Option):
-                    raise _invalid(f"Metadata.{name} holds a {type(option).__name__}, not an Option")
+                    raise _invalid(
+                        f"Metadata.{name} holds a {type(option).__name__}, not an Option"
+                    )
             object.__setattr__(self, name, options)
 
     def get_anchor(self, name: str) -> Anchor:
@@ -415,9 +430,11 @@ class FeedDataInfo:
             raise _invalid("FeedDataInfo.tensor_info must be a TensorInfo")
         _check_uint("FeedDataInfo", "num_items", self.num_items)
         if _span(self.data_shape, self.tensor_info.dtype.item_size) > INT64_MAX:
-            raise _invalid(f"FeedDataInfo.num_items: {self.num_items} items of "
-                           f"{self.tensor_info} span more than 2**63-1 bytes (the non-zero "
-                           "dimensions times the element size must fit in 63 bits)")
+            raise _invalid(
+                f"FeedDataInfo.num_items: {self.num_items} items of "
+                f"{self.tensor_info} span more than 2**63-1 bytes (the non-zero "
+                "dimensions times the element size must fit in 63 bits)"
+            )
 
     @property
     def size_in_bytes(self) -> int:
@@ -430,7 +447,8 @@ class FeedDataInfo:
 
 @dataclass(frozen=True, slots=True)
 class OpaqueInfo:
-    """The info of an opaque blob: a producer tag (``popart``, ``poptorch``...) and its executable."""
+    """The info of an opaque blob: a producer tag (``popart``, ``poptorch``...) and its
+    executable."""
 
     name: str
     executable: str

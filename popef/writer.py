@@ -24,8 +24,9 @@ import os
 import stat
 import tempfile
 import zlib
+from collections.abc import Callable
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, BinaryIO, Callable
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 import construct
 import numpy as np
@@ -81,9 +82,15 @@ class _State(enum.Enum):
 class BlobWriter:
     """Writes the payload of one blob; get one from a ``Writer.create_*`` method."""
 
-    def __init__(self, writer: "Writer", blob_type: BlobType, label: str,
-                 info: bytes | Callable[[int], bytes], expected_size: int | None = None,
-                 compress: bool = False) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        blob_type: BlobType,
+        label: str,
+        info: bytes | Callable[[int], bytes],
+        expected_size: int | None = None,
+        compress: bool = False,
+    ) -> None:
         self._writer = writer
         self._type = blob_type
         self._label = label  # for messages: "tensor data 'w1'"
@@ -104,8 +111,11 @@ class BlobWriter:
     def _write_header_and_info(self, info: bytes) -> None:
         # A provisional header (total_size 0: docs/format.md §2.1) marks the blob unfinished
         # until the real one is written over it, when the sizes are known.
-        self._out.write(fmt.FAST_HEADER.pack(fmt.MAGIC, fmt.VERSION_STRING.encode(), 0,
-                                             int(self._type), 0, len(info), 0, 0, 0))
+        self._out.write(
+            fmt.FAST_HEADER.pack(
+                fmt.MAGIC, fmt.VERSION_STRING.encode(), 0, int(self._type), 0, len(info), 0, 0, 0
+            )
+        )
         padding = fmt.payload_offset(len(info)) - fmt.HEADER_SIZE - len(info)
         self._write_content(info + bytes(padding))
         self._info_size = len(info)
@@ -116,8 +126,9 @@ class BlobWriter:
 
     def _check_active(self) -> None:
         if self._state is not _State.ACTIVE:
-            raise WriterError(f"the blob writer of {self._label} is {self._state.value}: "
-                              "create a new blob writer")
+            raise WriterError(
+                f"the blob writer of {self._label} is {self._state.value}: create a new blob writer"
+            )
 
     def _write_content(self, view: Buffer) -> None:
         self._crc = crc32(view, self._crc)
@@ -130,8 +141,10 @@ class BlobWriter:
         view = _bytes_view(data)
         size = len(view)
         if self._expected is not None and self._written + size > self._expected:
-            raise WriterError(f"{self._label} takes {self._expected} bytes; writing {size} more "
-                              f"after {self._written} would exceed it")
+            raise WriterError(
+                f"{self._label} takes {self._expected} bytes; writing {size} more "
+                f"after {self._written} would exceed it"
+            )
         try:
             if self._compressor is not None:
                 self._out.write(self._compressor.compress(view))
@@ -148,7 +161,7 @@ class BlobWriter:
         """Hash each chunk on a worker thread while it is written (both release the GIL)."""
         pool, crc = _pool(), self._crc
         for start in range(0, len(view), CHUNK_SIZE):
-            chunk = view[start:start + CHUNK_SIZE]
+            chunk = view[start : start + CHUNK_SIZE]
             pending = pool.submit(crc32, chunk, crc)
             self._out.write(chunk)
             crc = pending.result()
@@ -160,11 +173,15 @@ class BlobWriter:
             return
         self._writer._finish(self)
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
 
@@ -173,8 +190,9 @@ class BlobWriter:
         """Write the padding and the header; raises WriterError if the payload is incomplete."""
         self._state = state
         if self._expected is not None and self._written != self._expected:
-            raise WriterError(f"{self._label} takes {self._expected} bytes but "
-                              f"{self._written} were written")
+            raise WriterError(
+                f"{self._label} takes {self._expected} bytes but {self._written} were written"
+            )
         if self._compressor is not None:
             self._out.write(self._compressor.flush())
         if self._deferred_info is not None:
@@ -194,8 +212,17 @@ class BlobWriter:
         used = fmt.payload_offset(info_size) + payload_size
         self._write_content(bytes(total - used))
         # FAST_HEADER is derived from the HEADER schema (tests check they agree)
-        header = fmt.FAST_HEADER.pack(fmt.MAGIC, fmt.VERSION_STRING.encode(), total,
-                                      int(self._type), 0, info_size, payload_size, self._crc, 0)
+        header = fmt.FAST_HEADER.pack(
+            fmt.MAGIC,
+            fmt.VERSION_STRING.encode(),
+            total,
+            int(self._type),
+            0,
+            info_size,
+            payload_size,
+            self._crc,
+            0,
+        )
         if self._out is self._writer._out:
             self._writer._write_header(self._start, header)
         else:  # a spool, copied out once complete
@@ -251,8 +278,9 @@ class Writer:
                         raise WriterError(f"cannot append to '{path}': not a regular file")
                     # Held until the file is closed (close, abort, or the process's end).
                     if not lock_exclusively(fd):
-                        raise WriterError(f"cannot append to '{path}': another writer is "
-                                          "appending to it")
+                        raise WriterError(
+                            f"cannot append to '{path}': another writer is appending to it"
+                        )
                     os.set_blocking(fd, True)
                     # Under the lock, so that no appender finishes a blob meanwhile.
                     _check_appendable(fd, path)
@@ -348,8 +376,14 @@ class Writer:
             except OSError as exc:
                 self._failure = exc
 
-    def _begin(self, blob_type: BlobType, label: str, info: bytes | Callable[[int], bytes],
-               expected_size: int | None = None, compress: bool = False) -> BlobWriter:
+    def _begin(
+        self,
+        blob_type: BlobType,
+        label: str,
+        info: bytes | Callable[[int], bytes],
+        expected_size: int | None = None,
+        compress: bool = False,
+    ) -> BlobWriter:
         self._check_usable()
         if self._active is not None:
             self._finish(self._active, _State.DEACTIVATED)
@@ -379,18 +413,28 @@ class Writer:
             info = _encode(codec.encode_executable_info, (name, Codec.NONE, 0), label)
             return self._begin(BlobType.POPLAR_EXECUTABLE, label, info)
         _encode(codec.encode_executable_info, (name, Codec.ZLIB, 0), label)  # checks the name
-        return self._begin(BlobType.POPLAR_EXECUTABLE, label, compress=True,
-                           info=lambda size: codec.encode_executable_info(name, Codec.ZLIB, size))
+        return self._begin(
+            BlobType.POPLAR_EXECUTABLE,
+            label,
+            compress=True,
+            info=lambda size: codec.encode_executable_info(name, Codec.ZLIB, size),
+        )
 
     def create_tensor_data(self, info: TensorDataInfo) -> BlobWriter:
         """Start a tensor data blob; the returned :class:`BlobWriter` takes exactly
         ``info.size_in_bytes`` bytes, little-endian, in C order (:meth:`write_tensor` does
         this for a numpy array)."""
         if not isinstance(info, TensorDataInfo):
-            raise WriterError(f"create_tensor_data() needs a TensorDataInfo, got {type(info).__name__}")
+            raise WriterError(
+                f"create_tensor_data() needs a TensorDataInfo, got {type(info).__name__}"
+            )
         label = f"tensor data '{info.name}'"
-        return self._begin(BlobType.DATA_TENSOR, label,
-                           _encode(codec.encode_tensor_data_info, info, label), info.size_in_bytes)
+        return self._begin(
+            BlobType.DATA_TENSOR,
+            label,
+            _encode(codec.encode_tensor_data_info, info, label),
+            info.size_in_bytes,
+        )
 
     def create_feed_data(self, info: FeedDataInfo) -> BlobWriter:
         """Start a feed data blob; the returned :class:`BlobWriter` takes exactly
@@ -399,8 +443,12 @@ class Writer:
         if not isinstance(info, FeedDataInfo):
             raise WriterError(f"create_feed_data() needs a FeedDataInfo, got {type(info).__name__}")
         label = f"feed data '{info.name}'"
-        return self._begin(BlobType.DATA_FEED, label,
-                           _encode(codec.encode_feed_data_info, info, label), info.size_in_bytes)
+        return self._begin(
+            BlobType.DATA_FEED,
+            label,
+            _encode(codec.encode_feed_data_info, info, label),
+            info.size_in_bytes,
+        )
 
     def create_opaque_blob(self, name: str, executable_name: str) -> BlobWriter:
         """Start an opaque blob named ``name`` that belongs to the executable
@@ -432,7 +480,9 @@ class Writer:
         """Copy a blob from a reader byte for byte (known or unknown type)."""
         blob = getattr(blob, "blob", blob)
         if not isinstance(blob, Blob):
-            raise WriterError(f"copy_blob() needs a Blob or a blob reader, got {type(blob).__name__}")
+            raise WriterError(
+                f"copy_blob() needs a Blob or a blob reader, got {type(blob).__name__}"
+            )
         self._check_usable()
         if self._active is not None:
             self._finish(self._active, _State.DEACTIVATED)
@@ -487,11 +537,15 @@ class Writer:
             except OSError:
                 pass
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -504,8 +558,10 @@ def _check_appendable(fd: int, path: str) -> None:
     try:
         index_open_file(fd, path)
     except PartialTailError as exc:
-        raise WriterError(f"cannot append to '{path}': it ends in a partial blob at offset "
-                          f"{exc.offset:#x}; run 'popef repair {path}' first") from exc
+        raise WriterError(
+            f"cannot append to '{path}': it ends in a partial blob at offset "
+            f"{exc.offset:#x}; run 'popef repair {path}' first"
+        ) from exc
     except FormatError as exc:
         raise WriterError(f"cannot append to '{path}': {exc}") from exc
 

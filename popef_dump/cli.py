@@ -18,8 +18,16 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 MAX_WARNINGS = 10
 
 # The selections, in the order their sections are printed; --all selects them all.
-SELECTIONS = ("user_anchors", "all_anchors", "metadata", "blobs", "tensors", "feeds",
-              "executables", "opaque")
+SELECTIONS = (
+    "user_anchors",
+    "all_anchors",
+    "metadata",
+    "blobs",
+    "tensors",
+    "feeds",
+    "executables",
+    "opaque",
+)
 
 EPILOG = """\b
 With no selection: a short summary (blobs per type, total size, models, user anchors).
@@ -30,43 +38,74 @@ See docs/cli.md for every layout and the --json schema."""
 
 def output_options(function):
     """--json, --color/--no-color and --traceback, shared by every command."""
-    function = click.option("--traceback", is_flag=True,
-                            help="On an error, print the Python traceback too.")(function)
-    function = click.option("--color/--no-color", "color", default=None,
-                            help="Colour and tables (default: only on a terminal).")(function)
-    function = click.option("--json", "as_json", is_flag=True,
-                            help="Print one JSON document (schema in docs/cli.md).")(function)
+    function = click.option(
+        "--traceback", is_flag=True, help="On an error, print the Python traceback too."
+    )(function)
+    function = click.option(
+        "--color/--no-color",
+        "color",
+        default=None,
+        help="Colour and tables (default: only on a terminal).",
+    )(function)
+    function = click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document (schema in docs/cli.md)."
+    )(function)
     return function
 
 
 @click.command("dump", context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.argument("files", nargs=-1, metavar="FILE...", type=click.Path(dir_okay=False))
-@click.option("--user-anchors", is_flag=True,
-              help="The anchors a caller feeds and reads (Graphcore's layout).")
-@click.option("--all-anchors", is_flag=True,
-              help="Every anchor, grouped by type, marking those stored in the file.")
+@click.option(
+    "--user-anchors",
+    is_flag=True,
+    help="The anchors a caller feeds and reads (Graphcore's layout).",
+)
+@click.option(
+    "--all-anchors",
+    is_flag=True,
+    help="Every anchor, grouped by type, marking those stored in the file.",
+)
 @click.option("-m", "--metadata", is_flag=True, help="Every metadata field.")
 @click.option("--blobs", is_flag=True, help="One row per blob: offset, size, type, checksum.")
 @click.option("--tensors", is_flag=True, help="The tensor data blobs.")
 @click.option("--feeds", is_flag=True, help="The feed data blobs.")
 @click.option("--executables", is_flag=True, help="The executable blobs.")
 @click.option("--opaque", is_flag=True, help="The opaque blobs.")
-@click.option("--stats", is_flag=True,
-              help="Min, max, mean and NaN count of tensor and feed data (reads the data; "
-                   "implies --tensors when neither --tensors nor --feeds is given).")
-@click.option("--all", "select_all", is_flag=True,
-              help="Every selection above but --stats.")
-@click.option("--verify", is_flag=True,
-              help="Check every checksum, blob and linking rule; exit 1 on any problem.")
-@click.option("--diff", "diff_files", nargs=2, metavar="OLD NEW", type=click.Path(dir_okay=False),
-              help="What changed from OLD to NEW (no FILE then).")
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Min, max, mean and NaN count of tensor and feed data (reads the data; "
+    "implies --tensors when neither --tensors nor --feeds is given).",
+)
+@click.option("--all", "select_all", is_flag=True, help="Every selection above but --stats.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check every checksum, blob and linking rule; exit 1 on any problem.",
+)
+@click.option(
+    "--diff",
+    "diff_files",
+    nargs=2,
+    metavar="OLD NEW",
+    type=click.Path(dir_okay=False),
+    help="What changed from OLD to NEW (no FILE then).",
+)
 @output_options
-@click.version_option(package_name="popef", prog_name="popef_dump",
-                      message="%(prog)s %(version)s")
+@click.version_option(package_name="popef", prog_name="popef_dump", message="%(prog)s %(version)s")
 @click.pass_context
-def dump_command(ctx: click.Context, files: tuple[str, ...], select_all: bool, stats: bool,
-                 verify: bool, diff_files: tuple[str, str] | None, as_json: bool,
-                 color: bool | None, traceback: bool, **selected: bool) -> None:
+def dump_command(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    select_all: bool,
+    stats: bool,
+    verify: bool,
+    diff_files: tuple[str, str] | None,
+    as_json: bool,
+    color: bool | None,
+    traceback: bool,
+    **selected: bool,
+) -> None:
     """Show what the PopEF files FILE... hold.
 
     The files are read together, as one model may span several (PopART's executable.popef
@@ -75,11 +114,15 @@ def dump_command(ctx: click.Context, files: tuple[str, ...], select_all: bool, s
     chosen = [name for name in SELECTIONS if selected[name] or select_all]
     if diff_files:
         if files:
-            raise click.UsageError(f"--diff compares its two files: unexpected FILE "
-                                   f"'{files[0]}'", ctx)
+            raise click.UsageError(
+                f"--diff compares its two files: unexpected FILE '{files[0]}'", ctx
+            )
         extra = [f"--{name.replace('_', '-')}" for name in SELECTIONS if selected[name]]
-        extra += [flag for flag, on in (("--all", select_all), ("--stats", stats),
-                                        ("--verify", verify)) if on]
+        extra += [
+            flag
+            for flag, on in (("--all", select_all), ("--stats", stats), ("--verify", verify))
+            if on
+        ]
         if extra:
             raise click.UsageError(f"--diff cannot be combined with {extra[0]}", ctx)
         _run(ctx, traceback, lambda: _diff(*diff_files, as_json, color))
@@ -92,12 +135,14 @@ def dump_command(ctx: click.Context, files: tuple[str, ...], select_all: bool, s
 
 
 @click.command("check", context_settings=CONTEXT_SETTINGS)
-@click.argument("files", nargs=-1, required=True, metavar="FILE...",
-                type=click.Path(dir_okay=False))
+@click.argument(
+    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(dir_okay=False)
+)
 @output_options
 @click.pass_context
-def check_command(ctx: click.Context, files: tuple[str, ...], as_json: bool, color: bool | None,
-                  traceback: bool) -> None:
+def check_command(
+    ctx: click.Context, files: tuple[str, ...], as_json: bool, color: bool | None, traceback: bool
+) -> None:
     """Check PopEF files: checksums, blobs and linking rules.
 
     Checks every checksum of FILE..., decodes every blob and checks every linking rule; lists
@@ -110,6 +155,7 @@ main = dump_command  # the console script popef_dump
 
 
 # -- running -------------------------------------------------------------------------
+
 
 def _run(ctx: click.Context, traceback: bool, work) -> None:
     """Run a command body: a library error becomes one ``error:`` line and exit status 1."""
@@ -169,14 +215,27 @@ def _read(paths: list[str]):
     return reader
 
 
-def _dump(paths: list[str], chosen: list[str], stats: bool, verify: bool, as_json: bool,
-          color: bool | None) -> int:
+def _dump(
+    paths: list[str],
+    chosen: list[str],
+    stats: bool,
+    verify: bool,
+    as_json: bool,
+    color: bool | None,
+) -> int:
     with _read(paths) as reader:
         return _dump_reader(reader, paths, chosen, stats, verify, as_json, color)
 
 
-def _dump_reader(reader, paths: list[str], chosen: list[str], stats: bool, verify: bool,
-                 as_json: bool, color: bool | None) -> int:
+def _dump_reader(
+    reader,
+    paths: list[str],
+    chosen: list[str],
+    stats: bool,
+    verify: bool,
+    as_json: bool,
+    color: bool | None,
+) -> int:
     from popef.model import link_models
 
     from . import jsonout, render
@@ -196,12 +255,16 @@ def _dump_reader(reader, paths: list[str], chosen: list[str], stats: bool, verif
             for problem in problems[:MAX_WARNINGS]:
                 _warn(problem)
             if len(problems) > MAX_WARNINGS:
-                _warn(f"and {len(problems) - MAX_WARNINGS} more linking problems: "
-                      "--verify lists them all")
+                _warn(
+                    f"and {len(problems) - MAX_WARNINGS} more linking problems: "
+                    "--verify lists them all"
+                )
     report = verifier.verify(reader) if verify else None
     checksums = report.checksums if report else None
-    listed = {"tensors": reader.tensors() if "tensors" in chosen else None,
-              "feeds": reader.feeds() if "feeds" in chosen else None}
+    listed = {
+        "tensors": reader.tensors() if "tensors" in chosen else None,
+        "feeds": reader.feeds() if "feeds" in chosen else None,
+    }
     stats_of = None
     if stats:
         stats_of = {r: tensor_stats(r) for items in listed.values() for r in items or ()}
@@ -212,8 +275,11 @@ def _dump_reader(reader, paths: list[str], chosen: list[str], stats: bool, verif
             parts["summary"] = jsonout.summary(reader, views, total)
         if views is not None:
             parts["models"] = jsonout.models(
-                views, user=summary or "user_anchors" in chosen,
-                every="all_anchors" in chosen, meta="metadata" in chosen)
+                views,
+                user=summary or "user_anchors" in chosen,
+                every="all_anchors" in chosen,
+                meta="metadata" in chosen,
+            )
         if "blobs" in chosen:
             parts["blobs"] = jsonout.blobs(reader, checksums)
         for name, items in listed.items():

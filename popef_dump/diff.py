@@ -38,8 +38,9 @@ class ModelDiff:
 
     @property
     def changed(self) -> bool:
-        return bool(self.metadata or self.anchors_added or self.anchors_removed
-                    or self.anchors_changed)
+        return bool(
+            self.metadata or self.anchors_added or self.anchors_removed or self.anchors_changed
+        )
 
 
 @dataclass
@@ -68,9 +69,14 @@ class DiffReport:
 
     @property
     def identical(self) -> bool:
-        return not (self.models_added or self.models_removed
-                    or any(m.changed for m in self.models) or self.executables.changed
-                    or self.tensors.changed or self.feeds.changed)
+        return not (
+            self.models_added
+            or self.models_removed
+            or any(m.changed for m in self.models)
+            or self.executables.changed
+            or self.tensors.changed
+            or self.feeds.changed
+        )
 
 
 def metadata_fields(md: popef.Metadata) -> dict[str, object]:
@@ -86,8 +92,7 @@ def metadata_fields(md: popef.Metadata) -> dict[str, object]:
         "is_inference": md.is_inference,
         "seed_handle": md.seed_handle,
         "device_iterations": md.device_iterations,
-        "program_flow": {"load": list(flow.load), "main": list(flow.main),
-                         "save": list(flow.save)},
+        "program_flow": {"load": list(flow.load), "main": list(flow.main), "save": list(flow.save)},
         "programs_map": dict(md.programs_map),
         "engine_options": [[o.name, o.value] for o in md.engine_options],
         "device_options": [[o.name, o.value] for o in md.device_options],
@@ -99,9 +104,14 @@ def _changes(old: dict, new: dict) -> list[Change]:
 
 
 def _anchor_fields(anchor: popef.Anchor) -> dict[str, object]:
-    return {"type": anchor.type, "dtype": anchor.tensor_info.dtype,
-            "shape": anchor.tensor_info.shape, "handle": anchor.handle,
-            "programs": anchor.programs, "is_per_replica": anchor.is_per_replica}
+    return {
+        "type": anchor.type,
+        "dtype": anchor.tensor_info.dtype,
+        "shape": anchor.tensor_info.shape,
+        "handle": anchor.handle,
+        "programs": anchor.programs,
+        "is_per_replica": anchor.is_per_replica,
+    }
 
 
 def _pair(old: dict, new: dict):
@@ -113,8 +123,9 @@ def _pair(old: dict, new: dict):
 
 
 def _model_diff(old: popef.Model, new: popef.Model) -> ModelDiff:
-    result = ModelDiff(old.name, new.name,
-                       _changes(metadata_fields(old.metadata), metadata_fields(new.metadata)))
+    result = ModelDiff(
+        old.name, new.name, _changes(metadata_fields(old.metadata), metadata_fields(new.metadata))
+    )
     old_anchors = {a.name: a for a in old.metadata.anchors}
     new_anchors = {a.name: a for a in new.metadata.anchors}
     removed, added, common = _pair(old_anchors, new_anchors)
@@ -141,9 +152,15 @@ def _pair_single(removed: list, added: list, pairs: list) -> None:
         pairs.append((removed.pop(), added.pop()))
 
 
-def _blob_diff(old: list, new: list, fields: Callable[[object], dict], layout: tuple[str, ...],
-               content: Callable[[object], Iterable], pair_single: bool = False,
-               stored: Callable[[object], Iterable] | None = None) -> BlobDiff:
+def _blob_diff(
+    old: list,
+    new: list,
+    fields: Callable[[object], dict],
+    layout: tuple[str, ...],
+    content: Callable[[object], Iterable],
+    pair_single: bool = False,
+    stored: Callable[[object], Iterable] | None = None,
+) -> BlobDiff:
     """Pair blobs by name; hash the content of a pair whose ``layout`` fields agree."""
     old_by, new_by = {}, {}
     for reader in old:
@@ -161,8 +178,9 @@ def _blob_diff(old: list, new: list, fields: Callable[[object], dict], layout: t
         if old_name != new_name:
             changes.insert(0, Change("name", old_name, new_name))
         # Equal fields and equal stored bytes: equal content, without inflating or hashing.
-        if (all(before[key] == after[key] for key in layout)
-                and not (stored and before == after and _same_chunks(stored(a), stored(b)))):
+        if all(before[key] == after[key] for key in layout) and not (
+            stored and before == after and _same_chunks(stored(a), stored(b))
+        ):
             digest_a, digest_b = _digest(content(a)), _digest(content(b))
             if digest_a != digest_b:
                 changes.append(Change("sha256", digest_a, digest_b))
@@ -208,10 +226,15 @@ def diff(old: popef.Reader, new: popef.Reader, old_name: str, new_name: str) -> 
         models_added=added,
         models_removed=removed,
         models=models,
-        executables=_blob_diff(old.executables(), new.executables(),
-                               lambda e: {"compressed": e.compressed, "size": e.size},
-                               ("size",), lambda e: e.iter_payload(), pair_single=True,
-                               stored=lambda e: e.iter_stored()),
+        executables=_blob_diff(
+            old.executables(),
+            new.executables(),
+            lambda e: {"compressed": e.compressed, "size": e.size},
+            ("size",),
+            lambda e: e.iter_payload(),
+            pair_single=True,
+            stored=lambda e: e.iter_stored(),
+        ),
         tensors=_blob_diff(old.tensors(), new.tensors(), _tensor_fields, TENSOR_LAYOUT, _data),
         feeds=_blob_diff(old.feeds(), new.feeds(), _tensor_fields, FEED_LAYOUT, _data),
     )

@@ -23,7 +23,17 @@ from popef.escaping import quote_text as quote  # noqa: F401
 
 # Style names; to_rich maps them to rich styles, to_plain ignores them.
 HEADING, NAME, TYPE, NUMBER, DIM, GOOD, BAD, ADDED, REMOVED, CHANGED = (
-    "heading", "name", "type", "number", "dim", "good", "bad", "added", "removed", "changed")
+    "heading",
+    "name",
+    "type",
+    "number",
+    "dim",
+    "good",
+    "bad",
+    "added",
+    "removed",
+    "changed",
+)
 
 RICH_STYLES = {
     HEADING: "bold",
@@ -107,6 +117,7 @@ def _cell_text(cell: Cell) -> str:
 
 # -- plain text ------------------------------------------------------------------------
 
+
 def to_plain(doc: Doc) -> str:
     """The document as plain text, tables as aligned columns; ends with a newline."""
     lines: list[str] = []
@@ -125,13 +136,16 @@ def _plain_table(table: Table) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(table.columns))]
     out = []
     for row in rows:
-        cells = [text.rjust(width) if column.right else text.ljust(width)
-                 for text, width, column in zip(row, widths, table.columns)]
+        cells = [
+            text.rjust(width) if column.right else text.ljust(width)
+            for text, width, column in zip(row, widths, table.columns)
+        ]
         out.append((" " * table.indent + "  ".join(cells)).rstrip())
     return out
 
 
 # -- rich ------------------------------------------------------------------------------
+
 
 def to_rich(doc: Doc):
     """The document as a rich renderable: styled lines and boxed tables."""
@@ -155,12 +169,12 @@ def to_rich(doc: Doc):
         if _has_long_cell(block):
             items.extend(_rich_aligned_lines(block))
             continue
-        table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                          header_style="bold")
+        table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
         for column in block.columns:
             # fold, never truncate: an inspection tool must not hide part of a name
-            table.add_column(Text(column.header), justify="right" if column.right else "left",
-                             overflow="fold")
+            table.add_column(
+                Text(column.header), justify="right" if column.right else "left", overflow="fold"
+            )
         for row in block.rows:
             table.add_row(*(text(spans(cell)) for cell in row))
         items.append(Padding(table, (0, 0, 0, block.indent), expand=False))
@@ -183,8 +197,9 @@ def _rich_aligned_lines(table: Table) -> list:
     from rich.text import Text
 
     header = tuple((c.header, HEADING) for c in table.columns)
-    rows = [header] + [tuple((cell, None) if isinstance(cell, str) else cell for cell in row)
-                       for row in table.rows]
+    rows = [header] + [
+        tuple((cell, None) if isinstance(cell, str) else cell for cell in row) for row in table.rows
+    ]
     widths = [max(len(row[i][0]) for row in rows) for i in range(len(table.columns))]
     out = []
     for row in rows:

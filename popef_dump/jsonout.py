@@ -130,11 +130,19 @@ def _plain(value):
 
 # -- models --------------------------------------------------------------------------
 
+
 def anchor(a: popef.Anchor) -> dict:
     info = a.tensor_info
-    return {"name": a.name, "handle": a.handle, "type": a.type.name, "dtype": info.dtype.name,
-            "shape": list(info.shape), "size_in_bytes": info.size_in_bytes,
-            "programs": list(a.programs), "is_per_replica": a.is_per_replica}
+    return {
+        "name": a.name,
+        "handle": a.handle,
+        "type": a.type.name,
+        "dtype": info.dtype.name,
+        "shape": list(info.shape),
+        "size_in_bytes": info.size_in_bytes,
+        "programs": list(a.programs),
+        "is_per_replica": a.is_per_replica,
+    }
 
 
 def _metadata_value(key: str, value):
@@ -151,20 +159,24 @@ def metadata(md: popef.Metadata) -> dict:
     return out
 
 
-def models(views: list[popef.Model], *, user: bool = False, every: bool = False,
-           meta: bool = False) -> list[dict]:
+def models(
+    views: list[popef.Model], *, user: bool = False, every: bool = False, meta: bool = False
+) -> list[dict]:
     """One object per model with the parts asked for."""
     out = []
     for view in views:
         entry: dict = {"name": view.name, "executable_found": view.executable is not None}
         if user:
-            entry["user_anchors"] = {"inputs": [anchor(a) for a in view.user_input_anchors()],
-                                     "outputs": [anchor(a) for a in view.user_output_anchors()]}
+            entry["user_anchors"] = {
+                "inputs": [anchor(a) for a in view.user_input_anchors()],
+                "outputs": [anchor(a) for a in view.user_output_anchors()],
+            }
         if every:
             stored = view.stored_names
-            entry["anchors"] = [dict(anchor(a), stored=a.name in stored,
-                                     user_provided=view.is_user_anchor(a))
-                                for a in view.metadata.anchors]
+            entry["anchors"] = [
+                dict(anchor(a), stored=a.name in stored, user_provided=view.is_user_anchor(a))
+                for a in view.metadata.anchors
+            ]
         if meta:
             entry["metadata"] = metadata(view.metadata)
         out.append(entry)
@@ -173,43 +185,67 @@ def models(views: list[popef.Model], *, user: bool = False, every: bool = False,
 
 def summary(reader: popef.Reader, views: list[popef.Model], total_size: int) -> dict:
     counts = blob_counts(reader)
-    return {"num_blobs": sum(counts.values()), "total_size": total_size, "blob_counts": counts,
-            "num_models": len(views)}
+    return {
+        "num_blobs": sum(counts.values()),
+        "total_size": total_size,
+        "blob_counts": counts,
+        "num_models": len(views),
+    }
 
 
 # -- blobs ---------------------------------------------------------------------------
 
+
 def _where(reader) -> dict:
     blob = reader.blob
-    return {"offset": blob.payload_offset, "blob_offset": blob.offset, "source": blob.source,
-            "blob_index": blob.index}
+    return {
+        "offset": blob.payload_offset,
+        "blob_offset": blob.offset,
+        "source": blob.source,
+        "blob_index": blob.index,
+    }
 
 
-def blobs(reader: popef.Reader,
-          checksums: dict[popef.Blob, bool] | None = None) -> Iterator[dict]:
+def blobs(reader: popef.Reader, checksums: dict[popef.Blob, bool] | None = None) -> Iterator[dict]:
     """One object per blob, made as it is written (see :func:`dump`)."""
     for blob in reader.blobs():
         yield {
-            "source": blob.source, "index": blob.index, "offset": blob.offset,
-            "size": blob.size, "type": blob.type_name, "type_code": int(blob.type),
-            "version": blob.version, "name": blob_name(reader, blob),
-            "info_offset": blob.info_offset, "info_size": blob.info_size,
-            "payload_offset": blob.payload_offset, "payload_size": blob.payload_size,
-            "checksum": blob.checksum, "checksum_state": checksum_state(blob, checksums),
+            "source": blob.source,
+            "index": blob.index,
+            "offset": blob.offset,
+            "size": blob.size,
+            "type": blob.type_name,
+            "type_code": int(blob.type),
+            "version": blob.version,
+            "name": blob_name(reader, blob),
+            "info_offset": blob.info_offset,
+            "info_size": blob.info_size,
+            "payload_offset": blob.payload_offset,
+            "payload_size": blob.payload_size,
+            "checksum": blob.checksum,
+            "checksum_state": checksum_state(blob, checksums),
         }
 
 
 def stats(value: Stats | None) -> dict | None:
     if value is None:
         return None
-    return {"min": _number(value.min), "max": _number(value.max), "mean": _number(value.mean),
-            "nan_count": value.nan_count}
+    return {
+        "min": _number(value.min),
+        "max": _number(value.max),
+        "mean": _number(value.mean),
+        "nan_count": value.nan_count,
+    }
 
 
 def tensor(t: popef.TensorReader, stats_of: dict | None = None) -> dict:
     info = t.info.tensor_info
-    out = {"name": t.name, "dtype": info.dtype.name, "shape": list(t.info.data_shape),
-           "size_in_bytes": t.info.size_in_bytes}
+    out = {
+        "name": t.name,
+        "dtype": info.dtype.name,
+        "shape": list(t.info.data_shape),
+        "size_in_bytes": t.info.size_in_bytes,
+    }
     if isinstance(t, popef.FeedReader):
         out["num_items"] = t.info.num_items
         out["item_shape"] = list(info.shape)
@@ -220,16 +256,25 @@ def tensor(t: popef.TensorReader, stats_of: dict | None = None) -> dict:
 
 
 def executable(e: popef.ExecutableReader) -> dict:
-    return dict({"name": e.name, "compressed": e.compressed, "size": e.size,
-                 "stored_size": e.blob.payload_size}, **_where(e))
+    return dict(
+        {
+            "name": e.name,
+            "compressed": e.compressed,
+            "size": e.size,
+            "stored_size": e.blob.payload_size,
+        },
+        **_where(e),
+    )
 
 
 def opaque(o: popef.OpaqueReader) -> dict:
-    return dict({"name": o.name, "executable": o.executable, "size": o.blob.payload_size},
-                **_where(o))
+    return dict(
+        {"name": o.name, "executable": o.executable, "size": o.blob.payload_size}, **_where(o)
+    )
 
 
 # -- verify and diff -----------------------------------------------------------------
+
 
 def verification(report: Verification) -> dict:
     return {
@@ -239,8 +284,16 @@ def verification(report: Verification) -> dict:
         "decoded": report.decoded,
         "links_checked": report.links_checked,
         "num_models": report.num_models,
-        "problems": [{"kind": p.kind, "message": p.message, "source": p.source,
-                      "blob_index": p.blob_index, "offset": p.offset} for p in report.problems],
+        "problems": [
+            {
+                "kind": p.kind,
+                "message": p.message,
+                "source": p.source,
+                "blob_index": p.blob_index,
+                "offset": p.offset,
+            }
+            for p in report.problems
+        ],
         "num_problems": report.num_problems,
         "problems_omitted": dict(report.omitted),
     }
@@ -252,10 +305,14 @@ def _change(change: Change, metadata_field: bool = False) -> dict:
 
 
 def _blob_diff(blob_diff: BlobDiff, describe) -> dict:
-    return {"added": [describe(r) for r in blob_diff.added],
-            "removed": [describe(r) for r in blob_diff.removed],
-            "changed": [{"name": name, "changes": [_change(c) for c in changes]}
-                        for name, changes in blob_diff.changed_items]}
+    return {
+        "added": [describe(r) for r in blob_diff.added],
+        "removed": [describe(r) for r in blob_diff.removed],
+        "changed": [
+            {"name": name, "changes": [_change(c) for c in changes]}
+            for name, changes in blob_diff.changed_items
+        ],
+    }
 
 
 def diff(report: DiffReport) -> dict:
@@ -265,15 +322,20 @@ def diff(report: DiffReport) -> dict:
         "identical": report.identical,
         "models_added": report.models_added,
         "models_removed": report.models_removed,
-        "models": [{
-            "old_name": m.old_name,
-            "name": m.name,
-            "metadata": [_change(c, metadata_field=True) for c in m.metadata],
-            "anchors_added": [anchor(a) for a in m.anchors_added],
-            "anchors_removed": [anchor(a) for a in m.anchors_removed],
-            "anchors_changed": [{"name": name, "changes": [_change(c) for c in changes]}
-                                for name, changes in m.anchors_changed],
-        } for m in report.models],
+        "models": [
+            {
+                "old_name": m.old_name,
+                "name": m.name,
+                "metadata": [_change(c, metadata_field=True) for c in m.metadata],
+                "anchors_added": [anchor(a) for a in m.anchors_added],
+                "anchors_removed": [anchor(a) for a in m.anchors_removed],
+                "anchors_changed": [
+                    {"name": name, "changes": [_change(c) for c in changes]}
+                    for name, changes in m.anchors_changed
+                ],
+            }
+            for m in report.models
+        ],
         "executables": _blob_diff(report.executables, executable),
         "tensors": _blob_diff(report.tensors, tensor),
         "feeds": _blob_diff(report.feeds, tensor),

@@ -38,8 +38,11 @@ if TYPE_CHECKING:
     from .diff import Change, DiffReport
     from .verify import Verification
 
-CHECKSUM_STATES = {"unchecked": ("unchecked", DIM), "ok": ("ok", GOOD),
-                   "mismatch": ("MISMATCH", BAD)}
+CHECKSUM_STATES = {
+    "unchecked": ("unchecked", DIM),
+    "ok": ("ok", GOOD),
+    "mismatch": ("MISMATCH", BAD),
+}
 
 
 def files_header(paths: Iterable[str]) -> Doc:
@@ -70,6 +73,7 @@ def number(value) -> str:
 
 # -- anchors -------------------------------------------------------------------------
 
+
 def _model_title(doc: Doc, view: popef.Model, several: bool) -> None:
     if several:
         doc.line(0, "Model: ", (quote(view.name), NAME))
@@ -79,8 +83,12 @@ def _anchor(doc: Doc, anchor: popef.Anchor, marked: popef.Model | None = None) -
     """One anchor in Graphcore's layout; ``marked``: add whether it is stored, user-provided."""
     info = anchor.tensor_info
     doc.line(4, "Name: ", (quote(anchor.name), NAME), ":")
-    doc.line(6, "TensorInfo: { dtype: ", (info.dtype.name, TYPE),
-             f", sizeInBytes: {info.size_in_bytes}, shape {shape_text(info.shape)} }}")
+    doc.line(
+        6,
+        "TensorInfo: { dtype: ",
+        (info.dtype.name, TYPE),
+        f", sizeInBytes: {info.size_in_bytes}, shape {shape_text(info.shape)} }}",
+    )
     doc.line(6, f"Programs: {shape_text(anchor.programs)}")
     doc.line(6, "Handle: ", clean(anchor.handle))
     doc.line(6, f"IsPerReplica: {anchor.is_per_replica}")
@@ -89,8 +97,9 @@ def _anchor(doc: Doc, anchor: popef.Anchor, marked: popef.Model | None = None) -
         doc.line(6, f"UserProvided: {marked.is_user_anchor(anchor)}")
 
 
-def _group(doc: Doc, title: str, anchors: list[popef.Anchor],
-           marked: popef.Model | None = None) -> None:
+def _group(
+    doc: Doc, title: str, anchors: list[popef.Anchor], marked: popef.Model | None = None
+) -> None:
     doc.line(2, (title + ":", HEADING))
     if not anchors:
         doc.line(4, ("(none)", DIM))
@@ -138,6 +147,7 @@ def all_anchors(views: list[popef.Model]) -> Doc:
 
 
 # -- metadata ------------------------------------------------------------------------
+
 
 def _missing_executable(view: popef.Model) -> tuple:
     """Spans that flag a metadata blob naming no executable blob of the input."""
@@ -191,28 +201,54 @@ def metadata(views: list[popef.Model]) -> Doc:
 
 # -- summary -------------------------------------------------------------------------
 
+
 def summary(reader: popef.Reader, views: list[popef.Model], total_size: int) -> Doc:
     """Blob counts per type, the total size, the models and their user anchors."""
     doc = Doc()
     counts = blob_counts(reader)
     doc.line(0, ("Blobs:", HEADING), f" {sum(counts.values())} in {total_size} bytes")
     if counts:
-        doc.table([Column("Type"), Column("Count", right=True)],
-                  [((name, TYPE), str(n)) for name, n in counts.items()])
+        doc.table(
+            [Column("Type"), Column("Count", right=True)],
+            [((name, TYPE), str(n)) for name, n in counts.items()],
+        )
     doc.line(0, ("Models:", HEADING), f" {len(views)}")
     for view in views:
         anchors = view.metadata.anchors
-        doc.line(2, "Model ", (quote(view.name), NAME),
-                 f": {count(len(anchors), 'anchor')}, "
-                 f"{count(len(view.tensors), 'stored tensor')}, {count(len(view.feeds), 'feed')}",
-                 *_missing_executable(view))
-        rows = [(kind, (quote(a.name), NAME), (a.tensor_info.dtype.name, TYPE),
-                 shape_text(a.tensor_info.shape), str(a.tensor_info.size_in_bytes))
-                for kind, group in (("input", view.user_input_anchors()), ("output", view.user_output_anchors()))
-                for a in group]
+        doc.line(
+            2,
+            "Model ",
+            (quote(view.name), NAME),
+            f": {count(len(anchors), 'anchor')}, "
+            f"{count(len(view.tensors), 'stored tensor')}, {count(len(view.feeds), 'feed')}",
+            *_missing_executable(view),
+        )
+        rows = [
+            (
+                kind,
+                (quote(a.name), NAME),
+                (a.tensor_info.dtype.name, TYPE),
+                shape_text(a.tensor_info.shape),
+                str(a.tensor_info.size_in_bytes),
+            )
+            for kind, group in (
+                ("input", view.user_input_anchors()),
+                ("output", view.user_output_anchors()),
+            )
+            for a in group
+        ]
         if rows:
-            doc.table([Column("User"), Column("Name"), Column("DType"), Column("Shape"),
-                       Column("Size", right=True)], rows, indent=4)
+            doc.table(
+                [
+                    Column("User"),
+                    Column("Name"),
+                    Column("DType"),
+                    Column("Shape"),
+                    Column("Size", right=True),
+                ],
+                rows,
+                indent=4,
+            )
         else:
             doc.line(4, ("(no user anchors)", DIM))
     return doc
@@ -220,26 +256,51 @@ def summary(reader: popef.Reader, views: list[popef.Model], total_size: int) -> 
 
 # -- blob listings -------------------------------------------------------------------
 
+
 def blobs(reader: popef.Reader, checksums: dict[popef.Blob, bool] | None = None) -> Doc:
     """One row per blob: where it is, what it is, its checksum and whether it was checked."""
     rows = []
     for blob in reader.blobs():
         name = blob_name(reader, blob)
         state = CHECKSUM_STATES[checksum_state(blob, checksums)]
-        rows.append((clean(blob.source), str(blob.index), (blob.type_name, TYPE),
-                     clean(blob.version), f"{blob.offset:#x}", str(blob.size),
-                     "-" if name is None else (quote(name), NAME), f"{blob.checksum:#010x}",
-                     state))
+        rows.append(
+            (
+                clean(blob.source),
+                str(blob.index),
+                (blob.type_name, TYPE),
+                clean(blob.version),
+                f"{blob.offset:#x}",
+                str(blob.size),
+                "-" if name is None else (quote(name), NAME),
+                f"{blob.checksum:#010x}",
+                state,
+            )
+        )
     doc = Doc().line(0, ("Blobs:", HEADING), f" {len(rows)}")
     if rows:
-        doc.table([Column("File"), Column("#", right=True), Column("Type"), Column("Version"),
-                   Column("Offset", right=True), Column("Size", right=True), Column("Name"),
-                   Column("Checksum"), Column("State")], rows)
+        doc.table(
+            [
+                Column("File"),
+                Column("#", right=True),
+                Column("Type"),
+                Column("Version"),
+                Column("Offset", right=True),
+                Column("Size", right=True),
+                Column("Name"),
+                Column("Checksum"),
+                Column("State"),
+            ],
+            rows,
+        )
     return doc
 
 
-STATS_COLUMNS = [Column("Min", right=True), Column("Max", right=True), Column("Mean", right=True),
-                 Column("NaN", right=True)]
+STATS_COLUMNS = [
+    Column("Min", right=True),
+    Column("Max", right=True),
+    Column("Mean", right=True),
+    Column("NaN", right=True),
+]
 
 
 def _stats_cells(stats: Stats | None) -> tuple[str, ...]:
@@ -255,50 +316,106 @@ def _listing(title: str, columns: list[Column], rows: list[tuple]) -> Doc:
     return doc
 
 
-def tensors(readers: list[popef.TensorReader],
-            stats: dict[popef.TensorReader, Stats | None] | None = None) -> Doc:
-    columns = [Column("Name"), Column("DType"), Column("Shape"), Column("Size", right=True),
-               Column("Offset", right=True), Column("File")]
+def tensors(
+    readers: list[popef.TensorReader], stats: dict[popef.TensorReader, Stats | None] | None = None
+) -> Doc:
+    columns = [
+        Column("Name"),
+        Column("DType"),
+        Column("Shape"),
+        Column("Size", right=True),
+        Column("Offset", right=True),
+        Column("File"),
+    ]
     rows = []
     for t in readers:
         info = t.info.tensor_info
-        row = ((quote(t.name), NAME), (info.dtype.name, TYPE), shape_text(info.shape),
-               str(t.info.size_in_bytes), f"{t.blob.payload_offset:#x}", clean(t.blob.source))
+        row = (
+            (quote(t.name), NAME),
+            (info.dtype.name, TYPE),
+            shape_text(info.shape),
+            str(t.info.size_in_bytes),
+            f"{t.blob.payload_offset:#x}",
+            clean(t.blob.source),
+        )
         rows.append(row + (_stats_cells(stats[t]) if stats is not None else ()))
     return _listing("Tensors", columns + (STATS_COLUMNS if stats is not None else []), rows)
 
 
-def feeds(readers: list[popef.FeedReader],
-          stats: dict[popef.TensorReader, Stats | None] | None = None) -> Doc:
-    columns = [Column("Name"), Column("DType"), Column("Items", right=True), Column("ItemShape"),
-               Column("Size", right=True), Column("Offset", right=True), Column("File")]
+def feeds(
+    readers: list[popef.FeedReader], stats: dict[popef.TensorReader, Stats | None] | None = None
+) -> Doc:
+    columns = [
+        Column("Name"),
+        Column("DType"),
+        Column("Items", right=True),
+        Column("ItemShape"),
+        Column("Size", right=True),
+        Column("Offset", right=True),
+        Column("File"),
+    ]
     rows = []
     for f in readers:
         info = f.info.tensor_info
-        row = ((quote(f.name), NAME), (info.dtype.name, TYPE), str(f.info.num_items),
-               shape_text(info.shape), str(f.info.size_in_bytes), f"{f.blob.payload_offset:#x}",
-               clean(f.blob.source))
+        row = (
+            (quote(f.name), NAME),
+            (info.dtype.name, TYPE),
+            str(f.info.num_items),
+            shape_text(info.shape),
+            str(f.info.size_in_bytes),
+            f"{f.blob.payload_offset:#x}",
+            clean(f.blob.source),
+        )
         rows.append(row + (_stats_cells(stats[f]) if stats is not None else ()))
     return _listing("Feeds", columns + (STATS_COLUMNS if stats is not None else []), rows)
 
 
 def executables(readers: list[popef.ExecutableReader]) -> Doc:
-    columns = [Column("Name"), Column("Compressed"), Column("Size", right=True),
-               Column("Stored", right=True), Column("Offset", right=True), Column("File")]
-    rows = [((quote(e.name), NAME), str(e.compressed), str(e.size), str(e.blob.payload_size),
-             f"{e.blob.payload_offset:#x}", clean(e.blob.source)) for e in readers]
+    columns = [
+        Column("Name"),
+        Column("Compressed"),
+        Column("Size", right=True),
+        Column("Stored", right=True),
+        Column("Offset", right=True),
+        Column("File"),
+    ]
+    rows = [
+        (
+            (quote(e.name), NAME),
+            str(e.compressed),
+            str(e.size),
+            str(e.blob.payload_size),
+            f"{e.blob.payload_offset:#x}",
+            clean(e.blob.source),
+        )
+        for e in readers
+    ]
     return _listing("Executables", columns, rows)
 
 
 def opaque(readers: list[popef.OpaqueReader]) -> Doc:
-    columns = [Column("Name"), Column("Executable"), Column("Size", right=True),
-               Column("Offset", right=True), Column("File")]
-    rows = [((quote(o.name), NAME), quote(o.executable), str(o.blob.payload_size),
-             f"{o.blob.payload_offset:#x}", clean(o.blob.source)) for o in readers]
+    columns = [
+        Column("Name"),
+        Column("Executable"),
+        Column("Size", right=True),
+        Column("Offset", right=True),
+        Column("File"),
+    ]
+    rows = [
+        (
+            (quote(o.name), NAME),
+            quote(o.executable),
+            str(o.blob.payload_size),
+            f"{o.blob.payload_offset:#x}",
+            clean(o.blob.source),
+        )
+        for o in readers
+    ]
     return _listing("Opaque blobs", columns, rows)
 
 
 # -- verify and diff -----------------------------------------------------------------
+
 
 def verification(report: Verification) -> Doc:
     doc = Doc().line(0, ("Verify:", HEADING))
@@ -306,8 +423,11 @@ def verification(report: Verification) -> Doc:
     doc.line(2, f"Checksums: {report.checksums_ok} of {count(total, 'blob')} match")
     doc.line(2, f"Decoding: {report.decoded} of {count(total, 'blob')} decode")
     if report.links_checked:
-        doc.line(2, f"Linking rules: {count(report.num_models, 'model')}, "
-                    f"{count(report.link_problems, 'problem')}")
+        doc.line(
+            2,
+            f"Linking rules: {count(report.num_models, 'model')}, "
+            f"{count(report.link_problems, 'problem')}",
+        )
     else:
         doc.line(2, "Linking rules: ", ("not checked: some blobs do not decode", DIM))
     if report.ok:
@@ -317,21 +437,38 @@ def verification(report: Verification) -> Doc:
     for problem in report.problems:
         doc.line(4, (f"{problem.kind}:", BAD), " ", clean(problem.message))
     for kind, omitted in report.omitted.items():
-        more = (f"... and {omitted} more {kind} problems like these (the first "
-                f"{MAX_PROBLEMS_PER_KIND} of each kind are listed)")
+        more = (
+            f"... and {omitted} more {kind} problems like these (the first "
+            f"{MAX_PROBLEMS_PER_KIND} of each kind are listed)"
+        )
         doc.line(4, (f"{kind}:", BAD), " ", (more, DIM))
     return doc
 
 
 LABELS = {
-    "executable": "Executable", "replication_factor": "ReplicationFactor",
-    "num_ipus": "NumIpus", "ipu_version": "IpuVersion", "is_pod": "IsPOD",
-    "num_processes": "NumProcesses", "is_inference": "IsInference", "seed_handle": "SeedHandle",
-    "device_iterations": "DeviceIterations", "program_flow": "ProgramFlow",
-    "programs_map": "ProgramsMap", "engine_options": "EngineOptions",
-    "device_options": "DeviceOptions", "type": "Type", "dtype": "DType", "shape": "Shape",
-    "handle": "Handle", "programs": "Programs", "is_per_replica": "IsPerReplica",
-    "num_items": "Items", "compressed": "Compressed", "size": "Size", "name": "Name",
+    "executable": "Executable",
+    "replication_factor": "ReplicationFactor",
+    "num_ipus": "NumIpus",
+    "ipu_version": "IpuVersion",
+    "is_pod": "IsPOD",
+    "num_processes": "NumProcesses",
+    "is_inference": "IsInference",
+    "seed_handle": "SeedHandle",
+    "device_iterations": "DeviceIterations",
+    "program_flow": "ProgramFlow",
+    "programs_map": "ProgramsMap",
+    "engine_options": "EngineOptions",
+    "device_options": "DeviceOptions",
+    "type": "Type",
+    "dtype": "DType",
+    "shape": "Shape",
+    "handle": "Handle",
+    "programs": "Programs",
+    "is_per_replica": "IsPerReplica",
+    "num_items": "Items",
+    "compressed": "Compressed",
+    "size": "Size",
+    "name": "Name",
     "sha256": "SHA-256",
 }
 
@@ -384,8 +521,12 @@ def _changed_items(doc: Doc, indent: int, removed, added, changed, brief) -> Non
     for item in added:
         doc.line(indent, ("+ ", ADDED), (quote(item.name), ADDED), " " + brief(item))
     for name, changes in changed:
-        doc.line(indent, ("~ ", CHANGED), (quote(name), CHANGED),
-                 ": " + "; ".join(_change(c) for c in changes))
+        doc.line(
+            indent,
+            ("~ ", CHANGED),
+            (quote(name), CHANGED),
+            ": " + "; ".join(_change(c) for c in changes),
+        )
 
 
 def diff(report: DiffReport) -> Doc:
@@ -409,16 +550,26 @@ def diff(report: DiffReport) -> Doc:
                 doc.line(4, ("~ ", CHANGED), _change(change))
         if model.anchors_added or model.anchors_removed or model.anchors_changed:
             doc.line(2, ("Anchors:", HEADING))
-            _changed_items(doc, 4, model.anchors_removed, model.anchors_added,
-                           model.anchors_changed, _anchor_brief)
+            _changed_items(
+                doc,
+                4,
+                model.anchors_removed,
+                model.anchors_added,
+                model.anchors_changed,
+                _anchor_brief,
+            )
         sections.append(doc)
-    for title, blob_diff in (("Executables", report.executables), ("Tensors", report.tensors),
-                             ("Feeds", report.feeds)):
+    for title, blob_diff in (
+        ("Executables", report.executables),
+        ("Tensors", report.tensors),
+        ("Feeds", report.feeds),
+    ):
         if not blob_diff.changed:
             continue
         doc = Doc().line(0, (f"{title}:", HEADING))
-        _changed_items(doc, 2, blob_diff.removed, blob_diff.added, blob_diff.changed_items,
-                       describe)
+        _changed_items(
+            doc, 2, blob_diff.removed, blob_diff.added, blob_diff.changed_items, describe
+        )
         sections.append(doc)
     if report.identical:
         sections.append(Doc().line(0, ("No differences", GOOD)))

@@ -82,8 +82,14 @@ def verify(reader: popef.Reader) -> Verification:
         for message in check_links(reader):
             problems.add(Problem("link", message))
         num_models = len(reader.metadata())
-    return Verification(checksums, decoded, links_checked, num_models, tuple(problems.kept),
-                        {kind: count for kind, count in problems.omitted.items() if count})
+    return Verification(
+        checksums,
+        decoded,
+        links_checked,
+        num_models,
+        tuple(problems.kept),
+        {kind: count for kind, count in problems.omitted.items() if count},
+    )
 
 
 class _Problems:

@@ -61,6 +61,7 @@ def file_sizes(paths: list[str]) -> list[tuple[str, int]]:
 
 # -- tensor statistics (the only place that reads tensor data, besides verify and diff) ----
 
+
 @dataclass(frozen=True)
 class Stats:
     """min/max/mean over the values that are not NaN; None when there are none."""
@@ -83,7 +84,7 @@ def tensor_stats(reader: popef.TensorReader) -> Stats | None:
     lo = hi = None
     total, count, nans = 0.0, 0, 0
     for start in range(0, flat.size, STATS_CHUNK):
-        chunk = flat[start:start + STATS_CHUNK]
+        chunk = flat[start : start + STATS_CHUNK]
         if is_float:
             nan_mask = np.isnan(chunk)
             chunk_nans = int(nan_mask.sum())

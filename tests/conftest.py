@@ -2,5 +2,9 @@
 
 
 def pytest_addoption(parser):
-    parser.addoption("--update-goldens", action="store_true", default=False,
-                     help="rewrite the golden outputs (popef_dump and example transcripts)")
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite the golden outputs (popef_dump and example transcripts)",
+    )

@@ -9,7 +9,6 @@ import numpy as np
 
 import popef
 
-
 # Graphcore's own `popef_dump --user-anchors` output for the tutorial MNIST model (the blog
 # post's listing), after its first line `PopEF file: <path as given>`.
 TUTORIAL_USER_ANCHORS = """\
@@ -73,10 +72,17 @@ def minimal_model_bytes() -> bytes:
     return stream.getvalue()
 
 
-def save_linear_softmax(path: Path, weights: np.ndarray, *, batch: int = 1,
-                        input_name: str = "input", output_name: str = "out",
-                        executable_name: str = "m", replication_factor: int = 1,
-                        device_iterations: int = 1) -> Path:
+def save_linear_softmax(
+    path: Path,
+    weights: np.ndarray,
+    *,
+    batch: int = 1,
+    input_name: str = "input",
+    output_name: str = "out",
+    executable_name: str = "m",
+    replication_factor: int = 1,
+    device_iterations: int = 1,
+) -> Path:
     """The model of the serving and Triton tests, ``softmax(x @ weights)``: input F32
     ``(batch, K)`` (per replica), output F32 ``(batch, N)`` for ``weights`` of shape (K, N)."""
     from popef.runtime import GraphBuilder
@@ -86,8 +92,12 @@ def save_linear_softmax(path: Path, weights: np.ndarray, *, batch: int = 1,
     w = g.add_weight("w", weights)
     g.add_output(g.add_node("Softmax", [g.add_node("MatMul", [x, w])], axis=-1), output_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    g.save(path, executable_name=executable_name, replication_factor=replication_factor,
-           device_iterations=device_iterations)
+    g.save(
+        path,
+        executable_name=executable_name,
+        replication_factor=replication_factor,
+        device_iterations=device_iterations,
+    )
     return path
 
 

@@ -21,8 +21,11 @@ program_indices = st.lists(st.integers(0, 2**32 - 1), max_size=4).map(tuple)
 small_shapes = st.lists(st.integers(0, 4), min_size=0, max_size=6).map(tuple)
 # Empty tensors with huge other dimensions: valid while the non-zero dimensions times the
 # element size fit in 63 bits (docs/format.md, "Limits"); numpy must still make their arrays.
-empty_shapes = st.tuples(st.integers(1, 2**50), st.lists(st.integers(0, 16), max_size=2)).flatmap(
-    lambda t: st.permutations([0, t[0], *t[1]])).map(tuple)
+empty_shapes = (
+    st.tuples(st.integers(1, 2**50), st.lists(st.integers(0, 16), max_size=2))
+    .flatmap(lambda t: st.permutations([0, t[0], *t[1]]))
+    .map(tuple)
+)
 shapes = st.one_of(small_shapes, empty_shapes)
 dtypes = st.sampled_from(list(DataType))
 
@@ -34,8 +37,7 @@ def _fits(dtype: DataType, shape: tuple[int, ...]) -> bool:
     return span <= 2**63 - 1
 
 
-tensor_infos = st.tuples(dtypes, shapes).filter(lambda t: _fits(*t)).map(
-    lambda t: TensorInfo(*t))
+tensor_infos = st.tuples(dtypes, shapes).filter(lambda t: _fits(*t)).map(lambda t: TensorInfo(*t))
 options = st.lists(st.builds(Option, any_text, any_text), max_size=3).map(tuple)
 
 
@@ -59,8 +61,9 @@ def metadata(draw, executable=None):
     return Metadata(
         executable=draw(names) if executable is None else executable,
         anchors=anchor_list,
-        program_flow=ProgramFlow(draw(program_indices), draw(program_indices),
-                                 draw(program_indices)),
+        program_flow=ProgramFlow(
+            draw(program_indices), draw(program_indices), draw(program_indices)
+        ),
         programs_map=draw(st.dictionaries(st.integers(0, 2**32 - 1), any_text, max_size=4)),
         replication_factor=draw(st.integers(0, 2**32 - 1)),
         num_ipus=draw(st.integers(0, 2**32 - 1)),
@@ -104,6 +107,5 @@ def models(draw):
 @st.composite
 def model_sets(draw):
     """Several models with distinct executable names."""
-    drawn = draw(st.lists(models(), min_size=0, max_size=3,
-                          unique_by=lambda m: m[0].executable))
+    drawn = draw(st.lists(models(), min_size=0, max_size=3, unique_by=lambda m: m[0].executable))
     return drawn

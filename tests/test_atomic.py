@@ -47,8 +47,9 @@ def test_a_new_file_gets_the_umask_mode(tmp_path):
 
 
 @pytest.mark.parametrize("outcome", ["commit", "abort"])
-def test_without_unnamed_files_a_hidden_named_file_is_used_and_cleaned(tmp_path, monkeypatch,
-                                                                       outcome):
+def test_without_unnamed_files_a_hidden_named_file_is_used_and_cleaned(
+    tmp_path, monkeypatch, outcome
+):
     real_open = os.open
     tmpfile = getattr(os, "O_TMPFILE", 0)
 

@@ -19,8 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_both_commands_print_the_version_in_one_form():
     assert CliRunner().invoke(popef_main, ["--version"]).output == f"popef {__version__}\n"
-    dump = subprocess.run([sys.executable, "-m", "popef_dump", "--version"], capture_output=True,
-                          text=True, check=True)
+    dump = subprocess.run(
+        [sys.executable, "-m", "popef_dump", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert dump.stdout == f"popef_dump {__version__}\n"
 
 
@@ -40,11 +44,25 @@ def test_serve_help_lists_only_the_model_control_modes_it_accepts():
 
 def test_a_start_up_error_is_said_once(tmp_path):
     missing = tmp_path / "missing"
-    result = subprocess.run([sys.executable, "-c", "from popef.cli import main; main()", "serve",
-                             "--model-repository", str(missing), "--http-port", "0",
-                             "--grpc-port", "0"],
-                            capture_output=True, text=True, timeout=120, check=False,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from popef.cli import main; main()",
+            "serve",
+            "--model-repository",
+            str(missing),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if "is not a folder" in line]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -52,7 +70,11 @@ def test_a_start_up_error_is_said_once(tmp_path):
 
 def test_the_examples_help_names_no_folder_of_this_machine():
     for script in ("client.py", "evaluate.py", "train.py"):
-        result = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist" / script),
-                                 "--help"], capture_output=True, text=True, timeout=120,
-                                check=True)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "mnist" / script), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         assert str(ROOT) not in result.stdout, script

@@ -15,12 +15,17 @@ def python_blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
 
 
-SNIPPETS = [(path, i, code) for path in DOCS for i, code in enumerate(python_blocks(path))
-            if "# doctest: skip" not in code]
+SNIPPETS = [
+    (path, i, code)
+    for path in DOCS
+    for i, code in enumerate(python_blocks(path))
+    if "# doctest: skip" not in code
+]
 
 
-@pytest.mark.parametrize("path, index, code", SNIPPETS,
-                         ids=[f"{p.relative_to(ROOT)}#{i}" for p, i, _ in SNIPPETS])
+@pytest.mark.parametrize(
+    "path, index, code", SNIPPETS, ids=[f"{p.relative_to(ROOT)}#{i}" for p, i, _ in SNIPPETS]
+)
 def test_snippet_runs(path, index, code, tmp_path, monkeypatch, capsys):
     # snippets run in an empty folder, where examples/ is the project's
     (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)

@@ -60,8 +60,12 @@ CHILD = textwrap.dedent("""
 
 
 def kill_while_writing(path, mode: str, where: str) -> None:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), mode, where],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), mode, where],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = child.stdout.readline()  # the child blocks after this line until killed
         assert line == "ready\n", f"the child ended early (exit {child.poll()})"
@@ -85,6 +89,7 @@ def check_three_tensors(reader: popef.Reader) -> None:
 
 # -- item: a killed append keeps every finished blob -------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["inside", "nested"])
 def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp_path, where):
     path = tmp_path / "model.popef"
@@ -99,15 +104,18 @@ def test_killed_append_keeps_finished_blobs_and_repair_drops_the_partial_one(tmp
         popef.Reader().parse_file(path)
     error = info.value
     assert error.complete_blobs == old_blobs + 3
-    remedy = (f"'popef repair --force {path}' drops it and all that follows" if where == "nested"
-              else f"run 'popef repair {path}' to drop it")
+    remedy = (
+        f"'popef repair --force {path}' drops it and all that follows"
+        if where == "nested"
+        else f"run 'popef repair {path}' to drop it"
+    )
     assert remedy in str(error)
     assert str(error).startswith("partial blob at the end of the file (an interrupted write?)")
     partial_at = error.offset
     assert f"before offset {partial_at:#x}" in str(error)
     # the unfinished blob has its provisional header: no need to look at what follows it
     assert "its writer never finished it" in str(error)
-    head = HEADER.parse(data[partial_at:partial_at + HEADER_SIZE])
+    head = HEADER.parse(data[partial_at : partial_at + HEADER_SIZE])
     assert (head.magic, head.total_size, head.blob_type) == (MAGIC, 0, popef.BlobType.DATA_TENSOR)
 
     force = []
@@ -151,8 +159,10 @@ def test_append_after_a_killed_append_is_refused_until_the_file_is_repaired(tmp_
     partial_at = plan_repair(path).kept_bytes
     with pytest.raises(popef.WriterError) as info:
         popef.Writer(path, "a")
-    assert str(info.value) == (f"cannot append to '{path}': it ends in a partial blob at "
-                               f"offset {partial_at:#x}; run 'popef repair {path}' first")
+    assert str(info.value) == (
+        f"cannot append to '{path}': it ends in a partial blob at "
+        f"offset {partial_at:#x}; run 'popef repair {path}' first"
+    )
     assert path.read_bytes() == data
     assert CliRunner().invoke(popef_main, ["repair", str(path)]).exit_code == 0
     with popef.Writer(path, "a") as writer:
@@ -213,8 +223,8 @@ def test_repair_refuses_a_defect_that_is_not_a_partial_tail(tmp_path):
         plan_repair(path)
 
 
-
 # -- damage in the middle of a file is not a partial tail ----------------------------------------
+
 
 def four_tensors(path) -> list[popef.Blob]:
     with popef.Writer(path, "w") as writer:
@@ -224,19 +234,23 @@ def four_tensors(path) -> list[popef.Blob]:
 
 
 def zero_header(data: bytearray, blob: popef.Blob) -> None:
-    data[blob.offset:blob.offset + HEADER_SIZE] = bytes(HEADER_SIZE)
+    data[blob.offset : blob.offset + HEADER_SIZE] = bytes(HEADER_SIZE)
 
 
 def flip_total_size(data: bytearray, blob: popef.Blob) -> None:
     field = blob.offset + 16
-    total = int.from_bytes(data[field:field + 8], "little")
-    data[field:field + 8] = (total | 1 << 40).to_bytes(8, "little")
+    total = int.from_bytes(data[field : field + 8], "little")
+    data[field : field + 8] = (total | 1 << 40).to_bytes(8, "little")
 
 
-@pytest.mark.parametrize("damage, error_type, field", [
-    (zero_header, popef.BadMagicError, "magic"),
-    (flip_total_size, popef.FormatError, "total_size"),
-], ids=["zeroed header", "total_size bit flip"])
+@pytest.mark.parametrize(
+    "damage, error_type, field",
+    [
+        (zero_header, popef.BadMagicError, "magic"),
+        (flip_total_size, popef.FormatError, "total_size"),
+    ],
+    ids=["zeroed header", "total_size bit flip"],
+)
 def test_repair_keeps_the_blobs_after_a_damaged_header(tmp_path, damage, error_type, field):
     path = tmp_path / "model.popef"
     blobs = four_tensors(path)
@@ -249,8 +263,10 @@ def test_repair_keeps_the_blobs_after_a_damaged_header(tmp_path, damage, error_t
             parse(popef.Reader())
         assert not isinstance(info.value, popef.PartialTailError)
         assert info.value.field == field and info.value.blob_index == 1
-        assert (f"a valid blob header follows at offset {blobs[2].offset:#x}: the file is "
-                "damaged in the middle, not cut short by an interrupted write") in str(info.value)
+        assert (
+            f"a valid blob header follows at offset {blobs[2].offset:#x}: the file is "
+            "damaged in the middle, not cut short by an interrupted write"
+        ) in str(info.value)
 
     result = CliRunner().invoke(popef_main, ["repair", str(path)])
     assert result.exit_code == 1
@@ -286,8 +302,9 @@ def test_a_blob_header_inside_a_payload_is_found_at_aligned_offsets_only(tmp_pat
         popef.Reader().parse_bytes(good + tail)
 
 
-@pytest.mark.parametrize("damage", [zero_header, flip_total_size],
-                         ids=["zeroed header", "total_size bit flip"])
+@pytest.mark.parametrize(
+    "damage", [zero_header, flip_total_size], ids=["zeroed header", "total_size bit flip"]
+)
 def test_the_look_for_a_following_header_is_bounded(tmp_path, monkeypatch, damage):
     # Past SCAN_LIMIT the reader stops looking: what it did not read may hold whole blobs
     # (here blob #3), so repair drops it only when forced.
@@ -297,7 +314,7 @@ def test_the_look_for_a_following_header_is_bounded(tmp_path, monkeypatch, damag
     assert blobs[3].offset > blobs[1].offset + 64 + 2 * 4096  # past the window
     data = bytearray(path.read_bytes())
     damage(data, blobs[1])
-    data[blobs[2].offset:blobs[2].offset + HEADER_SIZE] = bytes(HEADER_SIZE)
+    data[blobs[2].offset : blobs[2].offset + HEADER_SIZE] = bytes(HEADER_SIZE)
     path.write_bytes(data)
     unread = len(data) - (blobs[1].offset + 64 + 2 * 4096)
     with pytest.raises(popef.UncheckedTailError) as info:
@@ -305,8 +322,10 @@ def test_the_look_for_a_following_header_is_bounded(tmp_path, monkeypatch, damag
     error = info.value
     assert not isinstance(error, popef.PartialTailError)
     assert (error.complete_blobs, error.unread_bytes, error.offset) == (1, unread, blobs[1].offset)
-    assert (f"no valid blob header follows in the next 8192 bytes (as far as the reader looks; "
-            f"{unread} bytes after that were not read)") in str(error)
+    assert (
+        f"no valid blob header follows in the next 8192 bytes (as far as the reader looks; "
+        f"{unread} bytes after that were not read)"
+    ) in str(error)
     assert f"'popef repair --force {path}' drops it unread" in str(error)
 
     refused = CliRunner().invoke(popef_main, ["repair", str(path)])
@@ -316,18 +335,20 @@ def test_the_look_for_a_following_header_is_bounded(tmp_path, monkeypatch, damag
     forced = CliRunner().invoke(popef_main, ["repair", "--force", str(path)])
     assert forced.exit_code == 0, forced.output
     assert f"{unread} of them unread (--force)" in forced.output
-    assert path.read_bytes() == data[:blobs[1].offset]
+    assert path.read_bytes() == data[: blobs[1].offset]
 
 
 # -- appends are exclusive between writers --------------------------------------------------------
+
 
 def test_a_second_appender_in_the_same_process_is_refused_until_the_first_closes(tmp_path):
     path = tmp_path / "model.popef"
     path.write_bytes(minimal_model_bytes())
     first = popef.Writer(path, "a")
     first.write_tensor("t0", np.zeros(3, np.float32))
-    with pytest.raises(popef.WriterError,
-                       match=f"^cannot append to '{path}': another writer is appending to it$"):
+    with pytest.raises(
+        popef.WriterError, match=f"^cannot append to '{path}': another writer is appending to it$"
+    ):
         popef.Writer(path, "a")
     first.close()
     second = popef.Writer(path, "a")  # the lock went with the first writer's file
@@ -342,15 +363,17 @@ def test_repair_refuses_a_file_that_is_being_appended_to(tmp_path):
     path = tmp_path / "model.popef"
     path.write_bytes(minimal_model_bytes())
     writer = popef.Writer(path, "a")
-    blob = writer.create_tensor_data(popef.TensorDataInfo(
-        "unfinished", popef.TensorInfo(popef.DataType.F32, (1000,))))
+    blob = writer.create_tensor_data(
+        popef.TensorDataInfo("unfinished", popef.TensorInfo(popef.DataType.F32, (1000,)))
+    )
     blob.write(np.ones(10, np.float32))
     writer._out.flush()
     before = path.read_bytes()
     plan = plan_repair(path)  # a reader sees the blob being written as a partial tail
     assert plan.needed
-    with pytest.raises(popef.PopefError,
-                       match=f"^cannot repair '{path}': a writer is appending to it$"):
+    with pytest.raises(
+        popef.PopefError, match=f"^cannot repair '{path}': a writer is appending to it$"
+    ):
         apply_repair(plan)
     assert path.read_bytes() == before
     writer.abort()
@@ -371,8 +394,12 @@ APPENDER = textwrap.dedent("""
 def test_appenders_in_two_processes_exclude_each_other(tmp_path):
     path = tmp_path / "model.popef"
     path.write_bytes(minimal_model_bytes())
-    child = subprocess.Popen([sys.executable, "-c", APPENDER, str(path)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline() == "ready\n", f"the child ended early ({child.poll()})"
         with pytest.raises(popef.WriterError, match="another writer is appending to it"):
@@ -391,7 +418,9 @@ def test_appenders_in_two_processes_exclude_each_other(tmp_path):
         writer.write_tensor("parent", np.zeros(3, np.float32))
     assert [t.name for t in read_bytes(path.read_bytes()).tensors()] == ["child", "parent"]
 
+
 # -- item: a killed "w" leaves nothing, and writes are durable -----------------------------------
+
 
 def unnamed_files_work(folder) -> bool:
     fd = open_unnamed(str(folder))
@@ -489,19 +518,22 @@ def test_repair_asks_for_force_when_a_blob_follows_a_provisional_header(tmp_path
     reader.close()
     data = bytearray(path.read_bytes())
     # b's header as a writer leaves it before the blob closes: sizes and checksum zero
-    head = HEADER.parse(bytes(data[b.offset:b.offset + HEADER_SIZE]))
+    head = HEADER.parse(bytes(data[b.offset : b.offset + HEADER_SIZE]))
     head.total_size = head.payload_size = head.checksum = 0
-    data[b.offset:b.offset + HEADER_SIZE] = HEADER.build(head)
+    data[b.offset : b.offset + HEADER_SIZE] = HEADER.build(head)
     path.write_bytes(data)
 
     with pytest.raises(popef.PartialTailError) as info:
         popef.Reader().parse_file(path)
     assert (info.value.complete_blobs, info.value.offset, info.value.follower) == (
-        1, b.offset, c.offset)
+        1,
+        b.offset,
+        c.offset,
+    )
     assert f"'popef repair --force {path}' drops it and all that follows" in str(info.value)
     refused = CliRunner().invoke(popef_main, ["repair", str(path)])
     assert refused.exit_code == 1 and "cannot repair without --force" in refused.stderr
     assert path.read_bytes() == data
     forced = CliRunner().invoke(popef_main, ["repair", "--force", str(path)])
     assert forced.exit_code == 0, forced.output
-    assert path.read_bytes() == data[:b.offset]
+    assert path.read_bytes() == data[: b.offset]

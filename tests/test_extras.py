@@ -53,9 +53,9 @@ def _optional(node: ast.AST, parents: dict) -> bool:
     while node in parents:
         node = parents[node]
         if isinstance(node, ast.Try) and any(
-                isinstance(h.type, ast.Name) and h.type.id in ("ImportError",
-                                                               "ModuleNotFoundError")
-                for h in node.handlers):
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+            for h in node.handlers
+        ):
             return True
     return False
 
@@ -86,7 +86,8 @@ def test_the_documented_extra_covers_every_import(script, extra):
     for option_extra in OPTION_EXTRAS.get(script, ()):
         assert f"popef[{option_extra}]" in (ROOT / script).read_text(encoding="utf-8")
         missing -= _requirements(option_extra)
-    assert not missing, (f"{script} imports {sorted(missing)}, which "
-                         f"pip install -e '.[{extra}]' does not install" if extra else
-                         f"{script} imports {sorted(missing)} beyond the core dependencies")
-
+    assert not missing, (
+        f"{script} imports {sorted(missing)}, which pip install -e '.[{extra}]' does not install"
+        if extra
+        else f"{script} imports {sorted(missing)} beyond the core dependencies"
+    )

@@ -44,19 +44,23 @@ def _tensor_info(ct) -> TensorInfo:
 
 
 def tensor_data_by_schema(data: bytes) -> TensorDataInfo | None:
-    return _by_schema(fmt.TENSOR_DATA_INFO, data,
-                      lambda ct: TensorDataInfo(ct.name, _tensor_info(ct.tensor_info)))
+    return _by_schema(
+        fmt.TENSOR_DATA_INFO, data, lambda ct: TensorDataInfo(ct.name, _tensor_info(ct.tensor_info))
+    )
 
 
 def feed_data_by_schema(data: bytes) -> FeedDataInfo | None:
-    return _by_schema(fmt.FEED_DATA_INFO, data,
-                      lambda ct: FeedDataInfo(ct.name, _tensor_info(ct.tensor_info),
-                                              ct.num_items))
+    return _by_schema(
+        fmt.FEED_DATA_INFO,
+        data,
+        lambda ct: FeedDataInfo(ct.name, _tensor_info(ct.tensor_info), ct.num_items),
+    )
 
 
 def _tensor_bytes(name: str, info: TensorInfo) -> bytes:
     return fmt.TENSOR_DATA_INFO.build(
-        {"name": name, "tensor_info": {"dtype": int(info.dtype), "shape": list(info.shape)}})
+        {"name": name, "tensor_info": {"dtype": int(info.dtype), "shape": list(info.shape)}}
+    )
 
 
 @st.composite
@@ -87,23 +91,31 @@ def test_the_fast_tensor_info_decoder_accepts_exactly_what_the_schema_accepts(da
 
 @settings(max_examples=500, deadline=None)
 @given(st.data(), strategies.names, strategies.tensor_infos, st.integers(0, 2**64 - 1))
-def test_the_fast_feed_info_decoder_accepts_exactly_what_the_schema_accepts(data, name, info,
-                                                                            items):
+def test_the_fast_feed_info_decoder_accepts_exactly_what_the_schema_accepts(
+    data, name, info, items
+):
     encoded = fmt.FEED_DATA_INFO.build(
-        {"name": name, "tensor_info": {"dtype": int(info.dtype), "shape": list(info.shape)},
-         "num_items": items})
+        {
+            "name": name,
+            "tensor_info": {"dtype": int(info.dtype), "shape": list(info.shape)},
+            "num_items": items,
+        }
+    )
     raw = data.draw(st.one_of(st.just(encoded), mutated(encoded), st.binary(max_size=64)))
     assert codec.fast_feed_data_info(raw) == feed_data_by_schema(raw)
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"\x01\0\0\0w",  # a name, then nothing
-    b"\x01\0\0\0\xff" + bytes([int(popef.DataType.F32)]) + b"\0\0\0\0",  # not UTF-8
-    b"\x01\0\0\0w\xee\0\0\0\0",  # an unknown data type
-    b"\x01\0\0\0w" + bytes([int(popef.DataType.F32)]) + b"\x21\0\0\0",  # rank 33
-    b"\xff\xff\xff\xffw",  # a name longer than the data
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01\0\0\0w",  # a name, then nothing
+        b"\x01\0\0\0\xff" + bytes([int(popef.DataType.F32)]) + b"\0\0\0\0",  # not UTF-8
+        b"\x01\0\0\0w\xee\0\0\0\0",  # an unknown data type
+        b"\x01\0\0\0w" + bytes([int(popef.DataType.F32)]) + b"\x21\0\0\0",  # rank 33
+        b"\xff\xff\xff\xffw",  # a name longer than the data
+    ],
+)
 def test_irregular_infos_are_left_to_the_decoder_that_names_the_field(data):
     assert codec.fast_tensor_data_info(data) is None
     with pytest.raises(popef.FormatError, match="bad tensor data info"):
@@ -126,10 +138,22 @@ def test_headers_read_a_window_at_a_time_agree_with_the_schema(sizes):
         blobs = reader.blobs()
         assert [b.offset for b in blobs] == _offsets(data)
         for blob in blobs:
-            header = fmt.HEADER.parse(data[blob.offset:blob.offset + fmt.HEADER_SIZE])
-            assert (blob.size, int(blob.type), blob.version, blob.info_size, blob.payload_size,
-                    blob.checksum) == (header.total_size, header.blob_type, header.version,
-                                       header.info_size, header.payload_size, header.checksum)
+            header = fmt.HEADER.parse(data[blob.offset : blob.offset + fmt.HEADER_SIZE])
+            assert (
+                blob.size,
+                int(blob.type),
+                blob.version,
+                blob.info_size,
+                blob.payload_size,
+                blob.checksum,
+            ) == (
+                header.total_size,
+                header.blob_type,
+                header.version,
+                header.info_size,
+                header.payload_size,
+                header.checksum,
+            )
         assert [t.name for t in reader.tensors()] == [f"t{i}" for i in range(len(sizes))]
         for tensor, size in zip(reader.tensors(), sizes):
             assert tensor.read().shape == (size,)
@@ -139,7 +163,7 @@ def _offsets(data: bytes) -> list[int]:
     offsets, offset = [], 0
     while offset < len(data):
         offsets.append(offset)
-        offset += fmt.HEADER.parse(data[offset:offset + fmt.HEADER_SIZE]).total_size
+        offset += fmt.HEADER.parse(data[offset : offset + fmt.HEADER_SIZE]).total_size
     return offsets
 
 

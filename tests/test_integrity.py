@@ -26,8 +26,9 @@ def build(path, seed: int = 0, size: int = 4096) -> np.ndarray:
     w = np.random.default_rng(seed).standard_normal((size, 3)).astype(np.float32)
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (1, size))
-    g.add_output(g.add_node("Softmax", [g.add_node("MatMul", [x, g.add_weight("w", w)])],
-                            axis=-1), "probs")
+    g.add_output(
+        g.add_node("Softmax", [g.add_node("MatMul", [x, g.add_weight("w", w)])], axis=-1), "probs"
+    )
     g.save(path, executable_name="tiny")
     return w
 
@@ -44,11 +45,13 @@ def zero_payload(path, name: str) -> None:
 
 
 def in_child(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 # -- checksums at load --------------------------------------------------------------------------
+
 
 def test_a_corrupt_weight_is_refused_at_load_naming_the_tensor(tmp_path):
     path = tmp_path / "m.popef"
@@ -75,7 +78,9 @@ def test_a_corrupt_executable_or_metadata_is_refused(tmp_path, kind):
     with popef.Reader() as reader:
         reader.parse_file(path)
         [model] = reader.models()
-        blob = dict(model.blobs())[f"{kind} 'tiny'" if kind == "executable" else "metadata of 'tiny'"]
+        blob = dict(model.blobs())[
+            f"{kind} 'tiny'" if kind == "executable" else "metadata of 'tiny'"
+        ]
         last = blob.offset + blob.size - 1  # a padding byte: decoding still works
     with open(path, "r+b") as f:
         f.seek(last)
@@ -93,8 +98,13 @@ def test_unused_tensor_data_is_checked_too(tmp_path):
     path = tmp_path / "m.popef"
     g.save(path, executable_name="m")
     md = next(iter(_metadata(path)))
-    spare = popef.Anchor("spare", "h2d_spare", popef.TensorInfo(DataType.F32, (4,)), programs=(),
-                         type=popef.TensorType.INPUT)
+    spare = popef.Anchor(
+        "spare",
+        "h2d_spare",
+        popef.TensorInfo(DataType.F32, (4,)),
+        programs=(),
+        type=popef.TensorType.INPUT,
+    )
     rewritten = tmp_path / "r.popef"
     with popef.Reader() as reader, popef.Writer(rewritten) as writer:
         reader.parse_file(path)
@@ -140,6 +150,7 @@ def test_tensor_read_verifies_in_the_same_pass(tmp_path):
 
 
 # -- files that change on disk -------------------------------------------------------------------
+
 
 def test_a_file_that_shrank_gives_truncated_error_not_sigbus(tmp_path):
     path = tmp_path / "m.popef"

@@ -164,5 +164,6 @@ def test_the_two_linkers_agree_on_any_drawn_file(model_list):
     for model in strict:
         other = lenient[model.name]
         assert other.executable is model.executable
-        assert [(label, blob.offset) for label, blob in other.blobs()] == \
-            [(label, blob.offset) for label, blob in model.blobs()]
+        assert [(label, blob.offset) for label, blob in other.blobs()] == [
+            (label, blob.offset) for label, blob in model.blobs()
+        ]

@@ -28,18 +28,43 @@ def _seed_files() -> list[bytes]:
     md = popef.Metadata(
         "net",
         anchors=(
-            popef.Anchor("x", "h2d_x", popef.TensorInfo(popef.DataType.F32, (2, 3)), (5,),
-                         False, popef.TensorType.INPUT),
-            popef.Anchor("w", "h2d_w", popef.TensorInfo(popef.DataType.S16, (3,)), (0,),
-                         False, popef.TensorType.INPUT),
-            popef.Anchor("f", "infeed", popef.TensorInfo(popef.DataType.U8, (2,)), (5,),
-                         False, popef.TensorType.INPUT),
-            popef.Anchor("y", "anchor_d2h_y", popef.TensorInfo(popef.DataType.F16, (2,)), (5,),
-                         True, popef.TensorType.OUTPUT),
+            popef.Anchor(
+                "x",
+                "h2d_x",
+                popef.TensorInfo(popef.DataType.F32, (2, 3)),
+                (5,),
+                False,
+                popef.TensorType.INPUT,
+            ),
+            popef.Anchor(
+                "w",
+                "h2d_w",
+                popef.TensorInfo(popef.DataType.S16, (3,)),
+                (0,),
+                False,
+                popef.TensorType.INPUT,
+            ),
+            popef.Anchor(
+                "f",
+                "infeed",
+                popef.TensorInfo(popef.DataType.U8, (2,)),
+                (5,),
+                False,
+                popef.TensorType.INPUT,
+            ),
+            popef.Anchor(
+                "y",
+                "anchor_d2h_y",
+                popef.TensorInfo(popef.DataType.F16, (2,)),
+                (5,),
+                True,
+                popef.TensorType.OUTPUT,
+            ),
         ),
         program_flow=popef.ProgramFlow((0,), (5,), (7,)),
         programs_map={0: "WeightsFromHost", 5: "Program", 7: "WeightsToHost"},
-        engine_options=(popef.Option("opt", "1"),), seed_handle="h2d_x",
+        engine_options=(popef.Option("opt", "1"),),
+        seed_handle="h2d_x",
     )
     for compress in (False, True):
         stream = io.BytesIO()
@@ -81,22 +106,24 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 4)):
             buf[rng.randrange(len(buf))] = rng.choice((0x00, 0xFF, 0x7F, 0x80))
     elif kind == 2:  # truncate
-        del buf[rng.randrange(len(buf)):]
+        del buf[rng.randrange(len(buf)) :]
     elif kind == 3:  # insert or delete a run of bytes
         at = rng.randrange(len(buf))
         if rng.random() < 0.5:
             buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 70)))
         else:
-            del buf[at:at + rng.randint(1, 70)]
+            del buf[at : at + rng.randint(1, 70)]
     elif kind == 4:  # overwrite a header or info length with a large value
-        blob_start = rng.choice([i for i in range(0, len(buf), 64)
-                                 if buf[i:i + 8] == fmt.MAGIC] or [0])
+        blob_start = rng.choice(
+            [i for i in range(0, len(buf), 64) if buf[i : i + 8] == fmt.MAGIC] or [0]
+        )
         at = blob_start + rng.choice((16, 28, 32, 48, 52, 56, 60, 64, 72, 80, 96))
-        buf[at:at + 4] = rng.choice((b"\xff\xff\xff\xff", b"\x00\x00\x00\x80",
-                                     b"\xff\xff\xff\x00", b"\x10\x00\x00\x00"))
+        buf[at : at + 4] = rng.choice(
+            (b"\xff\xff\xff\xff", b"\x00\x00\x00\x80", b"\xff\xff\xff\x00", b"\x10\x00\x00\x00")
+        )
     else:  # random 4-byte window anywhere in the first blobs' infos
         at = rng.randrange(min(len(buf), 600))
-        buf[at:at + 4] = rng.randbytes(4)
+        buf[at : at + 4] = rng.randbytes(4)
     return bytes(buf)
 
 

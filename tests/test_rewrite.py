@@ -34,8 +34,7 @@ def _contents(path) -> list:
             elif typed is None:  # unknown blob type: its bytes
                 out.append(("unknown", b.type, b.info_bytes(), b.read_payload()))
             else:
-                out.append((type(typed).__name__, getattr(typed, "info", typed),
-                            b.read_payload()))
+                out.append((type(typed).__name__, getattr(typed, "info", typed), b.read_payload()))
         return out
 
 
@@ -45,7 +44,9 @@ def _compressed(path) -> list[bool]:
         return [e.compressed for e in reader.executables()]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(strategies.model_sets(), st.booleans())
 def test_rewrite_keeps_every_blob(tmp_path, model_list, compress):
     source, copy = tmp_path / "in.popef", tmp_path / "out.popef"
@@ -96,17 +97,20 @@ def test_rewriting_in_place_is_atomic(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.popef"]  # no temporary file left
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda data: data[:-10], "truncated|partial|remain"),  # cut short
-    (lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:], "checksum"),
-    (lambda data: b"GIF89a" + data[6:], "magic"),
-    (lambda data: data + b"\0" * 5, "remain|partial|header"),
-])
-def test_a_damaged_source_is_refused_and_the_destination_left_alone(tmp_path, damage,
-                                                                    message):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: data[:-10], "truncated|partial|remain"),  # cut short
+        (lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:], "checksum"),
+        (lambda data: b"GIF89a" + data[6:], "magic"),
+        (lambda data: data + b"\0" * 5, "remain|partial|header"),
+    ],
+)
+def test_a_damaged_source_is_refused_and_the_destination_left_alone(tmp_path, damage, message):
     source, copy = tmp_path / "in.popef", tmp_path / "out.popef"
-    source.write_bytes(damage(executable_blob("m", b"exe" * 100)
-                              + tensor_blob("w", np.ones(64, np.float32))))
+    source.write_bytes(
+        damage(executable_blob("m", b"exe" * 100) + tensor_blob("w", np.ones(64, np.float32)))
+    )
     copy.write_bytes(b"precious")
     with pytest.raises(popef.PopefError, match=message):
         rewrite(source, copy, compress=True)
@@ -117,14 +121,14 @@ def test_a_damaged_source_is_refused_and_the_destination_left_alone(tmp_path, da
 def test_the_command_reports_and_refuses_in_one_line(tmp_path):
     source, copy = tmp_path / "in.popef", tmp_path / "out.popef"
     source.write_bytes(executable_blob("m", b"exe" * 1000))
-    result = CliRunner().invoke(popef_main, ["rewrite", str(source), "-o", str(copy),
-                                             "--compress"])
+    result = CliRunner().invoke(popef_main, ["rewrite", str(source), "-o", str(copy), "--compress"])
     assert result.exit_code == 0, result.output
     assert "1 blob, 1 executable compressed" in result.output
     assert _contents(copy) == _contents(source)
 
-    missing = CliRunner().invoke(popef_main, ["rewrite", str(tmp_path / "no\x1b.popef"),
-                                              "-o", str(copy)])
+    missing = CliRunner().invoke(
+        popef_main, ["rewrite", str(tmp_path / "no\x1b.popef"), "-o", str(copy)]
+    )
     assert missing.exit_code == 1
     assert missing.output.startswith("error: ") and missing.output.count("\n") == 1
     assert "\x1b" not in missing.output  # the path is escaped

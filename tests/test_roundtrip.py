@@ -11,8 +11,7 @@ from popef.format import ALIGNMENT
 from .helpers import models_bytes, read_bytes, rewrite
 from .strategies import metadata, model_sets
 
-SETTINGS = settings(max_examples=120, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -23,13 +22,13 @@ def test_written_models_read_back_equal(model_list):
     assert len(data) % ALIGNMENT == 0
     assert [md for md, *_ in model_list] == reader.metadata()
     executables = {e.name: e for e in reader.executables()}
-    for md, executable, compress, stored, opaque in model_list:
+    for md, executable, compress, _stored, _opaque in model_list:
         assert executables[md.executable].payload() == executable
         assert executables[md.executable].compressed == compress
     tensors = reader.tensors()
     expected = [(name, array) for *_, stored, _ in model_list for name, array in stored.items()]
     assert [t.name for t in tensors] == [name for name, _ in expected]
-    for tensor, (name, array) in zip(tensors, expected):
+    for tensor, (_, array) in zip(tensors, expected):
         assert tensor.info.tensor_info == popef.TensorInfo.of(array)
         assert tensor.data().dtype == array.dtype
         np.testing.assert_array_equal(tensor.data(), array)

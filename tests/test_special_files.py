@@ -20,8 +20,9 @@ needs_posix = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs 
 
 
 @needs_posix
-@pytest.mark.parametrize("path, kind", [("/dev/zero", "a character device"),
-                                        ("/dev/null", "a character device")])
+@pytest.mark.parametrize(
+    "path, kind", [("/dev/zero", "a character device"), ("/dev/null", "a character device")]
+)
 def test_a_device_is_not_read(path, kind):
     with pytest.raises(popef.PopefError) as caught:
         popef.Reader().parse_file(path)
@@ -63,8 +64,7 @@ def test_repair_and_append_refuse_a_device(tmp_path):
         plan_repair("/dev/null")
     with pytest.raises(popef.PopefError, match="cannot repair '/dev/null': not a regular file"):
         apply_repair(RepairPlan("/dev/null", 64, 0, 0))
-    with pytest.raises(popef.WriterError, match="cannot append to '/dev/null': not a regular "
-                                                "file"):
+    with pytest.raises(popef.WriterError, match="cannot append to '/dev/null': not a regular file"):
         popef.Writer("/dev/null", "a")
 
 
@@ -95,8 +95,13 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "model.popef"
     os.mkfifo(fifo)
     try:
-        result = subprocess.run([sys.executable, "-c", FIFO_SCRIPT, str(fifo)],
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", FIFO_SCRIPT, str(fifo)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("opening a FIFO blocked")
     assert result.returncode == 0, result.stderr

@@ -9,15 +9,34 @@ import popef
 from popef import Anchor, DataType, Metadata, TensorInfo, TensorType
 
 # docs/format.md §4: declaration order of PopEF's enums, and element sizes
-DATA_TYPES = [("BOOL", 1), ("F8", 1), ("F16", 2), ("F32", 4), ("F64", 8), ("S8", 1), ("U8", 1),
-              ("S16", 2), ("U16", 2), ("S32", 4), ("U32", 4), ("S64", 8), ("U64", 8),
-              ("F8143", 1), ("F8152", 1)]
+DATA_TYPES = [
+    ("BOOL", 1),
+    ("F8", 1),
+    ("F16", 2),
+    ("F32", 4),
+    ("F64", 8),
+    ("S8", 1),
+    ("U8", 1),
+    ("S16", 2),
+    ("U16", 2),
+    ("S32", 4),
+    ("U32", 4),
+    ("S64", 8),
+    ("U64", 8),
+    ("F8143", 1),
+    ("F8152", 1),
+]
 
 
 def test_enum_values_follow_the_spec():
     assert [(t.name, t.value) for t in DataType] == [(n, i) for i, (n, _) in enumerate(DATA_TYPES)]
-    assert [t.name for t in popef.BlobType] == ["POPLAR_EXECUTABLE", "METADATA", "DATA_TENSOR",
-                                                "DATA_FEED", "OPAQUE"]
+    assert [t.name for t in popef.BlobType] == [
+        "POPLAR_EXECUTABLE",
+        "METADATA",
+        "DATA_TENSOR",
+        "DATA_FEED",
+        "OPAQUE",
+    ]
     assert [t.name for t in TensorType] == ["UNKNOWN", "INPUT", "OUTPUT"]
 
 
@@ -45,20 +64,23 @@ def test_mnist_input_size():
     assert TensorInfo(DataType.F32, (1, 1, 28, 28)).size_in_bytes == 3136
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: TensorInfo(DataType.F32, (-1,)), "shape must be in"),
-    (lambda: TensorInfo(99, (1,)), "unknown data type"),
-    (lambda: TensorInfo(DataType.F32, (1,) * 33), "rank 33"),
-    (lambda: TensorInfo(DataType.F64, (2**62, 4)), r"spans more than 2\*\*63-1 bytes"),
-    (lambda: Anchor("a", 5, TensorInfo(DataType.F32, ())), "handle must be a str"),
-    (lambda: Anchor("a", "h", (1, 2)), "must be a TensorInfo"),
-    (lambda: Anchor("a", "h", TensorInfo(DataType.F32, ()), programs=(-1,)), "programs"),
-    (lambda: Anchor("a", "h", TensorInfo(DataType.F32, ()), type=7), "unknown tensor type"),
-    (lambda: Metadata("m", replication_factor=2**32), "replication_factor"),
-    (lambda: Metadata("m", anchors=("x",)), "not an Anchor"),
-    (lambda: Metadata("m", engine_options=(("a", "b"),)), "not an Option"),
-    (lambda: Metadata("m", programs_map={0: 5}), "programs_map name"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: TensorInfo(DataType.F32, (-1,)), "shape must be in"),
+        (lambda: TensorInfo(99, (1,)), "unknown data type"),
+        (lambda: TensorInfo(DataType.F32, (1,) * 33), "rank 33"),
+        (lambda: TensorInfo(DataType.F64, (2**62, 4)), r"spans more than 2\*\*63-1 bytes"),
+        (lambda: Anchor("a", 5, TensorInfo(DataType.F32, ())), "handle must be a str"),
+        (lambda: Anchor("a", "h", (1, 2)), "must be a TensorInfo"),
+        (lambda: Anchor("a", "h", TensorInfo(DataType.F32, ()), programs=(-1,)), "programs"),
+        (lambda: Anchor("a", "h", TensorInfo(DataType.F32, ()), type=7), "unknown tensor type"),
+        (lambda: Metadata("m", replication_factor=2**32), "replication_factor"),
+        (lambda: Metadata("m", anchors=("x",)), "not an Anchor"),
+        (lambda: Metadata("m", engine_options=(("a", "b"),)), "not an Option"),
+        (lambda: Metadata("m", programs_map={0: 5}), "programs_map name"),
+    ],
+)
 def test_invalid_values_are_refused(make, message):
     with pytest.raises(popef.PopefError, match=message):
         make()

@@ -23,9 +23,20 @@ def test_type_hints_check(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
     # A cache of its own: nothing is left in the tree, and no stale result is trusted.
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(SETUP_CFG),
-         "--cache-dir", str(tmp_path / "mypy-cache")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(SETUP_CFG),
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"mypy found problems:\n{result.stdout}{result.stderr}"
 
 

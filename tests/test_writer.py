@@ -85,7 +85,7 @@ def test_compressed_executable_is_smaller_and_round_trips():
     with popef.Writer(stream) as writer:
         with writer.create_executable("m", compress=True) as blob:
             for i in range(0, len(payload), 1000):
-                blob.write(payload[i:i + 1000])
+                blob.write(payload[i : i + 1000])
     executable = read_bytes(stream.getvalue()).executables()[0]
     assert executable.compressed and executable.size == len(payload)
     assert executable.blob.payload_size < len(payload) // 10
@@ -183,8 +183,11 @@ def test_failed_append_restores_the_old_size(tmp_path):
 def test_append_refuses_a_foreign_file(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_bytes(b"hello")
-    with pytest.raises(popef.WriterError, match="^cannot append to '.*notes.txt': not a PopEF "
-                                                 r"file \(it starts with text 'hello'\)"):
+    with pytest.raises(
+        popef.WriterError,
+        match="^cannot append to '.*notes.txt': not a PopEF "
+        r"file \(it starts with text 'hello'\)",
+    ):
         popef.Writer(path, mode="a")
     assert path.read_bytes() == b"hello"
 
@@ -194,12 +197,21 @@ def test_a_blob_being_written_has_a_provisional_header():
     writer = popef.Writer(stream)
     blob = writer.create_tensor_data(F32_4)
     blob.write(np.ones(2, np.float32))
-    head = popef.format.HEADER.parse(stream.getvalue()[:popef.format.HEADER_SIZE])
+    head = popef.format.HEADER.parse(stream.getvalue()[: popef.format.HEADER_SIZE])
     info_size = len(popef.format.codec.encode_tensor_data_info(F32_4))
     assert (head.magic, head.version, head.blob_type, head.info_size) == (
-        popef.format.MAGIC, "1.0", popef.BlobType.DATA_TENSOR, info_size)
+        popef.format.MAGIC,
+        "1.0",
+        popef.BlobType.DATA_TENSOR,
+        info_size,
+    )
     assert (head.total_size, head.payload_size, head.checksum, head.flags, head.reserved) == (
-        0, 0, 0, 0, 0)
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     with pytest.raises(popef.PartialTailError, match="its writer never finished it"):
         read_bytes(stream.getvalue())
     blob.write(np.ones(2, np.float32))
@@ -229,12 +241,14 @@ def test_append_refuses_a_file_that_ends_in_a_partial_blob(tmp_path, unwritten):
         writer.write_tensor("done", np.zeros(3, np.float32))
     partial_at = len(original) + len(done.getvalue())
     if unwritten == "zeros":  # what older writers left
-        data[partial_at:partial_at + popef.format.HEADER_SIZE] = bytes(popef.format.HEADER_SIZE)
+        data[partial_at : partial_at + popef.format.HEADER_SIZE] = bytes(popef.format.HEADER_SIZE)
     path.write_bytes(data)
     with pytest.raises(popef.WriterError) as info:
         popef.Writer(path, mode="a")
-    assert str(info.value) == (f"cannot append to '{path}': it ends in a partial blob at offset "
-                               f"{partial_at:#x}; run 'popef repair {path}' first")
+    assert str(info.value) == (
+        f"cannot append to '{path}': it ends in a partial blob at offset "
+        f"{partial_at:#x}; run 'popef repair {path}' first"
+    )
     assert path.read_bytes() == data  # untouched: the finished blobs can still be recovered
     plan = plan_repair(path)
     assert plan.kept_bytes == partial_at
@@ -249,8 +263,10 @@ def test_append_refuses_a_file_damaged_in_the_middle(tmp_path):
     good = minimal_model_bytes()
     data = good + b"NotPopEF" + good[8:]
     path.write_bytes(data)
-    with pytest.raises(popef.WriterError, match=f"^cannot append to '{path}': not a PopEF blob: "
-                                                "expected magic .* offset 0x"):
+    with pytest.raises(
+        popef.WriterError,
+        match=f"^cannot append to '{path}': not a PopEF blob: expected magic .* offset 0x",
+    ):
         popef.Writer(path, mode="a")
     assert path.read_bytes() == data
 
@@ -263,12 +279,28 @@ def test_append_to_missing_file_creates_it(tmp_path):
 
 
 def test_split_model_across_files(tmp_path):
-    md = popef.Metadata("m", anchors=(
-        popef.Anchor("w", "h2d_w", popef.TensorInfo(popef.DataType.F32, (2,)), (0,), False,
-                     popef.TensorType.INPUT),
-        popef.Anchor("x", "h2d_x", popef.TensorInfo(popef.DataType.F32, (2,)), (5,), False,
-                     popef.TensorType.INPUT)),
-        program_flow=popef.ProgramFlow((0,), (5,)))
+    md = popef.Metadata(
+        "m",
+        anchors=(
+            popef.Anchor(
+                "w",
+                "h2d_w",
+                popef.TensorInfo(popef.DataType.F32, (2,)),
+                (0,),
+                False,
+                popef.TensorType.INPUT,
+            ),
+            popef.Anchor(
+                "x",
+                "h2d_x",
+                popef.TensorInfo(popef.DataType.F32, (2,)),
+                (5,),
+                False,
+                popef.TensorType.INPUT,
+            ),
+        ),
+        program_flow=popef.ProgramFlow((0,), (5,)),
+    )
     with popef.Writer(tmp_path / "executable.popef") as writer:
         writer.write_metadata(md)
         writer.create_executable("m").close()
@@ -280,8 +312,10 @@ def test_split_model_across_files(tmp_path):
     model = reader.models()[0]
     assert [a.name for a in model.user_input_anchors()] == ["x"]
     assert model.get_tensor_data("w").data().tolist() == [1, 2]
-    assert {b.source for b in reader.blobs()} == {str(tmp_path / "executable.popef"),
-                                                   str(tmp_path / "variables.popef")}
+    assert {b.source for b in reader.blobs()} == {
+        str(tmp_path / "executable.popef"),
+        str(tmp_path / "variables.popef"),
+    }
 
 
 def test_api_misuse_is_a_writer_error(tmp_path):

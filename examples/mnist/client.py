@@ -31,8 +31,9 @@ def predict(image_dir: Path, model: Path, executor: str = "cpu") -> list[tuple[s
     with ModelRunner(model, executor=executor) as runner:
         [source] = runner.get_execute_inputs()
         [result] = runner.get_execute_outputs()
-        images = [image_to_array(load_image(f), source.shape, source.dtype, source.name)
-                  for f in files]
+        images = [
+            image_to_array(load_image(f), source.shape, source.dtype, source.name) for f in files
+        ]
         # one call for all images: n steps of the model's batch, stacked on the leading axis
         probabilities = runner.execute({source.name: np.concatenate(images)})[result.name]
     digits = probabilities.reshape(len(files), -1).argmax(axis=1)
@@ -41,10 +42,19 @@ def predict(image_dir: Path, model: Path, executor: str = "cpu") -> list[tuple[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("image_dir", nargs="?", type=Path, default=HERE / "img",
-                        help="folder of digit images (default: img/ next to this script)")
-    parser.add_argument("--model", type=Path, default=HERE / "executable.popef",
-                        help="the PopEF model (default: executable.popef next to this script)")
+    parser.add_argument(
+        "image_dir",
+        nargs="?",
+        type=Path,
+        default=HERE / "img",
+        help="folder of digit images (default: img/ next to this script)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=HERE / "executable.popef",
+        help="the PopEF model (default: executable.popef next to this script)",
+    )
     parser.add_argument("--executor", default="cpu", help="executor to run on (default: cpu)")
     args = parser.parse_args(argv)
     from popef import PopefError

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import mnist
+import numpy as np
 
 
 def held_out_accuracy(model: Path, executor: str = "cpu", batch: int = 250) -> float:
@@ -26,17 +25,21 @@ def held_out_accuracy(model: Path, executor: str = "cpu", batch: int = 250) -> f
         [source] = runner.get_execute_inputs()
         [result] = runner.get_execute_outputs()
         for start in range(0, len(images), batch):
-            chunk = images[start:start + batch].astype(source.numpy_dtype)
+            chunk = images[start : start + batch].astype(source.numpy_dtype)
             probabilities = runner.execute({source.name: chunk})[result.name]
             predicted = probabilities.reshape(len(chunk), -1).argmax(axis=1)
-            correct += int(np.sum(predicted == labels[start:start + batch]))
+            correct += int(np.sum(predicted == labels[start : start + batch]))
     return correct / len(images)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=mnist.HERE / "executable.popef",
-                        help="the PopEF model (default: executable.popef next to this script)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=mnist.HERE / "executable.popef",
+        help="the PopEF model (default: executable.popef next to this script)",
+    )
     parser.add_argument("--executor", default="cpu", help="executor to run on (default: cpu)")
     parser.add_argument("--batch", type=int, default=250, help="images per call (default: 250)")
     args = parser.parse_args(argv)

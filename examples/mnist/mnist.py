@@ -166,7 +166,9 @@ def forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
 def predict(params: dict[str, np.ndarray], x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Predicted classes (N,) for images (N, 1, 28, 28), in batches."""
-    out = [forward(params, x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)]
+    out = [
+        forward(params, x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 

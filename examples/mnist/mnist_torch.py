@@ -69,8 +69,9 @@ class Network(nn.Module):
         return torch.softmax(self.logits(x), dim=-1)
 
 
-def train(model: Network, epochs: int, batch_size: int = 32, seed: int = 0,
-          limit: int | None = None) -> float:
+def train(
+    model: Network, epochs: int, batch_size: int = 32, seed: int = 0, limit: int | None = None
+) -> float:
     """Adam on the 4,000 training images (``limit`` of them drawn at random when given);
     returns the held-out accuracy."""
     torch.manual_seed(seed)
@@ -84,7 +85,7 @@ def train(model: Network, epochs: int, batch_size: int = 32, seed: int = 0,
         model.train()
         order = torch.randperm(len(x))
         for start in range(0, len(x), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             loss = nn.functional.cross_entropy(model.logits(x[rows]), y[rows])
             optimizer.zero_grad()
             loss.backward()
@@ -99,11 +100,18 @@ def train(model: Network, epochs: int, batch_size: int = 32, seed: int = 0,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="training epochs (default: 3)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="train on N of the 4,000 training images, drawn at random "
-                             "(default: all)")
-    parser.add_argument("--output", default=str(HERE / "torch_executable.popef"),
-                        help="where to save the PopEF file (default: torch_executable.popef)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on N of the 4,000 training images, drawn at random (default: all)",
+    )
+    parser.add_argument(
+        "--output",
+        default=str(HERE / "torch_executable.popef"),
+        help="where to save the PopEF file (default: torch_executable.popef)",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 0 or (args.limit is not None and args.limit < 1):
         parser.error("--epochs must be >= 0 and --limit >= 1")

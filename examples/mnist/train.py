@@ -173,9 +173,19 @@ def forward_train(
     logits = d3 @ params["fc2.weight"].T + params["fc2.bias"]
 
     cache = dict(
-        cols1=cols1, a1_shape=a1.shape, which1=which1, p1=p1, h1_shape=h1.shape,
-        cols2=cols2, a2_shape=a2.shape, which2=which2, p2=p2,
-        f=f, z3=z3, d3=d3, drop_mask=drop_mask,
+        cols1=cols1,
+        a1_shape=a1.shape,
+        which1=which1,
+        p1=p1,
+        h1_shape=h1.shape,
+        cols2=cols2,
+        a2_shape=a2.shape,
+        which2=which2,
+        p2=p2,
+        f=f,
+        z3=z3,
+        d3=d3,
+        drop_mask=drop_mask,
     )
     return logits, cache
 
@@ -304,7 +314,11 @@ def train(
     ``seconds``.
     """
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
@@ -315,9 +329,12 @@ def train(
     steps = (n + batch_size - 1) // batch_size
     history: list[dict] = []
     columns = (
-        TextColumn("[progress.description]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("training", total=epochs * steps, loss=float("nan"))
@@ -336,17 +353,24 @@ def train(
                 opt.step(params, grads)
                 total_loss += loss * len(idx)
                 correct += int(np.sum(logits.argmax(axis=1) == y_train[idx]))
-                bar.update(task, advance=1, loss=loss,
-                           description=f"epoch {epoch}/{epochs}")
+                bar.update(task, advance=1, loss=loss, description=f"epoch {epoch}/{epochs}")
             train_acc = correct / n
             held_acc = None
             if x_held is not None and len(x_held):
                 held_acc = float(np.mean(predict_fast(params, x_held) == y_held))
-            rec = dict(epoch=epoch, lr=opt.lr, loss=total_loss / n, train_acc=train_acc,
-                       held_acc=held_acc, seconds=time.perf_counter() - t0)
+            rec = dict(
+                epoch=epoch,
+                lr=opt.lr,
+                loss=total_loss / n,
+                train_acc=train_acc,
+                held_acc=held_acc,
+                seconds=time.perf_counter() - t0,
+            )
             history.append(rec)
-            line = (f"epoch {epoch:2d}/{epochs}  lr {rec['lr']:.2e}  loss {rec['loss']:.4f}  "
-                    f"train acc {100 * train_acc:6.2f}%")
+            line = (
+                f"epoch {epoch:2d}/{epochs}  lr {rec['lr']:.2e}  loss {rec['loss']:.4f}  "
+                f"train acc {100 * train_acc:6.2f}%"
+            )
             if held_acc is not None:
                 line += f"  held-out acc {100 * held_acc:6.2f}%"
             line += f"  ({rec['seconds']:.1f} s)"
@@ -380,27 +404,65 @@ def limit_rows(y: np.ndarray, n: int | None) -> np.ndarray:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"training epochs (default {DEFAULT_EPOCHS})")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="train on the first N training rows only, taken in "
-                        "class-interleaved order (quick runs)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"mini-batch size (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR,
-                   help=f"initial Adam learning rate (default {DEFAULT_LR})")
-    p.add_argument("--lr-decay", type=float, default=DEFAULT_LR_DECAY,
-                   help=f"learning rate factor per epoch (default {DEFAULT_LR_DECAY})")
-    p.add_argument("--shift", type=int, default=DEFAULT_SHIFT,
-                   help=f"random shift of training images, ± pixels (default {DEFAULT_SHIFT})")
-    p.add_argument("--output", type=Path, default=Path("trained.popef"),
-                   help="PopEF file to write (default: trained.popef in the current folder; "
-                        "the committed model, executable.popef next to this script, is "
-                        "replaced only when named here)")
-    p.add_argument("--save-params", type=Path, default=None, metavar="PATH",
-                   help="also save the trained parameters with np.savez")
-    p.add_argument("--threads", type=int, default=1,
-                   help="OpenBLAS threads while training (default 1; 0: leave as it is)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        help=f"training epochs (default {DEFAULT_EPOCHS})",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the first N training rows only, taken in "
+        "class-interleaved order (quick runs)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"mini-batch size (default {DEFAULT_BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULT_LR,
+        help=f"initial Adam learning rate (default {DEFAULT_LR})",
+    )
+    p.add_argument(
+        "--lr-decay",
+        type=float,
+        default=DEFAULT_LR_DECAY,
+        help=f"learning rate factor per epoch (default {DEFAULT_LR_DECAY})",
+    )
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=DEFAULT_SHIFT,
+        help=f"random shift of training images, ± pixels (default {DEFAULT_SHIFT})",
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path("trained.popef"),
+        help="PopEF file to write (default: trained.popef in the current folder; "
+        "the committed model, executable.popef next to this script, is "
+        "replaced only when named here)",
+    )
+    p.add_argument(
+        "--save-params",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also save the trained parameters with np.savez",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenBLAS threads while training (default 1; 0: leave as it is)",
+    )
     p.add_argument("--no-export", action="store_true", help="do not write the PopEF file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--data", type=Path, default=mnist.DATA_PATH, help=argparse.SUPPRESS)
@@ -417,14 +479,24 @@ def main(argv=None) -> int:
     x_train, y_train, x_held, y_held = mnist.load_split(args.data)
     keep = limit_rows(y_train, args.limit)
     x_train, y_train = x_train[keep], y_train[keep]
-    print(f"training on {len(x_train)} images, {len(x_held)} held out; "
-          f"{args.epochs} epochs, seed {args.seed}", flush=True)
+    print(
+        f"training on {len(x_train)} images, {len(x_held)} held out; "
+        f"{args.epochs} epochs, seed {args.seed}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     with blas_threads(args.threads):
         params, history = train(
-            x_train, y_train, x_held, y_held,
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            lr_decay=args.lr_decay, max_shift=args.shift, seed=args.seed,
+            x_train,
+            y_train,
+            x_held,
+            y_held,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            lr_decay=args.lr_decay,
+            max_shift=args.shift,
+            seed=args.seed,
             progress=not args.no_progress,
         )
     elapsed = time.perf_counter() - t0

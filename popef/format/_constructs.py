@@ -38,8 +38,9 @@ class BoundedArray(c.Construct):
     remaining bytes cannot hold, before parsing a single item.
     """
 
-    def __init__(self, subcon: c.Construct, min_item_size: int,
-                 limit: int = MAX_ARRAY_ITEMS) -> None:
+    def __init__(
+        self, subcon: c.Construct, min_item_size: int, limit: int = MAX_ARRAY_ITEMS
+    ) -> None:
         super().__init__()
         self.subcon = subcon
         self.min_item_size = min_item_size
@@ -85,19 +86,25 @@ class BoundedString(c.Construct):
         length = Int32ul._parsereport(stream, context, path)
         remaining = _remaining(stream)
         if length > self.limit:
-            raise LengthError(f"string of {length} bytes exceeds the limit of {self.limit}", path=path)
+            raise LengthError(
+                f"string of {length} bytes exceeds the limit of {self.limit}", path=path
+            )
         if remaining is not None and length > remaining:
             raise LengthError(f"string of {length} bytes but {remaining} remain", path=path)
         data = c.stream_read(stream, length, path)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise c.StringError(f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})", path=path)
+            raise c.StringError(
+                f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})", path=path
+            ) from exc
 
     def _build(self, obj: str, stream: IO[bytes], context: Any, path: str) -> str:
         data = obj.encode("utf-8")
         if len(data) > self.limit:
-            raise LengthError(f"string of {len(data)} bytes exceeds the limit of {self.limit}", path=path)
+            raise LengthError(
+                f"string of {len(data)} bytes exceeds the limit of {self.limit}", path=path
+            )
         Int32ul._build(len(data), stream, context, path)
         c.stream_write(stream, data, len(data), path)
         return obj

@@ -15,7 +15,8 @@ errors carry the same messages and field paths.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import construct as c
 
@@ -53,6 +54,11 @@ class DecodeError(c.ConstructError):
         pass
 
     def within(self, *parts: str) -> DecodeError:
+        """Prefix the field path with ``parts`` (outermost first) in place; returns the error.
+
+        A caller adds its part and re-raises with a bare ``raise``, so the traceback stays the
+        one of the original failure.
+        """
         self.parts[:0] = parts
         return self
 
@@ -72,8 +78,11 @@ class Cursor:
         return self.end - self.pos
 
     def _short(self, needed: int, field: str | None) -> DecodeError:
-        return DecodeError(f"stream read less than specified amount, expected {needed}, "
-                           f"found {self.remaining}", self.pos, field)
+        return DecodeError(
+            f"stream read less than specified amount, expected {needed}, found {self.remaining}",
+            self.pos,
+            field,
+        )
 
     def _fixed(self, codec: struct.Struct, field: str | None) -> Any:
         pos = self.pos
@@ -112,7 +121,7 @@ class Cursor:
         if pos + size > self.end:
             raise self._short(size, field)
         self.pos = pos + size
-        return self.data[pos:pos + size]
+        return self.data[pos : pos + size]
 
     def fields(self, codec: struct.Struct, field: str | None = None) -> tuple[Any, ...]:
         """Several fixed-size fields at once (``codec`` is their ``struct`` layout)."""
@@ -132,18 +141,21 @@ class Cursor:
         if length > limit or pos + length > self.end:
             self.pos = pos
             if length > limit:
-                raise DecodeError(f"string of {length} bytes exceeds the limit of {limit}",
-                                  pos, field)
+                raise DecodeError(
+                    f"string of {length} bytes exceeds the limit of {limit}", pos, field
+                )
             raise DecodeError(f"string of {length} bytes but {self.end - pos} remain", pos, field)
         self.pos = pos + length
         try:
-            return str(self.data[pos:pos + length], "utf-8")
+            return str(self.data[pos : pos + length], "utf-8")
         except UnicodeDecodeError as exc:
-            raise DecodeError(f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})",
-                              self.pos, field) from None
+            raise DecodeError(
+                f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})", self.pos, field
+            ) from None
 
-    def count(self, min_item_size: int, field: str | None = None,
-              limit: int = MAX_ARRAY_ITEMS) -> int:
+    def count(
+        self, min_item_size: int, field: str | None = None, limit: int = MAX_ARRAY_ITEMS
+    ) -> int:
         """An array's ``uint32`` item count, refused when over ``limit`` or when the remaining
         bytes cannot hold that many items of at least ``min_item_size`` bytes."""
         pos = self.pos
@@ -154,12 +166,17 @@ class Cursor:
         if count > limit:
             raise DecodeError(f"count {count} exceeds the limit of {limit}", pos, field)
         if count * min_item_size > self.end - pos:
-            raise DecodeError(f"count {count} needs at least {count * min_item_size} bytes "
-                              f"but {self.end - pos} remain", pos, field)
+            raise DecodeError(
+                f"count {count} needs at least {count * min_item_size} bytes "
+                f"but {self.end - pos} remain",
+                pos,
+                field,
+            )
         return count
 
-    def numbers(self, code: str, field: str | None = None,
-                limit: int = MAX_ARRAY_ITEMS) -> tuple[Any, ...]:
+    def numbers(
+        self, code: str, field: str | None = None, limit: int = MAX_ARRAY_ITEMS
+    ) -> tuple[Any, ...]:
         """An array of fixed-size numbers (``code``: ``"I"``, ``"q"`` or ``"d"``), read with
         one ``struct`` call."""
         count = self.count(_SIZES[code], field, limit)
@@ -169,18 +186,24 @@ class Cursor:
         self.pos = pos + count * _SIZES[code]
         return struct.unpack_from(f"<{count}{code}", self.data, pos)
 
-    def items(self, read: Callable[[Cursor], T], min_item_size: int,
-              field: str | None = None, limit: int = MAX_ARRAY_ITEMS) -> list[T]:
+    def items(
+        self,
+        read: Callable[[Cursor], T],
+        min_item_size: int,
+        field: str | None = None,
+        limit: int = MAX_ARRAY_ITEMS,
+    ) -> list[T]:
         """An array of items, each read by ``read``; an error names the item's index."""
         count = self.count(min_item_size, field, limit)
         out: list[T] = []
         append = out.append
-        i = 0
         try:
-            for i in range(count):
+            for _ in range(count):
                 append(read(self))
         except DecodeError as exc:
-            raise exc.within(*((field,) if field else ()), f"[{i}]")
+            # the failing item's index: items are appended only once read
+            exc.within(*((field,) if field else ()), f"[{len(out)}]")
+            raise
         return out
 
     def strings(self, field: str | None = None) -> tuple[str, ...]:
@@ -188,10 +211,11 @@ class Cursor:
         count = self.count(4, field)
         out: list[str] = []
         append, string = out.append, self.string
-        i = 0
         try:
-            for i in range(count):
+            for _ in range(count):
                 append(string())
         except DecodeError as exc:
-            raise exc.within(*((field,) if field else ()), f"[{i}]")
+            # the failing item's index: items are appended only once read
+            exc.within(*((field,) if field else ()), f"[{len(out)}]")
+            raise
         return tuple(out)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import gc
 import io
 import struct
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterator, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import construct as c
 
@@ -76,26 +77,43 @@ def _compiled_form(schema: c.Construct) -> c.Compiled:
     return parser
 
 
-def decode(schema: c.Construct, data: bytes, where: Location, what: str,
-           convert: Callable[[Any], T], allow_trailing: bool = False) -> T:
+def decode(
+    schema: c.Construct,
+    data: bytes,
+    where: Location,
+    what: str,
+    convert: Callable[[Any], T],
+    allow_trailing: bool = False,
+) -> T:
     """Parse ``data`` entirely with ``schema`` and convert the container to a typed value."""
     stream = io.BytesIO(data)
     try:
         container = schema.parse_stream(stream)
     except c.ConstructError as exc:
         message = str(exc).split("\n", 1)[-1].strip() or type(exc).__name__
-        raise FormatError(f"bad {what}: {message}", offset=where.offset + stream.tell(),
-                          blob_index=where.blob_index, field=_field_of(exc.path),
-                          source=where.source) from exc
+        raise FormatError(
+            f"bad {what}: {message}",
+            offset=where.offset + stream.tell(),
+            blob_index=where.blob_index,
+            field=_field_of(exc.path),
+            source=where.source,
+        ) from exc
     if not allow_trailing and stream.tell() != len(data):
-        raise FormatError(f"bad {what}: {len(data) - stream.tell()} unexpected bytes after it",
-                          offset=where.offset + stream.tell(), blob_index=where.blob_index,
-                          source=where.source)
+        raise FormatError(
+            f"bad {what}: {len(data) - stream.tell()} unexpected bytes after it",
+            offset=where.offset + stream.tell(),
+            blob_index=where.blob_index,
+            source=where.source,
+        )
     try:
         return convert(container)
     except PopefError as exc:
-        raise FormatError(f"bad {what}: {exc}", offset=where.offset,
-                          blob_index=where.blob_index, source=where.source) from exc
+        raise FormatError(
+            f"bad {what}: {exc}",
+            offset=where.offset,
+            blob_index=where.blob_index,
+            source=where.source,
+        ) from exc
 
 
 @contextmanager
@@ -116,8 +134,13 @@ def _collection_paused(size: int) -> Iterator[None]:
 _GC_PAUSE_BYTES = 1 << 20
 
 
-def read_all(read: Callable[[Cursor], T], data: bytes, where: Location, what: str,
-             allow_trailing: bool = False) -> T:
+def read_all(
+    read: Callable[[Cursor], T],
+    data: bytes,
+    where: Location,
+    what: str,
+    allow_trailing: bool = False,
+) -> T:
     """Decode ``data`` entirely with a cursor reader (the fast path of a schema, ``_cursor``).
 
     Errors are reported as :func:`decode` reports them: the field path and the absolute
@@ -131,20 +154,32 @@ def read_all(read: Callable[[Cursor], T], data: bytes, where: Location, what: st
             with _collection_paused(len(data)):
                 value = read(cursor)
     except DecodeError as exc:
-        raise FormatError(f"bad {what}: {exc.message}", offset=where.offset + exc.offset,
-                          blob_index=where.blob_index, field=_field_of(exc.path),
-                          source=where.source) from exc
+        raise FormatError(
+            f"bad {what}: {exc.message}",
+            offset=where.offset + exc.offset,
+            blob_index=where.blob_index,
+            field=_field_of(exc.path),
+            source=where.source,
+        ) from exc
     except PopefError as exc:  # a value the dataclasses refuse
-        raise FormatError(f"bad {what}: {exc}", offset=where.offset + cursor.pos,
-                          blob_index=where.blob_index, source=where.source) from exc
+        raise FormatError(
+            f"bad {what}: {exc}",
+            offset=where.offset + cursor.pos,
+            blob_index=where.blob_index,
+            source=where.source,
+        ) from exc
     if not allow_trailing and cursor.pos != len(data):
-        raise FormatError(f"bad {what}: {len(data) - cursor.pos} unexpected bytes after it",
-                          offset=where.offset + cursor.pos, blob_index=where.blob_index,
-                          source=where.source)
+        raise FormatError(
+            f"bad {what}: {len(data) - cursor.pos} unexpected bytes after it",
+            offset=where.offset + cursor.pos,
+            blob_index=where.blob_index,
+            source=where.source,
+        )
     return value
 
 
 # -- bytes -> dataclasses, the fast path of the schemas in metadata.py ---------------------
+
 
 @lru_cache(maxsize=4096)
 def _tensor_info_of(dtype: int, shape: tuple[int, ...]) -> TensorInfo:
@@ -168,12 +203,14 @@ def _read_anchor(cur: Cursor) -> Anchor:
     try:
         tensor_info = read_tensor_info(cur)
     except DecodeError as exc:
-        raise exc.within("tensor_info")
+        exc.within("tensor_info")
+        raise
     programs = cur.numbers("I", "programs")
     is_per_replica = cur.flag("is_per_replica")
     # The cast is the dataclass's contract: it turns the int code into a TensorType (or refuses it).
-    return Anchor(name, handle, tensor_info, programs, is_per_replica,
-                  cast(TensorType, cur.u8("type")))
+    return Anchor(
+        name, handle, tensor_info, programs, is_per_replica, cast(TensorType, cur.u8("type"))
+    )
 
 
 _ANCHOR_HEAD = struct.Struct("<BI")  # tensor_info.dtype, then the shape's count
@@ -202,30 +239,30 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
     # Names are ASCII in practice: the info is decoded once as Latin-1 (a byte a character, so
     # offsets agree) and an ASCII name is a slice of it; any other name is decoded as UTF-8.
     text = data.decode("latin-1")
-    i = start = 0
+    start = 0
     try:
-        for i in range(count):
+        for _ in range(count):
             start = pos
             (length,) = u32(data, pos)
             pos += 4
             if length > MAX_STRING_BYTES or pos + length > end:
                 raise _Irregular
-            name = text[pos:pos + length]
+            name = text[pos : pos + length]
             if not name.isascii():
-                name = str(data[pos:pos + length], "utf-8")
+                name = str(data[pos : pos + length], "utf-8")
             pos += length
             (length,) = u32(data, pos)
             pos += 4
             if length > MAX_STRING_BYTES or pos + length > end:
                 raise _Irregular
-            handle = text[pos:pos + length]
+            handle = text[pos : pos + length]
             if not handle.isascii():
-                handle = str(data[pos:pos + length], "utf-8")
+                handle = str(data[pos : pos + length], "utf-8")
             pos += length
             dtype, rank = head(data, pos)
             if rank > MAX_RANK or pos + 5 + 8 * rank > end:
                 raise _Irregular
-            raw_info = data[pos:pos + 5 + 8 * rank]  # models repeat a few tensor infos
+            raw_info = data[pos : pos + 5 + 8 * rank]  # models repeat a few tensor infos
             tensor_info = infos.get(raw_info)
             if tensor_info is None:
                 shape = shapes[rank](data, pos + 5) if rank else ()
@@ -237,22 +274,31 @@ def _read_anchors(cur: Cursor) -> tuple[Anchor, ...]:
             pos += 4
             if length > MAX_ARRAY_ITEMS or pos + 4 * length > end:
                 raise _Irregular
-            programs = (program_lists[length](data, pos) if length < _SHORT
-                        else struct.unpack_from(f"<{length}I", data, pos))
+            programs = (
+                program_lists[length](data, pos)
+                if length < _SHORT
+                else struct.unpack_from(f"<{length}I", data, pos)
+            )
             pos += 4 * length
             is_per_replica, kind = tail(data, pos)
             pos += 2
-            append(new_anchor(name, handle, tensor_info, programs, is_per_replica != 0,
-                              tensor_types[kind]))
+            append(
+                new_anchor(
+                    name, handle, tensor_info, programs, is_per_replica != 0, tensor_types[kind]
+                )
+            )
     except (_Irregular, struct.error, UnicodeDecodeError, KeyError, PopefError):
+        i = len(anchors)  # the failing anchor: each one is appended only once it is read
         cur.pos = start  # the careful reader raises the precise error
         try:
             _read_anchor(cur)
         except DecodeError as exc:
-            raise exc.within("anchors", f"[{i}]")
+            exc.within("anchors", f"[{i}]")
+            raise
         # unreachable while both readers check the same rules; an error all the same
         raise DecodeError("anchor refused by the fast reader only", start).within(
-            "anchors", f"[{i}]") from None
+            "anchors", f"[{i}]"
+        ) from None
     cur.pos = pos
     return tuple(anchors)
 
@@ -263,10 +309,12 @@ class _Irregular(Exception):
 
 def _read_program_flow(cur: Cursor) -> ProgramFlow:
     try:
-        return ProgramFlow(cur.numbers("I", "load"), cur.numbers("I", "main"),
-                           cur.numbers("I", "save"))
+        return ProgramFlow(
+            cur.numbers("I", "load"), cur.numbers("I", "main"), cur.numbers("I", "save")
+        )
     except DecodeError as exc:
-        raise exc.within("program_flow")
+        exc.within("program_flow")
+        raise
 
 
 def _read_programs_map(cur: Cursor) -> dict[int, str]:
@@ -277,7 +325,8 @@ def _read_programs_map(cur: Cursor) -> dict[int, str]:
             index = cur.u32("index")
             name = cur.string("name")
         except DecodeError as exc:
-            raise exc.within("programs_map", f"[{i}]")
+            exc.within("programs_map", f"[{i}]")
+            raise
         if index in result:
             raise PopefError(f"programs_map names program {index} twice")
         result[index] = name
@@ -291,8 +340,15 @@ _METADATA_FIXED = struct.Struct("<III??QI")
 
 def read_metadata(cur: Cursor) -> Metadata:
     executable = cur.string("executable")
-    (replication_factor, num_ipus, ipu_version, is_pod, is_inference, num_processes,
-     device_iterations) = cur.fields(_METADATA_FIXED, "replication_factor")
+    (
+        replication_factor,
+        num_ipus,
+        ipu_version,
+        is_pod,
+        is_inference,
+        num_processes,
+        device_iterations,
+    ) = cur.fields(_METADATA_FIXED, "replication_factor")
     return Metadata(
         executable=executable,
         replication_factor=replication_factor,
@@ -303,10 +359,8 @@ def read_metadata(cur: Cursor) -> Metadata:
         num_processes=num_processes,
         device_iterations=device_iterations,
         seed_handle=cur.string("seed_handle"),
-        engine_options=tuple(cur.items(_read_option, _MIN_OPTION, "engine_options",
-                                       MAX_OPTIONS)),
-        device_options=tuple(cur.items(_read_option, _MIN_OPTION, "device_options",
-                                       MAX_OPTIONS)),
+        engine_options=tuple(cur.items(_read_option, _MIN_OPTION, "engine_options", MAX_OPTIONS)),
+        device_options=tuple(cur.items(_read_option, _MIN_OPTION, "device_options", MAX_OPTIONS)),
         program_flow=_read_program_flow(cur),
         programs_map=_read_programs_map(cur),
         anchors=_read_anchors(cur),
@@ -314,6 +368,7 @@ def read_metadata(cur: Cursor) -> Metadata:
 
 
 # -- containers -> dataclasses (the infos of the other blob types) -------------------------
+
 
 @dataclass(frozen=True)
 class ExecutableEncoding:
@@ -329,16 +384,18 @@ def _executable(ct: c.Container) -> ExecutableEncoding:
         codec = Codec(ct.codec)
     except ValueError:
         raise PopefError(f"unknown executable codec {ct.codec}") from None
-    return ExecutableEncoding(ExecutableInfo(ct.name, codec is not Codec.NONE), codec,
-                              ct.uncompressed_size)
+    return ExecutableEncoding(
+        ExecutableInfo(ct.name, codec is not Codec.NONE), codec, ct.uncompressed_size
+    )
 
 
 def decode_metadata(data: bytes, where: Location, allow_trailing: bool = False) -> Metadata:
     return read_all(read_metadata, data, where, "metadata", allow_trailing)
 
 
-def decode_executable_info(data: bytes, where: Location,
-                           allow_trailing: bool = False) -> ExecutableEncoding:
+def decode_executable_info(
+    data: bytes, where: Location, allow_trailing: bool = False
+) -> ExecutableEncoding:
     return decode(EXECUTABLE_INFO, data, where, "executable info", _executable, allow_trailing)
 
 
@@ -347,7 +404,8 @@ def _read_named_tensor_info(cur: Cursor) -> tuple[str, TensorInfo]:
     try:
         return name, read_tensor_info(cur)
     except DecodeError as exc:
-        raise exc.within("tensor_info")
+        exc.within("tensor_info")
+        raise
 
 
 def _read_tensor_data_info(cur: Cursor) -> TensorDataInfo:
@@ -359,8 +417,9 @@ def _read_feed_data_info(cur: Cursor) -> FeedDataInfo:
     return FeedDataInfo(name, tensor_info, cur.u64("num_items"))
 
 
-def decode_tensor_data_info(data: bytes, where: Location,
-                            allow_trailing: bool = False) -> TensorDataInfo:
+def decode_tensor_data_info(
+    data: bytes, where: Location, allow_trailing: bool = False
+) -> TensorDataInfo:
     return read_all(_read_tensor_data_info, data, where, "tensor data info", allow_trailing)
 
 
@@ -420,62 +479,87 @@ def fast_feed_data_info(data: bytes) -> FeedDataInfo | None:
         return None
 
 
-def decode_feed_data_info(data: bytes, where: Location,
-                          allow_trailing: bool = False) -> FeedDataInfo:
+def decode_feed_data_info(
+    data: bytes, where: Location, allow_trailing: bool = False
+) -> FeedDataInfo:
     return read_all(_read_feed_data_info, data, where, "feed data info", allow_trailing)
 
 
 def decode_opaque_info(data: bytes, where: Location, allow_trailing: bool = False) -> OpaqueInfo:
-    return decode(OPAQUE_INFO, data, where, "opaque info",
-                  lambda ct: OpaqueInfo(ct.name, ct.executable), allow_trailing)
+    return decode(
+        OPAQUE_INFO,
+        data,
+        where,
+        "opaque info",
+        lambda ct: OpaqueInfo(ct.name, ct.executable),
+        allow_trailing,
+    )
 
 
 # -- dataclasses -> bytes ----------------------------------------------------------------
+
 
 def _tensor_info_dict(info: TensorInfo) -> dict[str, Any]:
     return {"dtype": int(info.dtype), "shape": list(info.shape)}
 
 
 def encode_metadata(md: Metadata) -> bytes:
-    return METADATA.build({
-        "executable": md.executable,
-        "replication_factor": md.replication_factor,
-        "num_ipus": md.num_ipus,
-        "ipu_version": md.ipu_version,
-        "is_pod": md.is_pod,
-        "is_inference": md.is_inference,
-        "num_processes": md.num_processes,
-        "device_iterations": md.device_iterations,
-        "seed_handle": md.seed_handle,
-        "engine_options": [{"name": o.name, "value": o.value} for o in md.engine_options],
-        "device_options": [{"name": o.name, "value": o.value} for o in md.device_options],
-        "program_flow": {"load": list(md.program_flow.load), "main": list(md.program_flow.main),
-                         "save": list(md.program_flow.save)},
-        "programs_map": [{"index": i, "name": n} for i, n in md.programs_map.items()],
-        "anchors": [
-            {"name": a.name, "handle": a.handle, "tensor_info": _tensor_info_dict(a.tensor_info),
-             "programs": list(a.programs), "is_per_replica": a.is_per_replica, "type": int(a.type)}
-            for a in md.anchors
-        ],
-    })
+    return METADATA.build(
+        {
+            "executable": md.executable,
+            "replication_factor": md.replication_factor,
+            "num_ipus": md.num_ipus,
+            "ipu_version": md.ipu_version,
+            "is_pod": md.is_pod,
+            "is_inference": md.is_inference,
+            "num_processes": md.num_processes,
+            "device_iterations": md.device_iterations,
+            "seed_handle": md.seed_handle,
+            "engine_options": [{"name": o.name, "value": o.value} for o in md.engine_options],
+            "device_options": [{"name": o.name, "value": o.value} for o in md.device_options],
+            "program_flow": {
+                "load": list(md.program_flow.load),
+                "main": list(md.program_flow.main),
+                "save": list(md.program_flow.save),
+            },
+            "programs_map": [{"index": i, "name": n} for i, n in md.programs_map.items()],
+            "anchors": [
+                {
+                    "name": a.name,
+                    "handle": a.handle,
+                    "tensor_info": _tensor_info_dict(a.tensor_info),
+                    "programs": list(a.programs),
+                    "is_per_replica": a.is_per_replica,
+                    "type": int(a.type),
+                }
+                for a in md.anchors
+            ],
+        }
+    )
 
 
 def encode_executable_info(name: str, codec: Codec, uncompressed_size: int) -> bytes:
-    return EXECUTABLE_INFO.build({"name": name, "codec": int(codec),
-                                  "uncompressed_size": uncompressed_size})
+    return EXECUTABLE_INFO.build(
+        {"name": name, "codec": int(codec), "uncompressed_size": uncompressed_size}
+    )
 
 
 # Tensor and feed infos are written once per blob, thousands of times for a large model: they
 # are built with the generated code (tests check it gives the schema's bytes).
 def encode_tensor_data_info(info: TensorDataInfo) -> bytes:
     return _compiled_form(TENSOR_DATA_INFO).build(
-        {"name": info.name, "tensor_info": _tensor_info_dict(info.tensor_info)})
+        {"name": info.name, "tensor_info": _tensor_info_dict(info.tensor_info)}
+    )
 
 
 def encode_feed_data_info(info: FeedDataInfo) -> bytes:
     return _compiled_form(FEED_DATA_INFO).build(
-        {"name": info.name, "tensor_info": _tensor_info_dict(info.tensor_info),
-         "num_items": info.num_items})
+        {
+            "name": info.name,
+            "tensor_info": _tensor_info_dict(info.tensor_info),
+            "num_items": info.num_items,
+        }
+    )
 
 
 def encode_opaque_info(info: OpaqueInfo) -> bytes:

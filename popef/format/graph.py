@@ -75,14 +75,19 @@ DEVICE_TO_HOST = Struct(
 ATTRIBUTE = Struct(
     "name" / String,
     "kind" / Int8ul,  # AttributeKind
-    "value" / c.Switch(this.kind, {
-        AttributeKind.INT: Int64sl,
-        AttributeKind.FLOAT: Float64l,
-        AttributeKind.STRING: String,
-        AttributeKind.INTS: BoundedArray(Int64sl, min_item_size=8),
-        AttributeKind.FLOATS: BoundedArray(Float64l, min_item_size=8),
-        AttributeKind.STRINGS: BoundedArray(String, min_item_size=4),
-    }, default=_Unknown("attribute kind", "kind")),
+    "value"
+    / c.Switch(
+        this.kind,
+        {
+            AttributeKind.INT: Int64sl,
+            AttributeKind.FLOAT: Float64l,
+            AttributeKind.STRING: String,
+            AttributeKind.INTS: BoundedArray(Int64sl, min_item_size=8),
+            AttributeKind.FLOATS: BoundedArray(Float64l, min_item_size=8),
+            AttributeKind.STRINGS: BoundedArray(String, min_item_size=4),
+        },
+        default=_Unknown("attribute kind", "kind"),
+    ),
 )
 
 NAME_LIST = BoundedArray(String, min_item_size=4)
@@ -100,11 +105,16 @@ NODE = Struct(
 
 STEP = Struct(
     "kind" / Int8ul,  # StepKind
-    "body" / c.Switch(this.kind, {
-        StepKind.HOST_TO_DEVICE: HOST_TO_DEVICE,
-        StepKind.NODE: NODE,
-        StepKind.DEVICE_TO_HOST: DEVICE_TO_HOST,
-    }, default=_Unknown("step kind", "kind")),
+    "body"
+    / c.Switch(
+        this.kind,
+        {
+            StepKind.HOST_TO_DEVICE: HOST_TO_DEVICE,
+            StepKind.NODE: NODE,
+            StepKind.DEVICE_TO_HOST: DEVICE_TO_HOST,
+        },
+        default=_Unknown("step kind", "kind"),
+    ),
 )
 
 # Smallest encodings, used to bound counts before parsing: a step is a kind byte and two

@@ -14,7 +14,7 @@ from construct import Bytes, Int16ul, Int32ul, Int64ul, PaddedString, Struct
 
 MAGIC = b"\x89PopEF\r\n"
 FORMAT_VERSION = (1, 0)
-VERSION_STRING = "%d.%d" % FORMAT_VERSION
+VERSION_STRING = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
 HEADER_SIZE = 48
 ALIGNMENT = 64
 MAX_INFO_SIZE = 1 << 28  # 256 MiB of blob info (metadata of very large models fits easily)

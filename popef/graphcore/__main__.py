@@ -25,8 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0].startswith("-"):
         from ..escaping import escape_text
 
-        print(f"error: unknown option '{escape_text(argv[0])}' (expected a script path first; "
-              "see --help)", file=sys.stderr)
+        print(
+            f"error: unknown option '{escape_text(argv[0])}' (expected a script path first; "
+            "see --help)",
+            file=sys.stderr,
+        )
         return 1
     from ..errors import PopefError
     from .launcher import check_script, run_script

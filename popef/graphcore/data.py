@@ -128,8 +128,9 @@ class ProgramFlow(_Fields):
 
     __slots__ = ("_load", "_main", "_save")
 
-    def __init__(self, load: Iterable[int] = (), main: Iterable[int] = (),
-                 save: Iterable[int] = ()):
+    def __init__(
+        self, load: Iterable[int] = (), main: Iterable[int] = (), save: Iterable[int] = ()
+    ):
         self._load, self._main, self._save = list(load), list(main), list(save)
 
     load, setLoad = _accessors("_load", list)
@@ -149,9 +150,15 @@ class Anchor(_Fields):
 
     __slots__ = ("_name", "_handle", "_tensor_info", "_programs", "_is_per_replica", "_type")
 
-    def __init__(self, name: str = "", handle: str = "", tensorInfo: TensorInfo | None = None,
-                 programs: Iterable[int] = (), isPerReplica: bool = False,
-                 type: TensorType = TensorType.UNKNOWN):
+    def __init__(
+        self,
+        name: str = "",
+        handle: str = "",
+        tensorInfo: TensorInfo | None = None,
+        programs: Iterable[int] = (),
+        isPerReplica: bool = False,
+        type: TensorType = TensorType.UNKNOWN,
+    ):
         self._name, self._handle = name, handle
         self._tensor_info = tensorInfo if tensorInfo is not None else TensorInfo()
         self._programs = list(programs)
@@ -166,22 +173,46 @@ class Anchor(_Fields):
     type, setType = _accessors("_type", TensorType._coerced)
 
     def _ours(self) -> ours.Anchor:
-        return ours.Anchor(self._name, self._handle, _info_of(self._tensor_info, "Anchor"),
-                           tuple(self._programs), self._is_per_replica, self._type)
+        return ours.Anchor(
+            self._name,
+            self._handle,
+            _info_of(self._tensor_info, "Anchor"),
+            tuple(self._programs),
+            self._is_per_replica,
+            self._type,
+        )
 
     @classmethod
     def _of(cls, anchor: ours.Anchor) -> Anchor:
-        return cls(anchor.name, anchor.handle, TensorInfo._of(anchor.tensor_info),
-                   anchor.programs, anchor.is_per_replica, TensorType(anchor.type))
+        return cls(
+            anchor.name,
+            anchor.handle,
+            TensorInfo._of(anchor.tensor_info),
+            anchor.programs,
+            anchor.is_per_replica,
+            TensorType(anchor.type),
+        )
 
 
 class Metadata(_Fields):
     """``popef::Metadata``: how to run one executable, with libpopef's getters and setters."""
 
-    __slots__ = ("_executable", "_anchors", "_program_flow", "_programs_map",
-                 "_replication_factor", "_num_ipus", "_ipu_version", "_is_pod",
-                 "_num_processes", "_is_inference", "_seed_handle", "_engine_options",
-                 "_device_options", "_device_iterations")
+    __slots__ = (
+        "_executable",
+        "_anchors",
+        "_program_flow",
+        "_programs_map",
+        "_replication_factor",
+        "_num_ipus",
+        "_ipu_version",
+        "_is_pod",
+        "_num_processes",
+        "_is_inference",
+        "_seed_handle",
+        "_engine_options",
+        "_device_options",
+        "_device_iterations",
+    )
 
     def __init__(self) -> None:
         defaults = ours.Metadata(executable="")
@@ -231,10 +262,12 @@ class Metadata(_Fields):
             num_processes=self._num_processes,
             is_inference=self._is_inference,
             seed_handle=self._seed_handle,
-            engine_options=tuple(_converted(o, Option, "Metadata.engineOptions")
-                                 for o in self._engine_options),
-            device_options=tuple(_converted(o, Option, "Metadata.deviceOptions")
-                                 for o in self._device_options),
+            engine_options=tuple(
+                _converted(o, Option, "Metadata.engineOptions") for o in self._engine_options
+            ),
+            device_options=tuple(
+                _converted(o, Option, "Metadata.deviceOptions") for o in self._device_options
+            ),
             device_iterations=self._device_iterations,
         )
 
@@ -281,8 +314,7 @@ class FeedDataInfo(TensorDataInfo):
 
     __slots__ = ("_num_items",)
 
-    def __init__(self, name: str = "", tensorInfo: TensorInfo | None = None,
-                 numItems: int = 1):
+    def __init__(self, name: str = "", tensorInfo: TensorInfo | None = None, numItems: int = 1):
         super().__init__(name, tensorInfo)
         self._num_items = numItems
 
@@ -292,12 +324,15 @@ class FeedDataInfo(TensorDataInfo):
         return (self._name, self._tensor_info, self._num_items)
 
     def __repr__(self) -> str:
-        return (f"FeedDataInfo(name={self._name!r}, tensorInfo={self._tensor_info!r}, "
-                f"numItems={self._num_items!r})")
+        return (
+            f"FeedDataInfo(name={self._name!r}, tensorInfo={self._tensor_info!r}, "
+            f"numItems={self._num_items!r})"
+        )
 
     def _ours(self) -> ours.FeedDataInfo:  # type: ignore[override]
-        return ours.FeedDataInfo(str(self._name), _info_of(self._tensor_info, "FeedDataInfo"),
-                                 self._num_items)
+        return ours.FeedDataInfo(
+            str(self._name), _info_of(self._tensor_info, "FeedDataInfo"), self._num_items
+        )
 
     @classmethod
     def _of(cls, info: ours.FeedDataInfo) -> FeedDataInfo:  # type: ignore[override]

@@ -56,7 +56,9 @@ def _ours_data_type(self) -> ours.DataType:
 
 
 # This library's conveniences, for scripts that mix both APIs.
-DataType.item_size = property(lambda self: _ours_data_type(self).item_size,
-                              doc="Bytes per element.")
-DataType.numpy_dtype = property(lambda self: _ours_data_type(self).numpy_dtype,
-                                doc="The numpy dtype of this type's elements.")
+DataType.item_size = property(
+    lambda self: _ours_data_type(self).item_size, doc="Bytes per element."
+)
+DataType.numpy_dtype = property(
+    lambda self: _ours_data_type(self).numpy_dtype, doc="The numpy dtype of this type's elements."
+)

@@ -67,8 +67,9 @@ class DeviceWaitConfig:
 
     def _check(self) -> None:
         if not isinstance(self.strategy, DeviceWaitStrategy):
-            raise ExecutionError(f"DeviceWaitConfig.strategy must be a DeviceWaitStrategy, "
-                                 f"got {self.strategy!r}")
+            raise ExecutionError(
+                f"DeviceWaitConfig.strategy must be a DeviceWaitStrategy, got {self.strategy!r}"
+            )
         for name in ("timeout", "sleepTime"):
             _seconds(f"DeviceWaitConfig.{name}", getattr(self, name))
 
@@ -91,18 +92,23 @@ class ModelRunnerConfig:
 
     def _check(self) -> None:
         if not isinstance(self.device_wait_config, DeviceWaitConfig):
-            raise ExecutionError(f"ModelRunnerConfig.device_wait_config must be a "
-                                 f"DeviceWaitConfig, got {type(self.device_wait_config).__name__}")
+            raise ExecutionError(
+                f"ModelRunnerConfig.device_wait_config must be a "
+                f"DeviceWaitConfig, got {type(self.device_wait_config).__name__}"
+            )
         self.device_wait_config._check()
         if not isinstance(self.thread_safe, bool):
-            raise ExecutionError(f"ModelRunnerConfig.thread_safe must be a bool, got "
-                                 f"{self.thread_safe!r}")
+            raise ExecutionError(
+                f"ModelRunnerConfig.thread_safe must be a bool, got {self.thread_safe!r}"
+            )
         timeout = self.timeout_ns
         if isinstance(timeout, timedelta):
             _seconds("ModelRunnerConfig.timeout_ns", timeout)
         elif isinstance(timeout, bool) or not isinstance(timeout, (int, np.integer)) or timeout < 0:
-            raise ExecutionError(f"ModelRunnerConfig.timeout_ns must be nanoseconds >= 0 or a "
-                                 f"timedelta, got {timeout!r}")
+            raise ExecutionError(
+                f"ModelRunnerConfig.timeout_ns must be nanoseconds >= 0 or a "
+                f"timedelta, got {timeout!r}"
+            )
 
 
 def _seconds(where: str, value: object) -> float:
@@ -134,8 +140,7 @@ class DataDesc:
 
     __slots__ = ("name", "_shape", "size_in_bytes", "data_type")
 
-    def __init__(self, name: str, shape: Iterable[int], size_in_bytes: int,
-                 data_type: DataType):
+    def __init__(self, name: str, shape: Iterable[int], size_in_bytes: int, data_type: DataType):
         self.name = name
         self.shape = shape
         self.size_in_bytes = size_in_bytes
@@ -157,8 +162,10 @@ class DataDesc:
     __hash__ = None  # type: ignore[assignment]  # mutable, like Model Runtime's
 
     def __repr__(self) -> str:
-        return (f"DataDesc(name={self.name!r}, shape={self.shape!r}, "
-                f"size_in_bytes={self.size_in_bytes!r}, data_type={self.data_type!r})")
+        return (
+            f"DataDesc(name={self.name!r}, shape={self.shape!r}, "
+            f"size_in_bytes={self.size_in_bytes!r}, data_type={self.data_type!r})"
+        )
 
     def _fields(self) -> tuple:
         return (self.name, self._shape, self.size_in_bytes, self.data_type)
@@ -206,8 +213,11 @@ class ModelRunner:
     """``model_runtime::ModelRunner`` on a path, a list of paths (:class:`PopefPaths`) or a
     :class:`popef.Model`: loads the model once, then runs it."""
 
-    def __init__(self, popef: str | os.PathLike | Iterable[str | os.PathLike] | Model,
-                 config: ModelRunnerConfig | None = None):
+    def __init__(
+        self,
+        popef: str | os.PathLike | Iterable[str | os.PathLike] | Model,
+        config: ModelRunnerConfig | None = None,
+    ):
         config = ModelRunnerConfig() if config is None else config
         if not isinstance(config, ModelRunnerConfig):
             raise ExecutionError(f"config must be a ModelRunnerConfig, got {type(config).__name__}")
@@ -224,8 +234,9 @@ class ModelRunner:
     def getExecuteOutputs(self) -> list[DataDesc]:
         return [desc._copy() for desc in self._outputs]
 
-    def execute(self, inputs: Mapping[str, Any],
-                outputs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
+    def execute(
+        self, inputs: Mapping[str, Any], outputs: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray] | None:
         """Run once; returns ``{output name: array}``, or fills ``outputs`` (an
         :class:`OutputMemoryView`) and returns None."""
         results = self._runner.execute(self._arrays(inputs))
@@ -248,8 +259,9 @@ class ModelRunner:
 
     def _arrays(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(inputs, Mapping):
-            raise ExecutionError(f"inputs must be an InputMemoryView (name -> array), got "
-                                 f"{type(inputs).__name__}")
+            raise ExecutionError(
+                f"inputs must be an InputMemoryView (name -> array), got {type(inputs).__name__}"
+            )
         arrays = dict(inputs)
         for desc in self._inputs:
             if desc.name in arrays:
@@ -282,15 +294,20 @@ def _as_input(desc: DataDesc, value: Any) -> Any:
 def _fill(outputs: Mapping[str, Any], results: Mapping[str, np.ndarray]) -> None:
     for name, buffer in outputs.items():
         if name not in results:
-            raise ExecutionError(f"output view names '{name}', which is not an output; the "
-                                 f"outputs are {', '.join(repr(n) for n in results)}")
+            raise ExecutionError(
+                f"output view names '{name}', which is not an output; the "
+                f"outputs are {', '.join(repr(n) for n in results)}"
+            )
         source = np.ascontiguousarray(results[name]).reshape(-1).view(np.uint8)
         try:
             target = memoryview(buffer).cast("B")
         except TypeError:
-            raise ExecutionError(f"output view '{name}' must be a writable buffer, got "
-                                 f"{type(buffer).__name__}") from None
+            raise ExecutionError(
+                f"output view '{name}' must be a writable buffer, got {type(buffer).__name__}"
+            ) from None
         if target.readonly or target.nbytes != source.nbytes:
-            raise ExecutionError(f"output view '{name}' needs {source.nbytes} writable bytes, "
-                                 f"found {target.nbytes}{' read-only' if target.readonly else ''}")
+            raise ExecutionError(
+                f"output view '{name}' needs {source.nbytes} writable bytes, "
+                f"found {target.nbytes}{' read-only' if target.readonly else ''}"
+            )
         np.frombuffer(target, np.uint8)[:] = source

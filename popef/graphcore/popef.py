@@ -23,9 +23,23 @@ from .reading import ExecutableReader, FeedReader, OpaqueReader, Reader, TensorR
 from .writing import BlobWriter, Writer
 
 __all__ = [
-    "Reader", "ExecutableReader", "TensorReader", "FeedReader", "OpaqueReader",
-    "Writer", "BlobWriter",
-    "BlobType", "DataType", "TensorType", "TensorInfo", "Option", "ProgramFlow", "Anchor",
-    "Metadata", "TensorDataInfo", "FeedDataInfo", "popefTypeToNumpyDType",
+    "Reader",
+    "ExecutableReader",
+    "TensorReader",
+    "FeedReader",
+    "OpaqueReader",
+    "Writer",
+    "BlobWriter",
+    "BlobType",
+    "DataType",
+    "TensorType",
+    "TensorInfo",
+    "Option",
+    "ProgramFlow",
+    "Anchor",
+    "Metadata",
+    "TensorDataInfo",
+    "FeedDataInfo",
+    "popefTypeToNumpyDType",
     "PopefError",
 ]

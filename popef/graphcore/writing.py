@@ -35,8 +35,7 @@ class BlobWriter:
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
             raise WriterError(f"write() needs a size in bytes >= 0, got {size!r}")
         if size > len(view):
-            raise WriterError(f"write() was asked for {size} bytes but the data holds "
-                              f"{len(view)}")
+            raise WriterError(f"write() was asked for {size} bytes but the data holds {len(view)}")
         self._blob.write(view[:size])
 
     def close(self) -> None:
@@ -66,12 +65,14 @@ class Writer:
         return BlobWriter(self._writer.create_executable(_plain(name), bool(compress)))
 
     def createTensorData(self, info: TensorDataInfo) -> BlobWriter:
-        return BlobWriter(self._writer.create_tensor_data(
-            _converted(info, TensorDataInfo, "createTensorData()")))
+        return BlobWriter(
+            self._writer.create_tensor_data(_converted(info, TensorDataInfo, "createTensorData()"))
+        )
 
     def createFeedData(self, info: FeedDataInfo) -> BlobWriter:
-        return BlobWriter(self._writer.create_feed_data(
-            _converted(info, FeedDataInfo, "createFeedData()")))
+        return BlobWriter(
+            self._writer.create_feed_data(_converted(info, FeedDataInfo, "createFeedData()"))
+        )
 
     def createOpaqueBlob(self, name: str, executable: str) -> BlobWriter:
         return BlobWriter(self._writer.create_opaque_blob(_plain(name), _plain(executable)))
@@ -105,8 +106,9 @@ def _bytes_of(data) -> memoryview:
     try:
         view = memoryview(data)
     except TypeError:
-        raise WriterError(f"write() needs bytes, a numpy array or a str, got "
-                          f"{type(data).__name__}") from None
+        raise WriterError(
+            f"write() needs bytes, a numpy array or a str, got {type(data).__name__}"
+        ) from None
     if not view.c_contiguous:
         view = memoryview(view.tobytes())
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view

@@ -33,14 +33,17 @@ def check_size(where: str, shape: Sequence[int], dtype: np.dtype) -> None:
     count = 1
     for d in shape:
         if d < 0:
-            raise ExecutionError(f"{where}: folded output would have shape {list(shape)}, "
-                                 "with a negative dimension")
+            raise ExecutionError(
+                f"{where}: folded output would have shape {list(shape)}, with a negative dimension"
+            )
         count *= int(d)
     nbytes = count * np.dtype(dtype).itemsize
     if nbytes > MAX_FOLDED_BYTES:
-        raise ExecutionError(f"{where}: folded output would be {fmt_shape(shape)} "
-                             f"{np.dtype(dtype).name}, {nbytes} bytes, more than the "
-                             f"{MAX_FOLDED_BYTES} bytes folding may produce")
+        raise ExecutionError(
+            f"{where}: folded output would be {fmt_shape(shape)} "
+            f"{np.dtype(dtype).name}, {nbytes} bytes, more than the "
+            f"{MAX_FOLDED_BYTES} bytes folding may produce"
+        )
 
 
 def constant_of_shape(where: str, shape: np.ndarray, value: np.ndarray | None) -> np.ndarray:
@@ -73,8 +76,15 @@ def _precheck(op_type: str, where: str, inputs: Sequence[np.ndarray | None]) -> 
         check_size(where, shape, x.dtype)
 
 
-def fold_node(op_type: str, name: str, attrs: Mapping[str, Any], inputs: Sequence[np.ndarray | None],
-              num_outputs: int, onnx_node: Any, opset: int) -> list[np.ndarray]:
+def fold_node(
+    op_type: str,
+    name: str,
+    attrs: Mapping[str, Any],
+    inputs: Sequence[np.ndarray | None],
+    num_outputs: int,
+    onnx_node: Any,
+    opset: int,
+) -> list[np.ndarray]:
     """Evaluate one node on known inputs; ExecutionError naming it when that fails."""
     where = f"{op_type} node '{name}'"
     _precheck(op_type, where, inputs)
@@ -90,8 +100,9 @@ def fold_node(op_type: str, name: str, attrs: Mapping[str, Any], inputs: Sequenc
     return _reference(where, onnx_node, inputs, opset)
 
 
-def _reference(where: str, onnx_node: Any, inputs: Sequence[np.ndarray | None],
-               opset: int) -> list[np.ndarray]:
+def _reference(
+    where: str, onnx_node: Any, inputs: Sequence[np.ndarray | None], opset: int
+) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator
 
     feeds = {name: np.asarray(x) for name, x in zip(onnx_node.input, inputs) if name}
@@ -103,8 +114,9 @@ def _reference(where: str, onnx_node: Any, inputs: Sequence[np.ndarray | None],
     except MemoryError:
         raise ExecutionError(f"{where}: out of memory while folding it at import") from None
     except Exception as exc:  # noqa: BLE001 - onnx.reference raises anything
-        raise ExecutionError(f"{where}: cannot be evaluated at import: "
-                             f"{type(exc).__name__}: {exc}") from None
+        raise ExecutionError(
+            f"{where}: cannot be evaluated at import: {type(exc).__name__}: {exc}"
+        ) from None
     out = []
     for y in results:
         if not isinstance(y, np.ndarray) and not np.isscalar(y):

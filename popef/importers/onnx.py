@@ -28,6 +28,8 @@ import numpy as np
 
 from ..errors import ExecutionError, PopefError
 from ..escaping import escape_text
+from ..runtime.builder import LOAD_PROGRAM, MAIN_PROGRAM, input_handle, output_handle
+from ..runtime.ops import OPS, TensorSpec, create_op
 from ..runtime.program import (
     Attribute,
     DeviceToHost,
@@ -37,8 +39,6 @@ from ..runtime.program import (
     Program,
     encode_program,
 )
-from ..runtime.builder import LOAD_PROGRAM, MAIN_PROGRAM, input_handle, output_handle
-from ..runtime.ops import OPS, TensorSpec, create_op
 from ..types import (
     POPART_PROGRAM_NAMES,
     Anchor,
@@ -105,22 +105,43 @@ class ConvertedGraph:
         load = tuple(HostToDevice(input_handle(name), name) for name in self.weights)
         main: list = [HostToDevice(input_handle(name), name) for name in self.inputs]
         main += self.nodes
-        main += [DeviceToHost(tensor, output_handle(name))
-                 for name, (tensor, _) in self.outputs.items()]
-        return GraphProgram((
-            Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], load),
-            Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
-        ))
+        main += [
+            DeviceToHost(tensor, output_handle(name)) for name, (tensor, _) in self.outputs.items()
+        ]
+        return GraphProgram(
+            (
+                Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], load),
+                Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
+            )
+        )
 
     def metadata(self, executable_name: str) -> Metadata:
-        anchors = [Anchor(name, input_handle(name), info, (MAIN_PROGRAM,), False,
-                          TensorType.INPUT) for name, info in self.inputs.items()]
-        anchors += [Anchor(name, output_handle(name),
-                           TensorInfo(DataType.from_numpy(spec.dtype), spec.shape),
-                           (MAIN_PROGRAM,), False, TensorType.OUTPUT)
-                    for name, (_, spec) in self.outputs.items()]
-        anchors += [Anchor(name, input_handle(name), TensorInfo.of(array), (LOAD_PROGRAM,),
-                           False, TensorType.INPUT) for name, array in self.weights.items()]
+        anchors = [
+            Anchor(name, input_handle(name), info, (MAIN_PROGRAM,), False, TensorType.INPUT)
+            for name, info in self.inputs.items()
+        ]
+        anchors += [
+            Anchor(
+                name,
+                output_handle(name),
+                TensorInfo(DataType.from_numpy(spec.dtype), spec.shape),
+                (MAIN_PROGRAM,),
+                False,
+                TensorType.OUTPUT,
+            )
+            for name, (_, spec) in self.outputs.items()
+        ]
+        anchors += [
+            Anchor(
+                name,
+                input_handle(name),
+                TensorInfo.of(array),
+                (LOAD_PROGRAM,),
+                False,
+                TensorType.INPUT,
+            )
+            for name, array in self.weights.items()
+        ]
         return Metadata(
             executable=executable_name,
             anchors=tuple(anchors),
@@ -133,23 +154,34 @@ class ConvertedGraph:
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     """``"input=1,3,224,224"`` -> ``("input", (1, 3, 224, 224))``; ``"x="`` is a scalar."""
     name, sep, dims = text.rpartition("=")
+    shown = escape_text(text, limit=200)  # a command line can be megabytes long
     if not sep or not name:
-        raise ExecutionError(f"input shape '{escape_text(text)}' must be NAME=D1,D2,... "
-                             "(for example input=1,3,224,224)")
+        raise ExecutionError(
+            f"input shape '{shown}' must be NAME=D1,D2,... (for example input=1,3,224,224)"
+        )
     try:
         shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
     except ValueError:
-        raise ExecutionError(f"input shape '{escape_text(text)}': dimensions must be integers "
-                             "separated by commas") from None
+        raise ExecutionError(
+            f"input shape '{shown}': dimensions must be integers separated by commas"
+        ) from None
     if any(d < 0 for d in shape):
-        raise ExecutionError(f"input shape '{escape_text(text)}': dimensions must be >= 0")
+        raise ExecutionError(f"input shape '{shown}': dimensions must be >= 0")
+    if any(d >= 2**63 for d in shape):  # a PopEF shape holds int64 dimensions
+        raise ExecutionError(f"input shape '{shown}': dimensions must be below 2**63")
     return name, shape
 
 
-def import_onnx(model: Any, path: str | os.PathLike | BinaryIO, *,
-                input_shapes: Mapping[str, Iterable[int]] | None = None,
-                batch_size: int | None = None, executable_name: str | None = None,
-                compress: bool = False, progress: Progress | None = None) -> ImportResult:
+def import_onnx(
+    model: Any,
+    path: str | os.PathLike | BinaryIO,
+    *,
+    input_shapes: Mapping[str, Iterable[int]] | None = None,
+    batch_size: int | None = None,
+    executable_name: str | None = None,
+    compress: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
     """Import an ONNX model into a PopEF file at ``path`` (or a binary stream).
 
     ``model`` is a path to an ``.onnx`` file (external data is read from beside it), its
@@ -160,9 +192,11 @@ def import_onnx(model: Any, path: str | os.PathLike | BinaryIO, *,
     :class:`popef.ExecutionError` on anything the importer cannot convert, and then writes
     nothing.
     """
-    if batch_size is not None and (isinstance(batch_size, bool)
-                                   or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ExecutionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     source = load_source(model)
     graph = convert(source, input_shapes=input_shapes, batch_size=batch_size, progress=progress)
@@ -187,9 +221,14 @@ def import_onnx(model: Any, path: str | os.PathLike | BinaryIO, *,
                 progress("weights", done, total)
     return ImportResult(
         path=None if not isinstance(path, (str, os.PathLike)) else os.fspath(path),
-        metadata=metadata, opset=graph.opset, onnx_nodes=graph.onnx_nodes,
-        kept_nodes=len(graph.nodes), folded_nodes=graph.folded_nodes,
-        weights=len(graph.weights), weight_bytes=total)
+        metadata=metadata,
+        opset=graph.opset,
+        onnx_nodes=graph.onnx_nodes,
+        kept_nodes=len(graph.nodes),
+        folded_nodes=graph.folded_nodes,
+        weights=len(graph.weights),
+        weight_bytes=total,
+    )
 
 
 def _default_name(model: Any, source: OnnxSource) -> str:
@@ -200,8 +239,13 @@ def _default_name(model: Any, source: OnnxSource) -> str:
     return source.model.graph.name or "model"
 
 
-def convert(source: OnnxSource | Any, *, input_shapes: Mapping[str, Iterable[int]] | None = None,
-            batch_size: int | None = None, progress: Progress | None = None) -> ConvertedGraph:
+def convert(
+    source: OnnxSource | Any,
+    *,
+    input_shapes: Mapping[str, Iterable[int]] | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> ConvertedGraph:
     """Convert a model (an :class:`OnnxSource` or anything ``import_onnx`` takes) in memory."""
     if not isinstance(source, OnnxSource):
         source = load_source(source)
@@ -209,8 +253,13 @@ def convert(source: OnnxSource | Any, *, input_shapes: Mapping[str, Iterable[int
 
 
 class _Converter:
-    def __init__(self, source: OnnxSource, input_shapes: Mapping[str, Iterable[int]],
-                 batch_size: int | None, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        source: OnnxSource,
+        input_shapes: Mapping[str, Iterable[int]],
+        batch_size: int | None,
+        progress: Progress | None,
+    ) -> None:
         self.source = source
         self.onnx = require_onnx()
         self.model = source.model
@@ -246,9 +295,11 @@ class _Converter:
         opset = int(max(versions))
         current = self.onnx.defs.onnx_opset_version()
         if not OLDEST_OPSET <= opset <= current:
-            raise ExecutionError(f"{self.source.label} uses ONNX opset {opset}; the importer "
-                                 f"takes opsets {OLDEST_OPSET} to {current} (opsets below "
-                                 f"{MIN_OPSET} for ops unchanged since)")
+            raise ExecutionError(
+                f"{self.source.label} uses ONNX opset {opset}; the importer "
+                f"takes opsets {OLDEST_OPSET} to {current} (opsets below "
+                f"{MIN_OPSET} for ops unchanged since)"
+            )
         return opset
 
     def _check_old_opset(self, op_type: str, where: str) -> None:
@@ -267,22 +318,29 @@ class _Converter:
                 f"{where}: the model's opset {self.opset} defines {op_type} as of version "
                 f"{old}, which opset {new} changed; the importer takes {op_type} as defined "
                 f"from opset {MIN_OPSET} on (convert the model with "
-                f"onnx.version_converter.convert_version(model, {MIN_OPSET}))")
+                f"onnx.version_converter.convert_version(model, {MIN_OPSET}))"
+            )
 
     def _given_shapes(self, shapes: Mapping[str, Iterable[int]]) -> dict[str, tuple[int, ...]]:
         if not isinstance(shapes, Mapping):
-            raise ExecutionError(f"input_shapes must be a mapping of input name to shape, got "
-                                 f"{type(shapes).__name__}")
+            raise ExecutionError(
+                f"input_shapes must be a mapping of input name to shape, got "
+                f"{type(shapes).__name__}"
+            )
         out = {}
         for name, shape in shapes.items():
             try:
                 dims = tuple(int(d) for d in shape)
             except (TypeError, ValueError):
-                raise ExecutionError(f"input_shapes['{escape_text(str(name))}'] must be a "
-                                     f"sequence of ints, got {shape!r}") from None
+                raise ExecutionError(
+                    f"input_shapes['{escape_text(str(name))}'] must be a "
+                    f"sequence of ints, got {shape!r}"
+                ) from None
             if any(d < 0 for d in dims):
-                raise ExecutionError(f"input_shapes['{escape_text(str(name))}'] has a negative "
-                                     f"dimension: {list(dims)}")
+                raise ExecutionError(
+                    f"input_shapes['{escape_text(str(name))}'] has a negative "
+                    f"dimension: {list(dims)}"
+                )
             out[str(name)] = dims
         return out
 
@@ -290,8 +348,11 @@ class _Converter:
         graph = self.model.graph
         self.total = _count_nodes(graph)
         for tensor in graph.initializer:
-            self._define_static(tensor.name, tensor_to_array(
-                tensor, self.source, f"initializer '{escape_text(tensor.name)}'"), "initializer")
+            self._define_static(
+                tensor.name,
+                tensor_to_array(tensor, self.source, f"initializer '{escape_text(tensor.name)}'"),
+                "initializer",
+            )
         self._inputs(graph)
         for node in graph.node:
             self._node(node)
@@ -299,8 +360,9 @@ class _Converter:
         outputs = self._outputs(graph)
         self._prune(outputs)
         opset = 0 if self.opset is None else self.opset  # 0: no default-domain opset
-        return ConvertedGraph(self.inputs, self.weights, self.nodes, outputs, opset,
-                              self.onnx_nodes, self.folded)
+        return ConvertedGraph(
+            self.inputs, self.weights, self.nodes, outputs, opset, self.onnx_nodes, self.folded
+        )
 
     def _inputs(self, graph: Any) -> None:
         symbols: dict[str, int] = {}
@@ -309,13 +371,15 @@ class _Converter:
         for name in self.input_shapes:
             if name not in names:
                 listed = ", ".join(f"'{escape_text(n)}'" for n in names) or "none"
-                raise ExecutionError(f"input shape given for '{escape_text(name)}', which is not "
-                                     f"an input of the model (inputs: {listed})")
+                raise ExecutionError(
+                    f"input shape given for '{escape_text(name)}', which is not "
+                    f"an input of the model (inputs: {listed})"
+                )
         # symbolic dimensions named in one input take the value given for another
         for value in declared:
             dims = _dims(value)
             given = self.input_shapes.get(value.name)
-            for i, (dim_value, param) in enumerate(dims or ()):
+            for i, (_, param) in enumerate(dims or ()):
                 if param and given is not None and i < len(given):
                     symbols.setdefault(param, given[i])
                 if param and i == 0 and self.batch_size is not None:
@@ -326,24 +390,32 @@ class _Converter:
             shown = escape_text(name)
             kind = value.type.WhichOneof("value")
             if kind != "tensor_type":
-                raise ExecutionError(f"input '{shown}' is a {kind or 'value of unknown type'}; "
-                                     "only tensor inputs are supported")
+                raise ExecutionError(
+                    f"input '{shown}' is a {kind or 'value of unknown type'}; "
+                    "only tensor inputs are supported"
+                )
             dtype = numpy_dtype_of(value.type.tensor_type.elem_type, f"input '{shown}'")
             dims = _dims(value)
             given = self.input_shapes.get(name)
             if given is not None:
                 if dims is not None and len(dims) != len(given):
-                    raise ExecutionError(f"input '{shown}' has rank {len(dims)} but the shape "
-                                         f"given has {len(given)} dimensions: {list(given)}")
+                    raise ExecutionError(
+                        f"input '{shown}' has rank {len(dims)} but the shape "
+                        f"given has {len(given)} dimensions: {list(given)}"
+                    )
                 for i, (dim_value, _) in enumerate(dims or ()):
                     if dim_value is not None and dim_value != given[i]:
-                        raise ExecutionError(f"input '{shown}' has dimension {i} fixed to "
-                                             f"{dim_value} by the model, but {given[i]} was "
-                                             "given")
+                        raise ExecutionError(
+                            f"input '{shown}' has dimension {i} fixed to "
+                            f"{dim_value} by the model, but {given[i]} was "
+                            "given"
+                        )
                 shape = given
             elif dims is None:
-                problems.append(f"input '{shown}' has no shape in the model: give it with "
-                                f"--input-shape {shown}=D1,D2,...")
+                problems.append(
+                    f"input '{shown}' has no shape in the model: give it with "
+                    f"--input-shape {shown}=D1,D2,..."
+                )
                 continue
             else:
                 resolved = []
@@ -355,8 +427,10 @@ class _Converter:
                     else:
                         label = f" ('{escape_text(param)}')" if param else ""
                         hint = " or --batch-size" if i == 0 else ""
-                        problems.append(f"input '{shown}' has an unknown dimension {i}{label}: "
-                                        f"fix it with --input-shape {shown}=...{hint}")
+                        problems.append(
+                            f"input '{shown}' has an unknown dimension {i}{label}: "
+                            f"fix it with --input-shape {shown}=...{hint}"
+                        )
                         resolved = None
                         break
                 if resolved is None:
@@ -374,8 +448,10 @@ class _Converter:
             name = value.name
             shown = escape_text(name)
             if name in self.inputs:
-                raise ExecutionError(f"output '{shown}' is also an input of the model: PopEF "
-                                     "anchors need distinct names")
+                raise ExecutionError(
+                    f"output '{shown}' is also an input of the model: PopEF "
+                    "anchors need distinct names"
+                )
             if name in outputs:
                 raise ExecutionError(f"output '{shown}' is listed twice")
             tensor = self.alias.get(name, name)
@@ -384,13 +460,19 @@ class _Converter:
                 stored = self._fresh(f"{name}/folded")
                 self.static[stored] = self.static[tensor]
                 out = self._fresh(f"{name}/value")
-                self._emit(Node("Identity", self._node_name("Identity", f"{name}/Identity"),
-                                (stored,), (out,)), [TensorSpec.of(self.static[stored])],
-                           {0: self.static[stored]})
+                self._emit(
+                    Node(
+                        "Identity",
+                        self._node_name("Identity", f"{name}/Identity"),
+                        (stored,),
+                        (out,),
+                    ),
+                    [TensorSpec.of(self.static[stored])],
+                    {0: self.static[stored]},
+                )
                 tensor = out
             if tensor not in self.specs:
-                raise ExecutionError(f"output '{shown}' is not computed by any node of the "
-                                     "model")
+                raise ExecutionError(f"output '{shown}' is not computed by any node of the model")
             outputs[name] = (tensor, self.specs[tensor])
         if not outputs:
             raise ExecutionError(f"{self.source.label} has no outputs")
@@ -411,15 +493,17 @@ class _Converter:
         if not self.unsupported_counts:
             return
         parts = []
-        for op_type, count in sorted(self.unsupported_counts.items(),
-                                     key=lambda item: (-item[1], item[0])):
+        for op_type, count in sorted(
+            self.unsupported_counts.items(), key=lambda item: (-item[1], item[0])
+        ):
             first = ", ".join(f"'{escape_text(n)}'" for n in self.unsupported[op_type])
             more = ", ..." if count > len(self.unsupported[op_type]) else ""
             parts.append(f"{escape_text(op_type)} ×{count} ({first}{more})")
         kinds = len(self.unsupported_counts)
-        raise ExecutionError(f"{self.source.label} uses {kinds} op type"
-                             f"{'s' if kinds > 1 else ''} the runtime does not have: "
-                             + "; ".join(parts))
+        raise ExecutionError(
+            f"{self.source.label} uses {kinds} op type"
+            f"{'s' if kinds > 1 else ''} the runtime does not have: " + "; ".join(parts)
+        )
 
     # ---- tensors
     def _define(self, name: str, spec: TensorSpec, what: str) -> None:
@@ -459,14 +543,22 @@ class _Converter:
         inputs = _strip(self.alias.get(t, t) for t in node.input)
         outputs = _strip(node.output)
         for k, tensor in enumerate(inputs):
-            if tensor and tensor not in self.static and tensor not in self.specs \
-                    and tensor not in self.unknown:
-                raise ExecutionError(f"{where}: input {k} '{escape_text(tensor)}' is not defined "
-                                     "before it (the graph must be topologically sorted)")
+            if (
+                tensor
+                and tensor not in self.static
+                and tensor not in self.specs
+                and tensor not in self.unknown
+            ):
+                raise ExecutionError(
+                    f"{where}: input {k} '{escape_text(tensor)}' is not defined "
+                    "before it (the graph must be topologically sorted)"
+                )
         if domain in _DEFAULT_DOMAINS:
             if self.opset is None:
-                raise ExecutionError(f"{where}: {self.source.label} does not say which ONNX opset "
-                                     "it uses (no opset_import for the default domain)")
+                raise ExecutionError(
+                    f"{where}: {self.source.label} does not say which ONNX opset "
+                    "it uses (no opset_import for the default domain)"
+                )
             self._check_old_opset(op_type, where)
         if any(t in self.unknown for t in inputs if t):
             self._unsupported_or_unknown(op_type, name, outputs)
@@ -483,8 +575,9 @@ class _Converter:
             return
         if op_type not in NON_DETERMINISTIC and all(not t or t in self.static for t in inputs):
             values = [self.static[t] if t else None for t in inputs]
-            results = fold_node(op_type, name, _plain(attrs), values, max(len(outputs), 1), node,
-                                self.opset)
+            results = fold_node(
+                op_type, name, _plain(attrs), values, max(len(outputs), 1), node, self.opset
+            )
             self._folded(outputs, results, where)
             return
         self._data_path(op_type, name, where, attrs, inputs, outputs)
@@ -499,8 +592,16 @@ class _Converter:
                     value.flags.writeable = False
                 self._define_static(tensor, value, where)
 
-    def _fold_special(self, op_type: str, name: str, where: str, node: Any,
-                      attrs: dict[str, Any], inputs: list[str], outputs: list[str]) -> bool:
+    def _fold_special(
+        self,
+        op_type: str,
+        name: str,
+        where: str,
+        node: Any,
+        attrs: dict[str, Any],
+        inputs: list[str],
+        outputs: list[str],
+    ) -> bool:
         """Constant, Shape, Size, ConstantOfShape and Identity: folded without a kernel."""
         if op_type == "Constant":
             self._folded(outputs, [self._constant_value(node, where)], where)
@@ -534,8 +635,9 @@ class _Converter:
 
     def _constant_value(self, node: Any, where: str) -> np.ndarray:
         if len(node.attribute) != 1:
-            raise ExecutionError(f"{where}: a Constant takes exactly one value attribute, got "
-                                 f"{len(node.attribute)}")
+            raise ExecutionError(
+                f"{where}: a Constant takes exactly one value attribute, got {len(node.attribute)}"
+            )
         attribute = node.attribute[0]
         kind = attribute.name
         if kind == "value":
@@ -548,8 +650,10 @@ class _Converter:
             return np.array(attribute.i, np.int64)
         if kind == "value_ints":
             return np.array(list(attribute.ints), np.int64)
-        raise ExecutionError(f"{where}: Constant '{escape_text(kind)}' values are not supported "
-                             "(PopEF holds numeric tensors only)")
+        raise ExecutionError(
+            f"{where}: Constant '{escape_text(kind)}' values are not supported "
+            "(PopEF holds numeric tensors only)"
+        )
 
     def _attributes(self, node: Any, where: str) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
@@ -558,8 +662,10 @@ class _Converter:
             key = attribute.name
             kind = attribute.type
             if attribute.ref_attr_name:
-                raise ExecutionError(f"{where}: attribute '{escape_text(key)}' refers to a "
-                                     "function attribute; functions are not supported")
+                raise ExecutionError(
+                    f"{where}: attribute '{escape_text(key)}' refers to a "
+                    "function attribute; functions are not supported"
+                )
             if kind == A.INT:
                 attrs[key] = int(attribute.i)
             elif kind == A.FLOAT:
@@ -568,27 +674,33 @@ class _Converter:
                 try:
                     attrs[key] = attribute.s.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise ExecutionError(f"{where}: attribute '{escape_text(key)}' is not "
-                                         "UTF-8 text") from None
+                    raise ExecutionError(
+                        f"{where}: attribute '{escape_text(key)}' is not UTF-8 text"
+                    ) from None
             elif kind == A.STRINGS:
                 try:
                     attrs[key] = [v.decode("utf-8") for v in attribute.strings]
                 except UnicodeDecodeError:
-                    raise ExecutionError(f"{where}: attribute '{escape_text(key)}' holds an item "
-                                         "that is not UTF-8 text") from None
+                    raise ExecutionError(
+                        f"{where}: attribute '{escape_text(key)}' holds an item "
+                        "that is not UTF-8 text"
+                    ) from None
             elif kind == A.INTS:
                 attrs[key] = [int(v) for v in attribute.ints]
             elif kind == A.FLOATS:
                 attrs[key] = [float(v) for v in attribute.floats]
             elif kind == A.TENSOR:
-                attrs[key] = tensor_to_array(attribute.t, self.source,
-                                             f"{where}, attribute '{escape_text(key)}'")
+                attrs[key] = tensor_to_array(
+                    attribute.t, self.source, f"{where}, attribute '{escape_text(key)}'"
+                )
             elif kind == A.GRAPH:
                 attrs[key] = attribute.g
             else:
-                raise ExecutionError(f"{where}: attribute '{escape_text(key)}' has type "
-                                     f"{A.AttributeType.Name(kind)}, which the importer does "
-                                     "not support")
+                raise ExecutionError(
+                    f"{where}: attribute '{escape_text(key)}' has type "
+                    f"{A.AttributeType.Name(kind)}, which the importer does "
+                    "not support"
+                )
         return attrs
 
     def _unsupported(self, op_type: str, name: str, outputs: list[str]) -> None:
@@ -605,16 +717,21 @@ class _Converter:
         else:
             self.unknown.update(t for t in outputs if t)
 
-    def _control_flow(self, node: Any, op_type: str, name: str, where: str,
-                      inputs: list[str], outputs: list[str]) -> None:
+    def _control_flow(
+        self, node: Any, op_type: str, name: str, where: str, inputs: list[str], outputs: list[str]
+    ) -> None:
         if op_type != "If":
-            raise ExecutionError(f"{where}: {op_type} is not supported (control flow is "
-                                 "imported only as If with a condition known at import)")
+            raise ExecutionError(
+                f"{where}: {op_type} is not supported (control flow is "
+                "imported only as If with a condition known at import)"
+            )
         cond = inputs[0] if inputs else ""
         if cond not in self.static:
-            raise ExecutionError(f"{where}: its condition '{escape_text(cond)}' is computed at "
-                                 "run time, so it cannot be folded at import (only If with a "
-                                 "condition known at import is supported)")
+            raise ExecutionError(
+                f"{where}: its condition '{escape_text(cond)}' is computed at "
+                "run time, so it cannot be folded at import (only If with a "
+                "condition known at import is supported)"
+            )
         attrs = {a.name: a.g for a in node.attribute if a.name in ("then_branch", "else_branch")}
         taken = bool(np.asarray(self.static[cond]).reshape(-1)[0])
         branch = attrs.get("then_branch" if taken else "else_branch")
@@ -622,13 +739,19 @@ class _Converter:
             raise ExecutionError(f"{where}: has no {'then' if taken else 'else'}_branch")
         self.folded += 1
         for tensor in branch.initializer:
-            self._define_static(tensor.name, tensor_to_array(
-                tensor, self.source, f"{where}: initializer '{escape_text(tensor.name)}'"), where)
+            self._define_static(
+                tensor.name,
+                tensor_to_array(
+                    tensor, self.source, f"{where}: initializer '{escape_text(tensor.name)}'"
+                ),
+                where,
+            )
         for inner in branch.node:
             self._node(inner)
         if len(branch.output) != len(node.output):
-            raise ExecutionError(f"{where}: its branch has {len(branch.output)} outputs, the node "
-                                 f"{len(node.output)}")
+            raise ExecutionError(
+                f"{where}: its branch has {len(branch.output)} outputs, the node {len(node.output)}"
+            )
         for outer, inner in zip(node.output, branch.output):
             if outer:
                 target = self.alias.get(inner.name, inner.name)
@@ -637,8 +760,15 @@ class _Converter:
                 else:
                     self.alias[outer] = target
 
-    def _data_path(self, op_type: str, name: str, where: str, attrs: dict[str, Any],
-                   inputs: list[str], outputs: list[str]) -> None:
+    def _data_path(
+        self,
+        op_type: str,
+        name: str,
+        where: str,
+        attrs: dict[str, Any],
+        inputs: list[str],
+        outputs: list[str],
+    ) -> None:
         op_class = OPS.get(op_type)
         if op_class is None:
             self._unsupported(op_type, name, outputs)
@@ -658,16 +788,19 @@ class _Converter:
                 while len(inputs) <= index:
                     inputs.append("")
                 if inputs[index]:
-                    raise ExecutionError(f"{where}: '{key}' is given both as an attribute and "
-                                         f"as input {index}")
+                    raise ExecutionError(
+                        f"{where}: '{key}' is given both as an attribute and as input {index}"
+                    )
                 tensor = self._fresh(f"{name}/{key}")
                 self._define_static(tensor, value, where)
                 inputs[index] = tensor
         if op_type == "Resize" and len(inputs) == 2 and self.opset != 10:
             # the runtime reads two inputs as opset 10's (X, scales); later opsets need
             # scales or sizes as input 2 or 3
-            raise ExecutionError(f"{where}: at opset {self.opset} Resize takes scales or sizes "
-                                 "as input 2 or 3, but it has only 2 inputs (X, roi)")
+            raise ExecutionError(
+                f"{where}: at opset {self.opset} Resize takes scales or sizes "
+                "as input 2 or 3, but it has only 2 inputs (X, roi)"
+            )
         if op_type == "RoiAlign" and self.opset is not None and self.opset < 16:
             # opset 10's RoiAlign has no coordinate_transformation_mode and behaves as this
             attrs.setdefault("coordinate_transformation_mode", "output_half_pixel")
@@ -677,10 +810,13 @@ class _Converter:
                 raise ExecutionError(
                     f"{where}: attribute '{escape_text(key)}' is a tensor, which a saved graph "
                     "program cannot hold, so the node must be folded at import: every input "
-                    "of it must be a constant known at import")
+                    "of it must be a constant known at import"
+                )
             if isinstance(value, np.ndarray) or not isinstance(value, (int, float, str, list)):
-                raise ExecutionError(f"{where}: attribute '{escape_text(key)}' holds a "
-                                     f"{type(value).__name__}, which the runtime's op does not take")
+                raise ExecutionError(
+                    f"{where}: attribute '{escape_text(key)}' holds a "
+                    f"{type(value).__name__}, which the runtime's op does not take"
+                )
         op = create_op(op_type, name, _plain(attrs), max(len(outputs), 1))
         typed = []
         for key, value in attrs.items():
@@ -699,11 +835,17 @@ class _Converter:
                 constants[k] = self.static[tensor]
         if not outputs:
             outputs = [self._fresh(f"{name}:0")]
-        self._emit(Node(op_type, name, tuple(inputs), tuple(outputs), tuple(typed)), specs,
-                   constants, op)
+        self._emit(
+            Node(op_type, name, tuple(inputs), tuple(outputs), tuple(typed)), specs, constants, op
+        )
 
-    def _emit(self, node: Node, specs: list[TensorSpec | None], constants: dict[int, np.ndarray],
-              op: Any = None) -> None:
+    def _emit(
+        self,
+        node: Node,
+        specs: list[TensorSpec | None],
+        constants: dict[int, np.ndarray],
+        op: Any = None,
+    ) -> None:
         if op is None:
             op = create_op(node.op_type, node.name, node.attribute_values(), len(node.outputs))
         for k, value in constants.items():
@@ -750,8 +892,9 @@ def numpy_dtype_of_array(value: np.ndarray, where: str) -> None:
     try:
         DataType.from_numpy(value.dtype)
     except PopefError:
-        raise ExecutionError(f"{where}: folding gives a {value.dtype} tensor, which PopEF cannot "
-                             "hold") from None
+        raise ExecutionError(
+            f"{where}: folding gives a {value.dtype} tensor, which PopEF cannot hold"
+        ) from None
     check_size(where, value.shape, value.dtype)
 
 

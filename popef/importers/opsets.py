@@ -12,12 +12,12 @@ Attributes that later opsets dropped and that never change the result of inferen
 from __future__ import annotations
 
 __all__ = [
-           "ATTRIBUTE_INPUTS",
-           "CONTROL_FLOW",
-           "MIN_OPSET",
-           "NON_DETERMINISTIC",
-           "OBSOLETE_ATTRIBUTES",
-           "OLDEST_OPSET",
+    "ATTRIBUTE_INPUTS",
+    "CONTROL_FLOW",
+    "MIN_OPSET",
+    "NON_DETERMINISTIC",
+    "OBSOLETE_ATTRIBUTES",
+    "OLDEST_OPSET",
 ]
 
 #: the opset whose op definitions the importer takes; a model of an older opset is imported
@@ -40,22 +40,46 @@ ATTRIBUTE_INPUTS: dict[str, dict[str, tuple[int, str]]] = {
     "TopK": {"k": (1, "int")},
     "Dropout": {"ratio": (1, "float")},
     "Upsample": {"scales": (1, "floats")},
-    **{op: _REDUCE for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
-                              "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-                              "ReduceLogSumExp", "ReduceSumSquare")},
+    **{
+        op: _REDUCE
+        for op in (
+            "ReduceSum",
+            "ReduceMean",
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceSumSquare",
+        )
+    },
 }
 
 #: (op type, attribute) pairs of early opsets that are dropped when the op does not declare them
 #: (they describe training or legacy broadcasting that opset 7 made the default).
-OBSOLETE_ATTRIBUTES = frozenset({
-    ("BatchNormalization", "spatial"), ("BatchNormalization", "is_test"),
-    ("BatchNormalization", "consumed_inputs"), ("Dropout", "is_test"),
-    ("Dropout", "seed"),
-})
+OBSOLETE_ATTRIBUTES = frozenset(
+    {
+        ("BatchNormalization", "spatial"),
+        ("BatchNormalization", "is_test"),
+        ("BatchNormalization", "consumed_inputs"),
+        ("Dropout", "is_test"),
+        ("Dropout", "seed"),
+    }
+)
 
 #: ops whose result differs from run to run: never folded at import.
-NON_DETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
-                               "RandomUniformLike", "Multinomial", "Bernoulli"})
+NON_DETERMINISTIC = frozenset(
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+    }
+)
 
 #: ops holding subgraphs: If with a condition known at import is inlined, the others refused.
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})

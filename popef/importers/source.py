@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..blob import file_kind
 from ..errors import ExecutionError
 from ..escaping import escape_text
 from .wire import MIN_INLINE_BYTES, InlineWeights, find_inline_weights
@@ -34,25 +36,63 @@ __all__ = [
 
 #: ONNX ``TensorProto.DataType`` -> numpy dtype, for the types PopEF can store.
 _NUMPY_OF_ONNX: dict[int, np.dtype] = {
-    1: np.dtype(np.float32), 2: np.dtype(np.uint8), 3: np.dtype(np.int8),
-    4: np.dtype(np.uint16), 5: np.dtype(np.int16), 6: np.dtype(np.int32),
-    7: np.dtype(np.int64), 9: np.dtype(np.bool_), 10: np.dtype(np.float16),
-    11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
+    1: np.dtype(np.float32),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int8),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int16),
+    6: np.dtype(np.int32),
+    7: np.dtype(np.int64),
+    9: np.dtype(np.bool_),
+    10: np.dtype(np.float16),
+    11: np.dtype(np.float64),
+    12: np.dtype(np.uint32),
+    13: np.dtype(np.uint64),
 }
 
 #: Every ONNX dtype's name, for messages.
 ONNX_DTYPE_NAMES = {
-    0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32",
-    7: "INT64", 8: "STRING", 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32",
-    13: "UINT64", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16", 17: "FLOAT8E4M3FN",
-    18: "FLOAT8E4M3FNUZ", 19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4",
+    0: "UNDEFINED",
+    1: "FLOAT",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    8: "STRING",
+    9: "BOOL",
+    10: "FLOAT16",
+    11: "DOUBLE",
+    12: "UINT32",
+    13: "UINT64",
+    14: "COMPLEX64",
+    15: "COMPLEX128",
+    16: "BFLOAT16",
+    17: "FLOAT8E4M3FN",
+    18: "FLOAT8E4M3FNUZ",
+    19: "FLOAT8E5M2",
+    20: "FLOAT8E5M2FNUZ",
+    21: "UINT4",
+    22: "INT4",
     23: "FLOAT4E2M1",
 }
 
 # the typed repeated field of TensorProto holding each dtype's values when raw_data is empty
-_FIELD_OF_ONNX = {1: "float_data", 2: "int32_data", 3: "int32_data", 4: "int32_data",
-                  5: "int32_data", 6: "int32_data", 7: "int64_data", 9: "int32_data",
-                  10: "int32_data", 11: "double_data", 12: "uint64_data", 13: "uint64_data"}
+_FIELD_OF_ONNX = {
+    1: "float_data",
+    2: "int32_data",
+    3: "int32_data",
+    4: "int32_data",
+    5: "int32_data",
+    6: "int32_data",
+    7: "int64_data",
+    9: "int32_data",
+    10: "int32_data",
+    11: "double_data",
+    12: "uint64_data",
+    13: "uint64_data",
+}
 
 MAX_TENSOR_ELEMENTS = 1 << 40  # refuse declared shapes beyond this before allocating anything
 
@@ -62,8 +102,9 @@ def require_onnx():
     try:
         import onnx
     except ImportError:
-        raise ExecutionError("importing ONNX models needs the onnx package: "
-                             "pip install 'popef[onnx]'") from None
+        raise ExecutionError(
+            "importing ONNX models needs the onnx package: pip install 'popef[onnx]'"
+        ) from None
     return onnx
 
 
@@ -74,8 +115,9 @@ def numpy_dtype_of(elem_type: int, what: str) -> np.dtype:
     except (KeyError, TypeError, ValueError):
         name = ONNX_DTYPE_NAMES.get(elem_type, f"#{elem_type}")
         supported = ", ".join(ONNX_DTYPE_NAMES[k] for k in sorted(_NUMPY_OF_ONNX))
-        raise ExecutionError(f"{what} has dtype {name}, which PopEF cannot hold "
-                             f"(supported: {supported})") from None
+        raise ExecutionError(
+            f"{what} has dtype {name}, which PopEF cannot hold (supported: {supported})"
+        ) from None
 
 
 @dataclass
@@ -101,17 +143,23 @@ def load_source(model: Any, *, base_dir: str | None = None) -> OnnxSource:
 def _check_text(graph: Any, label: str) -> None:
     """Refuse names that are not text: protobuf hands a string field that is not valid UTF-8
     over as bytes, which every message would otherwise trip on."""
+
     def check(value: Any, what: str) -> None:
         if not isinstance(value, str):
-            raise ExecutionError(f"{label} is not a valid ONNX model: {what} is not UTF-8 text "
-                                 f"({bytes(value)[:32]!r})")
+            raise ExecutionError(
+                f"{label} is not a valid ONNX model: {what} is not UTF-8 text "
+                f"({bytes(value)[:32]!r})"
+            )
 
     graphs = [graph]
     while graphs:
         g = graphs.pop()
         check(g.name, "a graph name")
-        for values, what in ((g.input, "an input name"), (g.output, "an output name"),
-                             (g.value_info, "a value_info name")):
+        for values, what in (
+            (g.input, "an input name"),
+            (g.output, "an output name"),
+            (g.value_info, "a value_info name"),
+        ):
             for value in values:
                 check(value.name, what)
                 if value.type.HasField("tensor_type"):
@@ -123,8 +171,11 @@ def _check_text(graph: Any, label: str) -> None:
                 check(entry.key, "an external data key")
                 check(entry.value, "an external data value")
         for node in g.node:
-            for value, what in ((node.name, "a node name"), (node.op_type, "an op type"),
-                                (node.domain, "a node domain")):
+            for value, what in (
+                (node.name, "a node name"),
+                (node.op_type, "an op type"),
+                (node.domain, "a node domain"),
+            ):
                 check(value, what)
             for name in (*node.input, *node.output):
                 check(name, "a tensor name")
@@ -143,21 +194,26 @@ def _load_source(model: Any, base_dir: str | None) -> OnnxSource:
     if isinstance(model, (bytes, bytearray, memoryview)):
         return OnnxSource(_parse(onnx, bytes(model), "the model"), "the model", base_dir)
     if not isinstance(model, (str, os.PathLike)):
-        raise ExecutionError(f"an ONNX model must be a path, bytes or an onnx.ModelProto, "
-                             f"got {type(model).__name__}")
+        raise ExecutionError(
+            f"an ONNX model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}"
+        )
     path = os.fspath(model)
     label = f"'{escape_text(path, backslashes=False)}'"
     if os.path.isdir(path):
         raise ExecutionError(f"{label} is a directory, expected an .onnx file")
     base_dir = base_dir or os.path.dirname(os.path.abspath(path))
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path, label) as f:
             found = _skeleton(f)
             if found is not None:  # the weights stay in the file, memory-mapped later
                 try:
-                    return OnnxSource(_parse(onnx, found.skeleton, label), label, base_dir,
-                                      inline_weights_path=os.path.abspath(path),
-                                      inline_location=found.location)
+                    return OnnxSource(
+                        _parse(onnx, found.skeleton, label),
+                        label,
+                        base_dir,
+                        inline_weights_path=os.path.abspath(path),
+                        inline_location=found.location,
+                    )
                 except ExecutionError:
                     pass  # parsed whole below, which says what is wrong with the file
             f.seek(0)
@@ -165,6 +221,24 @@ def _load_source(model: Any, base_dir: str | None) -> OnnxSource:
     except OSError as exc:
         raise ExecutionError(f"cannot read {label}: {exc.strerror or exc}") from None
     return OnnxSource(_parse(onnx, data, label), label, base_dir)
+
+
+def _open_regular(path: str, label: str) -> BinaryIO:
+    """``path`` open for reading if it is a regular file. A FIFO would block the open and a
+    device such as /dev/zero would be read without end: both are refused."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ExecutionError(
+                f"cannot read {label}: not a regular file (found "
+                f"{file_kind(mode)}), expected an .onnx file"
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _skeleton(f) -> InlineWeights | None:
@@ -191,11 +265,14 @@ def _parse(onnx, data: bytes, label: str):
     try:
         proto.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise ExecutionError(f"{label} is not a valid ONNX model (corrupt or truncated "
-                             f"protobuf: {exc})") from None
+        raise ExecutionError(
+            f"{label} is not a valid ONNX model (corrupt or truncated protobuf: {exc})"
+        ) from None
     if not proto.HasField("graph"):
-        raise ExecutionError(f"{label} is not a valid ONNX model: it has no graph (corrupt, "
-                             "truncated or not an ONNX file)")
+        raise ExecutionError(
+            f"{label} is not a valid ONNX model: it has no graph (corrupt, "
+            "truncated or not an ONNX file)"
+        )
     return proto
 
 
@@ -216,14 +293,18 @@ def tensor_to_array(tensor: Any, source: OnnxSource, what: str) -> np.ndarray:
     elif tensor.HasField("raw_data"):
         raw = tensor.raw_data
         if len(raw) != nbytes:
-            raise ExecutionError(f"{what}: raw data holds {len(raw)} bytes, expected {nbytes} "
-                                 f"for {dtype.name}{list(shape)}")
+            raise ExecutionError(
+                f"{what}: raw data holds {len(raw)} bytes, expected {nbytes} "
+                f"for {dtype.name}{list(shape)}"
+            )
         array = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
     else:
         values = getattr(tensor, _FIELD_OF_ONNX[tensor.data_type])
         if len(values) != count:
-            raise ExecutionError(f"{what}: holds {len(values)} values, expected {count} for "
-                                 f"{dtype.name}{list(shape)}")
+            raise ExecutionError(
+                f"{what}: holds {len(values)} values, expected {count} for "
+                f"{dtype.name}{list(shape)}"
+            )
         if tensor.data_type == 10:  # FLOAT16 values are stored as their bits in int32_data
             array = np.asarray(values, dtype=np.uint16).view(np.float16)
         else:
@@ -236,8 +317,9 @@ def tensor_to_array(tensor: Any, source: OnnxSource, what: str) -> np.ndarray:
     return array
 
 
-def _external(tensor: Any, source: OnnxSource, what: str, dtype: np.dtype,
-              count: int) -> np.ndarray:
+def _external(
+    tensor: Any, source: OnnxSource, what: str, dtype: np.dtype, count: int
+) -> np.ndarray:
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
     if not location:
@@ -247,19 +329,27 @@ def _external(tensor: Any, source: OnnxSource, what: str, dtype: np.dtype,
         assert source.inline_weights_path is not None
         length, nbytes = int(info["length"]), count * dtype.itemsize
         if length != nbytes:  # the message tensor_to_array gives for raw data inline
-            raise ExecutionError(f"{what}: raw data holds {length} bytes, expected {nbytes} "
-                                 f"for {dtype.name}{list(tensor.dims)}")
-        return _mapped(source.inline_weights_path, source.label, what, dtype, count,
-                       int(info["offset"]))
+            raise ExecutionError(
+                f"{what}: raw data holds {length} bytes, expected {nbytes} "
+                f"for {dtype.name}{list(tensor.dims)}"
+            )
+        return _mapped(
+            source.inline_weights_path, source.label, what, dtype, count, int(info["offset"])
+        )
     if "\x00" in location:
-        raise ExecutionError(f"{what}: external data location '{escape_text(location)}' is "
-                             "not a file name")
+        raise ExecutionError(
+            f"{what}: external data location '{escape_text(location)}' is not a file name"
+        )
     if source.base_dir is None:
-        raise ExecutionError(f"{what}: its data is in the external file '{escape_text(location)}'"
-                             "; give the model as a path (or base_dir) so it can be found")
+        raise ExecutionError(
+            f"{what}: its data is in the external file '{escape_text(location)}'"
+            "; give the model as a path (or base_dir) so it can be found"
+        )
     if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
-        raise ExecutionError(f"{what}: external data location '{escape_text(location)}' must be "
-                             "a relative path inside the model's folder")
+        raise ExecutionError(
+            f"{what}: external data location '{escape_text(location)}' must be "
+            "a relative path inside the model's folder"
+        )
     path = os.path.join(source.base_dir, location)
     try:
         offset = int(info.get("offset", 0) or 0)
@@ -272,20 +362,26 @@ def _external(tensor: Any, source: OnnxSource, what: str, dtype: np.dtype,
     try:
         size = os.path.getsize(path)
     except OSError as exc:
-        raise ExecutionError(f"{what}: cannot read its external data file "
-                             f"'{escape_text(location)}': {exc.strerror or exc}") from None
+        raise ExecutionError(
+            f"{what}: cannot read its external data file "
+            f"'{escape_text(location)}': {exc.strerror or exc}"
+        ) from None
     if offset < 0 or offset + nbytes > size:
-        raise ExecutionError(f"{what}: external data needs bytes {offset:#x}..{offset + nbytes:#x} "
-                             f"of '{escape_text(location)}', which has {size:#x}")
+        raise ExecutionError(
+            f"{what}: external data needs bytes {offset:#x}..{offset + nbytes:#x} "
+            f"of '{escape_text(location)}', which has {size:#x}"
+        )
     return _mapped(path, f"'{escape_text(location)}'", what, dtype, count, offset)
 
 
-def _mapped(path: str, label: str, what: str, dtype: np.dtype, count: int,
-            offset: int) -> np.ndarray:
+def _mapped(
+    path: str, label: str, what: str, dtype: np.dtype, count: int, offset: int
+) -> np.ndarray:
     if count == 0:
         return np.zeros(count, dtype)
     try:
-        return np.memmap(path, dtype=dtype.newbyteorder("<"), mode="r", offset=offset,
-                         shape=(count,))
+        return np.memmap(
+            path, dtype=dtype.newbyteorder("<"), mode="r", offset=offset, shape=(count,)
+        )
     except (OSError, ValueError) as exc:
         raise ExecutionError(f"{what}: cannot map its data in {label}: {exc}") from None

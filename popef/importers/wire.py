@@ -116,14 +116,22 @@ def _tensor(data, start: int, end: int, location: str) -> bytes | None:
             raw = (value_start, field_end)
     if raw is None or raw[1] - raw[0] < MIN_INLINE_BYTES:
         return None
-    kept = b"".join(bytes(data[field_start:field_end])
-                    for field, _, field_start, _, field_end in _fields(data, start, end)
-                    if field != _TENSOR_RAW_DATA)
+    kept = b"".join(
+        bytes(data[field_start:field_end])
+        for field, _, field_start, _, field_end in _fields(data, start, end)
+        if field != _TENSOR_RAW_DATA
+    )
     entries = b"".join(
-        _length_delimited(_TENSOR_EXTERNAL_DATA,
-                          _length_delimited(1, key.encode()) + _length_delimited(2, value.encode()))
-        for key, value in (("location", location), ("offset", str(raw[0])),
-                           ("length", str(raw[1] - raw[0]))))
+        _length_delimited(
+            _TENSOR_EXTERNAL_DATA,
+            _length_delimited(1, key.encode()) + _length_delimited(2, value.encode()),
+        )
+        for key, value in (
+            ("location", location),
+            ("offset", str(raw[0])),
+            ("length", str(raw[1] - raw[0])),
+        )
+    )
     return kept + entries + _encode_varint(_TENSOR_DATA_LOCATION << 3) + b"\x01"
 
 

@@ -92,48 +92,211 @@ def _op_says(op: Op, batched: Sequence[bool], specs) -> bool:
 
 #: ops that keep rows independent when their shape inference takes K times the rows
 _ELEMENTWISE = (
-    "Reciprocal", "Ceil", "Floor", "Round", "Sign", "Sin", "Cos", "Tan", "Asin", "Acos",
-    "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Mod", "Max", "Min", "Sum", "Mean",
-    "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not",
-    "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "IsNaN", "IsInf",
-    "Where", "CastLike", "Selu", "Celu", "Softsign", "HardSwish", "Swish", "Mish", "PRelu",
-    "ThresholdedRelu", "Shrink", "BitCast", "SwiGLU")
+    "Reciprocal",
+    "Ceil",
+    "Floor",
+    "Round",
+    "Sign",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "Mod",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+    "Not",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+    "BitwiseNot",
+    "IsNaN",
+    "IsInf",
+    "Where",
+    "CastLike",
+    "Selu",
+    "Celu",
+    "Softsign",
+    "HardSwish",
+    "Swish",
+    "Mish",
+    "PRelu",
+    "ThresholdedRelu",
+    "Shrink",
+    "BitCast",
+    "SwiGLU",
+)
 
 #: op type -> rule: does the node keep rows of the leading axis independent?
 ROW_RULES: dict[str, Rule] = {
     **{name: _any for name in _ELEMENTWISE},
-    **{name: _op_says for name in (
-        "ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "ReduceProd", "ReduceL1",
-        "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "CumSum", "CumProd")},
-    **{name: _op_says for name in (
-        "Constant", "Shape", "Size", "ConstantOfShape", "Range", "EyeLike", "NonZero", "Unique",
-        "Compress", "Squeeze", "Unsqueeze", "Expand", "Tile", "Split", "Slice", "DepthToSpace",
-        "SpaceToDepth", "Gather", "GatherElements", "GatherND", "ScatterElements", "ScatterND",
-        "TopK", "OneHot", "Trilu", "ReverseSequence", "Resize", "Upsample", "Einsum", "Det",
-        "LayerNormalization", "RMSNormalization", "InstanceNormalization",
-        "GroupNormalization", "LpNormalization", "MeanVarianceNormalization",
-        "QuantizeLinear", "DequantizeLinear")},
-    **{name: _op_says for name in ("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
-                                   "Attention", "RotaryEmbedding", "RNN", "GRU", "LSTM",
-                                   "GridSample", "AffineGrid")},
-    **{name: _op_says for name in ("MatMulInteger", "QLinearMatMul", "ConvInteger",
-                                   "QLinearConv", "TfIdfVectorizer", "Scatter")},
-    **{name: _op_says for name in ("DFT", "STFT", "HannWindow", "HammingWindow",
-                                   "BlackmanWindow", "MelWeightMatrix", "LinearAttention",
-                                   "CausalConvWithState", "TensorScatter", "Col2Im",
-                                   "CenterCropPad")},
+    **{
+        name: _op_says
+        for name in (
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceSum",
+            "ReduceMean",
+            "ReduceProd",
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceSumSquare",
+            "CumSum",
+            "CumProd",
+        )
+    },
+    **{
+        name: _op_says
+        for name in (
+            "Constant",
+            "Shape",
+            "Size",
+            "ConstantOfShape",
+            "Range",
+            "EyeLike",
+            "NonZero",
+            "Unique",
+            "Compress",
+            "Squeeze",
+            "Unsqueeze",
+            "Expand",
+            "Tile",
+            "Split",
+            "Slice",
+            "DepthToSpace",
+            "SpaceToDepth",
+            "Gather",
+            "GatherElements",
+            "GatherND",
+            "ScatterElements",
+            "ScatterND",
+            "TopK",
+            "OneHot",
+            "Trilu",
+            "ReverseSequence",
+            "Resize",
+            "Upsample",
+            "Einsum",
+            "Det",
+            "LayerNormalization",
+            "RMSNormalization",
+            "InstanceNormalization",
+            "GroupNormalization",
+            "LpNormalization",
+            "MeanVarianceNormalization",
+            "QuantizeLinear",
+            "DequantizeLinear",
+        )
+    },
+    **{
+        name: _op_says
+        for name in (
+            "NegativeLogLikelihoodLoss",
+            "SoftmaxCrossEntropyLoss",
+            "Attention",
+            "RotaryEmbedding",
+            "RNN",
+            "GRU",
+            "LSTM",
+            "GridSample",
+            "AffineGrid",
+        )
+    },
+    **{
+        name: _op_says
+        for name in (
+            "MatMulInteger",
+            "QLinearMatMul",
+            "ConvInteger",
+            "QLinearConv",
+            "TfIdfVectorizer",
+            "Scatter",
+        )
+    },
+    **{
+        name: _op_says
+        for name in (
+            "DFT",
+            "STFT",
+            "HannWindow",
+            "HammingWindow",
+            "BlackmanWindow",
+            "MelWeightMatrix",
+            "LinearAttention",
+            "CausalConvWithState",
+            "TensorScatter",
+            "Col2Im",
+            "CenterCropPad",
+        )
+    },
     **{name: _op_says for name in ("ai.onnx.ml.Binarizer", "ai.onnx.ml.ArrayFeatureExtractor")},
     **{name: _op_says for name in ("DeformConv", "RoiAlign")},
-    **{name: _any for name in (
-        "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Clip", "Identity", "Dropout", "Cast",
-        "Add", "Sub", "Mul", "Div", "Exp", "Log", "Sqrt", "Neg", "Abs", "Pow", "Erf", "Elu",
-        "HardSigmoid", "Softplus")},
-    **{name: _first_only for name in (
-        "Conv", "ConvTranspose", "AveragePool", "LpPool", "GlobalAveragePool",
-        "GlobalMaxPool", "GlobalLpPool",
-        "BatchNormalization", "LRN", "Pad")},
-    **{name: _axis_not_leading for name in ("Concat", "Softmax", "LogSoftmax", "ArgMax",
-                                            "ArgMin", "Hardmax")},
+    **{
+        name: _any
+        for name in (
+            "Relu",
+            "LeakyRelu",
+            "Sigmoid",
+            "Tanh",
+            "Gelu",
+            "Clip",
+            "Identity",
+            "Dropout",
+            "Cast",
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "Exp",
+            "Log",
+            "Sqrt",
+            "Neg",
+            "Abs",
+            "Pow",
+            "Erf",
+            "Elu",
+            "HardSigmoid",
+            "Softplus",
+        )
+    },
+    **{
+        name: _first_only
+        for name in (
+            "Conv",
+            "ConvTranspose",
+            "AveragePool",
+            "LpPool",
+            "GlobalAveragePool",
+            "GlobalMaxPool",
+            "GlobalLpPool",
+            "BatchNormalization",
+            "LRN",
+            "Pad",
+        )
+    },
+    **{
+        name: _axis_not_leading
+        for name in ("Concat", "Softmax", "LogSoftmax", "ArgMax", "ArgMin", "Hardmax")
+    },
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Flatten": _flatten,
@@ -155,11 +318,14 @@ def fold_blocker(model: LoadedModel) -> str | None:
             if isinstance(step, HostToDevice):
                 if step.handle in user_inputs:
                     base = model.specs[step.tensor]
-                    scaled[step.tensor] = TensorSpec((base.shape[0] * K, *base.shape[1:]),
-                                                     base.dtype)
+                    scaled[step.tensor] = TensorSpec(
+                        (base.shape[0] * K, *base.shape[1:]), base.dtype
+                    )
             elif isinstance(step, DeviceToHost):
                 if step.tensor not in scaled and model.streams[step.handle] in model.outputs:
-                    return f"output '{model.streams[step.handle].name}' does not depend on the inputs"
+                    return (
+                        f"output '{model.streams[step.handle].name}' does not depend on the inputs"
+                    )
             else:
                 reason = _node_blocker(step, scaled, model)
                 if reason:
@@ -167,8 +333,7 @@ def fold_blocker(model: LoadedModel) -> str | None:
     return None
 
 
-def _node_blocker(step: BoundNode, scaled: dict[str, TensorSpec],
-                  model: LoadedModel) -> str | None:
+def _node_blocker(step: BoundNode, scaled: dict[str, TensorSpec], model: LoadedModel) -> str | None:
     batched = [bool(name) and name in scaled for name in step.inputs]
     if not any(batched):
         return None
@@ -179,8 +344,10 @@ def _node_blocker(step: BoundNode, scaled: dict[str, TensorSpec],
     try:
         if not rule(step.op, batched, step.input_specs):
             return f"{label} mixes the rows of the leading axis"
-        specs = [scaled[name] if is_batched else spec
-                 for name, is_batched, spec in zip(step.inputs, batched, step.input_specs)]
+        specs = [
+            scaled[name] if is_batched else spec
+            for name, is_batched, spec in zip(step.inputs, batched, step.input_specs)
+        ]
         outputs = step.op.infer(specs)
     except (ExecutionError, TypeError, ValueError, IndexError, KeyError) as exc:
         return f"{label} does not take {K}x the rows: {exc}"
@@ -189,6 +356,6 @@ def _node_blocker(step: BoundNode, scaled: dict[str, TensorSpec],
             continue
         want = (base.shape[0] * K, *base.shape[1:]) if base.shape else None
         if not base.shape or not base.shape[0] or out.shape != want or out.dtype != base.dtype:
-            return (f"{label}: output '{name}' is {base} for one step but {out} for {K} steps")
+            return f"{label}: output '{name}' is {base} for one step but {out} for {K} steps"
         scaled[name] = out
     return None

@@ -76,8 +76,9 @@ def _data_type(dtype: Any) -> DataType:
     try:
         return DataType.from_numpy(np.dtype(dtype))
     except (TypeError, ValueError, PopefError):
-        raise ExecutionError(f"not a data type: {dtype!r} (expected a popef.DataType, its name "
-                             "or a numpy dtype)") from None
+        raise ExecutionError(
+            f"not a data type: {dtype!r} (expected a popef.DataType, its name or a numpy dtype)"
+        ) from None
 
 
 class GraphBuilder:
@@ -110,8 +111,9 @@ class GraphBuilder:
         except PopefError as exc:
             raise ExecutionError(f"input '{name}': {exc}") from None
         except TypeError:
-            raise ExecutionError(f"input '{name}': shape must be a sequence of ints, "
-                                 f"got {shape!r}") from None
+            raise ExecutionError(
+                f"input '{name}': shape must be a sequence of ints, got {shape!r}"
+            ) from None
         self._inputs[name] = info
         self._specs[name] = TensorSpec(info.shape, info.numpy_dtype)
         return name
@@ -123,16 +125,24 @@ class GraphBuilder:
         try:
             dtype = DataType.from_numpy(data.dtype)
         except PopefError:
-            raise ExecutionError(f"weight '{name}' has dtype {data.dtype}, which PopEF cannot "
-                                 "store") from None
+            raise ExecutionError(
+                f"weight '{name}' has dtype {data.dtype}, which PopEF cannot store"
+            ) from None
         data = data.astype(dtype.numpy_dtype, copy=False)
         data.flags.writeable = False
         self._weights[name] = data
         self._specs[name] = TensorSpec(data.shape, data.dtype)
         return name
 
-    def add_node(self, op_type: str, inputs: Sequence[str | None], *, name: str | None = None,
-                 num_outputs: int = 1, **attributes: Any) -> str | tuple[str, ...]:
+    def add_node(
+        self,
+        op_type: str,
+        inputs: Sequence[str | None],
+        *,
+        name: str | None = None,
+        num_outputs: int = 1,
+        **attributes: Any,
+    ) -> str | tuple[str, ...]:
         """Add one op (ONNX semantics); returns its output tensor name, a tuple if several.
 
         ``inputs`` may hold ``None`` or ``""`` for an omitted optional input. An attribute given
@@ -148,8 +158,9 @@ class GraphBuilder:
         if name in self._node_names:
             raise ExecutionError(f"node '{name}' already exists")
         if isinstance(inputs, str) or not isinstance(inputs, Sequence):
-            raise ExecutionError(f"{op_type} node '{name}': inputs must be a list of tensor "
-                                 f"names, got {inputs!r}")
+            raise ExecutionError(
+                f"{op_type} node '{name}': inputs must be a list of tensor names, got {inputs!r}"
+            )
         given = {k: v for k, v in attributes.items() if v is not None}
         op_class = get_op_class(op_type, name)
         op = create_op(op_type, name, given, num_outputs)
@@ -168,8 +179,10 @@ class GraphBuilder:
                 specs.append(None)
                 continue
             if tensor not in self._specs:
-                raise op.error(f"input {k} '{tensor}' is not defined (add it as an input, a "
-                               "weight or another node's output first)")
+                raise op.error(
+                    f"input {k} '{tensor}' is not defined (add it as an input, a "
+                    "weight or another node's output first)"
+                )
             specs.append(self._specs[tensor])
             if tensor in self._weights:
                 op.constant_inputs[k] = self._weights[tensor]
@@ -230,19 +243,33 @@ class GraphBuilder:
         load = [HostToDevice(input_handle(name), name) for name in self._weights]
         main: list = [HostToDevice(input_handle(name), name) for name in self._inputs]
         main += self._nodes
-        main += [DeviceToHost(tensor, output_handle(name)) for name, tensor in self._outputs.items()]
-        return GraphProgram((
-            Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], tuple(load)),
-            Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
-        ))
+        main += [
+            DeviceToHost(tensor, output_handle(name)) for name, tensor in self._outputs.items()
+        ]
+        return GraphProgram(
+            (
+                Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], tuple(load)),
+                Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
+            )
+        )
 
-    def metadata(self, executable_name: str = "model", *, replication_factor: int = 1,
-                 device_iterations: int = 1, num_ipus: int = 1, ipu_version: int = 2,
-                 engine_options: Iterable[Option | tuple[str, str]] = (),
-                 device_options: Iterable[Option | tuple[str, str]] = ()) -> Metadata:
+    def metadata(
+        self,
+        executable_name: str = "model",
+        *,
+        replication_factor: int = 1,
+        device_iterations: int = 1,
+        num_ipus: int = 1,
+        ipu_version: int = 2,
+        engine_options: Iterable[Option | tuple[str, str]] = (),
+        device_options: Iterable[Option | tuple[str, str]] = (),
+    ) -> Metadata:
         """The metadata ``save`` writes (PopART's conventions, spec §3.1)."""
-        for label, value in (("replication_factor", replication_factor),
-                             ("device_iterations", device_iterations), ("num_ipus", num_ipus)):
+        for label, value in (
+            ("replication_factor", replication_factor),
+            ("device_iterations", device_iterations),
+            ("num_ipus", num_ipus),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ExecutionError(f"{label} must be an integer >= 1, got {value!r}")
         rf = int(replication_factor)
@@ -251,15 +278,41 @@ class GraphBuilder:
         def user_info(info: TensorInfo) -> TensorInfo:
             return TensorInfo(info.dtype, (rf, *info.shape)) if per_replica else info
 
-        anchors = [Anchor(name, input_handle(name), user_info(info), (MAIN_PROGRAM,),
-                          per_replica, TensorType.INPUT) for name, info in self._inputs.items()]
+        anchors = [
+            Anchor(
+                name,
+                input_handle(name),
+                user_info(info),
+                (MAIN_PROGRAM,),
+                per_replica,
+                TensorType.INPUT,
+            )
+            for name, info in self._inputs.items()
+        ]
         for name, tensor in self._outputs.items():
             spec = self._specs[tensor]
             info = TensorInfo(DataType.from_numpy(spec.dtype), spec.shape)
-            anchors.append(Anchor(name, output_handle(name), user_info(info), (MAIN_PROGRAM,),
-                                  per_replica, TensorType.OUTPUT))
-        anchors += [Anchor(name, input_handle(name), TensorInfo.of(array), (LOAD_PROGRAM,),
-                           False, TensorType.INPUT) for name, array in self._weights.items()]
+            anchors.append(
+                Anchor(
+                    name,
+                    output_handle(name),
+                    user_info(info),
+                    (MAIN_PROGRAM,),
+                    per_replica,
+                    TensorType.OUTPUT,
+                )
+            )
+        anchors += [
+            Anchor(
+                name,
+                input_handle(name),
+                TensorInfo.of(array),
+                (LOAD_PROGRAM,),
+                False,
+                TensorType.INPUT,
+            )
+            for name, array in self._weights.items()
+        ]
         try:
             return Metadata(
                 executable=executable_name,
@@ -277,11 +330,19 @@ class GraphBuilder:
         except PopefError as exc:
             raise ExecutionError(f"cannot describe the model: {exc}") from exc
 
-    def save(self, path: str | os.PathLike | BinaryIO, executable_name: str = "model", *,
-             replication_factor: int = 1, device_iterations: int = 1, num_ipus: int = 1,
-             ipu_version: int = 2, compress: bool = False,
-             engine_options: Iterable[Option | tuple[str, str]] = (),
-             device_options: Iterable[Option | tuple[str, str]] = ()) -> Metadata:
+    def save(
+        self,
+        path: str | os.PathLike | BinaryIO,
+        executable_name: str = "model",
+        *,
+        replication_factor: int = 1,
+        device_iterations: int = 1,
+        num_ipus: int = 1,
+        ipu_version: int = 2,
+        compress: bool = False,
+        engine_options: Iterable[Option | tuple[str, str]] = (),
+        device_options: Iterable[Option | tuple[str, str]] = (),
+    ) -> Metadata:
         """Write the model as a PopEF file (or to a binary stream); returns its metadata.
 
         Blobs, in PopART's order: the metadata, the executable (the encoded graph program,
@@ -293,9 +354,14 @@ class GraphBuilder:
         if not isinstance(executable_name, str) or not executable_name:
             raise ExecutionError("executable_name must be a non-empty str")
         metadata = self.metadata(
-            executable_name, replication_factor=replication_factor,
-            device_iterations=device_iterations, num_ipus=num_ipus, ipu_version=ipu_version,
-            engine_options=engine_options, device_options=device_options)
+            executable_name,
+            replication_factor=replication_factor,
+            device_iterations=device_iterations,
+            num_ipus=num_ipus,
+            ipu_version=ipu_version,
+            engine_options=engine_options,
+            device_options=device_options,
+        )
         payload = encode_program(self.graph_program())
         with Writer(path) as writer:
             writer.write_metadata(metadata)

@@ -40,6 +40,7 @@ class CommandError(Exception):
 
 # -- pure renderers ------------------------------------------------------------------------------
 
+
 def safe(text: str) -> str:
     """A name read from a file, with control characters escaped for the terminal."""
     return escape_text(text, backslashes=False)
@@ -68,8 +69,7 @@ def render_outputs(outputs: Mapping[str, np.ndarray], descs: Sequence[TensorDesc
         desc = by_name.get(name)
         dtype = desc.dtype.name if desc is not None else str(values.dtype)
         lines.append(f"{safe(name)}: {dtype}{list(values.shape)}")
-        with np.printoptions(threshold=200, edgeitems=4, linewidth=100, precision=6,
-                             suppress=True):
+        with np.printoptions(threshold=200, edgeitems=4, linewidth=100, precision=6, suppress=True):
             lines.extend("  " + line for line in np.array2string(values).splitlines())
         if is_probability(values):
             best = values.argmax(axis=-1)
@@ -89,11 +89,12 @@ def render_executors(rows: Sequence[tuple[str, str]]) -> str:
 
 # -- reading inputs ------------------------------------------------------------------------------
 
+
 def _split_input(text: str, names: Sequence[str]) -> tuple[str | None, str]:
     """``NAME=PATH`` (NAME one of the model's inputs, longest first) or a bare ``PATH``."""
     for name in sorted(names, key=len, reverse=True):
         if text.startswith(name + "="):
-            return name, text[len(name) + 1:]
+            return name, text[len(name) + 1 :]
     if "=" in text and not os.path.exists(text):
         name, _, path = text.partition("=")
         return name, path
@@ -135,7 +136,8 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
             raise CommandError(
                 f"input '{safe(name)}' is given twice (--input {safe(given[name])} and --input "
                 f"{safe(spec)}); one run takes one value per input: to run several steps, "
-                "stack them on the leading axis in one .npy file")
+                "stack them on the leading axis in one .npy file"
+            )
         given[name] = spec
         raw[name] = value
 
@@ -147,8 +149,10 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
         if suffix in IMAGE_SUFFIXES:
             if name is None:
                 if len(descs) != 1:
-                    raise CommandError(f"the model takes {len(descs)} inputs ({listing}): "
-                                       f"say which one '{path}' is with NAME={path}")
+                    raise CommandError(
+                        f"the model takes {len(descs)} inputs ({listing}): "
+                        f"say which one '{path}' is with NAME={path}"
+                    )
                 name = names[0]
             desc = by_name[name]
             take(name, image_to_array(load_image(path), desc.shape, desc.dtype, name), spec)
@@ -156,15 +160,16 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
         if not os.path.exists(path):
             raise CommandError(f"input file '{path}' does not exist")
 
-        def check(member: str | None, shape: tuple[int, ...], dtype, name=name,
-                  path=path) -> None:
+        def check(member: str | None, shape: tuple[int, ...], dtype, name=name, path=path) -> None:
             # refused before numpy allocates it: a few bytes can declare any size
             wanted = name or (member if member in by_name else None)
             candidates = [by_name[wanted]] if wanted else descs
             if not any(fits_input(shape, d.shape) for d in candidates):
                 array = f"array '{safe(member)}'" if member is not None else "the array"
-                raise CommandError(f"'{safe(path)}': {array} of shape {list(shape)} fits no "
-                                   f"input of the model (inputs: {listing})")
+                raise CommandError(
+                    f"'{safe(path)}': {array} of shape {list(shape)} fits no "
+                    f"input of the model (inputs: {listing})"
+                )
 
         loaded = load_array_file(path, check)
         if isinstance(loaded, dict):
@@ -174,30 +179,37 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
                 elif len(loaded) == 1:
                     take(name, next(iter(loaded.values())), spec)
                 else:
-                    raise CommandError(f"'{path}' holds no array named '{safe(name)}' (it holds "
-                                       + ", ".join(f"'{safe(k)}'" for k in loaded) + ")")
+                    raise CommandError(
+                        f"'{path}' holds no array named '{safe(name)}' (it holds "
+                        + ", ".join(f"'{safe(k)}'" for k in loaded)
+                        + ")"
+                    )
             else:
                 matching = {k: v for k, v in loaded.items() if k in by_name}
                 if not matching and len(loaded) == 1 and len(descs) == 1:
                     matching = {names[0]: next(iter(loaded.values()))}
                 if not matching:
-                    raise CommandError(f"'{path}' holds no array named like an input "
-                                       f"(inputs: {listing})")
+                    raise CommandError(
+                        f"'{path}' holds no array named like an input (inputs: {listing})"
+                    )
                 for key, value in matching.items():
                     take(key, value, spec)
         else:
             if name is None:
                 if len(descs) != 1:
-                    raise CommandError(f"the model takes {len(descs)} inputs ({listing}): "
-                                       f"give each as NAME=PATH")
+                    raise CommandError(
+                        f"the model takes {len(descs)} inputs ({listing}): give each as NAME=PATH"
+                    )
                 name = names[0]
             take(name, loaded, spec)
     missing = [n for n in names if n not in raw]
     if missing:
         raise CommandError(f"no --input for '{safe(missing[0])}' (inputs: {listing})")
     try:
-        return {n: fit_to_input(raw[n], by_name[n].shape, by_name[n].dtype, n)  # type: ignore[arg-type]
-                for n in names}
+        return {
+            n: fit_to_input(raw[n], by_name[n].shape, by_name[n].dtype, n)  # type: ignore[arg-type]
+            for n in names
+        }
     except ExecutionError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -220,8 +232,10 @@ def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     from ..atomic import PrivateFile
 
     # a failed save loses nothing: the file takes the destination's place only when whole
-    with PrivateFile(path) as private, zipfile.ZipFile(private.file, "w", zipfile.ZIP_STORED,
-                                                       allowZip64=True) as archive:
+    with (
+        PrivateFile(path) as private,
+        zipfile.ZipFile(private.file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
         for name, array in arrays.items():
             with archive.open(name + ".npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
@@ -229,24 +243,58 @@ def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
 
 # -- the command ---------------------------------------------------------------------------------
 
+
 @click.command("run", context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @click.argument("files", nargs=-1, metavar="FILE...", type=click.Path(dir_okay=False))
-@click.option("-i", "--input", "inputs", multiple=True, metavar="[NAME=]PATH",
-              help="An input (repeat for each); NAME= may be left out for a model with one input.")
-@click.option("-e", "--executor", default="cpu", show_default=True,
-              help="The executor that runs the model (see --executors).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="An executor option, e.g. tiles_per_ipu=16 for ipu-model (repeatable).")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="[NAME=]PATH",
+    help="An input (repeat for each); NAME= may be left out for a model with one input.",
+)
+@click.option(
+    "-e",
+    "--executor",
+    default="cpu",
+    show_default=True,
+    help="The executor that runs the model (see --executors).",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An executor option, e.g. tiles_per_ipu=16 for ipu-model (repeatable).",
+)
 @click.option("--executable", metavar="NAME", help="The model to run when the files hold several.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="PATH.npz",
-              help="Also save the outputs, by name, to an .npz file.")
-@click.option("--no-verify", "no_verify", is_flag=True,
-              help="Skip the checksum check of the model's blobs at load (faster, unsafe).")
-@click.option("--executors", "list_only", is_flag=True,
-              help="List the installed executors and exit.")
-def run_command(files: tuple[str, ...], inputs: tuple[str, ...], executor: str,
-                options: tuple[str, ...], executable: str | None, output: str | None,
-                no_verify: bool, list_only: bool) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="PATH.npz",
+    help="Also save the outputs, by name, to an .npz file.",
+)
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Skip the checksum check of the model's blobs at load (faster, unsafe).",
+)
+@click.option(
+    "--executors", "list_only", is_flag=True, help="List the installed executors and exit."
+)
+def run_command(
+    files: tuple[str, ...],
+    inputs: tuple[str, ...],
+    executor: str,
+    options: tuple[str, ...],
+    executable: str | None,
+    output: str | None,
+    no_verify: bool,
+    list_only: bool,
+) -> None:
     """Run the model of the PopEF files FILE... and print its outputs.
 
     The files are read together, as one model may span several. Each output is printed with
@@ -267,13 +315,22 @@ def run_command(files: tuple[str, ...], inputs: tuple[str, ...], executor: str,
         click.echo(f"error: {safe(str(exc))}", err=True)
         sys.exit(1)
     except MemoryError:
-        click.echo("error: out of memory (the model's tensors, inputs or outputs do not fit "
-                   "this machine)", err=True)
+        click.echo(
+            "error: out of memory (the model's tensors, inputs or outputs do not fit this machine)",
+            err=True,
+        )
         sys.exit(1)
 
 
-def _run(files: tuple[str, ...], inputs: tuple[str, ...], executor: str, options: tuple[str, ...],
-         executable: str | None, output: str | None, verify: bool = True) -> None:
+def _run(
+    files: tuple[str, ...],
+    inputs: tuple[str, ...],
+    executor: str,
+    options: tuple[str, ...],
+    executable: str | None,
+    output: str | None,
+    verify: bool = True,
+) -> None:
     from ..errors import FormatError
     from .runner import ModelRunner
 
@@ -282,8 +339,9 @@ def _run(files: tuple[str, ...], inputs: tuple[str, ...], executor: str, options
             raise CommandError(f"'{safe(path)}' is not a file")
     executor_options = dict(_parse_option(text) for text in options)
     try:
-        runner = ModelRunner(list(files), executor, executable=executable, verify=verify,
-                             **executor_options)
+        runner = ModelRunner(
+            list(files), executor, executable=executable, verify=verify, **executor_options
+        )
     except FormatError as exc:
         hint = _input_hint(exc.source)
         raise CommandError(f"{exc}{hint}") from exc

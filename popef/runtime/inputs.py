@@ -19,11 +19,34 @@ import numpy as np
 from ..errors import ExecutionError, PopefError
 from ..types import DataType
 
-__all__ = ["ImageLayout", "image_layout", "load_array_file", "load_image", "image_to_array",
-           "fit_to_input", "fits_input", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES"]
+__all__ = [
+    "ImageLayout",
+    "image_layout",
+    "load_array_file",
+    "load_image",
+    "image_to_array",
+    "fit_to_input",
+    "fits_input",
+    "IMAGE_SUFFIXES",
+    "ARRAY_SUFFIXES",
+]
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".pnm", ".bmp",
-                            ".gif", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".pgm",
+        ".ppm",
+        ".pbm",
+        ".pnm",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+    }
+)
 ARRAY_SUFFIXES = frozenset({".npy", ".npz"})
 _CHANNELS = (1, 3, 4)
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -45,8 +68,7 @@ def image_layout(shape: tuple[int, ...], name: str = "input") -> ImageLayout:
     shape = tuple(shape)
 
     def fail(why: str) -> ExecutionError:
-        return ExecutionError(f"input '{name}' of shape {list(shape)} cannot take an image: "
-                              f"{why}")
+        return ExecutionError(f"input '{name}' of shape {list(shape)} cannot take an image: {why}")
 
     dims = list(shape)
     if len(dims) == 4:
@@ -77,13 +99,16 @@ def load_image(path: str | os.PathLike):
         with Image.open(path) as image:
             return image.copy()  # loads the pixels; the file is closed on leaving
     except Image.DecompressionBombError as exc:  # Pillow's guard against pixel bombs
-        raise ExecutionError(f"cannot read image '{os.fspath(path)}': it is too large: "
-                             f"{exc}") from None
+        raise ExecutionError(
+            f"cannot read image '{os.fspath(path)}': it is too large: {exc}"
+        ) from None
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ExecutionError(f"cannot read image '{os.fspath(path)}': {exc}") from exc
 
 
-def image_to_array(image, shape: tuple[int, ...], dtype: DataType, name: str = "input") -> np.ndarray:
+def image_to_array(
+    image, shape: tuple[int, ...], dtype: DataType, name: str = "input"
+) -> np.ndarray:
     """An image (a Pillow image) converted to an input of ``shape`` and ``dtype``."""
     from PIL import Image
 
@@ -144,8 +169,9 @@ def _what_it_is(path: str, head: bytes) -> str:
 ArrayCheck = Callable[[str | None, tuple[int, ...], np.dtype], None]
 
 
-def load_array_file(path: str | os.PathLike,
-                    check: ArrayCheck | None = None) -> np.ndarray | Mapping[str, np.ndarray]:
+def load_array_file(
+    path: str | os.PathLike, check: ArrayCheck | None = None
+) -> np.ndarray | Mapping[str, np.ndarray]:
     """An ``.npy`` file's array or an ``.npz`` file's arrays by name (no pickles).
 
     ``check(name, shape, dtype)`` sees each array's header (``name`` None for an ``.npy``)
@@ -157,8 +183,9 @@ def load_array_file(path: str | os.PathLike,
         with open(text, "rb") as f:
             head = f.read(16)
             if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
-                raise ExecutionError(f"cannot read '{text}' as .npy or .npz: "
-                                     f"{_what_it_is(text, head)}")
+                raise ExecutionError(
+                    f"cannot read '{text}' as .npy or .npz: {_what_it_is(text, head)}"
+                )
             f.seek(0)
             if check is not None:
                 _check_headers(f, head.startswith(_ZIP_MAGIC), check)
@@ -204,12 +231,17 @@ def fits_input(shape: tuple[int, ...], step_shape: tuple[int, ...]) -> bool:
     (reshaped), or ``n`` steps stacked on the leading axis (as :func:`fit_to_input` takes)."""
     if math.prod(shape) == math.prod(step_shape):
         return True
-    return (len(shape) == len(step_shape) > 0 and shape[1:] == step_shape[1:]
-            and step_shape[0] > 0 and shape[0] % step_shape[0] == 0)
+    return (
+        len(shape) == len(step_shape) > 0
+        and shape[1:] == step_shape[1:]
+        and step_shape[0] > 0
+        and shape[0] % step_shape[0] == 0
+    )
 
 
-def fit_to_input(array: np.ndarray, shape: tuple[int, ...], dtype: DataType,
-                 name: str) -> np.ndarray:
+def fit_to_input(
+    array: np.ndarray, shape: tuple[int, ...], dtype: DataType, name: str
+) -> np.ndarray:
     """What a command line can forgive: a same-kind dtype cast, and a missing batch of 1.
 
     An array holding exactly one step's elements takes the input's shape; ``n`` steps stacked
@@ -219,8 +251,10 @@ def fit_to_input(array: np.ndarray, shape: tuple[int, ...], dtype: DataType,
     target = dtype.numpy_dtype
     if array.dtype != target:
         if not np.can_cast(array.dtype, target, casting="same_kind"):
-            raise ExecutionError(f"input '{name}' is {array.dtype}, which does not convert to "
-                                 f"{dtype.name} without losing its kind")
+            raise ExecutionError(
+                f"input '{name}' is {array.dtype}, which does not convert to "
+                f"{dtype.name} without losing its kind"
+            )
         array = array.astype(target)
     steps = len(array.shape) == len(shape) and shape and shape[0] and array.shape[1:] == shape[1:]
     if array.shape != tuple(shape) and array.size == math.prod(shape) and not steps:

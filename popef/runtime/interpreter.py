@@ -19,8 +19,12 @@ from .program import HostToDevice
 __all__ = ["run_load_programs", "run_program"]
 
 
-def run_program(program: BoundProgram, env: dict[str, np.ndarray],
-                read: Callable[[str], np.ndarray], write: Callable[[str, np.ndarray], None]) -> None:
+def run_program(
+    program: BoundProgram,
+    env: dict[str, np.ndarray],
+    read: Callable[[str], np.ndarray],
+    write: Callable[[str, np.ndarray], None],
+) -> None:
     """Run the steps of one program, in order, on the tensors in ``env``.
 
     ``read(handle)`` gives the host data of a stream, ``write(handle, array)`` takes a device

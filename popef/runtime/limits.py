@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from ..errors import ExecutionError
 from .program import MAX_GRAPH_STEPS
 
-__all__ = ["MAIN_STEP_LIMIT", "MAX_GRAPH_STEPS", "MAX_REQUEST_BYTES", "MAX_TENSOR_BYTES",
-           "RuntimeLimits"]
+__all__ = [
+    "MAIN_STEP_LIMIT",
+    "MAX_GRAPH_STEPS",
+    "MAX_REQUEST_BYTES",
+    "MAX_TENSOR_BYTES",
+    "RuntimeLimits",
+]
 
 # Refuse requests of more steps than this in one call: the sanity bound of a request.
 MAIN_STEP_LIMIT = 1 << 31
@@ -41,5 +46,6 @@ class RuntimeLimits:
         for name in ("max_graph_steps", "max_tensor_bytes", "max_request_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ExecutionError(f"runtime limit '{name}' must be a positive int, "
-                                     f"got {value!r}")
+                raise ExecutionError(
+                    f"runtime limit '{name}' must be a positive int, got {value!r}"
+                )

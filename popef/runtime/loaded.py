@@ -95,8 +95,10 @@ class TensorDesc:
         return self.shape[0] if self.shape else None
 
     def __repr__(self) -> str:
-        return (f"TensorDesc(name={self.name!r}, shape={self.shape!r}, dtype={self.dtype!r}, "
-                f"handle={self.handle!r}, is_per_replica={self.is_per_replica!r})")
+        return (
+            f"TensorDesc(name={self.name!r}, shape={self.shape!r}, dtype={self.dtype!r}, "
+            f"handle={self.handle!r}, is_per_replica={self.is_per_replica!r})"
+        )
 
     def __str__(self) -> str:
         return f"{self.name}: {self.dtype.name}{list(self.shape)}"
@@ -226,12 +228,17 @@ class LoadedModel:
     @property
     def has_per_replica_state(self) -> bool:
         """Whether replicas hold different persistent tensors (per-replica weights)."""
-        return any(self.streams[s.handle].per_replica
-                   for p in self.load for s in p.steps if isinstance(s, HostToDevice))
+        return any(
+            self.streams[s.handle].per_replica
+            for p in self.load
+            for s in p.steps
+            if isinstance(s, HostToDevice)
+        )
 
     # ---- the layout of a request: one step of one replica
-    def step_input(self, stream: TensorDesc, array: np.ndarray, steps: int, step: int,
-                   replica: int) -> np.ndarray:
+    def step_input(
+        self, stream: TensorDesc, array: np.ndarray, steps: int, step: int, replica: int
+    ) -> np.ndarray:
         """The slice of a request's input that ``replica`` reads at ``step``."""
         if not stream.shape:
             return array
@@ -240,8 +247,9 @@ class LoadedModel:
             return array.reshape(steps, rf, *stream.spec.shape)[step, replica]
         return array.reshape(steps, *stream.shape)[step]
 
-    def assemble_outputs(self, results: Sequence[Sequence[Mapping[str, np.ndarray]]],
-                         steps: int) -> dict[str, np.ndarray]:
+    def assemble_outputs(
+        self, results: Sequence[Sequence[Mapping[str, np.ndarray]]], steps: int
+    ) -> dict[str, np.ndarray]:
         """``{output name: array}`` from ``results[step][replica][handle]``.
 
         A per-replica output gathers every replica; any other output is replica 0's.
@@ -255,6 +263,7 @@ class LoadedModel:
                 parts = [r[stream.handle] for step in results for r in step]
             else:
                 parts = [step[0][stream.handle] for step in results]
-            outputs[stream.name] = np.stack(parts).reshape(steps * stream.shape[0],
-                                                           *stream.shape[1:])
+            outputs[stream.name] = np.stack(parts).reshape(
+                steps * stream.shape[0], *stream.shape[1:]
+            )
         return outputs

@@ -35,8 +35,9 @@ from .program import (
 __all__ = ["load_model"]
 
 
-def load_model(model: Model, *, verify: bool = True,
-               limits: RuntimeLimits | None = None) -> LoadedModel:
+def load_model(
+    model: Model, *, verify: bool = True, limits: RuntimeLimits | None = None
+) -> LoadedModel:
     """Decode, bind and check the graph program of ``model`` (see the module docstring).
 
     The tensor data the programs load is read into memory, so the loaded model no longer
@@ -57,7 +58,9 @@ def load_model(model: Model, *, verify: bool = True,
                 corrupt_as(label, blob.verify)
     graph = decode_program(
         corrupt_as(blobs[0][0], lambda: model.executable.payload(MAX_GRAPH_PROGRAM_SIZE)),
-        name=model.name, max_steps=limits.max_graph_steps)
+        name=model.name,
+        max_steps=limits.max_graph_steps,
+    )
     loaded = _Loader(model, graph, verify, limits).run()
     if verify:
         for tensor in model.tensors:  # data no program loads: checked all the same
@@ -67,8 +70,13 @@ def load_model(model: Model, *, verify: bool = True,
 
 
 class _Loader:
-    def __init__(self, model: Model, graph: GraphProgram, verify: bool = True,
-                 limits: RuntimeLimits = RuntimeLimits()):
+    def __init__(
+        self,
+        model: Model,
+        graph: GraphProgram,
+        verify: bool,
+        limits: RuntimeLimits,
+    ):
         self.model = model
         self.verify = verify
         self.limits = limits
@@ -95,8 +103,9 @@ class _Loader:
     def run(self) -> LoadedModel:
         flow = self.md.program_flow
         if not flow.main:
-            raise ExecutionError(f"model '{self.model.name}' has no main program "
-                                 "(program_flow.main is empty)")
+            raise ExecutionError(
+                f"model '{self.model.name}' has no main program (program_flow.main is empty)"
+            )
         load = tuple(self.program(i, "load") for i in flow.load)
         self.persistent = set(self.specs)
         main = tuple(self.program(i, "main") for i in flow.main)
@@ -104,8 +113,7 @@ class _Loader:
         save = tuple(self.program(i, "save", hidden=main_defined) for i in flow.save)
 
         user_inputs, user_outputs = [], []
-        main_out_handles = {s.handle for p in main for s in p.steps
-                            if isinstance(s, DeviceToHost)}
+        main_out_handles = {s.handle for p in main for s in p.steps if isinstance(s, DeviceToHost)}
         for anchor in self.model.user_anchors():
             if anchor.type is TensorType.INPUT:
                 user_inputs.append(self.stream(anchor))
@@ -113,23 +121,37 @@ class _Loader:
                 if anchor.handle not in main_out_handles:
                     raise ExecutionError(
                         f"model '{self.model.name}': output '{anchor.name}' (handle "
-                        f"'{anchor.handle}') is written by no step of the main programs")
+                        f"'{anchor.handle}') is written by no step of the main programs"
+                    )
                 user_outputs.append(self.stream(anchor))
-        save_outputs = tuple(self.streams[s.handle] for p in save for s in p.steps
-                             if isinstance(s, DeviceToHost))
+        save_outputs = tuple(
+            self.streams[s.handle] for p in save for s in p.steps if isinstance(s, DeviceToHost)
+        )
         persistent = frozenset(self.persistent)
         persistent_bytes, peak_step_bytes = memory_need((*main, *save), self.specs, persistent)
         loaded = LoadedModel(
-            model=self.model, graph=self.graph, load=load, main=main, save=save,
-            inputs=tuple(user_inputs), outputs=tuple(user_outputs), streams=self.streams,
-            specs=self.specs, persistent=persistent, save_outputs=save_outputs,
-            stored_arrays=self.stored_arrays, limits=self.limits,
-            persistent_bytes=persistent_bytes, peak_step_bytes=peak_step_bytes)
+            model=self.model,
+            graph=self.graph,
+            load=load,
+            main=main,
+            save=save,
+            inputs=tuple(user_inputs),
+            outputs=tuple(user_outputs),
+            streams=self.streams,
+            specs=self.specs,
+            persistent=persistent,
+            save_outputs=save_outputs,
+            stored_arrays=self.stored_arrays,
+            limits=self.limits,
+            persistent_bytes=persistent_bytes,
+            peak_step_bytes=peak_step_bytes,
+        )
         if loaded.request_step_bytes > self.limits.max_request_bytes:
             raise ExecutionError(
                 f"model '{self.model.name}' needs about {loaded.request_step_bytes} bytes of "
                 f"step tensors for one step ({self.rf} replicas), more than the limit of "
-                f"{self.limits.max_request_bytes} per request (max_request_bytes)")
+                f"{self.limits.max_request_bytes} per request (max_request_bytes)"
+            )
         return loaded
 
     def stored_array(self, name: str) -> np.ndarray:
@@ -153,17 +175,21 @@ class _Loader:
             if not shape or shape[0] != self.rf:
                 raise ExecutionError(
                     f"model '{self.model.name}': anchor '{anchor.name}' is per replica, so its "
-                    f"shape {list(shape)} must start with the replication factor {self.rf}")
+                    f"shape {list(shape)} must start with the replication factor {self.rf}"
+                )
             shape = shape[1:]
         if info.dtype in (DataType.F8, DataType.F8143, DataType.F8152):
-            raise ExecutionError(f"model '{self.model.name}': anchor '{anchor.name}' is "
-                                 f"{info.dtype.name}, which this runtime cannot compute with")
+            raise ExecutionError(
+                f"model '{self.model.name}': anchor '{anchor.name}' is "
+                f"{info.dtype.name}, which this runtime cannot compute with"
+            )
         spec = TensorSpec(shape, info.numpy_dtype)
         if spec.nbytes > self.limits.max_tensor_bytes:
             raise ExecutionError(
                 f"model '{self.model.name}': anchor {quote(anchor.name)} is {spec} per replica"
                 f", {spec.nbytes} bytes, more than the limit of {self.limits.max_tensor_bytes} "
-                "bytes per tensor (max_tensor_bytes)")
+                "bytes per tensor (max_tensor_bytes)"
+            )
         stream = TensorDesc(anchor, spec, per_replica, anchor.name in self.stored)
         self.streams[anchor.handle] = stream
         return stream
@@ -173,8 +199,11 @@ class _Loader:
         if not found:
             raise self.fail(where, f"no anchor has the handle {quote(handle)}")
         if len(found) > 1:
-            raise self.fail(where, f"{len(found)} anchors have the handle {quote(handle)}: "
-                                   + ", ".join(f"'{a.name}'" for a in found))
+            raise self.fail(
+                where,
+                f"{len(found)} anchors have the handle {quote(handle)}: "
+                + ", ".join(f"'{a.name}'" for a in found),
+            )
         return found[0]
 
     # ---- programs
@@ -186,10 +215,14 @@ class _Loader:
             label = f"program {index}" + (f" ('{name}')" if name else "")
             raise ExecutionError(
                 f"model '{self.model.name}': {label} is listed in program_flow.{phase} but the "
-                f"executable defines only programs {list(self.graph.indices)}") from None
-        return BoundProgram(program.index, program.name or self.md.program_name(index) or "",
-                               phase, tuple(self.step(program, i, s, phase, hidden)
-                                            for i, s in enumerate(program.steps)))
+                f"executable defines only programs {list(self.graph.indices)}"
+            ) from None
+        return BoundProgram(
+            program.index,
+            program.name or self.md.program_name(index) or "",
+            phase,
+            tuple(self.step(program, i, s, phase, hidden) for i, s in enumerate(program.steps)),
+        )
 
     def step(self, program: Program, i: int, step, phase: str, hidden: set[str]):
         label = f"program {program.index}" + (f" ('{program.name}')" if program.name else "")
@@ -197,21 +230,32 @@ class _Loader:
             where = f"{label}, step {i} (copy from host stream {quote(step.handle)})"
             anchor = self.anchor_of(step.handle, where)
             if anchor.type is TensorType.OUTPUT:
-                raise self.fail(where, f"anchor '{anchor.name}' is an output; it cannot feed "
-                                       "the device")
+                raise self.fail(
+                    where, f"anchor '{anchor.name}' is an output; it cannot feed the device"
+                )
             if anchor.name in self.feeds:
-                raise self.fail(where, f"anchor '{anchor.name}' has feed data, which this "
-                                       "runtime does not stream")
+                raise self.fail(
+                    where,
+                    f"anchor '{anchor.name}' has feed data, which this runtime does not stream",
+                )
             stored = anchor.name in self.stored
             if phase != "main" and not stored:
-                raise self.fail(where, f"anchor '{anchor.name}' has no tensor data, and only "
-                                       "main programs read streams the caller feeds")
-            if not stored and (anchor.type is not TensorType.INPUT
-                               or not is_user_anchor(anchor, self.md, self.stored)):
-                raise self.fail(where, f"anchor '{anchor.name}' has no tensor data but is not a "
-                                       f"user input (type {anchor.type.name}, programs "
-                                       f"{list(anchor.programs)}, main programs "
-                                       f"{list(self.md.program_flow.main)})")
+                raise self.fail(
+                    where,
+                    f"anchor '{anchor.name}' has no tensor data, and only "
+                    "main programs read streams the caller feeds",
+                )
+            if not stored and (
+                anchor.type is not TensorType.INPUT
+                or not is_user_anchor(anchor, self.md, self.stored)
+            ):
+                raise self.fail(
+                    where,
+                    f"anchor '{anchor.name}' has no tensor data but is not a "
+                    f"user input (type {anchor.type.name}, programs "
+                    f"{list(anchor.programs)}, main programs "
+                    f"{list(self.md.program_flow.main)})",
+                )
             stream = self.stream(anchor)
             self.define(step.tensor, stream.spec, where, hidden)
             if stored:
@@ -225,12 +269,17 @@ class _Loader:
             spec = self.use(step.tensor, where, hidden)
             anchor = self.anchor_of(step.handle, where)
             if anchor.type is not TensorType.OUTPUT:
-                raise self.fail(where, f"anchor '{anchor.name}' is not an output "
-                                       f"(its type is {anchor.type.name})")
+                raise self.fail(
+                    where,
+                    f"anchor '{anchor.name}' is not an output (its type is {anchor.type.name})",
+                )
             stream = self.stream(anchor)
             if stream.spec != spec:
-                raise self.fail(where, f"tensor '{step.tensor}' is {spec} but anchor "
-                                       f"'{anchor.name}' takes {stream.spec} per replica")
+                raise self.fail(
+                    where,
+                    f"tensor '{step.tensor}' is {spec} but anchor "
+                    f"'{anchor.name}' takes {stream.spec} per replica",
+                )
             return step
         return self.node(label, i, step, hidden)
 
@@ -256,31 +305,40 @@ class _Loader:
                 op.constant_inputs[k] = self.constants[name]
         outputs = op.infer(specs)
         if len(outputs) < len(node.outputs):
-            raise self.fail(where, f"the op gives {len(outputs)} outputs, the node names "
-                                   f"{len(node.outputs)}")
+            raise self.fail(
+                where, f"the op gives {len(outputs)} outputs, the node names {len(node.outputs)}"
+            )
         for name, spec in zip(node.outputs, outputs):
             if name:
                 self.define(name, spec, where, hidden)
-        return BoundNode(node, op, tuple(specs), tuple(outputs[:len(node.outputs)]))
+        return BoundNode(node, op, tuple(specs), tuple(outputs[: len(node.outputs)]))
 
     def define(self, tensor: str, spec: TensorSpec, where: str, hidden: set[str]) -> None:
         if tensor in self.specs:
-            raise self.fail(where, f"tensor {quote(tensor)} is already defined by "
-                                   f"{self.defined_by[tensor]}")
+            raise self.fail(
+                where, f"tensor {quote(tensor)} is already defined by {self.defined_by[tensor]}"
+            )
         if spec.nbytes > self.limits.max_tensor_bytes:
-            raise self.fail(where, f"tensor {quote(tensor)} would be {spec}, {spec.nbytes} "
-                                   f"bytes, more than the limit of "
-                                   f"{self.limits.max_tensor_bytes} bytes per tensor "
-                                   "(max_tensor_bytes)")
+            raise self.fail(
+                where,
+                f"tensor {quote(tensor)} would be {spec}, {spec.nbytes} "
+                f"bytes, more than the limit of "
+                f"{self.limits.max_tensor_bytes} bytes per tensor "
+                "(max_tensor_bytes)",
+            )
         self.specs[tensor] = spec
         self.defined_by[tensor] = where
 
     def use(self, tensor: str, where: str, hidden: set[str]) -> TensorSpec:
         if tensor in hidden:
-            raise self.fail(where, f"tensor {quote(tensor)} is defined by a main program; "
-                                   "main-program tensors live for one step only")
+            raise self.fail(
+                where,
+                f"tensor {quote(tensor)} is defined by a main program; "
+                "main-program tensors live for one step only",
+            )
         try:
             return self.specs[tensor]
         except KeyError:
-            raise self.fail(where, f"tensor {quote(tensor)} is not defined by an earlier "
-                                   "step") from None
+            raise self.fail(
+                where, f"tensor {quote(tensor)} is not defined by an earlier step"
+            ) from None

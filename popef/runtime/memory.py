@@ -16,8 +16,9 @@ from .program import DeviceToHost, HostToDevice
 __all__ = ["memory_need", "peak_live_bytes"]
 
 
-def memory_need(programs: Iterable[BoundProgram], specs: Mapping[str, TensorSpec],
-                persistent: frozenset[str]) -> tuple[int, int]:
+def memory_need(
+    programs: Iterable[BoundProgram], specs: Mapping[str, TensorSpec], persistent: frozenset[str]
+) -> tuple[int, int]:
     """``(bytes of the persistent tensors, peak of the live step tensors of ``programs``)``.
 
     ``programs`` are those that run after load (the main and save programs); a step tensor
@@ -28,22 +29,33 @@ def memory_need(programs: Iterable[BoundProgram], specs: Mapping[str, TensorSpec
     return persistent_bytes, peak
 
 
-def peak_live_bytes(program: BoundProgram, specs: Mapping[str, TensorSpec],
-                    persistent: frozenset[str]) -> int:
+def peak_live_bytes(
+    program: BoundProgram, specs: Mapping[str, TensorSpec], persistent: frozenset[str]
+) -> int:
     """The largest sum of live step tensors over the steps of ``program``: one pass over the
     steps with a running total (linear in the steps and tensors)."""
     last_use: dict[str, int] = {}
     for i, step in enumerate(program.steps):
-        used = (step.inputs if isinstance(step, BoundNode)
-                else (step.tensor,) if isinstance(step, DeviceToHost) else ())
+        used = (
+            step.inputs
+            if isinstance(step, BoundNode)
+            else (step.tensor,)
+            if isinstance(step, DeviceToHost)
+            else ()
+        )
         for name in used:
             if name and name not in persistent:
                 last_use[name] = i
     dying: dict[int, list[str]] = {}  # step -> the tensors that die after it
     live = peak = 0
     for i, step in enumerate(program.steps):
-        defined = (step.outputs if isinstance(step, BoundNode)
-                   else (step.tensor,) if isinstance(step, HostToDevice) else ())
+        defined = (
+            step.outputs
+            if isinstance(step, BoundNode)
+            else (step.tensor,)
+            if isinstance(step, HostToDevice)
+            else ()
+        )
         for name in defined:
             if name and name not in persistent:
                 live += specs[name].nbytes

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 import construct
 
@@ -69,7 +68,7 @@ MAX_GRAPH_PROGRAM_SIZE = 16 << 20
 MAX_GRAPH_STEPS = 100_000
 UINT32_MAX = 2**32 - 1
 
-AttributeValue = Union[int, float, str, tuple[int, ...], tuple[float, ...], tuple[str, ...]]
+AttributeValue = int | float | str | tuple[int, ...] | tuple[float, ...] | tuple[str, ...]
 
 
 def _check_str(owner: str, name: str, value: object, *, empty: bool = True) -> None:
@@ -109,8 +108,7 @@ def _plain_sequence(value: object, kind: AttributeKind) -> bool:
         return set(map(type, value)) == {float}
     if kind is AttributeKind.STRINGS:
         return set(map(type, value)) == {str}
-    return (set(map(type, value)) == {int}
-            and min(value) >= INT64_MIN and max(value) <= INT64_MAX)
+    return set(map(type, value)) == {int} and min(value) >= INT64_MIN and max(value) <= INT64_MAX
 
 
 def _str(owner: str, value: object) -> str:
@@ -154,8 +152,11 @@ class Attribute:
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                 raise PopefError(f"{owner} must be a sequence, got {type(value).__name__}")
             if not _plain_sequence(value, kind):
-                convert = {AttributeKind.INTS: _int, AttributeKind.FLOATS: _float,
-                           AttributeKind.STRINGS: _str}[kind]
+                convert = {
+                    AttributeKind.INTS: _int,
+                    AttributeKind.FLOATS: _float,
+                    AttributeKind.STRINGS: _str,
+                }[kind]
                 value = tuple(convert(owner, v) for v in value)
         object.__setattr__(self, "value", value)
 
@@ -197,8 +198,10 @@ def _infer_kind(name: str, value: object) -> AttributeKind:
             return AttributeKind.FLOATS
         if all(isinstance(v, str) for v in items):
             return AttributeKind.STRINGS
-    raise PopefError(f"attribute '{name}': cannot store a value of type {type(value).__name__} "
-                     "(expected int, float, str or a sequence of ints, floats or strs)")
+    raise PopefError(
+        f"attribute '{name}': cannot store a value of type {type(value).__name__} "
+        "(expected int, float, str or a sequence of ints, floats or strs)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +262,9 @@ class Node:
         seen: set[str] = set()
         for attribute in attributes:
             if not isinstance(attribute, Attribute):
-                raise PopefError(f"Node.attributes holds a {type(attribute).__name__}, "
-                                 "not an Attribute")
+                raise PopefError(
+                    f"Node.attributes holds a {type(attribute).__name__}, not an Attribute"
+                )
             if attribute.name in seen:
                 raise PopefError(f"node '{self.name}' has attribute '{attribute.name}' twice")
             seen.add(attribute.name)
@@ -277,7 +281,7 @@ class Node:
         raise KeyError(name)
 
 
-Step = Union[HostToDevice, Node, DeviceToHost]
+Step = HostToDevice | Node | DeviceToHost
 _STEP_TYPES = (HostToDevice, Node, DeviceToHost)
 
 
@@ -291,8 +295,9 @@ class Program:
 
     def __post_init__(self) -> None:
         if not _is_int(self.index) or not 0 <= self.index <= UINT32_MAX:
-            raise PopefError(f"Program.index must be an int in [0, {UINT32_MAX}], "
-                             f"got {self.index!r}")
+            raise PopefError(
+                f"Program.index must be an int in [0, {UINT32_MAX}], got {self.index!r}"
+            )
         object.__setattr__(self, "index", self.index.__index__())
         _check_str("Program", "name", self.name)
         steps = tuple(self.steps)
@@ -316,8 +321,9 @@ class GraphProgram:
         seen: set[int] = set()
         for program in programs:
             if not isinstance(program, Program):
-                raise PopefError(f"GraphProgram.programs holds a {type(program).__name__}, "
-                                 "not a Program")
+                raise PopefError(
+                    f"GraphProgram.programs holds a {type(program).__name__}, not a Program"
+                )
             if program.index in seen:
                 raise PopefError(f"program {program.index} is defined twice")
             seen.add(program.index)
@@ -339,20 +345,35 @@ class GraphProgram:
 
 # -- bytes ----------------------------------------------------------------------------------
 
+
 def _step_dict(step: Step) -> dict:
     if isinstance(step, HostToDevice):
-        return {"kind": StepKind.HOST_TO_DEVICE,
-                "body": {"handle": step.handle, "tensor": step.tensor}}
+        return {
+            "kind": StepKind.HOST_TO_DEVICE,
+            "body": {"handle": step.handle, "tensor": step.tensor},
+        }
     if isinstance(step, DeviceToHost):
-        return {"kind": StepKind.DEVICE_TO_HOST,
-                "body": {"tensor": step.tensor, "handle": step.handle}}
-    return {"kind": StepKind.NODE, "body": {
-        "op_type": step.op_type, "name": step.name,
-        "inputs": list(step.inputs), "outputs": list(step.outputs),
-        "attributes": [{"name": a.name, "kind": int(a.kind),
-                        "value": list(a.value) if isinstance(a.value, tuple) else a.value}
-                       for a in step.attributes],
-    }}
+        return {
+            "kind": StepKind.DEVICE_TO_HOST,
+            "body": {"tensor": step.tensor, "handle": step.handle},
+        }
+    return {
+        "kind": StepKind.NODE,
+        "body": {
+            "op_type": step.op_type,
+            "name": step.name,
+            "inputs": list(step.inputs),
+            "outputs": list(step.outputs),
+            "attributes": [
+                {
+                    "name": a.name,
+                    "kind": int(a.kind),
+                    "value": list(a.value) if isinstance(a.value, tuple) else a.value,
+                }
+                for a in step.attributes
+            ],
+        },
+    }
 
 
 def encode_program(program: GraphProgram) -> bytes:
@@ -360,12 +381,19 @@ def encode_program(program: GraphProgram) -> bytes:
     if not isinstance(program, GraphProgram):
         raise PopefError(f"encode_program() needs a GraphProgram, got {type(program).__name__}")
     try:
-        return GRAPH_PROGRAM.build({
-            "preamble": {"magic": GRAPH_MAGIC, "major": GRAPH_VERSION[0],
-                         "minor": minor_version_of(program)},
-            "programs": [{"index": p.index, "name": p.name,
-                          "steps": [_step_dict(s) for s in p.steps]} for p in program.programs],
-        })
+        return GRAPH_PROGRAM.build(
+            {
+                "preamble": {
+                    "magic": GRAPH_MAGIC,
+                    "major": GRAPH_VERSION[0],
+                    "minor": minor_version_of(program),
+                },
+                "programs": [
+                    {"index": p.index, "name": p.name, "steps": [_step_dict(s) for s in p.steps]}
+                    for p in program.programs
+                ],
+            }
+        )
     except construct.ConstructError as exc:
         message = str(exc).split("\n", 1)[-1].strip()
         raise FormatError(f"cannot encode graph program: {message}") from exc
@@ -374,16 +402,25 @@ def encode_program(program: GraphProgram) -> bytes:
 def minor_version_of(program: GraphProgram) -> int:
     """The lowest minor version that holds ``program``: older readers can read every program
     that does not use what a later minor version added (docs/format.md §9.2)."""
-    return max((ATTRIBUTE_KIND_SINCE.get(a.kind, 0) for p in program.programs
-                for s in p.steps if isinstance(s, Node) for a in s.attributes), default=0)
+    return max(
+        (
+            ATTRIBUTE_KIND_SINCE.get(a.kind, 0)
+            for p in program.programs
+            for s in p.steps
+            if isinstance(s, Node)
+            for a in s.attributes
+        ),
+        default=0,
+    )
 
 
 def is_graph_program(data: bytes | memoryview) -> bool:
     """Whether ``data`` starts like a graph program (its magic), whatever its version."""
-    return bytes(data[:len(GRAPH_MAGIC)]) == GRAPH_MAGIC
+    return bytes(data[: len(GRAPH_MAGIC)]) == GRAPH_MAGIC
 
 
 # -- bytes -> dataclasses, the fast path of the schemas in format/graph.py -----------------
+
 
 def _read_attribute(cur: Cursor) -> Attribute:
     name = cur.string("name")
@@ -406,10 +443,13 @@ def _read_attribute(cur: Cursor) -> Attribute:
 
 
 def _read_node(cur: Cursor) -> Node:
-    return Node(cur.string("op_type"), cur.string("name"), cur.strings("inputs"),
-                cur.strings("outputs"),
-                tuple(cur.items(_read_attribute, _MIN_ATTRIBUTE, "attributes",
-                                MAX_ATTRIBUTES)))
+    return Node(
+        cur.string("op_type"),
+        cur.string("name"),
+        cur.strings("inputs"),
+        cur.strings("outputs"),
+        tuple(cur.items(_read_attribute, _MIN_ATTRIBUTE, "attributes", MAX_ATTRIBUTES)),
+    )
 
 
 def _read_step(cur: Cursor) -> Step:
@@ -422,7 +462,8 @@ def _read_step(cur: Cursor) -> Step:
         if kind == StepKind.DEVICE_TO_HOST:
             return DeviceToHost(cur.string("tensor"), cur.string("handle"))
     except DecodeError as exc:
-        raise exc.within("body")
+        exc.within("body")
+        raise
     raise DecodeError(f"unknown step kind {kind}", cur.pos, "body")
 
 
@@ -445,7 +486,7 @@ def _graph_reader(max_steps: int):
         index = cur.u32("index")
         name = cur.string("name")
         if cur.remaining >= 4:  # peek at the count; a count the bytes cannot hold is a
-            count = int.from_bytes(cur.data[cur.pos:cur.pos + 4], "little")  # format error
+            count = int.from_bytes(cur.data[cur.pos : cur.pos + 4], "little")  # format error
             if count * _MIN_STEP <= cur.remaining - 4 and total + count > max_steps:
                 raise _TooManySteps(total + count)
             total += count
@@ -458,8 +499,12 @@ def _graph_reader(max_steps: int):
     return read_graph_program
 
 
-def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = None,
-                   max_steps: int = MAX_GRAPH_STEPS) -> GraphProgram:
+def decode_program(
+    data: bytes | bytearray | memoryview,
+    *,
+    name: str | None = None,
+    max_steps: int = MAX_GRAPH_STEPS,
+) -> GraphProgram:
     """The graph program in ``data``, the (decompressed) payload of executable ``name``.
 
     Raises :class:`ExecutionError` when the payload is not a graph program at all (for example
@@ -472,29 +517,46 @@ def decode_program(data: bytes | bytearray | memoryview, *, name: str | None = N
         data = bytes(data)
     what = f"executable '{name}'" if name is not None else "the executable"
     if not is_graph_program(data):
-        found = data[:len(GRAPH_MAGIC)].hex(" ") or "nothing"
+        found = data[: len(GRAPH_MAGIC)].hex(" ") or "nothing"
         raise ExecutionError(
             f"{what} is not a graph program: it starts with {found}, not the graph program "
             f"magic {GRAPH_MAGIC.hex(' ')} (a compiled Poplar executable needs Graphcore's "
-            "SDK and an IPU; this runtime only runs graph programs)")
+            "SDK and an IPU; this runtime only runs graph programs)"
+        )
     source = what if name is not None else "<graph program>"
     if len(data) > MAX_GRAPH_PROGRAM_SIZE:
-        raise FormatError(f"graph program of {len(data)} bytes exceeds the limit of "
-                          f"{MAX_GRAPH_PROGRAM_SIZE}", offset=0, source=source)
+        raise FormatError(
+            f"graph program of {len(data)} bytes exceeds the limit of {MAX_GRAPH_PROGRAM_SIZE}",
+            offset=0,
+            source=source,
+        )
     if len(data) < PREAMBLE_SIZE:
-        raise FormatError(f"truncated graph program: {len(data)} bytes, the preamble alone "
-                          f"takes {PREAMBLE_SIZE}", offset=0, field="preamble", source=source)
+        raise FormatError(
+            f"truncated graph program: {len(data)} bytes, the preamble alone takes {PREAMBLE_SIZE}",
+            offset=0,
+            field="preamble",
+            source=source,
+        )
     major = int.from_bytes(data[8:10], "little")
     minor = int.from_bytes(data[10:12], "little")
     if major != GRAPH_VERSION[0]:
         raise UnsupportedVersionError(
             f"unsupported graph program version {major}.{minor}: this library runs "
-            f"{GRAPH_VERSION[0]}.x", offset=8, field="preamble.major", source=source)
+            f"{GRAPH_VERSION[0]}.x",
+            offset=8,
+            field="preamble.major",
+            source=source,
+        )
     try:
-        return read_all(_graph_reader(max_steps), data,  # type: ignore[arg-type]
-                        Location(source, None, 0), "graph program",
-                        allow_trailing=minor > GRAPH_VERSION[1])
+        return read_all(
+            _graph_reader(max_steps),
+            data,  # type: ignore[arg-type]
+            Location(source, None, 0),
+            "graph program",
+            allow_trailing=minor > GRAPH_VERSION[1],
+        )
     except _TooManySteps as exc:
         raise ExecutionError(
             f"{what} has more steps than this runtime loads: its programs hold at least "
-            f"{exc.steps} steps (nodes and copies), the limit is {max_steps}") from None
+            f"{exc.steps} steps (nodes and copies), the limit is {max_steps}"
+        ) from None

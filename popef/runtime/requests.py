@@ -38,8 +38,9 @@ class RequestChecks:
         Scalar inputs are used by every step; a request of scalars only is one step.
         """
         if type(inputs) is not dict and not isinstance(inputs, Mapping):
-            raise ExecutionError(f"inputs must be a mapping of input name to array, "
-                                 f"got {type(inputs).__name__}")
+            raise ExecutionError(
+                f"inputs must be a mapping of input name to array, got {type(inputs).__name__}"
+            )
         if len(inputs) != len(self._inputs):
             self._unknown_or_missing(inputs)
         arrays: dict[str, np.ndarray] = {}
@@ -53,8 +54,10 @@ class RequestChecks:
                 raise  # pragma: no cover - the line above raises
             array = value if type(value) is np.ndarray else np.asarray(value)
             if array.dtype != dtype:
-                raise ExecutionError(f"input '{name}' has dtype {_dtype_name(array.dtype)}"
-                                     f", expected {stream.dtype.name} ({_describe(stream)})")
+                raise ExecutionError(
+                    f"input '{name}' has dtype {_dtype_name(array.dtype)}"
+                    f", expected {stream.dtype.name} ({_describe(stream)})"
+                )
             if array.shape == shape:
                 n = 1 if shape and shape[0] else None
             else:
@@ -62,7 +65,8 @@ class RequestChecks:
                 if n is None:
                     raise ExecutionError(
                         f"input '{name}' has shape {list(array.shape)}, expected "
-                        f"{_expected_shapes(shape)}")
+                        f"{_expected_shapes(shape)}"
+                    )
             if n is not None:
                 if steps is None:
                     steps, first = n, name
@@ -70,7 +74,8 @@ class RequestChecks:
                     raise ExecutionError(
                         f"inputs disagree on the number of steps: '{first}' carries {steps} "
                         f"and '{name}' carries {n} (input shape {list(array.shape)}, "
-                        f"one step is {list(shape)})")
+                        f"one step is {list(shape)})"
+                    )
             arrays[name] = array
         if steps is None:
             return arrays, 1
@@ -88,11 +93,14 @@ class RequestChecks:
                 f"a request of {steps} steps to model '{model.name}' needs about "
                 f"{steps * per_step} bytes ({per_step} per step), more than the limit of "
                 f"{limit} (max_request_bytes): send at most {limit // per_step} steps "
-                "per request")
+                "per request"
+            )
         if steps > 1 and self._scalar_output is not None:
-            raise ExecutionError(f"output '{self._scalar_output.name}' is a scalar, so model "
-                                 f"'{model.name}' runs one step per call; the inputs carry "
-                                 f"{steps}")
+            raise ExecutionError(
+                f"output '{self._scalar_output.name}' is a scalar, so model "
+                f"'{model.name}' runs one step per call; the inputs carry "
+                f"{steps}"
+            )
 
     def _unknown_or_missing(self, inputs: Mapping[str, object]) -> None:
         """Raise for a name that is not an input, else for the first input not given."""
@@ -100,12 +108,16 @@ class RequestChecks:
         names = {s.name for s in model.inputs}
         for key in inputs:
             if key not in names:
-                raise ExecutionError(f"unknown input {quote(str(key))}: model '{model.name}' "
-                                     f"takes {_names(model.inputs)}")
+                raise ExecutionError(
+                    f"unknown input {quote(str(key))}: model '{model.name}' "
+                    f"takes {_names(model.inputs)}"
+                )
         for stream in model.inputs:
             if stream.name not in inputs:
-                raise ExecutionError(f"missing input '{stream.name}' ({_describe(stream)}): "
-                                     f"model '{model.name}' takes {_names(model.inputs)}")
+                raise ExecutionError(
+                    f"missing input '{stream.name}' ({_describe(stream)}): "
+                    f"model '{model.name}' takes {_names(model.inputs)}"
+                )
 
 
 def _describe(stream: TensorDesc) -> str:
@@ -139,5 +151,7 @@ def _expected_shapes(shape: tuple[int, ...]) -> str:
     if not shape or not shape[0]:
         return f"{list(shape)}"
     rest = ", ".join(str(d) for d in shape[1:])
-    return (f"{list(shape)} (or n × {shape[0]} rows for n steps: [n*{shape[0]}"
-            f"{', ' + rest if rest else ''}])")
+    return (
+        f"{list(shape)} (or n × {shape[0]} rows for n steps: [n*{shape[0]}"
+        f"{', ' + rest if rest else ''}])"
+    )

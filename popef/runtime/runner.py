@@ -34,11 +34,13 @@ class OutputFutures(Mapping[str, "concurrent.futures.Future[np.ndarray]"]):
     """The outputs of an asynchronous execution: ``futures[name]`` is a future of one output;
     :meth:`wait` gives all of them, raising the execution's error if it failed."""
 
-    def __init__(self, future: concurrent.futures.Future[dict[str, np.ndarray]],
-                 names: Sequence[str]):
+    def __init__(
+        self, future: concurrent.futures.Future[dict[str, np.ndarray]], names: Sequence[str]
+    ):
         self._future = future
         self._outputs: dict[str, concurrent.futures.Future] = {
-            name: concurrent.futures.Future() for name in names}
+            name: concurrent.futures.Future() for name in names
+        }
         future.add_done_callback(self._settle)
 
     def _settle(self, future: concurrent.futures.Future) -> None:
@@ -86,10 +88,16 @@ class ModelRunner:
     one request, checked before it runs; the defaults are in docs/runtime.md ("Limits").
     """
 
-    def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike] | Model | Reader,
-                 executor: str | Executor = "cpu", *, executable: str | None = None,
-                 verify: bool = True, limits: RuntimeLimits | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike | Sequence[str | os.PathLike] | Model | Reader,
+        executor: str | Executor = "cpu",
+        *,
+        executable: str | None = None,
+        verify: bool = True,
+        limits: RuntimeLimits | None = None,
+        **options: Any,
+    ) -> None:
         self._reader: Reader | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -99,8 +107,10 @@ class ModelRunner:
             self.model = self._open(source, executable)
             if isinstance(executor, Executor):
                 if options:
-                    raise ExecutionError("executor options go to get_executor(), not to a "
-                                         "ModelRunner given an Executor instance")
+                    raise ExecutionError(
+                        "executor options go to get_executor(), not to a "
+                        "ModelRunner given an Executor instance"
+                    )
                 self.executor = executor
             else:
                 self.executor = get_executor(executor, **options)
@@ -127,19 +137,25 @@ class ModelRunner:
             reader = self._reader = Reader()
             for path in paths:
                 if not isinstance(path, (str, os.PathLike)):
-                    raise ExecutionError(f"ModelRunner takes paths, a popef.Model or a Reader; "
-                                         f"got a {type(path).__name__}")
+                    raise ExecutionError(
+                        f"ModelRunner takes paths, a popef.Model or a Reader; "
+                        f"got a {type(path).__name__}"
+                    )
                 reader.parse_file(path)
         models = reader.models()
         if executable is not None:
             for model in models:
                 if model.name == executable:
                     return model
-            raise ExecutionError(f"no model named '{executable}'; the files hold "
-                                 f"{_model_names(models)}")
+            raise ExecutionError(
+                f"no model named '{executable}'; the files hold {_model_names(models)}"
+            )
         if len(models) != 1:
-            raise ExecutionError(f"the files hold {_model_names(models)}: choose one with "
-                                 "executable=NAME" if models else "the files hold no model")
+            raise ExecutionError(
+                f"the files hold {_model_names(models)}: choose one with executable=NAME"
+                if models
+                else "the files hold no model"
+            )
         return models[0]
 
     # ---- descriptions
@@ -167,8 +183,9 @@ class ModelRunner:
         arrays, steps = self._requests.check_inputs(inputs)
         return self._run(arrays, steps)
 
-    def execute_checked(self, inputs: Mapping[str, np.ndarray],
-                        steps: int) -> dict[str, np.ndarray]:
+    def execute_checked(
+        self, inputs: Mapping[str, np.ndarray], steps: int
+    ) -> dict[str, np.ndarray]:
         """Like :meth:`execute`, for inputs their caller has already checked: every input by
         name, a numpy array of its anchor's dtype, ``steps`` × its anchor's leading dimension.
 
@@ -192,8 +209,7 @@ class ModelRunner:
         arrays, steps = self._requests.check_inputs(inputs)
         return self._submit(arrays, steps)
 
-    def execute_checked_async(self, inputs: Mapping[str, np.ndarray],
-                              steps: int) -> OutputFutures:
+    def execute_checked_async(self, inputs: Mapping[str, np.ndarray], steps: int) -> OutputFutures:
         """:meth:`execute_checked` in the background, as :meth:`execute_async` runs
         :meth:`execute`."""
         self._check_open()
@@ -204,7 +220,8 @@ class ModelRunner:
     def _submit(self, arrays: Mapping[str, np.ndarray], steps: int) -> OutputFutures:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix=f"popef-runner-{self.model.name}")
+                1, thread_name_prefix=f"popef-runner-{self.model.name}"
+            )
         future = self._pool.submit(self._run, arrays, steps)
         return OutputFutures(future, [d.name for d in self._outputs])
 

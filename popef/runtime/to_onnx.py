@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Union
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,7 +60,7 @@ BATCH_DIM = "N"
 # disk; the arrays are given to onnxruntime from memory (``add_external_initializers``).
 IN_MEMORY_LOCATION = "popef-memory"
 
-Source = Union[str, os.PathLike, Sequence[str | os.PathLike], Any]
+Source = str | os.PathLike | Sequence[str | os.PathLike] | Any
 
 
 def import_onnx_module():
@@ -68,8 +68,9 @@ def import_onnx_module():
     try:
         import onnx
     except ImportError as exc:
-        raise ExecutionError("exporting to ONNX needs the onnx package: "
-                             "pip install 'popef[onnxruntime]'") from exc
+        raise ExecutionError(
+            "exporting to ONNX needs the onnx package: pip install 'popef[onnxruntime]'"
+        ) from exc
     return onnx
 
 
@@ -80,8 +81,8 @@ class OnnxGraph:
     ``model`` is the ``onnx.ModelProto``. ``constants`` maps the names of the initializers
     that ``model`` declares as external data (type and shape only) to their arrays, to be
     given to onnxruntime from memory (``SessionOptions.add_external_initializers``); it is
-    empty when every initializer is embedded. ``inputs`` and ``outputs`` are the graph's input and output
-    names, which are the user anchors' names.
+    empty when every initializer is embedded. ``inputs`` and ``outputs`` are the graph's input
+    and output names, which are the user anchors' names.
     """
 
     model: onnx.ModelProto
@@ -90,10 +91,17 @@ class OnnxGraph:
     outputs: list[str] = field(default_factory=list)
 
 
-def graph_to_onnx(loaded: LoadedModel, programs: Sequence[BoundProgram], *,
-                  constants: Mapping[str, np.ndarray] = {}, replica: int = 0,
-                  batch_dim: str | None = None, embed: bool = True, embed_below: int = 0,
-                  opset: int = ONNX_OPSET) -> OnnxGraph:
+def graph_to_onnx(
+    loaded: LoadedModel,
+    programs: Sequence[BoundProgram],
+    *,
+    constants: Mapping[str, np.ndarray] = {},
+    replica: int = 0,
+    batch_dim: str | None = None,
+    embed: bool = True,
+    embed_below: int = 0,
+    opset: int = ONNX_OPSET,
+) -> OnnxGraph:
     """``programs`` of ``loaded`` (load and main programs, in order) as one ONNX graph.
 
     ``constants`` are tensors whose values are known before the programs run (the persistent
@@ -143,8 +151,11 @@ def graph_to_onnx(loaded: LoadedModel, programs: Sequence[BoundProgram], *,
 
     for anchor_name, tensor in input_tensors:
         if tensor != anchor_name and not claim(tensor, anchor_name):
-            links.append(helper.make_node("Identity", [anchor_name], [tensor],
-                                          name=f"popef_input_{anchor_name}"))
+            links.append(
+                helper.make_node(
+                    "Identity", [anchor_name], [tensor], name=f"popef_input_{anchor_name}"
+                )
+            )
     output_names: list[str] = []
     output_links: list[Any] = []
     graph_outputs = []
@@ -153,23 +164,34 @@ def graph_to_onnx(loaded: LoadedModel, programs: Sequence[BoundProgram], *,
             continue
         tensor, _ = written[stream.handle]
         current = rename.get(tensor, tensor)
-        if current != stream.name and not (tensor in produced and tensor not in rename
-                                           and claim(tensor, stream.name)):
-            output_links.append(helper.make_node("Identity", [current], [stream.name],
-                                                 name=f"popef_output_{stream.name}"))
+        if current != stream.name and not (
+            tensor in produced and tensor not in rename and claim(tensor, stream.name)
+        ):
+            output_links.append(
+                helper.make_node(
+                    "Identity", [current], [stream.name], name=f"popef_output_{stream.name}"
+                )
+            )
         output_names.append(stream.name)
-        graph_outputs.append(_value_info(helper, stream.name, stream.spec.dtype,
-                                         stream.spec.shape, batch_dim))
+        graph_outputs.append(
+            _value_info(helper, stream.name, stream.spec.dtype, stream.spec.shape, batch_dim)
+        )
 
     onnx_nodes = list(links)
     for step in nodes:
         node = step.node
         onnx_node = helper.make_node(
-            node.op_type, [rename.get(n, n) for n in node.inputs],
-            [rename.get(n, n) for n in node.outputs], name=node.name)
+            node.op_type,
+            [rename.get(n, n) for n in node.inputs],
+            [rename.get(n, n) for n in node.outputs],
+            name=node.name,
+        )
         for attribute in node.attributes:
-            onnx_node.attribute.append(helper.make_attribute(
-                attribute.name, attribute.python_value, attr_type=int(attribute.kind)))
+            onnx_node.attribute.append(
+                helper.make_attribute(
+                    attribute.name, attribute.python_value, attr_type=int(attribute.kind)
+                )
+            )
         onnx_nodes.append(onnx_node)
     onnx_nodes += output_links
 
@@ -184,23 +206,29 @@ def graph_to_onnx(loaded: LoadedModel, programs: Sequence[BoundProgram], *,
             initializers.append(onnx.numpy_helper.from_array(array, name))
         else:
             kept[name] = array
-            tensor = TensorProto(name=name, data_type=_elem_type(helper, array.dtype, name),
-                                 data_location=TensorProto.EXTERNAL)
+            tensor = TensorProto(
+                name=name,
+                data_type=_elem_type(helper, array.dtype, name),
+                data_location=TensorProto.EXTERNAL,
+            )
             tensor.dims.extend(array.shape)
             tensor.external_data.add(key="location", value=IN_MEMORY_LOCATION)
             initializers.append(tensor)
-    graph_inputs = [_value_info(helper, name, stream.spec.dtype, stream.spec.shape, batch_dim)
-                    for name, stream in inputs]
-    graph = helper.make_graph(onnx_nodes, loaded.name, graph_inputs, graph_outputs,
-                              initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="popef")
+    graph_inputs = [
+        _value_info(helper, name, stream.spec.dtype, stream.spec.shape, batch_dim)
+        for name, stream in inputs
+    ]
+    graph = helper.make_graph(onnx_nodes, loaded.name, graph_inputs, graph_outputs, initializers)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="popef"
+    )
     model.ir_version = ONNX_IR_VERSION
     return OnnxGraph(model, kept, [name for name, _ in inputs], output_names)
 
 
-def loaded_to_onnx(loaded: LoadedModel, *, replica: int = 0, dynamic_batch: bool = False,
-                   opset: int = ONNX_OPSET) -> onnx.ModelProto:
+def loaded_to_onnx(
+    loaded: LoadedModel, *, replica: int = 0, dynamic_batch: bool = False, opset: int = ONNX_OPSET
+) -> onnx.ModelProto:
     """The load and main programs of ``loaded`` as a standalone ONNX model (weights embedded).
 
     With ``dynamic_batch`` the leading dimension of the inputs and outputs is symbolic
@@ -208,23 +236,35 @@ def loaded_to_onnx(loaded: LoadedModel, *, replica: int = 0, dynamic_batch: bool
     """
     rf = loaded.replication_factor
     if isinstance(replica, bool) or not isinstance(replica, int) or not 0 <= replica < rf:
-        raise ExecutionError(f"replica must be an int in [0, {rf - 1}] for model "
-                             f"'{loaded.name}' (replication factor {rf}), got {replica!r}")
+        raise ExecutionError(
+            f"replica must be an int in [0, {rf - 1}] for model "
+            f"'{loaded.name}' (replication factor {rf}), got {replica!r}"
+        )
     batch_dim = None
     if dynamic_batch:
         blocker = fold_blocker(loaded)
         if blocker is not None:
-            raise ExecutionError(f"model '{loaded.name}' cannot be exported with a dynamic "
-                                 f"batch dimension: {blocker}")
+            raise ExecutionError(
+                f"model '{loaded.name}' cannot be exported with a dynamic "
+                f"batch dimension: {blocker}"
+            )
         batch_dim = BATCH_DIM
-    return graph_to_onnx(loaded, (*loaded.load, *loaded.main), replica=replica,
-                         batch_dim=batch_dim, opset=opset).model
+    return graph_to_onnx(
+        loaded, (*loaded.load, *loaded.main), replica=replica, batch_dim=batch_dim, opset=opset
+    ).model
 
 
-def export_onnx(source: Source, out: str | os.PathLike | IO[bytes] | None = None, *,
-                executable: str | None = None, replica: int = 0, dynamic_batch: bool = False,
-                opset: int = ONNX_OPSET, verify: bool = True,
-                check: bool = True) -> onnx.ModelProto:
+def export_onnx(
+    source: Source,
+    out: str | os.PathLike | IO[bytes] | None = None,
+    *,
+    executable: str | None = None,
+    replica: int = 0,
+    dynamic_batch: bool = False,
+    opset: int = ONNX_OPSET,
+    verify: bool = True,
+    check: bool = True,
+) -> onnx.ModelProto:
     """Export a PopEF model's graph program as an ONNX model; returns the ``ModelProto``.
 
     ``source`` is what :class:`popef.runtime.ModelRunner` takes (a path, several paths, a
@@ -245,8 +285,10 @@ def export_onnx(source: Source, out: str | os.PathLike | IO[bytes] | None = None
         try:
             onnx.checker.check_model(model, full_check=False)
         except Exception as exc:  # onnx.checker.ValidationError and friends
-            raise ExecutionError(f"model '{loaded.name}' does not make a valid ONNX model: "
-                                 f"{str(exc).strip().splitlines()[0]}") from exc
+            raise ExecutionError(
+                f"model '{loaded.name}' does not make a valid ONNX model: "
+                f"{str(exc).strip().splitlines()[0]}"
+            ) from exc
     if out is not None:
         _write(model, out)
     return model
@@ -259,8 +301,10 @@ def _write(model: onnx.ModelProto, out: str | os.PathLike | IO[bytes]) -> None:
         return
     path = os.fspath(out)
     if os.path.isdir(path):
-        raise PopefError(f"cannot write '{path}': it is a directory (give a file name, e.g. "
-                         f"'{os.path.join(path, 'model.onnx')}')")
+        raise PopefError(
+            f"cannot write '{path}': it is a directory (give a file name, e.g. "
+            f"'{os.path.join(path, 'model.onnx')}')"
+        )
     if os.path.exists(path) and not os.path.isfile(path):
         # a device or a pipe (/dev/stdout, a FIFO): written to, never replaced by a file
         try:
@@ -276,8 +320,7 @@ def _write(model: onnx.ModelProto, out: str | os.PathLike | IO[bytes]) -> None:
         raise PopefError(f"cannot write '{path}': {exc.strerror or exc}") from exc
 
 
-def _value_info(helper, name: str, dtype: np.dtype, shape: Sequence[int],
-                batch_dim: str | None):
+def _value_info(helper, name: str, dtype: np.dtype, shape: Sequence[int], batch_dim: str | None):
     dims: list[int | str] = list(shape)
     if batch_dim is not None and dims:
         dims[0] = batch_dim
@@ -288,8 +331,9 @@ def _elem_type(helper, dtype: np.dtype, name: str) -> int:
     try:
         return int(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ExecutionError(f"tensor '{name}' has dtype {dtype}, which ONNX cannot "
-                             "express") from exc
+        raise ExecutionError(
+            f"tensor '{name}' has dtype {dtype}, which ONNX cannot express"
+        ) from exc
 
 
 class _Capture(Executor):

@@ -29,9 +29,16 @@ __all__ = [
 SUPPORTED_BACKENDS = ("poplar", "popef")
 
 
-def complete_config(config, name: str, signature: Signature, *, states_max_batch_size: bool,
-                    auto_complete: bool = True, default_max_batch_size: int | None = None,
-                    model_filename: str | None = None):
+def complete_config(
+    config,
+    name: str,
+    signature: Signature,
+    *,
+    states_max_batch_size: bool,
+    auto_complete: bool = True,
+    default_max_batch_size: int | None = None,
+    model_filename: str | None = None,
+):
     """The config with what it leaves out filled from the model file (Triton's auto-complete).
 
     ``config`` may be ``None`` (no config.pbtxt). Filled when absent: the name, the backend,
@@ -44,8 +51,10 @@ def complete_config(config, name: str, signature: Signature, *, states_max_batch
     mc = model_config_pb2()
     if config is None:
         if not auto_complete:
-            raise ConfigError(f"no {CONFIG_FILENAME} (auto-complete is disabled, so the model "
-                              "needs a complete config)")
+            raise ConfigError(
+                f"no {CONFIG_FILENAME} (auto-complete is disabled, so the model "
+                "needs a complete config)"
+            )
         config = mc.ModelConfig()
         states_max_batch_size = False
     else:
@@ -56,8 +65,10 @@ def complete_config(config, name: str, signature: Signature, *, states_max_batch
     if not config.name:
         config.name = name
     elif config.name != name:
-        raise ConfigError(f"{CONFIG_FILENAME} names the model '{shorten(config.name)}' but its "
-                          f"directory is '{name}'")
+        raise ConfigError(
+            f"{CONFIG_FILENAME} names the model '{shorten(config.name)}' but its "
+            f"directory is '{name}'"
+        )
     if not config.backend and not config.platform:
         config.backend = SUPPORTED_BACKENDS[0]
     check_backend(config)
@@ -66,14 +77,18 @@ def complete_config(config, name: str, signature: Signature, *, states_max_batch
     if not states_max_batch_size and config.max_batch_size == 0:
         if auto_complete and not config.input and not config.output:
             if signature.micro_batch is not None:
-                config.max_batch_size = (default_max_batch_size
-                                         if default_max_batch_size is not None
-                                         else signature.default_max_batch_size)
+                config.max_batch_size = (
+                    default_max_batch_size
+                    if default_max_batch_size is not None
+                    else signature.default_max_batch_size
+                )
                 filled_batch = True
 
     batching = config.max_batch_size > 0
-    for kind, tensors, entries in (("input", signature.inputs, config.input),
-                                   ("output", signature.outputs, config.output)):
+    for kind, tensors, entries in (
+        ("input", signature.inputs, config.input),
+        ("output", signature.outputs, config.output),
+    ):
         listed = {e.name for e in entries}
         by_name = {t.served_name: t for t in tensors}
         for entry in entries:
@@ -82,14 +97,16 @@ def complete_config(config, name: str, signature: Signature, *, states_max_batch
                 continue  # build_plan reports it
             if entry.data_type == mc.TYPE_INVALID:
                 if not auto_complete:
-                    raise ConfigError(f"{kind} '{entry.name}' has no data_type (auto-complete "
-                                      "is disabled)")
+                    raise ConfigError(
+                        f"{kind} '{entry.name}' has no data_type (auto-complete is disabled)"
+                    )
                 ttype = triton_type(tensor)
                 entry.data_type = datatypes.config_enum(ttype)
             if not entry.dims and not entry.HasField("reshape"):
                 if not auto_complete:
-                    raise ConfigError(f"{kind} '{entry.name}' has no dims (auto-complete is "
-                                      "disabled)")
+                    raise ConfigError(
+                        f"{kind} '{entry.name}' has no dims (auto-complete is disabled)"
+                    )
                 _set_dims(entry, model_dims(signature, tensor, batching))
         if kind == "output" and entries:
             continue  # a config may serve a subset of the outputs
@@ -97,15 +114,20 @@ def complete_config(config, name: str, signature: Signature, *, states_max_batch
             if tensor.served_name in listed:
                 continue
             if not auto_complete:
-                raise ConfigError(f"the model's {kind} {tensor.describe()} is missing from "
-                                  f"{CONFIG_FILENAME} (auto-complete is disabled)")
+                raise ConfigError(
+                    f"the model's {kind} {tensor.describe()} is missing from "
+                    f"{CONFIG_FILENAME} (auto-complete is disabled)"
+                )
             entry = entries.add()
             entry.name = tensor.served_name
             entry.data_type = datatypes.config_enum(triton_type(tensor))
             _set_dims(entry, model_dims(signature, tensor, batching))
 
-    if (filled_batch and config.max_batch_size > 1
-            and config.WhichOneof("scheduling_choice") is None):
+    if (
+        filled_batch
+        and config.max_batch_size > 1
+        and config.WhichOneof("scheduling_choice") is None
+    ):
         config.dynamic_batching.SetInParent()
 
     if not config.instance_group:
@@ -128,8 +150,9 @@ def triton_type(tensor: ModelTensor) -> TritonType:
     """The Triton data type of a model tensor; :class:`ConfigError` when PopEF's has none."""
     ttype = datatypes.from_popef(tensor.dtype)
     if ttype is None:
-        raise ConfigError(f"anchor {tensor.describe()} is {tensor.dtype.name}, which has no "
-                          "Triton data type")
+        raise ConfigError(
+            f"anchor {tensor.describe()} is {tensor.dtype.name}, which has no Triton data type"
+        )
     return ttype
 
 
@@ -149,20 +172,33 @@ def _set_dims(entry, dims: Sequence[int]) -> None:
 
 def check_backend(config) -> None:
     """The config is one this server runs: no ensemble, backend (or platform) "poplar"."""
-    if config.platform == "ensemble" or config.WhichOneof("scheduling_choice") == \
-            "ensemble_scheduling":
-        raise ConfigError("ensembles are not supported: this server runs PopEF models one at "
-                          "a time; chain the models in the client")
+    if (
+        config.platform == "ensemble"
+        or config.WhichOneof("scheduling_choice") == "ensemble_scheduling"
+    ):
+        raise ConfigError(
+            "ensembles are not supported: this server runs PopEF models one at "
+            "a time; chain the models in the client"
+        )
     for label, value in (("backend", config.backend), ("platform", config.platform)):
         if value and value not in SUPPORTED_BACKENDS:
-            raise ConfigError(f"{label} '{shorten(value)}' is not served here: this server "
-                              "runs PopEF models, set backend: \"poplar\"")
+            raise ConfigError(
+                f"{label} '{shorten(value)}' is not served here: this server "
+                'runs PopEF models, set backend: "poplar"'
+            )
 
 
-# -- generating a config ----------------------------------------------------------------------------
+# -- generating a config ---------------------------------------------------------------------------
 
-def generate_config(name: str, signature: Signature, max_batch_size: int | None = None,
-                    *, dynamic_batching: bool | None = None, extra_parameters: bool = True):
+
+def generate_config(
+    name: str,
+    signature: Signature,
+    max_batch_size: int | None = None,
+    *,
+    dynamic_batching: bool | None = None,
+    extra_parameters: bool = True,
+):
     """A complete config for a model file: what ``popef triton-config`` prints.
 
     ``max_batch_size`` defaults to Graphcore's rule (micro batch × device iterations ×
@@ -174,8 +210,10 @@ def generate_config(name: str, signature: Signature, max_batch_size: int | None 
     if max_batch_size < 0:
         raise ConfigError(f"max_batch_size must be >= 0, got {max_batch_size}")
     if max_batch_size > 0 and signature.micro_batch is None:
-        raise ConfigError(f"max_batch_size {max_batch_size} needs a batch dimension, but "
-                          f"{signature.batch_blocker}")
+        raise ConfigError(
+            f"max_batch_size {max_batch_size} needs a batch dimension, but "
+            f"{signature.batch_blocker}"
+        )
     config = mc.ModelConfig()
     config.name = name
     config.backend = SUPPORTED_BACKENDS[0]
@@ -197,5 +235,3 @@ def generate_config(name: str, signature: Signature, max_batch_size: int | None 
     if extra_parameters:
         config.parameters["synchronous_execution"].string_value = "1"
     return config
-
-

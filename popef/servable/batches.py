@@ -36,8 +36,9 @@ def merge_rows(inputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarr
     return {name: np.concatenate([request[name] for request in inputs]) for name in inputs[0]}
 
 
-def split_rows(outputs: Mapping[str, np.ndarray],
-               rows: Sequence[int]) -> list[dict[str, np.ndarray]]:
+def split_rows(
+    outputs: Mapping[str, np.ndarray], rows: Sequence[int]
+) -> list[dict[str, np.ndarray]]:
     """The outputs of one batch cut back into the requests it merged, ``rows[i]`` rows for
     request ``i`` (the inverse of :func:`merge_rows`)."""
     if len(rows) == 1:
@@ -46,13 +47,14 @@ def split_rows(outputs: Mapping[str, np.ndarray],
     for name, array in outputs.items():
         offset = 0
         for result, count in zip(results, rows):
-            result[name] = array[offset:offset + count]
+            result[name] = array[offset : offset + count]
             offset += count
     return results
 
 
-def prepare_feed(plan: ServingPlan, inputs: Mapping[str, np.ndarray],
-                 rows: int) -> dict[str, np.ndarray]:
+def prepare_feed(
+    plan: ServingPlan, inputs: Mapping[str, np.ndarray], rows: int
+) -> dict[str, np.ndarray]:
     """Served inputs (``rows`` rows each) as :meth:`ModelRunner.execute` takes them.
 
     Rows are padded with zeros to a whole number of the model's steps (micro batch ×
@@ -82,8 +84,9 @@ def feed_steps(plan: ServingPlan, rows: int) -> int:
     return -(-rows // plan.step_rows) if plan.batching else 1
 
 
-def collect_outputs(plan: ServingPlan, outputs: Mapping[str, np.ndarray],
-                    rows: int) -> dict[str, np.ndarray]:
+def collect_outputs(
+    plan: ServingPlan, outputs: Mapping[str, np.ndarray], rows: int
+) -> dict[str, np.ndarray]:
     """The runtime's outputs as served tensors: ``rows`` rows each (padding cut off)."""
     result = {}
     for tp in plan.outputs:

@@ -46,8 +46,10 @@ def model_config_pb2():
 
 # -- reading and writing configs ---------------------------------------------------------------
 
+
 def parse_config(text: str, source: str = CONFIG_FILENAME):
-    """``ModelConfig`` from protobuf text; :class:`ConfigError` naming the line on a syntax error."""
+    """``ModelConfig`` from protobuf text; :class:`ConfigError` naming the line on a syntax
+    error."""
     from google.protobuf import text_format
 
     mc = model_config_pb2()
@@ -99,8 +101,9 @@ def read_config(model_dir: Path, config_name: str | None = None):
     if config_name:
         shown = shorten(config_name)
         if "/" in config_name or "\\" in config_name:
-            raise ConfigError(f"model config name '{shown}' must be a file name in configs/, "
-                              "without '/'")
+            raise ConfigError(
+                f"model config name '{shown}' must be a file name in configs/, without '/'"
+            )
         source = f"configs/{shown}.pbtxt"
         path = inside(model_dir, f"configs/{config_name}.pbtxt", f"model config name '{shown}'")
         text = read_model_file(path, source, MAX_CONFIG_BYTES)
@@ -121,11 +124,15 @@ def config_from_json(text: str | bytes):
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ConfigError("the config given to load is not a ModelConfig in JSON: failed to "
-                          f"load JSON: {shorten(str(exc))}") from None
+        raise ConfigError(
+            "the config given to load is not a ModelConfig in JSON: failed to "
+            f"load JSON: {shorten(str(exc))}"
+        ) from None
     if not isinstance(value, dict):
-        raise ConfigError("the config given to load is not a ModelConfig in JSON: expected an "
-                          f"object, found {type(value).__name__}")
+        raise ConfigError(
+            "the config given to load is not a ModelConfig in JSON: expected an "
+            f"object, found {type(value).__name__}"
+        )
     _check_listed_versions(value)  # before the protobuf conversion, slow for a long list
     try:
         json_format.ParseDict(value, config)
@@ -140,8 +147,10 @@ def _check_listed_versions(value: dict) -> None:
     versions = policy.get("specific", {}) if isinstance(policy, dict) else {}
     listed = versions.get("versions") if isinstance(versions, dict) else None
     if isinstance(listed, list) and len(listed) > MAX_SPECIFIC_VERSIONS:
-        raise ConfigError(f"version_policy specific lists {len(listed)} versions, over the "
-                          f"limit of {MAX_SPECIFIC_VERSIONS}")
+        raise ConfigError(
+            f"version_policy specific lists {len(listed)} versions, over the "
+            f"limit of {MAX_SPECIFIC_VERSIONS}"
+        )
 
 
 def specific_versions(config) -> list[int] | None:
@@ -160,12 +169,16 @@ def specific_versions(config) -> list[int] | None:
     if not listed:
         raise ConfigError("version_policy specific lists no version: expected at least one")
     if len(listed) > MAX_SPECIFIC_VERSIONS:
-        raise ConfigError(f"version_policy specific lists {len(listed)} versions, over the "
-                          f"limit of {MAX_SPECIFIC_VERSIONS}")
+        raise ConfigError(
+            f"version_policy specific lists {len(listed)} versions, over the "
+            f"limit of {MAX_SPECIFIC_VERSIONS}"
+        )
     negative = [v for v in listed if v < 0]
     if negative:
-        raise ConfigError(f"version_policy specific lists version {negative[0]}: expected "
-                          "versions >= 0 (a version is the name of a version folder)")
+        raise ConfigError(
+            f"version_policy specific lists version {negative[0]}: expected "
+            "versions >= 0 (a version is the name of a version folder)"
+        )
     return sorted(set(listed))
 
 
@@ -175,6 +188,7 @@ def json_states_max_batch_size(text: str | bytes) -> bool:
     except ValueError:
         return False
     return isinstance(value, dict) and "max_batch_size" in value
+
 
 def config_to_text(config) -> str:
     """Protobuf text of a config, laid out like hand-written Triton configs where the fields
@@ -202,13 +216,24 @@ def _text_string(value: str) -> str:
         if ch.isprintable():
             return ch
         return "".join(f"\\{byte:03o}" for byte in ch.encode("utf-8"))
+
     return '"' + "".join(escaped(ch) for ch in value) + '"'
 
 
 def _pretty_config(config) -> str | None:
     mc = model_config_pb2()
-    simple = {"name", "backend", "platform", "max_batch_size", "input", "output",
-              "dynamic_batching", "instance_group", "parameters", "default_model_filename"}
+    simple = {
+        "name",
+        "backend",
+        "platform",
+        "max_batch_size",
+        "input",
+        "output",
+        "dynamic_batching",
+        "instance_group",
+        "parameters",
+        "default_model_filename",
+    }
     if any(fd.name not in simple for fd, _ in config.ListFields()):
         return None
 
@@ -216,11 +241,15 @@ def _pretty_config(config) -> str | None:
         allowed = {"name", "data_type", "dims", "reshape"}
         if any(fd.name not in allowed for fd, _ in entry.ListFields()):
             return None
-        parts = [f"name: {_text_string(entry.name)}",
-                 f"data_type: {mc.DataType.Name(entry.data_type)}",
-                 f"dims: [ {', '.join(str(d) for d in entry.dims)} ]"]
+        parts = [
+            f"name: {_text_string(entry.name)}",
+            f"data_type: {mc.DataType.Name(entry.data_type)}",
+            f"dims: [ {', '.join(str(d) for d in entry.dims)} ]",
+        ]
         if entry.HasField("reshape"):
-            parts.append(f"reshape: {{ shape: [ {', '.join(str(d) for d in entry.reshape.shape)} ] }}")
+            parts.append(
+                f"reshape: {{ shape: [ {', '.join(str(d) for d in entry.reshape.shape)} ] }}"
+            )
         return "  {\n" + "".join(f"    {p}\n" for p in parts) + "  }"
 
     lines = [f"name: {_text_string(config.name)}"] if config.name else []
@@ -240,8 +269,11 @@ def _pretty_config(config) -> str | None:
         db = config.dynamic_batching
         if any(fd.name != "max_queue_delay_microseconds" for fd, _ in db.ListFields()):
             return None
-        inner = (f" max_queue_delay_microseconds: {db.max_queue_delay_microseconds} "
-                 if db.max_queue_delay_microseconds else " ")
+        inner = (
+            f" max_queue_delay_microseconds: {db.max_queue_delay_microseconds} "
+            if db.max_queue_delay_microseconds
+            else " "
+        )
         lines.append(f"dynamic_batching {{{inner}}}")
     if config.instance_group:
         groups = []
@@ -249,13 +281,17 @@ def _pretty_config(config) -> str | None:
             if any(fd.name not in ("kind", "count", "name") for fd, _ in g.ListFields()):
                 return None
             fields = ([f"name: {_text_string(g.name)}"] if g.name else []) + [
-                f"kind: {mc.ModelInstanceGroup.Kind.Name(g.kind)}", f"count: {g.count}"]
+                f"kind: {mc.ModelInstanceGroup.Kind.Name(g.kind)}",
+                f"count: {g.count}",
+            ]
             groups.append("{ " + " ".join(fields) + " }")
         lines.append("instance_group [ " + ", ".join(groups) + " ]")
     if config.parameters:
-        params = [f"  {{ key: {_text_string(k)} value: {{ string_value: "
-                  f"{_text_string(v.string_value)} }} }}"
-                  for k, v in sorted(config.parameters.items())]
+        params = [
+            f"  {{ key: {_text_string(k)} value: {{ string_value: "
+            f"{_text_string(v.string_value)} }} }}"
+            for k, v in sorted(config.parameters.items())
+        ]
         lines.append("parameters [\n" + ",\n".join(params) + "\n]")
     if config.default_model_filename:
         lines.append(f"default_model_filename: {_text_string(config.default_model_filename)}")
@@ -268,19 +304,20 @@ def config_to_dict(message) -> dict:
     from google.protobuf import json_format
 
     try:
-        data = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     except TypeError:  # protobuf < 5.26
-        data = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         including_default_value_fields=True)
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, including_default_value_fields=True
+        )
     return _ints(data, message.DESCRIPTOR)
 
 
 def _int64_types() -> frozenset[int]:
     from google.protobuf.descriptor import FieldDescriptor as F
 
-    return frozenset({F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64,
-                      F.TYPE_SFIXED64})
+    return frozenset({F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64})
 
 
 def _is_repeated(fd) -> bool:
@@ -311,5 +348,3 @@ def _ints(value: dict, descriptor) -> dict:
         elif fd.type in int64:
             value[fd.name] = [int(x) for x in v] if repeated else int(v)
     return value
-
-

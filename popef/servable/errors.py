@@ -1,8 +1,9 @@
 """Serving errors and Triton's status mapping (docs/serving.md, "Errors").
 
-Every error the protocol core of ``popef serve`` and the Triton backend raise is a :class:`ServingError` carrying a :class:`Status`,
-Triton's error code; each transport turns it into its own form: an HTTP status with
-``{"error": message}``, or a gRPC status code with the message as details.
+Every error the protocol core of ``popef serve`` and the Triton backend raise is a
+:class:`ServingError` carrying a :class:`Status`, Triton's error code; each transport turns it
+into its own form: an HTTP status with ``{"error": message}``, or a gRPC status code with the
+message as details.
 """
 
 from __future__ import annotations

@@ -28,8 +28,10 @@ def inside(model_dir: Path, relative: str, what: str) -> Path:
     if not relative or "\0" in relative:
         raise ConfigError(f"{what} is not a file name")
     if os.path.isabs(relative) or relative.startswith(("/", "\\")):
-        raise ConfigError(f"{what} is an absolute path: expected a path relative to the model "
-                          f"folder '{model_dir.name}'")
+        raise ConfigError(
+            f"{what} is an absolute path: expected a path relative to the model "
+            f"folder '{model_dir.name}'"
+        )
     try:
         root = model_dir.resolve()
         path = (model_dir / relative).resolve()
@@ -38,8 +40,10 @@ def inside(model_dir: Path, relative: str, what: str) -> Path:
     except OSError as exc:  # (its text would repeat the whole path)
         raise ConfigError(f"cannot resolve {what}: {exc.strerror}") from None
     if path == root or not path.is_relative_to(root):
-        raise ConfigError(f"{what} is outside the model folder '{model_dir.name}' (symlinks "
-                          "followed): only files inside it are read")
+        raise ConfigError(
+            f"{what} is outside the model folder '{model_dir.name}' (symlinks "
+            "followed): only files inside it are read"
+        )
     return path
 
 
@@ -83,8 +87,7 @@ def read_model_file(path: Path, what: str, limit: int) -> str | None:
     if info.st_size > limit:
         raise ConfigError(f"{what} is {info.st_size} bytes, over the limit of {limit}")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as f:
             found = _not_regular(os.fstat(f.fileno()).st_mode)
             if found is not None:  # replaced since the check
@@ -97,6 +100,6 @@ def read_model_file(path: Path, what: str, limit: int) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} is not UTF-8 text: {exc.reason} at offset "
-                          f"{exc.start:#x}") from None
-
+        raise ConfigError(
+            f"{what} is not UTF-8 text: {exc.reason} at offset {exc.start:#x}"
+        ) from None

@@ -41,12 +41,16 @@ def read_name_map(path: Path) -> dict[str, str]:
     except ValueError as exc:
         raise ConfigError(f"{path.name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path.name} must be a JSON object of anchor name to tensor name, "
-                          f"got a {type(data).__name__}")
+        raise ConfigError(
+            f"{path.name} must be a JSON object of anchor name to tensor name, "
+            f"got a {type(data).__name__}"
+        )
     for key, value in data.items():
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path.name}: the name for anchor '{shorten(key)}' must be a "
-                              f"non-empty string, got {shorten(json.dumps(value))}")
+            raise ConfigError(
+                f"{path.name}: the name for anchor '{shorten(key)}' must be a "
+                f"non-empty string, got {shorten(json.dumps(value))}"
+            )
     return dict(data)
 
 

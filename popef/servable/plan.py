@@ -113,8 +113,10 @@ def build_plan(config, signature: Signature, model_dir: Path | None = None) -> S
     if mbs < 0:
         raise ConfigError(f"max_batch_size must be >= 0, got {mbs}")
     if mbs > 0 and signature.micro_batch is None:
-        raise ConfigError(f"max_batch_size {mbs} needs a batch dimension, but "
-                          f"{signature.batch_blocker}; use max_batch_size: 0")
+        raise ConfigError(
+            f"max_batch_size {mbs} needs a batch dimension, but "
+            f"{signature.batch_blocker}; use max_batch_size: 0"
+        )
     scheduling = config.WhichOneof("scheduling_choice")
     if scheduling in ("sequence_batching", "ensemble_scheduling"):
         raise ConfigError(f"{scheduling} is not supported; use dynamic_batching or none")
@@ -123,34 +125,41 @@ def build_plan(config, signature: Signature, model_dir: Path | None = None) -> S
             raise ConfigError("dynamic_batching needs max_batch_size > 0")
         for size in config.dynamic_batching.preferred_batch_size:
             if not 0 < size <= mbs:
-                raise ConfigError(f"preferred_batch_size {size} must be in [1, max_batch_size "
-                                  f"{mbs}]")
+                raise ConfigError(
+                    f"preferred_batch_size {size} must be in [1, max_batch_size {mbs}]"
+                )
         if config.dynamic_batching.priority_levels > 1:
             raise ConfigError("dynamic_batching priority levels are not supported")
         queue_delay_us = config.dynamic_batching.max_queue_delay_microseconds
         if queue_delay_us * 1000 > MAX_DELAY_NS:
-            raise ConfigError(f"dynamic_batching max_queue_delay_microseconds must be at most "
-                              f"{MAX_DELAY_NS // 1000} (one day), got {queue_delay_us}")
+            raise ConfigError(
+                f"dynamic_batching max_queue_delay_microseconds must be at most "
+                f"{MAX_DELAY_NS // 1000} (one day), got {queue_delay_us}"
+            )
     if config.HasField("model_transaction_policy") and config.model_transaction_policy.decoupled:
         raise ConfigError("decoupled models are not supported")
     for group in config.instance_group:
         if group.kind == mc.ModelInstanceGroup.KIND_GPU:
-            raise ConfigError(f"instance group '{shorten(group.name)}' is KIND_GPU, but this "
-                              "server has no GPUs; use KIND_CPU")
+            raise ConfigError(
+                f"instance group '{shorten(group.name)}' is KIND_GPU, but this "
+                "server has no GPUs; use KIND_CPU"
+            )
         if group.count < 0:
             raise ConfigError(f"instance group '{shorten(group.name)}' has count {group.count}")
     instances = sum(max(1, g.count) for g in config.instance_group)
     if instances > MAX_INSTANCES:
-        raise ConfigError(f"instance_group asks for {instances} instances, over the limit of "
-                          f"{MAX_INSTANCES} per model")
+        raise ConfigError(
+            f"instance_group asks for {instances} instances, over the limit of "
+            f"{MAX_INSTANCES} per model"
+        )
     if config.batch_input or config.batch_output:
         raise ConfigError("batch_input and batch_output are not supported")
 
     batching = mbs > 0
-    inputs = _plan_tensors("input", config.input, signature.inputs, signature, batching,
-                           model_dir)
-    outputs = _plan_tensors("output", config.output, signature.outputs, signature, batching,
-                            model_dir)
+    inputs = _plan_tensors("input", config.input, signature.inputs, signature, batching, model_dir)
+    outputs = _plan_tensors(
+        "output", config.output, signature.outputs, signature, batching, model_dir
+    )
     listed = {t.name for t in inputs}
     missing = [t for t in signature.inputs if t.served_name not in listed]
     if missing:
@@ -158,12 +167,26 @@ def build_plan(config, signature: Signature, model_dir: Path | None = None) -> S
     if not outputs:
         raise ConfigError("the config lists no output")
     step_rows = signature.step_rows if batching else 1
-    return ServingPlan(config, tuple(inputs), tuple(outputs), mbs, step_rows,
-                       signature.micro_batch or 1, signature.replication_factor, parameters)
+    return ServingPlan(
+        config,
+        tuple(inputs),
+        tuple(outputs),
+        mbs,
+        step_rows,
+        signature.micro_batch or 1,
+        signature.replication_factor,
+        parameters,
+    )
 
 
-def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature: Signature,
-                  batching: bool, model_dir: Path | None) -> list[TensorPlan]:
+def _plan_tensors(
+    kind: str,
+    entries,
+    tensors: Sequence[ModelTensor],
+    signature: Signature,
+    batching: bool,
+    model_dir: Path | None,
+) -> list[TensorPlan]:
     mc = model_config_pb2()
     by_name = {t.served_name: t for t in tensors}
     plans = []
@@ -175,20 +198,23 @@ def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature:
         tensor = by_name.get(entry.name)
         if tensor is None:
             other = f"; its {kind}s are {_described(tensors)}" if tensors else ""
-            raise ConfigError(f"{kind} '{shorten(entry.name)}' is not an {kind} of the "
-                              f"model{other}")
+            raise ConfigError(
+                f"{kind} '{shorten(entry.name)}' is not an {kind} of the model{other}"
+            )
         ttype = triton_type(tensor)
         stated = datatypes.by_config_enum(entry.data_type)
         if stated is not ttype and entry.data_type == mc.TYPE_STRING:
             raise ConfigError(
                 f"{kind} '{entry.name}' has data_type TYPE_STRING (BYTES), but PopEF has no "
                 f"string type: the model's anchor '{tensor.key}' is {tensor.dtype.name} "
-                f"({ttype.config_name})")
+                f"({ttype.config_name})"
+            )
         if stated is not ttype:
             raise ConfigError(
                 f"{kind} '{entry.name}' has data_type "
                 f"{datatypes.config_type_name(entry.data_type)} but the model's anchor "
-                f"'{tensor.key}' is {tensor.dtype.name} ({ttype.config_name})")
+                f"'{tensor.key}' is {tensor.dtype.name} ({ttype.config_name})"
+            )
         model_shape = model_dims(signature, tensor, batching)
         dims = tuple(int(d) for d in entry.dims)
         shape = _check_dims(kind, entry, dims, tensor, model_shape, batching)
@@ -199,30 +225,48 @@ def _plan_tensors(kind: str, entries, tensors: Sequence[ModelTensor], signature:
     return plans
 
 
-def _check_dims(kind: str, entry, dims: tuple[int, ...], tensor: ModelTensor,
-                model_shape: tuple[int, ...], batching: bool) -> tuple[int, ...]:
-    why = (" (with max_batch_size > 0 the dims leave out the batch dimension)" if batching
-           else " (with max_batch_size 0 the dims are the anchor's whole shape)")
+def _check_dims(
+    kind: str,
+    entry,
+    dims: tuple[int, ...],
+    tensor: ModelTensor,
+    model_shape: tuple[int, ...],
+    batching: bool,
+) -> tuple[int, ...]:
+    why = (
+        " (with max_batch_size > 0 the dims leave out the batch dimension)"
+        if batching
+        else " (with max_batch_size 0 the dims are the anchor's whole shape)"
+    )
     if not dims:
-        raise ConfigError(f"{kind} '{entry.name}' has empty dims; use dims: [ 1 ] with "
-                          "reshape: { shape: [ ] } for a scalar")
+        raise ConfigError(
+            f"{kind} '{entry.name}' has empty dims; use dims: [ 1 ] with "
+            "reshape: { shape: [ ] } for a scalar"
+        )
     if any(d < -1 or d == 0 for d in dims):
-        raise ConfigError(f"{kind} '{entry.name}' has dims {list(dims)}: each must be positive "
-                          "or -1")
+        raise ConfigError(
+            f"{kind} '{entry.name}' has dims {list(dims)}: each must be positive or -1"
+        )
     if entry.HasField("reshape"):
         target = tuple(int(d) for d in entry.reshape.shape)
         if target != model_shape:
-            raise ConfigError(f"{kind} '{entry.name}' reshapes to {list(target)} but the model's "
-                              f"anchor '{tensor.key}' is {tensor.anchor_text()}: expected "
-                              f"reshape {list(model_shape)}{why}")
+            raise ConfigError(
+                f"{kind} '{entry.name}' reshapes to {list(target)} but the model's "
+                f"anchor '{tensor.key}' is {tensor.anchor_text()}: expected "
+                f"reshape {list(model_shape)}{why}"
+            )
         if -1 in dims or math.prod(dims) != math.prod(target):
-            raise ConfigError(f"{kind} '{entry.name}' has dims {list(dims)}, which cannot be "
-                              f"reshaped to {list(target)}")
+            raise ConfigError(
+                f"{kind} '{entry.name}' has dims {list(dims)}, which cannot be "
+                f"reshaped to {list(target)}"
+            )
         return dims
     if len(dims) != len(model_shape) or any(d != -1 and d != m for d, m in zip(dims, model_shape)):
-        raise ConfigError(f"{kind} '{entry.name}' has dims {list(dims)} but the model's anchor "
-                          f"'{tensor.key}' is {tensor.anchor_text()}: expected dims "
-                          f"{list(model_shape)}{why}")
+        raise ConfigError(
+            f"{kind} '{entry.name}' has dims {list(dims)} but the model's anchor "
+            f"'{tensor.key}' is {tensor.anchor_text()}: expected dims "
+            f"{list(model_shape)}{why}"
+        )
     return model_shape
 
 
@@ -233,7 +277,6 @@ def _read_labels(model_dir: Path, label: str) -> tuple[str, ...]:
     if text is None:
         raise ConfigError(f"{what} does not exist in the model folder '{model_dir.name}'")
     return tuple(line.rstrip("\r\n") for line in text.splitlines())
-
 
 
 def _described(tensors: Iterable[ModelTensor]) -> str:

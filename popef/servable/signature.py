@@ -103,8 +103,10 @@ def signature_of(runner, name_map: dict[str, str] | None = None) -> Signature:
     name_map = dict(name_map or {})
     unknown = [k for k in name_map if k not in keys]
     if unknown:
-        raise ConfigError(f"{NAME_MAP_FILENAME} renames '{shorten(unknown[0])}', which is not an input or "
-                          f"output of the model (its anchors: {_quoted(keys)})")
+        raise ConfigError(
+            f"{NAME_MAP_FILENAME} renames '{shorten(unknown[0])}', which is not an input or "
+            f"output of the model (its anchors: {_quoted(keys)})"
+        )
     tensors = []
     for key, desc in zip(keys, (*descs_in, *descs_out)):
         tensors.append(ModelTensor(key, name_map.get(key, key), desc))
@@ -112,9 +114,11 @@ def signature_of(runner, name_map: dict[str, str] | None = None) -> Signature:
     repeated = [n for n, c in served.items() if c > 1]
     if repeated:
         users = [t.key for t in tensors if t.served_name == repeated[0]]
-        raise ConfigError(f"two anchors would both be served as '{repeated[0]}' "
-                          f"({_quoted(users)}); give them different names in {NAME_MAP_FILENAME}")
-    inputs, outputs = tuple(tensors[:len(descs_in)]), tuple(tensors[len(descs_in):])
+        raise ConfigError(
+            f"two anchors would both be served as '{repeated[0]}' "
+            f"({_quoted(users)}); give them different names in {NAME_MAP_FILENAME}"
+        )
+    inputs, outputs = tuple(tensors[: len(descs_in)]), tuple(tensors[len(descs_in) :])
     metadata = runner.model.metadata
     rf = max(1, int(metadata.replication_factor))
     di = max(1, int(metadata.device_iterations))
@@ -128,25 +132,40 @@ def _micro_batch(tensors: Sequence[ModelTensor], rf: int) -> tuple[int | None, b
     flags = {t.per_replica for t in tensors}
     if len(flags) > 1:
         mixed = next(t for t in tensors if t.per_replica != tensors[0].per_replica)
-        return None, False, (f"anchor {mixed.describe()} is {'' if mixed.per_replica else 'not '}"
-                             f"per replica and {tensors[0].describe()} is "
-                             f"{'' if tensors[0].per_replica else 'not '}per replica")
+        return (
+            None,
+            False,
+            (
+                f"anchor {mixed.describe()} is {'' if mixed.per_replica else 'not '}"
+                f"per replica and {tensors[0].describe()} is "
+                f"{'' if tensors[0].per_replica else 'not '}per replica"
+            ),
+        )
     per_replica = flags.pop()
     lead = 1 if per_replica else 0
     sizes: dict[int, ModelTensor] = {}
     for t in tensors:
         if len(t.shape) <= lead:
-            return None, per_replica, f"anchor {t.describe()} is {t.anchor_text()}, with no batch dimension"
+            return (
+                None,
+                per_replica,
+                f"anchor {t.describe()} is {t.anchor_text()}, with no batch dimension",
+            )
         sizes.setdefault(t.shape[lead], t)
     if len(sizes) > 1:
         (_, ta), (_, tb) = list(sizes.items())[:2]
-        return None, per_replica, (f"anchors disagree on the batch dimension: {ta.describe()} is "
-                                   f"{ta.anchor_text()} and {tb.describe()} is {tb.anchor_text()}")
+        return (
+            None,
+            per_replica,
+            (
+                f"anchors disagree on the batch dimension: {ta.describe()} is "
+                f"{ta.anchor_text()} and {tb.describe()} is {tb.anchor_text()}"
+            ),
+        )
     (micro,) = sizes
     if micro < 1:
         return None, per_replica, "the batch dimension of the anchors is 0"
     return micro, per_replica, None
-
 
 
 def _quoted(names: Iterable[str]) -> str:

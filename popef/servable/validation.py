@@ -39,24 +39,31 @@ def check_input_names(model: str, plan: ServingPlan, names: Sequence[str]) -> No
         if name in given:
             raise invalid(f"input '{name}' is given twice")
         if plan.input(name) is None:
-            raise invalid(f"unexpected inference input '{name}' for model '{model}'; its "
-                          f"inputs are {_quoted(t.name for t in plan.inputs)}")
+            raise invalid(
+                f"unexpected inference input '{name}' for model '{model}'; its "
+                f"inputs are {_quoted(t.name for t in plan.inputs)}"
+            )
         given.add(name)
     missing = [tp.name for tp in plan.inputs if tp.name not in given]
     if missing:
-        raise invalid(f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
-                      f"model '{model}': missing input {_quoted(missing)}")
+        raise invalid(
+            f"expected {len(plan.inputs)} inputs but got {len(given)} inputs for "
+            f"model '{model}': missing input {_quoted(missing)}"
+        )
 
 
 def check_datatype(model: str, tp: TensorPlan, datatype: str) -> None:
     """An input's protocol datatype (``"FP32"``) is the model's."""
     if datatype != tp.ttype.name:
-        raise invalid(f"inference input '{tp.name}' data-type is '{datatype}', but model "
-                      f"'{model}' expects '{tp.ttype.name}'")
+        raise invalid(
+            f"inference input '{tp.name}' data-type is '{datatype}', but model "
+            f"'{model}' expects '{tp.ttype.name}'"
+        )
 
 
-def check_shape(model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[int], *,
-                reshaped: bool = False) -> None:
+def check_shape(
+    model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[int], *, reshaped: bool = False
+) -> None:
     """An input's shape is the model's: with batching, any number of rows of the served
     shape; without, the served shape itself.
 
@@ -72,8 +79,10 @@ def check_shape(model: str, plan: ServingPlan, tp: TensorPlan, shape: Sequence[i
         ok = shape == served
         expected = list(served)
     if not ok:
-        raise invalid(f"unexpected shape for input '{tp.name}' for model '{model}': expected "
-                      f"{expected}, got {shorten(str(list(shape)), 200)}")
+        raise invalid(
+            f"unexpected shape for input '{tp.name}' for model '{model}': expected "
+            f"{expected}, got {shorten(str(list(shape)), 200)}"
+        )
 
 
 def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
@@ -93,8 +102,10 @@ def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
         if first is None:
             first, rows = name, shape[0]
         elif shape[0] != rows:
-            raise invalid(f"inputs disagree on the batch size: '{first}' has {rows} and "
-                          f"'{name}' has {shape[0]} for model '{model}'")
+            raise invalid(
+                f"inputs disagree on the batch size: '{first}' has {rows} and "
+                f"'{name}' has {shape[0]} for model '{model}'"
+            )
     return rows
 
 
@@ -103,12 +114,13 @@ def check_batch_size(model: str, plan: ServingPlan, rows: int) -> None:
     if rows < 1:
         raise invalid(f"inference request batch-size must be >= 1 for '{model}', got {rows}")
     if rows > plan.max_batch_size:
-        raise invalid(f"inference request batch-size must be <= {plan.max_batch_size} for "
-                      f"'{model}', got {rows}")
+        raise invalid(
+            f"inference request batch-size must be <= {plan.max_batch_size} for "
+            f"'{model}', got {rows}"
+        )
 
 
-def request_rows(model: str, plan: ServingPlan,
-                 shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
+def request_rows(model: str, plan: ServingPlan, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
     """The rows of a request: its :func:`batch_size`, checked by :func:`check_batch_size`, for
     a batching model; 1 for a model without batching (``shapes`` is then not read)."""
     if not plan.batching:
@@ -125,8 +137,10 @@ def select_outputs(model: str, plan: ServingPlan, names: Sequence[str]) -> list[
     for name in names:
         tp = plan.output(name)
         if tp is None:
-            raise invalid(f"unexpected inference output '{name}' for model '{model}'; its "
-                          f"outputs are {_quoted(t.name for t in plan.outputs)}")
+            raise invalid(
+                f"unexpected inference output '{name}' for model '{model}'; its "
+                f"outputs are {_quoted(t.name for t in plan.outputs)}"
+            )
         if name in seen:
             raise invalid(f"output '{name}' is requested twice")
         seen.add(name)

@@ -37,13 +37,16 @@ def model_files(version_dir: Path, filename: str = "") -> list[Path]:
     if filename:
         shown = shorten(filename)
         if "/" in filename or "\\" in filename or filename in (".", ".."):
-            raise ConfigError(f"default_model_filename '{shown}' must be a file name in the "
-                              "version folder")
+            raise ConfigError(
+                f"default_model_filename '{shown}' must be a file name in the version folder"
+            )
         what = f"default_model_filename '{shown}'"
         path = inside(version_dir.parent, f"{version_dir.name}/{filename}", what)
         if regular_file(path, what) is None:
-            raise ConfigError(f"version folder '{version_dir.name}' has no '{shown}' (the "
-                              "config's default_model_filename)")
+            raise ConfigError(
+                f"version folder '{version_dir.name}' has no '{shown}' (the "
+                "config's default_model_filename)"
+            )
         return [path]
     default = version_dir / DEFAULT_MODEL_FILENAME
     if regular_file(default, f"'{version_dir.name}/{DEFAULT_MODEL_FILENAME}'") is not None:
@@ -52,13 +55,19 @@ def model_files(version_dir: Path, filename: str = "") -> list[Path]:
     for path in found:
         regular_file(path, f"'{version_dir.name}/{path.name}'")
     if not found:
-        raise ConfigError(f"version folder '{version_dir.name}' has no {DEFAULT_MODEL_FILENAME} "
-                          "(nor any .popef file)")
+        raise ConfigError(
+            f"version folder '{version_dir.name}' has no {DEFAULT_MODEL_FILENAME} "
+            "(nor any .popef file)"
+        )
     return found
 
 
-def open_model(version_dir: Path, files: Sequence[Path], executor: str,
-               executor_options: Mapping[str, Any] | None = None) -> tuple[Any, Signature]:
+def open_model(
+    version_dir: Path,
+    files: Sequence[Path],
+    executor: str,
+    executor_options: Mapping[str, Any] | None = None,
+) -> tuple[Any, Signature]:
     """A :class:`~popef.runtime.ModelRunner` on a version's ``files`` and the model's
     :class:`Signature`, renamed by the folder's ``name_map.json`` when it has one.
 

@@ -61,8 +61,7 @@ class ByteBudget:
         loop = asyncio.get_running_loop()
         waiter = _Waiter(reservation, size, loop.create_future())
         bisect.insort(self._waiters, waiter, key=lambda w: w.order)
-        timer = (loop.call_later(self.wait, self._expire, waiter)
-                 if self.wait is not None else None)
+        timer = loop.call_later(self.wait, self._expire, waiter) if self.wait is not None else None
         self._grant()
         try:
             await waiter.granted
@@ -79,7 +78,8 @@ class ByteBudget:
     def _busy(self) -> Exception:
         return unavailable(
             f"the server is busy: {self.in_use} bytes of requests are in flight, the limit is "
-            f"{self.limit} (--http-max-inflight-bytes); try again later")
+            f"{self.limit} (--http-max-inflight-bytes); try again later"
+        )
 
     def _expire(self, waiter: _Waiter) -> None:
         if waiter.granted.done():

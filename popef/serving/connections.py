@@ -38,9 +38,17 @@ from .options import (
     ConnectionLimits,
 )
 
-__all__ = ["DEFAULT_HEADER_TIMEOUT", "DEFAULT_KEEPALIVE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS",
-           "SERVER_PAUSE", "ConnectionLimits", "ServerPause", "guarded_protocol", "receive_rate",
-           "serving_event_loop"]
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_KEEPALIVE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "SERVER_PAUSE",
+    "ConnectionLimits",
+    "ServerPause",
+    "guarded_protocol",
+    "receive_rate",
+    "serving_event_loop",
+]
 
 log = logging.getLogger("popef.serving")
 
@@ -86,14 +94,18 @@ def receive_rate(received: int, started: float, now: float, paused: float = 0.0)
 
 def _response(status: str, message: str) -> bytes:
     body = message.encode()
-    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
 
 
 _TIMEOUT_408 = _response("408 Request Timeout", "the request headers did not arrive in time\n")
-_BUSY_503 = _response("503 Service Unavailable",
-                      "too many connections have a request being executed or waiting for the "
-                      "server: try again later\n")
+_BUSY_503 = _response(
+    "503 Service Unavailable",
+    "too many connections have a request being executed or waiting for the "
+    "server: try again later\n",
+)
 
 
 def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> type:
@@ -123,8 +135,11 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
             if not self._in_request():
                 return True
             pause = self._server_pause()
-            return (self.cycle.more_body and not self.cycle.response_started
-                    and not (pause is not None and pause.paused))
+            return (
+                self.cycle.more_body
+                and not self.cycle.response_started
+                and not (pause is not None and pause.paused)
+            )
 
         def _eviction_order(self, now: float) -> tuple:
             """Lower goes first: idle between requests (longest first), then the request that
@@ -132,15 +147,20 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
             if not self._in_request() and self._answered and self._request_bytes == 0:
                 return (0, self._request_started)
             pause = self._server_pause()
-            rate = receive_rate(self._request_bytes, self._request_started, now,
-                                pause.seconds(now) if pause is not None else 0.0)
+            rate = receive_rate(
+                self._request_bytes,
+                self._request_started,
+                now,
+                pause.seconds(now) if pause is not None else 0.0,
+            )
             return (1, rate, self._request_started)
 
         def _arm_header_timer(self) -> None:
             if limits.header_timeout is not None and self._header_timer is None:
                 self._bytes_since_armed = False
-                self._header_timer = self.loop.call_later(limits.header_timeout,
-                                                          self._header_timed_out)
+                self._header_timer = self.loop.call_later(
+                    limits.header_timeout, self._header_timed_out
+                )
 
         def _cancel_header_timer(self) -> None:
             if self._header_timer is not None:
@@ -151,8 +171,11 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
             self._header_timer = None
             if self.transport.is_closing() or self._in_request():
                 return
-            log.debug("closing an HTTP connection from %s: no complete request headers "
-                      "within %g s", self.client, limits.header_timeout)
+            log.debug(
+                "closing an HTTP connection from %s: no complete request headers within %g s",
+                self.client,
+                limits.header_timeout,
+            )
             if self._bytes_since_armed:
                 self.transport.write(_TIMEOUT_408)
             self.transport.close()
@@ -163,16 +186,23 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
             super().connection_made(transport)
             self._request_started = time.monotonic()
             if victim is False:
-                log.debug("refusing an HTTP connection from %s: %d connections have a "
-                          "request being executed or waiting for the server", self.client,
-                          limits.max_connections)
+                log.debug(
+                    "refusing an HTTP connection from %s: %d connections have a "
+                    "request being executed or waiting for the server",
+                    self.client,
+                    limits.max_connections,
+                )
                 transport.write(_BUSY_503)
                 transport.close()
                 return
             if victim is not None:
-                log.debug("closing the HTTP connection from %s, idle or receiving the slowest, "
-                          "to take one from %s (%d connections open)", victim.client,
-                          self.client, limits.max_connections)
+                log.debug(
+                    "closing the HTTP connection from %s, idle or receiving the slowest, "
+                    "to take one from %s (%d connections open)",
+                    victim.client,
+                    self.client,
+                    limits.max_connections,
+                )
                 victim.transport.close()
             self._arm_header_timer()
 
@@ -181,13 +211,19 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
             ``_eviction_order``), or False when none waits for its client."""
             if len(self.connections) < limits.max_connections:
                 return None
-            open_connections = [c for c in self.connections
-                                if c.transport is not None and not c.transport.is_closing()]
+            open_connections = [
+                c
+                for c in self.connections
+                if c.transport is not None and not c.transport.is_closing()
+            ]
             if len(open_connections) < limits.max_connections:
                 return None
             now = time.monotonic()
-            waiting = [c for c in open_connections
-                       if isinstance(c, GuardedProtocol) and c._waits_for_client()]
+            waiting = [
+                c
+                for c in open_connections
+                if isinstance(c, GuardedProtocol) and c._waits_for_client()
+            ]
             return min(waiting, key=lambda c: c._eviction_order(now)) if waiting else False
 
         def data_received(self, data: bytes) -> None:
@@ -249,8 +285,9 @@ class _ServingEventLoop(asyncio.SelectorEventLoop):
     def _accept_connection(self, protocol_factory, sock, *args, **kwargs):
         if isinstance(sock, _AcceptUntilOutOfResources):
             sock = sock._sock
-        return super()._accept_connection(protocol_factory, _AcceptUntilOutOfResources(sock),
-                                          *args, **kwargs)
+        return super()._accept_connection(
+            protocol_factory, _AcceptUntilOutOfResources(sock), *args, **kwargs
+        )
 
 
 def serving_event_loop() -> asyncio.AbstractEventLoop:

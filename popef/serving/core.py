@@ -54,10 +54,20 @@ __all__ = ["EXTENSIONS", "SERVER_NAME", "InferenceCore"]
 
 log = logging.getLogger("popef.serving")
 
-EXTENSIONS = ("classification", "model_repository", "model_repository(unload_dependents)",
-              "schedule_policy", "model_configuration", "system_shared_memory",
-              "cuda_shared_memory", "binary_tensor_data", "parameters",
-              "statistics", "trace", "logging")
+EXTENSIONS = (
+    "classification",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
+    "model_configuration",
+    "system_shared_memory",
+    "cuda_shared_memory",
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+    "trace",
+    "logging",
+)
 CONTROL_MODES = ("none", "explicit")
 
 
@@ -69,12 +79,20 @@ class InferenceCore:
     and lets clients load and unload.
     """
 
-    def __init__(self, repository: ModelRepository, *, model_control_mode: str = "none",
-                 strict_readiness: bool = True, server_name: str = SERVER_NAME,
-                 log_settings: LogSettings | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        model_control_mode: str = "none",
+        strict_readiness: bool = True,
+        server_name: str = SERVER_NAME,
+        log_settings: LogSettings | None = None,
+    ) -> None:
         if model_control_mode not in CONTROL_MODES:
-            raise invalid(f"model control mode '{model_control_mode}' is not supported "
-                          f"(choose {' or '.join(CONTROL_MODES)})")
+            raise invalid(
+                f"model control mode '{model_control_mode}' is not supported "
+                f"(choose {' or '.join(CONTROL_MODES)})"
+            )
         self.repository = repository
         self.model_control_mode = model_control_mode
         self.strict_readiness = strict_readiness
@@ -137,13 +155,18 @@ class InferenceCore:
         config = served.config
         return {
             "name": name,
-            "versions": [str(v.version) for v in sorted(record.ready_versions(),
-                                                          key=lambda v: v.version)],
+            "versions": [
+                str(v.version) for v in sorted(record.ready_versions(), key=lambda v: v.version)
+            ],
             "platform": config.platform or config.backend,
-            "inputs": [{"name": t.name, "datatype": t.ttype.name, "shape": batch + list(t.dims)}
-                       for t in plan.inputs],
-            "outputs": [{"name": t.name, "datatype": t.ttype.name, "shape": batch + list(t.dims)}
-                        for t in plan.outputs],
+            "inputs": [
+                {"name": t.name, "datatype": t.ttype.name, "shape": batch + list(t.dims)}
+                for t in plan.inputs
+            ],
+            "outputs": [
+                {"name": t.name, "datatype": t.ttype.name, "shape": batch + list(t.dims)}
+                for t in plan.outputs
+            ],
         }
 
     def model_config(self, name: str, version: str = ""):
@@ -163,23 +186,29 @@ class InferenceCore:
         text = parameters.pop("config", None)
         if text:
             if not isinstance(text, (str, bytes)):
-                raise invalid("the load parameter 'config' must be a string holding the model "
-                              "config as JSON")
+                raise invalid(
+                    "the load parameter 'config' must be a string holding the model config as JSON"
+                )
             try:
                 config = config_from_json(text)
             except ConfigError as exc:
                 # Triton's answer to an override it cannot use
-                raise ServingError(f"failed to load '{name}', failed to poll from model "
-                                   f"repository: Invalid config override: {exc.message}",
-                                   Status.INTERNAL) from None
+                raise ServingError(
+                    f"failed to load '{name}', failed to poll from model "
+                    f"repository: Invalid config override: {exc.message}",
+                    Status.INTERNAL,
+                ) from None
             states_mbs = json_states_max_batch_size(text)
         files = [k for k in parameters if k.startswith("file:")]
         if files:
             # Triton's answer to a file override it cannot use, then why
-            raise ServingError(f"failed to load '{name}', failed to poll from model "
-                               f"repository: loading model files through the API "
-                               f"('{shorten(files[0], 200)}') is not supported: put them in the "
-                               "model repository", Status.INTERNAL)
+            raise ServingError(
+                f"failed to load '{name}', failed to poll from model "
+                f"repository: loading model files through the API "
+                f"('{shorten(files[0], 200)}') is not supported: put them in the "
+                "model repository",
+                Status.INTERNAL,
+            )
         self.repository.load(name, config, states_max_batch_size=states_mbs)
 
     def unload_model(self, name: str, parameters: dict | None = None) -> None:
@@ -189,9 +218,11 @@ class InferenceCore:
 
     def _check_control(self, what: str) -> None:
         if self.model_control_mode != "explicit":
-            raise unavailable(f"explicit model load / unload is not allowed: the server runs "
-                              f"with --model-control-mode={self.model_control_mode}; start it "
-                              f"with --model-control-mode=explicit to {what} models")
+            raise unavailable(
+                f"explicit model load / unload is not allowed: the server runs "
+                f"with --model-control-mode={self.model_control_mode}; start it "
+                f"with --model-control-mode=explicit to {what} models"
+            )
 
     # ---- statistics
     def statistics(self, name: str = "", version: str = "") -> list[dict]:
@@ -225,8 +256,9 @@ class InferenceCore:
         return self.trace_settings.update(changes, model)
 
     # ---- inference
-    def infer(self, request: InferRequest, *,
-              inline: bool = False) -> concurrent.futures.Future[InferResponse]:
+    def infer(
+        self, request: InferRequest, *, inline: bool = False
+    ) -> concurrent.futures.Future[InferResponse]:
         """Validate ``request`` and queue it; the future gives the response.
 
         Errors in the request raise :class:`ServingError` at once; errors while running are
@@ -246,8 +278,9 @@ class InferenceCore:
             with self._active_cond:
                 self._active += 1
             try:
-                future = served.submit(arrays, rows, arrival_ns=start, timeout_us=timeout_us,
-                                       inline=inline)
+                future = served.submit(
+                    arrays, rows, arrival_ns=start, timeout_us=timeout_us, inline=inline
+                )
             except BaseException:
                 self._finished()
                 raise
@@ -266,7 +299,8 @@ class InferenceCore:
                 if error is None:
                     try:
                         response = regions.write_outputs(
-                            self._response(served, request, selected, f.result(), rows))
+                            self._response(served, request, selected, f.result(), rows)
+                        )
                     except ServingError as exc:
                         error = exc
                     except Exception as exc:  # noqa: BLE001
@@ -301,25 +335,28 @@ class InferenceCore:
         check_input_names(name, plan, [tensor.name for tensor in request.inputs])
         given: dict[str, InputTensor] = {tensor.name: tensor for tensor in request.inputs}
         _check_parameters(served, request.parameters)
-        rows = request_rows(name, plan,
-                            ((tp.name, _shape(given[tp.name])) for tp in plan.inputs))
+        rows = request_rows(name, plan, ((tp.name, _shape(given[tp.name])) for tp in plan.inputs))
         arrays = {tp.name: _decode(name, plan, tp, given[tp.name]) for tp in plan.inputs}
         return arrays, rows
 
-    def _select_outputs(self, served: ServedModel,
-                        request: InferRequest) -> list[tuple[TensorPlan, RequestedOutput]]:
+    def _select_outputs(
+        self, served: ServedModel, request: InferRequest
+    ) -> list[tuple[TensorPlan, RequestedOutput]]:
         plan = served.plan
         if request.outputs is None:
             return [(tp, RequestedOutput(tp.name)) for tp in plan.outputs]
         tensors = select_outputs(served.name, plan, [ro.name for ro in request.outputs])
         for ro in request.outputs:
             if ro.classification < 0:
-                raise invalid(f"output '{ro.name}': classification count must be >= 0, got "
-                              f"{ro.classification}")
+                raise invalid(
+                    f"output '{ro.name}': classification count must be >= 0, got "
+                    f"{ro.classification}"
+                )
         return list(zip(tensors, request.outputs))
 
-    def _response(self, served: ServedModel, request: InferRequest, selected, results: dict,
-                  rows: int) -> InferResponse:
+    def _response(
+        self, served: ServedModel, request: InferRequest, selected, results: dict, rows: int
+    ) -> InferResponse:
         outputs = []
         for tp, ro in selected:
             array = results[tp.name]
@@ -327,26 +364,33 @@ class InferenceCore:
                 data = _classify(array, ro.classification, tp.labels, served.plan.batching)
                 outputs.append(OutputTensor(tp.name, "BYTES", list(data.shape), data, ro.binary))
             else:
-                outputs.append(OutputTensor(tp.name, tp.ttype.name, list(array.shape), array,
-                                            ro.binary))
+                outputs.append(
+                    OutputTensor(tp.name, tp.ttype.name, list(array.shape), array, ro.binary)
+                )
         return InferResponse(served.name, str(served.version), request.id, outputs)
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------------
+
 
 def _shape(tensor: InputTensor) -> tuple[int, ...]:
     shape = tensor.shape
     # whole numbers only: 1.5, "1" or true are not read as 1
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
-        raise invalid(f"input '{tensor.name}': 'shape' must be a list of whole numbers, got "
-                      f"{_shape_text(shape)}")
+        raise invalid(
+            f"input '{tensor.name}': 'shape' must be a list of whole numbers, got "
+            f"{_shape_text(shape)}"
+        )
     shape = tuple(int(d) for d in shape)
     if any(d < 0 for d in shape):
-        raise invalid(f"input '{tensor.name}' has shape {_shape_text(shape)} with a negative "
-                      "dimension")
+        raise invalid(
+            f"input '{tensor.name}' has shape {_shape_text(shape)} with a negative dimension"
+        )
     if any(d > _MAX_DIM for d in shape):
-        raise invalid(f"input '{tensor.name}' has shape {_shape_text(shape)} with a dimension "
-                      f"over {_MAX_DIM} (int64)")
+        raise invalid(
+            f"input '{tensor.name}' has shape {_shape_text(shape)} with a dimension "
+            f"over {_MAX_DIM} (int64)"
+        )
     return shape
 
 
@@ -368,21 +412,24 @@ def _decode(model: str, plan: ServingPlan, tp: TensorPlan, tensor: InputTensor) 
     count = math.prod(shape)
     dtype = ttype.numpy
     if tensor.shared_memory is not None:
-        tensor.raw = tensor.shared_memory.read_input(tensor.name, model,
-                                                     count * dtype.itemsize)
+        tensor.raw = tensor.shared_memory.read_input(tensor.name, model, count * dtype.itemsize)
     if tensor.raw is not None:
         nbytes = count * dtype.itemsize
         if len(tensor.raw) != nbytes:
-            raise invalid(f"input byte size mismatch for input '{tensor.name}' for model "
-                          f"'{model}': expected {nbytes} bytes ({tensor.datatype}{_shape_text(shape)}), "
-                          f"got {len(tensor.raw)}")
+            raise invalid(
+                f"input byte size mismatch for input '{tensor.name}' for model "
+                f"'{model}': expected {nbytes} bytes ({tensor.datatype}{_shape_text(shape)}), "
+                f"got {len(tensor.raw)}"
+            )
         return np.frombuffer(tensor.raw, dtype=dtype).reshape(shape)
     if tensor.data is None:
         raise invalid(f"input '{tensor.name}' has no data")
     array = _values(tensor, dtype)
     if array.size != count:
-        raise invalid(f"input '{tensor.name}' has {array.size} values but shape "
-                      f"{_shape_text(shape)} needs {count}")
+        raise invalid(
+            f"input '{tensor.name}' has {array.size} values but shape "
+            f"{_shape_text(shape)} needs {count}"
+        )
     return array.reshape(shape)
 
 
@@ -402,29 +449,38 @@ def _values(tensor: InputTensor, dtype: np.dtype) -> np.ndarray:
     expected = _VALUE_KINDS.get(dtype.kind, "")
     if values is None or values.dtype.kind not in expected:
         kind = {"b": "true or false", "f": "numbers"}.get(dtype.kind, "whole numbers")
-        raise invalid(f"input '{tensor.name}': 'data' must be a list of {tensor.datatype} "
-                      f"values ({kind}), got {_sample(tensor.data)}")
+        raise invalid(
+            f"input '{tensor.name}': 'data' must be a list of {tensor.datatype} "
+            f"values ({kind}), got {_sample(tensor.data)}"
+        )
     if dtype.kind in "iu" and values.size:
         info = np.iinfo(dtype)
         low, high = values.min(), values.max()
         if low < info.min or high > info.max:
             bad = low if low < info.min else high
-            raise invalid(f"input '{tensor.name}': value {int(bad)} is out of the range of "
-                          f"{tensor.datatype} [{info.min}, {info.max}]")
+            raise invalid(
+                f"input '{tensor.name}': value {int(bad)} is out of the range of "
+                f"{tensor.datatype} [{info.min}, {info.max}]"
+            )
     with np.errstate(over="ignore", invalid="ignore"):
         array = values.astype(dtype)
     if dtype.kind == "f" and values.dtype.kind == "f":
         overflow = np.isinf(array) & np.isfinite(values)
         if overflow.any():
-            raise invalid(f"input '{tensor.name}': value {values[overflow].flat[0]!r} is out "
-                          f"of the range of {tensor.datatype}")
+            raise invalid(
+                f"input '{tensor.name}': value {values[overflow].flat[0]!r} is out "
+                f"of the range of {tensor.datatype}"
+            )
     return array
 
 
 def _sample(data) -> str:
     """A short description of a request's bad ``data`` for a message."""
-    text = repr(data) if not isinstance(data, (list, tuple)) else repr(list(data[:4]))[:-1] + (
-        ", ...]" if len(data) > 4 else "]")
+    text = (
+        repr(data)
+        if not isinstance(data, (list, tuple))
+        else repr(list(data[:4]))[:-1] + (", ...]" if len(data) > 4 else "]")
+    )
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -450,8 +506,10 @@ def _request_timeout(parameters: dict) -> int:
     elif whole_float or digits:
         number = int(value)
     if number is None or not 0 <= number <= MAX_TIMEOUT_US:
-        raise invalid(f"request parameter 'timeout' must be a whole number of microseconds in "
-                      f"[0, {MAX_TIMEOUT_US}], got {_sample(value)}")
+        raise invalid(
+            f"request parameter 'timeout' must be a whole number of microseconds in "
+            f"[0, {MAX_TIMEOUT_US}], got {_sample(value)}"
+        )
     return number
 
 
@@ -468,4 +526,3 @@ def _classify(array: np.ndarray, k: int, labels: tuple[str, ...], batching: bool
                 text += f":{labels[int(index)]}"
             out[r, j] = text.encode("utf-8")
     return out if batching else out.reshape(k)
-

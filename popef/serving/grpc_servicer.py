@@ -38,8 +38,13 @@ from .core import InferenceCore
 from .options import DEFAULT_MAX_MESSAGE_SIZE, GrpcLimits
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "MAX_STREAM_IN_FLIGHT", "GrpcLimits", "InferenceServicer",
-           "create_grpc_server"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_STREAM_IN_FLIGHT",
+    "GrpcLimits",
+    "InferenceServicer",
+    "create_grpc_server",
+]
 
 log = logging.getLogger("popef.serving")
 
@@ -92,8 +97,10 @@ def _lenient(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 
 def _abort(context: grpc.ServicerContext, error: ServingError):
-    context.abort(getattr(grpc.StatusCode, error.status.grpc_code_name),
-                  shorten(error.message, MAX_ERROR_MESSAGE))
+    context.abort(
+        getattr(grpc.StatusCode, error.status.grpc_code_name),
+        shorten(error.message, MAX_ERROR_MESSAGE),
+    )
 
 
 def _parameter(value) -> Any:
@@ -104,8 +111,9 @@ def _parameter(value) -> Any:
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     """``inference.GRPCInferenceService`` over an :class:`InferenceCore`."""
 
-    def __init__(self, core: InferenceCore, *,
-                 stream_in_flight: int = MAX_STREAM_IN_FLIGHT) -> None:
+    def __init__(
+        self, core: InferenceCore, *, stream_in_flight: int = MAX_STREAM_IN_FLIGHT
+    ) -> None:
         if stream_in_flight < 1:
             raise ValueError(f"stream_in_flight must be at least 1, got {stream_in_flight}")
         self.core = core
@@ -126,8 +134,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self, Capture())
         handlers = {name: _lenient(handler) for name, handler in handlers.items()}
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE,
-                                                                              handlers),))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
         if hasattr(server, "add_registered_method_handlers"):
             server.add_registered_method_handlers(_SERVICE, handlers)
 
@@ -152,19 +159,28 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ServerMetadata(self, request, context):
         md = self.core.server_metadata()
-        return pb.ServerMetadataResponse(name=md["name"], version=md["version"],
-                                         extensions=md["extensions"])
+        return pb.ServerMetadataResponse(
+            name=md["name"], version=md["version"], extensions=md["extensions"]
+        )
 
     def ModelMetadata(self, request, context):
         md = self._call(context, self.core.model_metadata, request.name, request.version)
 
         def tensors(items):
-            return [pb.ModelMetadataResponse.TensorMetadata(
-                name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in items]
+            return [
+                pb.ModelMetadataResponse.TensorMetadata(
+                    name=t["name"], datatype=t["datatype"], shape=t["shape"]
+                )
+                for t in items
+            ]
 
-        return pb.ModelMetadataResponse(name=md["name"], versions=md["versions"],
-                                        platform=md["platform"], inputs=tensors(md["inputs"]),
-                                        outputs=tensors(md["outputs"]))
+        return pb.ModelMetadataResponse(
+            name=md["name"],
+            versions=md["versions"],
+            platform=md["platform"],
+            inputs=tensors(md["inputs"]),
+            outputs=tensors(md["outputs"]),
+        )
 
     def ModelConfig(self, request, context):
         config = self._call(context, self.core.model_config, request.name, request.version)
@@ -176,17 +192,20 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         stats = self._call(context, self.core.statistics, request.name, request.version)
         response = pb.ModelStatisticsResponse()
         for snapshot in stats:
-            json_format.ParseDict(snapshot, response.model_stats.add(),
-                                  ignore_unknown_fields=True)
+            json_format.ParseDict(snapshot, response.model_stats.add(), ignore_unknown_fields=True)
         return response
 
     # ---- repository
     def RepositoryIndex(self, request, context):
         entries = self._call(context, self.core.repository_index, request.ready)
-        return pb.RepositoryIndexResponse(models=[
-            pb.RepositoryIndexResponse.ModelIndex(name=e["name"], version=e["version"],
-                                                  state=e["state"], reason=e["reason"])
-            for e in entries])
+        return pb.RepositoryIndexResponse(
+            models=[
+                pb.RepositoryIndexResponse.ModelIndex(
+                    name=e["name"], version=e["version"], state=e["state"], reason=e["reason"]
+                )
+                for e in entries
+            ]
+        )
 
     def RepositoryModelLoad(self, request, context):
         parameters = {k: _parameter(v) for k, v in request.parameters.items()}
@@ -204,12 +223,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         response = pb.SystemSharedMemoryStatusResponse()
         for region in regions:
             response.regions[region["name"]].CopyFrom(
-                pb.SystemSharedMemoryStatusResponse.RegionStatus(**region))
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(**region)
+            )
         return response
 
     def SystemSharedMemoryRegister(self, request, context):
-        self._call(context, self.core.shared_memory.register, request.name, request.key,
-                   request.offset, request.byte_size)
+        self._call(
+            context,
+            self.core.shared_memory.register,
+            request.name,
+            request.key,
+            request.offset,
+            request.byte_size,
+        )
         return pb.SystemSharedMemoryRegisterResponse()
 
     def SystemSharedMemoryUnregister(self, request, context):
@@ -232,18 +258,29 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         settings = self._call(context, self.core.log_setting, changes)
         response = pb.LogSettingsResponse()
         for key, value in settings.items():
-            kind = ("bool_param" if isinstance(value, bool) else
-                    "uint32_param" if isinstance(value, int) else "string_param")
+            kind = (
+                "bool_param"
+                if isinstance(value, bool)
+                else "uint32_param"
+                if isinstance(value, int)
+                else "string_param"
+            )
             setattr(response.settings[key], kind, value)
         return response
 
     def TraceSetting(self, request, context):
         # an empty value list clears the setting (tritonclient sends None so)
-        changes = {key: (None if not value.value else list(value.value)
-                         if key == "trace_level" else value.value[0])
-                   for key, value in request.settings.items()}
-        settings = self._call(context, self.core.trace_setting, request.model_name,
-                              changes or None)
+        changes = {
+            key: (
+                None
+                if not value.value
+                else list(value.value)
+                if key == "trace_level"
+                else value.value[0]
+            )
+            for key, value in request.settings.items()
+        }
+        settings = self._call(context, self.core.trace_setting, request.model_name, changes or None)
         response = pb.TraceSettingResponse()
         for key, value in settings.items():
             response.settings[key].value.extend(value if isinstance(value, list) else [value])
@@ -290,12 +327,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                     try:
                         future = self.core.infer(decode_request(request))
                     except ServingError as exc:
-                        results.put(pb.ModelStreamInferResponse(
-                            error_message=shorten(exc.message, MAX_ERROR_MESSAGE)))
+                        results.put(
+                            pb.ModelStreamInferResponse(
+                                error_message=shorten(exc.message, MAX_ERROR_MESSAGE)
+                            )
+                        )
                         continue
                     except Exception as exc:  # noqa: BLE001
-                        results.put(pb.ModelStreamInferResponse(
-                            error_message=f"internal error: {type(exc).__name__}: {exc}"))
+                        results.put(
+                            pb.ModelStreamInferResponse(
+                                error_message=f"internal error: {type(exc).__name__}: {exc}"
+                            )
+                        )
                         continue
                     submitted += 1
                     future.add_done_callback(results.put)
@@ -322,7 +365,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 else:
                     message = error.message if isinstance(error, ServingError) else str(error)
                     yield pb.ModelStreamInferResponse(
-                        error_message=shorten(message, MAX_ERROR_MESSAGE))
+                        error_message=shorten(message, MAX_ERROR_MESSAGE)
+                    )
             else:
                 yield item
             in_flight.release()  # grpc took the response: room for one more request
@@ -342,42 +386,68 @@ def decode_request(request) -> InferRequest:
     # raw contents are for the inputs that are not in shared memory, in order (as Triton)
     in_memory = sum("shared_memory_region" not in t.parameters for t in request.inputs)
     if raw and len(raw) != in_memory:
-        raise invalid(f"the request has {in_memory} inputs outside shared memory but "
-                      f"{len(raw)} raw_input_contents")
+        raise invalid(
+            f"the request has {in_memory} inputs outside shared memory but "
+            f"{len(raw)} raw_input_contents"
+        )
     inputs = []
     raw_index = 0
     for tensor in request.inputs:
         parameters = {k: _parameter(v) for k, v in tensor.parameters.items()}
         if "shared_memory_region" in parameters:
             if tensor.HasField("contents"):
-                raise invalid(f"unexpected 'content' provided when using shared memory for "
-                              f"input tensor '{tensor.name}' for model "
-                              f"'{request.model_name}'")
-            inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
-                                      parameters=parameters))  # the core reads the region
+                raise invalid(
+                    f"unexpected 'content' provided when using shared memory for "
+                    f"input tensor '{tensor.name}' for model "
+                    f"'{request.model_name}'"
+                )
+            inputs.append(
+                InputTensor(
+                    tensor.name, tensor.datatype, tuple(tensor.shape), parameters=parameters
+                )
+            )  # the core reads the region
             continue
         if raw:
             if tensor.HasField("contents"):
-                raise invalid(f"contents field must not be specified when using "
-                              f"raw_input_contents for '{tensor.name}' for model "
-                              f"'{request.model_name}'")
-            inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
-                                      raw=raw[raw_index], parameters=parameters))
+                raise invalid(
+                    f"contents field must not be specified when using "
+                    f"raw_input_contents for '{tensor.name}' for model "
+                    f"'{request.model_name}'"
+                )
+            inputs.append(
+                InputTensor(
+                    tensor.name,
+                    tensor.datatype,
+                    tuple(tensor.shape),
+                    raw=raw[raw_index],
+                    parameters=parameters,
+                )
+            )
             raw_index += 1
             continue
         field = _CONTENTS.get(tensor.datatype)
         if field is None:
-            raise invalid(f"input '{tensor.name}' of datatype '{tensor.datatype}' must be sent "
-                          "in raw_input_contents")
+            raise invalid(
+                f"input '{tensor.name}' of datatype '{tensor.datatype}' must be sent "
+                "in raw_input_contents"
+            )
         if not tensor.HasField("contents"):
             raise invalid(f"input '{tensor.name}' has no contents")
         used = [f.name for f, _ in tensor.contents.ListFields()]
         if used and used != [field]:
-            raise invalid(f"input '{tensor.name}' of datatype '{tensor.datatype}' must send its "
-                          f"values in contents.{field}, got {', '.join(used)}")
-        inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape),
-                                  data=list(getattr(tensor.contents, field)),
-                                  parameters=parameters))
+            raise invalid(
+                f"input '{tensor.name}' of datatype '{tensor.datatype}' must send its "
+                f"values in contents.{field}, got {', '.join(used)}"
+            )
+        inputs.append(
+            InputTensor(
+                tensor.name,
+                tensor.datatype,
+                tuple(tensor.shape),
+                data=list(getattr(tensor.contents, field)),
+                parameters=parameters,
+            )
+        )
     outputs = None
     if request.outputs:
         outputs = []
@@ -388,23 +458,31 @@ def decode_request(request) -> InferRequest:
                 raise invalid(f"output '{out.name}': classification must be a whole number")
             outputs.append(RequestedOutput(out.name, None, count, parameters))
     parameters = {k: _parameter(v) for k, v in request.parameters.items()}
-    return InferRequest(request.model_name, request.model_version, request.id, parameters,
-                        inputs, outputs)
+    return InferRequest(
+        request.model_name, request.model_version, request.id, parameters, inputs, outputs
+    )
 
 
 def encode_response(response: InferResponse):
     """An :class:`InferResponse` as a ``ModelInferResponse`` with ``raw_output_contents``."""
     Output = pb.ModelInferResponse.InferOutputTensor
     return pb.ModelInferResponse(
-        model_name=response.model_name, model_version=response.model_version, id=response.id,
-        outputs=[Output(name=o.name, datatype=o.datatype, shape=o.shape)
-                 for o in response.outputs],
-        raw_output_contents=[b"" if o.in_shared_memory else o.raw() for o in response.outputs])
+        model_name=response.model_name,
+        model_version=response.model_version,
+        id=response.id,
+        outputs=[Output(name=o.name, datatype=o.datatype, shape=o.shape) for o in response.outputs],
+        raw_output_contents=[b"" if o.in_shared_memory else o.raw() for o in response.outputs],
+    )
 
 
-def create_grpc_server(core: InferenceCore, address: str, *, max_workers: int = 64,
-                       max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                       limits: GrpcLimits | None = None):
+def create_grpc_server(
+    core: InferenceCore,
+    address: str,
+    *,
+    max_workers: int = 64,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    limits: GrpcLimits | None = None,
+):
     """A started-ready ``grpc.Server`` hosting the servicer at ``address``; ``(server, port)``.
 
     Port 0 picks a free port. ``max_message_size`` bounds requests (tritonclient's own limit is
@@ -413,12 +491,15 @@ def create_grpc_server(core: InferenceCore, address: str, *, max_workers: int = 
     limits = limits or GrpcLimits()
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="popef-grpc"),
-        options=[("grpc.max_receive_message_length", max_message_size),
-                 ("grpc.max_send_message_length", -1),
-                 ("grpc.so_reuseport", 0), *limits.options()])
+        options=[
+            ("grpc.max_receive_message_length", max_message_size),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+            *limits.options(),
+        ],
+    )
     InferenceServicer(core).add_to_server(server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen for gRPC on {address}")
     return server, port
-

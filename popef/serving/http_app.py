@@ -48,8 +48,15 @@ from .options import (
 )
 from .protocol import InferRequest, InferResponse, InputTensor, RequestedOutput
 
-__all__ = ["DEFAULT_BODY_STALL_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_INPUT_SIZE", "FREE_BODY_BYTES", "INFLIGHT_PER_INPUT_SIZE",
-           "create_app", "create_metrics_app"]
+__all__ = [
+    "DEFAULT_BODY_STALL_TIMEOUT",
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_MAX_INPUT_SIZE",
+    "FREE_BODY_BYTES",
+    "INFLIGHT_PER_INPUT_SIZE",
+    "create_app",
+    "create_metrics_app",
+]
 
 log = logging.getLogger("popef.serving")
 
@@ -82,13 +89,17 @@ def _empty(status: int) -> Response:
     return Response(b"", status)
 
 
-def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
-               body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
-               body_stall_timeout: float | None = DEFAULT_BODY_STALL_TIMEOUT,
-               max_inflight_bytes: int | None = None,
-               inflight_wait: float | None = DEFAULT_BUDGET_WAIT,
-               free_body_bytes: int = FREE_BODY_BYTES,
-               metrics: bool = False) -> Starlette:
+def create_app(
+    core: InferenceCore,
+    *,
+    max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    body_stall_timeout: float | None = DEFAULT_BODY_STALL_TIMEOUT,
+    max_inflight_bytes: int | None = None,
+    inflight_wait: float | None = DEFAULT_BUDGET_WAIT,
+    free_body_bytes: int = FREE_BODY_BYTES,
+    metrics: bool = False,
+) -> Starlette:
     """The v2 HTTP API of ``core`` as an ASGI app.
 
     ``max_input_size`` bounds request bodies (after decompression); a body that has not
@@ -100,14 +111,16 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
     bytes of all requests in flight together, taken as they arrive (and before each piece of
     a compressed body is inflated) beyond the first ``free_body_bytes`` of each body: a request
     that finds it spent waits up to ``inflight_wait`` seconds, then is answered 503; large JSON
-    requests are decoded one at a time, off the event loop. With ``metrics``, the app also answers ``GET /metrics`` (for engines that host one
-    app on one port).
+    requests are decoded one at a time, off the event loop. With ``metrics``, the app also
+    answers ``GET /metrics`` (for engines that host one app on one port).
     """
     if max_inflight_bytes is None:
         max_inflight_bytes = INFLIGHT_PER_INPUT_SIZE * max_input_size
     if max_inflight_bytes < max_input_size:
-        raise ValueError(f"the in-flight byte budget ({max_inflight_bytes}) must be at least "
-                         f"the largest request body ({max_input_size})")
+        raise ValueError(
+            f"the in-flight byte budget ({max_inflight_bytes}) must be at least "
+            f"the largest request body ({max_input_size})"
+        )
     budget = ByteBudget(max_inflight_bytes, inflight_wait)
     # a JSON document takes about 10 times its size in Python objects while it is decoded
     # (and the decode holds the GIL anyway): one large decode at a time
@@ -192,12 +205,19 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
                 return _error(exc)
             except _BodyTimeout as exc:
                 # the rest of the body may still come: the connection cannot be reused
-                return Response(_dumps({"error": str(exc)}), 408, media_type=_JSON,
-                                headers={"Connection": "close"})
+                return Response(
+                    _dumps({"error": str(exc)}),
+                    408,
+                    media_type=_JSON,
+                    headers={"Connection": "close"},
+                )
             except ClientDisconnect:
                 # nobody to answer: not a server failure
-                log.debug("HTTP %s %s: the client disconnected before its request was read",
-                          request.method, shorten(request.url.path, 200))
+                log.debug(
+                    "HTTP %s %s: the client disconnected before its request was read",
+                    request.method,
+                    shorten(request.url.path, 200),
+                )
                 return _empty(400)
             except Exception as exc:
                 log.exception("HTTP %s %s failed", request.method, request.url.path)
@@ -243,15 +263,13 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         parameters = body.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise invalid("'parameters' must be a JSON object")
-        await asyncio.get_running_loop().run_in_executor(None, core.load_model, model,
-                                                         parameters)
+        await asyncio.get_running_loop().run_in_executor(None, core.load_model, model, parameters)
         return _empty(200)
 
     async def unload(request, model: str):
         body = await read_json(request)
         parameters = body.get("parameters") or {}
-        await asyncio.get_running_loop().run_in_executor(None, core.unload_model, model,
-                                                         parameters)
+        await asyncio.get_running_loop().run_in_executor(None, core.unload_model, model, parameters)
         return _empty(200)
 
     # ---- shared memory: system shared memory regions; no CUDA shared memory (no GPUs)
@@ -293,8 +311,9 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
             loop = asyncio.get_running_loop()
             json_size = _json_size(header, len(body))
             async with json_decodes if json_size > _OFFLOAD_BYTES else _no_wait:
-                infer_request = await loop.run_in_executor(None, _decode_request, body, header,
-                                                           model, version)
+                infer_request = await loop.run_in_executor(
+                    None, _decode_request, body, header, model, version
+                )
                 future = await loop.run_in_executor(None, core.infer, infer_request)
                 # the core holds the inputs as arrays now: free the decoded JSON values
                 # before the next decode starts
@@ -303,8 +322,10 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
             infer_request = _decode_request(body, header, model, version)
             future = core.infer(infer_request)
         response = await asyncio.wrap_future(future)
-        binary_default = _bool(infer_request.parameters.get("binary_data_output", False),
-                               "parameter 'binary_data_output'")
+        binary_default = _bool(
+            infer_request.parameters.get("binary_data_output", False),
+            "parameter 'binary_data_output'",
+        )
         return _encode_response(response, binary_default)
 
     async def not_found_route(request):
@@ -313,8 +334,11 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
     async def metrics_route(request):
         from .metrics import render_metrics
 
-        return Response(render_metrics(core).encode(), 200,
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            render_metrics(core).encode(),
+            200,
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     m = "/v2/models/{model:str}"
     mv = "/v2/models/{model:str}/versions/{version:str}"
@@ -340,26 +364,43 @@ def create_app(core: InferenceCore, *, max_input_size: int = DEFAULT_MAX_INPUT_S
         Route("/v2/trace/setting", handler(trace_setting), methods=["GET", "POST"]),
         Route(m + "/trace/setting", handler(trace_setting), methods=["GET", "POST"]),
         Route("/v2/systemsharedmemory/status", handler(shm_status), methods=["GET"]),
-        Route("/v2/systemsharedmemory/region/{region:str}/status", handler(shm_status),
-              methods=["GET"]),
-        Route("/v2/systemsharedmemory/region/{region:str}/register", handler(shm_register),
-              methods=["POST"]),
+        Route(
+            "/v2/systemsharedmemory/region/{region:str}/status",
+            handler(shm_status),
+            methods=["GET"],
+        ),
+        Route(
+            "/v2/systemsharedmemory/region/{region:str}/register",
+            handler(shm_register),
+            methods=["POST"],
+        ),
         Route("/v2/systemsharedmemory/unregister", handler(shm_unregister), methods=["POST"]),
-        Route("/v2/systemsharedmemory/region/{region:str}/unregister", handler(shm_unregister),
-              methods=["POST"]),
+        Route(
+            "/v2/systemsharedmemory/region/{region:str}/unregister",
+            handler(shm_unregister),
+            methods=["POST"],
+        ),
         Route("/v2/cudasharedmemory/status", handler(cuda_status), methods=["GET"]),
-        Route("/v2/cudasharedmemory/region/{region:str}/status", handler(cuda_status),
-              methods=["GET"]),
-        Route("/v2/cudasharedmemory/region/{region:str}/register", handler(cuda_register),
-              methods=["POST"]),
+        Route(
+            "/v2/cudasharedmemory/region/{region:str}/status", handler(cuda_status), methods=["GET"]
+        ),
+        Route(
+            "/v2/cudasharedmemory/region/{region:str}/register",
+            handler(cuda_register),
+            methods=["POST"],
+        ),
         Route("/v2/cudasharedmemory/unregister", handler(cuda_unregister), methods=["POST"]),
-        Route("/v2/cudasharedmemory/region/{region:str}/unregister",
-              handler(cuda_unregister), methods=["POST"]),
+        Route(
+            "/v2/cudasharedmemory/region/{region:str}/unregister",
+            handler(cuda_unregister),
+            methods=["POST"],
+        ),
     ]
     if metrics:
         routes.append(Route("/metrics", metrics_route, methods=["GET"]))
-    routes.append(Route("/{path:path}", not_found_route,
-                        methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
+    routes.append(
+        Route("/{path:path}", not_found_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    )
     return Starlette(routes=routes)
 
 
@@ -368,31 +409,43 @@ def create_metrics_app(core: InferenceCore) -> Starlette:
     from .metrics import render_metrics
 
     async def metrics(request):
-        return Response(render_metrics(core).encode(), 200,
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            render_metrics(core).encode(),
+            200,
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     async def other(request):
-        return Response(b"not found: the metrics are at /metrics\n", 404,
-                        media_type="text/plain")
+        return Response(b"not found: the metrics are at /metrics\n", 404, media_type="text/plain")
 
-    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"]),
-                             Route("/{path:path}", other, methods=["GET", "POST"])])
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/{path:path}", other, methods=["GET", "POST"]),
+        ]
+    )
 
 
 # -- request and response bodies ----------------------------------------------------------------
+
 
 class _BodyTimeout(Exception):
     """A body that did not arrive in time: answered 408, its connection closed."""
 
     def __init__(self, timeout: float) -> None:
-        super().__init__(f"the request body did not arrive within {timeout:g} s of its headers "
-                         "(--http-body-timeout-secs)")
+        super().__init__(
+            f"the request body did not arrive within {timeout:g} s of its headers "
+            "(--http-body-timeout-secs)"
+        )
 
 
 class _BodyStalled(_BodyTimeout):
     def __init__(self, timeout: float) -> None:
-        Exception.__init__(self, f"no byte of the request body arrived for {timeout:g} s "
-                                 "(--http-body-stall-timeout-secs)")
+        Exception.__init__(
+            self,
+            f"no byte of the request body arrived for {timeout:g} s "
+            "(--http-body-stall-timeout-secs)",
+        )
 
 
 class _NonFinite(str):
@@ -425,11 +478,16 @@ def _check_numbers(document: Any, what: str, *, skip: re.Pattern | None = None) 
     while stack:
         value, path = stack.pop()
         if isinstance(value, _NonFinite):
-            raise invalid(f"{what}: '{path.lstrip('.')}' is {value}, which is not a finite "
-                          "number (send non-finite tensor values as binary data)")
+            raise invalid(
+                f"{what}: '{path.lstrip('.')}' is {value}, which is not a finite "
+                "number (send non-finite tensor values as binary data)"
+            )
         if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}") for k, v in value.items()
-                         if skip is None or not skip.fullmatch(f"{path}.{k}"))
+            stack.extend(
+                (v, f"{path}.{k}")
+                for k, v in value.items()
+                if skip is None or not skip.fullmatch(f"{path}.{k}")
+            )
         elif isinstance(value, list):
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
 
@@ -439,8 +497,11 @@ _INPUT_DATA = re.compile(r"\.inputs\[\d+\]\.data")
 
 
 def _too_large(size: int, limit: int) -> ServingError:
-    return ServingError(f"the request body of {size} bytes is over the limit of {limit} bytes "
-                        "(--http-max-input-size)", Status.INVALID_ARG)
+    return ServingError(
+        f"the request body of {size} bytes is over the limit of {limit} bytes "
+        "(--http-max-input-size)",
+        Status.INVALID_ARG,
+    )
 
 
 def _json_object(body: bytes | bytearray) -> dict:
@@ -459,8 +520,7 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 def _check_encoding(encoding: str) -> None:
     if encoding not in _WBITS:
-        raise unsupported(f"Content-Encoding '{encoding}' is not supported (use gzip or "
-                          "deflate)")
+        raise unsupported(f"Content-Encoding '{encoding}' is not supported (use gzip or deflate)")
 
 
 class _Inflater:
@@ -483,13 +543,14 @@ class _Inflater:
         while size < room and not self.done:
             data = self._unconsumed
             if not data:
-                data = self._input[self._fed:self._fed + self._INPUT_SLICE]
+                data = self._input[self._fed : self._fed + self._INPUT_SLICE]
                 self._fed += len(data)
             try:
                 piece = self._decompressor.decompress(data, room - size)
             except zlib.error as exc:
-                raise invalid(f"cannot decompress the {self._encoding} request body: "
-                              f"{exc}") from None
+                raise invalid(
+                    f"cannot decompress the {self._encoding} request body: {exc}"
+                ) from None
             self._unconsumed = self._decompressor.unconsumed_tail
             pieces.append(piece)
             size += len(piece)
@@ -512,16 +573,26 @@ def _tensor_parameters(kind: str, name: str, item: dict) -> dict:
         raise invalid(f"{kind} '{name}': 'parameters' must be a JSON object")
     if "shared_memory_region" in parameters:
         if kind == "input" and ("data" in item or "binary_data_size" in parameters):
-            given = [f for f, present in (("'data'", "data" in item),
-                                          ("'binary_data_size'", "binary_data_size" in parameters),
-                                          ("'shared_memory_region'", True)) if present]
-            raise invalid("Input must set only one of the following fields: 'data', "
-                          "'binary_data_size' in 'parameters', 'shared_memory_region' in "
-                          "'parameters'. But set " + " ".join(given))
+            given = [
+                f
+                for f, present in (
+                    ("'data'", "data" in item),
+                    ("'binary_data_size'", "binary_data_size" in parameters),
+                    ("'shared_memory_region'", True),
+                )
+                if present
+            ]
+            raise invalid(
+                "Input must set only one of the following fields: 'data', "
+                "'binary_data_size' in 'parameters', 'shared_memory_region' in "
+                "'parameters'. But set " + " ".join(given)
+            )
         if kind == "output" and "classification" in parameters:
             raise invalid("Output can't set both 'shared_memory_region' and 'classification'")
-        if kind == "output" and _bool(parameters.get("binary_data", False),
-                                      f"output '{shorten(name)}': parameter 'binary_data'"):
+        if kind == "output" and _bool(
+            parameters.get("binary_data", False),
+            f"output '{shorten(name)}': parameter 'binary_data'",
+        ):
             raise invalid("Output can't set both 'shared_memory_region' and 'binary_data'")
     return parameters
 
@@ -535,12 +606,15 @@ def _json_size(header: str | None, body_size: int) -> int:
     if header is None:
         return body_size
     if not (header.isascii() and header.isdigit()):
-        raise invalid(f"Inference-Header-Content-Length must be a decimal number of bytes, "
-                      f"got {shorten(header, 40)!r}")
+        raise invalid(
+            f"Inference-Header-Content-Length must be a decimal number of bytes, "
+            f"got {shorten(header, 40)!r}"
+        )
     json_size = int(header)
     if json_size > body_size:
-        raise invalid(f"Inference-Header-Content-Length is {json_size} but the body has "
-                      f"{body_size} bytes")
+        raise invalid(
+            f"Inference-Header-Content-Length is {json_size} but the body has {body_size} bytes"
+        )
     return json_size
 
 
@@ -563,33 +637,53 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
         name = item.get("name")
         datatype = item.get("datatype")
         shape = item.get("shape")
-        if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+        if (
+            not isinstance(name, str)
+            or not isinstance(datatype, str)
+            or not isinstance(shape, list)
+        ):
             raise invalid(f"inputs[{i}] needs 'name', 'datatype' and 'shape'")
         parameters = _tensor_parameters("input", name, item)
         size = parameters.get("binary_data_size")
         if size is not None and "data" in item:
-            raise invalid(f"input '{name}' has both 'data' and binary_data_size: send its "
-                          "values in one of them")
+            raise invalid(
+                f"input '{name}' has both 'data' and binary_data_size: send its "
+                "values in one of them"
+            )
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise invalid(f"input '{name}': binary_data_size must be a whole number of "
-                              f"bytes, got {size!r}")
+                raise invalid(
+                    f"input '{name}': binary_data_size must be a whole number of "
+                    f"bytes, got {size!r}"
+                )
             if offset + size > len(binary):
-                raise invalid(f"input '{name}': binary_data_size {size} runs past the "
-                              f"{len(binary)} bytes of binary data in the request")
-            inputs.append(InputTensor(name, datatype, tuple(shape),
-                                      raw=binary[offset:offset + size], parameters=parameters))
+                raise invalid(
+                    f"input '{name}': binary_data_size {size} runs past the "
+                    f"{len(binary)} bytes of binary data in the request"
+                )
+            inputs.append(
+                InputTensor(
+                    name,
+                    datatype,
+                    tuple(shape),
+                    raw=binary[offset : offset + size],
+                    parameters=parameters,
+                )
+            )
             offset += size
         elif "shared_memory_region" in parameters:  # the core reads the region
             inputs.append(InputTensor(name, datatype, tuple(shape), parameters=parameters))
         else:
             if "data" not in item:
                 raise invalid(f"input '{name}' has neither 'data' nor binary_data_size")
-            inputs.append(InputTensor(name, datatype, tuple(shape), data=item["data"],
-                                      parameters=parameters))
+            inputs.append(
+                InputTensor(name, datatype, tuple(shape), data=item["data"], parameters=parameters)
+            )
     if offset != len(binary):
-        raise invalid(f"the request has {len(binary)} bytes of binary data but the inputs' "
-                      f"binary_data_size add up to {offset}")
+        raise invalid(
+            f"the request has {len(binary)} bytes of binary data but the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
     outputs = None
     raw_outputs = document.get("outputs")
     if raw_outputs is not None:
@@ -603,11 +697,16 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
             binary_flag = parameters.get("binary_data")
             count = parameters.get("classification", 0)
             if isinstance(count, bool) or not isinstance(count, int):
-                raise invalid(f"output '{item['name']}': classification must be a whole "
-                              f"number, got {count!r}")
-            binary = (None if binary_flag is None else
-                      _bool(binary_flag, f"output '{shorten(item['name'])}': parameter "
-                                         "'binary_data'"))
+                raise invalid(
+                    f"output '{item['name']}': classification must be a whole number, got {count!r}"
+                )
+            binary = (
+                None
+                if binary_flag is None
+                else _bool(
+                    binary_flag, f"output '{shorten(item['name'])}': parameter 'binary_data'"
+                )
+            )
             outputs.append(RequestedOutput(item["name"], binary, count, parameters))
     parameters = document.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -616,8 +715,10 @@ def _decode_request(body: bytes, header: str | None, model: str, version: str) -
         _bool(parameters["binary_data_output"], "parameter 'binary_data_output'")
     request_id = document.get("id", "")
     if not isinstance(request_id, str):
-        raise invalid(f"'id' must be a string, got {type(request_id).__name__} "
-                      f"{shorten(json.dumps(request_id), 40)}")
+        raise invalid(
+            f"'id' must be a string, got {type(request_id).__name__} "
+            f"{shorten(json.dumps(request_id), 40)}"
+        )
     return InferRequest(model, version, request_id, parameters, inputs, outputs)
 
 
@@ -636,8 +737,10 @@ def _encode_response(response: InferResponse, binary_default: bool) -> Response:
         else:
             entry["data"] = out.json_data()
         outputs.append(entry)
-    document: dict[str, Any] = {"model_name": response.model_name,
-                                "model_version": response.model_version}
+    document: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+    }
     if response.id:
         document["id"] = response.id
     if response.parameters:
@@ -646,5 +749,9 @@ def _encode_response(response: InferResponse, binary_default: bool) -> Response:
     header = _dumps(document)
     if not chunks:
         return Response(header, 200, media_type=_JSON)
-    return Response(header + b"".join(chunks), 200, media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(len(header))})
+    return Response(
+        header + b"".join(chunks),
+        200,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )

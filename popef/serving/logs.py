@@ -69,8 +69,10 @@ class GlogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = {"WARNING": "W", "ERROR": "E", "CRITICAL": "E"}.get(record.levelname, "I")
         t = datetime.fromtimestamp(record.created)
-        prefix = (f"{level}{t:%m%d %H:%M:%S}.{t.microsecond:06d} {record.process} "
-                  f"{record.filename}:{record.lineno}]")
+        prefix = (
+            f"{level}{t:%m%d %H:%M:%S}.{t.microsecond:06d} {record.process} "
+            f"{record.filename}:{record.lineno}]"
+        )
         message = record.getMessage()
         if getattr(record, "trusted_lines", False):
             message = _escape_lines(message)
@@ -84,6 +86,7 @@ class GlogFormatter(logging.Formatter):
 
 
 # -- rate limiting -----------------------------------------------------------------------------
+
 
 @dataclass
 class _Repeats:
@@ -107,8 +110,14 @@ class RepeatFilter(logging.Filter):
     always passes (and is not counted). ``clock`` is for tests.
     """
 
-    def __init__(self, burst: int = 5, interval: float = 10.0, *,
-                 clock: Callable[[], float] = time.monotonic, max_keys: int = 1024) -> None:
+    def __init__(
+        self,
+        burst: int = 5,
+        interval: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 1024,
+    ) -> None:
         super().__init__()
         self.burst = burst
         self.interval = interval
@@ -143,8 +152,9 @@ class RepeatFilter(logging.Filter):
             repeats.passed += 1
             repeats.last_passed = now
         if suppressed:
-            _append(record, f" ({suppressed} similar message{'s' if suppressed > 1 else ''} "
-                            "suppressed)")
+            _append(
+                record, f" ({suppressed} similar message{'s' if suppressed > 1 else ''} suppressed)"
+            )
         return True
 
 
@@ -156,9 +166,16 @@ def _append(record: logging.LogRecord, suffix: str) -> None:
 
 # -- setup ---------------------------------------------------------------------------------------
 
-def configure_logging(verbose: int = 0, *, info: bool = True, warning: bool = True,
-                      error: bool = True, stream=None,
-                      repeat_filter: RepeatFilter | None = None) -> logging.Handler:
+
+def configure_logging(
+    verbose: int = 0,
+    *,
+    info: bool = True,
+    warning: bool = True,
+    error: bool = True,
+    stream=None,
+    repeat_filter: RepeatFilter | None = None,
+) -> logging.Handler:
     """Log ``popef.serving``, ``uvicorn.error`` and ``asyncio`` in Triton's format, to stderr
     like tritonserver, through one handler that escapes and rate-limits (returned)."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -195,8 +212,12 @@ def model_table(repository: ModelRepository) -> str:
         status = entry["state"]
         if entry["reason"] and entry["state"] != READY:
             status += f": {entry['reason']}"
-        rows.append(tuple(escape_text(cell, backslashes=False)
-                          for cell in (entry["name"], entry["version"] or "-", status)))
+        rows.append(
+            tuple(
+                escape_text(cell, backslashes=False)
+                for cell in (entry["name"], entry["version"] or "-", status)
+            )
+        )
     header = ("Model", "Version", "Status")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"

@@ -35,37 +35,69 @@ __all__ = ["METRICS", "render_metrics"]
 
 # name, type, help, how to read it from a statistics snapshot (or "pending")
 METRICS = (
-    ("nv_inference_request_success", "counter",
-     "Number of successful inference requests, all batch sizes",
-     lambda s: s["inference_stats"]["success"]["count"]),
-    ("nv_inference_request_failure", "counter",
-     "Number of failed inference requests, all batch sizes",
-     lambda s: s["inference_stats"]["fail"]["count"]),
-    ("nv_inference_count", "counter",
-     "Number of inferences performed (does not include cached requests)",
-     lambda s: s["inference_count"]),
-    ("nv_inference_exec_count", "counter",
-     "Number of model executions performed (does not include cached requests)",
-     lambda s: s["execution_count"]),
-    ("nv_inference_request_duration_us", "counter",
-     "Cumulative inference request duration in microseconds (includes cached requests)",
-     lambda s: (s["inference_stats"]["success"]["ns"] + s["inference_stats"]["fail"]["ns"]) // 1000),
-    ("nv_inference_queue_duration_us", "counter",
-     "Cumulative inference queuing duration in microseconds (includes cached requests)",
-     lambda s: s["inference_stats"]["queue"]["ns"] // 1000),
-    ("nv_inference_compute_input_duration_us", "counter",
-     "Cumulative compute input duration in microseconds (does not include cached requests)",
-     lambda s: s["inference_stats"]["compute_input"]["ns"] // 1000),
-    ("nv_inference_compute_infer_duration_us", "counter",
-     "Cumulative compute inference duration in microseconds (does not include cached requests)",
-     lambda s: s["inference_stats"]["compute_infer"]["ns"] // 1000),
-    ("nv_inference_compute_output_duration_us", "counter",
-     "Cumulative inference compute output duration in microseconds (does not include cached "
-     "requests)",
-     lambda s: s["inference_stats"]["compute_output"]["ns"] // 1000),
-    ("nv_inference_pending_request_count", "gauge",
-     "Instantaneous number of pending requests awaiting execution per-model.",
-     "pending"),
+    (
+        "nv_inference_request_success",
+        "counter",
+        "Number of successful inference requests, all batch sizes",
+        lambda s: s["inference_stats"]["success"]["count"],
+    ),
+    (
+        "nv_inference_request_failure",
+        "counter",
+        "Number of failed inference requests, all batch sizes",
+        lambda s: s["inference_stats"]["fail"]["count"],
+    ),
+    (
+        "nv_inference_count",
+        "counter",
+        "Number of inferences performed (does not include cached requests)",
+        lambda s: s["inference_count"],
+    ),
+    (
+        "nv_inference_exec_count",
+        "counter",
+        "Number of model executions performed (does not include cached requests)",
+        lambda s: s["execution_count"],
+    ),
+    (
+        "nv_inference_request_duration_us",
+        "counter",
+        "Cumulative inference request duration in microseconds (includes cached requests)",
+        lambda s: (
+            (s["inference_stats"]["success"]["ns"] + s["inference_stats"]["fail"]["ns"]) // 1000
+        ),
+    ),
+    (
+        "nv_inference_queue_duration_us",
+        "counter",
+        "Cumulative inference queuing duration in microseconds (includes cached requests)",
+        lambda s: s["inference_stats"]["queue"]["ns"] // 1000,
+    ),
+    (
+        "nv_inference_compute_input_duration_us",
+        "counter",
+        "Cumulative compute input duration in microseconds (does not include cached requests)",
+        lambda s: s["inference_stats"]["compute_input"]["ns"] // 1000,
+    ),
+    (
+        "nv_inference_compute_infer_duration_us",
+        "counter",
+        "Cumulative compute inference duration in microseconds (does not include cached requests)",
+        lambda s: s["inference_stats"]["compute_infer"]["ns"] // 1000,
+    ),
+    (
+        "nv_inference_compute_output_duration_us",
+        "counter",
+        "Cumulative inference compute output duration in microseconds (does not include cached "
+        "requests)",
+        lambda s: s["inference_stats"]["compute_output"]["ns"] // 1000,
+    ),
+    (
+        "nv_inference_pending_request_count",
+        "gauge",
+        "Instantaneous number of pending requests awaiting execution per-model.",
+        "pending",
+    ),
 )
 
 

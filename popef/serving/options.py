@@ -21,11 +21,22 @@ from ..servable.parameters import DEFAULT_EXECUTOR
 if TYPE_CHECKING:  # settings.py is imported where a server starts, not for --help
     from .settings import LogSettings
 
-__all__ = ["DEFAULT_BODY_STALL_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_HEADER_TIMEOUT",
-           "DEFAULT_KEEPALIVE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_INPUT_SIZE",
-           "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_QUEUE_SIZE", "INFLIGHT_PER_INPUT_SIZE",
-           "SERVER_NAME",
-           "ConnectionLimits", "GrpcLimits", "ServerOptions", "server_defaults"]
+__all__ = [
+    "DEFAULT_BODY_STALL_TIMEOUT",
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_KEEPALIVE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_INPUT_SIZE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "INFLIGHT_PER_INPUT_SIZE",
+    "SERVER_NAME",
+    "ConnectionLimits",
+    "GrpcLimits",
+    "ServerOptions",
+    "server_defaults",
+]
 
 #: the server metadata name: tritonserver's default ``--id``, which clients check
 SERVER_NAME = "triton"
@@ -63,8 +74,9 @@ class ConnectionLimits:
         if self.header_timeout is not None and self.header_timeout <= 0:
             raise ValueError(f"header_timeout must be > 0 seconds, got {self.header_timeout}")
         if self.keepalive_timeout < 0:
-            raise ValueError(f"keepalive_timeout must be >= 0 seconds, got "
-                             f"{self.keepalive_timeout}")
+            raise ValueError(
+                f"keepalive_timeout must be >= 0 seconds, got {self.keepalive_timeout}"
+            )
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
 
@@ -100,16 +112,20 @@ class GrpcLimits:
             ("grpc.keepalive_timeout_ms", self.keepalive_timeout),
             ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
             ("grpc.http2.max_pings_without_data", self.http2_max_pings_without_data),
-            ("grpc.http2.min_ping_interval_without_data_ms",
-             self.http2_min_recv_ping_interval_without_data),
+            (
+                "grpc.http2.min_ping_interval_without_data_ms",
+                self.http2_min_recv_ping_interval_without_data,
+            ),
             ("grpc.http2.max_ping_strikes", self.http2_max_ping_strikes),
             ("grpc.server_handshake_timeout_ms", self.handshake_timeout),
         ]
         if self.max_concurrent_streams:
             arguments.append(("grpc.max_concurrent_streams", self.max_concurrent_streams))
         if self.max_connection_age:
-            arguments += [("grpc.max_connection_age_ms", self.max_connection_age),
-                          ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace)]
+            arguments += [
+                ("grpc.max_connection_age_ms", self.max_connection_age),
+                ("grpc.max_connection_age_grace_ms", self.max_connection_age_grace),
+            ]
         if self.max_connection_idle:
             arguments.append(("grpc.max_connection_idle_ms", self.max_connection_idle))
         return arguments

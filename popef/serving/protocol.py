@@ -88,8 +88,10 @@ class OutputTensor:
         strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (protobuf's JSON mapping; numpy
         and so tritonclient's ``as_numpy`` read them back as floats)."""
         if self.datatype == "BYTES":
-            return [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
-                    for x in self.data.reshape(-1)]
+            return [
+                x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+                for x in self.data.reshape(-1)
+            ]
         values = self.data.reshape(-1)
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             return [x if math.isfinite(x) else _NON_FINITE[repr(x)] for x in values.tolist()]
@@ -127,6 +129,6 @@ def deserialize_bytes_tensor(raw: bytes | memoryview) -> list[bytes]:
         offset += 4
         if offset + n > len(raw):
             raise ValueError("BYTES element runs past the end of the data")
-        items.append(raw[offset:offset + n])
+        items.append(raw[offset : offset + n])
         offset += n
     return items

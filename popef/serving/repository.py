@@ -81,12 +81,16 @@ _VERSION_FOLDER_RE = re.compile(r"0|[1-9][0-9]{0,17}")
 def parse_version(text: str) -> int:
     """A request's version string as a number, refused with Triton's messages (INVALID_ARG)."""
     if text.startswith("-") and text[1:].isdigit() and text[1:].isascii():
-        raise invalid(f"invalid model version specified '{shorten(text, 200)}' , version "
-                      "should be an integral value > 0")
+        raise invalid(
+            f"invalid model version specified '{shorten(text, 200)}' , version "
+            "should be an integral value > 0"
+        )
     if not _VERSION_RE.fullmatch(text):
-        raise invalid(f"failed to get model version from specified version string "
-                      f"'{shorten(text, 200)}' (details: stol), version should be an integral "
-                      "value > 0")
+        raise invalid(
+            f"failed to get model version from specified version string "
+            f"'{shorten(text, 200)}' (details: stol), version should be an integral "
+            "value > 0"
+        )
     return int(text)
 
 
@@ -94,8 +98,10 @@ def check_model_name(name: str) -> None:
     """Refuse a model name (of a load or unload request) that is not one folder name of the
     repository: empty, hidden (``.``, ``..``), with a path separator or a NUL."""
     if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise invalid(f"model name '{name}' is not a model of the repository: expected the "
-                      "name of a folder in it, without '/', '\\' or a leading '.'")
+        raise invalid(
+            f"model name '{name}' is not a model of the repository: expected the "
+            "name of a folder in it, without '/', '\\' or a leading '.'"
+        )
 
 
 @dataclass
@@ -133,8 +139,9 @@ class ModelRecord:
 class ModelRepository:
     """Models of one or more repository folders (``--model-repository`` may repeat)."""
 
-    def __init__(self, paths: str | Path | Sequence[str | Path],
-                 options: RepositoryOptions | None = None) -> None:
+    def __init__(
+        self, paths: str | Path | Sequence[str | Path], options: RepositoryOptions | None = None
+    ) -> None:
         if isinstance(paths, (str, Path)):
             paths = [paths]
         self.paths = [Path(p) for p in paths]
@@ -168,8 +175,12 @@ class ModelRepository:
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
                 if entry.name in found:
-                    log.error("model '%s' is in two repositories ('%s' and '%s'); serving the "
-                              "first", entry.name, found[entry.name], entry)
+                    log.error(
+                        "model '%s' is in two repositories ('%s' and '%s'); serving the first",
+                        entry.name,
+                        found[entry.name],
+                        entry,
+                    )
                     continue
                 found[entry.name] = entry
         return found
@@ -185,17 +196,28 @@ class ModelRepository:
             else:
                 with self._lock:
                     self._records.setdefault(
-                        name, ModelRecord(name, found[name], UNAVAILABLE, "not loaded",
-                                          requested=False))
+                        name,
+                        ModelRecord(name, found[name], UNAVAILABLE, "not loaded", requested=False),
+                    )
         for name in sorted(wanted - set(found)):
-            log.error("cannot load model '%s': no such folder in the model repository", name,
-                      extra=STATE_CHANGE)
+            log.error(
+                "cannot load model '%s': no such folder in the model repository",
+                name,
+                extra=STATE_CHANGE,
+            )
             with self._lock:
-                self._records[name] = ModelRecord(name, None, UNAVAILABLE,
-                                                  "no such folder in the model repository")
+                self._records[name] = ModelRecord(
+                    name, None, UNAVAILABLE, "no such folder in the model repository"
+                )
 
-    def load(self, name: str, config=None, *, states_max_batch_size: bool = False,
-             raise_on_error: bool = True) -> ModelRecord:
+    def load(
+        self,
+        name: str,
+        config=None,
+        *,
+        states_max_batch_size: bool = False,
+        raise_on_error: bool = True,
+    ) -> ModelRecord:
         """Load (or reload) a model; ``config`` replaces its config.pbtxt for this load.
 
         Returns its record. With ``raise_on_error``, a model with no ready version raises a
@@ -205,9 +227,12 @@ class ModelRepository:
             directory = self.scan().get(name)
             if directory is None:
                 if raise_on_error:
-                    raise ServingError(f"failed to load '{name}', failed to poll from model "
-                                       f"repository: there is no folder '{name}' in the model "
-                                       "repository", Status.INTERNAL)
+                    raise ServingError(
+                        f"failed to load '{name}', failed to poll from model "
+                        f"repository: there is no folder '{name}' in the model "
+                        "repository",
+                        Status.INTERNAL,
+                    )
                 return ModelRecord(name, None, UNAVAILABLE, "not found")
             log.info("loading: %s", name, extra=STATE_CHANGE)
             with self._lock:
@@ -218,8 +243,12 @@ class ModelRepository:
             record = self._load_record(name, directory, config, states_max_batch_size)
             if old is not None and old.ready_versions() and not record.ready_versions():
                 # like Triton: a failed reload leaves the loaded versions serving
-                log.error("failed to reload '%s'; the loaded versions stay: %s", name,
-                          record.reason, extra=STATE_CHANGE)
+                log.error(
+                    "failed to reload '%s'; the loaded versions stay: %s",
+                    name,
+                    record.reason,
+                    extra=STATE_CHANGE,
+                )
                 if raise_on_error:
                     raise _load_error(record)
                 return old
@@ -232,8 +261,9 @@ class ModelRepository:
                     raise _load_error(record)
             return record
 
-    def _load_record(self, name: str, directory: Path, override,
-                     override_states_mbs: bool) -> ModelRecord:
+    def _load_record(
+        self, name: str, directory: Path, override, override_states_mbs: bool
+    ) -> ModelRecord:
         record = ModelRecord(name, directory, LOADING)
         try:
             if override is not None:
@@ -249,22 +279,28 @@ class ModelRepository:
             log.error("failed to load '%s': %s", name, exc.message, extra=STATE_CHANGE)
             return record
         if missing:
-            log.error("model '%s': version_policy specific names %s, which %s no folder; "
-                      "%s not served", name, _versions_summary(missing),
-                      "has" if len(missing) == 1 else "have",
-                      "it is" if len(missing) == 1 else "they are", extra=STATE_CHANGE)
+            log.error(
+                "model '%s': version_policy specific names %s, which %s no folder; %s not served",
+                name,
+                _versions_summary(missing),
+                "has" if len(missing) == 1 else "have",
+                "it is" if len(missing) == 1 else "they are",
+                extra=STATE_CHANGE,
+            )
         completed = None
         for version in sorted(versions, reverse=True):  # the latest completes the config
             vrecord = VersionRecord(version, LOADING)
             record.versions[version] = vrecord
             try:
-                served, completed = self._load_version(name, directory, version, config,
-                                                       states_mbs, completed, parameters)
+                served, completed = self._load_version(
+                    name, directory, version, config, states_mbs, completed, parameters
+                )
             except Exception as exc:  # noqa: BLE001 - one broken model never stops the others
                 reason = error_message(exc)
                 vrecord.state, vrecord.reason = UNAVAILABLE, reason
-                log.error("failed to load '%s' version %d: %s", name, version, reason,
-                          extra=STATE_CHANGE)
+                log.error(
+                    "failed to load '%s' version %d: %s", name, version, reason, extra=STATE_CHANGE
+                )
                 continue
             vrecord.state, vrecord.served = READY, served
             log.info("successfully loaded '%s' version %d", name, version, extra=STATE_CHANGE)
@@ -281,8 +317,16 @@ class ModelRepository:
             record.reason = failed[0].reason if failed else "no version to load"
         return record
 
-    def _load_version(self, name: str, directory: Path, version: int, config, states_mbs: bool,
-                      completed, parameters: ModelParameters):
+    def _load_version(
+        self,
+        name: str,
+        directory: Path,
+        version: int,
+        config,
+        states_mbs: bool,
+        completed,
+        parameters: ModelParameters,
+    ):
         from ..runtime import ModelRunner
 
         vdir = directory / str(version)
@@ -295,21 +339,39 @@ class ModelRepository:
         try:
             if completed is None:
                 completed = complete_config(
-                    config, name, signature, states_max_batch_size=states_mbs,
+                    config,
+                    name,
+                    signature,
+                    states_max_batch_size=states_mbs,
                     auto_complete=self.options.auto_complete,
                     default_max_batch_size=self.options.default_max_batch_size,
-                    model_filename=files[0].name if len(files) == 1 else None)
+                    model_filename=files[0].name if len(files) == 1 else None,
+                )
             plan = build_plan(completed, signature, directory)
             for _ in range(instances - 1):
-                runners.append(ModelRunner([str(f) for f in files], executor,
-                                           **executor_options))
-            served = ServedModel(name, version, plan, runners, vdir, files,
-                                 max_queue_size=self.options.max_queue_size)
-            log.info("model '%s' version %d runs on executor '%s': %s", name, version,
-                     executor, runner.executor.describe())
+                runners.append(ModelRunner([str(f) for f in files], executor, **executor_options))
+            served = ServedModel(
+                name,
+                version,
+                plan,
+                runners,
+                vdir,
+                files,
+                max_queue_size=self.options.max_queue_size,
+            )
+            log.info(
+                "model '%s' version %d runs on executor '%s': %s",
+                name,
+                version,
+                executor,
+                runner.executor.describe(),
+            )
             if plan.parameters.unknown:
-                log.warning("model '%s': parameters not used by this server: %s", name,
-                            ", ".join(plan.parameters.unknown))
+                log.warning(
+                    "model '%s': parameters not used by this server: %s",
+                    name,
+                    ", ".join(plan.parameters.unknown),
+                )
         except BaseException:
             for runner in runners:
                 runner.close()
@@ -332,24 +394,36 @@ class ModelRepository:
                     v.state = UNLOADING
             self._close_record(record)
             with self._lock:
-                self._records[name] = ModelRecord(name, record.directory, UNAVAILABLE,
-                                                  "unloaded", {
-                                                      v: VersionRecord(v, UNAVAILABLE, "unloaded")
-                                                      for v in record.versions},
-                                                  requested=False)
+                self._records[name] = ModelRecord(
+                    name,
+                    record.directory,
+                    UNAVAILABLE,
+                    "unloaded",
+                    {v: VersionRecord(v, UNAVAILABLE, "unloaded") for v in record.versions},
+                    requested=False,
+                )
 
     def _close_record(self, record: ModelRecord, timeout: float | None = 60) -> None:
         for v in record.versions.values():
             if v.served is None:
                 continue
             if v.served.close(drain=True, timeout=timeout):
-                log.info("successfully unloaded '%s' version %d", record.name, v.version,
-                         extra=STATE_CHANGE)
+                log.info(
+                    "successfully unloaded '%s' version %d",
+                    record.name,
+                    v.version,
+                    extra=STATE_CHANGE,
+                )
             else:
-                log.warning("unloading '%s' version %d: an execution still runs after %g s; "
-                            "its queued requests were refused and it finishes unloading when "
-                            "that execution ends", record.name, v.version, timeout,
-                            extra=STATE_CHANGE)
+                log.warning(
+                    "unloading '%s' version %d: an execution still runs after %g s; "
+                    "its queued requests were refused and it finishes unloading when "
+                    "that execution ends",
+                    record.name,
+                    v.version,
+                    timeout,
+                    extra=STATE_CHANGE,
+                )
             v.served = None
 
     def close(self, timeout: float | None = 30) -> None:
@@ -374,18 +448,24 @@ class ModelRepository:
             number = parse_version(version)
             vrecord = record.versions.get(number)
             if vrecord is None:
-                raise not_found(f"Request for unknown model: '{name}' version {number} is not "
-                                f"found (versions: {_versions_text(record)})")
+                raise not_found(
+                    f"Request for unknown model: '{name}' version {number} is not "
+                    f"found (versions: {_versions_text(record)})"
+                )
             if vrecord.state != READY or vrecord.served is None:
-                raise unavailable(f"Request for unknown model: '{name}' version "
-                                  f"{vrecord.version} is not at ready state ({vrecord.state}"
-                                  f"{': ' + vrecord.reason if vrecord.reason else ''})")
+                raise unavailable(
+                    f"Request for unknown model: '{name}' version "
+                    f"{vrecord.version} is not at ready state ({vrecord.state}"
+                    f"{': ' + vrecord.reason if vrecord.reason else ''})"
+                )
             return vrecord.served
         ready = record.ready_versions()
         if not ready:
             why = f": {record.reason}" if record.reason else ""
-            raise not_found(f"Request for unknown model: '{name}' has no available versions "
-                            f"({record.state}{why})")
+            raise not_found(
+                f"Request for unknown model: '{name}' has no available versions "
+                f"({record.state}{why})"
+            )
         return max(ready, key=lambda v: v.version).served
 
     def record(self, name: str) -> ModelRecord:
@@ -399,9 +479,12 @@ class ModelRepository:
             return [self._records[n] for n in sorted(self._records)]
 
     def served_models(self) -> list[ServedModel]:
-        return [v.served for r in self.records() for v in sorted(r.versions.values(),
-                                                                   key=lambda v: v.version)
-                if v.served is not None]
+        return [
+            v.served
+            for r in self.records()
+            for v in sorted(r.versions.values(), key=lambda v: v.version)
+            if v.served is not None
+        ]
 
     def is_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -413,8 +496,9 @@ class ModelRepository:
     def all_ready(self) -> bool:
         """Strict readiness: every model asked to load has every version ready."""
         for record in self.records():
-            if record.requested and (record.state != READY or any(
-                    v.state != READY for v in record.versions.values())):
+            if record.requested and (
+                record.state != READY or any(v.state != READY for v in record.versions.values())
+            ):
                 return False
         return True
 
@@ -427,32 +511,43 @@ class ModelRepository:
             record = records.get(name)
             if record is None:
                 if not ready_only:
-                    entries.append({"name": name, "version": "", "state": UNAVAILABLE,
-                                    "reason": "not loaded"})
+                    entries.append(
+                        {"name": name, "version": "", "state": UNAVAILABLE, "reason": "not loaded"}
+                    )
                 continue
             if not record.versions:
                 if not ready_only:
-                    entries.append({"name": name, "version": "", "state": record.state,
-                                    "reason": record.reason})
+                    entries.append(
+                        {
+                            "name": name,
+                            "version": "",
+                            "state": record.state,
+                            "reason": record.reason,
+                        }
+                    )
                 continue
             for v in sorted(record.versions.values(), key=lambda v: v.version):
                 if ready_only and v.state != READY:
                     continue
-                entries.append({"name": name, "version": str(v.version), "state": v.state,
-                                "reason": v.reason})
+                entries.append(
+                    {"name": name, "version": str(v.version), "state": v.state, "reason": v.reason}
+                )
         return entries
 
 
 def _load_error(record: ModelRecord) -> ServingError:
     """Why a load failed, in Triton's words: a model whose folder or config could not be read
     failed to poll (INTERNAL); one whose versions failed names each (INVALID_ARG)."""
-    failed = [v for v in sorted(record.versions.values(), key=lambda v: v.version)
-              if v.state != READY]
+    failed = [
+        v for v in sorted(record.versions.values(), key=lambda v: v.version) if v.state != READY
+    ]
     if not failed:
-        return ServingError(f"failed to load '{record.name}', failed to poll from model "
-                            f"repository: {record.reason}", Status.INTERNAL)
-    reasons = "".join(f"version {v.version} is at {v.state} state: {v.reason};"
-                      for v in failed)
+        return ServingError(
+            f"failed to load '{record.name}', failed to poll from model "
+            f"repository: {record.reason}",
+            Status.INTERNAL,
+        )
+    reasons = "".join(f"version {v.version} is at {v.state} state: {v.reason};" for v in failed)
     return ServingError(f"load failed for model '{record.name}': {reasons}", Status.INVALID_ARG)
 
 
@@ -487,8 +582,12 @@ def _select_versions(directory: Path, config) -> tuple[list[int], list[int]]:
             available.append(int(p.name))
         elif p.name.isdecimal():
             ignored.append(p.name)
-            log.warning("model '%s': ignoring folder '%s': a version folder's name is a number "
-                        "without leading zeros, of 18 digits at most", directory.name, p.name)
+            log.warning(
+                "model '%s': ignoring folder '%s': a version folder's name is a number "
+                "without leading zeros, of 18 digits at most",
+                directory.name,
+                p.name,
+            )
     available.sort()
     wanted = specific_versions(config)
     if wanted is not None:
@@ -496,22 +595,34 @@ def _select_versions(directory: Path, config) -> tuple[list[int], list[int]]:
         found = [v for v in wanted if v in present]
         missing = [v for v in wanted if v not in present]
         if not found:
-            folders = _versions_summary(available).replace("version", "folder", 1) \
-                if available else "no version folder"
-            raise ConfigError(f"version_policy specific names {_versions_summary(missing)}, "
-                              f"but '{directory.name}' has no such folder (it has {folders})")
+            folders = (
+                _versions_summary(available).replace("version", "folder", 1)
+                if available
+                else "no version folder"
+            )
+            raise ConfigError(
+                f"version_policy specific names {_versions_summary(missing)}, "
+                f"but '{directory.name}' has no such folder (it has {folders})"
+            )
         return found, missing
     if not available:
         listed = ", ".join(f"'{n}'" for n in ignored)
-        not_versions = (f"; {listed} "
-                        f"{'is not one' if len(ignored) == 1 else 'are not'}: a version "
-                        "folder's name is a number without leading zeros" if ignored else "")
-        raise ConfigError(f"no version folder (such as 1/ holding {DEFAULT_MODEL_FILENAME}) in "
-                          f"'{directory.name}'{not_versions}")
-    policy = config.version_policy if config is not None and config.HasField(
-        "version_policy") else None
+        not_versions = (
+            f"; {listed} "
+            f"{'is not one' if len(ignored) == 1 else 'are not'}: a version "
+            "folder's name is a number without leading zeros"
+            if ignored
+            else ""
+        )
+        raise ConfigError(
+            f"no version folder (such as 1/ holding {DEFAULT_MODEL_FILENAME}) in "
+            f"'{directory.name}'{not_versions}"
+        )
+    policy = (
+        config.version_policy if config is not None and config.HasField("version_policy") else None
+    )
     kind = policy.WhichOneof("policy_choice") if policy is not None else None
     if kind == "all":
         return available, []
     count = policy.latest.num_versions if kind == "latest" else 1
-    return available[-max(1, count):], []
+    return available[-max(1, count) :], []

@@ -80,9 +80,18 @@ ExecuteAsyncFn = Callable[[int, Arrays, int], "concurrent.futures.Future[Executi
 
 
 class Scheduler:
-    def __init__(self, name: str, *, instances: int, execute: ExecuteFn,
-                 execute_async: ExecuteAsyncFn | None = None, max_batch_size: int,
-                 policy: BatchPolicy | None, max_queue_size: int, stats: ModelStats) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        instances: int,
+        execute: ExecuteFn,
+        execute_async: ExecuteAsyncFn | None = None,
+        max_batch_size: int,
+        policy: BatchPolicy | None,
+        max_queue_size: int,
+        stats: ModelStats,
+    ) -> None:
         if instances < 1:
             raise ValueError("a scheduler needs at least one instance")
         self.name = name
@@ -100,9 +109,11 @@ class Scheduler:
         self._slots_taken = [0] * instances  # in-flight slots that close() holds
         self._busy = [False] * instances  # an instance is executing (guarded by _cond)
         self._threads = [
-            threading.Thread(target=self._worker, args=(i,), daemon=True,
-                             name=f"popef-serve-{name}-{i}")
-            for i in range(instances)]
+            threading.Thread(
+                target=self._worker, args=(i,), daemon=True, name=f"popef-serve-{name}-{i}"
+            )
+            for i in range(instances)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -112,9 +123,11 @@ class Scheduler:
             if self._closing:
                 raise unavailable(f"model '{self.name}' is unloading; the request was not run")
             if len(self._queue) >= self.max_queue_size:
-                raise unavailable(f"the inference queue of model '{self.name}' is full "
-                                  f"({len(self._queue)} requests waiting; max_queue_size "
-                                  f"{self.max_queue_size}): try again later")
+                raise unavailable(
+                    f"the inference queue of model '{self.name}' is full "
+                    f"({len(self._queue)} requests waiting; max_queue_size "
+                    f"{self.max_queue_size}): try again later"
+                )
             self._queue.append(work)
             if len(self._busy) > 1:
                 self._cond.notify_all()  # a worker whose instance runs inline must not eat it
@@ -198,8 +211,12 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any batch
                 log.exception("scheduler of model '%s' failed to gather a batch", self.name)
                 batch = [self._queue.popleft() for _ in range(self._fit(())[0])]
-                self._fail(batch, internal(f"model '{self.name}' failed to gather a batch: "
-                                           f"{type(exc).__name__}: {exc}"))
+                self._fail(
+                    batch,
+                    internal(
+                        f"model '{self.name}' failed to gather a batch: {type(exc).__name__}: {exc}"
+                    ),
+                )
                 return []
 
     def _gather(self) -> list[Work]:
@@ -251,9 +268,13 @@ class Scheduler:
                     kept = collections.deque(w for w in self._queue if w is not work)
                 else:
                     kept.remove(work)
-                self._fail([work], unavailable(
-                    f"request timeout expired: the request waited over its timeout in the "
-                    f"queue of model '{self.name}'"))
+                self._fail(
+                    [work],
+                    unavailable(
+                        f"request timeout expired: the request waited over its timeout in the "
+                        f"queue of model '{self.name}'"
+                    ),
+                )
         if kept is not None:
             self._queue = kept
 
@@ -298,8 +319,9 @@ class Scheduler:
         start = now_ns()
         results = split_rows(execution.outputs, [w.rows for w in batch])
         output_ns = now_ns() - start
-        self.stats.record_execution(rows, merge_ns + execution.input_ns, execution.infer_ns,
-                                    output_ns, len(batch))
+        self.stats.record_execution(
+            rows, merge_ns + execution.input_ns, execution.infer_ns, output_ns, len(batch)
+        )
         for work, result in zip(batch, results):
             if not work.future.done():
                 work.future.set_result(result)
@@ -327,8 +349,9 @@ class Scheduler:
             self._closing = True
             if not drain:
                 pending, self._queue = list(self._queue), collections.deque()
-                self._fail(pending, unavailable(f"model '{self.name}' was unloaded before the "
-                                                "request ran"))
+                self._fail(
+                    pending, unavailable(f"model '{self.name}' was unloaded before the request ran")
+                )
             self._cond.notify_all()
         stopped = self._wait_stopped(left)
         # anything left (a timeout): refuse it

@@ -28,11 +28,18 @@ __all__ = ["DEFAULT_MAX_QUEUE_SIZE", "ServedModel"]
 log = logging.getLogger("popef.serving")
 
 
-
 class ServedModel:
-    def __init__(self, name: str, version: int, plan: ServingPlan, runners: Sequence,
-                 directory: Path, files: Sequence[Path], *,
-                 max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        plan: ServingPlan,
+        runners: Sequence,
+        directory: Path,
+        files: Sequence[Path],
+        *,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    ) -> None:
         self.name = name
         self.version = version
         self.plan = plan
@@ -55,25 +62,44 @@ class ServedModel:
             policy = BatchPolicy(delay_ns, tuple(sorted(set(db.preferred_batch_size))))
             if db.HasField("default_queue_policy") and db.default_queue_policy.max_queue_size:
                 queue_size = db.default_queue_policy.max_queue_size
-            self.default_timeout_us = (db.default_queue_policy.default_timeout_microseconds
-                                       if db.HasField("default_queue_policy") else 0)
-            self.allow_timeout_override = (db.default_queue_policy.allow_timeout_override
-                                           if db.HasField("default_queue_policy") else True)
+            self.default_timeout_us = (
+                db.default_queue_policy.default_timeout_microseconds
+                if db.HasField("default_queue_policy")
+                else 0
+            )
+            self.allow_timeout_override = (
+                db.default_queue_policy.allow_timeout_override
+                if db.HasField("default_queue_policy")
+                else True
+            )
         else:
             self.default_timeout_us = 0
             self.allow_timeout_override = True
         self.scheduler = Scheduler(
             name,
-            instances=len(self.runners), execute=self.execute,
+            instances=len(self.runners),
+            execute=self.execute,
             execute_async=None if plan.parameters.synchronous_execution else self.execute_async,
-            max_batch_size=plan.max_batch_size, policy=policy, max_queue_size=queue_size,
-            stats=self.stats)
+            max_batch_size=plan.max_batch_size,
+            policy=policy,
+            max_queue_size=queue_size,
+            stats=self.stats,
+        )
 
     # ---- requests
-    def submit(self, inputs: Mapping[str, np.ndarray], rows: int, *, arrival_ns: int,
-               timeout_us: int = 0, inline: bool = False) -> concurrent.futures.Future:
+    def submit(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        rows: int,
+        *,
+        arrival_ns: int,
+        timeout_us: int = 0,
+        inline: bool = False,
+    ) -> concurrent.futures.Future:
         """Queue a request (``inline``: run it in this thread when nothing would wait for it)."""
-        timeout = timeout_us if (timeout_us and self.allow_timeout_override) else self.default_timeout_us
+        timeout = (
+            timeout_us if (timeout_us and self.allow_timeout_override) else self.default_timeout_us
+        )
         deadline = arrival_ns + timeout * 1000 if timeout else None
         work = Work(inputs, rows, arrival_ns, deadline)
         if inline and self.scheduler.run_inline(work):
@@ -81,8 +107,9 @@ class ServedModel:
         return self.scheduler.submit(work)
 
     # ---- executions
-    def _feed(self, instance: int, inputs: Mapping[str, np.ndarray],
-              rows: int) -> tuple[dict[str, np.ndarray], int, int]:
+    def _feed(
+        self, instance: int, inputs: Mapping[str, np.ndarray], rows: int
+    ) -> tuple[dict[str, np.ndarray], int, int]:
         """The runtime's feed for a batch, and the times before and after making it; then
         Graphcore's test delay (``execute_delay_ms``), which counts as inference time."""
         t0 = now_ns()
@@ -102,8 +129,9 @@ class ServedModel:
         result = collect_outputs(self.plan, outputs, rows)
         return Execution(result, (t1 - t0) + (now_ns() - t2), t2 - t1)
 
-    def execute_async(self, instance: int, inputs: Mapping[str, np.ndarray],
-                      rows: int) -> concurrent.futures.Future:
+    def execute_async(
+        self, instance: int, inputs: Mapping[str, np.ndarray], rows: int
+    ) -> concurrent.futures.Future:
         feed, t0, t1 = self._feed(instance, inputs, rows)
         futures = self.runners[instance].execute_checked_async(feed, feed_steps(self.plan, rows))
         result: concurrent.futures.Future = concurrent.futures.Future()
@@ -130,15 +158,22 @@ class ServedModel:
         if self.scheduler.close(drain=drain, timeout=timeout):
             self._close_runners()
             return True
-        threading.Thread(target=self._finish_closing, daemon=True,
-                         name=f"popef-unload-{self.name}-{self.version}").start()
+        threading.Thread(
+            target=self._finish_closing,
+            daemon=True,
+            name=f"popef-unload-{self.name}-{self.version}",
+        ).start()
         return False
 
     def _finish_closing(self) -> None:
         self.scheduler.wait_stopped()
         self._close_runners()
-        log.info("successfully unloaded '%s' version %d (its last execution ended)", self.name,
-                 self.version, extra=STATE_CHANGE)
+        log.info(
+            "successfully unloaded '%s' version %d (its last execution ended)",
+            self.name,
+            self.version,
+            extra=STATE_CHANGE,
+        )
 
     def _close_runners(self) -> None:
         for runner in self.runners:

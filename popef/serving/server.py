@@ -49,17 +49,26 @@ class Server:
     # ---- start
     def start(self) -> Server:
         o = self.options
-        repository = ModelRepository(o.model_repositories, RepositoryOptions(
-            executor=o.executor, executor_options=dict(o.executor_options),
-            auto_complete=o.auto_complete, default_max_batch_size=o.default_max_batch_size,
-            max_queue_size=o.max_queue_size, config_name=o.model_config_name))
-        self.core = core = InferenceCore(repository, model_control_mode=o.model_control_mode,
-                                         strict_readiness=o.strict_readiness,
-                                         server_name=o.server_id,
-                                         log_settings=o.log_settings)
+        repository = ModelRepository(
+            o.model_repositories,
+            RepositoryOptions(
+                executor=o.executor,
+                executor_options=dict(o.executor_options),
+                auto_complete=o.auto_complete,
+                default_max_batch_size=o.default_max_batch_size,
+                max_queue_size=o.max_queue_size,
+                config_name=o.model_config_name,
+            ),
+        )
+        self.core = core = InferenceCore(
+            repository,
+            model_control_mode=o.model_control_mode,
+            strict_readiness=o.strict_readiness,
+            server_name=o.server_id,
+            log_settings=o.log_settings,
+        )
         # shared memory inputs are copied in: bounded as the largest inline request
-        core.shared_memory.max_request_bytes = max(o.http_max_input_size,
-                                                   o.grpc_max_input_size)
+        core.shared_memory.max_request_bytes = max(o.http_max_input_size, o.grpc_max_input_size)
         core.start(o.load_models)
         log.info("%s", model_table(repository), extra=TRUSTED_LINES)
         if o.exit_on_error and not repository.all_ready():
@@ -69,21 +78,42 @@ class Server:
             if o.allow_grpc:
                 host = o.grpc_address or o.host
                 self.grpc_server, port = create_grpc_server(
-                    core, _join(host, o.grpc_port), max_workers=o.grpc_workers,
-                    max_message_size=o.grpc_max_input_size, limits=o.grpc_limits)
+                    core,
+                    _join(host, o.grpc_port),
+                    max_workers=o.grpc_workers,
+                    max_message_size=o.grpc_max_input_size,
+                    limits=o.grpc_limits,
+                )
                 self.grpc_server.start()
                 self.ports["grpc"], self.addresses["grpc"] = port, host
                 log.info("Started GRPCInferenceService at %s", _join(host, port))
             apps = []
             if o.allow_http:
-                apps.append(("http", "HTTPService", o.http_address or o.host, o.http_port,
-                             create_app(core, max_input_size=o.http_max_input_size,
-                                        body_timeout=o.http_body_timeout,
-                                        body_stall_timeout=o.http_body_stall_timeout,
-                                        max_inflight_bytes=o.http_max_inflight_bytes)))
+                apps.append(
+                    (
+                        "http",
+                        "HTTPService",
+                        o.http_address or o.host,
+                        o.http_port,
+                        create_app(
+                            core,
+                            max_input_size=o.http_max_input_size,
+                            body_timeout=o.http_body_timeout,
+                            body_stall_timeout=o.http_body_stall_timeout,
+                            max_inflight_bytes=o.http_max_inflight_bytes,
+                        ),
+                    )
+                )
             if o.allow_metrics:
-                apps.append(("metrics", "Metrics Service", o.metrics_address or o.host,
-                             o.metrics_port, create_metrics_app(core)))
+                apps.append(
+                    (
+                        "metrics",
+                        "Metrics Service",
+                        o.metrics_address or o.host,
+                        o.metrics_port,
+                        create_metrics_app(core),
+                    )
+                )
             if apps:
                 self._start_uvicorn(apps)
         except BaseException:
@@ -109,16 +139,21 @@ class Server:
             except OSError as exc:
                 for s in sockets:
                     s.close()
-                raise ServingError(f"cannot listen for {label} on {_join(host, port)}: {exc}",
-                                   Status.UNAVAILABLE) from None
+                raise ServingError(
+                    f"cannot listen for {label} on {_join(host, port)}: {exc}", Status.UNAVAILABLE
+                ) from None
             sockets.append(sock)
-            config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
-                                    log_config=None,  # our handler (logs.py) stays
-                                    http=http_protocol,
-                                    timeout_keep_alive=limits.keepalive_timeout,
-                                    timeout_graceful_shutdown=max(
-                                        1, int(self.options.exit_timeout)),
-                                    server_header=False)
+            config = uvicorn.Config(
+                app,
+                lifespan="off",
+                access_log=False,
+                log_level="warning",
+                log_config=None,  # our handler (logs.py) stays
+                http=http_protocol,
+                timeout_keep_alive=limits.keepalive_timeout,
+                timeout_graceful_shutdown=max(1, int(self.options.exit_timeout)),
+                server_header=False,
+            )
             server = uvicorn.Server(config)
             self._uvicorn_servers.append((key, label, host, sock, server))
 
@@ -134,9 +169,14 @@ class Server:
             loop.set_exception_handler(on_loop_error)
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(asyncio.gather(
-                    *(server.serve(sockets=[sock])
-                      for _, _, _, sock, server in self._uvicorn_servers)))
+                loop.run_until_complete(
+                    asyncio.gather(
+                        *(
+                            server.serve(sockets=[sock])
+                            for _, _, _, sock, server in self._uvicorn_servers
+                        )
+                    )
+                )
             except BaseException as exc:  # noqa: BLE001 - reported by start()
                 self._uvicorn_error = exc
             finally:
@@ -147,11 +187,11 @@ class Server:
         deadline = time.monotonic() + 30
         while not all(s.started for *_, s in self._uvicorn_servers):
             if self._uvicorn_error is not None or not self._uvicorn_thread.is_alive():
-                raise ServingError(f"the HTTP server failed to start: {self._uvicorn_error}",
-                                   Status.UNAVAILABLE)
+                raise ServingError(
+                    f"the HTTP server failed to start: {self._uvicorn_error}", Status.UNAVAILABLE
+                )
             if time.monotonic() > deadline:
-                raise ServingError("the HTTP server did not start within 30 s",
-                                   Status.UNAVAILABLE)
+                raise ServingError("the HTTP server did not start within 30 s", Status.UNAVAILABLE)
             time.sleep(0.005)
         for key, label, host, sock, _ in self._uvicorn_servers:
             port = sock.getsockname()[1]
@@ -173,8 +213,9 @@ class Server:
                 core.begin_shutdown()
                 active = core._active
                 if active:
-                    log.info("Waiting for in-flight requests to complete. Timeout %g seconds",
-                             timeout)
+                    log.info(
+                        "Waiting for in-flight requests to complete. Timeout %g seconds", timeout
+                    )
                     log.info("Active request count: %d", active)
             grpc_done = None
             if self.grpc_server is not None:
@@ -217,8 +258,7 @@ def _join(host: str, port: int) -> str:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                               flags=socket.AI_PASSIVE)
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:

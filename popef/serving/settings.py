@@ -25,11 +25,16 @@ from ..servable.errors import ServingError, Status, invalid, unsupported
 __all__ = ["LOG_FIELDS", "TRACE_FIELDS", "LogSettings", "TraceSettings"]
 
 #: the fields of Triton's log settings, in its order
-LOG_FIELDS = ("log_file", "log_info", "log_warning", "log_error", "log_verbose_level",
-              "log_format")
+LOG_FIELDS = ("log_file", "log_info", "log_warning", "log_error", "log_verbose_level", "log_format")
 #: the fields of Triton's trace settings (mode "triton"), in its order
-TRACE_FIELDS = ("trace_level", "trace_rate", "trace_count", "log_frequency", "trace_file",
-                "trace_mode")
+TRACE_FIELDS = (
+    "trace_level",
+    "trace_rate",
+    "trace_count",
+    "log_frequency",
+    "trace_file",
+    "trace_mode",
+)
 _LOG_FORMATS = ("default", "ISO8601")
 _TRACE_LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
 _UINT32_MAX = 2**32 - 1
@@ -48,12 +53,26 @@ class LogSettings:
     is that engine's).
     """
 
-    def __init__(self, *, verbose: int = 0, info: bool = True, warning: bool = True,
-                 error: bool = True, log_file: str = "", log_format: str = "default",
-                 logger: str = "popef.serving", apply: bool = False) -> None:
-        self._values = {"log_file": log_file, "log_info": info, "log_warning": warning,
-                        "log_error": error, "log_verbose_level": verbose,
-                        "log_format": log_format}
+    def __init__(
+        self,
+        *,
+        verbose: int = 0,
+        info: bool = True,
+        warning: bool = True,
+        error: bool = True,
+        log_file: str = "",
+        log_format: str = "default",
+        logger: str = "popef.serving",
+        apply: bool = False,
+    ) -> None:
+        self._values = {
+            "log_file": log_file,
+            "log_info": info,
+            "log_warning": warning,
+            "log_error": error,
+            "log_verbose_level": verbose,
+            "log_format": log_format,
+        }
         self._logger = logging.getLogger(logger)
         self._apply = apply
         self._lock = threading.Lock()
@@ -73,24 +92,32 @@ class LogSettings:
             if value is None:
                 continue
             if key == "log_file":
-                raise unsupported("log file location can not be updated through network "
-                                  "protocol")
+                raise unsupported("log file location can not be updated through network protocol")
             if key in ("log_info", "log_warning", "log_error"):
                 if not isinstance(value, bool):
                     raise invalid(f"log setting '{key}' must be a boolean, got {_shown(value)}")
             elif key == "log_verbose_level":
-                if isinstance(value, bool) or not isinstance(value, int) or not (
-                        0 <= value <= _UINT32_MAX):
-                    raise invalid(f"log setting 'log_verbose_level' must be a whole number in "
-                                  f"[0, {_UINT32_MAX}], got {_shown(value)}")
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int)
+                    or not (0 <= value <= _UINT32_MAX)
+                ):
+                    raise invalid(
+                        f"log setting 'log_verbose_level' must be a whole number in "
+                        f"[0, {_UINT32_MAX}], got {_shown(value)}"
+                    )
             elif key == "log_format":
                 if value not in _LOG_FORMATS:
                     # Triton's text and code for this case
-                    raise ServingError(f"invalid argument for --log_format, got: "
-                                       f"{shorten(str(value), 80)}", Status.UNAVAILABLE)
+                    raise ServingError(
+                        f"invalid argument for --log_format, got: {shorten(str(value), 80)}",
+                        Status.UNAVAILABLE,
+                    )
             else:
-                raise invalid(f"unknown log setting '{shorten(str(key), 80)}'; the settings "
-                              f"are {', '.join(repr(f) for f in LOG_FIELDS)}")
+                raise invalid(
+                    f"unknown log setting '{shorten(str(key), 80)}'; the settings "
+                    f"are {', '.join(repr(f) for f in LOG_FIELDS)}"
+                )
             new[key] = value
         with self._lock:
             self._values.update(new)
@@ -157,12 +184,13 @@ class TraceSettings:
         cleared: list[str] = []
         for key, value in changes.items():
             if key == "trace_file":
-                raise unsupported("trace file location can not be updated through network "
-                                  "protocol")
+                raise unsupported("trace file location can not be updated through network protocol")
             if key not in TRACE_FIELDS or key == "trace_mode":
-                raise invalid(f"unknown trace setting '{shorten(str(key), 80)}'; the settings "
-                              "are 'trace_level', 'trace_rate', 'trace_count', "
-                              "'log_frequency'")
+                raise invalid(
+                    f"unknown trace setting '{shorten(str(key), 80)}'; the settings "
+                    "are 'trace_level', 'trace_rate', 'trace_count', "
+                    "'log_frequency'"
+                )
             if value is None:
                 cleared.append(key)
             elif key == "trace_level":
@@ -191,19 +219,25 @@ def _trace_level(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid(f"trace setting 'trace_level' must be a list of levels ('OFF', "
-                      f"'TIMESTAMPS', 'TENSORS'), got {_shown(value)}")
+        raise invalid(
+            f"trace setting 'trace_level' must be a list of levels ('OFF', "
+            f"'TIMESTAMPS', 'TENSORS'), got {_shown(value)}"
+        )
     if not value:
-        raise invalid("trace setting 'trace_level' names no level; the levels are 'OFF', "
-                      "'TIMESTAMPS', 'TENSORS'")
+        raise invalid(
+            "trace setting 'trace_level' names no level; the levels are 'OFF', "
+            "'TIMESTAMPS', 'TENSORS'"
+        )
     if "OFF" in value:
         if len(value) != 1:
             raise invalid("Expect only one trace level 'OFF' is specified")
         return ("OFF",)
     unknown = [v for v in value if v not in _TRACE_LEVELS]
     if unknown:
-        raise invalid(f"trace setting 'trace_level': unknown level {_shown(unknown[0])}"
-                      "; the levels are 'OFF', 'TIMESTAMPS', 'TENSORS'")
+        raise invalid(
+            f"trace setting 'trace_level': unknown level {_shown(unknown[0])}"
+            "; the levels are 'OFF', 'TIMESTAMPS', 'TENSORS'"
+        )
     return tuple(level for level in ("TIMESTAMPS", "TENSORS") if level in value)
 
 
@@ -221,9 +255,13 @@ def _trace_number(key: str, value: Any) -> str:
     if number is None:
         raise invalid(f"Unable to parse '{key}', got: {shorten(str(value), 80)}")
     if key == "trace_count" and number < low:
-        raise invalid(f"Unable to parse 'trace_count'. Expecting value >= {low}, got:"
-                      f"{shorten(str(number), 40)}")
+        raise invalid(
+            f"Unable to parse 'trace_count'. Expecting value >= {low}, got:"
+            f"{shorten(str(number), 40)}"
+        )
     if not low <= number <= high:
-        raise invalid(f"Unable to parse '{key}', value is out of range [ {low}, {high} ], "
-                      f"got: {shorten(str(number), 40)}")
+        raise invalid(
+            f"Unable to parse '{key}', value is out of range [ {low}, {high} ], "
+            f"got: {shorten(str(number), 40)}"
+        )
     return str(number)

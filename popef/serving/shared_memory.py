@@ -17,8 +17,9 @@ through ``pread``/``pwrite`` on it after an ``fstat``: a client that shrinks the
 registering gets an error, never a ``SIGBUS`` in the server, and the runtime only ever sees a
 copy of the bytes. Beyond Triton, registrations (:data:`MAX_REGIONS`), region names
 (:data:`MAX_REGION_NAME`) and the bytes one request reads (``max_request_bytes``) are bounded,
-and a descriptor a running request uses is closed only when that request ends. CUDA shared memory is not supported (a server without GPUs): its calls
-answer as Triton built without GPU support does.
+and a descriptor a running request uses is closed only when that request ends. CUDA shared
+memory is not supported (a server without GPUs): its calls answer as Triton built without GPU
+support does.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ class RegionStatus:
     byte_size: int
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "key": self.key, "offset": self.offset,
-                "byte_size": self.byte_size}
+        return {
+            "name": self.name,
+            "key": self.key,
+            "offset": self.offset,
+            "byte_size": self.byte_size,
+        }
 
 
 @dataclass(frozen=True)
@@ -117,16 +122,17 @@ class _Region:
         """The object still holds the whole region (a client may have shrunk it)."""
         s = self.status
         if self.fd < 0:
-            raise internal(f"shared memory region '{s.name}' was closed (the server is "
-                           "stopping)")
+            raise internal(f"shared memory region '{s.name}' was closed (the server is stopping)")
         try:
             size = os.fstat(self.fd).st_size
         except OSError as exc:
             raise internal(f"Invalid shared memory region: '{s.key}' ({exc.strerror})") from None
         end = s.offset + s.byte_size
         if size < end:
-            raise invalid(f"shared memory region '{s.name}' is no longer valid: its object "
-                          f"'{s.key}' has {size} bytes but the region ends at byte {end}")
+            raise invalid(
+                f"shared memory region '{s.name}' is no longer valid: its object "
+                f"'{s.key}' has {size} bytes but the region ends at byte {end}"
+            )
 
 
 @dataclass(frozen=True)
@@ -147,15 +153,19 @@ class SharedMemorySlice:
             raise self._failed("read", exc) from None
         if len(data) != self.byte_size:  # shrunk between fstat and pread
             self.region.check_object()
-            raise invalid(f"shared memory region '{self.region.status.name}': read "
-                          f"{len(data)} of {self.byte_size} bytes")
+            raise invalid(
+                f"shared memory region '{self.region.status.name}': read "
+                f"{len(data)} of {self.byte_size} bytes"
+            )
         return data
 
     def read_input(self, name: str, model: str, expected: int) -> bytes:
         """The bytes of input ``name``, which needs ``expected`` bytes (Triton's check)."""
         if self.byte_size != expected:
-            raise invalid(f"input byte size mismatch for input '{name}' for model '{model}'. "
-                          f"Expected {expected}, got {self.byte_size}")
+            raise invalid(
+                f"input byte size mismatch for input '{name}' for model '{model}'. "
+                f"Expected {expected}, got {self.byte_size}"
+            )
         return self.read()
 
     def write(self, data: bytes | memoryview) -> None:
@@ -171,15 +181,17 @@ class SharedMemorySlice:
 
     def _failed(self, action: str, exc: OSError) -> ServingError:
         s = self.region.status
-        return internal(f"cannot {action} shared memory region '{s.name}' (object '{s.key}'): "
-                        f"{exc.strerror}")
+        return internal(
+            f"cannot {action} shared memory region '{s.name}' (object '{s.key}'): {exc.strerror}"
+        )
 
 
 class SystemSharedMemory:
     """The registered system shared memory regions of a server (thread-safe)."""
 
-    def __init__(self, max_regions: int = MAX_REGIONS,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(
+        self, max_regions: int = MAX_REGIONS, max_request_bytes: int = MAX_REQUEST_BYTES
+    ) -> None:
         self._regions: dict[str, _Region] = {}
         self._lock = threading.Lock()
         self.max_regions = max_regions
@@ -190,34 +202,44 @@ class SystemSharedMemory:
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
         """Register bytes ``[offset, offset + byte_size)`` of the object ``key`` as ``name``."""
         if not name:
-            raise invalid("'region name' is necessary to register system shared memory "
-                          "region")
+            raise invalid("'region name' is necessary to register system shared memory region")
         if len(name) > MAX_REGION_NAME:
-            raise invalid(f"failed to register shared memory region '{shorten(name, 80)}': its "
-                          f"name has {len(name)} characters, the most is {MAX_REGION_NAME}")
+            raise invalid(
+                f"failed to register shared memory region '{shorten(name, 80)}': its "
+                f"name has {len(name)} characters, the most is {MAX_REGION_NAME}"
+            )
         for field, value in (("offset", offset), ("byte_size", byte_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise invalid(f"failed to register shared memory region '{name}': '{field}' "
-                              f"must be a whole number >= 0, got {shorten(repr(value), 40)}")
+                raise invalid(
+                    f"failed to register shared memory region '{name}': '{field}' "
+                    f"must be a whole number >= 0, got {shorten(repr(value), 40)}"
+                )
         with self._lock:
             if name in self._regions:
-                raise ServingError(f"shared memory region '{name}' already in manager",
-                                   Status.ALREADY_EXISTS)
+                raise ServingError(
+                    f"shared memory region '{name}' already in manager", Status.ALREADY_EXISTS
+                )
             if len(self._regions) >= self.max_regions:
-                raise unavailable(f"failed to register shared memory region '{name}': the "
-                                  f"server holds {len(self._regions)} regions, its limit; "
-                                  "unregister one first")
+                raise unavailable(
+                    f"failed to register shared memory region '{name}': the "
+                    f"server holds {len(self._regions)} regions, its limit; "
+                    "unregister one first"
+                )
             fd = _open_object(key)
             try:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
-                    raise invalid(f"failed to register shared memory region '{name}': "
-                                  f"'{key}' is not a shared memory object")
+                    raise invalid(
+                        f"failed to register shared memory region '{name}': "
+                        f"'{key}' is not a shared memory object"
+                    )
                 size = info.st_size
                 if offset + byte_size > size:
-                    raise invalid(f"failed to register shared memory region '{name}': invalid "
-                                  f"args: offset {_number(offset)} + byte_size "
-                                  f"{_number(byte_size)} is past the {size} bytes of '{key}'")
+                    raise invalid(
+                        f"failed to register shared memory region '{name}': invalid "
+                        f"args: offset {_number(offset)} + byte_size "
+                        f"{_number(byte_size)} is past the {size} bytes of '{key}'"
+                    )
             except BaseException:
                 os.close(fd)
                 raise
@@ -238,8 +260,10 @@ class SystemSharedMemory:
                 except ServingError:
                     busy.append(region.status.name)
             if busy:
-                raise internal("Failed to unregister the following system shared memory "
-                               "regions: " + "".join(f"{n} ," for n in busy))
+                raise internal(
+                    "Failed to unregister the following system shared memory "
+                    "regions: " + "".join(f"{n} ," for n in busy)
+                )
 
     def status(self, name: str = "") -> list[dict]:
         """Every region, or the one named (Triton's JSON objects)."""
@@ -270,19 +294,21 @@ class SystemSharedMemory:
         :meth:`RequestRegions.write_outputs`.
         """
         inputs = [(t, tensor_reference("input", t.name, t.parameters)) for t in request.inputs]
-        outputs = [(o, tensor_reference("output", o.name, o.parameters))
-                   for o in request.outputs or ()]
+        outputs = [
+            (o, tensor_reference("output", o.name, o.parameters)) for o in request.outputs or ()
+        ]
         for output, reference in outputs:
             if reference is not None and output.classification:
-                raise invalid("output can't set both 'shared_memory_region' and "
-                              "'classification'")
+                raise invalid("output can't set both 'shared_memory_region' and 'classification'")
         if not any(r for _, r in inputs + outputs):
             return NO_REGIONS
         read = sum(r.byte_size for _, r in inputs if r is not None)
         if read > self.max_request_bytes:
-            raise invalid(f"the inputs of the request read {_number(read)} bytes from shared "
-                          f"memory, the most is {self.max_request_bytes} (the server's largest "
-                          "request)")
+            raise invalid(
+                f"the inputs of the request read {_number(read)} bytes from shared "
+                f"memory, the most is {self.max_request_bytes} (the server's largest "
+                "request)"
+            )
         bound = RequestRegions(self)
         with self._lock:
             try:
@@ -305,19 +331,25 @@ class SystemSharedMemory:
             raise not_found(f"Unable to find shared memory region: '{name}'")
         size = region.status.byte_size
         if reference.offset >= size:
-            raise invalid(f"Invalid offset for shared memory region: '{name}' (offset "
-                          f"{_number(reference.offset)}, the region has {size} bytes)")
+            raise invalid(
+                f"Invalid offset for shared memory region: '{name}' (offset "
+                f"{_number(reference.offset)}, the region has {size} bytes)"
+            )
         if reference.offset + reference.byte_size > size:
-            raise invalid(f"Invalid offset + byte size for shared memory region: '{name}' "
-                          f"(offset {_number(reference.offset)} + byte size "
-                          f"{_number(reference.byte_size)} is past the region's {size} bytes)")
+            raise invalid(
+                f"Invalid offset + byte size for shared memory region: '{name}' "
+                f"(offset {_number(reference.offset)} + byte size "
+                f"{_number(reference.byte_size)} is past the region's {size} bytes)"
+            )
         return SharedMemorySlice(region, reference.offset, reference.byte_size)
 
     def _remove(self, region: _Region) -> None:
         """Close and forget ``region``; the lock is held."""
         if region.uses:
-            raise internal(f"Cannot unregister shared memory region "
-                           f"'{region.status.name}', it is currently in use.")
+            raise internal(
+                f"Cannot unregister shared memory region "
+                f"'{region.status.name}', it is currently in use."
+            )
         del self._regions[region.status.name]
         region.close_when_unused()
 
@@ -344,12 +376,15 @@ class RequestRegions:
                 continue
             data = output.raw()
             if len(data) > piece.byte_size:
-                raise internal(f"shared memory size specified with the request for output "
-                               f"'{output.name}' ({piece.byte_size} bytes) should be at least "
-                               f"{len(data)} bytes to hold the results")
+                raise internal(
+                    f"shared memory size specified with the request for output "
+                    f"'{output.name}' ({piece.byte_size} bytes) should be at least "
+                    f"{len(data)} bytes to hold the results"
+                )
             piece.write(data)
-            response.outputs[i] = OutputTensor(output.name, output.datatype, output.shape,
-                                               output.data[:0], in_shared_memory=True)
+            response.outputs[i] = OutputTensor(
+                output.name, output.datatype, output.shape, output.data[:0], in_shared_memory=True
+            )
         return response
 
     def release(self) -> None:
@@ -381,31 +416,38 @@ def tensor_reference(kind: str, name: str, parameters: Mapping[str, Any]) -> Ten
     if REGION not in parameters:
         for key in (OFFSET, BYTE_SIZE):
             if key in parameters:
-                raise invalid(f"'{key}' can not be specified without 'shared_memory_region' "
-                              f"parameter for tensor '{name}'")
+                raise invalid(
+                    f"'{key}' can not be specified without 'shared_memory_region' "
+                    f"parameter for tensor '{name}'"
+                )
         return None
     if not isinstance(region, str):
-        raise invalid(f"invalid value type for 'shared_memory_region' parameter for tensor "
-                      f"'{name}', expected string_param.")
+        raise invalid(
+            f"invalid value type for 'shared_memory_region' parameter for tensor "
+            f"'{name}', expected string_param."
+        )
     numbers = {}
     for key in (OFFSET, BYTE_SIZE):
         value = parameters.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise invalid(f"invalid value type for '{key}' parameter for tensor '{name}', "
-                          "expected int64_param.")
+            raise invalid(
+                f"invalid value type for '{key}' parameter for tensor '{name}', "
+                "expected int64_param."
+            )
         if value < 0:
             raise invalid(f"'{key}' of {kind} '{name}' must be >= 0, got {_number(value)}")
         numbers[key] = value
     if BYTE_SIZE not in parameters:
-        raise invalid(f"'shared_memory_byte_size' must be specified along with "
-                      f"'shared_memory_region' parameter for tensor '{name}'")
+        raise invalid(
+            f"'shared_memory_byte_size' must be specified along with "
+            f"'shared_memory_region' parameter for tensor '{name}'"
+        )
     return TensorReference(region, numbers[OFFSET], numbers[BYTE_SIZE])
 
 
 def cuda_register_error(name: str) -> ServingError:
     """What registering CUDA shared memory answers on this server (no GPUs)."""
-    return invalid(f"failed to register CUDA shared memory region: '{name}', GPUs not "
-                   "supported")
+    return invalid(f"failed to register CUDA shared memory region: '{name}', GPUs not supported")
 
 
 def cuda_status(system: SystemSharedMemory, name: str = "") -> list[dict]:
@@ -413,8 +455,10 @@ def cuda_status(system: SystemSharedMemory, name: str = "") -> list[dict]:
     if not name:
         return []
     if any(r["name"] == name for r in system.status("")):
-        raise not_found(f"The region named '{name}' is registered as system shared memory, "
-                        "not CUDA shared memory")
+        raise not_found(
+            f"The region named '{name}' is registered as system shared memory, "
+            "not CUDA shared memory"
+        )
     raise not_found(f"Unable to find cuda shared memory region: '{name}'")
 
 
@@ -434,15 +478,18 @@ def register_arguments(document: Mapping[str, Any]) -> tuple[str, int, int]:
         raise invalid("Shared memory register request has no 'key' field")
     key = document["key"]
     if not isinstance(key, str):
-        raise invalid(f"Shared memory register request: 'key' must be a string, got "
-                      f"{type(key).__name__}")
+        raise invalid(
+            f"Shared memory register request: 'key' must be a string, got {type(key).__name__}"
+        )
     if "byte_size" not in document:
         raise invalid("Shared memory register request has no 'byte_size' field")
     numbers = []
     for field in ("offset", "byte_size"):
         value = document.get(field, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise invalid(f"Shared memory register request: '{field}' must be a whole "
-                          f"number >= 0, got {value!r}"[:200])
+            raise invalid(
+                f"Shared memory register request: '{field}' must be a whole "
+                f"number >= 0, got {value!r}"[:200]
+            )
         numbers.append(value)
     return key, numbers[0], numbers[1]

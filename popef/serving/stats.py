@@ -50,8 +50,9 @@ class ModelStats:
         self.last_inference_ms = 0
         self.batches: dict[int, BatchStats] = {}
 
-    def record_execution(self, batch_size: int, input_ns: int, infer_ns: int,
-                         output_ns: int, requests: int) -> None:
+    def record_execution(
+        self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int, requests: int
+    ) -> None:
         """One execution of ``batch_size`` samples made of ``requests`` requests."""
         with self._lock:
             self.execution_count += 1
@@ -84,6 +85,7 @@ class ModelStats:
     def snapshot(self) -> dict:
         """A consistent copy as plain data, in the shape of Triton's statistics JSON."""
         with self._lock:
+
             def d(x: Duration) -> dict:
                 return {"count": x.count, "ns": x.ns}
 
@@ -104,10 +106,12 @@ class ModelStats:
                     "cache_miss": {"count": 0, "ns": 0},
                 },
                 "batch_stats": [
-                    {"batch_size": size,
-                     "compute_input": d(b.compute_input),
-                     "compute_infer": d(b.compute_infer),
-                     "compute_output": d(b.compute_output)}
+                    {
+                        "batch_size": size,
+                        "compute_input": d(b.compute_input),
+                        "compute_infer": d(b.compute_infer),
+                        "compute_output": d(b.compute_output),
+                    }
                     for size, b in sorted(self.batches.items())
                 ],
             }

@@ -110,6 +110,7 @@ class BackendError(ServingError):
 
 # -- where the model is ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelLocation:
     """A model version's folders, as Triton gives them (relative to Triton's working folder)."""
@@ -142,11 +143,14 @@ def stub_model_path(cmdline: str | os.PathLike = "/proc/self/cmdline") -> Path |
 
 
 def locate_for_auto_complete(model_path: Path | None = None) -> ModelLocation:
-    """The model being auto-completed: from the stub's command line (see :func:`stub_model_path`)."""
+    """The model being auto-completed: from the stub's command line (see
+    :func:`stub_model_path`)."""
     path = model_path if model_path is not None else stub_model_path()
     if path is None:
-        raise BackendError("cannot find the model's folder: auto_complete_config runs outside "
-                           f"Triton's {STUB_NAME} (no model path on its command line)")
+        raise BackendError(
+            "cannot find the model's folder: auto_complete_config runs outside "
+            f"Triton's {STUB_NAME} (no model path on its command line)"
+        )
     return ModelLocation(path.parent.parent, path.parent.name)
 
 
@@ -168,12 +172,18 @@ def model_files(version_dir: Path, config) -> list[Path]:
     ``<model>.<backend>`` folder without config; both are passed over.
     """
     filename = config.default_model_filename
-    if filename.endswith(".py") or filename and filename == f"model.{config.backend}" and not (version_dir / filename).exists():
+    if (
+        filename.endswith(".py")
+        or filename
+        and filename == f"model.{config.backend}"
+        and not (version_dir / filename).exists()
+    ):
         filename = ""
     return version_files(version_dir, filename)
 
 
 # -- configs -----------------------------------------------------------------------------------
+
 
 def config_from_triton(config: Mapping[str, Any] | str):
     """Triton's model config (JSON text or its dict) as a ``ModelConfig`` message.
@@ -217,6 +227,7 @@ def _config_states_max_batch_size(model_dir: Path) -> bool:
 
 # -- loading -----------------------------------------------------------------------------------
 
+
 @dataclass
 class LoadedModel:
     runner: Any  # popef.runtime.ModelRunner
@@ -234,8 +245,9 @@ def load_model(location: ModelLocation, config) -> LoadedModel:
     parameters = ModelParameters.of(config)
     files = model_files(location.version_dir, config)
     executor = parameters.executor or DEFAULT_EXECUTOR
-    runner, signature = open_model(location.version_dir, files, executor,
-                                   parameters.executor_options)
+    runner, signature = open_model(
+        location.version_dir, files, executor, parameters.executor_options
+    )
     return LoadedModel(runner, signature, files, parameters)
 
 
@@ -251,21 +263,31 @@ def apply_completion(auto_config, completed) -> None:
     current = auto_config.as_dict()
     if completed.max_batch_size != current.get("max_batch_size", 0):
         auto_config.set_max_batch_size(int(completed.max_batch_size))
-    for kind, entries, add in (("input", completed.input, auto_config.add_input),
-                               ("output", completed.output, auto_config.add_output)):
+    for kind, entries, add in (
+        ("input", completed.input, auto_config.add_input),
+        ("output", completed.output, auto_config.add_output),
+    ):
         for entry in entries:
-            add({"name": entry.name, "data_type": mc.DataType.Name(entry.data_type),
-                 "dims": [int(d) for d in entry.dims]})
+            add(
+                {
+                    "name": entry.name,
+                    "data_type": mc.DataType.Name(entry.data_type),
+                    "dims": [int(d) for d in entry.dims],
+                }
+            )
             if entry.HasField("reshape"):
                 for item in auto_config.as_dict().get(kind, []):
                     if item.get("name") == entry.name and not item.get("reshape"):
                         item["reshape"] = {"shape": [int(d) for d in entry.reshape.shape]}
-    if (completed.WhichOneof("scheduling_choice") == "dynamic_batching"
-            and "dynamic_batching" not in current):
+    if (
+        completed.WhichOneof("scheduling_choice") == "dynamic_batching"
+        and "dynamic_batching" not in current
+    ):
         auto_config.set_dynamic_batching()
 
 
 # -- batches -----------------------------------------------------------------------------------
+
 
 @dataclass
 class _Pending:
@@ -276,6 +298,7 @@ class _Pending:
 
 
 # -- the backend -------------------------------------------------------------------------------
+
 
 def _pb_utils():
     import triton_python_backend_utils as pb_utils
@@ -314,9 +337,12 @@ class TritonPythonModel:
             raise BackendError(f"model '{name}': {error_message(exc)}") from None
         try:
             completed = complete_config(
-                config, name, loaded.signature,
+                config,
+                name,
+                loaded.signature,
                 states_max_batch_size=_config_states_max_batch_size(location.model_dir),
-                auto_complete=True)
+                auto_complete=True,
+            )
             build_plan(completed, loaded.signature, location.model_dir)
         except ServingError as exc:
             raise BackendError(f"model '{name}': {exc.message}") from None
@@ -338,8 +364,9 @@ class TritonPythonModel:
         except (ServingError, PopefError) as exc:
             raise BackendError(f"model '{self.name}': {error_message(exc)}") from None
         try:
-            checked = complete_config(config, self.name, loaded.signature,
-                                      states_max_batch_size=True, auto_complete=False)
+            checked = complete_config(
+                config, self.name, loaded.signature, states_max_batch_size=True, auto_complete=False
+            )
             self.plan = build_plan(checked, loaded.signature, location.model_dir)
         except ServingError as exc:
             loaded.close()
@@ -349,13 +376,19 @@ class TritonPythonModel:
         self.instance_index = _instance_index(self.instance)
         self.files = loaded.files
         if loaded.parameters.unknown:
-            _log("warn", f"model '{self.name}': parameters not used by the poplar backend: "
-                         + ", ".join(f"'{k}'" for k in loaded.parameters.unknown))
+            _log(
+                "warn",
+                f"model '{self.name}': parameters not used by the poplar backend: "
+                + ", ".join(f"'{k}'" for k in loaded.parameters.unknown),
+            )
         executor = loaded.parameters.executor or DEFAULT_EXECUTOR
-        _log("info", f"model '{self.name}' instance '{self.instance}': "
-                     f"{', '.join(f.name for f in self.files)} on executor '{executor}' "
-                     f"({self.runner.executor.describe()}), "
-                     f"max_batch_size {self.plan.max_batch_size}")
+        _log(
+            "info",
+            f"model '{self.name}' instance '{self.instance}': "
+            f"{', '.join(f.name for f in self.files)} on executor '{executor}' "
+            f"({self.runner.executor.describe()}), "
+            f"max_batch_size {self.plan.max_batch_size}",
+        )
 
     def finalize(self) -> None:
         if getattr(self, "runner", None) is not None:
@@ -405,8 +438,12 @@ class TritonPythonModel:
             return
         for p, result in zip(group, results):
             try:
-                tensors = [pb_utils.Tensor(tp.name, np.ascontiguousarray(
-                    result[tp.name], dtype=tp.ttype.numpy)) for tp in p.outputs]
+                tensors = [
+                    pb_utils.Tensor(
+                        tp.name, np.ascontiguousarray(result[tp.name], dtype=tp.ttype.numpy)
+                    )
+                    for tp in p.outputs
+                ]
                 responses[p.index] = pb_utils.InferenceResponse(output_tensors=tensors)
             except Exception as exc:  # noqa: BLE001
                 responses[p.index] = self._error(pb_utils, exc)
@@ -459,8 +496,9 @@ class TritonPythonModel:
             message, status = str(exc), Status.INTERNAL
         else:
             message, status = internal(error_message(exc)).message, Status.INTERNAL
-        return pb_utils.InferenceResponse(output_tensors=[],
-                                          error=_triton_error(pb_utils, message, status))
+        return pb_utils.InferenceResponse(
+            output_tensors=[], error=_triton_error(pb_utils, message, status)
+        )
 
 
 _ERROR_CODES = {

@@ -81,7 +81,8 @@ ENV_VARIABLE = "POPEF_TRITON_ENV"
 EXECUTOR_ENTRY_POINT_GROUP = "popef.executors"
 #: popef's own executor entry points when its metadata cannot be read (setup.cfg says the same)
 FALLBACK_EXECUTOR_ENTRY_POINTS = {
-    "onnxruntime": "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"}
+    "onnxruntime": "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"
+}
 #: the distribution name under which a linked popef's entry points are declared
 LINK_DISTRIBUTION = "popef_triton_link"
 MARKER = "popef-triton.json"
@@ -132,10 +133,16 @@ def requirements(without: Sequence[str] = ()) -> list[str]:
     named in ``without``."""
     unknown = sorted(set(without) - set(EXECUTOR_REQUIREMENTS))
     if unknown:
-        raise TritonEnvError(f"unknown executor '{unknown[0]}' to leave out: expected one of "
-                             + ", ".join(f"'{name}'" for name in EXECUTOR_REQUIREMENTS))
-    executors = [spec for name, specs in EXECUTOR_REQUIREMENTS.items() if name not in without
-                 for spec in specs]
+        raise TritonEnvError(
+            f"unknown executor '{unknown[0]}' to leave out: expected one of "
+            + ", ".join(f"'{name}'" for name in EXECUTOR_REQUIREMENTS)
+        )
+    executors = [
+        spec
+        for name, specs in EXECUTOR_REQUIREMENTS.items()
+        if name not in without
+        for spec in specs
+    ]
     return [*TRITON_REQUIREMENTS, *runtime_requirements(), *executors]
 
 
@@ -166,7 +173,8 @@ def libpython_dir() -> Path:
         f"this Python ({sys.executable}) has no shared libpython{version}.so.1.0, which "
         f"Triton's Python backend stub links to: use a Python built with --enable-shared "
         f"(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version}; Debian and "
-        f"Ubuntu: apt-get install libpython{version})")
+        f"Ubuntu: apt-get install libpython{version})"
+    )
 
 
 @dataclass
@@ -223,13 +231,17 @@ class TritonEnv:
             info = json.loads((path / MARKER).read_text(encoding="utf-8"))
             env = cls(path, Path(info["site_packages"]), str(info["python"]))
         except (OSError, ValueError, KeyError, TypeError):
-            raise TritonEnvError(f"no Triton environment at '{path}': prepare it with "
-                                 f"`popef triton setup --env {path}`") from None
+            raise TritonEnvError(
+                f"no Triton environment at '{path}': prepare it with "
+                f"`popef triton setup --env {path}`"
+            ) from None
         problems = env.problems()
         if problems:
-            raise TritonEnvError(f"the Triton environment at '{path}' is incomplete "
-                                 f"({problems[0]}): run `popef triton setup --env {path}` "
-                                 "again")
+            raise TritonEnvError(
+                f"the Triton environment at '{path}' is incomplete "
+                f"({problems[0]}): run `popef triton setup --env {path}` "
+                "again"
+            )
         return env
 
     def problems(self) -> list[str]:
@@ -238,10 +250,13 @@ class TritonEnv:
         version = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if self.python_version != version:
             found.append(f"it is for Python {self.python_version}, this is Python {version}")
-        for label, p in (("python", self.python), ("tritonserver", self.tritonserver),
-                         ("the bundled libraries", self.libs_dir),
-                         ("the Python backend", self.python_backend_dir / "libtriton_python.so"),
-                         (f"the stub for Python {self.python_version}", self.stub)):
+        for label, p in (
+            ("python", self.python),
+            ("tritonserver", self.tritonserver),
+            ("the bundled libraries", self.libs_dir),
+            ("the Python backend", self.python_backend_dir / "libtriton_python.so"),
+            (f"the stub for Python {self.python_version}", self.stub),
+        ):
             if not p.exists():
                 found.append(f"no {label} at {p}")
         return found
@@ -272,9 +287,15 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def setup(path: str | os.PathLike | None = None, *, force: bool = False,
-          log: Log = _stderr, pip_args: Sequence[str] = (), retries: int = 1,
-          without: Sequence[str] = ()) -> TritonEnv:
+def setup(
+    path: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    log: Log = _stderr,
+    pip_args: Sequence[str] = (),
+    retries: int = 1,
+    without: Sequence[str] = (),
+) -> TritonEnv:
     """Make (or check) Triton's environment at ``path``; cached when it is already complete.
 
     A virtual environment of this Python with :func:`requirements` installed by pip in one
@@ -287,8 +308,10 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
     path = Path(path) if path is not None else default_env_dir()
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if sys.version_info[:2] not in SUPPORTED_PYTHONS:
-        raise TritonEnvError(f"nvidia-pytriton {PYTRITON_VERSION} has Triton stubs for Python "
-                             "3.8 to 3.13, not for Python " + version)
+        raise TritonEnvError(
+            f"nvidia-pytriton {PYTRITON_VERSION} has Triton stubs for Python "
+            "3.8 to 3.13, not for Python " + version
+        )
     if not sys.platform.startswith("linux"):
         raise TritonEnvError(f"tritonserver runs on Linux only, not on {sys.platform}")
     libpython_dir()  # fails early, with advice, on a Python without a shared libpython
@@ -306,8 +329,9 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
     start = time.monotonic()
     if path.exists() and any(path.iterdir()):
         if not (path / "pyvenv.cfg").is_file():
-            raise TritonEnvError(f"'{path}' exists and is not a virtual environment; give an "
-                                 "empty or new folder")
+            raise TritonEnvError(
+                f"'{path}' exists and is not a virtual environment; give an empty or new folder"
+            )
         if force:
             shutil.rmtree(path)
     if (path / "pyvenv.cfg").is_file():
@@ -319,8 +343,18 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
     python = path / "bin" / "python"
     log("popef triton: installing " + " ".join(wanted))
     # not --quiet: pip's lines are summarized on one status line of a terminal (PipProgress)
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-               "--no-input", "--progress-bar", "off", *pip_args, *wanted]
+    command = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        *pip_args,
+        *wanted,
+    ]
     for attempt in range(retries + 1):
         try:
             with PipProgress() as progress:
@@ -331,25 +365,38 @@ def setup(path: str | os.PathLike | None = None, *, force: bool = False,
                 raise
             log("popef triton: pip failed; trying once more in 5 s")
             time.sleep(5)
-    site = Path(_output([str(python), "-c",
-                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
+    site = Path(
+        _output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+        ).strip()
+    )
     env = TritonEnv(path, site, version)
     problems = env.problems()
     if problems:
-        raise TritonEnvError(f"nvidia-pytriton {PYTRITON_VERSION} did not install what was "
-                             f"expected: {problems[0]}")
+        raise TritonEnvError(
+            f"nvidia-pytriton {PYTRITON_VERSION} did not install what was expected: {problems[0]}"
+        )
     link_popef(env)
     # from the environment's folder: a source tree in the working folder would be on the
     # check's sys.path, with metadata the server does not have
     check = _output([str(python), "-c", _CHECK, *executors], cwd=path)
-    info = {"python": version, "site_packages": str(site), "requirements": wanted,
-            "pytriton": PYTRITON_VERSION, "triton": TRITON_VERSION,
-            "made_by": f"popef {__version__}", "executors": executors, **json.loads(check)}
+    info = {
+        "python": version,
+        "site_packages": str(site),
+        "requirements": wanted,
+        "pytriton": PYTRITON_VERSION,
+        "triton": TRITON_VERSION,
+        "made_by": f"popef {__version__}",
+        "executors": executors,
+        **json.loads(check),
+    }
     text = json.dumps(info, indent=2) + "\n"
     write_atomically(env.marker, lambda file: file.write(text.encode("utf-8")))
     versions = "".join(f", {name} {info[name]}" for name in executors if name in info)
-    log(f"popef triton: ready in {time.monotonic() - start:.0f} s (Triton {TRITON_VERSION}, "
-        f"numpy {info['numpy']}{versions})")
+    log(
+        f"popef triton: ready in {time.monotonic() - start:.0f} s (Triton {TRITON_VERSION}, "
+        f"numpy {info['numpy']}{versions})"
+    )
     return env
 
 
@@ -427,11 +474,13 @@ def link_entry_points(env: TritonEnv, points: Mapping[str, str] | None = None) -
             shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        "METADATA": (f"Metadata-Version: 2.1\nName: {LINK_DISTRIBUTION}\n"
-                     f"Version: {__version__}\nSummary: entry points of the popef linked "
-                     "here by popef triton setup\n"),
-        "entry_points.txt": f"[{EXECUTOR_ENTRY_POINT_GROUP}]\n" + "".join(
-            f"{name} = {value}\n" for name, value in sorted(points.items())),
+        "METADATA": (
+            f"Metadata-Version: 2.1\nName: {LINK_DISTRIBUTION}\n"
+            f"Version: {__version__}\nSummary: entry points of the popef linked "
+            "here by popef triton setup\n"
+        ),
+        "entry_points.txt": f"[{EXECUTOR_ENTRY_POINT_GROUP}]\n"
+        + "".join(f"{name} = {value}\n" for name, value in sorted(points.items())),
     }
     for name, text in files.items():
         data = text.encode("utf-8")
@@ -441,14 +490,21 @@ def link_entry_points(env: TritonEnv, points: Mapping[str, str] | None = None) -
     return folder
 
 
-def _run(command: Sequence[str], what: str, log: Log,
-         on_line: Callable[[str], None] | None = None) -> None:
+def _run(
+    command: Sequence[str], what: str, log: Log, on_line: Callable[[str], None] | None = None
+) -> None:
     """Run ``command``, giving each line of its output to ``on_line`` as it comes; on failure,
     log the last 25 lines and raise :class:`TritonEnvError`."""
     tail: collections.deque[str] = collections.deque(maxlen=25)
     try:
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", stdin=subprocess.DEVNULL) as child:
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            stdin=subprocess.DEVNULL,
+        ) as child:
             assert child.stdout is not None
             for line in child.stdout:
                 tail.append(line.rstrip("\n"))
@@ -459,13 +515,13 @@ def _run(command: Sequence[str], what: str, log: Log,
         raise TritonEnvError(f"cannot {what}: {exc}") from None
     if returncode != 0:
         log("\n".join(tail))
-        raise TritonEnvError(f"cannot {what}: `{' '.join(command[:4])} …` exited with "
-                             f"{returncode}")
+        raise TritonEnvError(f"cannot {what}: `{' '.join(command[:4])} …` exited with {returncode}")
 
 
 def _output(command: Sequence[str], cwd: Path | None = None) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                            check=False, cwd=cwd)
+    result = subprocess.run(
+        command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, cwd=cwd
+    )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise TritonEnvError(f"the Triton environment fails a check:\n{tail}")
@@ -473,6 +529,7 @@ def _output(command: Sequence[str], cwd: Path | None = None) -> str:
 
 
 # -- the server ----------------------------------------------------------------------------------
+
 
 @dataclass
 class ServerInvocation:
@@ -491,12 +548,21 @@ class ServerInvocation:
         return f"{assignments} {shlex.join(self.command)}".strip()
 
 
-def server_invocation(env: TritonEnv, repositories: Sequence[str | os.PathLike], *,
-                      backend_dir: str | os.PathLike | None = None, host: str = "0.0.0.0",
-                      http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                      http_address: str | None = None, grpc_address: str | None = None,
-                      metrics_address: str | None = None, extra_args: Sequence[str] = (),
-                      base_env: Mapping[str, str] | None = None) -> ServerInvocation:
+def server_invocation(
+    env: TritonEnv,
+    repositories: Sequence[str | os.PathLike],
+    *,
+    backend_dir: str | os.PathLike | None = None,
+    host: str = "0.0.0.0",
+    http_port: int = 8000,
+    grpc_port: int = 8001,
+    metrics_port: int = 8002,
+    http_address: str | None = None,
+    grpc_address: str | None = None,
+    metrics_address: str | None = None,
+    extra_args: Sequence[str] = (),
+    base_env: Mapping[str, str] | None = None,
+) -> ServerInvocation:
     """Lay out the backend directory and give the ``tritonserver`` command for ``env``.
 
     ``backend_dir`` (``--backend-directory``) gets ``python/`` (Triton's Python backend with
@@ -508,28 +574,39 @@ def server_invocation(env: TritonEnv, repositories: Sequence[str | os.PathLike],
     backend_dir = Path(backend_dir) if backend_dir is not None else env.default_backend_dir
     backend_dir = backend_dir.resolve()
     link_popef(env)
-    install_python_backend(backend_dir, env.python_backend_dir, env.stub,
-                           label=f"Triton {TRITON_VERSION} from nvidia-pytriton "
-                                 f"{PYTRITON_VERSION}, stub for Python {env.python_version}")
+    install_python_backend(
+        backend_dir,
+        env.python_backend_dir,
+        env.stub,
+        label=f"Triton {TRITON_VERSION} from nvidia-pytriton "
+        f"{PYTRITON_VERSION}, stub for Python {env.python_version}",
+    )
     install_backend(backend_dir, paths=[str(env.site_packages)])
     command = [str(env.tritonserver)]
     for repository in repositories:
         command.append(f"--model-repository={Path(repository).resolve()}")
-    command += [f"--backend-directory={backend_dir}",
-                f"--cache-directory={env.triton_dir / 'caches'}",
-                f"--http-address={http_address or host}", f"--http-port={http_port}",
-                f"--grpc-address={grpc_address or host}", f"--grpc-port={grpc_port}"]
+    command += [
+        f"--backend-directory={backend_dir}",
+        f"--cache-directory={env.triton_dir / 'caches'}",
+        f"--http-address={http_address or host}",
+        f"--http-port={http_port}",
+        f"--grpc-address={grpc_address or host}",
+        f"--grpc-port={grpc_port}",
+    ]
     if metrics_port:
-        command += [f"--metrics-address={metrics_address or host}",
-                    f"--metrics-port={metrics_port}",
-                    "--allow-gpu-metrics=false"]  # CPU models; spares a DCGM warning
+        command += [
+            f"--metrics-address={metrics_address or host}",
+            f"--metrics-port={metrics_port}",
+            "--allow-gpu-metrics=false",
+        ]  # CPU models; spares a DCGM warning
     else:
         command.append("--allow-metrics=false")
     command += list(extra_args)
     base = dict(os.environ if base_env is None else base_env)
     changed = {
-        "LD_LIBRARY_PATH": _join(str(env.libs_dir), str(libpython_dir()),
-                                 base.get("LD_LIBRARY_PATH", "")),
+        "LD_LIBRARY_PATH": _join(
+            str(env.libs_dir), str(libpython_dir()), base.get("LD_LIBRARY_PATH", "")
+        ),
         "PATH": _join(str(env.bin_dir), base.get("PATH", os.defpath)),
     }
     merged = {**base, **changed}
@@ -545,4 +622,3 @@ def _join(*parts: str) -> str:
             if item and item not in seen:
                 seen.append(item)
     return os.pathsep.join(seen)
-

@@ -36,8 +36,11 @@ __all__ = [
 BACKEND_NAME = "poplar"
 MODEL_PY = "model.py"
 #: the files of Triton's Python backend, as a backend directory's ``python/`` holds them
-PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py",
-                        "triton_python_backend_stub")
+PYTHON_BACKEND_FILES = (
+    "libtriton_python.so",
+    "triton_python_backend_utils.py",
+    "triton_python_backend_stub",
+)
 #: written into a ``python/`` folder that popef filled, so that it may refresh it later
 OWNER_MARKER = ".popef-triton"
 
@@ -82,12 +85,19 @@ def install_paths() -> list[str]:
 
 def render_model_py(paths: Sequence[str] | None = None, backend: str = BACKEND_NAME) -> str:
     """The text of ``<backend-directory>/poplar/model.py``."""
-    return _TEMPLATE.format(backend=backend, version=__version__,
-                            paths=list(install_paths() if paths is None else paths))
+    return _TEMPLATE.format(
+        backend=backend,
+        version=__version__,
+        paths=list(install_paths() if paths is None else paths),
+    )
 
 
-def install_backend(directory: str | os.PathLike, *, paths: Sequence[str] | None = None,
-                    python_backend: str | os.PathLike | None = None) -> Path:
+def install_backend(
+    directory: str | os.PathLike,
+    *,
+    paths: Sequence[str] | None = None,
+    python_backend: str | os.PathLike | None = None,
+) -> Path:
     """Write ``<directory>/poplar/model.py``; returns its path.
 
     ``python_backend`` is a folder holding Triton's Python backend (e.g.
@@ -106,8 +116,9 @@ def install_backend(directory: str | os.PathLike, *, paths: Sequence[str] | None
     return path
 
 
-def install_python_backend(directory: str | os.PathLike, source: Path,
-                           stub: Path | None = None, *, label: str = "") -> Path:
+def install_python_backend(
+    directory: str | os.PathLike, source: Path, stub: Path | None = None, *, label: str = ""
+) -> Path:
     """Copy Triton's Python backend from ``source`` into ``<directory>/python/``.
 
     ``stub`` is the ``triton_python_backend_stub`` to use when ``source`` has none (a
@@ -129,8 +140,10 @@ def install_python_backend(directory: str | os.PathLike, source: Path,
     marker = dest / OWNER_MARKER
     if dest.exists() and not marker.is_file():
         if all((dest / name).is_file() for name in PYTHON_BACKEND_FILES):
-            raise PopefError(f"'{dest}' already holds a Python backend that popef did not put "
-                             "there; remove it, or give another backend directory")
+            raise PopefError(
+                f"'{dest}' already holds a Python backend that popef did not put "
+                "there; remove it, or give another backend directory"
+            )
         if any(dest.iterdir()):
             raise PopefError(f"'{dest}' exists and is not a Python backend popef put there")
     dest.mkdir(parents=True, exist_ok=True)
@@ -172,4 +185,3 @@ def _same_file(a: Path, b: Path) -> bool:
                 return False
             if not ca:
                 return True
-

@@ -47,8 +47,9 @@ class PipProgress:
     ticker thread turns the spinner while pip is silent (resolving, unpacking a large wheel).
     """
 
-    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None,
-                 interval: float = 0.1):
+    def __init__(
+        self, stream: TextIO | None = None, enabled: bool | None = None, interval: float = 0.1
+    ):
         self._stream = stream if stream is not None else sys.stderr
         if enabled is None:
             try:
@@ -65,8 +66,9 @@ class PipProgress:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         if enabled:
-            self._ticker = threading.Thread(target=self._tick, args=(interval,), daemon=True,
-                                            name="popef-pip-progress")
+            self._ticker = threading.Thread(
+                target=self._tick, args=(interval,), daemon=True, name="popef-pip-progress"
+            )
             self._ticker.start()
 
     def line(self, text: str) -> None:
@@ -83,8 +85,9 @@ class PipProgress:
     def status(self) -> str:
         """The status line as it is now (without the spinner)."""
         counted = f", {self._collected} collected" if self._collected else ""
-        return (f"pip: {self._phase} {self._detail}{counted} "
-                f"[{time.monotonic() - self._start:.0f} s]")
+        return (
+            f"pip: {self._phase} {self._detail}{counted} [{time.monotonic() - self._start:.0f} s]"
+        )
 
     def close(self) -> None:
         """Stop the spinner and clear the status line."""
@@ -114,7 +117,7 @@ class PipProgress:
             return
         text = f"{_SPINNER[self._frame % len(_SPINNER)]} {self.status()}"
         limit = _terminal_width() - 1
-        text = text if len(text) <= limit else text[:limit - 1] + "…"
+        text = text if len(text) <= limit else text[: limit - 1] + "…"
         self._stream.write("\r" + text + " " * max(0, self._width - len(text)))
         self._stream.flush()
         self._width = len(text)

@@ -16,8 +16,10 @@ def test_training_writes_elsewhere_than_the_committed_model_by_default(tmp_path,
     monkeypatch.chdir(EXAMPLE)  # even when run next to it
     output = train.parse_args([]).output
     assert output.resolve() != (EXAMPLE / "executable.popef").resolve()
-    assert train.parse_args(["--output", "executable.popef"]).output.resolve() == \
-        (EXAMPLE / "executable.popef").resolve()
+    assert (
+        train.parse_args(["--output", "executable.popef"]).output.resolve()
+        == (EXAMPLE / "executable.popef").resolve()
+    )
 
 
 def test_loading_the_example_leaves_sys_path_alone():

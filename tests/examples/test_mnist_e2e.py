@@ -24,8 +24,9 @@ EXPECTED_CLIENT = "".join(f'Predicted digit for file "{d}.png": {d}\n' for d in 
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_popef_dump_prints_the_tutorial_listing():

@@ -21,15 +21,17 @@ EXAMPLE = ROOT / "examples" / "mnist"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=600
+    )
 
 
 def test_trains_saves_and_classifies(tmp_path):
     # 1,500 images for one epoch: a few seconds, and ~85% held-out accuracy
     saved = tmp_path / "executable.popef"
-    result = run(str(EXAMPLE / "mnist_torch.py"), "--epochs", "1", "--limit", "1500",
-                 "--output", str(saved))
+    result = run(
+        str(EXAMPLE / "mnist_torch.py"), "--epochs", "1", "--limit", "1500", "--output", str(saved)
+    )
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.split("held-out accuracy (PyTorch):")[1].split()[0])
     assert accuracy >= 0.7, result.stdout
@@ -56,7 +58,8 @@ def test_trains_saves_and_classifies(tmp_path):
 
 
 def test_refuses_a_bad_limit(tmp_path):
-    result = run(str(EXAMPLE / "mnist_torch.py"), "--limit", "0",
-                 "--output", str(tmp_path / "x.popef"))
+    result = run(
+        str(EXAMPLE / "mnist_torch.py"), "--limit", "0", "--output", str(tmp_path / "x.popef")
+    )
     assert result.returncode == 2 and "--limit" in result.stderr
     assert not (tmp_path / "x.popef").exists()

@@ -49,8 +49,17 @@ def test_split_rule(raw, split):
     x_train, y_train, x_held, y_held = split
     held = mnist.held_out_mask(len(y))
     assert held.sum() == 1000 and (~held).sum() == 4000
-    for i, expected in [(0, False), (399, False), (400, True), (499, True), (500, False),
-                        (899, False), (900, True), (4900, True), (4999, True)]:
+    for i, expected in [
+        (0, False),
+        (399, False),
+        (400, True),
+        (499, True),
+        (500, False),
+        (899, False),
+        (900, True),
+        (4900, True),
+        (4999, True),
+    ]:
         assert held[i] == expected, i
     assert np.array_equal(np.flatnonzero(held), [i for i in range(5000) if i % 500 >= 400])
 
@@ -138,8 +147,9 @@ def test_trainer_forward_matches_reference(split):
     logits, _ = train.forward_train(params, x_held)
     assert logits.dtype == np.float32
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    np.testing.assert_allclose(z / z.sum(axis=1, keepdims=True), mnist.forward(params, x_held),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        z / z.sum(axis=1, keepdims=True), mnist.forward(params, x_held), atol=1e-5
+    )
 
 
 def test_im2col_col2im_are_adjoint():
@@ -285,8 +295,7 @@ def test_backprop_matches_torch_autograd():
     tloss.backward()
     assert loss == pytest.approx(tloss.item(), rel=1e-12)
     for name, p in net.named_parameters():
-        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-9, atol=1e-12,
-                                   err_msg=name)
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 # -------------------------------------------------------------------------------- training
@@ -304,9 +313,22 @@ def test_adam_matches_reference_update():
 def test_short_training_run_beats_chance(tmp_path, split, capsys):
     params_path = tmp_path / "params.npz"
     t0 = time.thread_time()  # CPU time: the work, however loaded the machine
-    rc = train.main(["--epochs", "1", "--limit", "800", "--seed", "0", "--no-progress",
-                     "--no-export", "--save-params", str(params_path),
-                     "--output", str(tmp_path / "never.popef")])
+    rc = train.main(
+        [
+            "--epochs",
+            "1",
+            "--limit",
+            "800",
+            "--seed",
+            "0",
+            "--no-progress",
+            "--no-export",
+            "--save-params",
+            str(params_path),
+            "--output",
+            str(tmp_path / "never.popef"),
+        ]
+    )
     elapsed = time.thread_time() - t0
     assert rc == 0
     assert elapsed < 60, f"short training run took {elapsed:.1f} s of CPU time"
@@ -338,8 +360,9 @@ def test_training_is_reproducible(split):
 # ---------------------------------------------------------------------------------- export
 
 
-needs_builder = pytest.mark.skipif(not _has_graph_builder(),
-                                   reason="popef.runtime.GraphBuilder is not available")
+needs_builder = pytest.mark.skipif(
+    not _has_graph_builder(), reason="popef.runtime.GraphBuilder is not available"
+)
 
 
 @needs_builder
@@ -358,9 +381,13 @@ def test_export_popef_runs_like_forward(tmp_path, split):
         [out] = runner.get_execute_outputs()
         assert (inp.name, inp.dtype, tuple(inp.shape)) == ("input", DataType.F32, (1, 1, 28, 28))
         assert (out.name, out.dtype, tuple(out.shape)) == (
-            "softmax/Softmax:0", DataType.F32, (1, 10))
-        got = np.concatenate([runner.execute({"input": x[None]})["softmax/Softmax:0"]
-                              for x in x_held])
+            "softmax/Softmax:0",
+            DataType.F32,
+            (1, 10),
+        )
+        got = np.concatenate(
+            [runner.execute({"input": x[None]})["softmax/Softmax:0"] for x in x_held]
+        )
     np.testing.assert_allclose(got, mnist.forward(params, x_held), atol=1e-6, rtol=1e-5)
 
 
@@ -370,11 +397,24 @@ def test_train_main_exports(tmp_path, split):
 
     out = tmp_path / "model.popef"
     params_path = tmp_path / "params.npz"
-    assert train.main(["--epochs", "1", "--limit", "20", "--no-progress", "--output", str(out),
-                       "--save-params", str(params_path)]) == 0
+    assert (
+        train.main(
+            [
+                "--epochs",
+                "1",
+                "--limit",
+                "20",
+                "--no-progress",
+                "--output",
+                str(out),
+                "--save-params",
+                str(params_path),
+            ]
+        )
+        == 0
+    )
     params = mnist.load_params(params_path)
     x = split[2][:3]
     with ModelRunner(str(out)) as runner:
-        got = np.concatenate([runner.execute({"input": xi[None]})["softmax/Softmax:0"]
-                              for xi in x])
+        got = np.concatenate([runner.execute({"input": xi[None]})["softmax/Softmax:0"] for xi in x])
     np.testing.assert_allclose(got, mnist.forward(params, x), atol=1e-6, rtol=1e-5)

@@ -32,7 +32,7 @@ def compress_popef(popef, source: str, target: str) -> None:
 
 # A script as users of the Poplar SDK write them: read metadata and anchors, rewrite the file
 # with a compressed executable, run the model with model_runtime (mmdeploy's calls).
-GRAPHCORE_SCRIPT = '''
+GRAPHCORE_SCRIPT = """
 import sys
 from datetime import timedelta
 
@@ -81,4 +81,4 @@ for desc in runner.getExecuteOutputs():
     out = np.frombuffer(result[desc.name],
                         dtype=popef.popefTypeToNumpyDType(desc.data_type)).reshape(desc.shape)
     print("output", desc.name, out.ravel().tolist())
-'''
+"""

@@ -19,8 +19,13 @@ from .test_model_runtime import small_model
 
 
 def run(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "popef.graphcore", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "popef.graphcore", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_graphcore_script_runs_unchanged(tmp_path):
@@ -29,8 +34,10 @@ def test_a_graphcore_script_runs_unchanged(tmp_path):
     done = run(tmp_path, "script.py", "small.popef", "compressed.popef")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == ("executable small replicas 1 iterations 1 main [5] programs "
-                        "{0: 'WeightsFromHost', 5: 'Program'}")
+    assert lines[0] == (
+        "executable small replicas 1 iterations 1 main [5] programs "
+        "{0: 'WeightsFromHost', 5: 'Program'}"
+    )
     assert lines[1] == "anchor x h2d_x [5] False INPUT F32 [2, 3] 24"
     assert lines[2] == "anchor y anchor_d2h_y [5] False OUTPUT F32 [2, 4] 32"
     # the rewritten file holds the same model, its executable compressed, and runs the same
@@ -43,11 +50,12 @@ def test_a_graphcore_script_runs_unchanged(tmp_path):
     with ModelRunner(tmp_path / "small.popef") as reference:
         expected = reference.execute({"x": x})
     printed = {line.split()[1]: line for line in lines if line.startswith("output ")}
-    assert printed == {name: f"output {name} {array.ravel().tolist()}"
-                       for name, array in expected.items()}
+    assert printed == {
+        name: f"output {name} {array.ravel().tolist()}" for name, array in expected.items()
+    }
 
 
-LIBRARY_INSIDE = '''
+LIBRARY_INSIDE = """
 import sys
 import popef
 import model_runtime
@@ -77,7 +85,7 @@ graphcore = popef.Reader()
 graphcore.parseFile("inside.popef")
 print("graphcore", graphcore.metadata()[0].executable())
 sys.exit(int(sys.argv[1]))
-'''
+"""
 
 
 def test_our_library_works_inside_the_script(tmp_path):
@@ -98,10 +106,12 @@ def test_the_script_folder_comes_first_on_the_path(tmp_path):
     folder = tmp_path / "tools"
     folder.mkdir()
     (folder / "helper.py").write_text("import popef\nREADER = popef.Reader\n")
-    (folder / "main.py").write_text(textwrap.dedent("""
+    (folder / "main.py").write_text(
+        textwrap.dedent("""
         import helper, popef
         print(helper.READER is popef.Reader, helper.READER.__module__)
-    """))
+    """)
+    )
     done = run(tmp_path, "tools/main.py")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "True popef.graphcore.reading\n"
@@ -132,12 +142,14 @@ def test_the_script_traceback_is_the_one_python_prints(tmp_path):
     and for a script that does not compile; ``__file__`` is absolute, as under Python."""
     (tmp_path / "raises.py").write_text(
         "import os\nassert os.path.isabs(__file__)\n"
-        "def inner():\n    raise ValueError('boom')\ninner()\n")
+        "def inner():\n    raise ValueError('boom')\ninner()\n"
+    )
     (tmp_path / "broken.py").write_text("x = (\n")
     for script in ("raises.py", "broken.py"):
         done = run(tmp_path, script)
-        plain = subprocess.run([sys.executable, script], cwd=tmp_path, capture_output=True,
-                               text=True, timeout=300)
+        plain = subprocess.run(
+            [sys.executable, script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
         assert (done.returncode, done.stdout) == (1, "")
         assert done.stderr == plain.stderr and "popef" not in done.stderr
 

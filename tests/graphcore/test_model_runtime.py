@@ -36,16 +36,21 @@ def mmdeploy_forward(runner, inputs: dict[str, np.ndarray], asynchronous: bool):
         result.wait()
     else:
         result = runner.execute(view)
-    return {desc.name: np.frombuffer(result[desc.name],
-                                     dtype=popef.popefTypeToNumpyDType(desc.data_type))
-            .reshape(desc.shape) for desc in runner.getExecuteOutputs()}
+    return {
+        desc.name: np.frombuffer(
+            result[desc.name], dtype=popef.popefTypeToNumpyDType(desc.data_type)
+        ).reshape(desc.shape)
+        for desc in runner.getExecuteOutputs()
+    }
 
 
 def mmdeploy_config():
     config = model_runtime.ModelRunnerConfig()
     config.device_wait_config = model_runtime.DeviceWaitConfig(
         model_runtime.DeviceWaitStrategy.WAIT_WITH_TIMEOUT,
-        timeout=timedelta(seconds=600), sleepTime=timedelta(seconds=1))
+        timeout=timedelta(seconds=600),
+        sleepTime=timedelta(seconds=1),
+    )
     return config
 
 
@@ -56,7 +61,11 @@ def test_mnist_runs_as_with_our_runner(tmp_path, asynchronous):
     runner = model_runtime.ModelRunner(str(path), config=mmdeploy_config())
     [desc] = runner.getExecuteInputs()
     assert (desc.name, desc.shape, desc.data_type, desc.size_in_bytes) == (
-        "input", [1, 1, 28, 28], popef.DataType.F32, 3136)
+        "input",
+        [1, 1, 28, 28],
+        popef.DataType.F32,
+        3136,
+    )
     [out] = runner.getExecuteOutputs()
     assert (out.name, out.shape, out.size_in_bytes) == ("softmax/Softmax:0", [1, 10], 40)
     image = np.random.default_rng(3).random((1, 1, 28, 28))  # float64: astype'd as mmdeploy does
@@ -83,8 +92,9 @@ def test_split_files_device_iterations_and_raw_memory(tmp_path):
     with ours.Writer(tmp_path / "variables.popef") as writer:
         for tensor in reader.tensors():
             writer.copy_blob(tensor)
-    paths = model_runtime.PopefPaths([str(tmp_path / "executable.popef"),
-                                      str(tmp_path / "variables.popef")])
+    paths = model_runtime.PopefPaths(
+        [str(tmp_path / "executable.popef"), str(tmp_path / "variables.popef")]
+    )
     runner = model_runtime.ModelRunner(paths)
     x = np.arange(12, dtype=np.float32) / 7
     with ModelRunner(whole) as reference:
@@ -92,13 +102,16 @@ def test_split_files_device_iterations_and_raw_memory(tmp_path):
     for given in (x, x.tobytes(), bytearray(x.tobytes())):
         got = runner.execute({"x": given})
         for name, array in expected.items():
-            np.testing.assert_array_equal(np.frombuffer(got[name], np.float32).reshape(4, -1),
-                                          array)
+            np.testing.assert_array_equal(
+                np.frombuffer(got[name], np.float32).reshape(4, -1), array
+            )
     outputs = model_runtime.OutputMemoryView(
-        {desc.name: bytearray(2 * desc.size_in_bytes) for desc in runner.getExecuteOutputs()})
+        {desc.name: bytearray(2 * desc.size_in_bytes) for desc in runner.getExecuteOutputs()}
+    )
     assert runner.execute({"x": x}, outputs) is None
-    np.testing.assert_array_equal(np.frombuffer(outputs["y"], np.float32).reshape(4, 4),
-                                  expected["y"])
+    np.testing.assert_array_equal(
+        np.frombuffer(outputs["y"], np.float32).reshape(4, 4), expected["y"]
+    )
     runner.close()
 
 
@@ -124,8 +137,12 @@ def test_config_is_checked(tmp_path):
         (model_runtime.ModelRunnerConfig(timeout_ns=-1), "timeout_ns must be nanoseconds >= 0"),
         (model_runtime.ModelRunnerConfig(thread_safe="yes"), "thread_safe must be a bool"),
         (model_runtime.ModelRunnerConfig(device_wait_config=None), "must be a DeviceWaitConfig"),
-        (model_runtime.ModelRunnerConfig(device_wait_config=model_runtime.DeviceWaitConfig(
-            timeout=timedelta(seconds=-1))), "DeviceWaitConfig.timeout must not be negative"),
+        (
+            model_runtime.ModelRunnerConfig(
+                device_wait_config=model_runtime.DeviceWaitConfig(timeout=timedelta(seconds=-1))
+            ),
+            "DeviceWaitConfig.timeout must not be negative",
+        ),
         (model_runtime.ModelRunnerConfig(executor="no-such-executor"), "no-such-executor"),
     ]
     for config, message in bad:
@@ -133,8 +150,12 @@ def test_config_is_checked(tmp_path):
             model_runtime.ModelRunner(str(path), config=config)
     with pytest.raises(ours.ExecutionError, match="config must be a ModelRunnerConfig, got dict"):
         model_runtime.ModelRunner(str(path), config={})
-    model_runtime.ModelRunner(str(path), config=model_runtime.ModelRunnerConfig(
-        timeout_ns=timedelta(milliseconds=5), thread_safe=False)).close()
+    model_runtime.ModelRunner(
+        str(path),
+        config=model_runtime.ModelRunnerConfig(
+            timeout_ns=timedelta(milliseconds=5), thread_safe=False
+        ),
+    ).close()
 
 
 def test_bad_inputs_are_named(tmp_path):
@@ -152,8 +173,9 @@ def test_bad_inputs_are_named(tmp_path):
         with pytest.raises(ours.ExecutionError, match="must be an InputMemoryView"):
             runner.execute([np.ones((2, 3), np.float32)])
         outputs = model_runtime.OutputMemoryView(y=bytes(32), p=bytearray(32))
-        with pytest.raises(ours.ExecutionError, match="'y' needs 32 writable bytes, found 32 "
-                                                      "read-only"):
+        with pytest.raises(
+            ours.ExecutionError, match="'y' needs 32 writable bytes, found 32 read-only"
+        ):
             runner.execute({"x": np.ones((2, 3), np.float32)}, outputs)
     with pytest.raises(ours.PopefError, match="cannot read"):
         model_runtime.ModelRunner(str(tmp_path / "missing.popef"))
@@ -178,13 +200,15 @@ def test_descriptions_are_copies_that_callers_can_scale(tmp_path):
     g.add_output(g.add_node("Relu", [x]), "y")
     bps = 4
     g.save(path, executable_name="relu", device_iterations=bps)
-    runner = model_runtime.ModelRunner(model_runtime.PopefPaths(str(path)),
-                                       config=mmdeploy_config())
+    runner = model_runtime.ModelRunner(
+        model_runtime.PopefPaths(str(path)), config=mmdeploy_config()
+    )
     descriptions = runner.getExecuteInputs()
     view = model_runtime.InputMemoryView()
     for desc in descriptions:
-        data = np.arange(6).reshape(desc.shape).astype(
-            popef.popefTypeToNumpyDType(desc.data_type)) - 2
+        data = (
+            np.arange(6).reshape(desc.shape).astype(popef.popefTypeToNumpyDType(desc.data_type)) - 2
+        )
         view[desc.name] = np.repeat(data, repeats=bps, axis=0)
     for _ in range(3):
         result = runner.executeAsync(view)
@@ -192,8 +216,9 @@ def test_descriptions_are_copies_that_callers_can_scale(tmp_path):
         for desc in runner.getExecuteOutputs():
             out_shape = desc.shape
             out_shape[0] = out_shape[0] * bps
-            out = np.frombuffer(result[desc.name],
-                                dtype=popef.popefTypeToNumpyDType(desc.data_type)).reshape(out_shape)
+            out = np.frombuffer(
+                result[desc.name], dtype=popef.popefTypeToNumpyDType(desc.data_type)
+            ).reshape(out_shape)
             np.testing.assert_array_equal(out, np.maximum(view["x"], 0))
     desc = runner.getExecuteInputs()[0]
     desc.shape[0] = 99

@@ -18,12 +18,17 @@ from ..helpers import models_bytes
 from ..strategies import model_sets
 from .scripts import compress_popef
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
-ENGINE_OPTIONS = (ours.Option("target.syncReplicasIndependently", "true"),
-                  ours.Option("opt.enableInlining", "false"),
-                  ours.Option("debug.instrument", "true"))
+ENGINE_OPTIONS = (
+    ours.Option("target.syncReplicasIndependently", "true"),
+    ours.Option("opt.enableInlining", "false"),
+    ours.Option("debug.instrument", "true"),
+)
 
 
 def popart_like_file(path) -> ours.Metadata:
@@ -32,19 +37,35 @@ def popart_like_file(path) -> ours.Metadata:
     f32 = ours.DataType.F32
     anchors = (
         ours.Anchor("x", "h2d_x", ours.TensorInfo(f32, (4, 3)), (5,), True, ours.TensorType.INPUT),
-        ours.Anchor("y", "anchor_d2h_y", ours.TensorInfo(f32, (4, 2)), (5,), True,
-                    ours.TensorType.OUTPUT),
+        ours.Anchor(
+            "y", "anchor_d2h_y", ours.TensorInfo(f32, (4, 2)), (5,), True, ours.TensorType.OUTPUT
+        ),
         ours.Anchor("w", "h2d_w", ours.TensorInfo(f32, (3, 2)), (0,), False, ours.TensorType.INPUT),
-        ours.Anchor("randomSeed", "h2d_randomSeed", ours.TensorInfo(ours.DataType.U32, (2,)),
-                    (2,), False, ours.TensorType.INPUT),
+        ours.Anchor(
+            "randomSeed",
+            "h2d_randomSeed",
+            ours.TensorInfo(ours.DataType.U32, (2,)),
+            (2,),
+            False,
+            ours.TensorType.INPUT,
+        ),
     )
     md = ours.Metadata(
-        executable="1234567890", anchors=anchors,
+        executable="1234567890",
+        anchors=anchors,
         program_flow=ours.ProgramFlow(load=(0, 2), main=(5,), save=(3,)),
         programs_map={i: ours.POPART_PROGRAM_NAMES[i] for i in (0, 2, 3, 5)},
-        replication_factor=4, num_ipus=4, ipu_version=21, is_pod=True, num_processes=1,
-        is_inference=True, seed_handle="h2d_randomSeed", engine_options=ENGINE_OPTIONS,
-        device_options=(ours.Option("numIPUs", "4"),), device_iterations=16)
+        replication_factor=4,
+        num_ipus=4,
+        ipu_version=21,
+        is_pod=True,
+        num_processes=1,
+        is_inference=True,
+        seed_handle="h2d_randomSeed",
+        engine_options=ENGINE_OPTIONS,
+        device_options=(ours.Option("numIPUs", "4"),),
+        device_iterations=16,
+    )
     with ours.Writer(path) as writer:
         writer.write_metadata(md)
         with writer.create_executable(md.executable) as blob:
@@ -65,10 +86,18 @@ def test_popart_executable_serialization_reads(tmp_path):
     reader.parseFile(str(path))
     [md] = reader.metadata()
     assert md.executable() == reader.executables()[0].name == "1234567890"
-    assert (md.replicationFactor(), md.numProcesses(), md.isInference(), md.ipuVersion(),
-            md.isPOD(), md.numIpus(), md.deviceIterations()) == (4, 1, True, 21, True, 4, 16)
+    assert (
+        md.replicationFactor(),
+        md.numProcesses(),
+        md.isInference(),
+        md.ipuVersion(),
+        md.isPOD(),
+        md.numIpus(),
+        md.deviceIterations(),
+    ) == (4, 1, True, 21, True, 4, 16)
     assert [(o.name(), o.value()) for o in md.engineOptions()] == [
-        (o.name, o.value) for o in ENGINE_OPTIONS]  # in order: a list, not a map
+        (o.name, o.value) for o in ENGINE_OPTIONS
+    ]  # in order: a list, not a map
     assert [(o.name(), o.value()) for o in md.deviceOptions()] == [("numIPUs", "4")]
     assert md.programFlow().load() == [0, 2] and md.programFlow().main() == [5]
     assert md.programFlow().save() == [3]
@@ -90,8 +119,11 @@ def test_popart_executable_serialization_reads(tmp_path):
     assert (x.programs(), x.isPerReplica(), x.tensorInfo().sizeInBytes()) == ([5], True, 48)
     assert anchors["y"].type() == popef.TensorType.OUTPUT
     [opaque] = reader.opaqueBlobs()
-    assert (opaque.name, opaque.executable, opaque.data()) == ("popart", "1234567890",
-                                                               b"capnp executablex")
+    assert (opaque.name, opaque.executable, opaque.data()) == (
+        "popart",
+        "1234567890",
+        b"capnp executablex",
+    )
     assert opaque.getAvailableReadSize() == len(b"capnp executablex")
     data = reader.tensors()[0].data()
     np.testing.assert_array_equal(data, np.arange(6, dtype=np.float32).reshape(3, 2))
@@ -127,11 +159,14 @@ def test_compress_popef_rewrite_gives_the_same_models(tmp_path):
     assert new.payload() == old.payload()
     assert new.blob.payload_size < old.blob.payload_size
     assert [(t.info, t.data().tobytes()) for t in after.tensors()] == [
-        (t.info, t.data().tobytes()) for t in before.tensors()]
+        (t.info, t.data().tobytes()) for t in before.tensors()
+    ]
     assert [(f.info, f.data().tobytes()) for f in after.feeds()] == [
-        (f.info, f.data().tobytes()) for f in before.feeds()]
+        (f.info, f.data().tobytes()) for f in before.feeds()
+    ]
     assert [(o.info, o.data()) for o in after.opaque_blobs()] == [
-        (o.info, o.data()) for o in before.opaque_blobs()]
+        (o.info, o.data()) for o in before.opaque_blobs()
+    ]
     assert [m.name for m in after.models()] == ["1234567890"]
     after.verify()
 
@@ -147,12 +182,15 @@ def test_any_models_survive_the_rewrite_loop(tmp_path, model_list):
     after.parse_file(target)
     assert after.metadata() == before.metadata()
     assert [(e.name, e.payload()) for e in after.executables()] == [
-        (e.name, e.payload()) for e in before.executables()]
+        (e.name, e.payload()) for e in before.executables()
+    ]
     assert all(e.compressed for e in after.executables())
     assert [(t.info, t.read().tobytes()) for t in after.tensors()] == [
-        (t.info, t.read().tobytes()) for t in before.tensors()]
+        (t.info, t.read().tobytes()) for t in before.tensors()
+    ]
     assert [(o.info, o.data()) for o in after.opaque_blobs()] == [
-        (o.info, o.data()) for o in before.opaque_blobs()]
+        (o.info, o.data()) for o in before.opaque_blobs()
+    ]
     before.close()
     after.close()
 
@@ -196,14 +234,29 @@ def test_metadata_built_with_setters_reads_back_as_set():
     writer.close()
     reader = ours.Reader()
     reader.parse_bytes(stream.getvalue())
-    assert reader.metadata() == [ours.Metadata(
-        executable="exe",
-        anchors=(ours.Anchor("x", "h2d_x", ours.TensorInfo(ours.DataType.F16, (2, 3, 4)), (5,),
-                             False, ours.TensorType.INPUT),),
-        program_flow=ours.ProgramFlow(load=(0,), main=(5,)),
-        programs_map={0: "WeightsFromHost", 5: "Program"}, replication_factor=2, num_ipus=2,
-        ipu_version=2, is_inference=True, device_iterations=8,
-        engine_options=(ours.Option("a", "1"), ours.Option("b", "2")))]
+    assert reader.metadata() == [
+        ours.Metadata(
+            executable="exe",
+            anchors=(
+                ours.Anchor(
+                    "x",
+                    "h2d_x",
+                    ours.TensorInfo(ours.DataType.F16, (2, 3, 4)),
+                    (5,),
+                    False,
+                    ours.TensorType.INPUT,
+                ),
+            ),
+            program_flow=ours.ProgramFlow(load=(0,), main=(5,)),
+            programs_map={0: "WeightsFromHost", 5: "Program"},
+            replication_factor=2,
+            num_ipus=2,
+            ipu_version=2,
+            is_inference=True,
+            device_iterations=8,
+            engine_options=(ours.Option("a", "1"), ours.Option("b", "2")),
+        )
+    ]
     again = popef.Reader()
     again.parseStream(io.BytesIO(stream.getvalue()))
     assert again.metadata() == [md]
@@ -238,8 +291,22 @@ def test_popef_type_to_numpy_dtype_covers_every_type():
     assert popef.popefTypeToNumpyDType(popef.DataType.F8143) == np.uint8
     assert [t.name for t in popef.TensorType] == ["UNKNOWN", "INPUT", "OUTPUT"]
     assert [t.name for t in popef.DataType] == [
-        "BOOL", "F8", "F16", "F32", "F64", "S8", "U8", "S16", "U16", "S32", "U32", "S64", "U64",
-        "F8143", "F8152"]
+        "BOOL",
+        "F8",
+        "F16",
+        "F32",
+        "F64",
+        "S8",
+        "U8",
+        "S16",
+        "U16",
+        "S32",
+        "U32",
+        "S64",
+        "U64",
+        "F8143",
+        "F8152",
+    ]
 
 
 def test_a_forgotten_writer_still_writes_its_file(tmp_path):
@@ -255,6 +322,7 @@ def test_a_forgotten_writer_still_writes_its_file(tmp_path):
 
 
 # ---- bad input: PopefError naming what and where
+
 
 def test_garbage_is_refused_like_popart_expects(tmp_path):
     path = tmp_path / "cache.popef"
@@ -286,9 +354,14 @@ def test_bad_values_are_named_when_written():
     writer.close()
 
 
-@pytest.mark.parametrize("kind, ours_kind", [(popef.DataType, ours.DataType),
-                                             (popef.TensorType, ours.TensorType),
-                                             (popef.BlobType, ours.BlobType)])
+@pytest.mark.parametrize(
+    "kind, ours_kind",
+    [
+        (popef.DataType, ours.DataType),
+        (popef.TensorType, ours.TensorType),
+        (popef.BlobType, ours.BlobType),
+    ],
+)
 def test_enums_print_as_pybind11_enums_and_stand_for_ours(kind, ours_kind):
     """``print(info.dataType())`` shows ``DataType.F32``, as Graphcore's module prints it;
     the member is still equal to this library's, hashes as it does and converts to it."""
@@ -327,6 +400,7 @@ def test_enums_read_back_as_graphcore_enums_and_feed_our_library(tmp_path):
 
 def test_popef_type_to_numpy_dtype_refuses_what_is_not_a_type():
     for bad in (99, "F32", None, True):
-        with pytest.raises(ours.PopefError, match="popefTypeToNumpyDType\\(\\) needs a "
-                                                  "popef.DataType"):
+        with pytest.raises(
+            ours.PopefError, match="popefTypeToNumpyDType\\(\\) needs a popef.DataType"
+        ):
             popef.popefTypeToNumpyDType(bad)

@@ -29,9 +29,12 @@ def chain_model(weights: list[np.ndarray]):
     for i, _ in enumerate(weights):
         nodes.append(helper.make_node("Add", [previous, f"w{i}"], [f"h{i}"]))
         previous = f"h{i}"
-    return make_model(nodes, [tensor_in("x", [1, width])], [tensor_in(previous, None)],
-                      [init(f"w{i}", w.reshape(1, width)) for i, w in enumerate(weights)])
-
+    return make_model(
+        nodes,
+        [tensor_in("x", [1, width])],
+        [tensor_in(previous, None)],
+        [init(f"w{i}", w.reshape(1, width)) for i, w in enumerate(weights)],
+    )
 
 
 def test_large_weights_are_mapped_from_the_file(tmp_path):
@@ -53,8 +56,10 @@ def test_large_weights_are_mapped_from_the_file(tmp_path):
     popef.import_onnx(path, tmp_path / "from_file.popef")
     popef.import_onnx(model, tmp_path / "from_proto.popef")
     x = rng.standard_normal((1, weights[0].size)).astype(np.float32)
-    with ModelRunner(tmp_path / "from_file.popef") as a, \
-            ModelRunner(tmp_path / "from_proto.popef") as b:
+    with (
+        ModelRunner(tmp_path / "from_file.popef") as a,
+        ModelRunner(tmp_path / "from_proto.popef") as b,
+    ):
         np.testing.assert_array_equal(a.execute({"x": x})["h2"], b.execute({"x": x})["h2"])
         np.testing.assert_allclose(a.execute({"x": x})["h2"], x + sum(weights), atol=1e-5)
 
@@ -66,9 +71,14 @@ def test_small_or_external_models_are_left_alone():
     assert split_inline_weights(b"\x3a\x7f") is None  # the graph's length runs past the end
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(dtypes=st.lists(st.sampled_from(DTYPES), min_size=1, max_size=4),
-       big=st.lists(st.booleans(), min_size=4, max_size=4), seed=st.integers(0, 2**16))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    dtypes=st.lists(st.sampled_from(DTYPES), min_size=1, max_size=4),
+    big=st.lists(st.booleans(), min_size=4, max_size=4),
+    seed=st.integers(0, 2**16),
+)
 def test_split_round_trips_every_initializer(dtypes, big, seed):
     """The skeleton plus the file's bytes hold exactly the initializers of the original."""
     rng = np.random.default_rng(seed)
@@ -76,8 +86,12 @@ def test_split_round_trips_every_initializer(dtypes, big, seed):
     for dtype, large in zip(dtypes, big):
         count = (MIN_INLINE_BYTES // np.dtype(dtype).itemsize + 3) if large else 7
         arrays.append((rng.standard_normal(count) * 50).astype(dtype))
-    model = make_model([], [tensor_in("x", [1])], [tensor_in("x", None)],
-                       [init(f"w{i}", a) for i, a in enumerate(arrays)])
+    model = make_model(
+        [],
+        [tensor_in("x", [1])],
+        [tensor_in("x", None)],
+        [init(f"w{i}", a) for i, a in enumerate(arrays)],
+    )
     data = model.SerializeToString()
     skeleton = split_inline_weights(data)
     if not any(b for _, b in zip(dtypes, big)):
@@ -89,13 +103,15 @@ def test_split_round_trips_every_initializer(dtypes, big, seed):
         info = {e.key: e.value for e in tensor.external_data}
         if info:
             start = int(info["offset"])
-            raw = data[start:start + int(info["length"])]
+            raw = data[start : start + int(info["length"])]
         else:
             raw = tensor.raw_data
         np.testing.assert_array_equal(np.frombuffer(raw, expected.dtype), expected)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.data())
 def test_damaged_large_files_raise_only_popef_errors(tmp_path, data):
     model = chain_model([np.arange(MIN_INLINE_BYTES // 4 + 1, dtype=np.float32)] * 2)

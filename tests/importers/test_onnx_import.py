@@ -46,10 +46,15 @@ def gemm_model():
     rng = np.random.default_rng(0)
     w = rng.standard_normal((3, 4)).astype(np.float32)
     b = rng.standard_normal(3).astype(np.float32)
-    return make_model([helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
-                       helper.make_node("Relu", ["h"], ["y"])],
-                      [tensor_in("x", [2, 4])], [tensor_in("y", None)],
-                      [init("w", w), init("b", b)])
+    return make_model(
+        [
+            helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+            helper.make_node("Relu", ["h"], ["y"]),
+        ],
+        [tensor_in("x", [2, 4])],
+        [tensor_in("y", None)],
+        [init("w", w), init("b", b)],
+    )
 
 
 # ---- the layout PopART writes
@@ -84,8 +89,10 @@ def test_path_input_and_default_name(tmp_path):
     onnx.save(gemm_model(), tmp_path / "gemm.onnx")
     result = import_onnx(str(tmp_path / "gemm.onnx"), tmp_path / "m.popef", compress=True)
     assert result.metadata.executable == "gemm"
-    assert import_onnx(gemm_model(), tmp_path / "n.popef",
-                       executable_name="net").metadata.executable == "net"
+    assert (
+        import_onnx(gemm_model(), tmp_path / "n.popef", executable_name="net").metadata.executable
+        == "net"
+    )
 
 
 # ---- folding
@@ -94,15 +101,22 @@ def test_path_input_and_default_name(tmp_path):
 def shape_logic_model():
     """Reshape to [batch, -1] with the batch read by Shape → Gather → Unsqueeze → Concat."""
     return make_model(
-        [helper.make_node("Shape", ["x"], ["s"]),
-         helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
-         helper.make_node("Unsqueeze", ["b", "axes"], ["bu"]),
-         helper.make_node("Concat", ["bu", "minus1"], ["shape"], axis=0),
-         helper.make_node("Relu", ["x"], ["r"]),
-         helper.make_node("Reshape", ["r", "shape"], ["y"])],
-        [tensor_in("x", ["batch", 2, 3])], [tensor_in("y", None)],
-        [init("zero", np.array(0, np.int64)), init("axes", np.array([0], np.int64)),
-         init("minus1", np.array([-1], np.int64))])
+        [
+            helper.make_node("Shape", ["x"], ["s"]),
+            helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+            helper.make_node("Unsqueeze", ["b", "axes"], ["bu"]),
+            helper.make_node("Concat", ["bu", "minus1"], ["shape"], axis=0),
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Reshape", ["r", "shape"], ["y"]),
+        ],
+        [tensor_in("x", ["batch", 2, 3])],
+        [tensor_in("y", None)],
+        [
+            init("zero", np.array(0, np.int64)),
+            init("axes", np.array([0], np.int64)),
+            init("minus1", np.array([-1], np.int64)),
+        ],
+    )
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
@@ -120,14 +134,18 @@ def test_shape_arithmetic_is_folded(tmp_path, executor):
 
 
 def test_if_with_a_known_condition_is_inlined(tmp_path):
-    then = helper.make_graph([helper.make_node("Relu", ["x"], ["t"])], "then", [],
-                             [tensor_in("t", None)])
-    other = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["e"])], "else", [],
-                              [tensor_in("e", None)])
-    model = make_model([helper.make_node("If", ["cond"], ["y"], then_branch=then,
-                                         else_branch=other)],
-                       [tensor_in("x", [2])], [tensor_in("y", None)],
-                       [init("cond", np.array(True))])
+    then = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["t"])], "then", [], [tensor_in("t", None)]
+    )
+    other = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["e"])], "else", [], [tensor_in("e", None)]
+    )
+    model = make_model(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other)],
+        [tensor_in("x", [2])],
+        [tensor_in("y", None)],
+        [init("cond", np.array(True))],
+    )
     graph = convert(model)
     assert [n.op_type for n in graph.nodes] == ["Relu"]
     import_onnx(model, tmp_path / "m.popef")
@@ -136,9 +154,14 @@ def test_if_with_a_known_condition_is_inlined(tmp_path):
 
 
 def test_constant_output_is_stored(tmp_path):
-    model = make_model([helper.make_node("Constant", [], ["c"], value_floats=[1.0, 2.0]),
-                        helper.make_node("Relu", ["x"], ["y"])],
-                       [tensor_in("x", [2])], [tensor_in("y", None), tensor_in("c", None)])
+    model = make_model(
+        [
+            helper.make_node("Constant", [], ["c"], value_floats=[1.0, 2.0]),
+            helper.make_node("Relu", ["x"], ["y"]),
+        ],
+        [tensor_in("x", [2])],
+        [tensor_in("y", None), tensor_in("c", None)],
+    )
     import_onnx(model, tmp_path / "m.popef")
     got = run(tmp_path / "m.popef", {"x": np.zeros(2, np.float32)})
     np.testing.assert_array_equal(got["c"], [1.0, 2.0])
@@ -148,12 +171,17 @@ def test_constant_output_is_stored(tmp_path):
 
 
 def test_clip_opset_7_attributes_become_inputs(tmp_path):
-    model = make_model([helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.5)],
-                       [tensor_in("x", [4])], [tensor_in("y", None)], opset=7)
+    model = make_model(
+        [helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.5)],
+        [tensor_in("x", [4])],
+        [tensor_in("y", None)],
+        opset=7,
+    )
     import_onnx(model, tmp_path / "m.popef")
     x = np.array([-2, -0.25, 0.25, 2], np.float32)
-    np.testing.assert_array_equal(run(tmp_path / "m.popef", {"x": x})["y"],
-                                  [-0.5, -0.25, 0.25, 0.5])
+    np.testing.assert_array_equal(
+        run(tmp_path / "m.popef", {"x": x})["y"], [-0.5, -0.25, 0.25, 0.5]
+    )
 
 
 @pytest.mark.parametrize("opset", [11, 13])
@@ -161,14 +189,18 @@ def test_squeeze_unsqueeze_axes_in_both_forms(tmp_path, opset):
     if "Squeeze" not in OPS or "Unsqueeze" not in OPS:
         pytest.skip("the runtime has no Squeeze/Unsqueeze yet")
     if opset < 13:
-        nodes = [helper.make_node("Relu", ["x"], ["r"]),
-                 helper.make_node("Unsqueeze", ["r"], ["u"], axes=[0]),
-                 helper.make_node("Squeeze", ["u"], ["y"], axes=[0, 2])]
+        nodes = [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Unsqueeze", ["r"], ["u"], axes=[0]),
+            helper.make_node("Squeeze", ["u"], ["y"], axes=[0, 2]),
+        ]
         inits = []
     else:
-        nodes = [helper.make_node("Relu", ["x"], ["r"]),
-                 helper.make_node("Unsqueeze", ["r", "a0"], ["u"]),
-                 helper.make_node("Squeeze", ["u", "a02"], ["y"])]
+        nodes = [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Unsqueeze", ["r", "a0"], ["u"]),
+            helper.make_node("Squeeze", ["u", "a02"], ["y"]),
+        ]
         inits = [init("a0", np.array([0], np.int64)), init("a02", np.array([0, 2], np.int64))]
     model = make_model(nodes, [tensor_in("x", [3, 1, 2])], [tensor_in("y", None)], inits, opset)
     import_onnx(model, tmp_path / "m.popef")
@@ -180,15 +212,20 @@ def test_squeeze_unsqueeze_axes_in_both_forms(tmp_path, opset):
 
 
 def test_symbolic_dimension_needs_a_value():
-    with pytest.raises(popef.ExecutionError, match=r"input 'x' has an unknown dimension 0 "
-                                                   r"\('batch'\)"):
+    with pytest.raises(
+        popef.ExecutionError,
+        match=r"input 'x' has an unknown dimension 0 "
+        r"\('batch'\)",
+    ):
         convert(shape_logic_model())
 
 
 def test_input_shapes_and_shared_symbols():
-    model = make_model([helper.make_node("Add", ["a", "b"], ["y"])],
-                       [tensor_in("a", ["n", "seq"]), tensor_in("b", ["n", "seq"])],
-                       [tensor_in("y", None)])
+    model = make_model(
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        [tensor_in("a", ["n", "seq"]), tensor_in("b", ["n", "seq"])],
+        [tensor_in("y", None)],
+    )
     graph = convert(model, input_shapes={"a": (2, 5)})
     assert graph.inputs["b"].shape == (2, 5)
     assert graph.outputs["y"][1].shape == (2, 5)
@@ -215,10 +252,17 @@ def test_parse_input_shape():
 
 def test_external_data_file(tmp_path):
     model = gemm_model()
-    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True,
-              all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    onnx.save(
+        model,
+        tmp_path / "m.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.onnx.data",
+        size_threshold=0,
+    )
     assert (tmp_path / "m.onnx.data").exists()
     import_onnx(str(tmp_path / "m.onnx"), tmp_path / "m.popef")
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_allclose(run(tmp_path / "m.popef", {"x": x})["y"],
-                               reference(gemm_model(), {"x": x})["y"], rtol=1e-6)
+    np.testing.assert_allclose(
+        run(tmp_path / "m.popef", {"x": x})["y"], reference(gemm_model(), {"x": x})["y"], rtol=1e-6
+    )

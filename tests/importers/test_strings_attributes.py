@@ -31,8 +31,12 @@ def recurrent_model(op_type, activations, alpha=None, beta=None, direction="forw
     if beta is not None:
         attrs["activation_beta"] = beta
     node = helper.make_node(op_type, ["x", "w", "r"], ["y", "y_h"], name="rec", **attrs)
-    return make_model([node], [tensor_in("x", [SEQ, BATCH, INPUT])],
-                      [tensor_in("y", None), tensor_in("y_h", None)], [init("w", w), init("r", r)])
+    return make_model(
+        [node],
+        [tensor_in("x", [SEQ, BATCH, INPUT])],
+        [tensor_in("y", None), tensor_in("y_h", None)],
+        [init("w", w), init("r", r)],
+    )
 
 
 def _activations(model):
@@ -50,14 +54,20 @@ CASES = [
     ("GRU", ["HardSigmoid", "Tanh"], [0.3], [0.4], "forward"),
     ("GRU", ["Sigmoid", "ThresholdedRelu"], [0.1], None, "forward"),
     ("LSTM", ["HardSigmoid", "Tanh", "Relu"], None, None, "forward"),
-    ("LSTM", ["Sigmoid", "Tanh", "Tanh", "HardSigmoid", "Elu", "Softsign"], [0.3, 0.7], [0.4],
-     "bidirectional"),
+    (
+        "LSTM",
+        ["Sigmoid", "Tanh", "Tanh", "HardSigmoid", "Elu", "Softsign"],
+        [0.3, 0.7],
+        [0.4],
+        "bidirectional",
+    ),
 ]
 
 
 @pytest.mark.parametrize("op_type, activations, alpha, beta, direction", CASES)
-def test_recurrent_activations_match_onnxruntime(tmp_path, op_type, activations, alpha, beta,
-                                                 direction):
+def test_recurrent_activations_match_onnxruntime(
+    tmp_path, op_type, activations, alpha, beta, direction
+):
     model = recurrent_model(op_type, activations, alpha, beta, direction)
     x = np.random.default_rng(5).standard_normal((SEQ, BATCH, INPUT)).astype(np.float32)
     want = reference(model, {"x": x})
@@ -83,8 +93,11 @@ def test_an_activation_the_runtime_lacks_is_refused(tmp_path):
 
 
 def test_activations_of_the_wrong_count_are_refused(tmp_path):
-    refused(recurrent_model("GRU", ["Sigmoid"]), tmp_path,
-            r"attribute 'activations' must name 2 functions \(2 per direction\), got 1")
+    refused(
+        recurrent_model("GRU", ["Sigmoid"]),
+        tmp_path,
+        r"attribute 'activations' must name 2 functions \(2 per direction\), got 1",
+    )
 
 
 def test_activations_that_are_not_utf8_are_refused(tmp_path):
@@ -103,5 +116,6 @@ def test_strings_attributes_export_back_to_onnx(tmp_path):
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     assert attrs["activations"] == [b"HardSigmoid", b"Tanh", b"Relu"]
     x = np.random.default_rng(2).standard_normal((SEQ, BATCH, INPUT)).astype(np.float32)
-    np.testing.assert_allclose(reference(exported, {"x": x})["y"], reference(model, {"x": x})["y"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        reference(exported, {"x": x})["y"], reference(model, {"x": x})["y"], rtol=1e-5, atol=1e-6
+    )

@@ -19,9 +19,14 @@ from .torch_models import MobileNet, ResNet
 
 def small_net():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                               torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 5),
-                               torch.nn.Softmax(-1)).eval()
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 3 * 3, 5),
+        torch.nn.Softmax(-1),
+    ).eval()
 
 
 def test_inference_model_runs_and_saves(tmp_path):
@@ -56,8 +61,9 @@ def test_whole_networks_match_pytorch(network, executor):
     np.testing.assert_allclose(y.numpy(), model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None,
-                    reason="the dynamo exporter needs onnxscript")
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxscript") is None, reason="the dynamo exporter needs onnxscript"
+)
 def test_dynamo_exporter():
     model = small_net()
     options = popef.torch.Options()

@@ -22,8 +22,9 @@ from popef.runtime import ModelRunner
 from . import torch_models
 
 HAVE_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is not None
-needs_onnxscript = pytest.mark.skipif(not HAVE_ONNXSCRIPT,
-                                      reason="the dynamo exporter needs onnxscript")
+needs_onnxscript = pytest.mark.skipif(
+    not HAVE_ONNXSCRIPT, reason="the dynamo exporter needs onnxscript"
+)
 
 
 def image_batch():
@@ -49,7 +50,7 @@ NETWORKS = {
 #: (network, exporter) pairs that torch itself cannot export, with torch's reason
 EXPORTER_LIMITS = {
     ("AlexNet", "legacy"): "the TorchScript exporter loses the shape after LocalResponseNorm and "
-                           "then cannot export adaptive_avg_pool2d ('input size not accessible')",
+    "then cannot export adaptive_avg_pool2d ('input size not accessible')",
 }
 
 
@@ -58,8 +59,13 @@ def cases():
         for exporter in ("legacy", "dynamo"):
             marks = [needs_onnxscript] if exporter == "dynamo" else []
             if (name, exporter) in EXPORTER_LIMITS:
-                marks.append(pytest.mark.xfail(raises=popef.ExecutionError, strict=True,
-                                               reason=EXPORTER_LIMITS[name, exporter]))
+                marks.append(
+                    pytest.mark.xfail(
+                        raises=popef.ExecutionError,
+                        strict=True,
+                        reason=EXPORTER_LIMITS[name, exporter],
+                    )
+                )
             yield pytest.param(name, exporter, marks=marks, id=f"{name}-{exporter}")
 
 
@@ -96,8 +102,15 @@ def test_dynamo_export_with_external_data_file(tmp_path):
     model = torch_models.VGG().eval()
     args = image_batch()
     onnx_path = tmp_path / "model.onnx"
-    torch.onnx.export(model, args, str(onnx_path), dynamo=True, external_data=True,
-                      input_names=["images"], output_names=["logits"])
+    torch.onnx.export(
+        model,
+        args,
+        str(onnx_path),
+        dynamo=True,
+        external_data=True,
+        input_names=["images"],
+        output_names=["logits"],
+    )
     data_path = tmp_path / "model.onnx.data"
     assert data_path.exists() and data_path.stat().st_size > onnx_path.stat().st_size
 

@@ -53,20 +53,24 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-@pytest.mark.parametrize("data", [
-    b"\x0b\x00",  # wire type 3 (start group)
-    b"\x0c\x00",  # wire type 4 (end group)
-    b"\x0e\x00", b"\x0f\x00",  # wire types 6 and 7 do not exist
-    b"\x02\x00",  # field number 0
-    b"\x80" * 10 + b"\x01",  # a tag varint of 11 bytes
-    b"\x08" + b"\xff" * 10 + b"\x01",  # a value varint of 11 bytes
-    b"\x3a" + _varint(2**64),  # the graph's length: 2**64
-    b"\x3a" + _varint(2**63 - 1) + b"\x00",  # the graph's length runs past the end
-    b"\x39" + b"\x00" * 7,  # a fixed64 cut short
-    b"\x3d" + b"\x00" * 3,  # a fixed32 cut short
-    b"\x08",  # a varint with no bytes
-    b"\x08\x80",  # a varint cut short
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x0b\x00",  # wire type 3 (start group)
+        b"\x0c\x00",  # wire type 4 (end group)
+        b"\x0e\x00",
+        b"\x0f\x00",  # wire types 6 and 7 do not exist
+        b"\x02\x00",  # field number 0
+        b"\x80" * 10 + b"\x01",  # a tag varint of 11 bytes
+        b"\x08" + b"\xff" * 10 + b"\x01",  # a value varint of 11 bytes
+        b"\x3a" + _varint(2**64),  # the graph's length: 2**64
+        b"\x3a" + _varint(2**63 - 1) + b"\x00",  # the graph's length runs past the end
+        b"\x39" + b"\x00" * 7,  # a fixed64 cut short
+        b"\x3d" + b"\x00" * 3,  # a fixed32 cut short
+        b"\x08",  # a varint with no bytes
+        b"\x08\x80",  # a varint cut short
+    ],
+)
 def test_malformed_wire_bytes_give_up(data):
     assert find_inline_weights(data) is None
     assert split_inline_weights(data) is None
@@ -80,8 +84,15 @@ def test_ten_byte_varints_are_read():
     assert found is not None and found.count == 2
 
 
-@pytest.mark.parametrize("extra", [{"offset": "abc", "length": "4"}, {"offset": "-5"}, {},
-                                   {"offset": "0", "length": str(4 * WIDTH)}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"offset": "abc", "length": "4"},
+        {"offset": "-5"},
+        {},
+        {"offset": "0", "length": str(4 * WIDTH)},
+    ],
+)
 def test_a_file_cannot_forge_a_reference_into_itself(tmp_path, extra):
     model = _model()
     tensor = model.graph.initializer[1]
@@ -91,8 +102,11 @@ def test_a_file_cannot_forge_a_reference_into_itself(tmp_path, extra):
     for key, value in extra.items():
         tensor.external_data.add(key=key, value=value)
     (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
-    refused(str(tmp_path / "m.onnx"), tmp_path,
-            r"initializer 'w1': external data location '\\x00inline' is not a file name")
+    refused(
+        str(tmp_path / "m.onnx"),
+        tmp_path,
+        r"initializer 'w1': external data location '\\x00inline' is not a file name",
+    )
 
 
 def test_each_reading_has_its_own_self_location(tmp_path):
@@ -111,8 +125,11 @@ def _outcome(source):
     return ({k: np.asarray(v).tobytes() for k, v in graph.weights.items()}, graph.nodes)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.data())
 def test_mutated_structure_gives_what_the_ordinary_parse_gives(tmp_path, data):
     """Mutations of the bytes around the weights (tags, lengths, names, dims): the walker
@@ -125,7 +142,7 @@ def test_mutated_structure_gives_what_the_ordinary_parse_gives(tmp_path, data):
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.sampled_from(structure))] = data.draw(st.integers(0, 255))
     if data.draw(st.booleans()):
-        raw = raw[:data.draw(st.integers(MIN_INLINE_BYTES, len(raw)))]
+        raw = raw[: data.draw(st.integers(MIN_INLINE_BYTES, len(raw)))]
     mutated = bytes(raw)
     tracemalloc.start()
     try:

@@ -22,8 +22,9 @@ class _Block(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.down = None
         if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                      nn.BatchNorm2d(cout))
+            self.down = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -36,8 +37,12 @@ class ResNet(nn.Module):
 
     def __init__(self, width: int = 16, classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
         layers, cin = [], width
         for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
             layers += [_Block(cin, cout, 1 if i == 0 else 2), _Block(cout, cout, 1)]
@@ -53,13 +58,25 @@ class ResNet(nn.Module):
 class _InvertedResidual(nn.Module):
     def __init__(self, cin: int, hidden: int, cout: int, stride: int, se: bool) -> None:
         super().__init__()
-        self.expand = nn.Sequential(nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
-                                    nn.Hardswish())
-        self.depthwise = nn.Sequential(nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden,
-                                                 bias=False), nn.BatchNorm2d(hidden), nn.Hardswish())
-        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(hidden, hidden // 4, 1),
-                                nn.ReLU(), nn.Conv2d(hidden // 4, hidden, 1),
-                                nn.Hardsigmoid()) if se else None
+        self.expand = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.Hardswish()
+        )
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.Hardswish(),
+        )
+        self.se = (
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(hidden, hidden // 4, 1),
+                nn.ReLU(),
+                nn.Conv2d(hidden // 4, hidden, 1),
+                nn.Hardsigmoid(),
+            )
+            if se
+            else None
+        )
         self.project = nn.Sequential(nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
         self.residual = stride == 1 and cin == cout
 
@@ -76,14 +93,23 @@ class MobileNet(nn.Module):
 
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
-                                  nn.Hardswish())
-        self.blocks = nn.Sequential(_InvertedResidual(16, 64, 24, 2, False),
-                                    _InvertedResidual(24, 72, 24, 1, True),
-                                    _InvertedResidual(24, 96, 40, 2, True),
-                                    nn.Conv2d(40, 64, 1, groups=4))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 128),
-                                  nn.Hardswish(), nn.Dropout(0.2), nn.Linear(128, classes))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish()
+        )
+        self.blocks = nn.Sequential(
+            _InvertedResidual(16, 64, 24, 2, False),
+            _InvertedResidual(24, 72, 24, 1, True),
+            _InvertedResidual(24, 96, 40, 2, True),
+            nn.Conv2d(40, 64, 1, groups=4),
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, 128),
+            nn.Hardswish(),
+            nn.Dropout(0.2),
+            nn.Linear(128, classes),
+        )
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
@@ -92,8 +118,14 @@ class MobileNet(nn.Module):
 class Bert(nn.Module):
     """A BERT encoder: token, position and type embeddings, masked self-attention layers."""
 
-    def __init__(self, vocab: int = 1000, hidden: int = 64, layers: int = 2, heads: int = 4,
-                 max_len: int = 128) -> None:
+    def __init__(
+        self,
+        vocab: int = 1000,
+        hidden: int = 64,
+        layers: int = 2,
+        heads: int = 4,
+        max_len: int = 128,
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.word = nn.Embedding(vocab, hidden)
@@ -106,8 +138,11 @@ class Bert(nn.Module):
     def forward(self, input_ids, attention_mask):
         seq = input_ids.shape[1]
         positions = torch.arange(seq, device=input_ids.device).unsqueeze(0)
-        h = self.norm(self.word(input_ids) + self.position(positions)
-                      + self.token_type(torch.zeros_like(input_ids)))
+        h = self.norm(
+            self.word(input_ids)
+            + self.position(positions)
+            + self.token_type(torch.zeros_like(input_ids))
+        )
         mask = (1.0 - attention_mask[:, None, None, :].to(h.dtype)) * -10000.0
         for layer in self.layers:
             h = layer(h, mask)
@@ -142,17 +177,27 @@ class DenseNet(nn.Module):
     """torchvision's DenseNet: dense blocks (BN-ReLU-Conv, features concatenated), transitions
     with average pooling, and the stem's max pool."""
 
-    def __init__(self, growth: int = 8, blocks: tuple[int, ...] = (2, 2), classes: int = 10) -> None:
+    def __init__(
+        self, growth: int = 8, blocks: tuple[int, ...] = (2, 2), classes: int = 10
+    ) -> None:
         super().__init__()
         channels = 2 * growth
-        features: list[nn.Module] = [nn.Conv2d(3, channels, 7, 2, 3, bias=False),
-                                     nn.BatchNorm2d(channels), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        features: list[nn.Module] = [
+            nn.Conv2d(3, channels, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        ]
         for i, count in enumerate(blocks):
             features.append(_DenseBlock(channels, growth, count))
             channels += count * growth
             if i != len(blocks) - 1:
-                features += [nn.BatchNorm2d(channels), nn.ReLU(),
-                             nn.Conv2d(channels, channels // 2, 1, bias=False), nn.AvgPool2d(2, 2)]
+                features += [
+                    nn.BatchNorm2d(channels),
+                    nn.ReLU(),
+                    nn.Conv2d(channels, channels // 2, 1, bias=False),
+                    nn.AvgPool2d(2, 2),
+                ]
                 channels //= 2
         features.append(nn.BatchNorm2d(channels))
         self.features = nn.Sequential(*features)
@@ -167,11 +212,16 @@ class _DenseBlock(nn.Module):
     def __init__(self, cin: int, growth: int, count: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm2d(cin + i * growth), nn.ReLU(),
-                          nn.Conv2d(cin + i * growth, 4 * growth, 1, bias=False),
-                          nn.BatchNorm2d(4 * growth), nn.ReLU(),
-                          nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False))
-            for i in range(count))
+            nn.Sequential(
+                nn.BatchNorm2d(cin + i * growth),
+                nn.ReLU(),
+                nn.Conv2d(cin + i * growth, 4 * growth, 1, bias=False),
+                nn.BatchNorm2d(4 * growth),
+                nn.ReLU(),
+                nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+            )
+            for i in range(count)
+        )
 
     def forward(self, x):
         features = [x]
@@ -198,16 +248,22 @@ class Inception(nn.Module):
 
 class _ConvBN(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel, stride: int = 1, padding=0) -> None:
-        super().__init__(nn.Conv2d(cin, cout, kernel, stride, padding, bias=False),
-                         nn.BatchNorm2d(cout, eps=0.001), nn.ReLU())
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, padding, bias=False),
+            nn.BatchNorm2d(cout, eps=0.001),
+            nn.ReLU(),
+        )
 
 
 class _InceptionBlock(nn.Module):
     def __init__(self, cin: int, width: int) -> None:
         super().__init__()
         self.b1 = _ConvBN(cin, width, 1)
-        self.b7 = nn.Sequential(_ConvBN(cin, width, 1), _ConvBN(width, width, (1, 7), padding=(0, 3)),
-                                _ConvBN(width, width, (7, 1), padding=(3, 0)))
+        self.b7 = nn.Sequential(
+            _ConvBN(cin, width, 1),
+            _ConvBN(width, width, (1, 7), padding=(0, 3)),
+            _ConvBN(width, width, (7, 1), padding=(3, 0)),
+        )
         self.b3 = nn.Sequential(_ConvBN(cin, width, 1), _ConvBN(width, width, 3, padding=1))
         self.pool = _ConvBN(cin, width, 1)
 
@@ -223,11 +279,17 @@ class SqueezeNet(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, 2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
-            _Fire(16, 4, 8), _Fire(16, 4, 8), nn.MaxPool2d(3, 2, ceil_mode=True),
-            _Fire(16, 8, 16))
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(32, classes, 1), nn.ReLU(),
-                                        nn.AdaptiveAvgPool2d((1, 1)))
+            nn.Conv2d(3, 16, 3, 2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            _Fire(16, 4, 8),
+            _Fire(16, 4, 8),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            _Fire(16, 8, 16),
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Conv2d(32, classes, 1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1))
+        )
 
     def forward(self, x):
         return torch.flatten(self.classifier(self.features(x)), 1)
@@ -256,10 +318,15 @@ class ShuffleNet(nn.Module):
 
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
-                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
-        self.stages = nn.Sequential(_ShuffleUnit(16, 32, 2), _ShuffleUnit(32, 32, 1),
-                                    _ShuffleUnit(32, 64, 2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        self.stages = nn.Sequential(
+            _ShuffleUnit(16, 32, 2), _ShuffleUnit(32, 32, 1), _ShuffleUnit(32, 64, 2)
+        )
         self.fc = nn.Linear(64, classes)
 
     def forward(self, x):
@@ -272,15 +339,24 @@ class _ShuffleUnit(nn.Module):
         self.stride = stride
         half = cout // 2
         if stride > 1:
-            self.branch1 = nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
-                                         nn.BatchNorm2d(cin), nn.Conv2d(cin, half, 1, bias=False),
-                                         nn.BatchNorm2d(half), nn.ReLU())
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+                nn.BatchNorm2d(cin),
+                nn.Conv2d(cin, half, 1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(),
+            )
         branch_in = cin if stride > 1 else half
-        self.branch2 = nn.Sequential(nn.Conv2d(branch_in, half, 1, bias=False), nn.BatchNorm2d(half),
-                                     nn.ReLU(),
-                                     nn.Conv2d(half, half, 3, stride, 1, groups=half, bias=False),
-                                     nn.BatchNorm2d(half), nn.Conv2d(half, half, 1, bias=False),
-                                     nn.BatchNorm2d(half), nn.ReLU())
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(branch_in, half, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+            nn.Conv2d(half, half, 3, stride, 1, groups=half, bias=False),
+            nn.BatchNorm2d(half),
+            nn.Conv2d(half, half, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+        )
 
     def forward(self, x):
         if self.stride == 1:
@@ -298,12 +374,21 @@ class AlexNet(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 5, 2, 2), nn.ReLU(), nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0),
-            nn.MaxPool2d(3, 2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-            nn.LocalResponseNorm(5), nn.MaxPool2d(3, 2), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU())
+            nn.Conv2d(3, 16, 5, 2, 2),
+            nn.ReLU(),
+            nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.LocalResponseNorm(5),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+        )
         self.pool = nn.AdaptiveAvgPool2d((2, 2))
-        self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(),
-                                        nn.Linear(64, classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, classes)
+        )
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
@@ -325,8 +410,9 @@ class VGG(nn.Module):
                 cin = cout
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
-        self.classifier = nn.Sequential(nn.Linear(32 * 2 * 2, 64), nn.ReLU(True), nn.Dropout(),
-                                        nn.Linear(64, classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(32 * 2 * 2, 64), nn.ReLU(True), nn.Dropout(), nn.Linear(64, classes)
+        )
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -337,13 +423,15 @@ class GPT2(nn.Module):
     buffer and ``masked_fill``/``where``), fused QKV split, the tanh GELU written with ``pow``,
     the exact GELU (``erf``) in alternate layers, LayerNorm, a tied LM head."""
 
-    def __init__(self, vocab: int = 500, hidden: int = 64, layers: int = 2, heads: int = 4,
-                 max_len: int = 64) -> None:
+    def __init__(
+        self, vocab: int = 500, hidden: int = 64, layers: int = 2, heads: int = 4, max_len: int = 64
+    ) -> None:
         super().__init__()
         self.wte = nn.Embedding(vocab, hidden)
         self.wpe = nn.Embedding(max_len, hidden)
-        self.blocks = nn.ModuleList(_GPT2Block(hidden, heads, max_len, exact_gelu=i % 2 == 1)
-                                    for i in range(layers))
+        self.blocks = nn.ModuleList(
+            _GPT2Block(hidden, heads, max_len, exact_gelu=i % 2 == 1) for i in range(layers)
+        )
         self.ln_f = nn.LayerNorm(hidden)
 
     def forward(self, input_ids):
@@ -365,8 +453,11 @@ class _GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(hidden)
         self.c_fc = nn.Linear(hidden, 4 * hidden)
         self.c_out = nn.Linear(4 * hidden, hidden)
-        self.register_buffer("bias", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool))
-                             .view(1, 1, max_len, max_len), persistent=False)
+        self.register_buffer(
+            "bias",
+            torch.tril(torch.ones(max_len, max_len, dtype=torch.bool)).view(1, 1, max_len, max_len),
+            persistent=False,
+        )
 
     def forward(self, h):
         b, s, d = h.shape
@@ -384,7 +475,11 @@ class _GPT2Block(nn.Module):
         if self.exact_gelu:
             x = nn.functional.gelu(x)
         else:  # GPT-2's own "gelu_new"
-            x = 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * torch.pow(x, 3.0))))
+            x = (
+                0.5
+                * x
+                * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * torch.pow(x, 3.0))))
+            )
         return h + self.c_out(x)
 
 
@@ -392,8 +487,15 @@ class ViT(nn.Module):
     """torchvision's ViT: a strided patch convolution, the class token concatenated, position
     embeddings, pre-norm encoder layers (``nn.MultiheadAttention``), the class token's head."""
 
-    def __init__(self, image: int = 32, patch: int = 8, hidden: int = 48, layers: int = 2,
-                 heads: int = 4, classes: int = 10) -> None:
+    def __init__(
+        self,
+        image: int = 32,
+        patch: int = 8,
+        hidden: int = 48,
+        layers: int = 2,
+        heads: int = 4,
+        classes: int = 10,
+    ) -> None:
         super().__init__()
         self.patch = nn.Conv2d(3, hidden, patch, patch)
         self.cls = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
@@ -416,7 +518,9 @@ class _ViTLayer(nn.Module):
         self.ln_1 = nn.LayerNorm(hidden, eps=1e-6)
         self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
         self.ln_2 = nn.LayerNorm(hidden, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden)
+        )
 
     def forward(self, x):
         y = self.ln_1(x)

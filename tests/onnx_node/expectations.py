@@ -19,7 +19,7 @@ def load_expected() -> dict[str, str]:
 def save_expected(cases: dict[str, str], onnx_version: str) -> None:
     body = {
         "about": "status of every case of onnx's node test suite on popef (import_onnx, then "
-                 f"the cpu and ipu-model executors); regenerate with `{UPDATE_COMMAND}`",
+        f"the cpu and ipu-model executors); regenerate with `{UPDATE_COMMAND}`",
         "onnx": onnx_version,
         "cases": dict(sorted(cases.items())),
     }

@@ -81,8 +81,15 @@ def reason_of(error: BaseException) -> str:
         return "sequence, optional or string values"
     if "is not supported (control flow" in text:
         return "control flow"
-    if "dtype" in text or "data type" in text or "STRING" in text or "BFLOAT16" in text \
-            or "FLOAT8" in text or "INT4" in text or "COMPLEX" in text:
+    if (
+        "dtype" in text
+        or "data type" in text
+        or "STRING" in text
+        or "BFLOAT16" in text
+        or "FLOAT8" in text
+        or "INT4" in text
+        or "COMPLEX" in text
+    ):
         return "unsupported dtype"
     if "training" in text:
         return "training mode"
@@ -105,8 +112,10 @@ def _static_slots(node, graph_inputs: dict[str, TensorSpec], opset: int) -> set[
     for _ in range(len(names)):
         try:
             from popef.importers.onnx import convert  # noqa: F401 - the importer's presence
-            op = create_op(node.op_type, node.name or "node",
-                           _attributes(node), max(len(node.output), 1))
+
+            op = create_op(
+                node.op_type, node.name or "node", _attributes(node), max(len(node.output), 1)
+            )
         except PopefError:
             return slots
         specs = []
@@ -141,10 +150,12 @@ def freeze_static_inputs(model, inputs: Sequence[np.ndarray]):
     graph = model.graph
     declared = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     values = dict(zip(declared, inputs))
-    specs = {name: TensorSpec.of(np.asarray(a)) for name, a in values.items()
-             if np.asarray(a).dtype != object}
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                default=1)
+    specs = {
+        name: TensorSpec.of(np.asarray(a))
+        for name, a in values.items()
+        if np.asarray(a).dtype != object
+    }
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
     frozen: set[str] = set()
     for node in graph.node:
         for k in _static_slots(node, specs, opset):
@@ -170,8 +181,11 @@ def _compare(name: str, got: np.ndarray, want: np.ndarray, rtol: float, atol: fl
         try:
             np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
         except AssertionError as exc:
-            lines = [ln.strip() for ln in str(exc).strip().splitlines() if "ismatch" in ln
-                     or "difference" in ln]
+            lines = [
+                ln.strip()
+                for ln in str(exc).strip().splitlines()
+                if "ismatch" in ln or "difference" in ln
+            ]
             return f"'{name}': values differ: {'; '.join(lines)}"
     elif not np.array_equal(got, want):
         return f"'{name}': values differ"
@@ -211,8 +225,9 @@ def _as_array(value):
 def _run_data_set(case, inputs, outputs) -> Outcome | None:
     inputs = [_as_array(x) for x in inputs]
     outputs = [_as_array(y) for y in outputs]
-    if any(not isinstance(x, np.ndarray) or x.dtype == object for x in inputs) or \
-            any(not isinstance(y, np.ndarray) or y.dtype == object for y in outputs):
+    if any(not isinstance(x, np.ndarray) or x.dtype == object for x in inputs) or any(
+        not isinstance(y, np.ndarray) or y.dtype == object for y in outputs
+    ):
         raise popef.ExecutionError("sequence, optional or string values are not supported")
     model, feeds = freeze_static_inputs(case.model, inputs)
     stream = io.BytesIO()

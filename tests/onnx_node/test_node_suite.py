@@ -36,15 +36,19 @@ def test_case_keeps_its_status(name: str) -> None:
     want = EXPECTED[name]
     if outcome.status != want:
         if want.startswith("refused") and not outcome.status.startswith("refused"):
-            pytest.fail(f"{name} now gives '{outcome.status}' (expected '{want}'): update the "
-                        f"expectations with `{UPDATE_COMMAND}`")
+            pytest.fail(
+                f"{name} now gives '{outcome.status}' (expected '{want}'): update the "
+                f"expectations with `{UPDATE_COMMAND}`"
+            )
         pytest.fail(f"{name}: '{outcome.status}', expected '{want}': {outcome.detail}")
 
 
 def test_every_case_has_an_expectation() -> None:
     missing = sorted(set(_cases()) - set(EXPECTED))
-    assert not missing, (f"{len(missing)} cases of onnx {onnx.__version__} have no expectation "
-                         f"(first: {missing[:5]}): run `{UPDATE_COMMAND}`")
+    assert not missing, (
+        f"{len(missing)} cases of onnx {onnx.__version__} have no expectation "
+        f"(first: {missing[:5]}): run `{UPDATE_COMMAND}`"
+    )
 
 
 def test_the_harness_refuses_only_with_popef_errors() -> None:
@@ -52,6 +56,12 @@ def test_the_harness_refuses_only_with_popef_errors() -> None:
 
     from .harness import reason_of
 
-    assert reason_of(PopefError("the model uses 2 op types the runtime does not have: "
-                                "LSTM \u00d71 ('a'), GRU \u00d72 ('b', 'c')")) == \
-        "unsupported op GRU, LSTM"
+    assert (
+        reason_of(
+            PopefError(
+                "the model uses 2 op types the runtime does not have: "
+                "LSTM \u00d71 ('a'), GRU \u00d72 ('b', 'c')"
+            )
+        )
+        == "unsupported op GRU, LSTM"
+    )

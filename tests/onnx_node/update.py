@@ -19,16 +19,23 @@ from .harness import iter_outcomes, load_cases
 def summary(outcomes: dict) -> str:
     total = len(outcomes)
     counts = Counter(o.status.split(":")[0] for o in outcomes.values())
-    lines = [f"{total} cases: " + ", ".join(f"{k} {v} ({100 * v / total:.1f}%)"
-                                           for k, v in counts.most_common())]
+    lines = [
+        f"{total} cases: "
+        + ", ".join(f"{k} {v} ({100 * v / total:.1f}%)" for k, v in counts.most_common())
+    ]
     missing: Counter = Counter()
     for o in outcomes.values():
         if o.status.startswith("refused: unsupported op "):
-            for name in o.status[len("refused: unsupported op "):].split(", "):
+            for name in o.status[len("refused: unsupported op ") :].split(", "):
                 missing[name] += 1
-    lines.append("missing ops by cases: " + ", ".join(f"{k} {v}" for k, v in missing.most_common(25)))
-    reasons = Counter(o.status for o in outcomes.values()
-                      if o.status.startswith("refused: ") and "unsupported op" not in o.status)
+    lines.append(
+        "missing ops by cases: " + ", ".join(f"{k} {v}" for k, v in missing.most_common(25))
+    )
+    reasons = Counter(
+        o.status
+        for o in outcomes.values()
+        if o.status.startswith("refused: ") and "unsupported op" not in o.status
+    )
     lines.append("other refusals: " + ", ".join(f"{k[9:]} {v}" for k, v in reasons.most_common()))
     return "\n".join(lines)
 
@@ -47,8 +54,11 @@ def main() -> int:
     for name, o in sorted(bad.items()):
         print(f"error: {name}: {o.status} {o.detail}", file=sys.stderr)
     if bad and "--leave-out-wrong" not in sys.argv[1:]:
-        print(f"error: {len(bad)} cases give wrong answers or crash; fix them first "
-              f"({EXPECTED_FILE.name} not written)", file=sys.stderr)
+        print(
+            f"error: {len(bad)} cases give wrong answers or crash; fix them first "
+            f"({EXPECTED_FILE.name} not written)",
+            file=sys.stderr,
+        )
         return 1
     before = load_expected()
     save_expected({n: o.status for n, o in outcomes.items() if o.acceptable}, onnx.__version__)

@@ -42,8 +42,10 @@ def transcript(args: list[str], command=None) -> str:
 @pytest.fixture
 def golden(request):
     """Compare text with a golden file (or rewrite the file when updating)."""
-    update = (request.config.getoption("--update-goldens", default=False)
-              or os.environ.get("POPEF_UPDATE_GOLDENS") == "1")
+    update = (
+        request.config.getoption("--update-goldens", default=False)
+        or os.environ.get("POPEF_UPDATE_GOLDENS") == "1"
+    )
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name

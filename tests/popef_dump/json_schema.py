@@ -100,8 +100,9 @@ class Obj(Schema):
     required: Mapping[str, Schema]
     optional: Mapping[str, Schema] = field(default_factory=dict)
 
-    def extended(self, required: Mapping[str, Schema] = {},
-                 optional: Mapping[str, Schema] = {}) -> Obj:
+    def extended(
+        self, required: Mapping[str, Schema] = {}, optional: Mapping[str, Schema] = {}
+    ) -> Obj:
         return Obj({**self.required, **required}, {**self.optional, **optional})
 
     def keys(self) -> set[str]:
@@ -134,50 +135,106 @@ INTS = ListOf(INT)
 # a statistic: a finite number, or a non-finite one spelt as a string
 NUMBER = OneOf((INT, Scalar(float), Const(("inf", "-inf", "nan"))))
 
-ANCHOR = Obj({
-    "name": STR, "handle": STR, "type": Const(("INPUT", "OUTPUT", "UNKNOWN")), "dtype": STR,
-    "shape": INTS, "size_in_bytes": INT, "programs": INTS, "is_per_replica": BOOL,
-})
+ANCHOR = Obj(
+    {
+        "name": STR,
+        "handle": STR,
+        "type": Const(("INPUT", "OUTPUT", "UNKNOWN")),
+        "dtype": STR,
+        "shape": INTS,
+        "size_in_bytes": INT,
+        "programs": INTS,
+        "is_per_replica": BOOL,
+    }
+)
 NAME_VALUE = Obj({"name": STR, "value": STR})
-METADATA = Obj({
-    "executable": STR, "seed_handle": STR,
-    "replication_factor": INT, "num_ipus": INT, "ipu_version": INT, "num_processes": INT,
-    "device_iterations": INT, "is_pod": BOOL, "is_inference": BOOL,
-    "program_flow": Obj({"load": INTS, "main": INTS, "save": INTS}),
-    "programs_map": ListOf(Obj({"index": INT, "name": STR})),
-    "engine_options": ListOf(NAME_VALUE), "device_options": ListOf(NAME_VALUE),
-    "num_anchors": INT,
-})
-MODEL = Obj({"name": STR, "executable_found": BOOL}, {
-    "user_anchors": Obj({"inputs": ListOf(ANCHOR), "outputs": ListOf(ANCHOR)}),
-    "anchors": ListOf(ANCHOR.extended({"stored": BOOL, "user_provided": BOOL})),
-    "metadata": METADATA,
-})
-BLOB = Obj({
-    "source": STR, "index": INT, "offset": INT, "size": INT, "type": STR, "type_code": INT,
-    "version": STR, "name": OneOf((STR, NULL)), "info_offset": INT, "info_size": INT,
-    "payload_offset": INT, "payload_size": INT, "checksum": INT,
-    "checksum_state": Const(("unchecked", "ok", "mismatch")),
-})
+METADATA = Obj(
+    {
+        "executable": STR,
+        "seed_handle": STR,
+        "replication_factor": INT,
+        "num_ipus": INT,
+        "ipu_version": INT,
+        "num_processes": INT,
+        "device_iterations": INT,
+        "is_pod": BOOL,
+        "is_inference": BOOL,
+        "program_flow": Obj({"load": INTS, "main": INTS, "save": INTS}),
+        "programs_map": ListOf(Obj({"index": INT, "name": STR})),
+        "engine_options": ListOf(NAME_VALUE),
+        "device_options": ListOf(NAME_VALUE),
+        "num_anchors": INT,
+    }
+)
+MODEL = Obj(
+    {"name": STR, "executable_found": BOOL},
+    {
+        "user_anchors": Obj({"inputs": ListOf(ANCHOR), "outputs": ListOf(ANCHOR)}),
+        "anchors": ListOf(ANCHOR.extended({"stored": BOOL, "user_provided": BOOL})),
+        "metadata": METADATA,
+    },
+)
+BLOB = Obj(
+    {
+        "source": STR,
+        "index": INT,
+        "offset": INT,
+        "size": INT,
+        "type": STR,
+        "type_code": INT,
+        "version": STR,
+        "name": OneOf((STR, NULL)),
+        "info_offset": INT,
+        "info_size": INT,
+        "payload_offset": INT,
+        "payload_size": INT,
+        "checksum": INT,
+        "checksum_state": Const(("unchecked", "ok", "mismatch")),
+    }
+)
 _PLACE = {"offset": INT, "blob_offset": INT, "source": STR, "blob_index": INT}
-STATS = Obj({"min": OneOf((NUMBER, NULL)), "max": OneOf((NUMBER, NULL)),
-             "mean": OneOf((NUMBER, NULL)), "nan_count": INT})
-TENSOR = Obj({"name": STR, "dtype": STR, "shape": INTS, "size_in_bytes": INT, **_PLACE}, {
-    "num_items": INT, "item_shape": INTS, "stats": OneOf((STATS, NULL)),
-})
+STATS = Obj(
+    {
+        "min": OneOf((NUMBER, NULL)),
+        "max": OneOf((NUMBER, NULL)),
+        "mean": OneOf((NUMBER, NULL)),
+        "nan_count": INT,
+    }
+)
+TENSOR = Obj(
+    {"name": STR, "dtype": STR, "shape": INTS, "size_in_bytes": INT, **_PLACE},
+    {
+        "num_items": INT,
+        "item_shape": INTS,
+        "stats": OneOf((STATS, NULL)),
+    },
+)
 EXECUTABLE = Obj({"name": STR, "compressed": BOOL, "size": INT, "stored_size": INT, **_PLACE})
 OPAQUE = Obj({"name": STR, "executable": STR, "size": INT, **_PLACE})
 PROBLEM_KINDS = ("checksum", "format", "link")
-VERIFY = Obj({
-    "ok": BOOL, "blobs": INT, "checksums_ok": INT, "decoded": INT, "links_checked": BOOL,
-    "num_models": INT,
-    "problems": ListOf(Obj({
-        "kind": Const(PROBLEM_KINDS), "message": STR, "source": OneOf((STR, NULL)),
-        "blob_index": OneOf((INT, NULL)), "offset": OneOf((INT, NULL)),
-    })),
-    "num_problems": INT,
-    "problems_omitted": MapOf(Const(PROBLEM_KINDS), INT),
-})
+VERIFY = Obj(
+    {
+        "ok": BOOL,
+        "blobs": INT,
+        "checksums_ok": INT,
+        "decoded": INT,
+        "links_checked": BOOL,
+        "num_models": INT,
+        "problems": ListOf(
+            Obj(
+                {
+                    "kind": Const(PROBLEM_KINDS),
+                    "message": STR,
+                    "source": OneOf((STR, NULL)),
+                    "blob_index": OneOf((INT, NULL)),
+                    "offset": OneOf((INT, NULL)),
+                }
+            )
+        ),
+        "num_problems": INT,
+        "problems_omitted": MapOf(Const(PROBLEM_KINDS), INT),
+    }
+)
 CHANGE = Obj({"field": STR, "old": AnyValue(), "new": AnyValue()})
 CHANGED = Obj({"name": STR, "changes": ListOf(CHANGE)})
 
@@ -186,30 +243,47 @@ def _blob_diff(entry: Schema) -> Obj:
     return Obj({"added": ListOf(entry), "removed": ListOf(entry), "changed": ListOf(CHANGED)})
 
 
-DIFF = Obj({
-    "old": STR, "new": STR, "identical": BOOL,
-    "models_added": ListOf(STR), "models_removed": ListOf(STR),
-    "models": ListOf(Obj({
-        "old_name": STR, "name": STR, "metadata": ListOf(CHANGE),
-        "anchors_added": ListOf(ANCHOR), "anchors_removed": ListOf(ANCHOR),
-        "anchors_changed": ListOf(CHANGED),
-    })),
-    "executables": _blob_diff(EXECUTABLE), "tensors": _blob_diff(TENSOR),
-    "feeds": _blob_diff(TENSOR),
-})
-DOCUMENT = Obj({"schema_version": Const((1,))}, {
-    "files": ListOf(Obj({"path": STR, "size": INT})),
-    "summary": Obj({"num_blobs": INT, "total_size": INT, "blob_counts": MapOf(STR, INT),
-                    "num_models": INT}),
-    "models": ListOf(MODEL),
-    "blobs": ListOf(BLOB),
-    "tensors": ListOf(TENSOR),
-    "feeds": ListOf(TENSOR),
-    "executables": ListOf(EXECUTABLE),
-    "opaque": ListOf(OPAQUE),
-    "verify": VERIFY,
-    "diff": DIFF,
-})
+DIFF = Obj(
+    {
+        "old": STR,
+        "new": STR,
+        "identical": BOOL,
+        "models_added": ListOf(STR),
+        "models_removed": ListOf(STR),
+        "models": ListOf(
+            Obj(
+                {
+                    "old_name": STR,
+                    "name": STR,
+                    "metadata": ListOf(CHANGE),
+                    "anchors_added": ListOf(ANCHOR),
+                    "anchors_removed": ListOf(ANCHOR),
+                    "anchors_changed": ListOf(CHANGED),
+                }
+            )
+        ),
+        "executables": _blob_diff(EXECUTABLE),
+        "tensors": _blob_diff(TENSOR),
+        "feeds": _blob_diff(TENSOR),
+    }
+)
+DOCUMENT = Obj(
+    {"schema_version": Const((1,))},
+    {
+        "files": ListOf(Obj({"path": STR, "size": INT})),
+        "summary": Obj(
+            {"num_blobs": INT, "total_size": INT, "blob_counts": MapOf(STR, INT), "num_models": INT}
+        ),
+        "models": ListOf(MODEL),
+        "blobs": ListOf(BLOB),
+        "tensors": ListOf(TENSOR),
+        "feeds": ListOf(TENSOR),
+        "executables": ListOf(EXECUTABLE),
+        "opaque": ListOf(OPAQUE),
+        "verify": VERIFY,
+        "diff": DIFF,
+    },
+)
 
 
 def document_problems(document: object) -> list[str]:

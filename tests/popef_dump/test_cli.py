@@ -92,16 +92,19 @@ def test_missing_file_is_an_error_not_a_usage_error(in_fixtures):
     assert result.stderr == "error: cannot read 'no_such.popef': No such file or directory\n"
 
 
-@pytest.mark.parametrize("args", [
-    [],
-    ["--json"],
-    ["--bogus", "executable.popef"],
-    ["--diff", "executable.popef"],
-    ["--diff", "executable.popef", "executable_v2.popef", "multi.popef"],
-    ["--diff", "executable.popef", "executable_v2.popef", "--blobs"],
-    ["--diff", "executable.popef", "executable_v2.popef", "--verify"],
-    ["."],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--json"],
+        ["--bogus", "executable.popef"],
+        ["--diff", "executable.popef"],
+        ["--diff", "executable.popef", "executable_v2.popef", "multi.popef"],
+        ["--diff", "executable.popef", "executable_v2.popef", "--blobs"],
+        ["--diff", "executable.popef", "executable_v2.popef", "--verify"],
+        ["."],
+    ],
+)
 def test_usage_errors_exit_2(args, in_fixtures):
     result = invoke(args)
     assert result.exit_code == 2
@@ -130,7 +133,7 @@ def test_broken_links_warn_on_a_dump_and_fail_verify(in_fixtures):
     assert verify.stderr == ""
     report = json.loads(verify.stdout)["verify"]
     assert [p["kind"] for p in report["problems"]] == ["link"] * 6
-    assert [p["message"] for p in report["problems"]] == [w[len("warning: "):] for w in warnings]
+    assert [p["message"] for p in report["problems"]] == [w[len("warning: ") :] for w in warnings]
 
 
 def test_check_command(in_fixtures):
@@ -142,6 +145,7 @@ def test_check_command(in_fixtures):
 
 
 # -- untrusted names -----------------------------------------------------------------
+
 
 def _assert_inert(text: str) -> None:
     """No control character but newlines, no bidi override, no forged line."""
@@ -155,8 +159,13 @@ def test_hostile_names_are_escaped_in_text(options, in_fixtures):
     assert result.exit_code == 0
     _assert_inert(result.stdout + result.stderr)
     if "--all" in options:
-        for literal in ('"[bold red]x[/]"', r'"\x1b[31mred\x1b[0m"', r'"line\nbreak"',
-                        r'"abc\u202edcba"', r'"say \"hi\" \\o/"'):
+        for literal in (
+            '"[bold red]x[/]"',
+            r'"\x1b[31mred\x1b[0m"',
+            r'"line\nbreak"',
+            r'"abc\u202edcba"',
+            r'"say \"hi\" \\o/"',
+        ):
             assert literal in result.stdout
 
 
@@ -187,14 +196,20 @@ def test_hostile_names_in_warnings_and_errors(tmp_path, monkeypatch):
         writer.write_metadata(popef.Metadata(executable="\x1b[2J\x1b]0;pwned\x07"))
     result = invoke(["links.popef"])
     assert result.exit_code == 0
-    assert result.stderr.startswith(r"warning: metadata must name an existing executable: "
-                                    r"'\x1b[2J\x1b]0;pwned\x07'")
+    assert result.stderr.startswith(
+        r"warning: metadata must name an existing executable: "
+        r"'\x1b[2J\x1b]0;pwned\x07'"
+    )
     _assert_inert(result.stdout + result.stderr)
     result = invoke(["no\x1b[2Jfile.popef"])
-    assert result.stderr == r"error: cannot read 'no\x1b[2Jfile.popef': No such file or directory" + "\n"
+    assert (
+        result.stderr
+        == r"error: cannot read 'no\x1b[2Jfile.popef': No such file or directory" + "\n"
+    )
 
 
 # -- colour --------------------------------------------------------------------------
+
 
 def test_plain_when_piped_colour_on_request(in_fixtures):
     assert "\x1b" not in invoke(["--all", "full.popef"]).stdout
@@ -205,13 +220,18 @@ def test_plain_when_piped_colour_on_request(in_fixtures):
 
 # -- laziness ------------------------------------------------------------------------
 
+
 def test_no_tensor_bytes_read_without_stats_verify_or_diff(in_fixtures, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("tensor data was read")
 
-    for owner, name in ((popef.TensorReader, "data"), (popef.Blob, "payload_view"),
-                        (popef.Blob, "read_payload"), (popef.Blob, "iter_raw"),
-                        (popef.Blob, "verify")):
+    for owner, name in (
+        (popef.TensorReader, "data"),
+        (popef.Blob, "payload_view"),
+        (popef.Blob, "read_payload"),
+        (popef.Blob, "iter_raw"),
+        (popef.Blob, "verify"),
+    ):
         monkeypatch.setattr(owner, name, refuse)
     for options in ([], ["--all"], ["--json", "--all"]):
         result = invoke([*options, "full.popef", "split_executable.popef", "split_variables.popef"])
@@ -223,13 +243,23 @@ def test_no_tensor_bytes_read_without_stats_verify_or_diff(in_fixtures, monkeypa
 def test_huge_file_dumps_fast(tmp_path, monkeypatch):
     """A file with a 1 GiB tensor (sparse on disk): listing it reads only headers and infos."""
     size = 1 << 30
-    info = codec.encode_tensor_data_info(popef.TensorDataInfo(
-        "big", popef.TensorInfo(popef.DataType.F32, (size // 4,))))
+    info = codec.encode_tensor_data_info(
+        popef.TensorDataInfo("big", popef.TensorInfo(popef.DataType.F32, (size // 4,)))
+    )
     total = fmt.total_size(len(info), size)
-    header = fmt.HEADER.build({
-        "magic": fmt.MAGIC, "version": fmt.VERSION_STRING, "total_size": total,
-        "blob_type": int(popef.BlobType.DATA_TENSOR), "flags": 0, "info_size": len(info),
-        "payload_size": size, "checksum": 0, "reserved": 0})
+    header = fmt.HEADER.build(
+        {
+            "magic": fmt.MAGIC,
+            "version": fmt.VERSION_STRING,
+            "total_size": total,
+            "blob_type": int(popef.BlobType.DATA_TENSOR),
+            "flags": 0,
+            "info_size": len(info),
+            "payload_size": size,
+            "checksum": 0,
+            "reserved": 0,
+        }
+    )
     path = tmp_path / "big.popef"
     with open(path, "wb") as f:
         f.write(header + info)
@@ -245,6 +275,7 @@ def test_huge_file_dumps_fast(tmp_path, monkeypatch):
 
 # -- the installed entry points -------------------------------------------------------
 
+
 def _script(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
@@ -253,23 +284,42 @@ def _script(name: str) -> str:
 
 
 def test_console_script():
-    result = subprocess.run([_script("popef_dump"), "--user-anchors", "executable.popef"],
-                            cwd=FIXTURES, check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [_script("popef_dump"), "--user-anchors", "executable.popef"],
+        cwd=FIXTURES,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, MNIST_USER_ANCHORS, "")
 
 
 def test_python_m_and_version():
-    result = subprocess.run([sys.executable, "-m", "popef_dump", "--version"],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "popef_dump", "--version"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0
     assert result.stdout == f"popef_dump {version('popef')}\n"
 
 
 def test_help_imports_neither_the_library_nor_numpy_nor_rich():
-    code = ("import sys\nfrom popef_dump.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in ('numpy', 'rich', 'popef') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    code = (
+        "import sys\nfrom popef_dump.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in ('numpy', 'rich', 'popef') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert "Usage:" in result.stdout
     assert "LOADED []" in result.stdout

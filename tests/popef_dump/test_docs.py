@@ -31,11 +31,16 @@ def test_cli_md_examples_are_real_output(in_fixtures, request):
     text = DOC.read_text(encoding="utf-8")
     blocks = list(BLOCK.finditer(text))
     assert len(blocks) >= 15
-    update = (request.config.getoption("--update-goldens", default=False)
-              or os.environ.get("POPEF_UPDATE_GOLDENS") == "1")
+    update = (
+        request.config.getoption("--update-goldens", default=False)
+        or os.environ.get("POPEF_UPDATE_GOLDENS") == "1"
+    )
     if update:
-        DOC.write_text(BLOCK.sub(lambda m: f"```console\n{m[1]}\n{_run(m[1])}```", text),
-                       encoding="utf-8", newline="\n")
+        DOC.write_text(
+            BLOCK.sub(lambda m: f"```console\n{m[1]}\n{_run(m[1])}```", text),
+            encoding="utf-8",
+            newline="\n",
+        )
         return
     for match in blocks:
         assert match[2] == _run(match[1]), f"docs/cli.md: the output of {match[1]!r} changed"

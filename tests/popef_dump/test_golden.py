@@ -76,9 +76,16 @@ def test_diff(fmt, in_fixtures, golden):
 def test_check(in_fixtures, golden):
     from popef.cli import main
 
-    text = "".join(transcript(["check", *files], command=main) for files in (
-        ["executable.popef"], ["dangling.popef"], ["bad_checksum.popef", "multi.popef"],
-        ["bad_metadata.popef"], ["--json", "bad_checksum.popef"]))
+    text = "".join(
+        transcript(["check", *files], command=main)
+        for files in (
+            ["executable.popef"],
+            ["dangling.popef"],
+            ["bad_checksum.popef", "multi.popef"],
+            ["bad_metadata.popef"],
+            ["--json", "bad_checksum.popef"],
+        )
+    )
     golden("check.text.txt", text.replace("$ popef_dump check", "$ popef check"))
 
 
@@ -88,8 +95,13 @@ def test_rich(in_fixtures, golden, monkeypatch):
 
     import popef_dump.cli
 
-    monkeypatch.setattr(popef_dump.cli, "_console", lambda: Console(
-        file=sys.stdout, width=100, color_system=None, force_terminal=False, highlight=False))
+    monkeypatch.setattr(
+        popef_dump.cli,
+        "_console",
+        lambda: Console(
+            file=sys.stdout, width=100, color_system=None, force_terminal=False, highlight=False
+        ),
+    )
     runs = [
         ["executable.popef"],
         ["--all", "--stats", "--verify", "executable.popef"],

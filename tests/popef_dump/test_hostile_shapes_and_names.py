@@ -16,15 +16,24 @@ from popef_dump.doc import LONG_CELL, Column, Doc, to_rich
 from ..test_hostile import blob, executable_blob, metadata_blob
 from .conftest import invoke
 
-VIEWS = [["--stats"], ["--tensors"], ["--json"], ["--json", "--stats"], ["--all"], ["--blobs"],
-         ["--color", "--all"], ["--color", "--stats"]]
+VIEWS = [
+    ["--stats"],
+    ["--tensors"],
+    ["--json"],
+    ["--json", "--stats"],
+    ["--all"],
+    ["--blobs"],
+    ["--color", "--all"],
+    ["--color", "--stats"],
+]
 
 
 @pytest.fixture
 def overflowing_shape(tmp_path):
     """A tensor of shape [0, 2**62] F32: zero bytes, yet no array of it can exist."""
-    info = codec.TENSOR_DATA_INFO.build({"name": "w", "tensor_info": {
-        "dtype": int(popef.DataType.F32), "shape": [0, 2**62]}})
+    info = codec.TENSOR_DATA_INFO.build(
+        {"name": "w", "tensor_info": {"dtype": int(popef.DataType.F32), "shape": [0, 2**62]}}
+    )
     path = tmp_path / "overflow.popef"
     path.write_bytes(metadata_blob(popef.Metadata("m")) + executable_blob("m") + blob(2, info))
     return str(path)
@@ -57,8 +66,11 @@ def test_a_table_with_a_long_cell_is_laid_out_once_not_folded(tmp_path, monkeypa
     with popef.Writer(path) as writer:
         writer.write_tensor(name, np.zeros(2, np.float32))
         writer.write_tensor("short", np.zeros(3, np.float32))
-    monkeypatch.setattr(popef_dump.cli, "_console", lambda: Console(
-        file=sys.stdout, width=100, force_terminal=True, highlight=False))
+    monkeypatch.setattr(
+        popef_dump.cli,
+        "_console",
+        lambda: Console(file=sys.stdout, width=100, force_terminal=True, highlight=False),
+    )
     result = invoke(["--color", "--blobs", str(path)])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()

@@ -47,14 +47,13 @@ def test_the_fixtures_exercise_the_optional_parts_of_the_schema(in_fixtures):
     full = _document(["--all", "--stats", "full.popef"])
     assert full["feeds"] and "num_items" in full["feeds"][0] and "stats" in full["feeds"][0]
     dangling = _document(["--verify", "dangling.popef"])
-    assert any(p["kind"] == "link" and p["source"] is None
-               for p in dangling["verify"]["problems"])
+    assert any(p["kind"] == "link" and p["source"] is None for p in dangling["verify"]["problems"])
 
 
 def _schema_section() -> str:
     text = DOCS.read_text(encoding="utf-8")
     start = text.index("### Schema (`schema_version` 1)")
-    return text[start:text.index("\n## ", start)]
+    return text[start : text.index("\n## ", start)]
 
 
 def test_every_key_of_the_schema_is_documented():
@@ -63,18 +62,27 @@ def test_every_key_of_the_schema_is_documented():
     assert undocumented == []
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.update(schema_version=2), "$.schema_version: expected one of [1], found 2"),
-    (lambda d: d["files"][0].update(size="12"), "$.files[0].size: expected int, found '12'"),
-    (lambda d: d["files"][0].update(size=True), "$.files[0].size: expected int, found True"),
-    (lambda d: d["models"][0].pop("executable_found"),
-     "$.models[0]: missing key 'executable_found'"),
-    (lambda d: d["models"][0].update(extra=1), "$.models[0]: undocumented key 'extra'"),
-    (lambda d: d["models"][0]["user_anchors"]["inputs"][0].update(type="IN"),
-     ("$.models[0].user_anchors.inputs[0].type: expected one of ['INPUT', 'OUTPUT', 'UNKNOWN'], "
-      "found 'IN'")),
-    (lambda d: d.update(diff={}), "$: expected 'files' or 'diff', exactly one of them"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(schema_version=2), "$.schema_version: expected one of [1], found 2"),
+        (lambda d: d["files"][0].update(size="12"), "$.files[0].size: expected int, found '12'"),
+        (lambda d: d["files"][0].update(size=True), "$.files[0].size: expected int, found True"),
+        (
+            lambda d: d["models"][0].pop("executable_found"),
+            "$.models[0]: missing key 'executable_found'",
+        ),
+        (lambda d: d["models"][0].update(extra=1), "$.models[0]: undocumented key 'extra'"),
+        (
+            lambda d: d["models"][0]["user_anchors"]["inputs"][0].update(type="IN"),
+            (
+                "$.models[0].user_anchors.inputs[0].type: "
+                "expected one of ['INPUT', 'OUTPUT', 'UNKNOWN'], found 'IN'"
+            ),
+        ),
+        (lambda d: d.update(diff={}), "$: expected 'files' or 'diff', exactly one of them"),
+    ],
+)
 def test_the_checker_names_what_is_wrong_and_where(mutate, message, in_fixtures):
     document = _document(["full.popef"])
     assert document_problems(document) == []

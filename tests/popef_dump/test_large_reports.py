@@ -24,8 +24,11 @@ def minimal_blobs(count: int, blob_type: int) -> bytes:
     """``count`` 64-byte blobs of ``blob_type`` with 16 zero bytes of info (an unknown type is
     kept as it is; an opaque blob with such an info does not decode)."""
     info = bytes(16)
-    header = (b"\x89PopEF\r\n" + b"1.0".ljust(8, b"\0")
-              + struct.pack("<QHHIQII", 64, blob_type, 0, 0, 0, zlib.crc32(info), 0))
+    header = (
+        b"\x89PopEF\r\n"
+        + b"1.0".ljust(8, b"\0")
+        + struct.pack("<QHHIQII", 64, blob_type, 0, 0, 0, zlib.crc32(info), 0)
+    )
     return (header + info) * count
 
 
@@ -55,8 +58,9 @@ def test_json_dump_is_written_in_pieces_without_holding_its_text():
     sizes: list[int] = []
     tracemalloc.start()
     try:
-        jsonout.dump(jsonout.document(blobs=jsonout.blobs(reader)),
-                     lambda text: sizes.append(len(text)))
+        jsonout.dump(
+            jsonout.document(blobs=jsonout.blobs(reader)), lambda text: sizes.append(len(text))
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -66,10 +70,20 @@ def test_json_dump_is_written_in_pieces_without_holding_its_text():
 
 
 def test_dump_and_dumps_agree_on_every_layout():
-    document = {"a": 1, "b": [1, 2.5, "x\u00e9\x1b", None, True, False], "c": {}, "d": [],
-                "e": [{"x": []}, {"y": {"z": "q"}}], "f": (1, 2), "g": popef.BlobType.OPAQUE,
-                "h": -0.0, "i": [[1], [2]], 5: "k", "lazy": iter([{"n": 1}, {"n": 2}]),
-                "empty": iter([])}
+    document = {
+        "a": 1,
+        "b": [1, 2.5, "x\u00e9\x1b", None, True, False],
+        "c": {},
+        "d": [],
+        "e": [{"x": []}, {"y": {"z": "q"}}],
+        "f": (1, 2),
+        "g": popef.BlobType.OPAQUE,
+        "h": -0.0,
+        "i": [[1], [2]],
+        5: "k",
+        "lazy": iter([{"n": 1}, {"n": 2}]),
+        "empty": iter([]),
+    }
     pieces: list[str] = []
     jsonout.dump(dict(document, lazy=iter([{"n": 1}, {"n": 2}]), empty=iter([])), pieces.append)
     text = jsonout.dumps(document)
@@ -103,8 +117,10 @@ def test_check_report_stays_short(tmp_path):
     lines = text.output.splitlines()
     assert f"  Result: {MAX_PROBLEMS_PER_KIND + 150} problems" in lines
     assert sum(line.startswith("    format: bad opaque info") for line in lines) == 100
-    assert lines[-1] == ("    format: ... and 150 more format problems like these (the first "
-                         f"{MAX_PROBLEMS_PER_KIND} of each kind are listed)")
+    assert lines[-1] == (
+        "    format: ... and 150 more format problems like these (the first "
+        f"{MAX_PROBLEMS_PER_KIND} of each kind are listed)"
+    )
     as_json = runner.invoke(popef_main, ["check", "--json", str(path)])
     assert as_json.exit_code == 1
     verified = json.loads(as_json.output)["verify"]

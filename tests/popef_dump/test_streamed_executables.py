@@ -27,9 +27,11 @@ BOUND = 40 << 20
 def bomb_bytes() -> bytes:
     payload = zlib.compress(bytes(INFLATED), 9)
     md = codec.encode_metadata(popef.Metadata(executable="m"))
-    return (blob(int(popef.BlobType.METADATA), md)
-            + blob(int(popef.BlobType.POPLAR_EXECUTABLE),
-                   codec.encode_executable_info("m", Codec.ZLIB, INFLATED), payload))
+    return blob(int(popef.BlobType.METADATA), md) + blob(
+        int(popef.BlobType.POPLAR_EXECUTABLE),
+        codec.encode_executable_info("m", Codec.ZLIB, INFLATED),
+        payload,
+    )
 
 
 def peak_memory(work) -> int:
@@ -58,26 +60,36 @@ def test_diff_hashes_in_bounded_memory(bomb_bytes):
     # Same content, stored differently: the digests must be computed, chunk by chunk.
     other = zlib.compress(bytes(INFLATED), 1)
     assert other != zlib.compress(bytes(INFLATED), 9)
-    new = read_bytes(blob(int(popef.BlobType.METADATA),
-                          codec.encode_metadata(popef.Metadata(executable="m")))
-                     + blob(int(popef.BlobType.POPLAR_EXECUTABLE),
-                            codec.encode_executable_info("m", Codec.ZLIB, INFLATED), other))
+    new = read_bytes(
+        blob(int(popef.BlobType.METADATA), codec.encode_metadata(popef.Metadata(executable="m")))
+        + blob(
+            int(popef.BlobType.POPLAR_EXECUTABLE),
+            codec.encode_executable_info("m", Codec.ZLIB, INFLATED),
+            other,
+        )
+    )
     for other_file in (new, read_bytes(bomb_bytes)):
         reports: list = []
-        compare = functools.partial(lambda a, b, out: out.append(diff(a, b, "old", "new")),
-                                    old, other_file, reports)
+        compare = functools.partial(
+            lambda a, b, out: out.append(diff(a, b, "old", "new")), old, other_file, reports
+        )
         assert peak_memory(compare) < BOUND
         assert reports[0].identical
 
 
 def test_diff_reports_changed_executable_content():
     def file_with(content: bytes) -> popef.Reader:
-        with_md = blob(int(popef.BlobType.METADATA),
-                       codec.encode_metadata(popef.Metadata(executable="m")))
-        return read_bytes(with_md + blob(int(popef.BlobType.POPLAR_EXECUTABLE),
-                                         codec.encode_executable_info("m", Codec.ZLIB,
-                                                                      len(content)),
-                                         zlib.compress(content)))
+        with_md = blob(
+            int(popef.BlobType.METADATA), codec.encode_metadata(popef.Metadata(executable="m"))
+        )
+        return read_bytes(
+            with_md
+            + blob(
+                int(popef.BlobType.POPLAR_EXECUTABLE),
+                codec.encode_executable_info("m", Codec.ZLIB, len(content)),
+                zlib.compress(content),
+            )
+        )
 
     report = diff(file_with(b"a" * 1000), file_with(b"b" * 1000), "old", "new")
     [(name, changes)] = report.executables.changed_items
@@ -88,11 +100,13 @@ def test_diff_reports_changed_executable_content():
 @pytest.mark.parametrize("chunk_size", [1, 7, 4096, 1 << 20])
 def test_iter_payload_gives_the_payload_in_bounded_chunks(content, chunk_size):
     for compressed in (False, True):
-        info = codec.encode_executable_info("m", Codec.ZLIB if compressed else Codec.NONE,
-                                            len(content) if compressed else 0)
+        info = codec.encode_executable_info(
+            "m", Codec.ZLIB if compressed else Codec.NONE, len(content) if compressed else 0
+        )
         stored = zlib.compress(content) if compressed else content
-        executable = read_bytes(blob(int(popef.BlobType.POPLAR_EXECUTABLE), info,
-                                     stored)).executables()[0]
+        executable = read_bytes(
+            blob(int(popef.BlobType.POPLAR_EXECUTABLE), info, stored)
+        ).executables()[0]
         chunks = list(executable.iter_payload(chunk_size))
         assert b"".join(chunks) == content == executable.payload()
         assert all(0 < len(chunk) <= chunk_size for chunk in chunks)
@@ -105,13 +119,20 @@ def executable_of(claimed: int, stored: bytes) -> popef.ExecutableReader:
     return read_bytes(blob(int(popef.BlobType.POPLAR_EXECUTABLE), info, stored)).executables()[0]
 
 
-@pytest.mark.parametrize("claimed, stored, message", [
-    (1000, zlib.compress(b"a" * 1000)[:-6] + b"xxxxxx", "bad compressed executable: "),
-    (999, zlib.compress(b"a" * 1000), "expected 999 bytes once decompressed, got more than 999"),
-    (1001, zlib.compress(b"a" * 1000), "expected 1001 bytes once decompressed, got 1000"),
-    (1000, zlib.compress(b"a" * 1000)[:-4], "got 1000 before the end of the stream"),
-    (2**62, zlib.compress(b"a"), "cannot expand to 4611686018427387904"),
-])
+@pytest.mark.parametrize(
+    "claimed, stored, message",
+    [
+        (1000, zlib.compress(b"a" * 1000)[:-6] + b"xxxxxx", "bad compressed executable: "),
+        (
+            999,
+            zlib.compress(b"a" * 1000),
+            "expected 999 bytes once decompressed, got more than 999",
+        ),
+        (1001, zlib.compress(b"a" * 1000), "expected 1001 bytes once decompressed, got 1000"),
+        (1000, zlib.compress(b"a" * 1000)[:-4], "got 1000 before the end of the stream"),
+        (2**62, zlib.compress(b"a"), "cannot expand to 4611686018427387904"),
+    ],
+)
 def test_streamed_checks_find_what_payload_finds(claimed, stored, message):
     with pytest.raises(popef.FormatError, match="bad compressed executable"):
         executable_of(claimed, stored).payload()

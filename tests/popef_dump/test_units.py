@@ -18,18 +18,21 @@ from popef_dump.jsonout import dumps
 from .conftest import FIXTURES
 
 
-@pytest.mark.parametrize("raw, escaped", [
-    ("plain/name:0", "plain/name:0"),
-    ("[bold red]x[/]", "[bold red]x[/]"),  # markup is not ours to escape in plain text
-    ("a\nb\tc\rd", r"a\nb\tc\rd"),
-    ("\x1b[31m", r"\x1b[31m"),
-    ("\x00\x7f\x85", r"\x00\x7f\x85"),
-    ("back\\slash", r"back\\slash"),
-    ("rtl\u202eoverride", r"rtl\u202eoverride"),
-    ("nbsp\u00a0", r"nbsp\xa0"),
-    ("caf\u00e9 \u4e2d", "caf\u00e9 \u4e2d"),  # printable non-ASCII stays readable
-    ("\U000e0001", r"\U000e0001"),
-])
+@pytest.mark.parametrize(
+    "raw, escaped",
+    [
+        ("plain/name:0", "plain/name:0"),
+        ("[bold red]x[/]", "[bold red]x[/]"),  # markup is not ours to escape in plain text
+        ("a\nb\tc\rd", r"a\nb\tc\rd"),
+        ("\x1b[31m", r"\x1b[31m"),
+        ("\x00\x7f\x85", r"\x00\x7f\x85"),
+        ("back\\slash", r"back\\slash"),
+        ("rtl\u202eoverride", r"rtl\u202eoverride"),
+        ("nbsp\u00a0", r"nbsp\xa0"),
+        ("caf\u00e9 \u4e2d", "caf\u00e9 \u4e2d"),  # printable non-ASCII stays readable
+        ("\U000e0001", r"\U000e0001"),
+    ],
+)
 def test_clean(raw, escaped):
     assert clean(raw) == escaped
 
@@ -40,12 +43,15 @@ def test_quote_escapes_quotes():
 
 
 def test_plain_table_aligns_without_trailing_blanks():
-    doc = Doc().line(0, "T:").table([Column("Name"), Column("Size", right=True), Column("X")],
-                                    [("a", "1", ""), ("long-name", "12345", "")])
-    assert to_plain(doc) == ("T:\n"
-                             "  Name        Size  X\n"
-                             "  a              1\n"
-                             "  long-name  12345\n")
+    doc = (
+        Doc()
+        .line(0, "T:")
+        .table(
+            [Column("Name"), Column("Size", right=True), Column("X")],
+            [("a", "1", ""), ("long-name", "12345", "")],
+        )
+    )
+    assert to_plain(doc) == ("T:\n  Name        Size  X\n  a              1\n  long-name  12345\n")
 
 
 def _tensor(array, dtype=None) -> popef.TensorReader:
@@ -78,12 +84,15 @@ def test_stats(chunk, monkeypatch):
 
 
 def test_stats_edge_cases():
-    assert views.tensor_stats(_tensor(np.array([np.nan, np.nan], np.float16))) == \
-        views.Stats(None, None, None, 2)
-    assert views.tensor_stats(_tensor(np.zeros((0, 2), np.float32))) == \
-        views.Stats(None, None, None, 0)
-    assert views.tensor_stats(_tensor(np.array([True, False, True, True]))) == \
-        views.Stats(0, 1, 0.75, 0)
+    assert views.tensor_stats(_tensor(np.array([np.nan, np.nan], np.float16))) == views.Stats(
+        None, None, None, 2
+    )
+    assert views.tensor_stats(_tensor(np.zeros((0, 2), np.float32))) == views.Stats(
+        None, None, None, 0
+    )
+    assert views.tensor_stats(_tensor(np.array([True, False, True, True]))) == views.Stats(
+        0, 1, 0.75, 0
+    )
     assert views.tensor_stats(_tensor(np.array(7, np.int32))) == views.Stats(7, 7, 7.0, 0)
     raw = np.arange(4, dtype=np.uint8)
     assert views.tensor_stats(_tensor(raw, popef.DataType.F8152)) is None
@@ -135,5 +144,7 @@ def test_committed_fixtures_are_up_to_date(tmp_path):
     names = build(str(tmp_path))
     assert names == sorted(p.name for p in FIXTURES.glob("*.popef"))
     stale = [n for n in names if (tmp_path / n).read_bytes() != (FIXTURES / n).read_bytes()]
-    assert not stale, (f"fixtures differ from make_fixtures.py output: {stale}; run "
-                       "python tests/data/make_fixtures.py, then pytest --update-goldens")
+    assert not stale, (
+        f"fixtures differ from make_fixtures.py output: {stale}; run "
+        "python tests/data/make_fixtures.py, then pytest --update-goldens"
+    )

@@ -10,12 +10,13 @@ import numpy as np
 import popef
 from popef import Anchor, DataType, Metadata, ProgramFlow, TensorInfo, TensorType
 from popef.errors import ExecutionError
-from popef.runtime.program import GraphProgram, encode_program
 from popef.runtime import GraphBuilder
+from popef.runtime.program import GraphProgram, encode_program
 
 
-def small_mlp(seed: int = 0, batch: int = 2, features: int = 5, hidden: int = 7,
-              classes: int = 3) -> tuple[GraphBuilder, dict[str, np.ndarray]]:
+def small_mlp(
+    seed: int = 0, batch: int = 2, features: int = 5, hidden: int = 7, classes: int = 3
+) -> tuple[GraphBuilder, dict[str, np.ndarray]]:
     """x -> Gemm -> Relu -> Gemm -> Softmax, and its parameters."""
     rng = np.random.default_rng(seed)
     params = {
@@ -28,8 +29,9 @@ def small_mlp(seed: int = 0, batch: int = 2, features: int = 5, hidden: int = 7,
     x = g.add_input("x", DataType.F32, (batch, features))
     h = g.add_node("Gemm", [x, g.add_weight("w1", params["w1"]), g.add_weight("b1", params["b1"])])
     h = g.add_node("Relu", [h])
-    h = g.add_node("Gemm", [h, g.add_weight("w2", params["w2"]), g.add_weight("b2", params["b2"])],
-                   transB=1)
+    h = g.add_node(
+        "Gemm", [h, g.add_weight("w2", params["w2"]), g.add_weight("b2", params["b2"])], transB=1
+    )
     g.add_output(g.add_node("Softmax", [h], axis=-1), "probs")
     return g, params
 
@@ -51,7 +53,7 @@ def conv_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int = 0) ->
     out = np.zeros((n, m, h - kh + 1, wd - kw + 1))
     for i in range(out.shape[2]):
         for j in range(out.shape[3]):
-            patch = x[:, :, i:i + kh, j:j + kw]
+            patch = x[:, :, i : i + kh, j : j + kw]
             out[:, :, i, j] = np.einsum("nckl,mckl->nm", patch, w.astype(np.float64))
     return out + b.astype(np.float64)[None, :, None, None]
 
@@ -69,18 +71,29 @@ def model_of(data: bytes) -> popef.Model:
     return model
 
 
-def write_model(target, program: GraphProgram | bytes, anchors: Sequence[Anchor],
-                tensors: dict[str, np.ndarray] | None = None, *, name: str = "m",
-                load: Sequence[int] = (0,), main: Sequence[int] = (5,), save: Sequence[int] = (),
-                replication_factor: int = 1, device_iterations: int = 1) -> None:
+def write_model(
+    target,
+    program: GraphProgram | bytes,
+    anchors: Sequence[Anchor],
+    tensors: dict[str, np.ndarray] | None = None,
+    *,
+    name: str = "m",
+    load: Sequence[int] = (0,),
+    main: Sequence[int] = (5,),
+    save: Sequence[int] = (),
+    replication_factor: int = 1,
+    device_iterations: int = 1,
+) -> None:
     """A model file written by hand: any program (or raw executable bytes) and anchors."""
     payload = program if isinstance(program, bytes) else encode_program(program)
-    metadata = Metadata(executable=name, anchors=tuple(anchors),
-                        program_flow=ProgramFlow(tuple(load), tuple(main), tuple(save)),
-                        programs_map={i: popef.POPART_PROGRAM_NAMES.get(i, f"p{i}")
-                                      for i in (*load, *main, *save)},
-                        replication_factor=replication_factor,
-                        device_iterations=device_iterations)
+    metadata = Metadata(
+        executable=name,
+        anchors=tuple(anchors),
+        program_flow=ProgramFlow(tuple(load), tuple(main), tuple(save)),
+        programs_map={i: popef.POPART_PROGRAM_NAMES.get(i, f"p{i}") for i in (*load, *main, *save)},
+        replication_factor=replication_factor,
+        device_iterations=device_iterations,
+    )
     with popef.Writer(target) as writer:
         writer.write_metadata(metadata)
         with writer.create_executable(name) as blob:
@@ -89,16 +102,22 @@ def write_model(target, program: GraphProgram | bytes, anchors: Sequence[Anchor]
             writer.write_tensor(key, array)
 
 
-def anchor(name: str, shape: Sequence[int], kind: TensorType, programs: Sequence[int] = (5,),
-           handle: str | None = None, dtype: DataType = DataType.F32,
-           per_replica: bool = False) -> Anchor:
+def anchor(
+    name: str,
+    shape: Sequence[int],
+    kind: TensorType,
+    programs: Sequence[int] = (5,),
+    handle: str | None = None,
+    dtype: DataType = DataType.F32,
+    per_replica: bool = False,
+) -> Anchor:
     if handle is None:
         handle = ("h2d_" if kind is TensorType.INPUT else "anchor_d2h_") + name
-    return Anchor(name, handle, TensorInfo(dtype, tuple(shape)), tuple(programs), per_replica,
-                  kind)
+    return Anchor(name, handle, TensorInfo(dtype, tuple(shape)), tuple(programs), per_replica, kind)
 
 
 # -- random graphs ---------------------------------------------------------------------------
+
 
 def str_choice(rng: np.random.Generator, options: Sequence[str]) -> str:
     return str(options[int(rng.integers(len(options)))])
@@ -152,21 +171,42 @@ class RandomGraph:
         if self.image and (not self.flat or rng.random() < 0.6):
             x = self.image[int(rng.integers(len(self.image)))]
             n, c, h, w = spec(x).shape
-            kind = str_choice(rng, ["Conv", "MaxPool", "AveragePool", "act", "Add", "Mul",
-                               "BatchNormalization", "Concat", "GlobalAveragePool", "Flatten",
-                               "Clip", "Transpose"])
+            kind = str_choice(
+                rng,
+                [
+                    "Conv",
+                    "MaxPool",
+                    "AveragePool",
+                    "act",
+                    "Add",
+                    "Mul",
+                    "BatchNormalization",
+                    "Concat",
+                    "GlobalAveragePool",
+                    "Flatten",
+                    "Clip",
+                    "Transpose",
+                ],
+            )
             if kind == "Conv":
                 k = int(rng.integers(1, 4))
                 group = int(rng.choice([1, c])) if c > 1 else 1
                 m = group * int(rng.integers(1, 3))
                 pad = int(rng.integers(0, 2))
                 stride = int(rng.integers(1, 3))
-                y = g.add_node("Conv", [x, self.weight((m, c // group, k, k)), self.weight((m,))],
-                               kernel_shape=[k, k], pads=[pad] * 4, strides=[stride] * 2,
-                               group=group)
+                y = g.add_node(
+                    "Conv",
+                    [x, self.weight((m, c // group, k, k)), self.weight((m,))],
+                    kernel_shape=[k, k],
+                    pads=[pad] * 4,
+                    strides=[stride] * 2,
+                    group=group,
+                )
             elif kind in ("MaxPool", "AveragePool"):
                 k = int(rng.integers(2, 4))
-                y = g.add_node(kind, [x], kernel_shape=[k, k], strides=[int(rng.integers(1, 3))] * 2)
+                y = g.add_node(
+                    kind, [x], kernel_shape=[k, k], strides=[int(rng.integers(1, 3))] * 2
+                )
             elif kind == "act":
                 op = str(rng.choice(["Relu", "Sigmoid", "Tanh", "LeakyRelu", "Gelu"]))
                 y = g.add_node(op, [x])
@@ -175,14 +215,29 @@ class RandomGraph:
                 y = g.add_node(kind, [x, other])
             elif kind == "BatchNormalization":
                 scale = self.weight((c,))
-                y = g.add_node(kind, [x, scale, self.weight((c,)), self.weight((c,)),
-                                      g.add_weight(f"var{self.weights}",
-                                                   rng.uniform(0.5, 2, c).astype(np.float32))])
+                y = g.add_node(
+                    kind,
+                    [
+                        x,
+                        scale,
+                        self.weight((c,)),
+                        self.weight((c,)),
+                        g.add_weight(
+                            f"var{self.weights}", rng.uniform(0.5, 2, c).astype(np.float32)
+                        ),
+                    ],
+                )
             elif kind == "Concat":
                 y = g.add_node("Concat", [x, x], axis=1)
             elif kind == "Clip":
-                y = g.add_node("Clip", [x, g.add_weight(f"lo{self.weights}", np.float32(-0.5)),
-                                        g.add_weight(f"hi{self.weights}", np.float32(0.7))])
+                y = g.add_node(
+                    "Clip",
+                    [
+                        x,
+                        g.add_weight(f"lo{self.weights}", np.float32(-0.5)),
+                        g.add_weight(f"hi{self.weights}", np.float32(0.7)),
+                    ],
+                )
                 self.weights += 1
             elif kind == "Transpose":
                 y = g.add_node("Transpose", [x], perm=[0, 1, 3, 2])
@@ -201,13 +256,30 @@ class RandomGraph:
             return False
         x = self.flat[int(rng.integers(len(self.flat)))]
         n, f = spec(x).shape
-        kind = str_choice(rng, ["Gemm", "MatMul", "Softmax", "LogSoftmax", "act", "Add", "Reshape",
-                           "Concat", "Sub", "Div"])
+        kind = str_choice(
+            rng,
+            [
+                "Gemm",
+                "MatMul",
+                "Softmax",
+                "LogSoftmax",
+                "act",
+                "Add",
+                "Reshape",
+                "Concat",
+                "Sub",
+                "Div",
+            ],
+        )
         if kind == "Gemm":
             out = int(rng.integers(1, 6))
             if rng.random() < 0.5:
-                y = g.add_node("Gemm", [x, self.weight((out, f)), self.weight((out,))], transB=1,
-                               alpha=float(rng.uniform(0.5, 1.5)))
+                y = g.add_node(
+                    "Gemm",
+                    [x, self.weight((out, f)), self.weight((out,))],
+                    transB=1,
+                    alpha=float(rng.uniform(0.5, 1.5)),
+                )
             else:
                 y = g.add_node("Gemm", [x, self.weight((f, out)), None], beta=0.5)
         elif kind == "MatMul":
@@ -220,8 +292,10 @@ class RandomGraph:
             others = [t for t in self.flat if spec(t).shape == (n, f)]
             y = g.add_node(kind, [x, others[int(rng.integers(len(others)))]])
         elif kind == "Div":
-            y = g.add_node("Div", [x, g.add_weight(f"d{self.weights}",
-                                                   rng.uniform(1, 2, f).astype(np.float32))])
+            y = g.add_node(
+                "Div",
+                [x, g.add_weight(f"d{self.weights}", rng.uniform(1, 2, f).astype(np.float32))],
+            )
             self.weights += 1
         elif kind == "Reshape":
             if f % 2:
@@ -246,17 +320,27 @@ def to_onnx(builder: GraphBuilder, opset: int = 20):
     from onnx import helper, numpy_helper
 
     main = builder.graph_program().get_program(5)
-    nodes = [helper.make_node(n.op_type, list(n.inputs), list(n.outputs), name=n.name,
-                              **n.attribute_values()) for n in main.nodes()]
-    nodes += [helper.make_node("Identity", [tensor], [name])
-              for name, tensor in builder.outputs.items()]
+    nodes = [
+        helper.make_node(
+            n.op_type, list(n.inputs), list(n.outputs), name=n.name, **n.attribute_values()
+        )
+        for n in main.nodes()
+    ]
+    nodes += [
+        helper.make_node("Identity", [tensor], [name]) for name, tensor in builder.outputs.items()
+    ]
     elem = {DataType.F32: onnx.TensorProto.FLOAT}
-    inputs = [helper.make_tensor_value_info(name, elem[info.dtype], list(info.shape))
-              for name, info in builder.inputs.items()]
-    outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-               for name in builder.outputs]
-    initializers = [numpy_helper.from_array(np.asarray(a), name)
-                    for name, a in builder.weights.items()]
+    inputs = [
+        helper.make_tensor_value_info(name, elem[info.dtype], list(info.shape))
+        for name, info in builder.inputs.items()
+    ]
+    outputs = [
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        for name in builder.outputs
+    ]
+    initializers = [
+        numpy_helper.from_array(np.asarray(a), name) for name, a in builder.weights.items()
+    ]
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10

@@ -39,8 +39,9 @@ def readonly(a):
     return a
 
 
-def run_case(op_type: str, attrs: dict, inputs: Sequence, constants: Sequence[int] = (),
-             outputs: int = 1) -> list[np.ndarray]:
+def run_case(
+    op_type: str, attrs: dict, inputs: Sequence, constants: Sequence[int] = (), outputs: int = 1
+) -> list[np.ndarray]:
     """Build, give constants, infer, run; infer must agree with run and inputs stay intact."""
     op = create_op(op_type, f"{op_type.lower()}_node", attrs, outputs)
     frozen = [readonly(x) for x in inputs]
@@ -72,8 +73,9 @@ def onnx_reference(case: OpCase) -> list[np.ndarray]:
             continue
         elem = helper.np_dtype_to_tensor_dtype(np.asarray(x).dtype)
         inputs.append(helper.make_tensor_value_info(name, elem, np.shape(x)))
-    graph = helper.make_graph([node], "g", inputs,
-                              [helper.make_tensor_value_info(o, 0, None) for o in outs])
+    graph = helper.make_graph(
+        [node], "g", inputs, [helper.make_tensor_value_info(o, 0, None) for o in outs]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.opset)])
     feeds = {name: np.asarray(x) for name, x in zip(names, case.inputs) if name}
     return [np.asarray(y) for y in ReferenceEvaluator(model).run(None, feeds)]
@@ -87,8 +89,9 @@ def check_case(case: OpCase) -> None:
         w = np.asarray(w)
         assert g.shape == w.shape, (g.shape, w.shape)
         if g.dtype.kind in "fc":
-            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64),
-                                       rtol=case.rtol, atol=case.atol)
+            np.testing.assert_allclose(
+                g.astype(np.float64), w.astype(np.float64), rtol=case.rtol, atol=case.atol
+            )
         else:
             assert g.dtype == w.dtype, (g.dtype, w.dtype)
             np.testing.assert_array_equal(g, w)

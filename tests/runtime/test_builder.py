@@ -9,8 +9,8 @@ import pytest
 
 import popef
 from popef import Anchor, DataType, ExecutionError, ProgramFlow, TensorInfo, TensorType
-from popef.runtime.program import DeviceToHost, HostToDevice, Node, decode_program
 from popef.runtime import GraphBuilder
+from popef.runtime.program import DeviceToHost, HostToDevice, Node, decode_program
 
 from .helpers import model_of, save_bytes
 
@@ -27,16 +27,29 @@ def mnist_like(rng: np.random.Generator | None = None) -> GraphBuilder:
     h = g.add_node("Sub", [x, g.add_weight("normalise.mean", np.array([0.1307], np.float32))])
     h = g.add_node("Div", [h, g.add_weight("normalise.std", np.array([0.3081], np.float32))])
     for layer, (cin, cout) in (("conv1", (1, 32)), ("conv2", (32, 64))):
-        h = g.add_node("Conv", [h, g.add_weight(f"{layer}.weight", w(cout, cin, 3, 3)),
-                                g.add_weight(f"{layer}.bias", w(cout))], kernel_shape=[3, 3])
+        h = g.add_node(
+            "Conv",
+            [
+                h,
+                g.add_weight(f"{layer}.weight", w(cout, cin, 3, 3)),
+                g.add_weight(f"{layer}.bias", w(cout)),
+            ],
+            kernel_shape=[3, 3],
+        )
         h = g.add_node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
         h = g.add_node("Relu", [h])
     h = g.add_node("Flatten", [h], axis=1)
-    h = g.add_node("Gemm", [h, g.add_weight("fc1.weight", w(128, 1600)),
-                            g.add_weight("fc1.bias", w(128))], transB=1)
+    h = g.add_node(
+        "Gemm",
+        [h, g.add_weight("fc1.weight", w(128, 1600)), g.add_weight("fc1.bias", w(128))],
+        transB=1,
+    )
     h = g.add_node("Relu", [h])
-    h = g.add_node("Gemm", [h, g.add_weight("fc2.weight", w(10, 128)),
-                            g.add_weight("fc2.bias", w(10))], transB=1)
+    h = g.add_node(
+        "Gemm",
+        [h, g.add_weight("fc2.weight", w(10, 128)), g.add_weight("fc2.bias", w(10))],
+        transB=1,
+    )
     h = g.add_node("Softmax", [h], axis=-1)
     g.add_output(h, "softmax/Softmax:0")
     return g
@@ -52,22 +65,53 @@ def test_mnist_file_has_the_documented_metadata_and_anchors(tmp_path):
     assert model.name == "mnist"
     assert md.program_flow == ProgramFlow(load=(0,), main=(5,), save=())
     assert dict(md.programs_map) == {0: "WeightsFromHost", 5: "Program"}
-    assert (md.replication_factor, md.device_iterations, md.num_ipus, md.ipu_version) == (1, 1, 1, 2)
+    assert (md.replication_factor, md.device_iterations, md.num_ipus, md.ipu_version) == (
+        1,
+        1,
+        1,
+        2,
+    )
     assert md.is_inference
     assert model.user_input_anchors() == [
-        Anchor("input", "h2d_input", TensorInfo(DataType.F32, (1, 1, 28, 28)), (5,), False,
-               TensorType.INPUT)]
+        Anchor(
+            "input",
+            "h2d_input",
+            TensorInfo(DataType.F32, (1, 1, 28, 28)),
+            (5,),
+            False,
+            TensorType.INPUT,
+        )
+    ]
     assert model.user_output_anchors() == [
-        Anchor("softmax/Softmax:0", "anchor_d2h_softmax/Softmax:0",
-               TensorInfo(DataType.F32, (1, 10)), (5,), False, TensorType.OUTPUT)]
+        Anchor(
+            "softmax/Softmax:0",
+            "anchor_d2h_softmax/Softmax:0",
+            TensorInfo(DataType.F32, (1, 10)),
+            (5,),
+            False,
+            TensorType.OUTPUT,
+        )
+    ]
     weights = [a for a in md.anchors if a.name not in ("input", "softmax/Softmax:0")]
     assert [a.name for a in weights] == [
-        "normalise.mean", "normalise.std", "conv1.weight", "conv1.bias", "conv2.weight",
-        "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+        "normalise.mean",
+        "normalise.std",
+        "conv1.weight",
+        "conv1.bias",
+        "conv2.weight",
+        "conv2.bias",
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ]
     for anchor in weights:
         assert anchor.handle == f"h2d_{anchor.name}"
-        assert (anchor.type, anchor.programs, anchor.is_per_replica) == (TensorType.INPUT, (0,),
-                                                                         False)
+        assert (anchor.type, anchor.programs, anchor.is_per_replica) == (
+            TensorType.INPUT,
+            (0,),
+            False,
+        )
         assert model.get_tensor_data(anchor.name).info.tensor_info == anchor.tensor_info
     # PopART's order: anchors without data first
     assert [a.name for a in md.anchors[:2]] == ["input", "softmax/Softmax:0"]
@@ -93,10 +137,16 @@ def test_the_executable_holds_the_graph_program():
 
 def test_replicated_models_have_per_replica_anchors():
     g = mnist_like()
-    model = model_of(save_bytes(g, replication_factor=4, device_iterations=8, num_ipus=2,
-                                ipu_version=21))
+    model = model_of(
+        save_bytes(g, replication_factor=4, device_iterations=8, num_ipus=2, ipu_version=21)
+    )
     md = model.metadata
-    assert (md.replication_factor, md.device_iterations, md.num_ipus, md.ipu_version) == (4, 8, 2, 21)
+    assert (md.replication_factor, md.device_iterations, md.num_ipus, md.ipu_version) == (
+        4,
+        8,
+        2,
+        21,
+    )
     [x] = model.user_input_anchors()
     [y] = model.user_output_anchors()
     assert (x.tensor_info.shape, x.is_per_replica) == ((4, 1, 1, 28, 28), True)
@@ -107,8 +157,11 @@ def test_replicated_models_have_per_replica_anchors():
 
 def test_compressed_executables_and_options():
     g = mnist_like()
-    model = model_of(save_bytes(g, compress=True, engine_options=[("opt", "1")],
-                                device_options=[popef.Option("d", "2")]))
+    model = model_of(
+        save_bytes(
+            g, compress=True, engine_options=[("opt", "1")], device_options=[popef.Option("d", "2")]
+        )
+    )
     assert model.executable.compressed
     assert decode_program(model.executable.payload()) == g.graph_program()
     assert model.metadata.engine_options == (popef.Option("opt", "1"),)
@@ -123,8 +176,9 @@ def test_names_outputs_and_attribute_types():
     node = g.graph_program().get_program(5).steps[-1]
     assert node.attributes[0].kind.name == "FLOAT" and node.attributes[0].value == 1.0
     assert y == "LeakyRelu_0:0"
-    z = g.add_node("Gemm", [y, g.add_weight("w", np.ones((4, 3), np.float32)), None],
-                   name="fc", alpha=None)
+    z = g.add_node(
+        "Gemm", [y, g.add_weight("w", np.ones((4, 3), np.float32)), None], name="fc", alpha=None
+    )
     assert z == "fc:0" and g.spec(z).shape == (2, 3)
     outputs = g.add_node("Dropout", [z], num_outputs=2)
     assert outputs == ("Dropout_0:0", "Dropout_0:1")
@@ -134,28 +188,42 @@ def test_names_outputs_and_attribute_types():
     assert g.spec("i8").dtype == np.int8 and g.spec("u16").shape == ()
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda g, x: g.add_node("Frobnicate", [x], name="f1"),
-     r"unknown op 'Frobnicate' \(node 'f1'\)"),
-    (lambda g, x: g.add_node("Relu", [x], name="r1", colour=3),
-     r"Relu node 'r1': unknown attribute 'colour'"),
-    (lambda g, x: g.add_node("Conv", [x, "nope"], name="c1"),
-     r"Conv node 'c1': input 1 'nope' is not defined"),
-    (lambda g, x: g.add_node("Gemm", [x, g.add_weight("w", np.ones((3, 3), np.float32))],
-                             name="fc"),
-     r"Gemm node 'fc'"),
-    (lambda g, x: g.add_node("Concat", [x], name="cat"), r"Concat node 'cat': .*axis"),
-    (lambda g, x: g.add_node("Relu", x), r"inputs must be a list"),
-    (lambda g, x: (g.add_node("Relu", [x], name="a"), g.add_node("Relu", [x], name="a")),
-     r"node 'a' already exists"),
-    (lambda g, x: g.add_input("x", DataType.F32, [1]), r"tensor 'x' is already defined"),
-    (lambda g, x: g.add_input("y", "complex", [1]), r"not a data type"),
-    (lambda g, x: g.add_input("y", DataType.F32, [-1]), r"input 'y'"),
-    (lambda g, x: g.add_weight("o", np.array(["a"])), r"weight 'o' has dtype <U1"),
-    (lambda g, x: g.add_output("nope", "out"), r"tensor 'nope' is not defined"),
-    (lambda g, x: (g.add_output(x, "o"), g.add_output(x, "o")), r"'o' already names an anchor"),
-    (lambda g, x: g.add_output(x, "x"), r"'x' already names an anchor"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda g, x: g.add_node("Frobnicate", [x], name="f1"),
+            r"unknown op 'Frobnicate' \(node 'f1'\)",
+        ),
+        (
+            lambda g, x: g.add_node("Relu", [x], name="r1", colour=3),
+            r"Relu node 'r1': unknown attribute 'colour'",
+        ),
+        (
+            lambda g, x: g.add_node("Conv", [x, "nope"], name="c1"),
+            r"Conv node 'c1': input 1 'nope' is not defined",
+        ),
+        (
+            lambda g, x: g.add_node(
+                "Gemm", [x, g.add_weight("w", np.ones((3, 3), np.float32))], name="fc"
+            ),
+            r"Gemm node 'fc'",
+        ),
+        (lambda g, x: g.add_node("Concat", [x], name="cat"), r"Concat node 'cat': .*axis"),
+        (lambda g, x: g.add_node("Relu", x), r"inputs must be a list"),
+        (
+            lambda g, x: (g.add_node("Relu", [x], name="a"), g.add_node("Relu", [x], name="a")),
+            r"node 'a' already exists",
+        ),
+        (lambda g, x: g.add_input("x", DataType.F32, [1]), r"tensor 'x' is already defined"),
+        (lambda g, x: g.add_input("y", "complex", [1]), r"not a data type"),
+        (lambda g, x: g.add_input("y", DataType.F32, [-1]), r"input 'y'"),
+        (lambda g, x: g.add_weight("o", np.array(["a"])), r"weight 'o' has dtype <U1"),
+        (lambda g, x: g.add_output("nope", "out"), r"tensor 'nope' is not defined"),
+        (lambda g, x: (g.add_output(x, "o"), g.add_output(x, "o")), r"'o' already names an anchor"),
+        (lambda g, x: g.add_output(x, "x"), r"'x' already names an anchor"),
+    ],
+)
 def test_mistakes_are_reported_when_made(build, message):
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (2, 5))

@@ -31,13 +31,18 @@ def run(*args: str):
 def digits(tmp_path_factory):
     """A tiny 'digit classifier': 1x8x8 greyscale -> Conv -> Flatten -> Gemm -> Softmax."""
     rng = np.random.default_rng(0)
-    params = {"w": rng.standard_normal((2, 1, 3, 3)).astype(np.float32),
-              "b": rng.standard_normal(2).astype(np.float32),
-              "fc": rng.standard_normal((4, 72)).astype(np.float32) * 0.3}
+    params = {
+        "w": rng.standard_normal((2, 1, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(2).astype(np.float32),
+        "fc": rng.standard_normal((4, 72)).astype(np.float32) * 0.3,
+    }
     g = GraphBuilder()
     x = g.add_input("image", DataType.F32, (1, 1, 8, 8))
-    h = g.add_node("Conv", [x, g.add_weight("w", params["w"]), g.add_weight("b", params["b"])],
-                   kernel_shape=[3, 3])
+    h = g.add_node(
+        "Conv",
+        [x, g.add_weight("w", params["w"]), g.add_weight("b", params["b"])],
+        kernel_shape=[3, 3],
+    )
     h = g.add_node("Flatten", [g.add_node("Relu", [h])], axis=1)
     h = g.add_node("Gemm", [h, g.add_weight("fc", params["fc"])], transB=1)
     g.add_output(g.add_node("Softmax", [h], axis=-1), "probs")
@@ -65,8 +70,7 @@ def test_a_png_runs_end_to_end(digits, Image):
     assert lines[0] == "probs: F32[1, 4]"
     values = np.array(lines[1].strip(" []").split(), dtype=np.float64)
     np.testing.assert_allclose(values, expected[0], atol=1e-6)
-    assert lines[2] == (f"  argmax: {expected.argmax()} "
-                        f"(probability {expected.max():.4f})")
+    assert lines[2] == (f"  argmax: {expected.argmax()} (probability {expected.max():.4f})")
 
 
 @pytest.mark.parametrize("executor", ["cpu", "ipu-model"])
@@ -101,31 +105,52 @@ def test_executors_are_listed():
     assert names[:2] == ["cpu", "ipu-model"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{model}", "-i", "nope={x}"], "error: the model has no input 'nope' (inputs: 'image' "
-                                    "F32[1, 1, 8, 8])"),
-    (["{model}"], "error: no --input for 'image' (inputs: 'image' F32[1, 1, 8, 8])"),
-    (["{model}", "-i", "{folder}/missing.npy"], "error: input file '{folder}/missing.npy' does "
-                                                "not exist"),
-    (["{model}", "-i", "{x}", "-e", "gpu"], "error: unknown executor 'gpu'; installed "
-                                            "executors: cpu, ipu-model"),
-    (["{model}", "-i", "{x}", "-e", "ipu-model", "--option", "tiles_per_ipu=0"],
-     "error: executor 'ipu-model': option 'tiles_per_ipu' must be an integer >= 1, got 0"),
-    (["{model}", "-i", "{bad}"], "error: '{bad}': the array of shape [2, 8, 8] fits no input "
-                                 "of the model (inputs: 'image' F32[1, 1, 8, 8])"),
-    (["{folder}/garbage.popef", "-i", "{x}"], "error: not a PopEF file (it starts with text "),
-    (["{folder}/nothing.popef"], "error: '{folder}/nothing.popef' is not a file"),
-    (["{model}", "-i", "{complex}"], "error: input 'image' is complex64, which does not convert "
-                                     "to F32"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["{model}", "-i", "nope={x}"],
+            "error: the model has no input 'nope' (inputs: 'image' F32[1, 1, 8, 8])",
+        ),
+        (["{model}"], "error: no --input for 'image' (inputs: 'image' F32[1, 1, 8, 8])"),
+        (
+            ["{model}", "-i", "{folder}/missing.npy"],
+            "error: input file '{folder}/missing.npy' does not exist",
+        ),
+        (
+            ["{model}", "-i", "{x}", "-e", "gpu"],
+            "error: unknown executor 'gpu'; installed executors: cpu, ipu-model",
+        ),
+        (
+            ["{model}", "-i", "{x}", "-e", "ipu-model", "--option", "tiles_per_ipu=0"],
+            "error: executor 'ipu-model': option 'tiles_per_ipu' must be an integer >= 1, got 0",
+        ),
+        (
+            ["{model}", "-i", "{bad}"],
+            "error: '{bad}': the array of shape [2, 8, 8] fits no input "
+            "of the model (inputs: 'image' F32[1, 1, 8, 8])",
+        ),
+        (["{folder}/garbage.popef", "-i", "{x}"], "error: not a PopEF file (it starts with text "),
+        (["{folder}/nothing.popef"], "error: '{folder}/nothing.popef' is not a file"),
+        (
+            ["{model}", "-i", "{complex}"],
+            "error: input 'image' is complex64, which does not convert to F32",
+        ),
+    ],
+)
 def test_errors_are_one_line_and_exit_1(digits, tmp_path, args, message):
     path, _, folder = digits
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
     np.save(tmp_path / "bad.npy", np.zeros((2, 8, 8), np.float32))
     np.save(tmp_path / "complex.npy", np.zeros((1, 1, 8, 8), np.complex64))
     (folder / "garbage.popef").write_bytes(b"not a popef file at all" * 4)
-    names = dict(model=path, folder=folder, x=tmp_path / "x.npy", bad=tmp_path / "bad.npy",
-                 complex=tmp_path / "complex.npy")
+    names = dict(
+        model=path,
+        folder=folder,
+        x=tmp_path / "x.npy",
+        bad=tmp_path / "bad.npy",
+        complex=tmp_path / "complex.npy",
+    )
     result = run(*(a.format(**names) for a in args))
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -140,37 +165,53 @@ def test_no_file_is_a_usage_error():
 
 # -- renderers and input conversion ----------------------------------------------------------
 
+
 def test_render_outputs_escapes_names_and_marks_probabilities():
-    text = render_outputs({"a\x1b[31m": np.array([[0.25, 0.75]], np.float32),
-                           "logits": np.array([2.0, -1.0], np.float32)}, [])
-    assert text.splitlines() == ["a\\x1b[31m: float32[1, 2]", "  [[0.25 0.75]]",
-                                 "  argmax: 1 (probability 0.7500)",
-                                 "logits: float32[2]", "  [ 2. -1.]"]
+    text = render_outputs(
+        {
+            "a\x1b[31m": np.array([[0.25, 0.75]], np.float32),
+            "logits": np.array([2.0, -1.0], np.float32),
+        },
+        [],
+    )
+    assert text.splitlines() == [
+        "a\\x1b[31m: float32[1, 2]",
+        "  [[0.25 0.75]]",
+        "  argmax: 1 (probability 0.7500)",
+        "logits: float32[2]",
+        "  [ 2. -1.]",
+    ]
     assert safe("ok\n") == "ok\\n"
     assert is_probability(np.array([[0.5, 0.5], [1.0, 0.0]]))
     assert not is_probability(np.array([0.5, 0.6]))
     assert not is_probability(np.array([1.0]))
 
 
-@pytest.mark.parametrize("shape, layout", [
-    ((1, 1, 28, 28), (1, 28, 28, False)),
-    ((1, 3, 32, 24), (3, 32, 24, False)),
-    ((1, 32, 24, 3), (3, 32, 24, True)),
-    ((3, 32, 24), (3, 32, 24, False)),
-    ((32, 24, 4), (4, 32, 24, True)),
-    ((28, 28), (1, 28, 28, False)),
-    ((1, 784), (1, 28, 28, False)),
-])
+@pytest.mark.parametrize(
+    "shape, layout",
+    [
+        ((1, 1, 28, 28), (1, 28, 28, False)),
+        ((1, 3, 32, 24), (3, 32, 24, False)),
+        ((1, 32, 24, 3), (3, 32, 24, True)),
+        ((3, 32, 24), (3, 32, 24, False)),
+        ((32, 24, 4), (4, 32, 24, True)),
+        ((28, 28), (1, 28, 28, False)),
+        ((1, 784), (1, 28, 28, False)),
+    ],
+)
 def test_image_layouts(shape, layout):
     found = image_layout(shape)
     assert (found.channels, found.height, found.width, found.channels_last) == layout
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((4, 1, 28, 28), "it takes a batch of 4"),
-    ((1, 2, 28, 28), "no dimension of 1, 3 or 4 channels"),
-    ((5,), "expected \\[H, W\\]"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((4, 1, 28, 28), "it takes a batch of 4"),
+        ((1, 2, 28, 28), "no dimension of 1, 3 or 4 channels"),
+        ((5,), "expected \\[H, W\\]"),
+    ],
+)
 def test_shapes_that_take_no_image(shape, message):
     with pytest.raises(ExecutionError, match=message):
         image_layout(shape, "x")
@@ -195,14 +236,19 @@ def test_sixteen_bit_pgm(tmp_path, Image):
     with open(path, "wb") as f:
         f.write(b"P5\n2 1\n65535\n" + np.array([0, 65535], ">u2").tobytes())
     from popef.runtime.inputs import load_image
+
     values = image_to_array(load_image(path), (1, 2), DataType.F32)
     np.testing.assert_allclose(values, [[0.0, 1.0]])
 
 
 def test_fit_to_input():
     assert fit_to_input(np.zeros((8, 8)), (1, 1, 8, 8), DataType.F32, "x").shape == (1, 1, 8, 8)
-    assert fit_to_input(np.zeros((2, 1, 8, 8)), (1, 1, 8, 8), DataType.F32, "x").shape == \
-        (2, 1, 8, 8)  # two steps: left for the runner
+    assert fit_to_input(np.zeros((2, 1, 8, 8)), (1, 1, 8, 8), DataType.F32, "x").shape == (
+        2,
+        1,
+        8,
+        8,
+    )  # two steps: left for the runner
     with pytest.raises(ExecutionError, match="does not convert to S32"):
         fit_to_input(np.zeros(3), (3,), DataType.S32, "x")
 
@@ -236,6 +282,7 @@ def test_save_npz_replaces_atomically(tmp_path):
 
 # -- mistakes a new user makes -------------------------------------------------------------------
 
+
 def _one_error_line(result) -> str:
     assert result.exit_code == 1 and result.stdout == "", (result.exit_code, result.output)
     lines = result.stderr.splitlines()
@@ -248,9 +295,11 @@ def test_a_repeated_input_is_an_error_not_the_last_one_kept(digits, tmp_path):
     for name in ("a", "b"):
         np.save(tmp_path / f"{name}.npy", np.zeros((1, 1, 8, 8), np.float32))
     line = _one_error_line(run(path, "-i", tmp_path / "a.npy", "-i", f"image={tmp_path}/b.npy"))
-    assert line == (f"error: input 'image' is given twice (--input {tmp_path}/a.npy and --input "
-                    f"image={tmp_path}/b.npy); one run takes one value per input: to run several "
-                    "steps, stack them on the leading axis in one .npy file")
+    assert line == (
+        f"error: input 'image' is given twice (--input {tmp_path}/a.npy and --input "
+        f"image={tmp_path}/b.npy); one run takes one value per input: to run several "
+        "steps, stack them on the leading axis in one .npy file"
+    )
 
 
 def test_an_input_given_as_a_model_file_gets_a_hint(digits, tmp_path, Image):
@@ -259,19 +308,24 @@ def test_an_input_given_as_a_model_file_gets_a_hint(digits, tmp_path, Image):
     np.save(tmp_path / "d.npy", np.zeros((1, 1, 8, 8), np.float32))
     for given in ("d.png", "d.npy"):
         line = _one_error_line(run(path, tmp_path / given))
-        assert line.endswith(f"; if it is an input of the model, give it with --input "
-                             f"{tmp_path}/{given}"), line
+        assert line.endswith(
+            f"; if it is an input of the model, give it with --input {tmp_path}/{given}"
+        ), line
 
 
-@pytest.mark.parametrize("content, what", [
-    (None, "it is a PopEF file (a model, not an input)"),
-    (b"1, 2, 3\n4, 5, 6\n", "it is a text file"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(32), "it is a PNG image without an image suffix"),
-    (b"", "it is empty"),
-    (b"\x80\x04\x95pickled", "it does not start with the .npy or .npz signature"),
-])
-def test_a_file_that_is_no_array_says_what_it_is_and_never_suggests_pickles(digits, tmp_path,
-                                                                            content, what):
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (None, "it is a PopEF file (a model, not an input)"),
+        (b"1, 2, 3\n4, 5, 6\n", "it is a text file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(32), "it is a PNG image without an image suffix"),
+        (b"", "it is empty"),
+        (b"\x80\x04\x95pickled", "it does not start with the .npy or .npz signature"),
+    ],
+)
+def test_a_file_that_is_no_array_says_what_it_is_and_never_suggests_pickles(
+    digits, tmp_path, content, what
+):
     path, _, _ = digits
     given = tmp_path / "given.npy"
     given.write_bytes(path.read_bytes() if content is None else content)
@@ -290,7 +344,7 @@ def test_a_corrupt_model_is_refused_unless_no_verify(digits, tmp_path):
         reader.parse_file(corrupt)
         blob = next(t.blob for t in reader.tensors() if t.name == "fc")
     data = bytearray(corrupt.read_bytes())
-    data[blob.payload_offset:blob.payload_offset + blob.payload_size] = bytes(blob.payload_size)
+    data[blob.payload_offset : blob.payload_offset + blob.payload_size] = bytes(blob.payload_size)
     corrupt.write_bytes(data)
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
     line = _one_error_line(run(corrupt, "-i", tmp_path / "x.npy"))
@@ -313,8 +367,10 @@ def test_huge_inputs_and_outputs_are_one_line_errors(digits, tmp_path, Image):
             np.lib.format.write_array_header_1_0(member, header)
             member.write(bytes(1 << 20))
     line = _one_error_line(run(path, "-i", bomb))
-    assert line == (f"error: '{bomb}': array 'image' of shape [40000, 40000] fits no input of "
-                    "the model (inputs: 'image' F32[1, 1, 8, 8])")
+    assert line == (
+        f"error: '{bomb}': array 'image' of shape [40000, 40000] fits no input of "
+        "the model (inputs: 'image' F32[1, 1, 8, 8])"
+    )
 
     default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, 1000  # 64 x 64 is then a bomb
     try:

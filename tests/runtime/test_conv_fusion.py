@@ -36,12 +36,16 @@ def _model(window, relu, *, group=1, pool_attrs=None, also_read=False, size=11):
 
 
 CASES = [
-    dict(window=2, relu=True), dict(window=2, relu=False), dict(window=3, relu=True),
-    dict(window=2, relu=True, group=4), dict(window=2, relu=True, size=28),
+    dict(window=2, relu=True),
+    dict(window=2, relu=False),
+    dict(window=3, relu=True),
+    dict(window=2, relu=True, group=4),
+    dict(window=2, relu=True, size=28),
     dict(window=2, relu=True, also_read=True),
     dict(window=2, relu=True, pool_attrs={"kernel_shape": [3, 3], "strides": [2, 2]}),
-    dict(window=2, relu=True, pool_attrs={"kernel_shape": [2, 2], "strides": [2, 2],
-                                          "ceil_mode": 1}),
+    dict(
+        window=2, relu=True, pool_attrs={"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}
+    ),
 ]
 
 
@@ -49,11 +53,17 @@ CASES = [
 @pytest.mark.parametrize("steps", [1, 5])
 def test_fused_agrees_with_unfused(case, steps):
     model = model_of(save_bytes(_model(**case)))
-    x = np.random.default_rng(steps).standard_normal(
-        (steps * 2, 4, case.get("size", 11), case.get("size", 11))).astype(np.float32)
+    x = (
+        np.random.default_rng(steps)
+        .standard_normal((steps * 2, 4, case.get("size", 11), case.get("size", 11)))
+        .astype(np.float32)
+    )
     x[0, 0, :3, :3] = np.nan  # NaN propagates through both
-    with ModelRunner(model, "cpu") as fused, ModelRunner(model, "cpu", fuse=False) as plain, \
-            ModelRunner(model, "ipu-model") as ipu:
+    with (
+        ModelRunner(model, "cpu") as fused,
+        ModelRunner(model, "cpu", fuse=False) as plain,
+        ModelRunner(model, "ipu-model") as ipu,
+    ):
         a, b, c = fused.execute({"x": x}), plain.execute({"x": x}), ipu.execute({"x": x})
     for name in a:
         ulps = 4 * float(np.spacing(np.nanmax(np.abs(b[name]))))
@@ -65,8 +75,12 @@ def _plan_entries(**case) -> int:
     """Kernels in the cpu executor's generated plan (its namespace holds k0, k1, ...)."""
     executor = CpuExecutor()
     executor.load(load_model(model_of(save_bytes(_model(**case)))))
-    return sum(1 for name in executor._forward.__globals__ if name[0] == "k"  # noqa: SLF001
-               and name[1:].isdigit())
+    return sum(
+        1
+        for name in executor._forward.__globals__
+        if name[0] == "k"  # noqa: SLF001
+        and name[1:].isdigit()
+    )
 
 
 def test_what_is_fused():
@@ -75,13 +89,22 @@ def test_what_is_fused():
     # the conv output is read twice: nothing fused
     assert _plan_entries(window=2, relu=True, also_read=True) == 5
     # overlapping windows and ceil_mode are left to MaxPool
-    assert _plan_entries(window=2, relu=True,
-                         pool_attrs={"kernel_shape": [3, 3], "strides": [2, 2]}) == 4
-    assert _plan_entries(window=2, relu=True, pool_attrs={
-        "kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}) == 4
+    assert (
+        _plan_entries(window=2, relu=True, pool_attrs={"kernel_shape": [3, 3], "strides": [2, 2]})
+        == 4
+    )
+    assert (
+        _plan_entries(
+            window=2,
+            relu=True,
+            pool_attrs={"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+        )
+        == 4
+    )
 
 
 # -- the channels-last kernel against the unfused ops, on random shapes ---------------------
+
 
 def _unfused(x, w, b, conv_attrs, window, relu):
     from popef.runtime.ops import create_op
@@ -109,14 +132,20 @@ def test_channels_last_kernel_matches_the_unfused_ops(data):
     window = tuple(data.draw(st.integers(1, 3)) for _ in range(2))
     relu, with_bias = data.draw(st.booleans()), data.draw(st.booleans())
     # big enough for one pooled output at least
-    size = [window[i] * strides[i] + (kernel[i] - 1) * dilations[i] + data.draw(st.integers(0, 4))
-            for i in range(2)]
+    size = [
+        window[i] * strides[i] + (kernel[i] - 1) * dilations[i] + data.draw(st.integers(0, 4))
+        for i in range(2)
+    ]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     x = rng.standard_normal((n, c, *size)).astype(dtype)
     w = rng.standard_normal((m, c, *kernel)).astype(dtype)
     b = rng.standard_normal(m).astype(dtype) if with_bias else None
-    attrs = {"kernel_shape": list(kernel), "strides": list(strides),
-             "dilations": list(dilations), "pads": pads}
+    attrs = {
+        "kernel_shape": list(kernel),
+        "strides": list(strides),
+        "dilations": list(dilations),
+        "pads": pads,
+    }
     conv = create_op("Conv", "conv", attrs)
     fused = conv.with_max_pool(window, relu)
     inputs = [x, w] if b is None else [x, w, b]
@@ -135,17 +164,23 @@ def test_channels_last_kernel_matches_the_unfused_ops(data):
         assert got.shape == want.shape and got.dtype == want.dtype
         tolerance = {np.float16: 2e-3, np.float32: 2e-5, np.float64: 1e-12}[dtype]
         scale = float(np.max(np.abs(want.astype(np.float64)), initial=1.0))
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                                   rtol=tolerance, atol=tolerance * scale)
+        np.testing.assert_allclose(
+            got.astype(np.float64), want.astype(np.float64), rtol=tolerance, atol=tolerance * scale
+        )
     # fed to a second fused kernel: the channels-last output is read as it lies
     if got.shape[2] >= 1 and got.shape[3] >= 1:
         w2 = rng.standard_normal((2, m, 1, 1)).astype(dtype)
         second = create_op("Conv", "conv2", {"kernel_shape": [1, 1]}).with_max_pool((1, 1), False)
         [chained] = second([got, w2])
         [expected] = create_op("Conv", "c", {"kernel_shape": [1, 1]}).run(
-            [np.ascontiguousarray(got), w2])
-        np.testing.assert_allclose(chained.astype(np.float64), expected.astype(np.float64),
-                                   rtol=tolerance, atol=tolerance * scale * m)
+            [np.ascontiguousarray(got), w2]
+        )
+        np.testing.assert_allclose(
+            chained.astype(np.float64),
+            expected.astype(np.float64),
+            rtol=tolerance,
+            atol=tolerance * scale * m,
+        )
 
 
 def test_the_kernel_follows_the_batch_size_between_calls():
@@ -162,6 +197,7 @@ def test_the_kernel_follows_the_batch_size_between_calls():
 
 # -- Flatten -> Gemm (-> Relu) after a channels-last convolution ------------------------------
 
+
 def _conv_dense_model(*, trans_b=1, bias="1d", relu=True, alpha=1.0, two_convs=True):
     rng = np.random.default_rng(11)
     g = GraphBuilder()
@@ -170,8 +206,14 @@ def _conv_dense_model(*, trans_b=1, bias="1d", relu=True, alpha=1.0, two_convs=T
     for i, out in enumerate((6, 8) if two_convs else (6,)):
         w = g.add_weight(f"w{i}", rng.standard_normal((out, channels, 3, 3)).astype(np.float32))
         b = g.add_weight(f"b{i}", rng.standard_normal(out).astype(np.float32))
-        h = g.add_node("Relu", [g.add_node("MaxPool", [g.add_node("Conv", [h, w, b])],
-                                           kernel_shape=[2, 2], strides=[2, 2])])
+        h = g.add_node(
+            "Relu",
+            [
+                g.add_node(
+                    "MaxPool", [g.add_node("Conv", [h, w, b])], kernel_shape=[2, 2], strides=[2, 2]
+                )
+            ],
+        )
         channels = out
     features = 8 * 2 * 2 if two_convs else 6 * 6 * 6
     shape = (5, features) if trans_b else (features, 5)
@@ -187,16 +229,26 @@ def _conv_dense_model(*, trans_b=1, bias="1d", relu=True, alpha=1.0, two_convs=T
     return g
 
 
-DENSE_CASES = [{}, {"trans_b": 0}, {"bias": None}, {"bias": "2d"}, {"relu": False},
-               {"two_convs": False}, {"alpha": 0.5}]
+DENSE_CASES = [
+    {},
+    {"trans_b": 0},
+    {"bias": None},
+    {"bias": "2d"},
+    {"relu": False},
+    {"two_convs": False},
+    {"alpha": 0.5},
+]
 
 
 @pytest.mark.parametrize("case", DENSE_CASES)
 def test_flatten_gemm_after_a_fused_conv_agrees(case):
     model = model_of(save_bytes(_conv_dense_model(**case)))
     x = np.random.default_rng(3).standard_normal((6, 1, 14, 14)).astype(np.float32)
-    with ModelRunner(model, "cpu") as fused, ModelRunner(model, "cpu", fuse=False) as plain, \
-            ModelRunner(model, "ipu-model") as ipu:
+    with (
+        ModelRunner(model, "cpu") as fused,
+        ModelRunner(model, "cpu", fuse=False) as plain,
+        ModelRunner(model, "ipu-model") as ipu,
+    ):
         a, b, c = (r.execute({"x": x})["probs"] for r in (fused, plain, ipu))
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
@@ -206,8 +258,9 @@ def test_what_is_fused_after_a_convolution():
     def entries(**case) -> int:
         executor = CpuExecutor()
         executor.load(load_model(model_of(save_bytes(_conv_dense_model(**case)))))
-        return sum(1 for name in executor._forward.__globals__
-                   if name[0] == "k" and name[1:].isdigit())
+        return sum(
+            1 for name in executor._forward.__globals__ if name[0] == "k" and name[1:].isdigit()
+        )
 
     assert entries() == 4  # conv+pool+relu twice, flatten+gemm+relu, softmax
     assert entries(relu=False) == 4

@@ -19,8 +19,9 @@ def _max_pool_model(batch: int, with_indices: bool) -> GraphBuilder:
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (batch, 2, 4, 4))
     if with_indices:
-        values, indices = g.add_node("MaxPool", [x], num_outputs=2, kernel_shape=[2, 2],
-                                     strides=[2, 2])
+        values, indices = g.add_node(
+            "MaxPool", [x], num_outputs=2, kernel_shape=[2, 2], strides=[2, 2]
+        )
         g.add_output(indices, "indices")
     else:
         values = g.add_node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
@@ -42,12 +43,21 @@ def _expected_indices(x: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate(steps)
 
 
-@pytest.mark.parametrize("replicas, iterations, steps, batch", [
-    (1, 1, 3, 1), (1, 4, 5, 2), (2, 1, 2, 1), (3, 2, 3, 2),
-])
+@pytest.mark.parametrize(
+    "replicas, iterations, steps, batch",
+    [
+        (1, 1, 3, 1),
+        (1, 4, 5, 2),
+        (2, 1, 2, 1),
+        (3, 2, 3, 2),
+    ],
+)
 def test_max_pool_indices_agree_across_steps_and_replicas(replicas, iterations, steps, batch):
-    model = model_of(save_bytes(_max_pool_model(batch, True), replication_factor=replicas,
-                                device_iterations=iterations))
+    model = model_of(
+        save_bytes(
+            _max_pool_model(batch, True), replication_factor=replicas, device_iterations=iterations
+        )
+    )
     rng = np.random.default_rng(replicas * 100 + steps)
     runners = [ModelRunner(model, "cpu"), ModelRunner(model, "ipu-model")]
     shape = runners[0].get_execute_inputs()[0].shape

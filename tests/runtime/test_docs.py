@@ -30,7 +30,7 @@ def test_program_example():
 
 def test_builder_example(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(block_with("g.save(\"model.popef\""), {})
+    exec(block_with('g.save("model.popef"'), {})
     with ModelRunner("model.popef") as runner:
         [x] = runner.get_execute_inputs()
         out = runner.execute({x.name: np.zeros(x.shape, np.float32)})

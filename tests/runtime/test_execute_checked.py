@@ -34,7 +34,8 @@ def test_execute_checked_gives_what_execute_gives(mlp, executor, steps, seed):
         expected = runner.execute({"x": x})["probs"]
         np.testing.assert_array_equal(runner.execute_checked({"x": x}, steps)["probs"], expected)
         np.testing.assert_array_equal(
-            runner.execute_checked_async({"x": x}, np.int64(steps)).wait(60)["probs"], expected)
+            runner.execute_checked_async({"x": x}, np.int64(steps)).wait(60)["probs"], expected
+        )
     np.testing.assert_allclose(expected, mlp_reference(params, x), rtol=1e-4, atol=1e-6)
 
 
@@ -71,7 +72,8 @@ def test_execute_checked_keeps_the_request_memory_limit_with_the_same_message():
             runner.execute_checked_async({"x": x}, 13)
     assert str(by_checked.value) == str(by_execute.value) == str(by_checked_async.value)
     assert "a request of 13 steps to model 'model' needs about 106496 bytes" in str(
-        by_execute.value)
+        by_execute.value
+    )
 
 
 def test_execute_checked_keeps_one_step_for_a_model_with_a_scalar_output():

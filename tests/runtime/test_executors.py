@@ -32,6 +32,7 @@ RTOL, ATOL = 2e-5, 2e-6
 
 # -- registry --------------------------------------------------------------------------------
 
+
 def test_builtin_executors_are_listed_and_described():
     assert list_executors()[:2] == ["cpu", "ipu-model"]
     rows = dict(executor_descriptions())
@@ -40,15 +41,26 @@ def test_builtin_executors_are_listed_and_described():
     assert isinstance(get_executor("ipu-model", tiles_per_ipu=8), IpuModelExecutor)
 
 
-@pytest.mark.parametrize("name, options, message", [
-    ("gpu", {}, r"unknown executor 'gpu'; installed executors: cpu, ipu-model"),
-    ("ipu-model", {"tiles": 3}, r"executor 'ipu-model' has no option 'tiles' \(options: "
-                                r"ipu_version, num_ipus, tiles_per_ipu\)"),
-    ("ipu-model", {"tiles_per_ipu": 0}, r"option 'tiles_per_ipu' must be an integer >= 1"),
-    ("ipu-model", {"ipu_version": 3}, r"unknown IPU version 3 \(expected 1 \(Mk1\), 2 \(Mk2\), "
-                                      r"21 \(Bow\)\)"),
-    (3, {}, r"an executor name must be a str"),
-])
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("gpu", {}, r"unknown executor 'gpu'; installed executors: cpu, ipu-model"),
+        (
+            "ipu-model",
+            {"tiles": 3},
+            r"executor 'ipu-model' has no option 'tiles' \(options: "
+            r"ipu_version, num_ipus, tiles_per_ipu\)",
+        ),
+        ("ipu-model", {"tiles_per_ipu": 0}, r"option 'tiles_per_ipu' must be an integer >= 1"),
+        (
+            "ipu-model",
+            {"ipu_version": 3},
+            r"unknown IPU version 3 \(expected 1 \(Mk1\), 2 \(Mk2\), "
+            r"21 \(Bow\)\)",
+        ),
+        (3, {}, r"an executor name must be a str"),
+    ],
+)
 def test_bad_executor_requests(name, options, message):
     with pytest.raises(ExecutionError, match=message):
         get_executor(name, **options)
@@ -72,12 +84,14 @@ def test_register_executor():
             assert runner.execute({"x": np.zeros((2, 5), np.float32)})["probs"].shape == (2, 3)
     finally:
         from popef.runtime.executors import _REGISTRY
+
         _REGISTRY.pop("echo-registered", None)
 
 
 def test_plugins_come_from_the_entry_point_group(tmp_path, monkeypatch):
     """A real installed distribution (a .dist-info folder on sys.path) declaring executors."""
-    (tmp_path / "popef_echo_plugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "popef_echo_plugin.py").write_text(
+        textwrap.dedent("""
         from popef.runtime.executors.cpu import CpuExecutor
 
         class Echo(CpuExecutor):
@@ -86,13 +100,15 @@ def test_plugins_come_from_the_entry_point_group(tmp_path, monkeypatch):
 
         def broken(**options):
             raise RuntimeError("no device attached")
-    """))
+    """)
+    )
     dist = tmp_path / "popef_echo_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: popef-echo-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[popef.executors]\necho = popef_echo_plugin:Echo\nbroken = popef_echo_plugin:broken\n"
-        "missing = popef_echo_plugin:Nope\n")
+        "missing = popef_echo_plugin:Nope\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         assert {"echo", "broken", "missing"} <= set(list_executors())
@@ -100,11 +116,16 @@ def test_plugins_come_from_the_entry_point_group(tmp_path, monkeypatch):
         with ModelRunner(model_of(save_bytes(g)), "echo") as runner:
             assert runner.executor.name == "echo"
             assert runner.execute({"x": np.zeros((2, 5), np.float32)})["probs"].shape == (2, 3)
-        with pytest.raises(ExecutionError, match="executor 'broken' failed to start: "
-                                                 "RuntimeError: no device attached"):
+        with pytest.raises(
+            ExecutionError,
+            match="executor 'broken' failed to start: RuntimeError: no device attached",
+        ):
             get_executor("broken")
-        with pytest.raises(ExecutionError, match=r"executor 'missing' \(entry point "
-                                                 r"'popef_echo_plugin:Nope'\) cannot be loaded"):
+        with pytest.raises(
+            ExecutionError,
+            match=r"executor 'missing' \(entry point "
+            r"'popef_echo_plugin:Nope'\) cannot be loaded",
+        ):
             get_executor("missing")
         assert "unavailable" in dict(executor_descriptions())["missing"]
     finally:
@@ -118,6 +139,7 @@ def test_a_plugin_that_is_not_an_executor_is_refused():
             get_executor("not-an-executor")
     finally:
         from popef.runtime.executors import _REGISTRY
+
         _REGISTRY.pop("not-an-executor", None)
 
 
@@ -135,18 +157,24 @@ def test_a_failing_executor_leaves_as_an_execution_error():
 
 # -- cpu against ipu-model -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(24))
 def test_cpu_and_ipu_model_agree_on_random_graphs(seed):
     builder = RandomGraph(seed).build()
     rf = (1, 2, 1, 3)[seed % 4]
     iterations = (1, 3)[(seed // 4) % 2]
     model = model_of(save_bytes(builder, replication_factor=rf, device_iterations=iterations))
-    runners = [ModelRunner(model, "cpu"), ModelRunner(model, "cpu", fold=False),
-               ModelRunner(model, "ipu-model")]
+    runners = [
+        ModelRunner(model, "cpu"),
+        ModelRunner(model, "cpu", fold=False),
+        ModelRunner(model, "ipu-model"),
+    ]
     rng = np.random.default_rng(seed)
     steps = 1 + seed % 4
-    inputs = {d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
-              for d in runners[0].get_execute_inputs()}
+    inputs = {
+        d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
+        for d in runners[0].get_execute_inputs()
+    }
     results = [r.execute(inputs) for r in runners]
     for runner in runners:
         runner.close()
@@ -174,19 +202,31 @@ def _folds(build) -> str | None:
     return fold_blocker(load_model(model_of(save_bytes(g))))
 
 
-@pytest.mark.parametrize("build, reason", [
-    (lambda g, x: g.add_node("Softmax", [x], axis=-1), None),
-    (lambda g, x: g.add_node("Reshape", [x, g.add_weight("s", np.array([-1, 2]))]), None),
-    (lambda g, x: g.add_node("Softmax", [x], axis=0), "mixes the rows"),
-    (lambda g, x: g.add_node("Reshape", [x, g.add_weight("s", np.array([2, 4]))]),
-     "does not take 3x the rows"),
-    (lambda g, x: g.add_node("Transpose", [x]), "mixes the rows"),
-    (lambda g, x: g.add_node("Concat", [x, x], axis=0), "mixes the rows"),
-    (lambda g, x: g.add_node("Gemm", [x, g.add_weight("w", np.ones((2, 3), np.float32))],
-                             transA=1), "mixes the rows"),
-    (lambda g, x: g.add_node("ArgMax", [x]), "mixes the rows"),  # axis 0 by default
-    (lambda g, x: g.add_weight("c", np.ones((2, 4), np.float32)), "does not depend on the inputs"),
-])
+@pytest.mark.parametrize(
+    "build, reason",
+    [
+        (lambda g, x: g.add_node("Softmax", [x], axis=-1), None),
+        (lambda g, x: g.add_node("Reshape", [x, g.add_weight("s", np.array([-1, 2]))]), None),
+        (lambda g, x: g.add_node("Softmax", [x], axis=0), "mixes the rows"),
+        (
+            lambda g, x: g.add_node("Reshape", [x, g.add_weight("s", np.array([2, 4]))]),
+            "does not take 3x the rows",
+        ),
+        (lambda g, x: g.add_node("Transpose", [x]), "mixes the rows"),
+        (lambda g, x: g.add_node("Concat", [x, x], axis=0), "mixes the rows"),
+        (
+            lambda g, x: g.add_node(
+                "Gemm", [x, g.add_weight("w", np.ones((2, 3), np.float32))], transA=1
+            ),
+            "mixes the rows",
+        ),
+        (lambda g, x: g.add_node("ArgMax", [x]), "mixes the rows"),  # axis 0 by default
+        (
+            lambda g, x: g.add_weight("c", np.ones((2, 4), np.float32)),
+            "does not depend on the inputs",
+        ),
+    ],
+)
 def test_batch_folding_is_conservative(build, reason):
     found = _folds(build)
     if reason is None:
@@ -211,6 +251,7 @@ def test_graphs_that_do_not_fold_still_run_per_step(executor):
 
 # -- the simulated device --------------------------------------------------------------------
 
+
 def _weights_model(size: int, **save) -> bytes:
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (1, size))
@@ -223,8 +264,10 @@ def test_out_of_memory_on_a_tiny_device():
     with pytest.raises(DeviceOutOfMemoryError) as info:
         ModelRunner(model, "ipu-model", tiles_per_ipu=2)
     message = str(info.value)
-    assert "model 'model' does not fit in IPU memory: one replica needs 2.29 MiB (2400000 bytes)" \
-           in message
+    assert (
+        "model 'model' does not fit in IPU memory: one replica needs 2.29 MiB (2400000 bytes)"
+        in message
+    )
     assert "781.25 KiB (800000 bytes) of persistent tensors" in message
     assert "but has 1.22 MiB (1277952 bytes) (1 IPU × 2 tiles × 624 KiB, ipu2 (Mk2))" in message
     assert "a peak of 1.53 MiB (1600000 bytes) of step tensors" in message
@@ -243,21 +286,29 @@ def test_mk1_tiles_have_less_memory():
 
 def test_the_device_must_match_the_model():
     model = model_of(_weights_model(4, ipu_version=2, num_ipus=2, replication_factor=2))
-    with pytest.raises(ExecutionError, match=r"compiled for ipu2 \(Mk2\) but the simulated device "
-                                             r"is ipu21 \(Bow\)"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"compiled for ipu2 \(Mk2\) but the simulated device "
+        r"is ipu21 \(Bow\)",
+    ):
         ModelRunner(model, "ipu-model", ipu_version=21)
-    with pytest.raises(ExecutionError, match=r"needs 4 IPUs \(2 per replica × replication factor "
-                                             r"2\) but the simulated device has 3"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"needs 4 IPUs \(2 per replica × replication factor "
+        r"2\) but the simulated device has 3",
+    ):
         ModelRunner(model, "ipu-model", num_ipus=3)
     with ModelRunner(model, "ipu-model", num_ipus=4, ipu_version=2) as runner:
         assert runner.execute({"x": np.zeros((2, 1, 4), np.float32)})["y"].shape == (2, 1, 4)
     unknown = model_of(_weights_model(4, ipu_version=7))
-    with pytest.raises(ExecutionError, match="compiled for IPU version 7, which the IPU model "
-                                             "does not know"):
+    with pytest.raises(
+        ExecutionError, match="compiled for IPU version 7, which the IPU model does not know"
+    ):
         ModelRunner(unknown, "ipu-model")
 
 
 # -- the cpu executor's generated plan -------------------------------------------------------
+
 
 def test_the_generated_plan_takes_any_tensor_names_and_optional_inputs():
     """The cpu executor compiles its plan into Python source: tensor names with quotes,
@@ -267,8 +318,9 @@ def test_the_generated_plan_takes_any_tensor_names_and_optional_inputs():
     g = GraphBuilder()
     x = g.add_input(hostile, DataType.F32, (2, 1, 4, 4))
     w = g.add_weight("w'\"\\", np.full(1, 0.5, np.float32))
-    values, _indices = g.add_node("MaxPool", [x], name="pool\"'", num_outputs=2,
-                                  kernel_shape=[2, 2], strides=[2, 2])
+    values, _indices = g.add_node(
+        "MaxPool", [x], name="pool\"'", num_outputs=2, kernel_shape=[2, 2], strides=[2, 2]
+    )
     clipped = g.add_node("Clip", [values, None, g.add_weight("hi", np.array(0.75, np.float32))])
     g.add_output(g.add_node("Mul", [clipped, w]), "out\\'\"")
     g.add_output(g.add_node("Add", [values, values]), "twice")

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import popef
 from popef import DataType, ExecutionError, TensorType
-from popef.runtime.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
 from popef.runtime import GraphBuilder, ModelRunner
+from popef.runtime.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
 
 from .helpers import RandomGraph, anchor, model_of, save_bytes, write_model
 
@@ -57,10 +57,15 @@ def test_the_mnist_network_exports_runs_and_keeps_its_names(tmp_path):
     graph = model.graph
     assert [i.name for i in graph.input] == ["input"]
     assert [o.name for o in graph.output] == ["softmax/Softmax:0"]
-    assert sorted(t.name for t in graph.initializer) == ["conv1.bias", "conv1.weight",
-                                                        "fc.weight"]
-    assert [n.op_type for n in graph.node] == ["Conv", "MaxPool", "Relu", "Flatten", "Gemm",
-                                               "Softmax"]
+    assert sorted(t.name for t in graph.initializer) == ["conv1.bias", "conv1.weight", "fc.weight"]
+    assert [n.op_type for n in graph.node] == [
+        "Conv",
+        "MaxPool",
+        "Relu",
+        "Flatten",
+        "Gemm",
+        "Softmax",
+    ]
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 1, 28, 28]
     x = np.random.default_rng(1).random((1, 1, 28, 28), dtype=np.float32)
     [y] = session(model).run(None, {"input": x})
@@ -78,8 +83,9 @@ def test_a_dynamic_batch_takes_any_number_of_rows(tmp_path):
     x = np.random.default_rng(2).random((7, 1, 28, 28), dtype=np.float32)
     [y] = session(model).run(None, {"input": x})
     with ModelRunner(path) as runner:
-        np.testing.assert_allclose(y, runner.execute({"input": x})["softmax/Softmax:0"],
-                                   rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            y, runner.execute({"input": x})["softmax/Softmax:0"], rtol=RTOL, atol=ATOL
+        )
 
 
 def graph_dims(value_info) -> list:
@@ -90,8 +96,11 @@ def test_a_graph_that_mixes_rows_has_no_dynamic_batch():
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (2, 3))
     g.add_output(g.add_node("Softmax", [x], axis=0), "y")
-    with pytest.raises(ExecutionError, match=r"model 'model' cannot be exported with a dynamic "
-                                             r"batch dimension: .*mixes the rows"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"model 'model' cannot be exported with a dynamic "
+        r"batch dimension: .*mixes the rows",
+    ):
         popef.export_onnx(model_of(save_bytes(g)), dynamic_batch=True)
     assert graph_dims(popef.export_onnx(model_of(save_bytes(g))).graph.input[0]) == [2, 3]
 
@@ -99,28 +108,46 @@ def test_a_graph_that_mixes_rows_has_no_dynamic_batch():
 def test_tensors_named_unlike_their_anchors_are_renamed_or_linked():
     """Input tensor 't_x' takes the anchor's name; an output fed by an input, and a tensor
     written to two outputs, need Identity nodes; frozen inputs become initializers."""
-    program = GraphProgram((
-        Program(0, "WeightsFromHost", ()),
-        Program(5, "Program", (
-            HostToDevice("h2d_x", "t_x"), HostToDevice("h2d_k", "t_k"),
-            Node("Add", "add", ("t_x", "t_k"), ("sum",)),
-            DeviceToHost("sum", "d2h_y"), DeviceToHost("sum", "d2h_z"),
-            DeviceToHost("t_x", "d2h_echo"))),
-    ))
+    program = GraphProgram(
+        (
+            Program(0, "WeightsFromHost", ()),
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_x", "t_x"),
+                    HostToDevice("h2d_k", "t_k"),
+                    Node("Add", "add", ("t_x", "t_k"), ("sum",)),
+                    DeviceToHost("sum", "d2h_y"),
+                    DeviceToHost("sum", "d2h_z"),
+                    DeviceToHost("t_x", "d2h_echo"),
+                ),
+            ),
+        )
+    )
     stream = io.BytesIO()
-    write_model(stream, program, [anchor("x", (2, 2), TensorType.INPUT, handle="h2d_x"),
-                                  anchor("k", (2,), TensorType.INPUT, handle="h2d_k"),
-                                  anchor("y", (2, 2), TensorType.OUTPUT, handle="d2h_y"),
-                                  anchor("z", (2, 2), TensorType.OUTPUT, handle="d2h_z"),
-                                  anchor("echo", (2, 2), TensorType.OUTPUT, handle="d2h_echo")],
-                {"k": np.array([1, 2], np.float32)})
+    write_model(
+        stream,
+        program,
+        [
+            anchor("x", (2, 2), TensorType.INPUT, handle="h2d_x"),
+            anchor("k", (2,), TensorType.INPUT, handle="h2d_k"),
+            anchor("y", (2, 2), TensorType.OUTPUT, handle="d2h_y"),
+            anchor("z", (2, 2), TensorType.OUTPUT, handle="d2h_z"),
+            anchor("echo", (2, 2), TensorType.OUTPUT, handle="d2h_echo"),
+        ],
+        {"k": np.array([1, 2], np.float32)},
+    )
     model = popef.export_onnx(model_of(stream.getvalue()))
     graph = model.graph
     assert [i.name for i in graph.input] == ["x"]
     assert [o.name for o in graph.output] == ["y", "z", "echo"]
     assert [t.name for t in graph.initializer] == ["t_k"]
     assert [(n.op_type, list(n.input), list(n.output)) for n in graph.node] == [
-        ("Add", ["x", "t_k"], ["y"]), ("Identity", ["y"], ["z"]), ("Identity", ["x"], ["echo"])]
+        ("Add", ["x", "t_k"], ["y"]),
+        ("Identity", ["y"], ["z"]),
+        ("Identity", ["x"], ["echo"]),
+    ]
     x = np.arange(4, dtype=np.float32).reshape(2, 2)
     y, z, echo = session(model).run(None, {"x": x})
     np.testing.assert_array_equal(y, x + [1, 2])
@@ -131,17 +158,32 @@ def test_tensors_named_unlike_their_anchors_are_renamed_or_linked():
 def test_per_replica_weights_export_one_replica():
     rf = 2
     w = np.array([[1, 2, 3], [10, 20, 30]], np.float32)
-    program = GraphProgram((
-        Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
-        Program(5, "Program", (HostToDevice("h2d_x", "x"), Node("Mul", "mul", ("x", "w"), ("y",)),
-                               DeviceToHost("y", "d2h_y"))),
-    ))
+    program = GraphProgram(
+        (
+            Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_x", "x"),
+                    Node("Mul", "mul", ("x", "w"), ("y",)),
+                    DeviceToHost("y", "d2h_y"),
+                ),
+            ),
+        )
+    )
     stream = io.BytesIO()
-    write_model(stream, program, [
-        anchor("x", (3,), TensorType.INPUT, handle="h2d_x"),
-        anchor("y", (3,), TensorType.OUTPUT, handle="d2h_y"),
-        anchor("w", (rf, 3), TensorType.INPUT, programs=(0,), handle="h2d_w", per_replica=True)],
-        {"w": w}, replication_factor=rf)
+    write_model(
+        stream,
+        program,
+        [
+            anchor("x", (3,), TensorType.INPUT, handle="h2d_x"),
+            anchor("y", (3,), TensorType.OUTPUT, handle="d2h_y"),
+            anchor("w", (rf, 3), TensorType.INPUT, programs=(0,), handle="h2d_w", per_replica=True),
+        ],
+        {"w": w},
+        replication_factor=rf,
+    )
     model = model_of(stream.getvalue())
     for replica in range(rf):
         exported = popef.export_onnx(model, replica=replica)
@@ -158,18 +200,20 @@ def test_random_graphs_export_to_what_the_cpu_executor_computes(seed):
     model = model_of(save_bytes(builder))
     exported = popef.export_onnx(model)
     rng = np.random.default_rng(seed)
-    inputs = {name: rng.standard_normal(info.shape).astype(np.float32)
-              for name, info in builder.inputs.items()}
+    inputs = {
+        name: rng.standard_normal(info.shape).astype(np.float32)
+        for name, info in builder.inputs.items()
+    }
     got = dict(zip([o.name for o in exported.graph.output], session(exported).run(None, inputs)))
     with ModelRunner(model) as runner:
         expected = runner.execute(inputs)
     assert list(got) == list(expected)
     for name in expected:
-        np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL,
-                                   err_msg=name)
+        np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 # -- import → export → import ----------------------------------------------------------------
+
 
 def _import(model, path) -> GraphProgram:
     import_onnx = getattr(popef, "import_onnx", None)
@@ -184,8 +228,11 @@ def _import(model, path) -> GraphProgram:
         return decode_program(m.executable.payload()), m.metadata
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(seed=st.integers(0, 10_000))
 def test_import_export_import_reproduces_the_program(tmp_path, seed):
     from .helpers import to_onnx
@@ -201,6 +248,7 @@ def test_import_export_import_reproduces_the_program(tmp_path, seed):
 
 
 # -- the command -----------------------------------------------------------------------------
+
 
 def _cli(*args: str):
     from popef.cli import main
@@ -221,12 +269,15 @@ def test_the_command_writes_a_model_onnxruntime_runs(tmp_path):
     assert y.shape == (3, 10)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.popef"], "error: 'missing.popef' is not a file"),
-    (["{model}", "--executable", "nope"], "error: no model named 'nope'"),
-    (["{model}", "--replica", "3"], "error: replica must be an int in [0, 0]"),
-    (["{text}"], "error: not a PopEF "),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.popef"], "error: 'missing.popef' is not a file"),
+        (["{model}", "--executable", "nope"], "error: no model named 'nope'"),
+        (["{model}", "--replica", "3"], "error: replica must be an int in [0, 0]"),
+        (["{text}"], "error: not a PopEF "),
+    ],
+)
 def test_the_command_reports_errors_in_one_line(tmp_path, monkeypatch, args, message):
     model = tmp_path / "m.popef"
     mnist_builder().save(model)
@@ -245,8 +296,11 @@ def test_export_without_onnx_names_the_extra(tmp_path, monkeypatch):
     path = tmp_path / "m.popef"
     mnist_builder().save(path)
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(ExecutionError, match=r"needs the onnx package: pip install "
-                                             r"'popef\[onnxruntime\]'"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"needs the onnx package: pip install "
+        r"'popef\[onnxruntime\]'",
+    ):
         popef.export_onnx(path)
     result = _cli("export-onnx", str(path), "-o", str(tmp_path / "x.onnx"))
     assert result.exit_code == 1 and "pip install 'popef[onnxruntime]'" in result.output
@@ -260,9 +314,11 @@ def test_the_command_never_replaces_its_input(tmp_path, monkeypatch):
     for output in ("m.popef", "./m.popef", str(model)):
         result = _cli("export-onnx", "m.popef", "-o", output)
         assert result.exit_code == 1
-        assert result.output.strip() == (f"error: the output '{output}' is the input 'm.popef': "
-                                         "give another path with -o (the ONNX model would "
-                                         "replace the PopEF file)")
+        assert result.output.strip() == (
+            f"error: the output '{output}' is the input 'm.popef': "
+            "give another path with -o (the ONNX model would "
+            "replace the PopEF file)"
+        )
     assert model.read_bytes() == before
 
 
@@ -317,11 +373,16 @@ def test_dash_writes_to_standard_output(tmp_path):
     onnx.checker.check_model(onnx.load_from_string(result.stdout_bytes))
 
 
-@pytest.mark.parametrize("output, message", [
-    ("{dir}", "Error: Invalid value for '-o' / '--output': File '{dir}' is a directory."),
-    ("{dir}/missing/x.onnx", ("error: cannot write '{dir}/missing/x.onnx': No such file or "
-                              "directory")),
-])
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("{dir}", "Error: Invalid value for '-o' / '--output': File '{dir}' is a directory."),
+        (
+            "{dir}/missing/x.onnx",
+            ("error: cannot write '{dir}/missing/x.onnx': No such file or directory"),
+        ),
+    ],
+)
 def test_unwritable_outputs_are_one_line_errors(tmp_path, output, message):
     model = tmp_path / "m.popef"
     mnist_builder().save(model)
@@ -335,8 +396,11 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, output, message):
 def test_the_library_refuses_a_directory(tmp_path):
     model = tmp_path / "m.popef"
     mnist_builder().save(model)
-    with pytest.raises(popef.PopefError, match=r"cannot write '.*': it is a directory \(give a "
-                                               r"file name, e.g. '.*model.onnx'\)"):
+    with pytest.raises(
+        popef.PopefError,
+        match=r"cannot write '.*': it is a directory \(give a "
+        r"file name, e.g. '.*model.onnx'\)",
+    ):
         popef.export_onnx(model, tmp_path)
 
 
@@ -346,7 +410,7 @@ def test_damaged_files_are_one_line_errors(tmp_path, damage):
     mnist_builder().save(model)
     data = model.read_bytes()
     if damage == "truncate":
-        data = data[:len(data) // 2]
+        data = data[: len(data) // 2]
     elif damage == "flip":
         data = data[:-20] + bytes([data[-20] ^ 0xFF]) + data[-19:]
     else:

@@ -57,7 +57,8 @@ def test_loading_many_replicas_costs_the_weights_once(replicated):
     # a copy per replica would be 64 x 4 MiB; the load itself reads and checks them once
     assert ipu <= cpu + WEIGHT_BYTES, (
         f"ipu-model load peaked at {ipu} bytes for {REPLICAS} replicas of "
-        f"{WEIGHT_BYTES} bytes of weights (cpu executor: {cpu})")
+        f"{WEIGHT_BYTES} bytes of weights (cpu executor: {cpu})"
+    )
 
 
 def test_shared_weights_give_the_cpu_results(replicated):

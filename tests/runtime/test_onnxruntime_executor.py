@@ -44,12 +44,17 @@ def test_onnxruntime_and_cpu_agree_on_random_graphs(seed):
     rf = (1, 2, 1, 3)[seed % 4]
     iterations = (1, 3)[(seed // 4) % 2]
     model = model_of(save_bytes(builder, replication_factor=rf, device_iterations=iterations))
-    runners = [ModelRunner(model, "cpu"), ModelRunner(model, "onnxruntime"),
-               ModelRunner(model, "onnxruntime", fold="false")]
+    runners = [
+        ModelRunner(model, "cpu"),
+        ModelRunner(model, "onnxruntime"),
+        ModelRunner(model, "onnxruntime", fold="false"),
+    ]
     rng = np.random.default_rng(seed)
     steps = 1 + seed % 4
-    inputs = {d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
-              for d in runners[0].get_execute_inputs()}
+    inputs = {
+        d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
+        for d in runners[0].get_execute_inputs()
+    }
     results = [r.execute(inputs) for r in runners]
     counts = [r.program_runs for r in runners]
     for runner in runners:
@@ -61,8 +66,9 @@ def test_onnxruntime_and_cpu_agree_on_random_graphs(seed):
         for got in (folded, stepwise):
             assert got[name].shape == expected[name].shape
             assert got[name].dtype == expected[name].dtype
-            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name
+            )
 
 
 def test_the_session_gets_the_weights_from_memory_not_from_the_model_bytes():
@@ -81,35 +87,60 @@ def test_the_session_gets_the_weights_from_memory_not_from_the_model_bytes():
     assert len(graph.model.SerializeToString()) < 1000
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"providers": "NopeExecutionProvider"},
-     (r"executor 'onnxruntime': provider 'NopeExecutionProvider' is not available; this "
-      r"onnxruntime has .*CPUExecutionProvider")),
-    ({"providers": ""}, r"option 'providers' names no provider"),
-    ({"providers": 3}, r"option 'providers' must be a list of provider names"),
-    ({"graph_optimization_level": "max"},
-     r"option 'graph_optimization_level' must be one of disable, basic, extended, all, got 'max'"),
-    ({"intra_op_num_threads": "0"}, r"option 'intra_op_num_threads' must be an integer >= 1"),
-    # onnxruntime takes a C int and starts every thread with the session
-    ({"intra_op_num_threads": "99999999999999999999"},
-     r"option 'intra_op_num_threads' must be at most 1024, got 99999999999999999999"),
-    ({"fold": "maybe"}, (r"option 'fold' must be true or false \(or 1/0, yes/no, on/off\), "
-                         r"got 'maybe'")),
-    ({"fold": ""}, r"option 'fold' must be true or false"),
-    ({"fold": 2}, r"option 'fold' must be true or false"),
-    ({"threads": 2}, (r"executor 'onnxruntime' has no option 'threads' \(options: fold, "
-                      r"graph_optimization_level, intra_op_num_threads, providers\)")),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            {"providers": "NopeExecutionProvider"},
+            (
+                r"executor 'onnxruntime': provider 'NopeExecutionProvider' is not available; this "
+                r"onnxruntime has .*CPUExecutionProvider"
+            ),
+        ),
+        ({"providers": ""}, r"option 'providers' names no provider"),
+        ({"providers": 3}, r"option 'providers' must be a list of provider names"),
+        (
+            {"graph_optimization_level": "max"},
+            r"option 'graph_optimization_level' must be one of "
+            r"disable, basic, extended, all, got 'max'",
+        ),
+        ({"intra_op_num_threads": "0"}, r"option 'intra_op_num_threads' must be an integer >= 1"),
+        # onnxruntime takes a C int and starts every thread with the session
+        (
+            {"intra_op_num_threads": "99999999999999999999"},
+            r"option 'intra_op_num_threads' must be at most 1024, got 99999999999999999999",
+        ),
+        (
+            {"fold": "maybe"},
+            (
+                r"option 'fold' must be true or false \(or 1/0, yes/no, on/off\), "
+                r"got 'maybe'"
+            ),
+        ),
+        ({"fold": ""}, r"option 'fold' must be true or false"),
+        ({"fold": 2}, r"option 'fold' must be true or false"),
+        (
+            {"threads": 2},
+            (
+                r"executor 'onnxruntime' has no option 'threads' \(options: fold, "
+                r"graph_optimization_level, intra_op_num_threads, providers\)"
+            ),
+        ),
+    ],
+)
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ExecutionError, match=message):
         get_executor("onnxruntime", **options)
 
 
-@pytest.mark.parametrize("providers, expected", [
-    ("cpu", ["CPUExecutionProvider"]),
-    ("CPUExecutionProvider, cpu", ["CPUExecutionProvider"]),
-    (["CPUExecutionProvider"], ["CPUExecutionProvider"]),
-])
+@pytest.mark.parametrize(
+    "providers, expected",
+    [
+        ("cpu", ["CPUExecutionProvider"]),
+        ("CPUExecutionProvider, cpu", ["CPUExecutionProvider"]),
+        (["CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ],
+)
 def test_providers_take_short_names_and_lists(providers, expected):
     assert get_executor("onnxruntime", providers=providers).providers == expected
 
@@ -119,17 +150,25 @@ def test_every_optimization_level_gives_the_same_results(level):
     g, _ = small_mlp()
     model = model_of(save_bytes(g))
     x = np.random.default_rng(3).standard_normal((6, 5)).astype(np.float32)
-    with ModelRunner(model, "cpu") as cpu, ModelRunner(
-            model, "onnxruntime", graph_optimization_level=level, intra_op_num_threads="1") as rt:
-        np.testing.assert_allclose(rt.execute({"x": x})["probs"], cpu.execute({"x": x})["probs"],
-                                   rtol=RTOL, atol=ATOL)
+    with (
+        ModelRunner(model, "cpu") as cpu,
+        ModelRunner(
+            model, "onnxruntime", graph_optimization_level=level, intra_op_num_threads="1"
+        ) as rt,
+    ):
+        np.testing.assert_allclose(
+            rt.execute({"x": x})["probs"], cpu.execute({"x": x})["probs"], rtol=RTOL, atol=ATOL
+        )
         assert "providers CPUExecutionProvider" in rt.executor.describe()
 
 
 def test_without_onnxruntime_the_executor_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ExecutionError, match=r"executor 'onnxruntime' needs the onnxruntime "
-                                             r"package: pip install 'popef\[onnxruntime\]'"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"executor 'onnxruntime' needs the onnxruntime "
+        r"package: pip install 'popef\[onnxruntime\]'",
+    ):
         get_executor("onnxruntime")
 
 
@@ -147,8 +186,11 @@ def test_a_graph_onnxruntime_refuses_is_an_execution_error_at_load(monkeypatch):
         return graph
 
     monkeypatch.setattr(module, "graph_to_onnx", broken)
-    with pytest.raises(ExecutionError, match=r"executor 'onnxruntime' cannot run model "
-                                             r"'model': .*Frobnicate"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"executor 'onnxruntime' cannot run model "
+        r"'model': .*Frobnicate",
+    ):
         ModelRunner(model_of(save_bytes(g)), "onnxruntime")
 
 
@@ -162,16 +204,31 @@ def test_popef_run_takes_the_executor_and_its_options(tmp_path):
     g.save(path)
     x = tmp_path / "x.npy"
     np.save(x, np.ones((2, 5), np.float32))
-    result = CliRunner().invoke(main, ["run", str(path), "-i", str(x), "--executor",
-                                       "onnxruntime", "--option", "providers=cpu",
-                                       "--option", "intra_op_num_threads=1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(path),
+            "-i",
+            str(x),
+            "--executor",
+            "onnxruntime",
+            "--option",
+            "providers=cpu",
+            "--option",
+            "intra_op_num_threads=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "probs: F32[2, 3]" in result.output
-    result = CliRunner().invoke(main, ["run", str(path), "-i", str(x), "--executor",
-                                       "onnxruntime", "--option", "providers=tpu"])
+    result = CliRunner().invoke(
+        main,
+        ["run", str(path), "-i", str(x), "--executor", "onnxruntime", "--option", "providers=tpu"],
+    )
     assert result.exit_code == 1
-    assert result.output.startswith("error: executor 'onnxruntime': provider 'tpu' is not "
-                                    "available")
+    assert result.output.startswith(
+        "error: executor 'onnxruntime': provider 'tpu' is not available"
+    )
 
 
 def test_serving_loads_a_model_on_the_executor_its_config_names(tmp_path, caplog):
@@ -184,7 +241,8 @@ def test_serving_loads_a_model_on_the_executor_its_config_names(tmp_path, caplog
     (tmp_path / "mlp" / "config.pbtxt").write_text(
         'name: "mlp"\nbackend: "poplar"\nmax_batch_size: 0\n'
         'parameters { key: "executor" value { string_value: "onnxruntime" } }\n'
-        'parameters { key: "executor.intra_op_num_threads" value { string_value: "1" } }\n')
+        'parameters { key: "executor.intra_op_num_threads" value { string_value: "1" } }\n'
+    )
     with caplog.at_level(logging.INFO):
         repository = ModelRepository([tmp_path], RepositoryOptions())
         try:
@@ -201,26 +259,40 @@ def test_serving_loads_a_model_on_the_executor_its_config_names(tmp_path, caplog
 
 # -- GPU (skipped without a CUDA build of onnxruntime) -----------------------------------------
 
+
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDAExecutionProvider in this onnxruntime")
 @pytest.mark.parametrize("seed", range(6))
 def test_cuda_agrees_with_cpu(seed):
     builder = RandomGraph(seed).build()
     model = model_of(save_bytes(builder, replication_factor=(1, 2)[seed % 2]))
     rng = np.random.default_rng(seed)
-    with ModelRunner(model, "cpu") as cpu, ModelRunner(model, "onnxruntime",
-                                                       providers="cuda") as gpu:
+    with (
+        ModelRunner(model, "cpu") as cpu,
+        ModelRunner(model, "onnxruntime", providers="cuda") as gpu,
+    ):
         assert gpu.executor.session_providers[0] == "CUDAExecutionProvider"
-        inputs = {d.name: rng.standard_normal((3 * d.shape[0], *d.shape[1:])).astype(np.float32)
-                  for d in cpu.get_execute_inputs()}
+        inputs = {
+            d.name: rng.standard_normal((3 * d.shape[0], *d.shape[1:])).astype(np.float32)
+            for d in cpu.get_execute_inputs()
+        }
         expected, got = cpu.execute(inputs), gpu.execute(inputs)
     for name in expected:
         # cuDNN and cuBLAS may use TF32 or other algorithms: a looser tolerance
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("value, fold", [("off", False), ("No", False), ("0", False),
-                                         (False, False), ("on", True), ("TRUE", True),
-                                         (True, True)])
+@pytest.mark.parametrize(
+    "value, fold",
+    [
+        ("off", False),
+        ("No", False),
+        ("0", False),
+        (False, False),
+        ("on", True),
+        ("TRUE", True),
+        (True, True),
+    ],
+)
 def test_fold_takes_the_usual_spellings_of_a_flag(value, fold):
     assert get_executor("onnxruntime", fold=value).fold is fold
 
@@ -277,21 +349,32 @@ def _no_input_model() -> GraphBuilder:
 
 
 EDGE_MODELS = {
-    "bool": (_bool_model, {"a": np.array([[1, 0, 1], [0, 1, 1]], bool),
-                           "b": np.array([[1, 1, 0], [0, 1, 0]], bool)}, 0),
+    "bool": (
+        _bool_model,
+        {"a": np.array([[1, 0, 1], [0, 1, 1]], bool), "b": np.array([[1, 1, 0], [0, 1, 0]], bool)},
+        0,
+    ),
     "f16": (_f16_model, {"x": np.linspace(-2, 2, 8, dtype=np.float16).reshape(2, 4)}, 2e-3),
-    "int64": (_int64_model, {"x": np.array([[2**40, -3, 5, 7], [1, 2, 3, -(2**31)]],
-                                           np.int64)}, 0),
-    "uint8": (lambda: _unary(DataType.U8, (2, 3), "ReduceMax", keepdims=0),
-              {"x": np.array([[0, 255, 3], [9, 8, 7]], np.uint8)}, 0),
-    "f64": (lambda: _unary(DataType.F64, (2, 3), "Softmax", axis=-1),
-            {"x": np.array([[1e-300, 700, -700], [0, 1, 2]], np.float64)}, 1e-12),
+    "int64": (_int64_model, {"x": np.array([[2**40, -3, 5, 7], [1, 2, 3, -(2**31)]], np.int64)}, 0),
+    "uint8": (
+        lambda: _unary(DataType.U8, (2, 3), "ReduceMax", keepdims=0),
+        {"x": np.array([[0, 255, 3], [9, 8, 7]], np.uint8)},
+        0,
+    ),
+    "f64": (
+        lambda: _unary(DataType.F64, (2, 3), "Softmax", axis=-1),
+        {"x": np.array([[1e-300, 700, -700], [0, 1, 2]], np.float64)},
+        1e-12,
+    ),
     "scalar": (lambda: _unary(DataType.F32, (), "Relu"), {"x": np.array(-1.5, np.float32)}, 0),
     "zero-size": (_zero_size_model, {"x": np.zeros((2, 0), np.float32)}, 0),
     "zero-size, 3 steps": (_zero_size_model, {"x": np.zeros((6, 0), np.float32)}, 0),
     "no inputs": (_no_input_model, {}, 0),
-    "nan and inf": (lambda: _unary(DataType.F32, (1, 4), "Relu"),
-                    {"x": np.array([[np.nan, np.inf, -np.inf, -0.0]], np.float32)}, 0),
+    "nan and inf": (
+        lambda: _unary(DataType.F32, (1, 4), "Relu"),
+        {"x": np.array([[np.nan, np.inf, -np.inf, -0.0]], np.float32)},
+        0,
+    ),
 }
 
 
@@ -304,8 +387,14 @@ def test_edge_dtypes_and_shapes_agree_with_cpu(case):
     assert list(found) == list(expected) and expected
     for name, value in expected.items():
         assert found[name].dtype == value.dtype and found[name].shape == value.shape, name
-        np.testing.assert_allclose(found[name].astype(np.float64), value.astype(np.float64),
-                                   rtol=tolerance, atol=tolerance, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(
+            found[name].astype(np.float64),
+            value.astype(np.float64),
+            rtol=tolerance,
+            atol=tolerance,
+            equal_nan=True,
+            err_msg=name,
+        )
 
 
 def test_an_op_without_an_onnxruntime_kernel_for_its_dtype_says_so_in_one_line():
@@ -315,10 +404,12 @@ def test_an_op_without_an_onnxruntime_kernel_for_its_dtype_says_so_in_one_line()
         ModelRunner(model, "onnxruntime")
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("executor 'onnxruntime' cannot run model 'model': Could not find "
-                              "an implementation for Relu")
-    assert message.endswith("(onnxruntime has no kernel for this op with these dtypes; "
-                            "executor 'cpu' runs it)")
+    assert message.startswith(
+        "executor 'onnxruntime' cannot run model 'model': Could not find an implementation for Relu"
+    )
+    assert message.endswith(
+        "(onnxruntime has no kernel for this op with these dtypes; executor 'cpu' runs it)"
+    )
 
 
 def test_onnxruntime_errors_lose_source_locations_and_stay_off_stderr(capfd):
@@ -329,8 +420,10 @@ def test_onnxruntime_errors_lose_source_locations_and_stay_off_stderr(capfd):
     g.add_output(g.add_node("Div", [x, g.add_weight("d", np.array([1, 0, 2], np.int32))]), "y")
     with pytest.raises(ExecutionError) as info:
         ModelRunner(model_of(save_bytes(g)), "onnxruntime")
-    assert str(info.value) == ("executor 'onnxruntime' cannot run model 'model': Exception "
-                               "during initialization: Integer division by zero")
+    assert str(info.value) == (
+        "executor 'onnxruntime' cannot run model 'model': Exception "
+        "during initialization: Integer division by zero"
+    )
     captured = capfd.readouterr()
     assert "onnxruntime" not in captured.err and "onnxruntime" not in captured.out
 
@@ -343,8 +436,10 @@ def test_threads_share_a_runner_and_a_close_stops_them_cleanly():
     reference = ModelRunner(model, "cpu")
     runner = ModelRunner(model, "onnxruntime")
     problems: list[str] = []
-    inputs = [np.random.default_rng(k).standard_normal((2 * (1 + k % 3), 5)).astype(np.float32)
-              for k in range(6)]
+    inputs = [
+        np.random.default_rng(k).standard_normal((2 * (1 + k % 3), 5)).astype(np.float32)
+        for k in range(6)
+    ]
     expected = [reference.execute({"x": x})["probs"] for x in inputs]
     reference.close()
     ran = threading.Barrier(len(inputs) + 1)

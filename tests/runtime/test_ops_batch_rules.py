@@ -24,62 +24,154 @@ def w(g: GraphBuilder, name: str, *values, dtype=I64) -> str:
 
 # (id, build(g, x) -> output tensor, folds?) on an input x of shape [2, 4, 6] float32
 GRAPHS = [
-    ("squeeze_unsqueeze", lambda g, x: g.add_node(
-        "Squeeze", [g.add_node("Unsqueeze", [x, w(g, "a", 2)]), w(g, "b", 2)]), True),
+    (
+        "squeeze_unsqueeze",
+        lambda g, x: g.add_node(
+            "Squeeze", [g.add_node("Unsqueeze", [x, w(g, "a", 2)]), w(g, "b", 2)]
+        ),
+        True,
+    ),
     ("unsqueeze_axis0", lambda g, x: g.add_node("Unsqueeze", [x, w(g, "a", 0)]), False),
-    ("slice_inner", lambda g, x: g.add_node(
-        "Slice", [x, w(g, "s", 1), w(g, "e", -1), w(g, "a", 2)]), True),
-    ("slice_axis0", lambda g, x: g.add_node(
-        "Slice", [x, w(g, "s", 0, 1), w(g, "e", 1, 3), w(g, "a", 0, 1)]), False),
-    ("slice_axis0_reversed", lambda g, x: g.add_node(
-        "Slice", [x, w(g, "s", -1), w(g, "e", -100), w(g, "a", 0), w(g, "t", -1)]), False),
+    (
+        "slice_inner",
+        lambda g, x: g.add_node("Slice", [x, w(g, "s", 1), w(g, "e", -1), w(g, "a", 2)]),
+        True,
+    ),
+    (
+        "slice_axis0",
+        lambda g, x: g.add_node("Slice", [x, w(g, "s", 0, 1), w(g, "e", 1, 3), w(g, "a", 0, 1)]),
+        False,
+    ),
+    (
+        "slice_axis0_reversed",
+        lambda g, x: g.add_node(
+            "Slice", [x, w(g, "s", -1), w(g, "e", -100), w(g, "a", 0), w(g, "t", -1)]
+        ),
+        False,
+    ),
     ("expand", lambda g, x: g.add_node("Expand", [x, w(g, "s", 1, 1, 6)]), True),
     ("tile_inner", lambda g, x: g.add_node("Tile", [x, w(g, "r", 1, 2, 1)]), True),
     ("tile_axis0", lambda g, x: g.add_node("Tile", [x, w(g, "r", 2, 1, 1)]), False),
     ("split_inner", lambda g, x: g.add_node("Split", [x], axis=2, num_outputs=2)[1], True),
     ("split_axis0", lambda g, x: g.add_node("Split", [x], axis=0, num_outputs=2)[0], False),
-    ("pad_inner", lambda g, x: g.add_node("Pad", [x, w(g, "p", 0, 1, 0, 0, 2, 1)],
-                                          mode="reflect"), True),
+    (
+        "pad_inner",
+        lambda g, x: g.add_node("Pad", [x, w(g, "p", 0, 1, 0, 0, 2, 1)], mode="reflect"),
+        True,
+    ),
     ("gather_inner", lambda g, x: g.add_node("Gather", [x, w(g, "i", 5, 0, -1)], axis=2), True),
     ("gather_axis0", lambda g, x: g.add_node("Gather", [x, w(g, "i", 1, 0)]), False),
-    ("gather_elements", lambda g, x: g.add_node(
-        "GatherElements", [x, g.add_node("Cast", [x], to=7)], axis=2), True),
+    (
+        "gather_elements",
+        lambda g, x: g.add_node("GatherElements", [x, g.add_node("Cast", [x], to=7)], axis=2),
+        True,
+    ),
     ("topk", lambda g, x: g.add_node("TopK", [x, w(g, "k", 3)], num_outputs=2)[1], True),
-    ("topk_axis0", lambda g, x: g.add_node("TopK", [x, w(g, "k", 1)], axis=0,
-                                           num_outputs=2)[0], False),
+    (
+        "topk_axis0",
+        lambda g, x: g.add_node("TopK", [x, w(g, "k", 1)], axis=0, num_outputs=2)[0],
+        False,
+    ),
     ("trilu", lambda g, x: g.add_node("Trilu", [x], upper=0), True),
-    ("onehot", lambda g, x: g.add_node(
-        "OneHot", [g.add_node("Cast", [x], to=7), w(g, "d", 3), w(g, "v", 0, 1,
-                                                                  dtype=np.float32)]), True),
-    ("depth_to_space", lambda g, x: g.add_node(
-        "DepthToSpace", [g.add_node("Reshape", [x, w(g, "s", 0, 4, 2, 3)])], blocksize=2), True),
-    ("resize_inner", lambda g, x: g.add_node(
-        "Resize", [x, "", w(g, "s", 1, 1.5, 0.5, dtype=np.float32)], mode="linear"), True),
-    ("resize_axis0", lambda g, x: g.add_node(
-        "Resize", [x, "", w(g, "s", 2, 1, 1, dtype=np.float32)], mode="linear"), False),
-    ("layer_norm", lambda g, x: g.add_node(
-        "LayerNormalization", [x, g.add_weight("s", np.full(6, 2, np.float32))]), True),
-    ("layer_norm_axis0", lambda g, x: g.add_node(
-        "LayerNormalization", [x, g.add_weight("s", np.ones((2, 4, 6), np.float32))],
-        axis=0), False),
-    ("instance_norm", lambda g, x: g.add_node(
-        "InstanceNormalization", [x, g.add_weight("s", np.ones(4, np.float32)),
-                                  g.add_weight("b", np.zeros(4, np.float32))]), True),
-    ("group_norm", lambda g, x: g.add_node(
-        "GroupNormalization", [x, g.add_weight("s", np.ones(4, np.float32)),
-                               g.add_weight("b", np.zeros(4, np.float32))], num_groups=2), True),
-    ("mvn_default_axes", lambda g, x: g.add_node("MeanVarianceNormalization", [
-        g.add_node("Unsqueeze", [x, w(g, "a", 3)])]), False),
+    (
+        "onehot",
+        lambda g, x: g.add_node(
+            "OneHot",
+            [g.add_node("Cast", [x], to=7), w(g, "d", 3), w(g, "v", 0, 1, dtype=np.float32)],
+        ),
+        True,
+    ),
+    (
+        "depth_to_space",
+        lambda g, x: g.add_node(
+            "DepthToSpace", [g.add_node("Reshape", [x, w(g, "s", 0, 4, 2, 3)])], blocksize=2
+        ),
+        True,
+    ),
+    (
+        "resize_inner",
+        lambda g, x: g.add_node(
+            "Resize", [x, "", w(g, "s", 1, 1.5, 0.5, dtype=np.float32)], mode="linear"
+        ),
+        True,
+    ),
+    (
+        "resize_axis0",
+        lambda g, x: g.add_node(
+            "Resize", [x, "", w(g, "s", 2, 1, 1, dtype=np.float32)], mode="linear"
+        ),
+        False,
+    ),
+    (
+        "layer_norm",
+        lambda g, x: g.add_node(
+            "LayerNormalization", [x, g.add_weight("s", np.full(6, 2, np.float32))]
+        ),
+        True,
+    ),
+    (
+        "layer_norm_axis0",
+        lambda g, x: g.add_node(
+            "LayerNormalization", [x, g.add_weight("s", np.ones((2, 4, 6), np.float32))], axis=0
+        ),
+        False,
+    ),
+    (
+        "instance_norm",
+        lambda g, x: g.add_node(
+            "InstanceNormalization",
+            [
+                x,
+                g.add_weight("s", np.ones(4, np.float32)),
+                g.add_weight("b", np.zeros(4, np.float32)),
+            ],
+        ),
+        True,
+    ),
+    (
+        "group_norm",
+        lambda g, x: g.add_node(
+            "GroupNormalization",
+            [
+                x,
+                g.add_weight("s", np.ones(4, np.float32)),
+                g.add_weight("b", np.zeros(4, np.float32)),
+            ],
+            num_groups=2,
+        ),
+        True,
+    ),
+    (
+        "mvn_default_axes",
+        lambda g, x: g.add_node(
+            "MeanVarianceNormalization", [g.add_node("Unsqueeze", [x, w(g, "a", 3)])]
+        ),
+        False,
+    ),
     ("lp_norm", lambda g, x: g.add_node("LpNormalization", [x], axis=1), True),
-    ("einsum_batch", lambda g, x: g.add_node(
-        "Einsum", [x, g.add_weight("m", np.ones((6, 3), np.float32))],
-        equation="bij,jk->bik"), True),
+    (
+        "einsum_batch",
+        lambda g, x: g.add_node(
+            "Einsum", [x, g.add_weight("m", np.ones((6, 3), np.float32))], equation="bij,jk->bik"
+        ),
+        True,
+    ),
     ("einsum_mixes", lambda g, x: g.add_node("Einsum", [x], equation="bij->jb"), False),
-    ("quantize_roundtrip", lambda g, x: g.add_node(
-        "DequantizeLinear", [g.add_node("QuantizeLinear", [x, w(g, "s", 0.05, dtype=np.float32),
-                                                           w(g, "z", 0, dtype=np.int8)]),
-                             w(g, "s2", 0.05, dtype=np.float32), w(g, "z2", 0, dtype=np.int8)]),
-     True),
+    (
+        "quantize_roundtrip",
+        lambda g, x: g.add_node(
+            "DequantizeLinear",
+            [
+                g.add_node(
+                    "QuantizeLinear",
+                    [x, w(g, "s", 0.05, dtype=np.float32), w(g, "z", 0, dtype=np.int8)],
+                ),
+                w(g, "s2", 0.05, dtype=np.float32),
+                w(g, "z2", 0, dtype=np.int8),
+            ],
+        ),
+        True,
+    ),
     ("shape_is_not_batched", lambda g, x: g.add_node("Shape", [x]), False),
 ]
 
@@ -91,8 +183,9 @@ def _build(build):
     return g
 
 
-@pytest.mark.parametrize("build, folds", [(b, f) for _, b, f in GRAPHS],
-                         ids=[i for i, _, _ in GRAPHS])
+@pytest.mark.parametrize(
+    "build, folds", [(b, f) for _, b, f in GRAPHS], ids=[i for i, _, _ in GRAPHS]
+)
 def test_batch_rule_and_executors_agree(build, folds):
     g = _build(build)
     reason = fold_blocker(load_model(model_of(save_bytes(g))))

@@ -14,9 +14,15 @@ X = rand(0, (3, 5, 2))
 T = np.array([[0, 4], [2, 1], [3, 3]], np.int64)
 W = rand(1, (5,), low=0.1, high=1)
 CASES = [
-    OpCase(f"{op}_{reduction}{'_w' if w is not None else ''}{'_ii' if ii is not None else ''}",
-           op, {"reduction": reduction, **({} if ii is None else {"ignore_index": ii})},
-           [X, T] + ([] if w is None else [w]), outputs=outputs, rtol=1e-5, atol=1e-6)
+    OpCase(
+        f"{op}_{reduction}{'_w' if w is not None else ''}{'_ii' if ii is not None else ''}",
+        op,
+        {"reduction": reduction, **({} if ii is None else {"ignore_index": ii})},
+        [X, T] + ([] if w is None else [w]),
+        outputs=outputs,
+        rtol=1e-5,
+        atol=1e-6,
+    )
     for op, outputs in (("NegativeLogLikelihoodLoss", 1), ("SoftmaxCrossEntropyLoss", 2))
     for reduction in ("none", "sum", "mean")
     for w in (None, W)
@@ -48,15 +54,25 @@ def test_float16_loss_is_computed_in_float32() -> None:
     np.testing.assert_allclose(loss, -want[np.arange(4), t].mean(), rtol=2e-3)
 
 
-@pytest.mark.parametrize("attrs, inputs, message", [
-    ({}, [X, np.array([[0, 5], [0, 0], [0, 0]], np.int64)], r"target 5 at \[0, 1\] is not a class"),
-    ({"ignore_index": 3}, [X, np.array([[0, -2], [0, 0], [0, 0]], np.int64)],
-     "or ignore_index 3"),
-    ({}, [X, T[:, :1]], "does not fit input"),
-    ({}, [X, T, rand(0, (4,))], "weight must be"),
-    ({}, [X, T.astype(np.float32)], "unsupported dtype float32"),
-    ({"reduction": "avg"}, [X, T], "attribute 'reduction' must be one of"),
-])
+@pytest.mark.parametrize(
+    "attrs, inputs, message",
+    [
+        (
+            {},
+            [X, np.array([[0, 5], [0, 0], [0, 0]], np.int64)],
+            r"target 5 at \[0, 1\] is not a class",
+        ),
+        (
+            {"ignore_index": 3},
+            [X, np.array([[0, -2], [0, 0], [0, 0]], np.int64)],
+            "or ignore_index 3",
+        ),
+        ({}, [X, T[:, :1]], "does not fit input"),
+        ({}, [X, T, rand(0, (4,))], "weight must be"),
+        ({}, [X, T.astype(np.float32)], "unsupported dtype float32"),
+        ({"reduction": "avg"}, [X, T], "attribute 'reduction' must be one of"),
+    ],
+)
 def test_bad_input_is_a_clear_error(attrs, inputs, message) -> None:
     with pytest.raises(ExecutionError, match=message):
         run_case("NegativeLogLikelihoodLoss", attrs, inputs)

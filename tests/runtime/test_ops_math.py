@@ -30,54 +30,116 @@ CASES = [
     ("Erf", {}, [X], lambda x: np.vectorize(math.erf)(x)),
     ("Round", {}, [np.array([0.5, 1.5, -2.5, 2.6], np.float32)], lambda x: [0, 2, -2, 3]),
     ("Sign", {}, [np.array([-3, 0, 5], np.int32)], lambda x: [-1, 0, 1]),
-    ("Pow", {}, [P, np.array(2.5, np.float32)], lambda p, e: np.vectorize(lambda v: v ** 2.5)(p)),
+    ("Pow", {}, [P, np.array(2.5, np.float32)], lambda p, e: np.vectorize(lambda v: v**2.5)(p)),
     ("Pow", {}, [np.array([2, 3], np.int64), np.array([3, 2], np.int64)], lambda a, b: [8, 9]),
     ("Mod", {}, [np.array([-7, 7], np.int32), np.array([3, -3], np.int32)], lambda a, b: [2, -2]),
-    ("Mod", {"fmod": 1}, [np.array([-7.5, 7.5], np.float32), np.array([2, -2], np.float32)],
-     lambda a, b: [-1.5, 1.5]),
-    ("Max", {}, [X, P, np.float32(0) + np.zeros((4,), np.float32)],
-     lambda a, b, c: np.maximum(np.maximum(a, b), c)),
+    (
+        "Mod",
+        {"fmod": 1},
+        [np.array([-7.5, 7.5], np.float32), np.array([2, -2], np.float32)],
+        lambda a, b: [-1.5, 1.5],
+    ),
+    (
+        "Max",
+        {},
+        [X, P, np.float32(0) + np.zeros((4,), np.float32)],
+        lambda a, b, c: np.maximum(np.maximum(a, b), c),
+    ),
     ("Mean", {}, [X, P], lambda a, b: (a.astype(np.float64) + b) / 2),
     ("Less", {}, [X, P], lambda a, b: a < b),
     ("Xor", {}, [X > 0, P > 0.5], lambda a, b: a != b),
-    ("BitShift", {"direction": "LEFT"}, [np.array([1, 255], np.uint8), np.array([3, 9], np.uint8)],
-     lambda a, b: [8, 0]),
-    ("BitShift", {"direction": "LEFT"}, [np.array([1, -1, 64, 3], np.int8),
-                                         np.array([1, 7, 1, -1], np.int8)],
-     lambda a, b: [2, -128, -128, 0]),
-    ("BitShift", {"direction": "RIGHT"}, [np.array([-8, -8, 8, -1], np.int32),
-                                          np.array([1, 40, 40, -2], np.int32)],
-     lambda a, b: [-4, -1, 0, -1]),
-    ("IsInf", {"detect_positive": 0}, [np.array([np.inf, -np.inf, 1], np.float32)],
-     lambda x: [False, True, False]),
+    (
+        "BitShift",
+        {"direction": "LEFT"},
+        [np.array([1, 255], np.uint8), np.array([3, 9], np.uint8)],
+        lambda a, b: [8, 0],
+    ),
+    (
+        "BitShift",
+        {"direction": "LEFT"},
+        [np.array([1, -1, 64, 3], np.int8), np.array([1, 7, 1, -1], np.int8)],
+        lambda a, b: [2, -128, -128, 0],
+    ),
+    (
+        "BitShift",
+        {"direction": "RIGHT"},
+        [np.array([-8, -8, 8, -1], np.int32), np.array([1, 40, 40, -2], np.int32)],
+        lambda a, b: [-4, -1, 0, -1],
+    ),
+    (
+        "IsInf",
+        {"detect_positive": 0},
+        [np.array([np.inf, -np.inf, 1], np.float32)],
+        lambda x: [False, True, False],
+    ),
     ("Where", {}, [X > 0, X, P], lambda c, a, b: np.where(c, a, b)),
     ("CastLike", {}, [X, np.zeros((), np.float64)], lambda x, _: x.astype(np.float64)),
-    ("Selu", {}, [X], lambda x: np.vectorize(
-        lambda v: 1.0507009873554805 * (v if v > 0 else 1.6732632423543772 * (math.exp(v) - 1)))(x)),
+    (
+        "Selu",
+        {},
+        [X],
+        lambda x: np.vectorize(
+            lambda v: 1.0507009873554805 * (v if v > 0 else 1.6732632423543772 * (math.exp(v) - 1))
+        )(x),
+    ),
     ("HardSwish", {}, [X], lambda x: np.vectorize(lambda v: v * min(1, max(0, v / 6 + 0.5)))(x)),
     ("Mish", {}, [X], lambda x: np.vectorize(lambda v: v * math.tanh(math.log1p(math.exp(v))))(x)),
-    ("PRelu", {}, [X, np.array([0.1, 0.2, 0.3, 0.4], np.float32)],
-     lambda x, s: np.where(x < 0, x * s, x)),
-    ("Shrink", {"bias": 1.0, "lambd": 1.5}, [X], lambda x: np.where(x < -1.5, x + 1, np.where(
-        x > 1.5, x - 1, 0))),
-    ("Hardmax", {}, [np.array([[1, 3, 3], [0, -1, 0]], np.float32)],
-     lambda x: [[0, 1, 0], [1, 0, 0]]),
+    (
+        "PRelu",
+        {},
+        [X, np.array([0.1, 0.2, 0.3, 0.4], np.float32)],
+        lambda x, s: np.where(x < 0, x * s, x),
+    ),
+    (
+        "Shrink",
+        {"bias": 1.0, "lambd": 1.5},
+        [X],
+        lambda x: np.where(x < -1.5, x + 1, np.where(x > 1.5, x - 1, 0)),
+    ),
+    (
+        "Hardmax",
+        {},
+        [np.array([[1, 3, 3], [0, -1, 0]], np.float32)],
+        lambda x: [[0, 1, 0], [1, 0, 0]],
+    ),
     ("ReduceSum", {"axes": [1], "keepdims": 0}, [X], lambda x: x.astype(np.float64).sum(1)),
-    ("ReduceLogSumExp", {"axes": [0]}, [X * 40], lambda x: np.log(np.exp(
-        x.astype(np.float64)).sum(0, keepdims=True))),
-    ("ReduceMax", {"axes": [1]}, [np.zeros((2, 0), np.float32)], lambda x: np.full((2, 1), -np.inf)),
+    (
+        "ReduceLogSumExp",
+        {"axes": [0]},
+        [X * 40],
+        lambda x: np.log(np.exp(x.astype(np.float64)).sum(0, keepdims=True)),
+    ),
+    (
+        "ReduceMax",
+        {"axes": [1]},
+        [np.zeros((2, 0), np.float32)],
+        lambda x: np.full((2, 1), -np.inf),
+    ),
     ("ReduceL2", {}, [X], lambda x: np.sqrt((x.astype(np.float64) ** 2).sum()).reshape(1, 1)),
-    ("ArgMin", {"axis": 1, "select_last_index": 1},
-     [np.array([[1, 0, 0], [2, 2, 5]], np.float32)], lambda x: [[2], [1]]),
-    ("CumSum", {"exclusive": 1, "reverse": 1}, [np.array([1, 2, 3], np.float32),
-                                                np.array(0, np.int64)], lambda x, a: [5, 3, 0]),
-    ("CumProd", {}, [np.array([1, 2, 3], np.int64), np.array([0], np.int32)],
-     lambda x, a: [1, 2, 6]),
+    (
+        "ArgMin",
+        {"axis": 1, "select_last_index": 1},
+        [np.array([[1, 0, 0], [2, 2, 5]], np.float32)],
+        lambda x: [[2], [1]],
+    ),
+    (
+        "CumSum",
+        {"exclusive": 1, "reverse": 1},
+        [np.array([1, 2, 3], np.float32), np.array(0, np.int64)],
+        lambda x, a: [5, 3, 0],
+    ),
+    (
+        "CumProd",
+        {},
+        [np.array([1, 2, 3], np.int64), np.array([0], np.int32)],
+        lambda x, a: [1, 2, 6],
+    ),
 ]
 
 
-@pytest.mark.parametrize("op_type, attrs, inputs, ref", CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "op_type, attrs, inputs, ref", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_op_matches_reference(op_type, attrs, inputs, ref):
     op = create_op(op_type, "n", attrs)
     for k in op.static_inputs:
@@ -93,21 +155,38 @@ def test_op_matches_reference(op_type, attrs, inputs, ref):
         np.testing.assert_array_equal(y, want.astype(y.dtype))
 
 
-@pytest.mark.parametrize("op_type, attrs, specs, message", [
-    ("Sqrt", {}, [TensorSpec((2,), np.int32)], "unsupported dtype int32"),
-    ("And", {}, [TensorSpec((2,), np.float32)] * 2, "unsupported dtype float32"),
-    ("BitShift", {"direction": "LEFT"}, [TensorSpec((2,), np.float32)] * 2,
-     "unsupported dtype float32"),
-    ("Where", {}, [TensorSpec((2,), np.float32)] * 3, "the condition (input 0)"),
-    ("ReduceSum", {}, [TensorSpec((2,), np.float32), TensorSpec((1,), np.int64)],
-     "must be a constant"),
-    ("ReduceSum", {"axes": [0, -1]}, [TensorSpec((2,), np.float32)], "name an axis twice"),
-    ("Max", {}, [TensorSpec((2,), np.float32), TensorSpec((3,), np.float32)],
-     "cannot broadcast [2] with [3]"),
-])
+@pytest.mark.parametrize(
+    "op_type, attrs, specs, message",
+    [
+        ("Sqrt", {}, [TensorSpec((2,), np.int32)], "unsupported dtype int32"),
+        ("And", {}, [TensorSpec((2,), np.float32)] * 2, "unsupported dtype float32"),
+        (
+            "BitShift",
+            {"direction": "LEFT"},
+            [TensorSpec((2,), np.float32)] * 2,
+            "unsupported dtype float32",
+        ),
+        ("Where", {}, [TensorSpec((2,), np.float32)] * 3, "the condition (input 0)"),
+        (
+            "ReduceSum",
+            {},
+            [TensorSpec((2,), np.float32), TensorSpec((1,), np.int64)],
+            "must be a constant",
+        ),
+        ("ReduceSum", {"axes": [0, -1]}, [TensorSpec((2,), np.float32)], "name an axis twice"),
+        (
+            "Max",
+            {},
+            [TensorSpec((2,), np.float32), TensorSpec((3,), np.float32)],
+            "cannot broadcast [2] with [3]",
+        ),
+    ],
+)
 def test_refusals_name_what_is_wrong(op_type, attrs, specs, message):
     op = create_op(op_type, "bad", attrs)
-    with pytest.raises(ExecutionError, match=f"{op_type} node 'bad': .*{__import__('re').escape(message)}"):
+    with pytest.raises(
+        ExecutionError, match=f"{op_type} node 'bad': .*{__import__('re').escape(message)}"
+    ):
         op.infer(specs)
 
 
@@ -123,8 +202,11 @@ def test_a_kernel_that_returns_another_dtype_or_shape_is_an_error():
 
     op = Sloppy("s")
     op.infer([TensorSpec((2, 3), np.float32)])
-    with pytest.raises(ExecutionError, match=r"output 0 as \[2, 3\] float64, expected \[2, 3\] "
-                                             r"float32"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"output 0 as \[2, 3\] float64, expected \[2, 3\] "
+        r"float32",
+    ):
         op.run([np.zeros((2, 3), np.float32)])
 
     class Shapeless(Sloppy):

@@ -36,31 +36,79 @@ def lrn_ref(x, size, alpha=1e-4, beta=0.75, bias=1.0):
 
 
 CASES = [
-    OpCase("layer_norm", "LayerNormalization", {}, [X, rand(1, (5,)), rand(2, (5,))],
-           outputs=3, ref=layer_norm_ref, **F32),
-    OpCase("layer_norm_axis1", "LayerNormalization", {"axis": 1, "epsilon": 1e-3},
-           [X, rand(1, (4, 3, 5))], outputs=1,
-           ref=lambda x, s: layer_norm_ref(x, s, axis=1, eps=1e-3)[:1], **F32),
-    OpCase("layer_norm_onnx", "LayerNormalization", {"axis": 2}, [X, rand(1, (3, 5)),
-                                                                 rand(2, (3, 5))], **F32),
-    OpCase("rms_norm", "RMSNormalization", {}, [X, rand(1, (5,))], opset=23,
-           ref=lambda x, s: [x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True)
-                                         + 1e-5) * s], **F32),
-    OpCase("instance_norm", "InstanceNormalization", {}, [X, rand(3, (4,)), rand(4, (4,))],
-           **F32),
-    OpCase("group_norm_opset21", "GroupNormalization", {"num_groups": 2},
-           [X, rand(3, (4,)), rand(4, (4,))], **F32),
-    OpCase("group_norm_opset18_per_group", "GroupNormalization", {"num_groups": 2},
-           [X, rand(3, (2,)), rand(4, (2,))], opset=18, **F32),
+    OpCase(
+        "layer_norm",
+        "LayerNormalization",
+        {},
+        [X, rand(1, (5,)), rand(2, (5,))],
+        outputs=3,
+        ref=layer_norm_ref,
+        **F32,
+    ),
+    OpCase(
+        "layer_norm_axis1",
+        "LayerNormalization",
+        {"axis": 1, "epsilon": 1e-3},
+        [X, rand(1, (4, 3, 5))],
+        outputs=1,
+        ref=lambda x, s: layer_norm_ref(x, s, axis=1, eps=1e-3)[:1],
+        **F32,
+    ),
+    OpCase(
+        "layer_norm_onnx",
+        "LayerNormalization",
+        {"axis": 2},
+        [X, rand(1, (3, 5)), rand(2, (3, 5))],
+        **F32,
+    ),
+    OpCase(
+        "rms_norm",
+        "RMSNormalization",
+        {},
+        [X, rand(1, (5,))],
+        opset=23,
+        ref=lambda x, s: [
+            x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + 1e-5) * s
+        ],
+        **F32,
+    ),
+    OpCase("instance_norm", "InstanceNormalization", {}, [X, rand(3, (4,)), rand(4, (4,))], **F32),
+    OpCase(
+        "group_norm_opset21",
+        "GroupNormalization",
+        {"num_groups": 2},
+        [X, rand(3, (4,)), rand(4, (4,))],
+        **F32,
+    ),
+    OpCase(
+        "group_norm_opset18_per_group",
+        "GroupNormalization",
+        {"num_groups": 2},
+        [X, rand(3, (2,)), rand(4, (2,))],
+        opset=18,
+        **F32,
+    ),
     OpCase("lp_norm_2", "LpNormalization", {"axis": 1}, [X], **F32),
     # onnx's reference sums x, not |x|, for p=1
-    OpCase("lp_norm_1", "LpNormalization", {"p": 1}, [X],
-           ref=lambda x: [x / np.abs(x.astype(np.float64)).sum(-1, keepdims=True)], **F32),
+    OpCase(
+        "lp_norm_1",
+        "LpNormalization",
+        {"p": 1},
+        [X],
+        ref=lambda x: [x / np.abs(x.astype(np.float64)).sum(-1, keepdims=True)],
+        **F32,
+    ),
     OpCase("mvn", "MeanVarianceNormalization", {}, [X], **F32),
     OpCase("mvn_axes", "MeanVarianceNormalization", {"axes": [1]}, [X], **F32),
     OpCase("lrn", "LRN", {"size": 3}, [X], ref=lambda x: lrn_ref(x, 3), **F32),
-    OpCase("lrn_even_size", "LRN", {"size": 4, "alpha": 0.01, "beta": 0.5, "bias": 2.0}, [X],
-           ref=lambda x: lrn_ref(x, 4, 0.01, 0.5, 2.0), **F32),
+    OpCase(
+        "lrn_even_size",
+        "LRN",
+        {"size": 4, "alpha": 0.01, "beta": 0.5, "bias": 2.0},
+        [X],
+        ref=lambda x: lrn_ref(x, 4, 0.01, 0.5, 2.0),
+        **F32,
+    ),
 ]
 
 
@@ -82,16 +130,23 @@ def test_float16_is_computed_in_float32() -> None:
     np.testing.assert_allclose(y.astype(np.float64), want, rtol=4e-3, atol=4e-3)
 
 
-@pytest.mark.parametrize("op_type, attrs, inputs, message", [
-    ("LayerNormalization", {}, [X, rand(0, (4,))], r"input 1 \[4\] does not broadcast"),
-    ("LayerNormalization", {"axis": 4}, [X, rand(0, (5,))], "axis 4 is out of range"),
-    ("LayerNormalization", {}, [X.astype(np.int32), np.ones(5, np.int32)], "unsupported dtype"),
-    ("GroupNormalization", {"num_groups": 3}, [X, rand(0, (4,)), rand(0, (4,))],
-     "divisible by num_groups 3"),
-    ("InstanceNormalization", {}, [X, rand(0, (3,)), rand(0, (4,))], r"scale \[3\]"),
-    ("LpNormalization", {"p": 3}, [X], "'p' must be 1 or 2"),
-    ("LRN", {"size": 0}, [X], "'size' must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "op_type, attrs, inputs, message",
+    [
+        ("LayerNormalization", {}, [X, rand(0, (4,))], r"input 1 \[4\] does not broadcast"),
+        ("LayerNormalization", {"axis": 4}, [X, rand(0, (5,))], "axis 4 is out of range"),
+        ("LayerNormalization", {}, [X.astype(np.int32), np.ones(5, np.int32)], "unsupported dtype"),
+        (
+            "GroupNormalization",
+            {"num_groups": 3},
+            [X, rand(0, (4,)), rand(0, (4,))],
+            "divisible by num_groups 3",
+        ),
+        ("InstanceNormalization", {}, [X, rand(0, (3,)), rand(0, (4,))], r"scale \[3\]"),
+        ("LpNormalization", {"p": 3}, [X], "'p' must be 1 or 2"),
+        ("LRN", {"size": 0}, [X], "'size' must be >= 1"),
+    ],
+)
 def test_bad_input_is_a_clear_error(op_type, attrs, inputs, message) -> None:
     with pytest.raises(ExecutionError, match=message):
         run_case(op_type, attrs, inputs)

@@ -18,10 +18,21 @@ CASES = [
     OpCase("shape_start_end", "Shape", {"start": 1, "end": -1}, [X]),
     OpCase("size", "Size", {}, [X]),
     OpCase("constant_of_shape", "ConstantOfShape", {}, [i64(2, 3)], (0,)),
-    OpCase("range_int", "Range", {}, [i64(1), i64(10), i64(3)], (0, 1, 2),
-           ref=lambda *a: [np.arange(1, 10, 3, dtype=np.int64)]),
-    OpCase("range_float_negative", "Range", {}, [np.float32(5), np.float32(-1),
-                                                   np.float32(-1.5)], (0, 1, 2)),
+    OpCase(
+        "range_int",
+        "Range",
+        {},
+        [i64(1), i64(10), i64(3)],
+        (0, 1, 2),
+        ref=lambda *a: [np.arange(1, 10, 3, dtype=np.int64)],
+    ),
+    OpCase(
+        "range_float_negative",
+        "Range",
+        {},
+        [np.float32(5), np.float32(-1), np.float32(-1.5)],
+        (0, 1, 2),
+    ),
     OpCase("range_empty", "Range", {}, [np.int32(5), np.int32(1), np.int32(2)], (0, 1, 2)),
     OpCase("eyelike", "EyeLike", {"k": 1}, [rand(1, (3, 5))]),
     OpCase("eyelike_dtype", "EyeLike", {"k": -1, "dtype": 7}, [rand(1, (4, 3))]),
@@ -29,43 +40,69 @@ CASES = [
     OpCase("squeeze_all", "Squeeze", {}, [rand(2, (1, 3, 1, 2))]),
     OpCase("squeeze_attr_opset11", "Squeeze", {"axes": [2]}, [rand(2, (1, 3, 1, 2))], opset=11),
     OpCase("unsqueeze_input", "Unsqueeze", {}, [rand(3, (3, 4)), i64(0, -1)], (1,)),
-    OpCase("unsqueeze_attr_opset11", "Unsqueeze", {"axes": [1, 3]}, [rand(3, (3, 4))],
-           opset=11),
+    OpCase("unsqueeze_attr_opset11", "Unsqueeze", {"axes": [1, 3]}, [rand(3, (3, 4))], opset=11),
     OpCase("expand", "Expand", {}, [rand(4, (3, 1)), i64(2, 1, 4)], (1,)),
     OpCase("expand_smaller_shape", "Expand", {}, [rand(4, (2, 3, 1)), i64(1, 5)], (1,)),
     OpCase("tile", "Tile", {}, [rand(5, (2, 3)), i64(2, 3)], (1,)),
     OpCase("split_equal", "Split", {"axis": 1}, [rand(6, (2, 6))], outputs=3),
     OpCase("split_input", "Split", {"axis": -1}, [rand(6, (2, 6)), i64(1, 5)], (1,), 2),
-    OpCase("split_attr_opset11", "Split", {"split": [2, 4]}, [rand(6, (6, 2))], outputs=2,
-           opset=11),
-    OpCase("split_num_outputs", "Split", {"num_outputs": 3}, [rand(6, (7, 2))], outputs=3,
-           opset=18),
-    OpCase("slice", "Slice", {}, [X, i64(1, -3), i64(100, -1), i64(1, 3), i64(1, 2)],
-           (1, 2, 3, 4)),
-    OpCase("slice_negative_step", "Slice", {}, [X, i64(-1), i64(-100), i64(2), i64(-2)],
-           (1, 2, 3, 4)),
+    OpCase(
+        "split_attr_opset11", "Split", {"split": [2, 4]}, [rand(6, (6, 2))], outputs=2, opset=11
+    ),
+    OpCase(
+        "split_num_outputs", "Split", {"num_outputs": 3}, [rand(6, (7, 2))], outputs=3, opset=18
+    ),
+    OpCase("slice", "Slice", {}, [X, i64(1, -3), i64(100, -1), i64(1, 3), i64(1, 2)], (1, 2, 3, 4)),
+    OpCase(
+        "slice_negative_step", "Slice", {}, [X, i64(-1), i64(-100), i64(2), i64(-2)], (1, 2, 3, 4)
+    ),
     OpCase("slice_default_axes", "Slice", {}, [X, i64(0, 1), i64(1, 3)], (1, 2)),
-    OpCase("slice_attr_opset9", "Slice", {"starts": [0, 1], "ends": [1, 1000],
-                                          "axes": [0, 3]}, [X], opset=9),
-    OpCase("pad_constant", "Pad", {}, [rand(7, (2, 3)), i64(1, 0, 2, 1), np.float32(9)],
-           (1,)),
-    OpCase("pad_negative", "Pad", {}, [rand(7, (3, 4)), i64(-1, 1, 0, -2)], (1,),
-           ref=lambda x, p: [np.pad(x[1:, :2], ((0, 0), (1, 0)))]),
-    OpCase("pad_reflect", "Pad", {"mode": "reflect"}, [rand(7, (3, 4)), i64(0, 2, 0, 3)],
-           (1,)),
-    OpCase("pad_edge_axes", "Pad", {"mode": "edge"}, [rand(7, (3, 4)), i64(2, 1), None,
-                                                      i64(1)], (1, 3)),
+    OpCase(
+        "slice_attr_opset9",
+        "Slice",
+        {"starts": [0, 1], "ends": [1, 1000], "axes": [0, 3]},
+        [X],
+        opset=9,
+    ),
+    OpCase("pad_constant", "Pad", {}, [rand(7, (2, 3)), i64(1, 0, 2, 1), np.float32(9)], (1,)),
+    OpCase(
+        "pad_negative",
+        "Pad",
+        {},
+        [rand(7, (3, 4)), i64(-1, 1, 0, -2)],
+        (1,),
+        ref=lambda x, p: [np.pad(x[1:, :2], ((0, 0), (1, 0)))],
+    ),
+    OpCase("pad_reflect", "Pad", {"mode": "reflect"}, [rand(7, (3, 4)), i64(0, 2, 0, 3)], (1,)),
+    OpCase(
+        "pad_edge_axes", "Pad", {"mode": "edge"}, [rand(7, (3, 4)), i64(2, 1), None, i64(1)], (1, 3)
+    ),
     OpCase("pad_wrap", "Pad", {"mode": "wrap"}, [rand(7, (3, 4)), i64(1, 1, 2, 2)], (1,)),
-    OpCase("pad_attr_opset2", "Pad", {"pads": [0, 1, 0, 2], "value": 1.5},
-           [rand(7, (3, 4))], opset=2),
+    OpCase(
+        "pad_attr_opset2", "Pad", {"pads": [0, 1, 0, 2], "value": 1.5}, [rand(7, (3, 4))], opset=2
+    ),
     OpCase("depth_to_space_dcr", "DepthToSpace", {"blocksize": 2}, [rand(8, (1, 8, 2, 3))]),
-    OpCase("depth_to_space_crd", "DepthToSpace", {"blocksize": 2, "mode": "CRD"},
-           [rand(8, (2, 8, 2, 3))]),
+    OpCase(
+        "depth_to_space_crd",
+        "DepthToSpace",
+        {"blocksize": 2, "mode": "CRD"},
+        [rand(8, (2, 8, 2, 3))],
+    ),
     OpCase("space_to_depth", "SpaceToDepth", {"blocksize": 2}, [rand(8, (2, 3, 4, 6))]),
-    OpCase("space_to_depth_crd", "SpaceToDepth", {"blocksize": 2, "mode": "CRD"},
-           [rand(8, (2, 3, 4, 6))], opset=28),
-    OpCase("nonzero_runs_for_folding", "NonZero", {}, [np.array([[1, 0], [2, 3]])],
-           ref=lambda x: [np.array(np.nonzero(x), np.int64)]),
+    OpCase(
+        "space_to_depth_crd",
+        "SpaceToDepth",
+        {"blocksize": 2, "mode": "CRD"},
+        [rand(8, (2, 3, 4, 6))],
+        opset=28,
+    ),
+    OpCase(
+        "nonzero_runs_for_folding",
+        "NonZero",
+        {},
+        [np.array([[1, 0], [2, 3]])],
+        ref=lambda x: [np.array(np.nonzero(x), np.int64)],
+    ),
 ]
 
 
@@ -98,14 +135,17 @@ def test_constant_of_shape_value_tensor() -> None:
     assert y.dtype == np.int32 and (y == 7).all()
 
 
-@pytest.mark.parametrize("op_type, attrs, inputs, message", [
-    ("Slice", {}, [X, i64(0), i64(1)], r"input 1 \('starts'\) must be a constant"),
-    ("Expand", {}, [X, i64(3, 1)], "must be a constant"),
-    ("Reshape", {}, [X, i64(-1)], "must be a constant"),
-    ("Unsqueeze", {}, [X], "axes are required"),
-    ("NonZero", {}, [X], "output shape depends on the input values"),
-    ("Unique", {}, [X], "output shape depends on the input values"),
-])
+@pytest.mark.parametrize(
+    "op_type, attrs, inputs, message",
+    [
+        ("Slice", {}, [X, i64(0), i64(1)], r"input 1 \('starts'\) must be a constant"),
+        ("Expand", {}, [X, i64(3, 1)], "must be a constant"),
+        ("Reshape", {}, [X, i64(-1)], "must be a constant"),
+        ("Unsqueeze", {}, [X], "axes are required"),
+        ("NonZero", {}, [X], "output shape depends on the input values"),
+        ("Unique", {}, [X], "output shape depends on the input values"),
+    ],
+)
 def test_static_inputs_must_be_constants(op_type, attrs, inputs, message) -> None:
     op = create_op(op_type, "node", attrs)
     with pytest.raises(ExecutionError, match=message) as info:
@@ -113,21 +153,24 @@ def test_static_inputs_must_be_constants(op_type, attrs, inputs, message) -> Non
     assert f"{op_type} node 'node'" in str(info.value)
 
 
-@pytest.mark.parametrize("op_type, attrs, inputs, constants, outputs, message", [
-    ("Squeeze", {}, [rand(0, (2, 3)), i64(0)], (1,), 1, "cannot squeeze axis 0 of \\[2, 3\\]"),
-    ("Squeeze", {}, [rand(0, (1, 3)), i64(2)], (1,), 1, "axes 2 is out of range"),
-    ("Unsqueeze", {}, [rand(0, (2, 3)), i64(1, 1)], (1,), 1, "repeat an axis"),
-    ("Expand", {}, [rand(0, (2, 3)), i64(4, 3)], (1,), 1, r"cannot expand \[2, 3\]"),
-    ("Tile", {}, [rand(0, (2, 3)), i64(2)], (1,), 1, "repeats \\[2\\] must be 2"),
-    ("Split", {}, [rand(0, (5, 2))], (), 2, "into 2 equal parts"),
-    ("Split", {}, [rand(0, (5, 2)), i64(1, 1)], (1,), 2, "adding up to 5"),
-    ("Slice", {}, [rand(0, (5,)), i64(0), i64(1), i64(0), i64(0)], (1, 2, 3, 4), 1, "step 0"),
-    ("Pad", {}, [rand(0, (2, 3)), i64(1, 1)], (1,), 1, "must hold 4 values"),
-    ("Pad", {"mode": "mirror"}, [rand(0, (2, 3)), i64(1, 1, 1, 1)], (1,), 1, "'mode'"),
-    ("DepthToSpace", {"blocksize": 2}, [rand(0, (1, 6, 2, 2))], (), 1, "divisible by 4"),
-    ("Range", {}, [i64(1), i64(1), i64(0)], (0, 1, 2), 1, "delta must not be zero"),
-    ("ConstantOfShape", {}, [i64(2, -1)], (0,), 1, "negative dim"),
-])
+@pytest.mark.parametrize(
+    "op_type, attrs, inputs, constants, outputs, message",
+    [
+        ("Squeeze", {}, [rand(0, (2, 3)), i64(0)], (1,), 1, "cannot squeeze axis 0 of \\[2, 3\\]"),
+        ("Squeeze", {}, [rand(0, (1, 3)), i64(2)], (1,), 1, "axes 2 is out of range"),
+        ("Unsqueeze", {}, [rand(0, (2, 3)), i64(1, 1)], (1,), 1, "repeat an axis"),
+        ("Expand", {}, [rand(0, (2, 3)), i64(4, 3)], (1,), 1, r"cannot expand \[2, 3\]"),
+        ("Tile", {}, [rand(0, (2, 3)), i64(2)], (1,), 1, "repeats \\[2\\] must be 2"),
+        ("Split", {}, [rand(0, (5, 2))], (), 2, "into 2 equal parts"),
+        ("Split", {}, [rand(0, (5, 2)), i64(1, 1)], (1,), 2, "adding up to 5"),
+        ("Slice", {}, [rand(0, (5,)), i64(0), i64(1), i64(0), i64(0)], (1, 2, 3, 4), 1, "step 0"),
+        ("Pad", {}, [rand(0, (2, 3)), i64(1, 1)], (1,), 1, "must hold 4 values"),
+        ("Pad", {"mode": "mirror"}, [rand(0, (2, 3)), i64(1, 1, 1, 1)], (1,), 1, "'mode'"),
+        ("DepthToSpace", {"blocksize": 2}, [rand(0, (1, 6, 2, 2))], (), 1, "divisible by 4"),
+        ("Range", {}, [i64(1), i64(1), i64(0)], (0, 1, 2), 1, "delta must not be zero"),
+        ("ConstantOfShape", {}, [i64(2, -1)], (0,), 1, "negative dim"),
+    ],
+)
 def test_bad_input_is_a_clear_error(op_type, attrs, inputs, constants, outputs, message) -> None:
     with pytest.raises(ExecutionError, match=message):
         run_case(op_type, attrs, inputs, constants, outputs)
@@ -135,8 +178,14 @@ def test_bad_input_is_a_clear_error(op_type, attrs, inputs, constants, outputs, 
 
 def test_slice_views_and_clamping_match_python() -> None:
     x = np.arange(10)
-    for start, end, step in [(-100, 100, 1), (8, 2, -3), (9, -100, -1), (3, 3, 1),
-                             (2**62, -(2**62), -1), (-1, 0, -1)]:
+    for start, end, step in [
+        (-100, 100, 1),
+        (8, 2, -3),
+        (9, -100, -1),
+        (3, 3, 1),
+        (2**62, -(2**62), -1),
+        (-1, 0, -1),
+    ]:
         [y] = run_case("Slice", {}, [x, i64(start), i64(end), i64(0), i64(step)], (1, 2, 3, 4))
         lo = None if end < -len(x) else end
         np.testing.assert_array_equal(y, x[slice(start, lo, step)])
@@ -163,13 +212,30 @@ def test_every_op_of_these_families_has_a_case() -> None:
 
     families = (tensor, shape, indexing, normalization, resize, quantize, linalg)
     ours = {n for m in families for n in m.__all__ if n in OPS}
-    tables = (CASES, test_ops_indexing.CASES, test_ops_normalization.CASES,
-              test_ops_resize.CASES, test_ops_quantize_linalg.CASES)
+    tables = (
+        CASES,
+        test_ops_indexing.CASES,
+        test_ops_normalization.CASES,
+        test_ops_resize.CASES,
+        test_ops_quantize_linalg.CASES,
+    )
     covered = {c.op for table in tables for c in table}
     # tested by the functions of these modules or of tests/runtime/test_ops.py
-    covered |= {"Constant", "Unique", "Compress", "Upsample", "Reshape", "Flatten",
-                "Transpose", "Concat", "Softmax", "LogSoftmax", "BatchNormalization", "Gemm",
-                "MatMul"}
+    covered |= {
+        "Constant",
+        "Unique",
+        "Compress",
+        "Upsample",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Concat",
+        "Softmax",
+        "LogSoftmax",
+        "BatchNormalization",
+        "Gemm",
+        "MatMul",
+    }
     covered |= {"Scatter"}  # in test_ops_quantize_int.py
     assert ours - covered == set()
 

@@ -20,15 +20,19 @@ RTOL, ATOL = 1e-4, 1e-5
 @pytest.mark.parametrize("seed", range(12))
 def test_random_graphs_agree_with_onnxruntime(seed):
     builder = RandomGraph(100 + seed).build()
-    session = ort.InferenceSession(to_onnx(builder).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        to_onnx(builder).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     rng = np.random.default_rng(seed)
-    inputs = {name: rng.standard_normal(info.shape).astype(np.float32)
-              for name, info in builder.inputs.items()}
+    inputs = {
+        name: rng.standard_normal(info.shape).astype(np.float32)
+        for name, info in builder.inputs.items()
+    }
     expected = dict(zip(builder.outputs, session.run(list(builder.outputs), inputs)))
     for executor in ("cpu", "ipu-model"):
         with ModelRunner(model_of(save_bytes(builder)), executor) as runner:
             got = runner.execute(inputs)
         for name, value in expected.items():
-            np.testing.assert_allclose(got[name], value, rtol=RTOL, atol=ATOL,
-                                       err_msg=f"{executor}, output {name}")
+            np.testing.assert_allclose(
+                got[name], value, rtol=RTOL, atol=ATOL, err_msg=f"{executor}, output {name}"
+            )

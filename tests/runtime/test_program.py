@@ -58,31 +58,50 @@ def attributes(draw):
 steps = st.one_of(
     st.builds(HostToDevice, names, tensor_names),
     st.builds(DeviceToHost, tensor_names, names),
-    st.builds(Node, tensor_names, names, st.lists(names, max_size=4).map(tuple),
-              st.lists(names, max_size=3).map(tuple), attributes()),
+    st.builds(
+        Node,
+        tensor_names,
+        names,
+        st.lists(names, max_size=4).map(tuple),
+        st.lists(names, max_size=3).map(tuple),
+        attributes(),
+    ),
 )
 
 
 @st.composite
 def graph_programs(draw):
     indices = draw(st.lists(st.integers(0, 2**32 - 1), max_size=4, unique=True))
-    return GraphProgram(tuple(Program(i, draw(names), tuple(draw(st.lists(steps, max_size=5))))
-                              for i in indices))
+    return GraphProgram(
+        tuple(Program(i, draw(names), tuple(draw(st.lists(steps, max_size=5)))) for i in indices)
+    )
 
 
 def sample() -> GraphProgram:
-    return GraphProgram((
-        Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
-        Program(5, "Program", (
-            HostToDevice("h2d_x", "x"),
-            Node("Gemm", "fc", ("x", "w", ""), ("y",),
-                 {"transB": 1, "alpha": 0.5, "perm": [1, 0], "scales": [1.5], "mode": "x"}),
-            DeviceToHost("y", "anchor_d2h_y"),
-        )),
-    ))
+    return GraphProgram(
+        (
+            Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_x", "x"),
+                    Node(
+                        "Gemm",
+                        "fc",
+                        ("x", "w", ""),
+                        ("y",),
+                        {"transB": 1, "alpha": 0.5, "perm": [1, 0], "scales": [1.5], "mode": "x"},
+                    ),
+                    DeviceToHost("y", "anchor_d2h_y"),
+                ),
+            ),
+        )
+    )
 
 
 # -- round trips -----------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(graph_programs())
@@ -101,31 +120,54 @@ def test_the_encoding_starts_with_magic_and_version():
 
 
 def test_attribute_kinds_are_inferred_and_normalised():
-    node = Node("Op", "n", (), ("y",), {"i": 3, "f": 2.0, "s": "a", "is": [1, 2], "fs": [1, 2.5],
-                                        "empty": [], "b": True})
+    node = Node(
+        "Op",
+        "n",
+        (),
+        ("y",),
+        {"i": 3, "f": 2.0, "s": "a", "is": [1, 2], "fs": [1, 2.5], "empty": [], "b": True},
+    )
     kinds = {a.name: a.kind for a in node.attributes}
-    assert kinds == {"i": AttributeKind.INT, "f": AttributeKind.FLOAT, "s": AttributeKind.STRING,
-                     "is": AttributeKind.INTS, "fs": AttributeKind.FLOATS,
-                     "empty": AttributeKind.INTS, "b": AttributeKind.INT}
-    assert node.attribute_values() == {"i": 3, "f": 2.0, "s": "a", "is": [1, 2], "fs": [1.0, 2.5],
-                                       "empty": [], "b": 1}
+    assert kinds == {
+        "i": AttributeKind.INT,
+        "f": AttributeKind.FLOAT,
+        "s": AttributeKind.STRING,
+        "is": AttributeKind.INTS,
+        "fs": AttributeKind.FLOATS,
+        "empty": AttributeKind.INTS,
+        "b": AttributeKind.INT,
+    }
+    assert node.attribute_values() == {
+        "i": 3,
+        "f": 2.0,
+        "s": "a",
+        "is": [1, 2],
+        "fs": [1.0, 2.5],
+        "empty": [],
+        "b": 1,
+    }
     assert Attribute.of("alpha", 1, "float").value == 1.0
     assert Attribute.of("alpha", 1, "float").kind is AttributeKind.FLOAT
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Node("", "n"), "Node.op_type must not be empty"),
-    (lambda: Node("Relu", "n", "x"), "must be a sequence of str"),
-    (lambda: Node("Relu", "n", (), (), (Attribute("a", 2, 1), Attribute("a", 2, 2))),
-     "attribute 'a' twice"),
-    (lambda: Attribute("a", AttributeKind.INT, 2**63), "does not fit in 64 bits"),
-    (lambda: Attribute("a", AttributeKind.FLOAT, "x"), "must be a float"),
-    (lambda: Attribute("a", 9, 1), "unknown kind 9"),
-    (lambda: Attribute.of("a", {"x": 1}), "cannot store a value of type dict"),
-    (lambda: Program(-1, "p"), "Program.index must be an int"),
-    (lambda: GraphProgram((Program(1, "a"), Program(1, "b"))), "program 1 is defined twice"),
-    (lambda: HostToDevice("h", ""), "HostToDevice.tensor must not be empty"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Node("", "n"), "Node.op_type must not be empty"),
+        (lambda: Node("Relu", "n", "x"), "must be a sequence of str"),
+        (
+            lambda: Node("Relu", "n", (), (), (Attribute("a", 2, 1), Attribute("a", 2, 2))),
+            "attribute 'a' twice",
+        ),
+        (lambda: Attribute("a", AttributeKind.INT, 2**63), "does not fit in 64 bits"),
+        (lambda: Attribute("a", AttributeKind.FLOAT, "x"), "must be a float"),
+        (lambda: Attribute("a", 9, 1), "unknown kind 9"),
+        (lambda: Attribute.of("a", {"x": 1}), "cannot store a value of type dict"),
+        (lambda: Program(-1, "p"), "Program.index must be an int"),
+        (lambda: GraphProgram((Program(1, "a"), Program(1, "b"))), "program 1 is defined twice"),
+        (lambda: HostToDevice("h", ""), "HostToDevice.tensor must not be empty"),
+    ],
+)
 def test_invalid_values_are_refused(make, message):
     with pytest.raises(PopefError, match=message):
         make()
@@ -142,9 +184,13 @@ def test_get_program():
 
 # -- hostile payloads ------------------------------------------------------------------------
 
+
 def test_a_poplar_executable_is_not_a_graph_program():
-    with pytest.raises(ExecutionError, match=r"executable 'ir-hash' is not a graph program: it "
-                                             r"starts with 7f 45 4c 46"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"executable 'ir-hash' is not a graph program: it "
+        r"starts with 7f 45 4c 46",
+    ):
         decode_program(b"\x7fELF\x02\x01\x01\x00" + bytes(64), name="ir-hash")
     with pytest.raises(ExecutionError, match="starts with nothing"):
         decode_program(b"", name="m")
@@ -165,14 +211,19 @@ def test_a_newer_minor_version_may_append_bytes():
     assert decode_program(bytes(data) + b"xyz") == sample()
 
 
-@pytest.mark.parametrize("patch, message", [
-    # the program count claims more programs than the bytes can hold
-    (lambda d: d[:12] + struct.pack("<I", 1000) + d[16:], "count 1000 needs at least"),
-    (lambda d: d[:12] + struct.pack("<I", 2**31) + d[16:], "exceeds the limit"),
-    # the first step's kind byte (program 0: index, name 'WeightsFromHost', 1 step)
-    (lambda d: d[:16 + 4 + 4 + 15 + 4] + b"\x09" + d[16 + 4 + 4 + 15 + 4 + 1:],
-     "unknown step kind 9"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        # the program count claims more programs than the bytes can hold
+        (lambda d: d[:12] + struct.pack("<I", 1000) + d[16:], "count 1000 needs at least"),
+        (lambda d: d[:12] + struct.pack("<I", 2**31) + d[16:], "exceeds the limit"),
+        # the first step's kind byte (program 0: index, name 'WeightsFromHost', 1 step)
+        (
+            lambda d: d[: 16 + 4 + 4 + 15 + 4] + b"\x09" + d[16 + 4 + 4 + 15 + 4 + 1 :],
+            "unknown step kind 9",
+        ),
+    ],
+)
 def test_malformed_payloads_name_the_problem(patch, message):
     data = encode_program(sample())
     with pytest.raises(FormatError, match=message) as info:
@@ -184,7 +235,7 @@ def test_an_unknown_attribute_kind_is_named():
     data = encode_program(sample())
     at = data.index(b"transB") + len(b"transB")
     with pytest.raises(FormatError, match="unknown attribute kind 4"):
-        decode_program(data[:at] + b"\x04" + data[at + 1:])
+        decode_program(data[:at] + b"\x04" + data[at + 1 :])
 
 
 def test_every_truncation_fails_cleanly():
@@ -209,10 +260,19 @@ def test_random_mutations_raise_only_popef_errors(data):
 
 def test_huge_claims_allocate_nothing():
     # a string length of 1 MiB and an array of 16 Mi items, both past the end of the data
-    lying = (GRAPH_MAGIC + struct.pack("<HHI", 1, 0, 1) + struct.pack("<I", 0)
-             + struct.pack("<I", 1 << 20))
-    lying_steps = (GRAPH_MAGIC + struct.pack("<HHI", 1, 0, 1) + struct.pack("<II", 0, 0)
-                   + struct.pack("<I", 1 << 24) + bytes(32))
+    lying = (
+        GRAPH_MAGIC
+        + struct.pack("<HHI", 1, 0, 1)
+        + struct.pack("<I", 0)
+        + struct.pack("<I", 1 << 20)
+    )
+    lying_steps = (
+        GRAPH_MAGIC
+        + struct.pack("<HHI", 1, 0, 1)
+        + struct.pack("<II", 0, 0)
+        + struct.pack("<I", 1 << 24)
+        + bytes(32)
+    )
     tracemalloc.start()
     try:
         for payload in (lying, lying_steps):
@@ -248,19 +308,45 @@ def test_popef_program_reexports_the_runtime_program_module():
 
 
 def test_the_example_of_docs_format_md_section_9_3():
-    program = GraphProgram((Program(5, "Program", (
-        HostToDevice("h2d_x", "x"), Node("Relu", "relu", ("x",), ("y",)),
-        DeviceToHost("y", "anchor_d2h_y"))),))
+    program = GraphProgram(
+        (
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_x", "x"),
+                    Node("Relu", "relu", ("x",), ("y",)),
+                    DeviceToHost("y", "anchor_d2h_y"),
+                ),
+            ),
+        )
+    )
     expected = bytes.fromhex(
         "50 6f 70 45 46 67 70 00 01 00 00 00"  # magic, version 1.0
         "01 00 00 00"  # 1 program
         "05 00 00 00 07 00 00 00" + b"Program".hex() + "03 00 00 00"
-        "00 05 00 00 00" + b"h2d_x".hex() + "01 00 00 00" + b"x".hex()
-        + "01 04 00 00 00" + b"Relu".hex() + "04 00 00 00" + b"relu".hex()
-        + "01 00 00 00 01 00 00 00" + b"x".hex() + "01 00 00 00 01 00 00 00" + b"y".hex()
+        "00 05 00 00 00"
+        + b"h2d_x".hex()
+        + "01 00 00 00"
+        + b"x".hex()
+        + "01 04 00 00 00"
+        + b"Relu".hex()
+        + "04 00 00 00"
+        + b"relu".hex()
+        + "01 00 00 00 01 00 00 00"
+        + b"x".hex()
+        + "01 00 00 00 01 00 00 00"
+        + b"y".hex()
         + "00 00 00 00"
-        + "02 01 00 00 00" + b"y".hex() + "0c 00 00 00" + b"anchor_d2h_y".hex())
+        + "02 01 00 00 00"
+        + b"y".hex()
+        + "0c 00 00 00"
+        + b"anchor_d2h_y".hex()
+    )
     assert encode_program(program) == expected
     assert len(expected) == 111
-    assert [expected.index(bytes([k]), at) for k, at in ((0, 0x23), (1, 0x32), (2, 0x59))] == \
-        [0x23, 0x32, 0x59]  # the step offsets the document shows
+    assert [expected.index(bytes([k]), at) for k, at in ((0, 0x23), (1, 0x32), (2, 0x59))] == [
+        0x23,
+        0x32,
+        0x59,
+    ]  # the step offsets the document shows

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from popef.errors import FormatError, PopefError
 from popef.format.graph import GRAPH_MAGIC, GRAPH_PROGRAM
+from popef.runtime.ops.base import Attr
 from popef.runtime.program import (
     Attribute,
     AttributeKind,
@@ -21,14 +22,14 @@ from popef.runtime.program import (
     decode_program,
     encode_program,
 )
-from popef.runtime.ops.base import Attr
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def program_with(*attributes: Attribute) -> GraphProgram:
-    return GraphProgram((Program(5, "Program", (
-        Node("LSTM", "rec", ("x", "w", "r"), ("y",), attributes),)),))
+    return GraphProgram(
+        (Program(5, "Program", (Node("LSTM", "rec", ("x", "w", "r"), ("y",), attributes),)),)
+    )
 
 
 @SETTINGS
@@ -55,11 +56,14 @@ def test_strings_are_inferred_and_given_to_ops_as_lists():
     assert Attr("strings", None).kind == "strings"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("Tanh", "must be a sequence, got str"),
-    (["Tanh", 3], "must hold str items, got int"),
-    ([b"Tanh"], "must hold str items, got bytes"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("Tanh", "must be a sequence, got str"),
+        (["Tanh", 3], "must hold str items, got int"),
+        ([b"Tanh"], "must hold str items, got bytes"),
+    ],
+)
 def test_strings_hold_only_str(value, message):
     with pytest.raises(PopefError, match=message):
         Attribute("a", AttributeKind.STRINGS, value)
@@ -68,8 +72,9 @@ def test_strings_hold_only_str(value, message):
 def test_a_program_is_written_with_the_lowest_minor_version_that_holds_it():
     plain = encode_program(program_with(Attribute("hidden_size", AttributeKind.INT, 3)))
     assert struct.unpack_from("<HH", plain, 8) == (1, 0)  # older readers still read it
-    strings = encode_program(program_with(Attribute("activations", AttributeKind.STRINGS,
-                                                    ("Tanh",))))
+    strings = encode_program(
+        program_with(Attribute("activations", AttributeKind.STRINGS, ("Tanh",)))
+    )
     assert struct.unpack_from("<HH", strings, 8) == (1, 1)
 
 
@@ -80,8 +85,16 @@ def _strings_payload() -> bytes:
 def test_the_exact_bytes_of_a_strings_attribute():
     data = _strings_payload()
     at = data.index(b"acts") - 4
-    assert data[at:] == (struct.pack("<I", 4) + b"acts" + b"\x08" + struct.pack("<I", 2)
-                         + struct.pack("<I", 2) + b"ab" + struct.pack("<I", 1) + b"c")
+    assert data[at:] == (
+        struct.pack("<I", 4)
+        + b"acts"
+        + b"\x08"
+        + struct.pack("<I", 2)
+        + struct.pack("<I", 2)
+        + b"ab"
+        + struct.pack("<I", 1)
+        + b"c"
+    )
 
 
 def test_a_1_0_reader_refuses_strings_by_their_kind():
@@ -95,15 +108,24 @@ def test_a_1_0_reader_refuses_strings_by_their_kind():
         decode_program(bytes(data))
 
 
-@pytest.mark.parametrize("patch, message", [
-    # the item count claims more strings than the bytes can hold
-    (lambda d, at: d[:at + 1] + struct.pack("<I", 1000) + d[at + 5:], "count 1000 needs at least"),
-    (lambda d, at: d[:at + 1] + struct.pack("<I", 2**31) + d[at + 5:], "exceeds the limit"),
-    # the first item's length runs past the end
-    (lambda d, at: d[:at + 5] + struct.pack("<I", 1 << 20) + d[at + 9:], "string of 1048576 bytes"),
-    # an item that is not UTF-8
-    (lambda d, at: d[:at + 9] + b"\xff\xfe" + d[at + 11:], "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        # the item count claims more strings than the bytes can hold
+        (
+            lambda d, at: d[: at + 1] + struct.pack("<I", 1000) + d[at + 5 :],
+            "count 1000 needs at least",
+        ),
+        (lambda d, at: d[: at + 1] + struct.pack("<I", 2**31) + d[at + 5 :], "exceeds the limit"),
+        # the first item's length runs past the end
+        (
+            lambda d, at: d[: at + 5] + struct.pack("<I", 1 << 20) + d[at + 9 :],
+            "string of 1048576 bytes",
+        ),
+        # an item that is not UTF-8
+        (lambda d, at: d[: at + 9] + b"\xff\xfe" + d[at + 11 :], "not valid UTF-8"),
+    ],
+)
 def test_hostile_strings_name_the_problem(patch, message):
     data = _strings_payload()
     at = data.index(b"acts") + len(b"acts")
@@ -115,7 +137,7 @@ def test_hostile_strings_name_the_problem(patch, message):
 def test_a_huge_strings_count_allocates_nothing():
     data = _strings_payload()
     at = data.index(b"acts") + len(b"acts")
-    lying = data[:at + 1] + struct.pack("<I", (1 << 24) - 1) + bytes(64)
+    lying = data[: at + 1] + struct.pack("<I", (1 << 24) - 1) + bytes(64)
     tracemalloc.start()
     try:
         with pytest.raises(FormatError):

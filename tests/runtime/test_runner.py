@@ -10,8 +10,8 @@ import pytest
 
 import popef
 from popef import DataType, ExecutionError, TensorType
-from popef.runtime.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
 from popef.runtime import GraphBuilder, ModelRunner
+from popef.runtime.program import DeviceToHost, GraphProgram, HostToDevice, Node, Program
 from popef.runtime.runner import OutputFutures
 
 from .helpers import (
@@ -25,8 +25,9 @@ from .helpers import (
 )
 
 # with the onnxruntime executor when onnxruntime (an optional extra) is installed
-EXECUTORS = ["cpu", "ipu-model"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime")
-                                    else [])
+EXECUTORS = ["cpu", "ipu-model"] + (
+    ["onnxruntime"] if importlib.util.find_spec("onnxruntime") else []
+)
 # float32 kernels against a float64 reference: the rounding of a few dozen products and sums
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -46,9 +47,19 @@ def test_describes_inputs_and_outputs(mlp_file, executor):
         [x] = runner.get_execute_inputs()
         [y] = runner.get_execute_outputs()
     assert (x.name, x.shape, x.dtype, x.numpy_dtype, x.size_in_bytes) == (
-        "x", (2, 5), DataType.F32, np.dtype(np.float32), 40)
+        "x",
+        (2, 5),
+        DataType.F32,
+        np.dtype(np.float32),
+        40,
+    )
     assert (y.name, y.shape, y.dtype, y.size_in_bytes, y.handle) == (
-        "probs", (2, 3), DataType.F32, 24, "anchor_d2h_probs")
+        "probs",
+        (2, 3),
+        DataType.F32,
+        24,
+        "anchor_d2h_probs",
+    )
     assert str(x) == "x: F32[2, 5]"
 
 
@@ -70,17 +81,23 @@ def test_a_convolution_network_matches_direct_loops(executor):
     b = rng.standard_normal(4).astype(np.float32)
     g = GraphBuilder()
     x = g.add_input("x", DataType.F32, (1, 2, 6, 6))
-    y = g.add_node("Conv", [x, g.add_weight("w", w), g.add_weight("b", b)], kernel_shape=[3, 3],
-                   pads=[1, 1, 1, 1])
+    y = g.add_node(
+        "Conv",
+        [x, g.add_weight("w", w), g.add_weight("b", b)],
+        kernel_shape=[3, 3],
+        pads=[1, 1, 1, 1],
+    )
     g.add_output(g.add_node("Relu", [y]), "y")
     data = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)  # 3 steps
     with ModelRunner(model_of(save_bytes(g)), executor) as runner:
         out = runner.execute({"x": data})["y"]
-    np.testing.assert_allclose(out, np.maximum(conv_reference(data, w, b, pad=1), 0),
-                               rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(
+        out, np.maximum(conv_reference(data, w, b, pad=1), 0), rtol=RTOL, atol=1e-5
+    )
 
 
 # -- program flow ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_load_runs_once_and_main_once_per_step(mlp_file, executor):
@@ -130,17 +147,29 @@ def test_replicas_take_their_own_rows(executor):
 def _per_replica_weight_model(rf: int = 2) -> tuple[bytes, np.ndarray]:
     """y = x * w, with w stored per replica (shape [rf, 3]) and x not per replica."""
     w = np.arange(1, 3 * rf + 1, dtype=np.float32).reshape(rf, 3)
-    program = GraphProgram((
-        Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
-        Program(5, "Program", (HostToDevice("h2d_x", "x"), Node("Mul", "mul", ("x", "w"), ("y",)),
-                               DeviceToHost("y", "anchor_d2h_y"))),
-        Program(7, "WeightsToHost", (DeviceToHost("w", "weight_d2h_w"),)),
-    ))
-    anchors = [anchor("x", (3,), TensorType.INPUT),
-               anchor("y", (rf, 3), TensorType.OUTPUT, per_replica=True),
-               anchor("w", (rf, 3), TensorType.INPUT, (0,), per_replica=True),
-               anchor("w_saved", (rf, 3), TensorType.OUTPUT, (7,), handle="weight_d2h_w",
-                      per_replica=True)]
+    program = GraphProgram(
+        (
+            Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_x", "x"),
+                    Node("Mul", "mul", ("x", "w"), ("y",)),
+                    DeviceToHost("y", "anchor_d2h_y"),
+                ),
+            ),
+            Program(7, "WeightsToHost", (DeviceToHost("w", "weight_d2h_w"),)),
+        )
+    )
+    anchors = [
+        anchor("x", (3,), TensorType.INPUT),
+        anchor("y", (rf, 3), TensorType.OUTPUT, per_replica=True),
+        anchor("w", (rf, 3), TensorType.INPUT, (0,), per_replica=True),
+        anchor(
+            "w_saved", (rf, 3), TensorType.OUTPUT, (7,), handle="weight_d2h_w", per_replica=True
+        ),
+    ]
     stream = io.BytesIO()
     write_model(stream, program, anchors, {"w": w}, save=(7,), replication_factor=rf)
     return stream.getvalue(), w
@@ -163,18 +192,33 @@ def test_per_replica_weights_and_save_programs(executor):
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_frozen_inputs_and_constant_nodes(executor):
     """A main-program stream with stored data is a frozen input; nodes on constants fold."""
-    program = GraphProgram((
-        Program(0, "WeightsFromHost", ()),
-        Program(5, "Program", (
-            HostToDevice("h2d_k", "k"), Node("Mul", "twice", ("k", "k"), ("k2",)),
-            HostToDevice("h2d_x", "x"), Node("Add", "add", ("x", "k2"), ("y",)),
-            DeviceToHost("y", "anchor_d2h_y"))),
-    ))
+    program = GraphProgram(
+        (
+            Program(0, "WeightsFromHost", ()),
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_k", "k"),
+                    Node("Mul", "twice", ("k", "k"), ("k2",)),
+                    HostToDevice("h2d_x", "x"),
+                    Node("Add", "add", ("x", "k2"), ("y",)),
+                    DeviceToHost("y", "anchor_d2h_y"),
+                ),
+            ),
+        )
+    )
     stream = io.BytesIO()
-    write_model(stream, program, [anchor("x", (2, 2), TensorType.INPUT),
-                                  anchor("y", (2, 2), TensorType.OUTPUT),
-                                  anchor("k", (2,), TensorType.INPUT)],
-                {"k": np.array([1, 2], np.float32)})
+    write_model(
+        stream,
+        program,
+        [
+            anchor("x", (2, 2), TensorType.INPUT),
+            anchor("y", (2, 2), TensorType.OUTPUT),
+            anchor("k", (2,), TensorType.INPUT),
+        ],
+        {"k": np.array([1, 2], np.float32)},
+    )
     with ModelRunner(model_of(stream.getvalue()), executor) as runner:
         assert [d.name for d in runner.get_execute_inputs()] == ["x"]
         out = runner.execute({"x": np.ones((4, 2), np.float32)})["y"]
@@ -191,8 +235,9 @@ def test_async_execution(mlp_file, executor):
         assert all(isinstance(f, OutputFutures) for f in futures)
         for x, f in zip(xs, futures):
             assert list(f) == ["probs"] and len(f) == 1
-            np.testing.assert_allclose(f["probs"].result(timeout=30), mlp_reference(params, x),
-                                       rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(
+                f["probs"].result(timeout=30), mlp_reference(params, x), rtol=RTOL, atol=ATOL
+            )
             assert f.wait(timeout=30)["probs"].shape == (2, 3)
             assert f.done()
 
@@ -211,19 +256,28 @@ def test_outputs_are_independent_of_inputs():
 
 # -- errors ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("executor", EXECUTORS)
-@pytest.mark.parametrize("inputs, message", [
-    ({"y": np.zeros((2, 5), np.float32)},
-     r"unknown input 'y': model 'mlp' takes 'x' F32\[2, 5\]"),
-    ({}, r"missing input 'x' \(F32\[2, 5\]\)"),
-    ({"x": np.zeros((2, 5), np.float64)}, r"input 'x' has dtype F64, expected F32"),
-    ({"x": np.zeros((2, 5), np.int32)}, r"input 'x' has dtype S32, expected F32"),
-    ({"x": np.zeros((2, 4), np.float32)},
-     r"input 'x' has shape \[2, 4\], expected \[2, 5\] \(or n × 2 rows for n steps: \[n\*2, 5\]\)"),
-    ({"x": np.zeros((3, 5), np.float32)}, r"input 'x' has shape \[3, 5\]"),
-    ({"x": np.zeros((5,), np.float32)}, r"input 'x' has shape \[5\]"),
-    ([np.zeros((2, 5), np.float32)], r"inputs must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (
+            {"y": np.zeros((2, 5), np.float32)},
+            r"unknown input 'y': model 'mlp' takes 'x' F32\[2, 5\]",
+        ),
+        ({}, r"missing input 'x' \(F32\[2, 5\]\)"),
+        ({"x": np.zeros((2, 5), np.float64)}, r"input 'x' has dtype F64, expected F32"),
+        ({"x": np.zeros((2, 5), np.int32)}, r"input 'x' has dtype S32, expected F32"),
+        (
+            {"x": np.zeros((2, 4), np.float32)},
+            r"input 'x' has shape \[2, 4\], expected \[2, 5\] "
+            r"\(or n × 2 rows for n steps: \[n\*2, 5\]\)",
+        ),
+        ({"x": np.zeros((3, 5), np.float32)}, r"input 'x' has shape \[3, 5\]"),
+        ({"x": np.zeros((5,), np.float32)}, r"input 'x' has shape \[5\]"),
+        ([np.zeros((2, 5), np.float32)], r"inputs must be a mapping"),
+    ],
+)
 def test_wrong_inputs_say_what_was_expected(mlp_file, executor, inputs, message):
     path, _ = mlp_file
     with ModelRunner(path, executor) as runner:
@@ -245,11 +299,15 @@ def test_inputs_must_agree_on_the_number_of_steps():
 
 def test_unknown_executor_and_options(mlp_file):
     path, _ = mlp_file
-    with pytest.raises(ExecutionError, match="unknown executor 'tpu'; installed executors: cpu, "
-                                             "ipu-model"):
+    with pytest.raises(
+        ExecutionError, match="unknown executor 'tpu'; installed executors: cpu, ipu-model"
+    ):
         ModelRunner(path, "tpu")
-    with pytest.raises(ExecutionError, match=r"executor 'cpu' has no option 'tiles_per_ipu' "
-                                             r"\(options: fold, fuse\)"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"executor 'cpu' has no option 'tiles_per_ipu' "
+        r"\(options: blas_threads, fold, fuse, threads\)",
+    ):
         ModelRunner(path, "cpu", tiles_per_ipu=4)
 
 
@@ -269,8 +327,10 @@ def test_choosing_among_several_models(tmp_path):
     other = GraphBuilder()  # no weights: tensor data links by name across the files
     other.add_output(other.add_node("Relu", [other.add_input("x", DataType.F32, (2,))]), "y")
     other.save(b, executable_name="second")
-    with pytest.raises(ExecutionError, match="the files hold 2 models: 'first', 'second': choose "
-                                             "one with executable=NAME"):
+    with pytest.raises(
+        ExecutionError,
+        match="the files hold 2 models: 'first', 'second': choose one with executable=NAME",
+    ):
         ModelRunner([a, b])
     with ModelRunner([a, b], executable="second") as runner:
         assert runner.model.name == "second"
@@ -292,8 +352,9 @@ def test_a_model_split_over_two_files(tmp_path):
     reader.close()
     x = np.ones((2, 5), np.float32)
     with ModelRunner([executable, variables]) as runner:
-        np.testing.assert_allclose(runner.execute({"x": x})["probs"], mlp_reference(params, x),
-                                   rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            runner.execute({"x": x})["probs"], mlp_reference(params, x), rtol=RTOL, atol=ATOL
+        )
 
 
 def _file_with(program, anchors, tensors=None, **kwargs) -> popef.Model:
@@ -309,34 +370,70 @@ def _main(*steps) -> GraphProgram:
     return GraphProgram((Program(0, "WeightsFromHost"), Program(5, "Program", tuple(steps))))
 
 
-@pytest.mark.parametrize("program, message", [
-    (_main(HostToDevice("h2d_x", "x"), Node("Frobnicate", "frob", ("x",), ("y",)),
-           DeviceToHost("y", "anchor_d2h_y")),
-     r"model 'm', program 5 \('Program'\), step 1: unknown op 'Frobnicate' \(node 'frob'\)"),
-    (_main(HostToDevice("h2d_x", "x"), Node("Relu", "relu", ("x",), ("y",), {"slope": 2}),
-           DeviceToHost("y", "anchor_d2h_y")),
-     r"step 1: Relu node 'relu': unknown attribute 'slope'"),
-    (_main(HostToDevice("h2d_x", "x"), Node("Softmax", "sm", ("x",), ("y",), {"axis": "last"}),
-           DeviceToHost("y", "anchor_d2h_y")),
-     r"Softmax node 'sm': attribute 'axis' must be int"),
-    (_main(HostToDevice("h2d_x", "x"), Node("Relu", "relu", ("t",), ("y",)),
-           DeviceToHost("y", "anchor_d2h_y")),
-     r"step 1 \(Relu node 'relu'\): tensor 't' is not defined by an earlier step"),
-    (_main(HostToDevice("h2d_x", "x"), Node("Flatten", "flat", ("x",), ("y",), {"axis": 0}),
-           DeviceToHost("y", "anchor_d2h_y")),
-     r"tensor 'y' is \[1, 6\] float32 but anchor 'y' takes \[2, 3\] float32 per replica"),
-    (_main(HostToDevice("h2d_nope", "x")), r"no anchor has the handle 'h2d_nope'"),
-    (_main(HostToDevice("h2d_x", "x"), HostToDevice("h2d_x", "x")),
-     r"tensor 'x' is already defined by program 5"),
-    (_main(HostToDevice("h2d_x", "x")),
-     r"output 'y' \(handle 'anchor_d2h_y'\) is written by no step of the main programs"),
-    (_main(HostToDevice("h2d_x", "x"), DeviceToHost("x", "h2d_x")),
-     r"anchor 'x' is not an output"),
-    (GraphProgram((Program(5, "Program"),)),
-     r"program 0 \('WeightsFromHost'\) is listed in program_flow.load but the executable "
-     r"defines only programs \[5\]"),
-    (b"\x7fELF" + bytes(60), r"executable 'm' is not a graph program"),
-])
+@pytest.mark.parametrize(
+    "program, message",
+    [
+        (
+            _main(
+                HostToDevice("h2d_x", "x"),
+                Node("Frobnicate", "frob", ("x",), ("y",)),
+                DeviceToHost("y", "anchor_d2h_y"),
+            ),
+            r"model 'm', program 5 \('Program'\), step 1: unknown op 'Frobnicate' \(node 'frob'\)",
+        ),
+        (
+            _main(
+                HostToDevice("h2d_x", "x"),
+                Node("Relu", "relu", ("x",), ("y",), {"slope": 2}),
+                DeviceToHost("y", "anchor_d2h_y"),
+            ),
+            r"step 1: Relu node 'relu': unknown attribute 'slope'",
+        ),
+        (
+            _main(
+                HostToDevice("h2d_x", "x"),
+                Node("Softmax", "sm", ("x",), ("y",), {"axis": "last"}),
+                DeviceToHost("y", "anchor_d2h_y"),
+            ),
+            r"Softmax node 'sm': attribute 'axis' must be int",
+        ),
+        (
+            _main(
+                HostToDevice("h2d_x", "x"),
+                Node("Relu", "relu", ("t",), ("y",)),
+                DeviceToHost("y", "anchor_d2h_y"),
+            ),
+            r"step 1 \(Relu node 'relu'\): tensor 't' is not defined by an earlier step",
+        ),
+        (
+            _main(
+                HostToDevice("h2d_x", "x"),
+                Node("Flatten", "flat", ("x",), ("y",), {"axis": 0}),
+                DeviceToHost("y", "anchor_d2h_y"),
+            ),
+            r"tensor 'y' is \[1, 6\] float32 but anchor 'y' takes \[2, 3\] float32 per replica",
+        ),
+        (_main(HostToDevice("h2d_nope", "x")), r"no anchor has the handle 'h2d_nope'"),
+        (
+            _main(HostToDevice("h2d_x", "x"), HostToDevice("h2d_x", "x")),
+            r"tensor 'x' is already defined by program 5",
+        ),
+        (
+            _main(HostToDevice("h2d_x", "x")),
+            r"output 'y' \(handle 'anchor_d2h_y'\) is written by no step of the main programs",
+        ),
+        (
+            _main(HostToDevice("h2d_x", "x"), DeviceToHost("x", "h2d_x")),
+            r"anchor 'x' is not an output",
+        ),
+        (
+            GraphProgram((Program(5, "Program"),)),
+            r"program 0 \('WeightsFromHost'\) is listed in program_flow.load but the executable "
+            r"defines only programs \[5\]",
+        ),
+        (b"\x7fELF" + bytes(60), r"executable 'm' is not a graph program"),
+    ],
+)
 def test_bad_graphs_are_refused_at_load_naming_the_culprit(program, message):
     model = _file_with(program, XY)
     for executor in EXECUTORS:
@@ -344,13 +441,17 @@ def test_bad_graphs_are_refused_at_load_naming_the_culprit(program, message):
             ModelRunner(model, executor)
 
 
-@pytest.mark.parametrize("node, where", [
-    (Node("Frobnicate", "frob", ("x",), ("y",)), "program 5 ('Program'), step 1"),
-    (Node("Relu", "relu", ("t",), ("y",)), "program 5 ('Program'), step 1 (Relu node 'relu')"),
-])
+@pytest.mark.parametrize(
+    "node, where",
+    [
+        (Node("Frobnicate", "frob", ("x",), ("y",)), "program 5 ('Program'), step 1"),
+        (Node("Relu", "relu", ("t",), ("y",)), "program 5 ('Program'), step 1 (Relu node 'relu')"),
+    ],
+)
 def test_a_load_error_carries_where_and_names_the_model_once(node, where):
-    model = _file_with(_main(HostToDevice("h2d_x", "x"), node, DeviceToHost("y", "anchor_d2h_y")),
-                       XY)
+    model = _file_with(
+        _main(HostToDevice("h2d_x", "x"), node, DeviceToHost("y", "anchor_d2h_y")), XY
+    )
     with pytest.raises(ExecutionError) as refused:
         ModelRunner(model)
     assert refused.value.where == where
@@ -359,12 +460,21 @@ def test_a_load_error_carries_where_and_names_the_model_once(node, where):
 
 
 def test_main_tensors_are_not_visible_to_save_programs():
-    program = GraphProgram((
-        Program(0, "WeightsFromHost"),
-        Program(5, "Program", (HostToDevice("h2d_x", "x"), Node("Relu", "r", ("x",), ("y",)),
-                               DeviceToHost("y", "anchor_d2h_y"))),
-        Program(7, "WeightsToHost", (DeviceToHost("y", "weight_d2h_y"),)),
-    ))
+    program = GraphProgram(
+        (
+            Program(0, "WeightsFromHost"),
+            Program(
+                5,
+                "Program",
+                (
+                    HostToDevice("h2d_x", "x"),
+                    Node("Relu", "r", ("x",), ("y",)),
+                    DeviceToHost("y", "anchor_d2h_y"),
+                ),
+            ),
+            Program(7, "WeightsToHost", (DeviceToHost("y", "weight_d2h_y"),)),
+        )
+    )
     anchors = [*XY, anchor("saved", (2, 3), TensorType.OUTPUT, (7,), handle="weight_d2h_y")]
     with pytest.raises(ExecutionError, match="main-program tensors live for one step only"):
         ModelRunner(_file_with(program, anchors, save=(7,)))
@@ -373,14 +483,18 @@ def test_main_tensors_are_not_visible_to_save_programs():
 def test_per_replica_anchors_need_the_replica_dimension():
     anchors = [anchor("x", (2, 3), TensorType.INPUT, per_replica=True), XY[1]]
     program = _main(HostToDevice("h2d_x", "x"), DeviceToHost("x", "anchor_d2h_y"))
-    with pytest.raises(ExecutionError, match=r"anchor 'x' is per replica, so its shape \[2, 3\] "
-                                             r"must start with the replication factor 4"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"anchor 'x' is per replica, so its shape \[2, 3\] "
+        r"must start with the replication factor 4",
+    ):
         ModelRunner(_file_with(program, anchors, replication_factor=4))
 
 
 def test_weights_need_tensor_data():
     anchors = [*XY, anchor("w", (3,), TensorType.INPUT, (0,))]
-    program = GraphProgram((Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)),
-                            Program(5, "Program", ())))
+    program = GraphProgram(
+        (Program(0, "WeightsFromHost", (HostToDevice("h2d_w", "w"),)), Program(5, "Program", ()))
+    )
     with pytest.raises(ExecutionError, match="anchor 'w' has no tensor data"):
         ModelRunner(_file_with(program, anchors))

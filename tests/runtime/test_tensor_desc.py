@@ -23,12 +23,19 @@ def test_runner_describes_with_the_loaded_models_descriptors():
     assert isinstance(x, TensorDesc) and StreamSpec is TensorDesc
     assert x.anchor is anchors["x"] and x.info is anchors["x"].tensor_info
     assert (x.name, x.handle, x.shape, x.dtype, x.data_type) == (
-        "x", anchors["x"].handle, (2, 5), DataType.F32, DataType.F32)
+        "x",
+        anchors["x"].handle,
+        (2, 5),
+        DataType.F32,
+        DataType.F32,
+    )
     assert x.numpy_dtype == np.float32 and x.size_in_bytes == 2 * 5 * 4
     assert not x.is_per_replica and x.spec == TensorSpec((2, 5), np.float32)
     assert str(x) == "x: F32[2, 5]"
-    assert repr(x) == (f"TensorDesc(name='x', shape=(2, 5), dtype={DataType.F32!r}, "
-                       f"handle={anchors['x'].handle!r}, is_per_replica=False)")
+    assert repr(x) == (
+        f"TensorDesc(name='x', shape=(2, 5), dtype={DataType.F32!r}, "
+        f"handle={anchors['x'].handle!r}, is_per_replica=False)"
+    )
 
 
 def test_per_replica_descriptor_keeps_the_anchors_shape_and_one_replicas_spec():

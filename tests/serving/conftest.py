@@ -36,17 +36,37 @@ class TinyModel:
         return linear_softmax_reference(x, self.w).astype(np.float32)
 
 
-def build_tiny(path: Path, *, seed: int = 0, micro_batch: int = 1, replicas: int = 1,
-               device_iterations: int = 1, name: str = "tiny") -> TinyModel:
+def build_tiny(
+    path: Path,
+    *,
+    seed: int = 0,
+    micro_batch: int = 1,
+    replicas: int = 1,
+    device_iterations: int = 1,
+    name: str = "tiny",
+) -> TinyModel:
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((4, 3)).astype(np.float32)
-    save_linear_softmax(path, w, batch=micro_batch, executable_name=name,
-                        replication_factor=replicas, device_iterations=device_iterations)
+    save_linear_softmax(
+        path,
+        w,
+        batch=micro_batch,
+        executable_name=name,
+        replication_factor=replicas,
+        device_iterations=device_iterations,
+    )
     return TinyModel(w)
 
 
-def write_model(repo: Path, name: str, config: str | None = None, *, versions=(1,),
-                name_map: dict | None = None, **build) -> dict[int, TinyModel]:
+def write_model(
+    repo: Path,
+    name: str,
+    config: str | None = None,
+    *,
+    versions=(1,),
+    name_map: dict | None = None,
+    **build,
+) -> dict[int, TinyModel]:
     """``repo/name/<v>/executable.popef`` for each version (seed = version), config.pbtxt."""
     models = {}
     for v in versions:
@@ -58,13 +78,22 @@ def write_model(repo: Path, name: str, config: str | None = None, *, versions=(1
     return models
 
 
-def config(name: str, *, max_batch_size: int = 8, input_name: str = "input",
-           output_name: str = "out", in_dims: str = "4", out_dims: str = "3",
-           extra: str = "") -> str:
-    return (f'name: "{name}"\nbackend: "poplar"\nmax_batch_size: {max_batch_size}\n'
-            f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 dims: [ {in_dims} ] }} ]\n'
-            f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {out_dims} ] }} ]\n'
-            f"{extra}\n")
+def config(
+    name: str,
+    *,
+    max_batch_size: int = 8,
+    input_name: str = "input",
+    output_name: str = "out",
+    in_dims: str = "4",
+    out_dims: str = "3",
+    extra: str = "",
+) -> str:
+    return (
+        f'name: "{name}"\nbackend: "poplar"\nmax_batch_size: {max_batch_size}\n'
+        f'input [ {{ name: "{input_name}" data_type: TYPE_FP32 dims: [ {in_dims} ] }} ]\n'
+        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {out_dims} ] }} ]\n'
+        f"{extra}\n"
+    )
 
 
 class LogCapture(logging.Handler):
@@ -87,8 +116,11 @@ def restored_loggers(serving_log):
     first) keeps working whatever ran before."""
     from popef.serving.logs import LOGGER_NAMES
 
-    saved = {name: (lg.handlers[:], lg.propagate, lg.level)
-             for name in LOGGER_NAMES for lg in [logging.getLogger(name)]}
+    saved = {
+        name: (lg.handlers[:], lg.propagate, lg.level)
+        for name in LOGGER_NAMES
+        for lg in [logging.getLogger(name)]
+    }
     yield
     for name, (handlers, propagate, level) in saved.items():
         logger = logging.getLogger(name)
@@ -114,37 +146,97 @@ def main_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("models")
     models = {}
     models["simple"] = write_model(
-        repo, "simple", config("simple", input_name="x", output_name="probs"),
-        name_map={"input": "x", "out": "probs"})[1]
+        repo,
+        "simple",
+        config("simple", input_name="x", output_name="probs"),
+        name_map={"input": "x", "out": "probs"},
+    )[1]
     # an hour's delay: only the preferred size (8) sends a batch within a test's lifetime
-    models["batched"] = write_model(repo, "batched", config("batched", max_batch_size=16, extra=(
-        "dynamic_batching { max_queue_delay_microseconds: 3600000000\n"
-        "  preferred_batch_size: [ 8 ] }")))[1]
+    models["batched"] = write_model(
+        repo,
+        "batched",
+        config(
+            "batched",
+            max_batch_size=16,
+            extra=(
+                "dynamic_batching { max_queue_delay_microseconds: 3600000000\n"
+                "  preferred_batch_size: [ 8 ] }"
+            ),
+        ),
+    )[1]
     models["micro"] = write_model(repo, "micro", None, micro_batch=2, replicas=2)[1]
-    models["nobatch"] = write_model(repo, "nobatch", config("nobatch", max_batch_size=0,
-                                                            in_dims="1, 4", out_dims="1, 3"))[1]
-    write_model(repo, "broken_dtype", config("broken_dtype").replace(
-        'name: "input" data_type: TYPE_FP32', 'name: "input" data_type: TYPE_FP16'))
+    models["nobatch"] = write_model(
+        repo, "nobatch", config("nobatch", max_batch_size=0, in_dims="1, 4", out_dims="1, 3")
+    )[1]
+    write_model(
+        repo,
+        "broken_dtype",
+        config("broken_dtype").replace(
+            'name: "input" data_type: TYPE_FP32', 'name: "input" data_type: TYPE_FP16'
+        ),
+    )
     corrupt = repo / "corrupt" / "1"
     corrupt.mkdir(parents=True)
     (corrupt / "executable.popef").write_bytes(b"this is not a PopEF file at all")
-    models["slow"] = write_model(repo, "slow", config("slow", max_batch_size=1, extra=(
-        'parameters [ { key: "execute_delay_ms" value: { string_value: "400" } },\n'
-        '  { key: "max_queue_size" value: { string_value: "1" } } ]')))[1]
-    models["pair"] = write_model(repo, "pair", config("pair", max_batch_size=1, extra=(
-        "instance_group [ { kind: KIND_CPU count: 2 } ]\n"
-        'parameters [ { key: "execute_delay_ms" value: { string_value: "300" } } ]')))[1]
-    models["versions"] = write_model(repo, "versions", config("versions", extra=(
-        "version_policy { specific { versions: [ 1, 3 ] } }")), versions=(1, 2, 3))
+    models["slow"] = write_model(
+        repo,
+        "slow",
+        config(
+            "slow",
+            max_batch_size=1,
+            extra=(
+                'parameters [ { key: "execute_delay_ms" value: { string_value: "400" } },\n'
+                '  { key: "max_queue_size" value: { string_value: "1" } } ]'
+            ),
+        ),
+    )[1]
+    models["pair"] = write_model(
+        repo,
+        "pair",
+        config(
+            "pair",
+            max_batch_size=1,
+            extra=(
+                "instance_group [ { kind: KIND_CPU count: 2 } ]\n"
+                'parameters [ { key: "execute_delay_ms" value: { string_value: "300" } } ]'
+            ),
+        ),
+    )[1]
+    models["versions"] = write_model(
+        repo,
+        "versions",
+        config("versions", extra=("version_policy { specific { versions: [ 1, 3 ] } }")),
+        versions=(1, 2, 3),
+    )
     models["latest"] = write_model(repo, "latest", None, versions=(1, 2))
-    models["async"] = write_model(repo, "async", config("async", max_batch_size=8, extra=(
-        "dynamic_batching { }\n"
-        'parameters [ { key: "synchronous_execution" value: { string_value: "0" } },\n'
-        '  { key: "timeout_ns" value: { string_value: "20000000" } } ]')))[1]
-    models["ipu"] = write_model(repo, "ipu", config("ipu", extra=(
-        'parameters [ { key: "executor" value: { string_value: "ipu-model" } } ]')))[1]
-    write_model(repo, "no_executor", config("no_executor", extra=(
-        'parameters [ { key: "executor" value: { string_value: "warp-drive" } } ]')))
+    models["async"] = write_model(
+        repo,
+        "async",
+        config(
+            "async",
+            max_batch_size=8,
+            extra=(
+                "dynamic_batching { }\n"
+                'parameters [ { key: "synchronous_execution" value: { string_value: "0" } },\n'
+                '  { key: "timeout_ns" value: { string_value: "20000000" } } ]'
+            ),
+        ),
+    )[1]
+    models["ipu"] = write_model(
+        repo,
+        "ipu",
+        config(
+            "ipu", extra=('parameters [ { key: "executor" value: { string_value: "ipu-model" } } ]')
+        ),
+    )[1]
+    write_model(
+        repo,
+        "no_executor",
+        config(
+            "no_executor",
+            extra=('parameters [ { key: "executor" value: { string_value: "warp-drive" } } ]'),
+        ),
+    )
     return repo, models
 
 
@@ -153,10 +245,21 @@ def server(main_repo, serving_log):
     from popef.serving import Server, ServerOptions
 
     repo, _ = main_repo
-    srv = Server(ServerOptions([repo], host="127.0.0.1", http_port=0, grpc_port=0,
-                               metrics_port=0, model_control_mode="explicit",
-                               load_models=["*"], strict_readiness=False, exit_timeout=10,
-                               http_max_input_size=1 << 20, grpc_max_input_size=1 << 20))
+    srv = Server(
+        ServerOptions(
+            [repo],
+            host="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            metrics_port=0,
+            model_control_mode="explicit",
+            load_models=["*"],
+            strict_readiness=False,
+            exit_timeout=10,
+            http_max_input_size=1 << 20,
+            grpc_max_input_size=1 << 20,
+        )
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -193,12 +296,17 @@ STARTED = re.compile(r"Started (GRPCInferenceService|HTTPService|Metrics Service
 class ServeProcess:
     """``popef serve`` in a child process; ``ports`` read from its start-up lines."""
 
-    def __init__(self, *args: str, cwd: str | None = None,
-                 launcher: str = "from popef.cli import main; main()") -> None:
+    def __init__(
+        self,
+        *args: str,
+        cwd: str | None = None,
+        launcher: str = "from popef.cli import main; main()",
+    ) -> None:
         command = [sys.executable, "-c", launcher, "serve", *args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=cwd, env=env)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env
+        )
         self.lines: list[str] = []
         self.ports: dict[str, int] = {}
         deadline = time.monotonic() + 60

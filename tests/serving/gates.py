@@ -38,8 +38,10 @@ class ExecutionGate:
         """Return once ``count`` executions have reached the gate; fail after DEADLINE."""
         with self._cond:
             if not self._cond.wait_for(lambda: self.entered >= count, DEADLINE):
-                raise AssertionError(f"expected {count} executions at the gate within "
-                                     f"{DEADLINE:g} s, found {self.entered}")
+                raise AssertionError(
+                    f"expected {count} executions at the gate within "
+                    f"{DEADLINE:g} s, found {self.entered}"
+                )
 
     def open(self) -> None:
         with self._cond:

@@ -22,15 +22,17 @@ def test_concurrent_clients_get_their_own_answers(server, models):
 
     def client(k: int) -> None:
         use_grpc = k % 2 == 0
-        c = (grpcclient.InferenceServerClient(server.url("grpc")) if use_grpc
-             else httpclient.InferenceServerClient(server.url("http")))
+        c = (
+            grpcclient.InferenceServerClient(server.url("grpc"))
+            if use_grpc
+            else httpclient.InferenceServerClient(server.url("http"))
+        )
         try:
             for i in range(10):
                 x = rows(1 + (k + i) % 8, seed=100 * k + i)
                 make = grpc_input if use_grpc else http_input
                 got = c.infer("simple", [make("x", x)]).as_numpy("probs")
-                np.testing.assert_allclose(got, models["simple"].reference(x), rtol=1e-5,
-                                           atol=1e-6)
+                np.testing.assert_allclose(got, models["simple"].reference(x), rtol=1e-5, atol=1e-6)
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
@@ -67,7 +69,9 @@ def test_dynamic_batching_merges_concurrent_requests(server, http_client, models
     for x, got in results:
         np.testing.assert_allclose(got, models["batched"].reference(x), rtol=1e-5, atol=1e-6)
     after = http_client.get_inference_statistics("batched")["model_stats"][0]
-    requests = after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
+    requests = (
+        after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
+    )
     executions = after["execution_count"] - before["execution_count"]
     assert (requests, executions) == (8, 1)  # all eight in one execution
     assert 8 in {b["batch_size"] for b in after["batch_stats"]}
@@ -75,6 +79,7 @@ def test_dynamic_batching_merges_concurrent_requests(server, http_client, models
 
 def test_instances_run_in_parallel(server):
     """Two instances: two requests execute at the same time (both wait at the gate at once)."""
+
     def one(k: int) -> None:
         client = grpcclient.InferenceServerClient(server.url("grpc"))
         try:
@@ -133,16 +138,24 @@ def test_request_timeout_in_the_queue(server):
     timeout_us = 50_000
     try:
         with ThreadPoolExecutor(2) as pool, gated(slow) as gate:
-            first = pool.submit(client.infer, "slow", [grpc_input("input", rows(1))],
-                                client_timeout=DEADLINE)
+            first = pool.submit(
+                client.infer, "slow", [grpc_input("input", rows(1))], client_timeout=DEADLINE
+            )
             gate.wait_entered(1)  # the first request is executing
-            refused = pool.submit(other.infer, "slow", [grpc_input("input", rows(1))],
-                                  timeout=timeout_us, client_timeout=DEADLINE)
+            refused = pool.submit(
+                other.infer,
+                "slow",
+                [grpc_input("input", rows(1))],
+                timeout=timeout_us,
+                client_timeout=DEADLINE,
+            )
             # queued (or already refused); its deadline is at most timeout_us after this
             wait_until(lambda: slow.scheduler.queued == 1 or refused.done(), "queued")
             queued_ns = time.perf_counter_ns()
-            wait_until(lambda: time.perf_counter_ns() > queued_ns + timeout_us * 1000,
-                       "its timeout expired")
+            wait_until(
+                lambda: time.perf_counter_ns() > queued_ns + timeout_us * 1000,
+                "its timeout expired",
+            )
             gate.open()
             first.result(DEADLINE)
             with pytest.raises(InferenceServerException, match="request timeout expired"):
@@ -176,6 +189,5 @@ def test_executor_from_the_config(grpc_client, http_client, models):
     x = rows(3)
     got = grpc_client.infer("ipu", [grpc_input("input", x)]).as_numpy("out")
     np.testing.assert_allclose(got, models["ipu"].reference(x), rtol=1e-5, atol=1e-6)
-    entry = next(e for e in http_client.get_model_repository_index()
-                 if e["name"] == "no_executor")
+    entry = next(e for e in http_client.get_model_repository_index() if e["name"] == "no_executor")
     assert entry["state"] == "UNAVAILABLE" and "warp-drive" in entry["reason"]

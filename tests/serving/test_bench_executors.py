@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_serving",
-                                                  ROOT / "benchmarks" / "bench_serving.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_serving", ROOT / "benchmarks" / "bench_serving.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -39,20 +39,30 @@ def spied(monkeypatch):
                 if steps != expected:
                     problems.append(f"{runner.model.name}: steps {steps}, expected {expected}")
             return method(runner, feed, steps)
+
         return wrapper
 
     monkeypatch.setattr(RequestChecks, "check_inputs", unexpected)
     monkeypatch.setattr(ModelRunner, "execute_checked", spy(ModelRunner.execute_checked))
-    monkeypatch.setattr(ModelRunner, "execute_checked_async",
-                        spy(ModelRunner.execute_checked_async))
+    monkeypatch.setattr(
+        ModelRunner, "execute_checked_async", spy(ModelRunner.execute_checked_async)
+    )
     yield seen, problems
 
 
-@pytest.mark.parametrize("model, count, input_name", [
-    ("simple", 3, "x"), ("micro", 3, "input"), ("micro", 1, "input"), ("async", 2, "input"),
-    ("ipu", 4, "input")])
-def test_served_requests_reach_the_runtime_checked_once(server, models, spied, model, count,
-                                                        input_name):
+@pytest.mark.parametrize(
+    "model, count, input_name",
+    [
+        ("simple", 3, "x"),
+        ("micro", 3, "input"),
+        ("micro", 1, "input"),
+        ("async", 2, "input"),
+        ("ipu", 4, "input"),
+    ],
+)
+def test_served_requests_reach_the_runtime_checked_once(
+    server, models, spied, model, count, input_name
+):
     seen, problems = spied
     client = grpcclient.InferenceServerClient(server.url("grpc"))
     try:
@@ -77,14 +87,23 @@ def test_an_unbatched_model_runs_one_step(server, models, spied):
     assert seen == [("tiny", 1)] and not problems
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: http_input("x", rows(2).astype(np.float64), "FP64"),
-     "inference input 'x' data-type is 'FP64', but model 'simple' expects 'FP32'"),
-    (lambda: http_input("x", np.ones((2, 5), np.float32)),
-     "unexpected shape for input 'x' for model 'simple': expected [-1, 4], got [2, 5]"),
-    (lambda: http_input("x", rows(9)),
-     "inference request batch-size must be <= 8 for 'simple', got 9"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: http_input("x", rows(2).astype(np.float64), "FP64"),
+            "inference input 'x' data-type is 'FP64', but model 'simple' expects 'FP32'",
+        ),
+        (
+            lambda: http_input("x", np.ones((2, 5), np.float32)),
+            "unexpected shape for input 'x' for model 'simple': expected [-1, 4], got [2, 5]",
+        ),
+        (
+            lambda: http_input("x", rows(9)),
+            "inference request batch-size must be <= 8 for 'simple', got 9",
+        ),
+    ],
+)
 def test_bad_input_is_refused_once_by_the_validation_message(server, spied, make, message):
     seen, problems = spied
     client = httpclient.InferenceServerClient(server.url("http"))

@@ -56,9 +56,9 @@ def micro(tmp_path_factory):
 def plan_for(text: str | None, runner, name: str = "tiny", name_map=None, **options):
     cfg = parse_config(text) if text is not None else None
     sig = signature_of(runner, name_map)
-    completed = complete_config(cfg, name, sig,
-                                states_max_batch_size=bool(text and states_max_batch_size(text)),
-                                **options)
+    completed = complete_config(
+        cfg, name, sig, states_max_batch_size=bool(text and states_max_batch_size(text)), **options
+    )
     return build_plan(completed, sig)
 
 
@@ -80,12 +80,17 @@ def test_syntax_errors_name_the_line():
 
 def test_states_max_batch_size_sees_through_comments():
     assert states_max_batch_size("max_batch_size: 0")
-    assert not states_max_batch_size("# max_batch_size: 4\nname: \"m\"")
+    assert not states_max_batch_size('# max_batch_size: 4\nname: "m"')
 
 
 def test_anchor_keys_suffix_repeated_names_like_graphcore():
     assert anchor_keys(["input", "input", "input", "Reshape:0", "Reshape:0"]) == [
-        "input", "input/1", "input/2", "Reshape:0", "Reshape:0/1"]
+        "input",
+        "input/1",
+        "input/2",
+        "Reshape:0",
+        "Reshape:0/1",
+    ]
 
 
 def test_name_map_file(tmp_path):
@@ -137,8 +142,9 @@ def test_default_max_batch_size_setting(tiny):
 
 
 def test_partial_config_keeps_what_it_says(tiny):
-    plan = plan_for('max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 50 }',
-                    tiny)
+    plan = plan_for(
+        "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 50 }", tiny
+    )
     assert plan.max_batch_size == 8
     assert plan.config.dynamic_batching.max_queue_delay_microseconds == 50
     assert [i.name for i in plan.config.input] == ["input"]
@@ -160,57 +166,110 @@ def test_auto_complete_disabled_needs_a_complete_config(tiny):
     assert plan_for(config("tiny", max_batch_size=1), tiny, auto_complete=False).max_batch_size == 1
 
 
-@pytest.mark.parametrize("text, message", [
-    (config("tiny", in_dims="1, 4"),
-     r"input 'input' has dims \[1, 4\] but the model's anchor 'input' is F32\[1, 4\]: expected "
-     r"dims \[4\] \(with max_batch_size > 0 the dims leave out the batch dimension\)"),
-    (config("tiny", max_batch_size=0),
-     r"input 'input' has dims \[4\] .*expected dims \[1, 4\] \(with max_batch_size 0"),
-    (config("tiny").replace("TYPE_FP32", "TYPE_INT32", 1),
-     r"input 'input' has data_type TYPE_INT32 but the model's anchor 'input' is F32 \(TYPE_FP32\)"),
-    (config("tiny", input_name="image"),
-     r"input 'image' is not an input of the model; its inputs are 'input'"),
-    (config("tiny", output_name="probs"),
-     r"output 'probs' is not an output of the model; its outputs are 'out'"),
-    (config("other"), r"names the model 'other' but its directory is 'tiny'"),
-    (config("tiny").replace('"poplar"', '"onnxruntime"'),
-     r"backend 'onnxruntime' is not served here"),
-    (config("tiny", extra="sequence_batching { }"), "sequence_batching is not supported"),
-    (config("tiny", max_batch_size=0, in_dims="1, 4", out_dims="1, 3",
-            extra="dynamic_batching { }"), "dynamic_batching needs max_batch_size > 0"),
-    (config("tiny", max_batch_size=4, extra="dynamic_batching { preferred_batch_size: [ 8 ] }"),
-     r"preferred_batch_size 8 must be in \[1, max_batch_size 4\]"),
-    (config("tiny", extra="instance_group [ { kind: KIND_GPU } ]"), "KIND_GPU"),
-    (config("tiny", extra='parameters [ { key: "synchronous_execution" value: { '
-                          'string_value: "maybe" } } ]'), "synchronous_execution"),
-    (config("tiny", extra='parameters [ { key: "timeout_ns" value: { string_value: "soon" } } ]'),
-     "timeout_ns must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            config("tiny", in_dims="1, 4"),
+            r"input 'input' has dims \[1, 4\] but the model's anchor 'input' is F32\[1, 4\]: "
+            r"expected dims \[4\] "
+            r"\(with max_batch_size > 0 the dims leave out the batch dimension\)",
+        ),
+        (
+            config("tiny", max_batch_size=0),
+            r"input 'input' has dims \[4\] .*expected dims \[1, 4\] \(with max_batch_size 0",
+        ),
+        (
+            config("tiny").replace("TYPE_FP32", "TYPE_INT32", 1),
+            r"input 'input' has data_type TYPE_INT32 "
+            r"but the model's anchor 'input' is F32 \(TYPE_FP32\)",
+        ),
+        (
+            config("tiny", input_name="image"),
+            r"input 'image' is not an input of the model; its inputs are 'input'",
+        ),
+        (
+            config("tiny", output_name="probs"),
+            r"output 'probs' is not an output of the model; its outputs are 'out'",
+        ),
+        (config("other"), r"names the model 'other' but its directory is 'tiny'"),
+        (
+            config("tiny").replace('"poplar"', '"onnxruntime"'),
+            r"backend 'onnxruntime' is not served here",
+        ),
+        (config("tiny", extra="sequence_batching { }"), "sequence_batching is not supported"),
+        (
+            config(
+                "tiny",
+                max_batch_size=0,
+                in_dims="1, 4",
+                out_dims="1, 3",
+                extra="dynamic_batching { }",
+            ),
+            "dynamic_batching needs max_batch_size > 0",
+        ),
+        (
+            config(
+                "tiny", max_batch_size=4, extra="dynamic_batching { preferred_batch_size: [ 8 ] }"
+            ),
+            r"preferred_batch_size 8 must be in \[1, max_batch_size 4\]",
+        ),
+        (config("tiny", extra="instance_group [ { kind: KIND_GPU } ]"), "KIND_GPU"),
+        (
+            config(
+                "tiny",
+                extra='parameters [ { key: "synchronous_execution" value: { '
+                'string_value: "maybe" } } ]',
+            ),
+            "synchronous_execution",
+        ),
+        (
+            config(
+                "tiny", extra='parameters [ { key: "timeout_ns" value: { string_value: "soon" } } ]'
+            ),
+            "timeout_ns must be a whole number",
+        ),
+    ],
+)
 def test_config_checked_against_the_file(tiny, text, message):
     with pytest.raises(ConfigError, match=message):
         plan_for(text, tiny)
 
 
 def test_reshape_between_served_and_model_shapes(tiny):
-    plan = plan_for(config("tiny", in_dims="2, 2", extra="").replace(
-        "dims: [ 2, 2 ] }", "dims: [ 2, 2 ] reshape: { shape: [ 4 ] } }"), tiny)
+    plan = plan_for(
+        config("tiny", in_dims="2, 2", extra="").replace(
+            "dims: [ 2, 2 ] }", "dims: [ 2, 2 ] reshape: { shape: [ 4 ] } }"
+        ),
+        tiny,
+    )
     assert plan.inputs[0].shape == (2, 2) and plan.inputs[0].model_shape == (4,)
     with pytest.raises(ConfigError, match="reshapes to"):
-        plan_for(config("tiny", in_dims="2, 2").replace(
-            "dims: [ 2, 2 ] }", "dims: [ 2, 2 ] reshape: { shape: [ 2, 2 ] } }"), tiny)
+        plan_for(
+            config("tiny", in_dims="2, 2").replace(
+                "dims: [ 2, 2 ] }", "dims: [ 2, 2 ] reshape: { shape: [ 2, 2 ] } }"
+            ),
+            tiny,
+        )
 
 
 def test_blog_parameters_are_read(tiny):
-    text = BLOG_CONFIG.replace('"mnist"', '"tiny"').replace("digit_image", "input").replace(
-        "output_labels", "out").replace("[ 1, 28, 28 ]", "[ 4 ]").replace("[ 10 ]", "[ 3 ]")
+    text = (
+        BLOG_CONFIG.replace('"mnist"', '"tiny"')
+        .replace("digit_image", "input")
+        .replace("output_labels", "out")
+        .replace("[ 1, 28, 28 ]", "[ 4 ]")
+        .replace("[ 10 ]", "[ 3 ]")
+    )
     plan = plan_for(text, tiny)
     assert plan.parameters.synchronous_execution
     assert plan.parameters.timeout_ns == 500000
 
 
 def test_config_json_uses_numbers_and_triton_field_names(tiny):
-    plan = plan_for(config("tiny", extra="dynamic_batching { max_queue_delay_microseconds: 100 }"),
-                    tiny)
+    plan = plan_for(
+        config("tiny", extra="dynamic_batching { max_queue_delay_microseconds: 100 }"), tiny
+    )
     data = config_to_dict(plan.config)
     assert data["max_batch_size"] == 8
     assert data["input"][0]["dims"] == [4] and data["input"][0]["data_type"] == "TYPE_FP32"

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from popef.serving import InferenceCore, ModelRepository, RepositoryOptions
 from popef.servable import (
     MAX_CONFIG_BYTES,
     MAX_INSTANCES,
@@ -23,6 +22,7 @@ from popef.servable import (
     inside,
 )
 from popef.servable.errors import ServingError, Status
+from popef.serving import InferenceCore, ModelRepository, RepositoryOptions
 
 from .conftest import build_tiny, config, write_model
 
@@ -32,7 +32,8 @@ SECRET = "top secret line\n"
 def labelled(name: str, label_filename: str) -> str:
     """A config of the tiny model whose output names ``label_filename``."""
     return config(name).replace(
-        'dims: [ 3 ] }', f'dims: [ 3 ] label_filename: {json.dumps(label_filename)} }}')
+        "dims: [ 3 ] }", f"dims: [ 3 ] label_filename: {json.dumps(label_filename)} }}"
+    )
 
 
 def load(repo: Path, name: str, **options):
@@ -58,6 +59,7 @@ def repo(tmp_path) -> Path:
 
 # -- the helper -------------------------------------------------------------------------------
 
+
 def test_inside_accepts_files_in_the_model_folder_and_refuses_the_rest(tmp_path, outside):
     model = tmp_path / "m"
     (model / "sub").mkdir(parents=True)
@@ -67,16 +69,19 @@ def test_inside_accepts_files_in_the_model_folder_and_refuses_the_rest(tmp_path,
     assert inside(model, "sub/labels.txt", "x") == (model / "sub" / "labels.txt").resolve()
     assert inside(model, "link.txt", "x") == (model / "sub" / "labels.txt").resolve()
     assert inside(model, "sub/../sub/labels.txt", "x").name == "labels.txt"
-    for name, why in [("../secret.txt", "is outside the model folder 'm'"),
-                      ("out.txt", "is outside the model folder 'm' (symlinks followed)"),
-                      ("sub/../../secret.txt", "is outside"),
-                      (".", "is outside"),
-                      (str(outside), "is an absolute path"),
-                      ("/etc/passwd", "is an absolute path"),
-                      ("a\0b", "is not a file name"),
-                      ("", "is not a file name")]:
-        with pytest.raises(ConfigError, match="label_filename 'q' " + why.replace("(", r"\(")
-                           .replace(")", r"\)")):
+    for name, why in [
+        ("../secret.txt", "is outside the model folder 'm'"),
+        ("out.txt", "is outside the model folder 'm' (symlinks followed)"),
+        ("sub/../../secret.txt", "is outside"),
+        (".", "is outside"),
+        (str(outside), "is an absolute path"),
+        ("/etc/passwd", "is an absolute path"),
+        ("a\0b", "is not a file name"),
+        ("", "is not a file name"),
+    ]:
+        with pytest.raises(
+            ConfigError, match="label_filename 'q' " + why.replace("(", r"\(").replace(")", r"\)")
+        ):
             inside(model, name, "label_filename 'q'")
 
 
@@ -97,8 +102,10 @@ def test_a_model_folder_that_is_a_symlink_reads_its_own_files(tmp_path, repo):
 
 # -- label_filename ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("label", ["../../../../../../../../etc/passwd", "../../secret.txt",
-                                   "ABSOLUTE", "escape.txt"])
+
+@pytest.mark.parametrize(
+    "label", ["../../../../../../../../etc/passwd", "../../secret.txt", "ABSOLUTE", "escape.txt"]
+)
 def test_a_label_file_outside_the_model_folder_is_never_read(repo, outside, label):
     if label == "ABSOLUTE":
         label = str(outside)
@@ -129,18 +136,22 @@ def test_a_label_file_that_is_a_fifo_or_too_big_is_refused(repo):
     try:
         reasons = {r.name: r.reason for r in repository.records()}
         assert "label_filename 'labels.fifo' is not a regular file" in reasons["fifo"]
-        assert (f"label_filename 'labels.txt' is {MAX_LABEL_FILE_BYTES + 1} bytes, over the "
-                f"limit of {MAX_LABEL_FILE_BYTES}") in reasons["big"]
+        assert (
+            f"label_filename 'labels.txt' is {MAX_LABEL_FILE_BYTES + 1} bytes, over the "
+            f"limit of {MAX_LABEL_FILE_BYTES}"
+        ) in reasons["big"]
     finally:
         repository.close()
 
 
 # -- default_model_filename and the layout's own files ----------------------------------------
 
+
 def test_default_model_filename_must_resolve_inside_the_model_folder(repo, tmp_path):
     build_tiny(tmp_path / "outside.popef")
-    write_model(repo, "m", config("m", extra='default_model_filename: "linked.popef"'),
-                versions=(1, 2))
+    write_model(
+        repo, "m", config("m", extra='default_model_filename: "linked.popef"'), versions=(1, 2)
+    )
     (repo / "m" / "1" / "linked.popef").symlink_to(tmp_path / "outside.popef")
     (repo / "m" / "2" / "linked.popef").symlink_to("../1/executable.popef")
     repository, record = load(repo, "m", auto_complete=True)
@@ -148,14 +159,19 @@ def test_default_model_filename_must_resolve_inside_the_model_folder(repo, tmp_p
         assert record.versions[2].state == "READY", record.versions[2].reason
     finally:
         repository.close()
-    override = config("m", extra='default_model_filename: "linked.popef"\n'
-                                 "version_policy { specific { versions: [ 1 ] } }")
+    override = config(
+        "m",
+        extra='default_model_filename: "linked.popef"\n'
+        "version_policy { specific { versions: [ 1 ] } }",
+    )
     (repo / "m" / "config.pbtxt").write_text(override)
     repository, record = load(repo, "m")
     try:
         assert record.state == "UNAVAILABLE"
-        assert ("default_model_filename 'linked.popef' is outside the model folder 'm'"
-                in record.versions[1].reason)
+        assert (
+            "default_model_filename 'linked.popef' is outside the model folder 'm'"
+            in record.versions[1].reason
+        )
     finally:
         repository.close()
 
@@ -183,8 +199,10 @@ def test_the_model_config_name_stays_in_configs(repo, outside):
         assert record.state == "READY" and record.config.max_batch_size == 2
     finally:
         repository.close()
-    for name, why in [("../../secret", "must be a file name in configs/"),
-                      ("out", "model config name 'out' is outside the model folder 'm'")]:
+    for name, why in [
+        ("../../secret", "must be a file name in configs/"),
+        ("out", "model config name 'out' is outside the model folder 'm'"),
+    ]:
         repository, record = load(repo, "m", config_name=name)
         try:
             assert record.state == "UNAVAILABLE" and why in record.reason, record.reason
@@ -230,18 +248,39 @@ def explicit_server(tmp_path_factory):
     (root / "secret.txt").write_text(SECRET)
     repo = root / "models"
     write_model(repo, "m", config("m", output_name="out"))
-    srv = Server(ServerOptions([repo], host="127.0.0.1", http_port=0, grpc_port=0,
-                               allow_metrics=False, model_control_mode="explicit",
-                               load_models=["m"], exit_timeout=10))
+    srv = Server(
+        ServerOptions(
+            [repo],
+            host="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            allow_metrics=False,
+            model_control_mode="explicit",
+            load_models=["m"],
+            exit_timeout=10,
+        )
+    )
     srv.start()
     yield srv
     srv.stop()
 
 
 def _escaping_config() -> str:
-    return json.dumps({"name": "m", "backend": "poplar", "max_batch_size": 8,
-                       "output": [{"name": "out", "data_type": "TYPE_FP32", "dims": [3],
-                                   "label_filename": "../../secret.txt"}]})
+    return json.dumps(
+        {
+            "name": "m",
+            "backend": "poplar",
+            "max_batch_size": 8,
+            "output": [
+                {
+                    "name": "out",
+                    "data_type": "TYPE_FP32",
+                    "dims": [3],
+                    "label_filename": "../../secret.txt",
+                }
+            ],
+        }
+    )
 
 
 def test_a_load_request_with_a_config_naming_an_outside_file_gets_400(explicit_server):
@@ -255,7 +294,8 @@ def test_a_load_request_with_a_config_naming_an_outside_file_gets_400(explicit_s
             http.load_model("m", config=_escaping_config())
         assert info.value.status() == "400"
         assert "label_filename '../../secret.txt' is outside the model folder 'm'" in str(
-            info.value)
+            info.value
+        )
         with pytest.raises(InferenceServerException) as info:
             grpc.load_model("m", config=_escaping_config())
         assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
@@ -317,6 +357,7 @@ def test_huge_names_in_a_load_request_are_shortened_in_the_answer(explicit_serve
 
 # -- files of the model folder: regular files of bounded size ----------------------------------
 
+
 def _gone(path: Path) -> Path:
     path.unlink(missing_ok=True)
     return path
@@ -331,28 +372,50 @@ def _big(path: Path, limit: int) -> None:
 
 
 FOLDER_FILES = {
-    "config FIFO": (lambda m: _fifo(m / "config.pbtxt"),
-                    "config.pbtxt is not a regular file: found a FIFO"),
-    "config folder": (lambda m: _gone(m / "config.pbtxt").mkdir(),
-                      "config.pbtxt is not a regular file: found a folder"),
-    "config broken symlink": (lambda m: _gone(m / "config.pbtxt").symlink_to(m / "missing"),
-                              "config.pbtxt is a symlink to a missing file"),
-    "config too big": (lambda m: _big(m / "config.pbtxt", MAX_CONFIG_BYTES),
-                       f"over the limit of {MAX_CONFIG_BYTES}"),
-    "named config FIFO": (lambda m: ((m / "configs").mkdir(), _fifo(m / "configs" / "c.pbtxt")),
-                          "configs/c.pbtxt is not a regular file: found a FIFO"),
-    "name map device": (lambda m: _gone(m / "1" / "name_map.json").symlink_to("/dev/zero"),
-                        "name_map.json is not a regular file: found a character device"),
-    "name map FIFO": (lambda m: _fifo(m / "1" / "name_map.json"),
-                      "name_map.json is not a regular file: found a FIFO"),
-    "name map too big": (lambda m: _big(m / "1" / "name_map.json", MAX_NAME_MAP_BYTES),
-                         f"over the limit of {MAX_NAME_MAP_BYTES}"),
-    "executable FIFO": (lambda m: _fifo(m / "1" / "executable.popef"),
-                        "'1/executable.popef' is not a regular file: found a FIFO"),
-    "other popef broken symlink": (lambda m: (m / "1" / "b.popef").symlink_to(m / "missing"),
-                                   "'1/b.popef' is a symlink to a missing file"),
-    "missing label file": (lambda m: (m / "config.pbtxt").write_text(labelled("m", "l.txt")),
-                           "label_filename 'l.txt' does not exist in the model folder 'm'"),
+    "config FIFO": (
+        lambda m: _fifo(m / "config.pbtxt"),
+        "config.pbtxt is not a regular file: found a FIFO",
+    ),
+    "config folder": (
+        lambda m: _gone(m / "config.pbtxt").mkdir(),
+        "config.pbtxt is not a regular file: found a folder",
+    ),
+    "config broken symlink": (
+        lambda m: _gone(m / "config.pbtxt").symlink_to(m / "missing"),
+        "config.pbtxt is a symlink to a missing file",
+    ),
+    "config too big": (
+        lambda m: _big(m / "config.pbtxt", MAX_CONFIG_BYTES),
+        f"over the limit of {MAX_CONFIG_BYTES}",
+    ),
+    "named config FIFO": (
+        lambda m: ((m / "configs").mkdir(), _fifo(m / "configs" / "c.pbtxt")),
+        "configs/c.pbtxt is not a regular file: found a FIFO",
+    ),
+    "name map device": (
+        lambda m: _gone(m / "1" / "name_map.json").symlink_to("/dev/zero"),
+        "name_map.json is not a regular file: found a character device",
+    ),
+    "name map FIFO": (
+        lambda m: _fifo(m / "1" / "name_map.json"),
+        "name_map.json is not a regular file: found a FIFO",
+    ),
+    "name map too big": (
+        lambda m: _big(m / "1" / "name_map.json", MAX_NAME_MAP_BYTES),
+        f"over the limit of {MAX_NAME_MAP_BYTES}",
+    ),
+    "executable FIFO": (
+        lambda m: _fifo(m / "1" / "executable.popef"),
+        "'1/executable.popef' is not a regular file: found a FIFO",
+    ),
+    "other popef broken symlink": (
+        lambda m: (m / "1" / "b.popef").symlink_to(m / "missing"),
+        "'1/b.popef' is a symlink to a missing file",
+    ),
+    "missing label file": (
+        lambda m: (m / "config.pbtxt").write_text(labelled("m", "l.txt")),
+        "label_filename 'l.txt' does not exist in the model folder 'm'",
+    ),
 }
 
 
@@ -400,6 +463,7 @@ def test_a_symlink_to_a_regular_file_is_read(repo, tmp_path):
 
 # -- version folders (Triton's rule) ----------------------------------------------------------
 
+
 def test_a_version_folder_with_leading_zeros_is_ignored_and_named_as_it_is(repo, serving_log):
     write_model(repo, "m", None, versions=(7,))
     (repo / "m" / "7").rename(repo / "m" / "007")
@@ -407,8 +471,10 @@ def test_a_version_folder_with_leading_zeros_is_ignored_and_named_as_it_is(repo,
     try:
         assert record.state == "UNAVAILABLE"
         assert "'7'" not in record.reason
-        assert "'007' is not one: a version folder's name is a number without leading zeros" \
+        assert (
+            "'007' is not one: a version folder's name is a number without leading zeros"
             in record.reason
+        )
         assert "ignoring folder '007'" in serving_log.text
     finally:
         repository.close()
@@ -422,16 +488,27 @@ def test_a_version_folder_with_leading_zeros_is_ignored_and_named_as_it_is(repo,
 
 # -- instance groups ----------------------------------------------------------------------------
 
+
 def test_instance_groups_are_capped(repo):
-    write_model(repo, "m", config("m", extra=(
-        f"instance_group [ {{ kind: KIND_CPU count: {MAX_INSTANCES - 1} }}, "
-        "{ kind: KIND_CPU count: 2 } ]")))
+    write_model(
+        repo,
+        "m",
+        config(
+            "m",
+            extra=(
+                f"instance_group [ {{ kind: KIND_CPU count: {MAX_INSTANCES - 1} }}, "
+                "{ kind: KIND_CPU count: 2 } ]"
+            ),
+        ),
+    )
     before = threading.active_count()
     repository, record = load(repo, "m")
     try:
         assert record.state == "UNAVAILABLE"
-        assert (f"instance_group asks for {MAX_INSTANCES + 1} instances, over the limit of "
-                f"{MAX_INSTANCES} per model") in record.reason
+        assert (
+            f"instance_group asks for {MAX_INSTANCES + 1} instances, over the limit of "
+            f"{MAX_INSTANCES} per model"
+        ) in record.reason
         assert threading.active_count() <= before + 2
     finally:
         repository.close()

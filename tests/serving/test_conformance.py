@@ -19,9 +19,19 @@ def server(tmp_path_factory):
     from popef.serving import Server, ServerOptions
 
     repository = build_repository(tmp_path_factory.mktemp("examples") / "models")
-    srv = Server(ServerOptions([repository], host="127.0.0.1", http_port=0, grpc_port=0,
-                               metrics_port=0, model_control_mode="explicit",
-                               load_models=["*"], strict_readiness=False, exit_timeout=10))
+    srv = Server(
+        ServerOptions(
+            [repository],
+            host="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            metrics_port=0,
+            model_control_mode="explicit",
+            load_models=["*"],
+            strict_readiness=False,
+            exit_timeout=10,
+        )
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -38,8 +48,10 @@ def client(request, server):
 
 
 def _inputs(module, a: np.ndarray, b: np.ndarray):
-    inputs = [module.InferInput("INPUT0", list(a.shape), "INT32"),
-              module.InferInput("INPUT1", list(b.shape), "INT32")]
+    inputs = [
+        module.InferInput("INPUT0", list(a.shape), "INT32"),
+        module.InferInput("INPUT1", list(b.shape), "INT32"),
+    ]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(b)
     return inputs
@@ -78,9 +90,17 @@ def test_the_server_id_names_the_server(tmp_path):
     from popef.serving import Server, ServerOptions
 
     build_repository(tmp_path)
-    with Server(ServerOptions([tmp_path], host="127.0.0.1", http_port=0, grpc_port=0,
-                              allow_metrics=False, server_id="edge-7",
-                              strict_readiness=False)) as srv:
+    with Server(
+        ServerOptions(
+            [tmp_path],
+            host="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            allow_metrics=False,
+            server_id="edge-7",
+            strict_readiness=False,
+        )
+    ) as srv:
         http = httpclient.InferenceServerClient(srv.url("http"))
         grpc = grpcclient.InferenceServerClient(srv.url("grpc"))
         try:
@@ -100,18 +120,26 @@ def test_unknown_models_and_versions_in_tritons_words(client):
     assert e.message().startswith("Request for unknown model: 'simple' version 3 is not found")
     assert e.status() == _status(client, "404", "StatusCode.NOT_FOUND")
     e = _error(lambda: client.infer("simple", _inputs(client.module, a, a), model_version="x1"))
-    assert e.message() == ("failed to get model version from specified version string 'x1' "
-                           "(details: stol), version should be an integral value > 0")
+    assert e.message() == (
+        "failed to get model version from specified version string 'x1' "
+        "(details: stol), version should be an integral value > 0"
+    )
     assert e.status() == _status(client, "400", "StatusCode.INVALID_ARGUMENT")
     e = _error(lambda: client.get_model_config("simple", model_version="-2"))
-    assert e.message() == ("invalid model version specified '-2' , version should be an "
-                           "integral value > 0")
+    assert e.message() == (
+        "invalid model version specified '-2' , version should be an integral value > 0"
+    )
 
 
 def test_sequence_flags_are_ignored_without_sequence_batching(client):
     a = np.full((1, 16), 3, np.int32)
-    result = client.infer("simple", _inputs(client.module, a, a), sequence_id=42,
-                          sequence_start=True, sequence_end=True)
+    result = client.infer(
+        "simple",
+        _inputs(client.module, a, a),
+        sequence_id=42,
+        sequence_start=True,
+        sequence_end=True,
+    )
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a * 2)
 
 
@@ -132,8 +160,9 @@ def test_models_popef_cannot_express_have_their_reasons(client):
 
 def test_load_and_unload_in_tritons_words(client):
     e = _error(lambda: client.load_model("wrong_model_name"))
-    assert e.message().startswith("failed to load 'wrong_model_name', failed to poll from "
-                                  "model repository")
+    assert e.message().startswith(
+        "failed to load 'wrong_model_name', failed to poll from model repository"
+    )
     assert e.status() == _status(client, "500", "StatusCode.INTERNAL")
     e = _error(lambda: client.load_model("simple", config='{"max_batch_size": "many"}'))
     assert "failed to load 'simple'" in e.message()
@@ -141,8 +170,9 @@ def test_load_and_unload_in_tritons_words(client):
     assert e.status() == _status(client, "500", "StatusCode.INTERNAL")
     assert "failed to poll from model repository" in e.message()
     e = _error(lambda: client.load_model("simple_string"))
-    assert e.message().startswith("load failed for model 'simple_string': version 1 is at "
-                                  "UNAVAILABLE state: ")
+    assert e.message().startswith(
+        "load failed for model 'simple_string': version 1 is at UNAVAILABLE state: "
+    )
     assert e.status() == _status(client, "400", "StatusCode.INVALID_ARGUMENT")
     client.unload_model("wrong_model_name")  # nothing to unload: success, as in Triton
     client.load_model("custom_identity_int32", config='{"max_batch_size": 4}')
@@ -169,8 +199,10 @@ def test_contents_with_raw_input_contents_is_tritons_error(server):
         with pytest.raises(grpc.RpcError) as info:
             stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert info.value.details() == ("contents field must not be specified when using "
-                                    "raw_input_contents for 'INPUT0' for model 'simple'")
+    assert info.value.details() == (
+        "contents field must not be specified when using "
+        "raw_input_contents for 'INPUT0' for model 'simple'"
+    )
 
 
 def _plain(settings, protocol):
@@ -196,8 +228,14 @@ def test_log_settings_change_what_is_logged(client, server):
     server.core.log_settings._apply = True  # as popef serve does
     try:
         settings = _plain(client.get_log_settings(), client.protocol)
-        assert settings == {"log_file": "", "log_info": True, "log_warning": True,
-                            "log_error": True, "log_verbose_level": 0, "log_format": "default"}
+        assert settings == {
+            "log_file": "",
+            "log_info": True,
+            "log_warning": True,
+            "log_error": True,
+            "log_verbose_level": 0,
+            "log_format": "default",
+        }
         settings = _plain(client.update_log_settings({"log_info": False}), client.protocol)
         assert settings["log_info"] is False and logger.level == logging.WARNING
         settings = _plain(client.update_log_settings({"log_verbose_level": 1}), client.protocol)
@@ -217,31 +255,43 @@ def test_trace_settings_are_kept_globally_and_per_model(client):
     settings = _plain(client.get_trace_settings(), client.protocol)
     assert settings["trace_level"] == ["OFF"] and settings["trace_rate"] == "1000"
     assert settings["trace_mode"] == "triton"
-    updated = _plain(client.update_trace_settings(
-        model_name="simple", settings={"trace_level": ["TIMESTAMPS"], "trace_rate": "5"}),
-        client.protocol)
+    updated = _plain(
+        client.update_trace_settings(
+            model_name="simple", settings={"trace_level": ["TIMESTAMPS"], "trace_rate": "5"}
+        ),
+        client.protocol,
+    )
     assert updated["trace_level"] == ["TIMESTAMPS"] and updated["trace_rate"] == "5"
     # the global settings are untouched; the model follows them where it has none of its own
     assert _plain(client.get_trace_settings(), client.protocol)["trace_level"] == ["OFF"]
-    cleared = _plain(client.update_trace_settings(model_name="simple",
-                                                  settings={"trace_level": None,
-                                                            "trace_rate": None}),
-                     client.protocol)
+    cleared = _plain(
+        client.update_trace_settings(
+            model_name="simple", settings={"trace_level": None, "trace_rate": None}
+        ),
+        client.protocol,
+    )
     assert cleared["trace_level"] == ["OFF"] and cleared["trace_rate"] == "1000"
     e = _error(lambda: client.update_trace_settings(settings={"trace_count": "-5"}))
     assert e.message() == "Unable to parse 'trace_count'. Expecting value >= -1, got:-5"
-    e = _error(lambda: client.update_trace_settings(settings={"trace_level": ["OFF",
-                                                                             "TENSORS"]}))
+    e = _error(lambda: client.update_trace_settings(settings={"trace_level": ["OFF", "TENSORS"]}))
     assert e.message() == "Expect only one trace level 'OFF' is specified"
     e = _error(lambda: client.get_trace_settings(model_name="wrong_model_name"))
     assert e.message() == "Request for unknown model : wrong_model_name"
     assert e.status() == _status(client, "400", "StatusCode.INVALID_ARGUMENT")
 
 
-@pytest.mark.parametrize("changes", [
-    {"log_info": "yes"}, {"log_verbose_level": -1}, {"log_verbose_level": 2**32},
-    {"log_verbose_level": True}, {"bogus": 1}, [1, 2], "log_info",
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"log_info": "yes"},
+        {"log_verbose_level": -1},
+        {"log_verbose_level": 2**32},
+        {"log_verbose_level": True},
+        {"bogus": 1},
+        [1, 2],
+        "log_info",
+    ],
+)
 def test_bad_log_settings_are_refused_and_change_nothing(changes):
     from popef.servable.errors import ServingError
     from popef.serving.settings import LogSettings
@@ -254,11 +304,22 @@ def test_bad_log_settings_are_refused_and_change_nothing(changes):
     assert settings.get() == before
 
 
-@pytest.mark.parametrize("changes", [
-    {"trace_rate": "fast"}, {"trace_rate": "-1"}, {"trace_rate": str(2**32)},
-    {"trace_count": "-2"}, {"trace_level": "LOUD"}, {"trace_level": [1]}, {"trace_level": []},
-    {"log_frequency": 1.5}, {"trace_mode": "opentelemetry"}, {"nope": "1"}, [],
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"trace_rate": "fast"},
+        {"trace_rate": "-1"},
+        {"trace_rate": str(2**32)},
+        {"trace_count": "-2"},
+        {"trace_level": "LOUD"},
+        {"trace_level": [1]},
+        {"trace_level": []},
+        {"log_frequency": 1.5},
+        {"trace_mode": "opentelemetry"},
+        {"nope": "1"},
+        [],
+    ],
+)
 def test_bad_trace_settings_are_refused_and_change_nothing(changes):
     from popef.servable.errors import ServingError
     from popef.serving.settings import TraceSettings

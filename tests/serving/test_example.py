@@ -62,7 +62,9 @@ def test_repository_layout_is_the_blogs():
     link = version / "executable.popef"
     assert link.is_symlink() and link.readlink() == Path("../../../../executable.popef")
     assert read_name_map(version / "name_map.json") == {
-        "input": "digit_image", "softmax/Softmax:0": "output_labels"}
+        "input": "digit_image",
+        "softmax/Softmax:0": "output_labels",
+    }
     config, _ = read_config(REPOSITORY / "mnist")
     assert config.name == "mnist" and config.backend == "poplar"
     assert [i.name for i in config.input] == ["digit_image"]
@@ -74,22 +76,38 @@ def test_config_matches_the_model(repository):
     config, states = read_config(root / "mnist")
     with ModelRunner(str(root / "mnist" / "1" / "executable.popef")) as runner:
         signature = signature_of(runner, read_name_map(root / "mnist" / "1" / "name_map.json"))
-    plan = build_plan(complete_config(config, "mnist", signature, states_max_batch_size=states),
-                      signature)
+    plan = build_plan(
+        complete_config(config, "mnist", signature, states_max_batch_size=states), signature
+    )
     assert plan.inputs[0].shape == (1, 28, 28) and plan.outputs[0].shape == (10,)
 
 
 def _run(script: str, *args: str) -> list[str]:
-    result = subprocess.run([sys.executable, str(TRITON / script), *args], capture_output=True,
-                            text=True, timeout=60, cwd=TRITON)
+    result = subprocess.run(
+        [sys.executable, str(TRITON / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=TRITON,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
 
 def test_stock_clients_print_the_predictions(repository):
     root, trained = repository
-    server = ServeProcess("--model-repository", str(root), "--host", "127.0.0.1",
-                          "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0")
+    server = ServeProcess(
+        "--model-repository",
+        str(root),
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+    )
     try:
         grpc_url = server.url("GRPCInferenceService")
         http_url = server.url("HTTPService")

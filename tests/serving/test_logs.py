@@ -38,8 +38,11 @@ def control_free(text: str) -> bool:
 @pytest.fixture()
 def server_log():
     """``configure_logging`` into a string, restoring the loggers it touches afterwards."""
-    saved = {n: (lg.handlers[:], lg.propagate, lg.level)
-             for n in LOGGER_NAMES for lg in [logging.getLogger(n)]}
+    saved = {
+        n: (lg.handlers[:], lg.propagate, lg.level)
+        for n in LOGGER_NAMES
+        for lg in [logging.getLogger(n)]
+    }
     stream = io.StringIO()
     stream.handler = configure_logging(stream=stream)
     yield stream
@@ -57,10 +60,13 @@ def record(msg: str, *args, **extra) -> logging.LogRecord:
 
 # -- escaping -----------------------------------------------------------------------------------
 
+
 def test_the_formatter_escapes_control_characters_in_every_message():
     formatter = GlogFormatter()
-    for rec in (record("failed to load '%s': %s", EVIL, "reason"),
-                record(f"an f-string with {EVIL}")):
+    for rec in (
+        record("failed to load '%s': %s", EVIL, "reason"),
+        record(f"an f-string with {EVIL}"),
+    ):
         text = formatter.format(rec)
         assert "\n" not in text and control_free(text)
         assert LINE.match(text)
@@ -72,8 +78,9 @@ def test_the_formatter_escapes_control_characters_in_every_message():
 
 def test_trusted_lines_keep_their_breaks_and_tracebacks_are_escaped():
     formatter = GlogFormatter()
-    text = formatter.format(record("%s", "\nrow one\nrow " + EVIL.replace("\n", ""),
-                                   **TRUSTED_LINES))
+    text = formatter.format(
+        record("%s", "\nrow one\nrow " + EVIL.replace("\n", ""), **TRUSTED_LINES)
+    )
     assert text.count("\n") == 2 and control_free(text)
     try:
         raise ValueError(EVIL)
@@ -100,8 +107,7 @@ def test_hostile_folder_and_anchor_names_reach_the_log_escaped(tmp_path, server_
     repository = ModelRepository(tmp_path)
     try:
         repository.load_all()
-        logging.getLogger("popef.serving").info("%s", model_table(repository),
-                                                extra=TRUSTED_LINES)
+        logging.getLogger("popef.serving").info("%s", model_table(repository), extra=TRUSTED_LINES)
     finally:
         repository.close()
     text = server_log.getvalue()
@@ -117,6 +123,7 @@ def test_hostile_folder_and_anchor_names_reach_the_log_escaped(tmp_path, server_
 
 # -- bounded lines ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("char", ["x", "\x1b", "\U0010ffff"])
 def test_a_huge_message_is_cut_to_a_bounded_line_saying_what_was_left_out(char):
     formatter = GlogFormatter()
@@ -124,8 +131,9 @@ def test_a_huge_message_is_cut_to_a_bounded_line_saying_what_was_left_out(char):
     assert "\n" not in text and control_free(text) and LINE.match(text)
     assert len(text) <= MAX_LINE_CHARS + 100
     message = text.split("] ", 1)[1]
-    kept, left_out = re.fullmatch(r"failed to load '(.*)\u2026\((\d+) more characters\)",
-                                  message).groups()
+    kept, left_out = re.fullmatch(
+        r"failed to load '(.*)\u2026\((\d+) more characters\)", message
+    ).groups()
     escaped = escape_text(char, backslashes=False)
     assert kept == escaped * (len(kept) // len(escaped))
     assert len(kept) // len(escaped) + int(left_out) == 20_000_000 + len("': reason")
@@ -140,8 +148,9 @@ def test_shorten_keeps_short_text_and_says_how_much_it_left_out():
 
 def test_each_trusted_line_is_bounded_too():
     formatter = GlogFormatter()
-    text = formatter.format(record("%s", "\nrow one\n" + "y" * 100_000 + "\nrow three",
-                                   **TRUSTED_LINES))
+    text = formatter.format(
+        record("%s", "\nrow one\n" + "y" * 100_000 + "\nrow three", **TRUSTED_LINES)
+    )
     lines = text.split("\n")
     assert len(lines) == 4 and lines[3] == "row three"
     assert len(lines[2]) <= MAX_LINE_CHARS + 40 and lines[2].endswith(" more characters)")
@@ -154,6 +163,7 @@ def test_a_short_message_is_written_whole():
 
 
 # -- rate limiting ------------------------------------------------------------------------------
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -171,32 +181,43 @@ def passed(filt: RepeatFilter, msg: str, *args, name: str = "asyncio") -> str | 
 def test_repeated_lines_pass_a_burst_then_one_per_interval_with_the_count():
     clock = FakeClock()
     filt = RepeatFilter(burst=3, interval=10, clock=clock)
-    out = [passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", i)
-           for i in range(1000)]
-    assert [m for m in out if m] == [f"accept failed: [Errno 24] too many open files (fd {i})"
-                                     for i in range(3)]
+    out = [
+        passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", i)
+        for i in range(1000)
+    ]
+    assert [m for m in out if m] == [
+        f"accept failed: [Errno 24] too many open files (fd {i})" for i in range(3)
+    ]
     clock.now += 9.5
     assert passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", 5) is None
     clock.now += 0.5
     assert passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", 6) == (
-        "accept failed: [Errno 24] too many open files (fd 6) (998 similar messages suppressed)")
+        "accept failed: [Errno 24] too many open files (fd 6) (998 similar messages suppressed)"
+    )
     assert passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", 7) is None
     # other kinds of line are counted on their own
     assert passed(filt, "another message") == "another message"
-    assert passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", 8,
-                  name="popef.serving") is not None
+    assert (
+        passed(
+            filt, "accept failed: [Errno 24] too many open files (fd %d)", 8, name="popef.serving"
+        )
+        is not None
+    )
     # a kind of line quiet for an interval starts over, telling what was left out
     clock.now += 10
     assert passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", 9) == (
-        "accept failed: [Errno 24] too many open files (fd 9) (1 similar message suppressed)")
+        "accept failed: [Errno 24] too many open files (fd 9) (1 similar message suppressed)"
+    )
     assert passed(filt, "accept failed: [Errno 24] too many open files (fd %d)", 10) is not None
 
 
 def test_lines_that_differ_by_more_than_numbers_all_pass():
     filt = RepeatFilter(burst=3, interval=10, clock=FakeClock())
     names = [f"model_{chr(0x61 + i)}" for i in range(20)]
-    assert all(passed(filt, "successfully loaded '%s' version %d", name, 1, name="popef.serving")
-               for name in names)
+    assert all(
+        passed(filt, "successfully loaded '%s' version %d", name, 1, name="popef.serving")
+        for name in names
+    )
 
 
 def test_a_literal_percent_survives_the_suppressed_count():
@@ -218,8 +239,9 @@ def test_the_kinds_of_line_remembered_are_bounded():
 def test_state_changes_always_pass_and_are_not_counted():
     filt = RepeatFilter(burst=1, interval=10, clock=FakeClock())
     for _ in range(100):
-        rec = logging.LogRecord("popef.serving", logging.INFO, "x.py", 1, "loading: %s", ("m",),
-                                None)
+        rec = logging.LogRecord(
+            "popef.serving", logging.INFO, "x.py", 1, "loading: %s", ("m",), None
+        )
         rec.__dict__.update(STATE_CHANGE)
         assert filt.filter(rec) and rec.getMessage() == "loading: m"
     assert not filt._repeats
@@ -249,8 +271,9 @@ def test_a_flood_of_loads_and_unloads_cannot_hide_a_models_state_changes(tmp_pat
 def test_uvicorn_and_asyncio_lines_go_through_the_same_handler(server_log):
     for name in ("asyncio", "uvicorn.error"):
         for i in range(200):
-            logging.getLogger(name).error("socket.accept() out of system resource\nfd %d: %s",
-                                          i, EVIL)
+            logging.getLogger(name).error(
+                "socket.accept() out of system resource\nfd %d: %s", i, EVIL
+            )
     lines = server_log.getvalue().splitlines()
     assert len(lines) == 10  # the first five of each logger; the rest are suppressed
     assert all(LINE.match(line) for line in lines) and control_free(server_log.getvalue())
@@ -260,8 +283,16 @@ def test_a_started_server_keeps_the_handler_on_uvicorns_logger(tmp_path, server_
     from popef.serving import Server, ServerOptions
 
     (tmp_path / "models").mkdir()
-    srv = Server(ServerOptions([tmp_path / "models"], host="127.0.0.1", http_port=0,
-                               allow_grpc=False, allow_metrics=False, exit_timeout=5))
+    srv = Server(
+        ServerOptions(
+            [tmp_path / "models"],
+            host="127.0.0.1",
+            http_port=0,
+            allow_grpc=False,
+            allow_metrics=False,
+            exit_timeout=5,
+        )
+    )
     srv.start()
     try:
         # (pytest adds handlers of its own to loggers that do not propagate)

@@ -82,8 +82,10 @@ class OutputWatcher:
         with self._cond:
             self._cond.wait_for(lambda: seen() or self._ended, DEADLINE)
             if not seen():
-                pytest.fail(f"popef serve did not print {text!r} within {DEADLINE:g} s:\n"
-                            + "".join(self.server.lines))
+                pytest.fail(
+                    f"popef serve did not print {text!r} within {DEADLINE:g} s:\n"
+                    + "".join(self.server.lines)
+                )
 
     def exit_code_and_log(self) -> tuple[int, str]:
         code = self.server.proc.wait(DEADLINE)
@@ -93,6 +95,7 @@ class OutputWatcher:
 
 def open_gate(fifo: Path) -> None:
     """Let the held execution go on: it reads the FIFO until a writer has come and gone."""
+
     def came_and_went() -> bool:
         try:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
@@ -111,10 +114,23 @@ def test_serve_prints_tritons_start_up_lines_and_shuts_down_gracefully(process_r
     repo, model = process_repo
     fifo = tmp_path / "gate"
     os.mkfifo(fifo)
-    server = ServeProcess("--model-repository", str(repo), "--backend-directory", "/opt/none",
-                          "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0",
-                          "--metrics-port", "0", "--log-verbose", "1",
-                          launcher=GATED_SERVE.format(entered=GATE_ENTERED, fifo=str(fifo)))
+    server = ServeProcess(
+        "--model-repository",
+        str(repo),
+        "--backend-directory",
+        "/opt/none",
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--log-verbose",
+        "1",
+        launcher=GATED_SERVE.format(entered=GATE_ENTERED, fifo=str(fifo)),
+    )
     request = None
     try:
         head = "".join(server.lines)
@@ -137,8 +153,7 @@ def test_serve_prints_tritons_start_up_lines_and_shuts_down_gracefully(process_r
 
         def gated_request() -> None:
             try:
-                result = client.infer("gated", [grpc_input("input", x)],
-                                      client_timeout=DEADLINE)
+                result = client.infer("gated", [grpc_input("input", x)], client_timeout=DEADLINE)
                 outcome["out"] = result.as_numpy("out")
             except Exception as exc:  # noqa: BLE001
                 outcome["error"] = exc
@@ -164,12 +179,30 @@ def test_serve_prints_tritons_start_up_lines_and_shuts_down_gracefully(process_r
 
 def test_serve_over_http_with_tritonserver_flags(process_repo):
     repo, _ = process_repo
-    server = ServeProcess("--model-repository", str(repo), "--http-port", "0", "--grpc-port",
-                          "0", "--metrics-port", "0", "--host", "127.0.0.1",
-                          "--strict-readiness", "false", "--allow-metrics", "true",
-                          "--model-control-mode", "explicit", "--load-model", "fast",
-                          "--backend-config", "poplar,executor=cpu",
-                          "--backend-config", "poplar,default-max-batch-size=6")
+    server = ServeProcess(
+        "--model-repository",
+        str(repo),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--strict-readiness",
+        "false",
+        "--allow-metrics",
+        "true",
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "fast",
+        "--backend-config",
+        "poplar,executor=cpu",
+        "--backend-config",
+        "poplar,default-max-batch-size=6",
+    )
     try:
         client = httpclient.InferenceServerClient(server.url("HTTPService"))
         assert client.is_server_ready()
@@ -185,21 +218,36 @@ def test_serve_over_http_with_tritonserver_flags(process_repo):
 
 
 def test_serve_refuses_bad_flags(tmp_path):
-    result = CliRunner().invoke(main, ["serve", "--model-repository", str(tmp_path),
-                                       "--model-control-mode", "poll"])
+    result = CliRunner().invoke(
+        main, ["serve", "--model-repository", str(tmp_path), "--model-control-mode", "poll"]
+    )
     assert result.exit_code == 1 and "poll is not supported" in result.output
     result = CliRunner().invoke(main, ["serve", "--model-repository", str(tmp_path / "none")])
     assert result.exit_code == 1 and "is not a folder" in result.output
-    result = CliRunner().invoke(main, ["serve", "--model-repository", str(tmp_path),
-                                       "--load-model", "x"])
+    result = CliRunner().invoke(
+        main, ["serve", "--model-repository", str(tmp_path), "--load-model", "x"]
+    )
     assert result.exit_code == 1 and "--model-control-mode=explicit" in result.output
 
 
 def test_exit_on_error(tmp_path):
     write_model(tmp_path, "bad", config("bad").replace("TYPE_FP32", "TYPE_UINT8", 1))
-    result = CliRunner().invoke(main, ["serve", "--model-repository", str(tmp_path),
-                                       "--exit-on-error", "true", "--http-port", "0",
-                                       "--grpc-port", "0", "--metrics-port", "0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--model-repository",
+            str(tmp_path),
+            "--exit-on-error",
+            "true",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
+    )
     assert result.exit_code == 1
     assert "failed to load all models" in result.output
 
@@ -214,8 +262,9 @@ def test_triton_config_command(tmp_path):
     assert [(i.name, list(i.dims)) for i in cfg.input] == [("input", [4])]
     names = tmp_path / "names.json"
     names.write_text('{"input": "digit_image", "out": "output_labels"}')
-    result = CliRunner().invoke(main, ["triton-config", str(path), "--name-map", str(names),
-                                       "--max-batch-size", "0"])
+    result = CliRunner().invoke(
+        main, ["triton-config", str(path), "--name-map", str(names), "--max-batch-size", "0"]
+    )
     assert result.exit_code == 0, result.output
     cfg = parse_config(result.output)
     assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [2, 4]

@@ -34,6 +34,7 @@ def rows(n, seed=0):
 
 # -- health and metadata -------------------------------------------------------------------------
 
+
 def test_health(grpc_client, http_client):
     assert grpc_client.is_server_live() and http_client.is_server_live()
     # not strict: the broken models do not make the server unready
@@ -80,25 +81,34 @@ def test_model_config_both_transports(grpc_client, http_client):
 
 # -- inference ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("batch", [1, 5, 8])
 def test_grpc_infer(grpc_client, models, batch):
     x = rows(batch, batch)
-    result = grpc_client.infer("simple", [grpc_input("x", x)],
-                               outputs=[grpcclient.InferRequestedOutput("probs")])
-    np.testing.assert_allclose(result.as_numpy("probs"), models["simple"].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    result = grpc_client.infer(
+        "simple", [grpc_input("x", x)], outputs=[grpcclient.InferRequestedOutput("probs")]
+    )
+    np.testing.assert_allclose(
+        result.as_numpy("probs"), models["simple"].reference(x), rtol=1e-5, atol=1e-6
+    )
     response = result.get_response()
     assert response.model_name == "simple" and response.model_version == "1"
 
 
-@pytest.mark.parametrize("binary_in, binary_out", [(True, True), (False, False), (True, False),
-                                                   (False, True)])
+@pytest.mark.parametrize(
+    "binary_in, binary_out", [(True, True), (False, False), (True, False), (False, True)]
+)
 def test_http_infer_json_and_binary(http_client, models, binary_in, binary_out):
     x = rows(3, 7)
-    result = http_client.infer("simple", [http_input("x", x, binary=binary_in)], outputs=[
-        httpclient.InferRequestedOutput("probs", binary_data=binary_out)], request_id="r1")
-    np.testing.assert_allclose(result.as_numpy("probs"), models["simple"].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    result = http_client.infer(
+        "simple",
+        [http_input("x", x, binary=binary_in)],
+        outputs=[httpclient.InferRequestedOutput("probs", binary_data=binary_out)],
+        request_id="r1",
+    )
+    np.testing.assert_allclose(
+        result.as_numpy("probs"), models["simple"].reference(x), rtol=1e-5, atol=1e-6
+    )
     assert result.get_response()["id"] == "r1"
 
 
@@ -106,8 +116,9 @@ def test_http_infer_default_outputs_are_binary(http_client, models):
     x = rows(2)
     result = http_client.infer("simple", [http_input("x", x)])
     assert result.get_output("probs")["parameters"]["binary_data_size"] == 2 * 3 * 4
-    np.testing.assert_allclose(result.as_numpy("probs"), models["simple"].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        result.as_numpy("probs"), models["simple"].reference(x), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_async_infer(grpc_client, http_client, models):
@@ -115,15 +126,18 @@ def test_async_infer(grpc_client, http_client, models):
 
     x = rows(2, 3)
     done: queue.Queue = queue.Queue()
-    grpc_client.async_infer("simple", [grpc_input("x", x)],
-                            callback=lambda result, error: done.put((result, error)))
+    grpc_client.async_infer(
+        "simple", [grpc_input("x", x)], callback=lambda result, error: done.put((result, error))
+    )
     http_result = http_client.async_infer("simple", [http_input("x", x)]).get_result()
-    np.testing.assert_allclose(http_result.as_numpy("probs"), models["simple"].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        http_result.as_numpy("probs"), models["simple"].reference(x), rtol=1e-5, atol=1e-6
+    )
     result, error = done.get(timeout=DEADLINE)
     assert error is None
-    np.testing.assert_allclose(result.as_numpy("probs"), models["simple"].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        result.as_numpy("probs"), models["simple"].reference(x), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_grpc_stream_infer(grpc_client, models):
@@ -145,8 +159,7 @@ def test_grpc_stream_infer(grpc_client, models):
     grpc_client.stop_stream()
     assert len(errors) == 1 and "unexpected inference input 'nope'" in errors[0]
     for i, x in enumerate(inputs):
-        np.testing.assert_allclose(got[str(i)], models["simple"].reference(x), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(got[str(i)], models["simple"].reference(x), rtol=1e-5, atol=1e-6)
 
 
 def test_micro_batch_and_replicas_pad_the_batch(grpc_client, http_client, models):
@@ -154,8 +167,9 @@ def test_micro_batch_and_replicas_pad_the_batch(grpc_client, http_client, models
     for n in (1, 3, 4):
         x = rows(n, n)
         result = grpc_client.infer("micro", [grpc_input("input", x)])
-        np.testing.assert_allclose(result.as_numpy("out"), models["micro"].reference(x),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            result.as_numpy("out"), models["micro"].reference(x), rtol=1e-5, atol=1e-6
+        )
     result = http_client.infer("micro", [http_input("input", rows(3))])
     assert result.as_numpy("out").shape == (3, 3)
 
@@ -163,8 +177,9 @@ def test_micro_batch_and_replicas_pad_the_batch(grpc_client, http_client, models
 def test_model_without_batching(grpc_client, models):
     x = rows(1).reshape(1, 4)
     result = grpc_client.infer("nobatch", [grpc_input("input", x)])
-    np.testing.assert_allclose(result.as_numpy("out"), models["nobatch"].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        result.as_numpy("out"), models["nobatch"].reference(x), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(InferenceServerException, match=r"expected \[1, 4\], got \[2, 4\]"):
         grpc_client.infer("nobatch", [grpc_input("input", rows(2))])
 
@@ -172,8 +187,10 @@ def test_model_without_batching(grpc_client, models):
 def test_classification_extension(http_client, grpc_client, models):
     x = rows(2, 11)
     expected = models["simple"].reference(x)
-    for client, output in ((http_client, httpclient.InferRequestedOutput("probs", class_count=2)),
-                           (grpc_client, grpcclient.InferRequestedOutput("probs", class_count=2))):
+    for client, output in (
+        (http_client, httpclient.InferRequestedOutput("probs", class_count=2)),
+        (grpc_client, grpcclient.InferRequestedOutput("probs", class_count=2)),
+    ):
         client_input = http_input if client is http_client else grpc_input
         result = client.infer("simple", [client_input("x", x)], outputs=[output])
         top = result.as_numpy("probs")
@@ -185,6 +202,7 @@ def test_classification_extension(http_client, grpc_client, models):
 
 
 # -- errors ---------------------------------------------------------------------------------------
+
 
 def grpc_error(call) -> InferenceServerException:
     with pytest.raises(InferenceServerException) as info:
@@ -202,7 +220,8 @@ def test_unknown_model_and_version(grpc_client, http_client):
     assert e.message() == "Request for unknown model: 'no_such_model' is not found"
     e = grpc_error(lambda: http_client.infer("simple", [http_input("x", x)], model_version="9"))
     assert e.status() == "404" and e.message().startswith(
-        "Request for unknown model: 'simple' version 9 is not found")
+        "Request for unknown model: 'simple' version 9 is not found"
+    )
     e = grpc_error(lambda: grpc_client.get_model_metadata("no_such_model"))
     assert e.status() == "StatusCode.NOT_FOUND"
     e = grpc_error(lambda: http_client.get_model_config("no_such_model"))
@@ -213,14 +232,24 @@ def test_broken_model_is_unavailable_with_its_reason(grpc_client, http_client):
     e = grpc_error(lambda: http_client.infer("broken_dtype", [http_input("input", rows(1))]))
     # Triton's answer for a model with no ready version, then why
     assert e.status() == "404" and "data_type TYPE_FP16" in e.message()
-    assert e.message().startswith("Request for unknown model: 'broken_dtype' has no available "
-                                  "versions")
+    assert e.message().startswith(
+        "Request for unknown model: 'broken_dtype' has no available versions"
+    )
     e = grpc_error(lambda: grpc_client.infer("corrupt", [grpc_input("input", rows(1))]))
     assert e.status() == "StatusCode.NOT_FOUND" and "no available versions" in e.message()
 
 
-@pytest.mark.parametrize("case", ["unknown input", "missing input", "wrong dtype", "wrong shape",
-                                  "batch too big", "unknown output"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown input",
+        "missing input",
+        "wrong dtype",
+        "wrong shape",
+        "batch too big",
+        "unknown output",
+    ],
+)
 def test_request_errors_say_what_was_wrong(grpc_client, http_client, case):
     x = rows(2)
     outputs = None
@@ -244,12 +273,12 @@ def test_request_errors_say_what_was_wrong(grpc_client, http_client, case):
         message = "unexpected inference output 'nope' for model 'simple'; its outputs are 'probs'"
         outputs = "nope"
     for client, make_input, requested, status in (
-            (grpc_client, grpc_input, grpcclient.InferRequestedOutput,
-             "StatusCode.INVALID_ARGUMENT"),
-            (http_client, http_input, httpclient.InferRequestedOutput, "400")):
+        (grpc_client, grpc_input, grpcclient.InferRequestedOutput, "StatusCode.INVALID_ARGUMENT"),
+        (http_client, http_input, httpclient.InferRequestedOutput, "400"),
+    ):
         inputs = [] if named is None else [make_input(named, array, dtype)]
         outs = [requested(outputs)] if outputs else None
-        e = grpc_error(lambda: client.infer("simple", inputs, outputs=outs))
+        e = grpc_error(lambda c=client, i=inputs, o=outs: c.infer("simple", i, outputs=o))
         assert e.status() == status
         assert message in e.message()
 
@@ -265,22 +294,62 @@ def raw_http(server, method, path, body=b"", headers=None):
 
 
 def test_http_body_errors(server):
-    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
-                                     "parameters": {"binary_data_size": 16}}]}).encode()
-    status, data, _ = raw_http(server, "POST", "/v2/models/simple/infer", header + b"\0" * 12,
-                               {"Inference-Header-Content-Length": str(len(header))})
-    assert status == 400 and "binary_data_size 16 runs past the 12 bytes" in json.loads(data)["error"]
-    bad = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
-                                  "parameters": {"binary_data_size": 8}}]}).encode()
-    status, data, _ = raw_http(server, "POST", "/v2/models/simple/infer", bad + b"\0" * 8,
-                               {"Inference-Header-Content-Length": str(len(bad))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": 16},
+                }
+            ]
+        }
+    ).encode()
+    status, data, _ = raw_http(
+        server,
+        "POST",
+        "/v2/models/simple/infer",
+        header + b"\0" * 12,
+        {"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert (
+        status == 400 and "binary_data_size 16 runs past the 12 bytes" in json.loads(data)["error"]
+    )
+    bad = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ]
+        }
+    ).encode()
+    status, data, _ = raw_http(
+        server,
+        "POST",
+        "/v2/models/simple/infer",
+        bad + b"\0" * 8,
+        {"Inference-Header-Content-Length": str(len(bad))},
+    )
     assert status == 400
-    assert "input byte size mismatch for input 'x' for model 'simple': expected 16 bytes" in \
-        json.loads(data)["error"]
+    assert (
+        "input byte size mismatch for input 'x' for model 'simple': expected 16 bytes"
+        in json.loads(data)["error"]
+    )
     status, data, _ = raw_http(server, "POST", "/v2/models/simple/infer", b"{not json")
     assert status == 400 and "not valid JSON" in json.loads(data)["error"]
-    status, data, _ = raw_http(server, "POST", "/v2/models/simple/infer", json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3]}]}))
+    status, data, _ = raw_http(
+        server,
+        "POST",
+        "/v2/models/simple/infer",
+        json.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3]}]}
+        ),
+    )
     assert status == 400 and "has 3 values but shape [1, 4] needs 4" in json.loads(data)["error"]
     status, data, _ = raw_http(server, "GET", "/v2/nowhere")
     assert status == 404 and "no such endpoint" in json.loads(data)["error"]
@@ -288,17 +357,27 @@ def test_http_body_errors(server):
 
 def test_http_json_request_by_hand_and_gzip(server, models):
     x = rows(2, 5)
-    body = json.dumps({"id": "7", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4],
-                                              "data": x.tolist()}]}).encode()
-    status, data, _ = raw_http(server, "POST", "/v2/models/simple/versions/1/infer",
-                                     gzip.compress(body), {"Content-Encoding": "gzip"})
+    body = json.dumps(
+        {
+            "id": "7",
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "data": x.tolist()}],
+        }
+    ).encode()
+    status, data, _ = raw_http(
+        server,
+        "POST",
+        "/v2/models/simple/versions/1/infer",
+        gzip.compress(body),
+        {"Content-Encoding": "gzip"},
+    )
     assert status == 200, data
     response = json.loads(data)
     assert response["id"] == "7" and response["model_version"] == "1"
     [output] = response["outputs"]
     assert output["name"] == "probs" and output["shape"] == [2, 3]
-    np.testing.assert_allclose(np.array(output["data"]).reshape(2, 3),
-                               models["simple"].reference(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(output["data"]).reshape(2, 3), models["simple"].reference(x), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_request_size_limits(server, grpc_client, http_client):
@@ -313,19 +392,25 @@ def test_request_size_limits(server, grpc_client, http_client):
 
 # -- statistics and metrics --------------------------------------------------------------------
 
+
 def test_statistics_and_metrics_agree(server, grpc_client, http_client):
     before = http_client.get_inference_statistics("simple")["model_stats"][0]
     grpc_client.infer("simple", [grpc_input("x", rows(3))])
     http_client.infer("simple", [http_input("x", rows(2))])
-    grpc_error(lambda: grpc_client.infer("simple", [grpc_input("x", rows(2), "FP32"),
-                                                    grpc_input("x", rows(2))]))
+    grpc_error(
+        lambda: grpc_client.infer(
+            "simple", [grpc_input("x", rows(2), "FP32"), grpc_input("x", rows(2))]
+        )
+    )
     stats = http_client.get_inference_statistics("simple")["model_stats"][0]
     assert stats["name"] == "simple" and stats["version"] == "1"
     assert stats["inference_count"] - before["inference_count"] == 5
     assert stats["execution_count"] - before["execution_count"] == 2
     success = stats["inference_stats"]["success"]
     assert success["count"] - before["inference_stats"]["success"]["count"] == 2
-    assert stats["inference_stats"]["fail"]["count"] - before["inference_stats"]["fail"]["count"] == 1
+    assert (
+        stats["inference_stats"]["fail"]["count"] - before["inference_stats"]["fail"]["count"] == 1
+    )
     assert success["ns"] > 0 and stats["inference_stats"]["compute_infer"]["ns"] > 0
     gstats = grpc_client.get_inference_statistics("simple", "1").model_stats[0]
     assert gstats.inference_count == stats["inference_count"]
@@ -334,17 +419,28 @@ def test_statistics_and_metrics_agree(server, grpc_client, http_client):
 
     import urllib.request
 
-    text = urllib.request.urlopen(f"http://{server.url('metrics')}/metrics",
-                                  timeout=DEADLINE).read()
+    text = urllib.request.urlopen(
+        f"http://{server.url('metrics')}/metrics", timeout=DEADLINE
+    ).read()
     text = text.decode()
     labels = '{model="simple",version="1"}'
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line.startswith("nv_") and labels in line}
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("nv_") and labels in line
+    }
     assert values[f"nv_inference_request_success{labels}"] == success["count"]
-    assert values[f"nv_inference_request_failure{labels}"] == stats["inference_stats"]["fail"]["count"]
+    assert (
+        values[f"nv_inference_request_failure{labels}"] == stats["inference_stats"]["fail"]["count"]
+    )
     assert values[f"nv_inference_count{labels}"] == stats["inference_count"]
     assert values[f"nv_inference_exec_count{labels}"] == stats["execution_count"]
-    for name in ("request_duration_us", "queue_duration_us", "compute_input_duration_us",
-                 "compute_infer_duration_us", "compute_output_duration_us"):
+    for name in (
+        "request_duration_us",
+        "queue_duration_us",
+        "compute_input_duration_us",
+        "compute_infer_duration_us",
+        "compute_output_duration_us",
+    ):
         assert f"nv_inference_{name}{labels}" in values
     assert "# TYPE nv_inference_request_success counter" in text

@@ -26,15 +26,17 @@ pytest.importorskip("ray.serve")
 # the conformance tests run again against the Ray application (fixtures `client` and
 # `server` of that module, `server` replaced below); tests of the load / unload API, of a
 # server's own state (log settings) and of servers built in the test are not for Ray
+from . import test_conformance
 from .test_conformance import (  # noqa: F401
     _inputs,
-    client,
     test_contents_with_raw_input_contents_is_tritons_error,
     test_sequence_flags_are_ignored_without_sequence_batching,
     test_simple_sums_and_differences,
     test_unknown_models_and_versions_in_tritons_words,
 )
 from .triton_examples import build_repository
+
+client = test_conformance.client  # the fixture, bound to this module's `server`
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 httpclient = pytest.importorskip("tritonclient.http")
@@ -95,11 +97,15 @@ def kill_session(folder: str) -> None:
 
 def replica_of(url: str, model: str = "simple") -> str:
     """The replica (``<id> <node> <pid>``) that answers one JSON inference over HTTP."""
-    body = (b'{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":'
-            + str(list(range(16))).encode() + b'},{"name":"INPUT1","shape":[1,16],'
-            b'"datatype":"INT32","data":' + str([1] * 16).encode() + b"}]}")
-    request = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", body,
-                                     {"Content-Type": "application/json"})
+    body = (
+        b'{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":'
+        + str(list(range(16))).encode()
+        + b'},{"name":"INPUT1","shape":[1,16],'
+        b'"datatype":"INT32","data":' + str([1] * 16).encode() + b"}]}"
+    )
+    request = urllib.request.Request(
+        f"http://{url}/v2/models/{model}/infer", body, {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
         return response.headers["popef-replica"]
@@ -133,9 +139,12 @@ def server(ray_folder, repository):
     from popef.serving.ray import AppOptions
     from popef.serving.ray.launcher import RayLaunch, RayService
 
-    service = RayService(AppOptions(tuple(str(r) for r in repository), strict_readiness=False,
-                                    num_replicas=2, num_cpus=0.5),
-                         RayLaunch(host="127.0.0.1", http_port=0, grpc_port=0, num_cpus=2))
+    service = RayService(
+        AppOptions(
+            tuple(str(r) for r in repository), strict_readiness=False, num_replicas=2, num_cpus=0.5
+        ),
+        RayLaunch(host="127.0.0.1", http_port=0, grpc_port=0, num_cpus=2),
+    )
     service.start()
     yield service
     service.stop()
@@ -170,22 +179,26 @@ def test_load_unload_and_shared_memory_are_refused_in_words(client):
 
 
 def test_json_and_binary_http_agree(server):
-    client = httpclient.InferenceServerClient(server.url("http"))
+    http_client = httpclient.InferenceServerClient(server.url("http"))
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     for binary in (True, False):
         inputs = _inputs(httpclient, a, a)
         for tensor in inputs:
             tensor.set_data_from_numpy(a, binary_data=binary)
         outputs = [httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary)]
-        result = client.infer("simple", inputs, outputs=outputs)
+        result = http_client.infer("simple", inputs, outputs=outputs)
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
-    client.close()
+    http_client.close()
 
 
 def _client_lines(script: str, *args: str) -> list[str]:
-    result = subprocess.run([sys.executable, str(MNIST / "triton" / script), *args],
-                            capture_output=True, text=True, timeout=120,
-                            cwd=MNIST / "triton")
+    result = subprocess.run(
+        [sys.executable, str(MNIST / "triton" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=MNIST / "triton",
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
@@ -212,8 +225,11 @@ def test_rescale_in_place_keeps_serving(server):
     from popef.serving.ray import APP_NAME, DEPLOYMENT_NAME, Scaling, build_app
 
     for count in (3, 2):
-        serve.run(build_app(server.options, Scaling(num_replicas=count, num_cpus=0.5)),
-                  name=APP_NAME, route_prefix="/")
+        serve.run(
+            build_app(server.options, Scaling(num_replicas=count, num_cpus=0.5)),
+            name=APP_NAME,
+            route_prefix="/",
+        )
         seen = set()
         deadline = time.monotonic() + 120
         while len(seen) < count and time.monotonic() < deadline:
@@ -221,3 +237,36 @@ def test_rescale_in_place_keeps_serving(server):
         assert len(seen) == count, seen
         status = serve.status().applications[APP_NAME].deployments[DEPLOYMENT_NAME]
         assert status.replica_states.get("RUNNING") == count
+
+
+def test_without_the_retrying_ingress_the_proxies_call_the_replicas(server):
+    """``retry_lost_requests=False``: one deployment, which Ray's proxies call themselves;
+    both protocols still answer, refusals in Triton's words included. Then back."""
+    from dataclasses import replace
+
+    from ray import serve
+    from tritonclient.utils import InferenceServerException
+
+    from popef.serving.ray import APP_NAME, DEPLOYMENT_NAME, INGRESS_NAME, Scaling, build_app
+
+    for retrying in (False, True):
+        serve.run(
+            build_app(
+                replace(server.options, retry_lost_requests=retrying),
+                Scaling(num_replicas=2, num_cpus=0.5),
+            ),
+            name=APP_NAME,
+            route_prefix="/",
+        )
+        deployments = serve.status().applications[APP_NAME].deployments
+        assert (INGRESS_NAME in deployments) is retrying
+        assert DEPLOYMENT_NAME in deployments
+        assert replica_of(server.url("http"))
+        grpc_client = grpcclient.InferenceServerClient(server.url("grpc"))
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        result = grpc_client.infer("simple", _inputs(grpcclient, a, a))
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
+        with pytest.raises(InferenceServerException) as info:
+            grpc_client.load_model("simple")
+        assert "redeploy the application" in info.value.message()
+        grpc_client.close()

@@ -44,8 +44,10 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 def _infer(client, module) -> np.ndarray:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
-    inputs = [module.InferInput("INPUT0", [1, 16], "INT32"),
-              module.InferInput("INPUT1", [1, 16], "INT32")]
+    inputs = [
+        module.InferInput("INPUT0", [1, 16], "INT32"),
+        module.InferInput("INPUT1", [1, 16], "INT32"),
+    ]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(a)
     return client.infer("simple", inputs).as_numpy("OUTPUT0")
@@ -55,12 +57,28 @@ def test_popef_serve_ray_starts_serves_and_leaves_nothing(tmp_path):
     repository = build_repository(tmp_path / "models")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     folder = ray_environment(env)
-    command = [sys.executable, "-c", "from popef.cli import main; main()", "serve", "--ray",
-               "--model-repository", str(repository), "--host", "127.0.0.1",
-               "--http-port", str(_free_port()), "--grpc-port", str(_free_port()),
-               "--strict-readiness", "false", "--ray-num-cpus", "0.5"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    command = [
+        sys.executable,
+        "-c",
+        "from popef.cli import main; main()",
+        "serve",
+        "--ray",
+        "--model-repository",
+        str(repository),
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        str(_free_port()),
+        "--grpc-port",
+        str(_free_port()),
+        "--strict-readiness",
+        "false",
+        "--ray-num-cpus",
+        "0.5",
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     lines: list[str] = []
     ports: dict[str, int] = {}
     try:
@@ -90,16 +108,24 @@ def test_popef_serve_ray_starts_serves_and_leaves_nothing(tmp_path):
 
 
 def _ray(env: dict, *args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], env=env,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _raylet_of(folder: str, node_ip: str) -> int:
     for pid in session_processes(folder):
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if (command and command[0].endswith(b"raylet")
-                and f"--node_ip_address={node_ip}".encode() in command):
+        if (
+            command
+            and command[0].endswith(b"raylet")
+            and f"--node_ip_address={node_ip}".encode() in command
+        ):
             return pid
     raise AssertionError(f"no raylet of node {node_ip}")
 
@@ -141,19 +167,37 @@ def test_a_killed_node_loses_no_request(tmp_path):
     env = dict(os.environ)
     port = _free_port("127.0.0.2")
     head = f"127.0.0.2:{port}"
-    worker = ["start", f"--address={head}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
-              "--disable-usage-stats"]
+    worker = [
+        "start",
+        f"--address={head}",
+        "--node-ip-address=127.0.0.3",
+        "--num-cpus=1",
+        "--disable-usage-stats",
+    ]
     try:
-        _ray(env, "start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}",
-             "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats")
+        _ray(
+            env,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.2",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        )
         _ray(env, *worker)
         ray.init(address=head, logging_level="WARNING")
         http_port = _free_port()
-        serve.start(proxy_location="HeadOnly",
-                    http_options={"host": "127.0.0.1", "port": http_port})
-        serve.run(build_app(AppOptions((str(repository),), strict_readiness=False,
-                                       num_replicas=2, num_cpus=1)),
-                  name=APP_NAME, route_prefix="/")
+        serve.start(
+            proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": http_port}
+        )
+        serve.run(
+            build_app(
+                AppOptions((str(repository),), strict_readiness=False, num_replicas=2, num_cpus=1)
+            ),
+            name=APP_NAME,
+            route_prefix="/",
+        )
         url = f"127.0.0.1:{http_port}"
         nodes = set()
         deadline = time.monotonic() + 120
@@ -186,8 +230,10 @@ def test_a_killed_node_loses_no_request(tmp_path):
         assert failed == [], failed[:5]
         # what the ingress sent again (none when no request was in flight on the lost node)
         retried = serve.get_deployment_handle(INGRESS_NAME, APP_NAME).retries.remote().result()
-        print(f"\n{ok[0]} requests answered, {before} before the kill; {retried} sent again "
-              "after their replica was lost")
+        print(
+            f"\n{ok[0]} requests answered, {before} before the kill; {retried} sent again "
+            "after their replica was lost"
+        )
 
         _ray(env, *worker)  # capacity is back: so is the second replica
 

@@ -31,9 +31,16 @@ def _flaky(failures: list[BaseException], answer: str = "answer"):
 
 def _retrying(call, **kwargs):
     retried = []
-    result = asyncio.run(with_retries(call, "test", first_pause_s=0,
-                                      lost=lambda exc: isinstance(exc, Lost),
-                                      on_retry=lambda: retried.append(1), **kwargs))
+    result = asyncio.run(
+        with_retries(
+            call,
+            "test",
+            first_pause_s=0,
+            lost=lambda exc: isinstance(exc, Lost),
+            on_retry=lambda: retried.append(1),
+            **kwargs,
+        )
+    )
     return result, len(retried)
 
 
@@ -78,19 +85,27 @@ def test_call_asgi_carries_the_request_and_the_response():
         seen["scope"] = scope
         message = await receive()
         seen["body"] = message["body"]
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"x-answer", b"yes")]})
+        await send(
+            {"type": "http.response.start", "status": 201, "headers": [(b"x-answer", b"yes")]}
+        )
         await send({"type": "http.response.body", "body": b"he", "more_body": True})
         await send({"type": "http.response.body", "body": b"llo"})
 
-    request = HttpRequest("POST", "/v2/models/m/infer", b"a=1",
-                          ((b"content-type", b"application/json"),), b"{}")
+    request = HttpRequest(
+        "POST", "/v2/models/m/infer", b"a=1", ((b"content-type", b"application/json"),), b"{}"
+    )
     response = asyncio.run(call_asgi(app, request))
     assert (response.status, response.headers, response.body) == (
-        201, [(b"x-answer", b"yes")], b"hello")
+        201,
+        [(b"x-answer", b"yes")],
+        b"hello",
+    )
     scope = seen["scope"]
     assert (scope["method"], scope["path"], scope["query_string"]) == (
-        "POST", "/v2/models/m/infer", b"a=1")
+        "POST",
+        "/v2/models/m/infer",
+        b"a=1",
+    )
     assert scope["headers"] == [(b"content-type", b"application/json")]
     assert seen["body"] == b"{}"
 
@@ -104,8 +119,12 @@ def test_call_asgi_with_popef_serves_app_answers_in_tritons_words(tmp_path):
     core = InferenceCore(ModelRepository([str(tmp_path)]))
     core.start()
     try:
-        response = asyncio.run(call_asgi(create_app(core), HttpRequest(
-            "POST", "/v2/models/none/infer", body=b'{"inputs": []}')))
+        response = asyncio.run(
+            call_asgi(
+                create_app(core),
+                HttpRequest("POST", "/v2/models/none/infer", body=b'{"inputs": []}'),
+            )
+        )
     finally:
         core.close(timeout=10)
     assert response.status == 404

@@ -10,8 +10,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from popef.serving import InferenceCore, ModelRepository
 from popef.servable.errors import ServingError
+from popef.serving import InferenceCore, ModelRepository
 
 from .conftest import config, write_model
 from .test_protocol import grpc_input, http_input, rows
@@ -22,14 +22,18 @@ def test_index_lists_every_model_with_state_and_reason(grpc_client, http_client)
     assert index[("simple", "1")]["state"] == "READY"
     broken = index[("broken_dtype", "1")]
     assert broken["state"] == "UNAVAILABLE"
-    assert "input 'input' has data_type TYPE_FP16 but the model's anchor 'input' is F32" in \
-        broken["reason"]
+    assert (
+        "input 'input' has data_type TYPE_FP16 but the model's anchor 'input' is F32"
+        in broken["reason"]
+    )
     corrupt = index[("corrupt", "1")]
     assert corrupt["state"] == "UNAVAILABLE" and corrupt["reason"]
     assert ("versions", "2") not in index  # the policy serves versions 1 and 3
     gindex = grpc_client.get_model_repository_index()
     assert {(m.name, m.version, m.state) for m in gindex.models} >= {
-        ("simple", "1", "READY"), ("broken_dtype", "1", "UNAVAILABLE")}
+        ("simple", "1", "READY"),
+        ("broken_dtype", "1", "UNAVAILABLE"),
+    }
 
 
 def test_index_of_ready_models(server):
@@ -43,8 +47,10 @@ def test_index_of_ready_models(server):
 
 
 def test_broken_models_are_logged_with_their_reason(server, serving_log):
-    assert "failed to load 'broken_dtype' version 1: input 'input' has data_type TYPE_FP16" in \
-        serving_log.text
+    assert (
+        "failed to load 'broken_dtype' version 1: input 'input' has data_type TYPE_FP16"
+        in serving_log.text
+    )
     assert "failed to load 'corrupt' version 1:" in serving_log.text
     assert "successfully loaded 'simple' version 1" in serving_log.text
 
@@ -53,12 +59,17 @@ def test_version_policy(grpc_client, http_client, models):
     x = rows(2)
     latest = grpc_client.infer("versions", [grpc_input("input", x)])
     assert latest.get_response().model_version == "3"
-    np.testing.assert_allclose(latest.as_numpy("out"), models["versions"][3].reference(x),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        latest.as_numpy("out"), models["versions"][3].reference(x), rtol=1e-5, atol=1e-6
+    )
     v1 = http_client.infer("versions", [http_input("input", x)], model_version="1")
-    np.testing.assert_allclose(v1.as_numpy("out"), models["versions"][1].reference(x),
-                               rtol=1e-5, atol=1e-6)
-    with pytest.raises(InferenceServerException, match="Request for unknown model: 'versions' version 2 is not found"):
+    np.testing.assert_allclose(
+        v1.as_numpy("out"), models["versions"][1].reference(x), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(
+        InferenceServerException,
+        match="Request for unknown model: 'versions' version 2 is not found",
+    ):
         grpc_client.infer("versions", [grpc_input("input", x)], model_version="2")
     assert http_client.get_model_metadata("versions")["versions"] == ["1", "3"]
     # the default policy serves the latest version only
@@ -86,20 +97,35 @@ def test_unload_and_load_over_http_and_grpc(grpc_client, http_client, models):
 
 
 def test_load_with_a_config_from_the_client(http_client, grpc_client):
-    override = json.loads(json.dumps({
-        "name": "latest", "backend": "poplar", "max_batch_size": 2,
-        "version_policy": {"all": {}},
-    }))
+    override = json.loads(
+        json.dumps(
+            {
+                "name": "latest",
+                "backend": "poplar",
+                "max_batch_size": 2,
+                "version_policy": {"all": {}},
+            }
+        )
+    )
     http_client.load_model("latest", config=json.dumps(override))
     try:
         assert http_client.get_model_config("latest")["max_batch_size"] == 2
         assert http_client.get_model_metadata("latest")["versions"] == ["1", "2"]
         with pytest.raises(InferenceServerException, match="batch-size must be <= 2"):
             grpc_client.infer("latest", [grpc_input("input", rows(3))])
-        with pytest.raises(InferenceServerException, match="load failed for model 'latest': version 2 is at UNAVAILABLE state: .*TYPE_INT8"):
-            grpc_client.load_model("latest", config=json.dumps({
-                "max_batch_size": 2,
-                "input": [{"name": "input", "data_type": "TYPE_INT8", "dims": [4]}]}))
+        with pytest.raises(
+            InferenceServerException,
+            match="load failed for model 'latest': version 2 is at UNAVAILABLE state: .*TYPE_INT8",
+        ):
+            grpc_client.load_model(
+                "latest",
+                config=json.dumps(
+                    {
+                        "max_batch_size": 2,
+                        "input": [{"name": "input", "data_type": "TYPE_INT8", "dims": [4]}],
+                    }
+                ),
+            )
         # a failed reload keeps the loaded versions serving
         assert grpc_client.is_model_ready("latest")
     finally:
@@ -109,18 +135,24 @@ def test_load_with_a_config_from_the_client(http_client, grpc_client):
 
 def test_load_errors(http_client, grpc_client):
     # Triton's text and code (INTERNAL), then why
-    with pytest.raises(InferenceServerException, match="failed to load 'ghost', failed to poll "
-                       "from model repository: there is no folder 'ghost'") as info:
+    with pytest.raises(
+        InferenceServerException,
+        match="failed to load 'ghost', failed to poll "
+        "from model repository: there is no folder 'ghost'",
+    ) as info:
         http_client.load_model("ghost")
     assert info.value.status() == "500"
     with pytest.raises(InferenceServerException) as info:
         grpc_client.load_model("broken_dtype")
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "data_type TYPE_FP16" in info.value.message()
-    with pytest.raises(InferenceServerException, match="failed to load 'simple', failed to poll "
-                       "from model repository: Invalid config override: .*not a ModelConfig "
-                       "in JSON") as info:
-        http_client.load_model("simple", config="{\"bogus\": 1}")
+    with pytest.raises(
+        InferenceServerException,
+        match="failed to load 'simple', failed to poll "
+        "from model repository: Invalid config override: .*not a ModelConfig "
+        "in JSON",
+    ) as info:
+        http_client.load_model("simple", config='{"bogus": 1}')
     assert info.value.status() == "500"
     # unloading a model that is not loaded (or does not exist) succeeds, as in Triton
     grpc_client.unload_model("ghost")

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
+from popef.servable.errors import ServingError, Status
 from popef.serving.budget import ByteBudget
 from popef.serving.connections import SERVER_PAUSE
-from popef.servable.errors import ServingError, Status
 from popef.serving.http_app import create_app
 
 DEADLINE = 60.0
@@ -46,12 +46,23 @@ class Client:
         self.chunks: asyncio.Queue = asyncio.Queue()
         self.status: int | None = None
         self.body = b""
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-                 "server": ("127.0.0.1", 80),
-                 "headers": [(b"content-length", str(length).encode()),
-                             (b"content-type", b"application/json")]}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "headers": [
+                (b"content-length", str(length).encode()),
+                (b"content-type", b"application/json"),
+            ],
+        }
         if encoding:
             scope["headers"].append((b"content-encoding", encoding.encode()))
         self.scope = scope
@@ -223,8 +234,13 @@ def test_a_declared_but_unsent_body_holds_nothing():
 
 def test_small_bodies_never_wait_for_the_budget():
     async def scenario():
-        app = create_app(IndexOnlyCore(), max_input_size=1000, max_inflight_bytes=1000,
-                         inflight_wait=DEADLINE, free_body_bytes=100)
+        app = create_app(
+            IndexOnlyCore(),
+            max_input_size=1000,
+            max_inflight_bytes=1000,
+            inflight_wait=DEADLINE,
+            free_body_bytes=100,
+        )
         holder = Client(app, "/v2/repository/index", 1000)
         holder.send(b" " * 999)  # the whole budget held, its last byte not sent
         await asyncio.sleep(0)
@@ -308,8 +324,13 @@ class BlockingLoadCore(IndexOnlyCore):
 
 def test_a_stalled_body_gives_its_bytes_back_and_a_waiting_request_goes_on():
     async def scenario():
-        app = index_app(max_input_size=100, max_inflight_bytes=150, inflight_wait=DEADLINE,
-                        body_timeout=None, body_stall_timeout=0.5)
+        app = index_app(
+            max_input_size=100,
+            max_inflight_bytes=150,
+            inflight_wait=DEADLINE,
+            body_timeout=None,
+            body_stall_timeout=0.5,
+        )
         stalled = Client(app, "/v2/repository/index", 100)
         stalled.send(BODY[:90])  # holds 90 bytes, then nothing more comes
         await asyncio.sleep(0)
@@ -327,8 +348,15 @@ def test_a_stalled_body_gives_its_bytes_back_and_a_waiting_request_goes_on():
 def test_waiting_for_the_budget_is_not_a_stalled_body():
     async def scenario():
         core = BlockingLoadCore()
-        app = create_app(core, free_body_bytes=0, max_input_size=100, max_inflight_bytes=150,
-                         inflight_wait=DEADLINE, body_timeout=None, body_stall_timeout=0.2)
+        app = create_app(
+            core,
+            free_body_bytes=0,
+            max_input_size=100,
+            max_inflight_bytes=150,
+            inflight_wait=DEADLINE,
+            body_timeout=None,
+            body_stall_timeout=0.2,
+        )
         loading = Client(app, "/v2/repository/models/m/load", 100)
         loading.send(BODY, more=False)  # holds 100 bytes while its load runs
         await until(core.entered.is_set)

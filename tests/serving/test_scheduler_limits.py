@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from popef.serving import ModelRepository
 from popef.servable.errors import ServingError
+from popef.serving import ModelRepository
 from popef.serving.scheduler import BatchPolicy, Execution, Scheduler, Work
 from popef.serving.stats import ModelStats, now_ns
 
@@ -22,25 +22,39 @@ from .gates import DEADLINE, gated, wait_until
 
 
 def _parameters(**values: str) -> str:
-    entries = ",\n  ".join(f'{{ key: "{k}" value: {{ string_value: "{v}" }} }}'
-                           for k, v in values.items())
+    entries = ",\n  ".join(
+        f'{{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in values.items()
+    )
     return f"parameters [ {entries} ]"
 
 
-@pytest.mark.parametrize("extra, reason", [
-    ("dynamic_batching { max_queue_delay_microseconds: 10000000000000000 }",
-     "dynamic_batching max_queue_delay_microseconds must be at most 86400000000 (one day), "
-     "got 10000000000000000"),
-    ("dynamic_batching { }\n" + _parameters(timeout_ns="100000000000000000000"),
-     "parameter timeout_ns must be at most 86400000000000 (one day), got 100000000000000000000"),
-    (_parameters(execute_delay_ms=str(10**30)),
-     f"parameter execute_delay_ms {10**30} asks for a delay of {10**30} ms per execution: "
-     "expected at most 86400000 ms (one day)"),
-    ("instance_group [ { kind: KIND_CPU count: 3 } ]\n"
-     + _parameters(execute_delay_ms="3600000", instance_wise_delay_multiplier="20"),
-     "parameters execute_delay_ms 3600000 × instance_wise_delay_multiplier 20 × instance 2 "
-     "asks for a delay of 144000000 ms per execution: expected at most 86400000 ms (one day)"),
-])
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        (
+            "dynamic_batching { max_queue_delay_microseconds: 10000000000000000 }",
+            "dynamic_batching max_queue_delay_microseconds must be at most 86400000000 (one day), "
+            "got 10000000000000000",
+        ),
+        (
+            "dynamic_batching { }\n" + _parameters(timeout_ns="100000000000000000000"),
+            "parameter timeout_ns must be at most 86400000000000 (one day), "
+            "got 100000000000000000000",
+        ),
+        (
+            _parameters(execute_delay_ms=str(10**30)),
+            f"parameter execute_delay_ms {10**30} asks for a delay of {10**30} ms per execution: "
+            "expected at most 86400000 ms (one day)",
+        ),
+        (
+            "instance_group [ { kind: KIND_CPU count: 3 } ]\n"
+            + _parameters(execute_delay_ms="3600000", instance_wise_delay_multiplier="20"),
+            "parameters execute_delay_ms 3600000 × instance_wise_delay_multiplier 20 × instance 2 "
+            "asks for a delay of 144000000 ms per execution: "
+            "expected at most 86400000 ms (one day)",
+        ),
+    ],
+)
 def test_a_delay_over_the_limit_makes_the_model_unavailable(tmp_path, extra, reason):
     write_model(tmp_path, "m", config("m", extra=extra))
     repository = ModelRepository(tmp_path)
@@ -52,9 +66,17 @@ def test_a_delay_over_the_limit_makes_the_model_unavailable(tmp_path, extra, rea
 
 
 def test_limits_are_inclusive(tmp_path):
-    write_model(tmp_path, "m", config("m", extra=(
-        "dynamic_batching { max_queue_delay_microseconds: 86400000000 }\n"
-        + _parameters(execute_delay_ms="86400000", timeout_ns="86400000000000"))))
+    write_model(
+        tmp_path,
+        "m",
+        config(
+            "m",
+            extra=(
+                "dynamic_batching { max_queue_delay_microseconds: 86400000000 }\n"
+                + _parameters(execute_delay_ms="86400000", timeout_ns="86400000000000")
+            ),
+        ),
+    )
     repository = ModelRepository(tmp_path)
     repository.load_all()
     assert repository.record("m").state == "READY"
@@ -62,24 +84,39 @@ def test_limits_are_inclusive(tmp_path):
 
 
 def test_the_load_api_refuses_a_delay_over_the_limit(http_client):
-    with pytest.raises(InferenceServerException,
-                       match="max_queue_delay_microseconds must be at most") as info:
-        http_client.load_model("simple", config=json.dumps({
-            "max_batch_size": 8, "dynamic_batching": {
-                "max_queue_delay_microseconds": "10000000000000000"}}))
+    with pytest.raises(
+        InferenceServerException, match="max_queue_delay_microseconds must be at most"
+    ) as info:
+        http_client.load_model(
+            "simple",
+            config=json.dumps(
+                {
+                    "max_batch_size": 8,
+                    "dynamic_batching": {"max_queue_delay_microseconds": "10000000000000000"},
+                }
+            ),
+        )
     assert info.value.status() == "400"
     assert http_client.is_model_ready("simple")  # a failed reload keeps it serving
 
 
 # -- the scheduler on its own ------------------------------------------------------------------
 
+
 def _echo(instance: int, inputs, rows: int) -> Execution:
     return Execution(dict(inputs), 0, 0)
 
 
 def _scheduler(policy: BatchPolicy, max_batch_size: int = 2) -> Scheduler:
-    return Scheduler("m", instances=1, execute=_echo, max_batch_size=max_batch_size,
-                     policy=policy, max_queue_size=16, stats=ModelStats("m", 1))
+    return Scheduler(
+        "m",
+        instances=1,
+        execute=_echo,
+        max_batch_size=max_batch_size,
+        policy=policy,
+        max_queue_size=16,
+        stats=ModelStats("m", 1),
+    )
 
 
 def _work(value: float) -> Work:
@@ -114,8 +151,10 @@ def test_an_error_while_gathering_fails_that_batch_and_the_worker_goes_on(monkey
     monkeypatch.setattr(scheduler, "_fit", failing_once)
     try:
         failed = scheduler.submit(_work(1))
-        with pytest.raises(ServingError, match="model 'm' failed to gather a batch: "
-                                               "OverflowError: timestamp out of range"):
+        with pytest.raises(
+            ServingError,
+            match="model 'm' failed to gather a batch: OverflowError: timestamp out of range",
+        ):
             failed.result(DEADLINE)
         assert scheduler.submit(_work(2)).result(DEADLINE)["x"].tolist() == [[2, 2]]
     finally:
@@ -124,6 +163,7 @@ def test_an_error_while_gathering_fails_that_batch_and_the_worker_goes_on(monkey
 
 
 # -- unloading ---------------------------------------------------------------------------------
+
 
 def _repository(tmp_path, **models: str) -> ModelRepository:
     for name, extra in models.items():
@@ -166,8 +206,9 @@ def test_a_draining_model_does_not_hold_other_loads(tmp_path):
         future = served.submit({"input": np.ones((1, 4), np.float32)}, 1, arrival_ns=now_ns())
         gate.wait_entered(1)
         unload_a = _in_thread(lambda: repository.unload("a"))
-        wait_until(lambda: repository.record("a").versions[1].state == "UNLOADING",
-                   "model 'a' unloading")
+        wait_until(
+            lambda: repository.record("a").versions[1].state == "UNLOADING", "model 'a' unloading"
+        )
         others = _in_thread(lambda: (repository.unload("b"), repository.load("b")))
         others.join(DEADLINE)
         assert not others.is_alive(), "loading 'b' waited for 'a' to drain"
@@ -189,9 +230,10 @@ def test_an_unload_that_times_out_says_so(tmp_path, caplog):
         future = served.submit({"input": np.ones((1, 4), np.float32)}, 1, arrival_ns=now_ns())
         gate.wait_entered(1)
         repository.close(timeout=0)
-        assert ("unloading 'stuck' version 1: an execution still runs after 0 s"
-                in caplog.text)
+        assert "unloading 'stuck' version 1: an execution still runs after 0 s" in caplog.text
         assert "successfully unloaded 'stuck'" not in caplog.text
     assert future.result(DEADLINE)["out"].shape == (1, 3)
-    wait_until(lambda: "successfully unloaded 'stuck' version 1 (its last execution ended)"
-               in caplog.text, "the unload to finish once the execution ended")
+    wait_until(
+        lambda: "successfully unloaded 'stuck' version 1 (its last execution ended)" in caplog.text,
+        "the unload to finish once the execution ended",
+    )

@@ -51,8 +51,9 @@ def _options_of_serve(monkeypatch, arguments: list[str]) -> ServerOptions:
 
 def test_serve_without_flags_starts_with_the_server_defaults(monkeypatch, tmp_path):
     options = _options_of_serve(monkeypatch, ["--model-repository", str(tmp_path)])
-    expected = dataclasses.replace(server_defaults(), model_repositories=[tmp_path],
-                                   log_settings=options.log_settings)
+    expected = dataclasses.replace(
+        server_defaults(), model_repositories=[tmp_path], log_settings=options.log_settings
+    )
     assert options == expected
     assert options.log_settings.get() == LogSettings().get()
 
@@ -64,18 +65,29 @@ def test_every_serve_flag_default_is_a_server_default():
 
     defaults = server_defaults()
     fields = {name: getattr(defaults, name) for name in vars(defaults)}
-    fields.update({f"grpc_{name}": value
-                   for name, value in dataclasses.asdict(defaults.grpc_limits).items()})
-    fields.update({"server_id": defaults.server_id,
-                   "exit_timeout_secs": defaults.exit_timeout,
-                   "http_header_timeout_secs": defaults.http_limits.header_timeout,
-                   "http_keepalive_timeout_secs": defaults.http_limits.keepalive_timeout,
-                   "http_max_connections": defaults.http_limits.max_connections,
-                   "http_body_timeout_secs": defaults.http_body_timeout,
-                   "http_body_stall_timeout_secs": defaults.http_body_stall_timeout})
+    fields.update(
+        {f"grpc_{name}": value for name, value in dataclasses.asdict(defaults.grpc_limits).items()}
+    )
+    fields.update(
+        {
+            "server_id": defaults.server_id,
+            "exit_timeout_secs": defaults.exit_timeout,
+            "http_header_timeout_secs": defaults.http_limits.header_timeout,
+            "http_keepalive_timeout_secs": defaults.http_limits.keepalive_timeout,
+            "http_max_connections": defaults.http_limits.max_connections,
+            "http_body_timeout_secs": defaults.http_body_timeout,
+            "http_body_stall_timeout_secs": defaults.http_body_stall_timeout,
+        }
+    )
     log = LogSettings().get()
-    fields.update({"log_verbose": log["log_verbose_level"], "log_info": log["log_info"],
-                   "log_warning": log["log_warning"], "log_error": log["log_error"]})
+    fields.update(
+        {
+            "log_verbose": log["log_verbose_level"],
+            "log_info": log["log_info"],
+            "log_warning": log["log_warning"],
+            "log_error": log["log_error"],
+        }
+    )
     compared = 0
     for parameter in serve_command.params:
         if parameter.name not in fields or parameter.multiple:
@@ -85,9 +97,11 @@ def test_every_serve_flag_default_is_a_server_default():
             assert parameter.default is None
             continue
         # flags spell "no limit" 0 where the options say None
-        assert parameter.default == (0 if expected is None and parameter.type.name in
-                                     ("integer range", "float range") else expected), \
-            parameter.name
+        assert parameter.default == (
+            0
+            if expected is None and parameter.type.name in ("integer range", "float range")
+            else expected
+        ), parameter.name
         compared += 1
     assert compared >= 39  # every flag with a counterpart, not a lucky few
 
@@ -96,8 +110,9 @@ def test_serve_help_states_the_defaults():
     from popef.cli import main
 
     defaults = server_defaults()
-    text = " ".join(CliRunner().invoke(main, ["serve", "--help"],
-                                       terminal_width=200).output.split())
+    text = " ".join(
+        CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output.split()
+    )
     assert f"[default: {defaults.http_port};" in text
     assert f"(default {defaults.executor})" in text
     assert f"[default: {defaults.grpc_limits.keepalive_time};" in text
@@ -110,9 +125,19 @@ def test_the_ray_application_shares_the_server_defaults(tmp_path):
     defaults = dataclasses.replace(server_defaults(), model_repositories=[tmp_path])
     assert app_options(defaults) == AppOptions((str(tmp_path),))
     launch = RayLaunch()
-    assert (launch.host, launch.http_port, launch.grpc_port, launch.allow_http,
-            launch.allow_grpc) == (defaults.host, defaults.http_port, defaults.grpc_port,
-                                   defaults.allow_http, defaults.allow_grpc)
+    assert (
+        launch.host,
+        launch.http_port,
+        launch.grpc_port,
+        launch.allow_http,
+        launch.allow_grpc,
+    ) == (
+        defaults.host,
+        defaults.http_port,
+        defaults.grpc_port,
+        defaults.allow_http,
+        defaults.allow_grpc,
+    )
 
 
 def test_builder_arguments_default_to_the_server_defaults(tmp_path):
@@ -120,18 +145,33 @@ def test_builder_arguments_default_to_the_server_defaults(tmp_path):
 
     options = AppOptions.from_args({"model_repository": str(tmp_path)})
     defaults = server_defaults()
-    for name in ("executor", "auto_complete", "default_max_batch_size", "max_queue_size",
-                 "model_config_name", "http_max_input_size", "strict_readiness", "server_id"):
+    for name in (
+        "executor",
+        "auto_complete",
+        "default_max_batch_size",
+        "max_queue_size",
+        "model_config_name",
+        "http_max_input_size",
+        "strict_readiness",
+        "server_id",
+    ):
         assert getattr(options, name) == getattr(defaults, name), name
 
 
 def test_the_options_module_imports_no_server_library():
     """``popef serve --help`` reads its defaults without importing uvicorn, starlette or grpc."""
-    code = ("import sys, popef.serving.options, popef.serving.cli\n"
-            "heavy = {'grpc', 'starlette', 'uvicorn', 'ray', 'tritonclient'}\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parent).stdout
+    code = (
+        "import sys, popef.serving.options, popef.serving.cli\n"
+        "heavy = {'grpc', 'starlette', 'uvicorn', 'ray', 'tritonclient'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent,
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -144,5 +184,8 @@ def test_limits_are_checked_where_they_are_defined():
     from popef.serving.grpc_servicer import GrpcLimits as FromServicer
     from popef.serving.server import ServerOptions as FromServer
 
-    assert (FromConnections, FromServicer, FromServer) == (ConnectionLimits, GrpcLimits,
-                                                           ServerOptions)
+    assert (FromConnections, FromServicer, FromServer) == (
+        ConnectionLimits,
+        GrpcLimits,
+        ServerOptions,
+    )

@@ -51,9 +51,11 @@ def shm_object():
 
 def _request(region: str, size: int = NBYTES) -> InferRequest:
     parameters = {"shared_memory_region": region, "shared_memory_byte_size": size}
-    return InferRequest("m", inputs=[InputTensor("x", "INT32", (size // 4,),
-                                                 parameters=dict(parameters))],
-                        outputs=[RequestedOutput("y", parameters=dict(parameters))])
+    return InferRequest(
+        "m",
+        inputs=[InputTensor("x", "INT32", (size // 4,), parameters=dict(parameters))],
+        outputs=[RequestedOutput("y", parameters=dict(parameters))],
+    )
 
 
 def _raises(call, status: Status, match: str) -> ServingError:
@@ -65,13 +67,17 @@ def _raises(call, status: Status, match: str) -> ServingError:
 
 # -- system shared memory ------------------------------------------------------------------------
 
+
 def test_registrations_are_limited_with_a_clear_error(shm_object):
     key = shm_object()
     memory = SystemSharedMemory(max_regions=3)
     for i in range(3):
         memory.register(f"r{i}", key, 0, NBYTES)
-    error = _raises(lambda: memory.register("r3", key, 0, NBYTES), Status.UNAVAILABLE,
-                    "holds 3 regions, its limit")
+    error = _raises(
+        lambda: memory.register("r3", key, 0, NBYTES),
+        Status.UNAVAILABLE,
+        "holds 3 regions, its limit",
+    )
     assert "'r3'" in error.message
     memory.unregister("r0")
     memory.register("r3", key, 0, NBYTES)  # room again
@@ -82,8 +88,11 @@ def test_region_names_are_bounded(shm_object):
     key = shm_object()
     memory = SystemSharedMemory()
     memory.register("n" * MAX_REGION_NAME, key, 0, NBYTES)
-    error = _raises(lambda: memory.register("n" * 10_000_000, key, 0, NBYTES),
-                    Status.INVALID_ARG, "10000000 characters")
+    error = _raises(
+        lambda: memory.register("n" * 10_000_000, key, 0, NBYTES),
+        Status.INVALID_ARG,
+        "10000000 characters",
+    )
     assert len(error.message) < 300
     assert len(memory) == 1
     memory.close()
@@ -92,11 +101,17 @@ def test_region_names_are_bounded(shm_object):
 def test_only_shared_memory_objects_register(shm_object):
     memory = SystemSharedMemory()
     fifo = shm_object(fifo=True)
-    _raises(lambda: memory.register("f", fifo, 0, 0), Status.INVALID_ARG,
-            "is not a shared memory object")
+    _raises(
+        lambda: memory.register("f", fifo, 0, 0),
+        Status.INVALID_ARG,
+        "is not a shared memory object",
+    )
     for key in ("/../etc/passwd", "/dev/shm" + shm_object(), "/", "", "..", "/a\x00b"):
-        _raises(lambda key=key: memory.register("k", key, 0, 0), Status.INTERNAL,
-                "Unable to open shared memory region")
+        _raises(
+            lambda key=key: memory.register("k", key, 0, 0),
+            Status.INTERNAL,
+            "Unable to open shared memory region",
+        )
     assert len(memory) == 0
 
 
@@ -106,26 +121,34 @@ def test_a_symlink_in_dev_shm_is_not_followed(tmp_path):
     link = f"popef_hostile_{uuid.uuid4().hex[:12]}"
     os.symlink(target, "/dev/shm/" + link)
     try:
-        _raises(lambda: SystemSharedMemory().register("s", "/" + link, 0, 1), Status.INTERNAL,
-                "Unable to open shared memory region")
+        _raises(
+            lambda: SystemSharedMemory().register("s", "/" + link, 0, 1),
+            Status.INTERNAL,
+            "Unable to open shared memory region",
+        )
     finally:
         os.unlink("/dev/shm/" + link)
 
 
-@pytest.mark.parametrize("offset, byte_size", [(-8, NBYTES), (0, -1), (1.0, 8), (0, True),
-                                               (0, "8")])
+@pytest.mark.parametrize(
+    "offset, byte_size", [(-8, NBYTES), (0, -1), (1.0, 8), (0, True), (0, "8")]
+)
 def test_register_checks_its_numbers_itself(shm_object, offset, byte_size):
     # the HTTP front end checks them too; the registry is also called by other hosts
     memory = SystemSharedMemory()
-    _raises(lambda: memory.register("r", shm_object(), offset, byte_size), Status.INVALID_ARG,
-            "must be a whole number >= 0")
+    _raises(
+        lambda: memory.register("r", shm_object(), offset, byte_size),
+        Status.INVALID_ARG,
+        "must be a whole number >= 0",
+    )
     assert len(memory) == 0
 
 
 def test_huge_numbers_are_shortened_in_messages(shm_object):
     memory = SystemSharedMemory()
-    error = _raises(lambda: memory.register("r", shm_object(), 0, 10**4000),
-                    Status.INVALID_ARG, "invalid args")
+    error = _raises(
+        lambda: memory.register("r", shm_object(), 0, 10**4000), Status.INVALID_ARG, "invalid args"
+    )
     assert len(error.message) < 300
 
 
@@ -152,8 +175,11 @@ def test_reads_from_shared_memory_are_bounded(shm_object):
     memory = SystemSharedMemory(max_request_bytes=1024)
     memory.register("big", key, 0, 1 << 30)
     request = _request("big", 1 << 30)
-    _raises(lambda: memory.bind(request), Status.INVALID_ARG,
-            "read 1073741824 bytes from shared memory, the most is 1024")
+    _raises(
+        lambda: memory.bind(request),
+        Status.INVALID_ARG,
+        "read 1073741824 bytes from shared memory, the most is 1024",
+    )
     memory.unregister("big")  # nothing was held
     memory.close()
 
@@ -170,25 +196,33 @@ def test_os_errors_become_serving_errors(shm_object, monkeypatch):
     monkeypatch.setattr(os, "pwrite", failing)
     piece = held.outputs["y"]
     _raises(piece.read, Status.INTERNAL, "cannot read shared memory region 'r'")
-    _raises(lambda: piece.write(b"\0" * NBYTES), Status.INTERNAL,
-            "cannot write shared memory region 'r'")
+    _raises(
+        lambda: piece.write(b"\0" * NBYTES),
+        Status.INTERNAL,
+        "cannot write shared memory region 'r'",
+    )
     held.release()
     memory.close()
 
 
 # -- logging and trace settings ------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes", [{"trace_rate": "9" * 3000}, {"trace_count": "-" + "9" * 3000},
-                                     {"log_frequency": 10**3000}])
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"trace_rate": "9" * 3000}, {"trace_count": "-" + "9" * 3000}, {"log_frequency": 10**3000}],
+)
 def test_trace_numbers_are_shortened_in_messages(changes):
-    error = _raises(lambda: TraceSettings().update(changes), Status.INVALID_ARG,
-                    "Unable to parse")
+    error = _raises(lambda: TraceSettings().update(changes), Status.INVALID_ARG, "Unable to parse")
     assert len(error.message) < 300
 
 
 def test_an_empty_trace_level_says_so():
-    _raises(lambda: TraceSettings().update({"trace_level": []}), Status.INVALID_ARG,
-            "'trace_level' names no level")
+    _raises(
+        lambda: TraceSettings().update({"trace_level": []}),
+        Status.INVALID_ARG,
+        "'trace_level' names no level",
+    )
 
 
 def test_trace_settings_of_an_unknown_model_are_bounded(tmp_path):
@@ -196,25 +230,33 @@ def test_trace_settings_of_an_unknown_model_are_bounded(tmp_path):
     from popef.serving.repository import ModelRepository
 
     core = InferenceCore(ModelRepository([tmp_path]))
-    error = _raises(lambda: core.trace_setting("m\x1b" * 100_000), Status.INVALID_ARG,
-                    "Request for unknown model")
+    error = _raises(
+        lambda: core.trace_setting("m\x1b" * 100_000),
+        Status.INVALID_ARG,
+        "Request for unknown model",
+    )
     assert len(error.message) < 400
 
 
 # -- popef serve --id ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("server_id, message", [
-    ("", "--id must not be empty"),
-    ("a\x1b[31mb\nc", "--id must be printable text, got 'a\\x1b[31mb\\nc'"),
-    ("x" * 5000, "--id has 5000 characters, the most is 256"),
-    ("name\u202e", "--id must be printable text"),
-])
+
+@pytest.mark.parametrize(
+    "server_id, message",
+    [
+        ("", "--id must not be empty"),
+        ("a\x1b[31mb\nc", "--id must be printable text, got 'a\\x1b[31mb\\nc'"),
+        ("x" * 5000, "--id has 5000 characters, the most is 256"),
+        ("name\u202e", "--id must be printable text"),
+    ],
+)
 def test_odd_ids_are_refused_with_one_line(tmp_path, server_id, message):
     pytest.importorskip("uvicorn")
     pytest.importorskip("grpc")
     # a missing repository: without the check, serve fails on it instead of serving
-    result = CliRunner().invoke(main, ["serve", "--model-repository", str(tmp_path / "none"),
-                                       "--id", server_id])
+    result = CliRunner().invoke(
+        main, ["serve", "--model-repository", str(tmp_path / "none"), "--id", server_id]
+    )
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

@@ -26,8 +26,9 @@ from .conftest import build_tiny, config
 
 
 def _plan(signature, text: str | None = None, name: str = "tiny"):
-    completed = complete_config(parse_config(text) if text else None, name, signature,
-                                states_max_batch_size=bool(text))
+    completed = complete_config(
+        parse_config(text) if text else None, name, signature, states_max_batch_size=bool(text)
+    )
     return build_plan(completed, signature)
 
 
@@ -42,6 +43,7 @@ def micro(tmp_path_factory):
 
 
 # -- version files ---------------------------------------------------------------------------
+
 
 def test_model_files_rule(tmp_path):
     vdir = tmp_path / "1"
@@ -80,6 +82,7 @@ def test_error_message():
 
 # -- batches ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rows", [1, 3, 4, 12])
 def test_prepare_feed_pads_to_whole_steps_and_collect_cuts_back(micro, rows):
     model, runner, signature = micro
@@ -109,16 +112,17 @@ def test_merge_and_split_rows_round_trip():
 
 # -- request checks --------------------------------------------------------------------------
 
+
 def test_request_checks(micro):
     _, _, signature = micro
     plan = _plan(signature, config("micro", max_batch_size=12), name="micro")
     tp = plan.input("input")
     check_input_names("micro", plan, ["input"])
     for names, message in (
-            (["input", "input"], "input 'input' is given twice"),
-            (["nope"], ("unexpected inference input 'nope' for model 'micro'; its inputs "
-                        "are 'input'")),
-            ([], "expected 1 inputs but got 0 inputs for model 'micro': missing input 'input'")):
+        (["input", "input"], "input 'input' is given twice"),
+        (["nope"], ("unexpected inference input 'nope' for model 'micro'; its inputs are 'input'")),
+        ([], "expected 1 inputs but got 0 inputs for model 'micro': missing input 'input'"),
+    ):
         with pytest.raises(ServingError, match=message):
             check_input_names("micro", plan, names)
     check_datatype("micro", tp, "FP32")
@@ -145,23 +149,32 @@ def test_one_batch_size_check_for_both_front_ends(micro):
     _, _, signature = micro
     plan = _plan(signature, name="micro")
     assert request_rows("micro", plan, [("input", (3, 4))]) == 3
-    with pytest.raises(ServingError, match=r"^inference request batch-size must be <= 12 for "
-                                           r"'micro', got 13$"):
+    with pytest.raises(
+        ServingError,
+        match=r"^inference request batch-size must be <= 12 for "
+        r"'micro', got 13$",
+    ):
         request_rows("micro", plan, [("input", (13, 4))])
-    with pytest.raises(ServingError, match=r"^inference request batch-size must be >= 1 for "
-                                           r"'micro', got 0$"):
+    with pytest.raises(
+        ServingError,
+        match=r"^inference request batch-size must be >= 1 for "
+        r"'micro', got 0$",
+    ):
         request_rows("micro", plan, [("input", (0, 4))])
 
 
-@pytest.mark.parametrize("text, states", [
-    ("max_batch_size: 0", True),
-    ("name: \"m\"\nmax_batch_size:8", True),
-    ("# max_batch_size: 4\nname: \"m\"", False),
-    ("name: \"max_batch_size: 4\"", False),  # inside a string
-    ("dynamic_batching { } input [ { name: \"max_batch_size\" } ]", False),
-    ("name: \"unterminated", False),  # parse_config reports it
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "text, states",
+    [
+        ("max_batch_size: 0", True),
+        ('name: "m"\nmax_batch_size:8', True),
+        ('# max_batch_size: 4\nname: "m"', False),
+        ('name: "max_batch_size: 4"', False),  # inside a string
+        ('dynamic_batching { } input [ { name: "max_batch_size" } ]', False),
+        ('name: "unterminated', False),  # parse_config reports it
+        ("", False),
+    ],
+)
 def test_states_max_batch_size_reads_tokens_not_text(text, states):
     from popef.servable import states_max_batch_size
 
@@ -172,8 +185,11 @@ def test_the_triton_backend_does_not_import_serving():
     import subprocess
     import sys
 
-    code = ("import sys, popef.triton.backend; "
-            "print([m for m in sys.modules if m.startswith('popef.serving')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, popef.triton.backend; "
+        "print([m for m in sys.modules if m.startswith('popef.serving')])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

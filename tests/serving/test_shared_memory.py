@@ -54,8 +54,11 @@ def shm_server(tmp_path_factory, serving_log):
 
     repo = tmp_path_factory.mktemp("shm_repo")
     build_simple(repo)
-    srv = Server(ServerOptions([repo], host="127.0.0.1", http_port=0, grpc_port=0,
-                               metrics_port=0, exit_timeout=10))
+    srv = Server(
+        ServerOptions(
+            [repo], host="127.0.0.1", http_port=0, grpc_port=0, metrics_port=0, exit_timeout=10
+        )
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -117,6 +120,7 @@ def _registered_input(c, regions):
 
 # -- the round trip -------------------------------------------------------------------------------
 
+
 def test_inputs_and_outputs_in_shared_memory(client, regions):
     c = client
     in_key, _ = _registered_input(c, regions)
@@ -142,11 +146,14 @@ def test_inputs_and_outputs_in_shared_memory(client, regions):
         assert result.get_response().raw_output_contents == [b"", b""]
     status = c.get_system_shared_memory_status()
     if c.module is grpcclient:
-        status = [{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size}
-                  for r in status.regions.values()]
+        status = [
+            {"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size}
+            for r in status.regions.values()
+        ]
     assert sorted(status, key=lambda r: r["name"]) == [
         {"name": "in", "key": in_key, "offset": 0, "byte_size": 2 * NBYTES},
-        {"name": "out", "key": out_key, "offset": 0, "byte_size": 2 * NBYTES}]
+        {"name": "out", "key": out_key, "offset": 0, "byte_size": 2 * NBYTES},
+    ]
 
 
 @pytest.mark.parametrize("binary", [True, False])
@@ -154,8 +161,9 @@ def test_inputs_in_shared_memory_outputs_in_the_response(client, regions, binary
     c = client
     _registered_input(c, regions)
     if c.module is httpclient:
-        outputs = [httpclient.InferRequestedOutput(n, binary_data=binary)
-                   for n in ("OUTPUT0", "OUTPUT1")]
+        outputs = [
+            httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("OUTPUT0", "OUTPUT1")
+        ]
     else:
         outputs = None
     result = c.infer("simple", _inputs(c), outputs=outputs)
@@ -184,6 +192,7 @@ def test_a_region_at_an_offset_of_its_object(client, regions):
 
 
 # -- registering ----------------------------------------------------------------------------------
+
 
 def test_register_errors_are_tritons(client, regions):
     c = client
@@ -219,11 +228,15 @@ def test_cuda_shared_memory_is_refused_as_by_a_triton_without_gpus(client):
 
 # -- bounds and hostile requests ------------------------------------------------------------------
 
-@pytest.mark.parametrize("offsets, size, message", [
-    ((0, 2 * NBYTES), NBYTES, "Invalid offset for shared memory region: 'in'"),
-    ((0, NBYTES + 4), NBYTES, "Invalid offset + byte size for shared memory region: 'in'"),
-    ((0, NBYTES), NBYTES - 4, "input byte size mismatch for input 'INPUT0' for model 'simple'"),
-])
+
+@pytest.mark.parametrize(
+    "offsets, size, message",
+    [
+        ((0, 2 * NBYTES), NBYTES, "Invalid offset for shared memory region: 'in'"),
+        ((0, NBYTES + 4), NBYTES, "Invalid offset + byte size for shared memory region: 'in'"),
+        ((0, NBYTES), NBYTES - 4, "input byte size mismatch for input 'INPUT0' for model 'simple'"),
+    ],
+)
 def test_out_of_bounds_and_wrong_sizes(client, regions, offsets, size, message):
     c = client
     _registered_input(c, regions)
@@ -245,8 +258,10 @@ def test_output_region_too_small(client, regions):
     out = c.module.InferRequestedOutput("OUTPUT0")
     out.set_shared_memory("out", NBYTES // 2)
     error = _error(lambda: c.infer("simple", _inputs(c), outputs=[out]))
-    assert ("shared memory size specified with the request for output 'OUTPUT0' (32 bytes) "
-            "should be at least 64 bytes to hold the results") in str(error)
+    assert (
+        "shared memory size specified with the request for output 'OUTPUT0' (32 bytes) "
+        "should be at least 64 bytes to hold the results"
+    ) in str(error)
 
 
 def test_truncated_object_is_an_error_not_a_crash(client, regions):
@@ -269,7 +284,9 @@ def test_bad_parameters_over_http(shm_server, regions):
     def post(document):
         request = urllib.request.Request(
             f"http://{shm_server.url('http')}/v2/models/simple/infer",
-            data=json.dumps(document).encode(), method="POST")
+            data=json.dumps(document).encode(),
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 return answer.status, json.loads(answer.read())
@@ -277,8 +294,13 @@ def test_bad_parameters_over_http(shm_server, regions):
             return exc.code, json.loads(exc.read())
 
     def infer(parameters, **more):
-        tensor = {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16],
-                  "parameters": parameters, **more}
+        tensor = {
+            "name": "INPUT0",
+            "datatype": "INT32",
+            "shape": [1, 16],
+            "parameters": parameters,
+            **more,
+        }
         return post({"inputs": [tensor, dict(tensor, name="INPUT1")]})
 
     status, body = infer({"shared_memory_region": 7, "shared_memory_byte_size": 64})
@@ -289,18 +311,22 @@ def test_bad_parameters_over_http(shm_server, regions):
     assert status == 400 and "can not be specified without" in body["error"]
     status, body = infer({"shared_memory_region": "in", "shared_memory_byte_size": -1})
     assert status == 400 and "must be >= 0" in body["error"]
-    status, body = infer({"shared_memory_region": "in", "shared_memory_byte_size": 64},
-                         data=list(range(16)))
+    status, body = infer(
+        {"shared_memory_region": "in", "shared_memory_byte_size": 64}, data=list(range(16))
+    )
     assert status == 400 and "But set 'data' 'shared_memory_region'" in body["error"]
 
 
 # -- the registry on its own ---------------------------------------------------------------------
 
+
 def _request(region: str, size: int = NBYTES) -> InferRequest:
     parameters = {"shared_memory_region": region, "shared_memory_byte_size": size}
-    return InferRequest("simple", inputs=[InputTensor("INPUT0", "INT32", (1, 16),
-                                                      parameters=dict(parameters))],
-                        outputs=[RequestedOutput("OUTPUT0", parameters=dict(parameters))])
+    return InferRequest(
+        "simple",
+        inputs=[InputTensor("INPUT0", "INT32", (1, 16), parameters=dict(parameters))],
+        outputs=[RequestedOutput("OUTPUT0", parameters=dict(parameters))],
+    )
 
 
 def test_a_region_in_use_cannot_be_unregistered(regions):
@@ -336,8 +362,11 @@ def test_shutdown_closes_the_regions(tmp_path, regions, serving_log):
 
     build_simple(tmp_path)
     key, _ = regions(NBYTES)
-    srv = Server(ServerOptions([tmp_path], host="127.0.0.1", http_port=0, grpc_port=0,
-                               metrics_port=0, exit_timeout=10)).start()
+    srv = Server(
+        ServerOptions(
+            [tmp_path], host="127.0.0.1", http_port=0, grpc_port=0, metrics_port=0, exit_timeout=10
+        )
+    ).start()
     try:
         client = httpclient.InferenceServerClient(srv.url("http"))
         client.register_system_shared_memory("r", key, NBYTES)
@@ -348,13 +377,22 @@ def test_shutdown_closes_the_regions(tmp_path, regions, serving_log):
     assert len(srv.core.shared_memory) == 0
 
 
-@pytest.mark.parametrize("parameters, message", [
-    ({"shared_memory_region": "r", "shared_memory_byte_size": True}, "expected int64_param"),
-    ({"shared_memory_region": "r", "shared_memory_byte_size": 1.5}, "expected int64_param"),
-    ({"shared_memory_region": "r", "shared_memory_byte_size": 4,
-      "shared_memory_offset": "0"}, "expected int64_param"),
-    ({"shared_memory_byte_size": 4}, "can not be specified without"),
-])
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        ({"shared_memory_region": "r", "shared_memory_byte_size": True}, "expected int64_param"),
+        ({"shared_memory_region": "r", "shared_memory_byte_size": 1.5}, "expected int64_param"),
+        (
+            {
+                "shared_memory_region": "r",
+                "shared_memory_byte_size": 4,
+                "shared_memory_offset": "0",
+            },
+            "expected int64_param",
+        ),
+        ({"shared_memory_byte_size": 4}, "can not be specified without"),
+    ],
+)
 def test_tensor_reference_rejects(parameters, message):
     with pytest.raises(ServingError, match=message):
         tensor_reference("input", "x", parameters)
@@ -370,8 +408,9 @@ def test_slices_match_the_object(regions):
     memory = SystemSharedMemory()
 
     @hypothesis.settings(max_examples=60, deadline=None)
-    @hypothesis.given(st.integers(0, size), st.integers(0, size), st.integers(0, 300),
-                      st.integers(0, 300))
+    @hypothesis.given(
+        st.integers(0, size), st.integers(0, size), st.integers(0, 300), st.integers(0, 300)
+    )
     def check(region_offset, region_size, offset, byte_size):
         memory.unregister()
         if region_offset + region_size > size:
@@ -379,9 +418,16 @@ def test_slices_match_the_object(regions):
                 memory.register("r", key, region_offset, region_size)
             return
         memory.register("r", key, region_offset, region_size)
-        tensor = InputTensor("x", "UINT8", (byte_size,), parameters={
-            "shared_memory_region": "r", "shared_memory_byte_size": byte_size,
-            "shared_memory_offset": offset})
+        tensor = InputTensor(
+            "x",
+            "UINT8",
+            (byte_size,),
+            parameters={
+                "shared_memory_region": "r",
+                "shared_memory_byte_size": byte_size,
+                "shared_memory_offset": offset,
+            },
+        )
         try:
             held = memory.bind(InferRequest("simple", inputs=[tensor]))
         except ServingError as exc:
@@ -390,7 +436,7 @@ def test_slices_match_the_object(regions):
             return
         assert offset < region_size and offset + byte_size <= region_size
         start = region_offset + offset
-        assert tensor.shared_memory.read() == content[start:start + byte_size].tobytes()
+        assert tensor.shared_memory.read() == content[start : start + byte_size].tobytes()
         held.release()
 
     check()

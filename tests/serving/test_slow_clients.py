@@ -33,8 +33,10 @@ from .gates import gated
 
 DEADLINE = 60.0  # seconds to wait for something the server does after a short timeout
 HEADERS_STARTED = b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: x\r\n"
-BODY_STARTED = (b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inputs\"")
+BODY_STARTED = (
+    b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: x\r\n"
+    b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs"'
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,22 @@ def repo(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running(repo, *, header_timeout=0.5, body_timeout=0.5, max_connections=20,
-            handshake_ms=500):
-    server = Server(ServerOptions(
-        [repo], host="127.0.0.1", http_port=0, grpc_port=0, metrics_port=0, exit_timeout=5,
-        http_limits=ConnectionLimits(header_timeout=header_timeout,
-                                     max_connections=max_connections),
-        http_body_timeout=body_timeout, grpc_limits=GrpcLimits(handshake_timeout=handshake_ms)))
+def running(repo, *, header_timeout=0.5, body_timeout=0.5, max_connections=20, handshake_ms=500):
+    server = Server(
+        ServerOptions(
+            [repo],
+            host="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            metrics_port=0,
+            exit_timeout=5,
+            http_limits=ConnectionLimits(
+                header_timeout=header_timeout, max_connections=max_connections
+            ),
+            http_body_timeout=body_timeout,
+            grpc_limits=GrpcLimits(handshake_timeout=handshake_ms),
+        )
+    )
     server.start()
     try:
         yield server
@@ -96,8 +107,7 @@ def grpc_infer_works(server) -> None:
     try:
         x = grpcclient.InferInput("input", [1, 4], "FP32")
         x.set_data_from_numpy(np.ones((1, 4), np.float32))
-        assert client.infer("simple", [x], client_timeout=DEADLINE).as_numpy("out").shape == (
-            1, 3)
+        assert client.infer("simple", [x], client_timeout=DEADLINE).as_numpy("out").shape == (1, 3)
     finally:
         client.close()
 
@@ -154,14 +164,19 @@ def test_connections_waiting_for_their_body_do_not_lock_others_out(repo):
     with running(repo, body_timeout=None, header_timeout=None, max_connections=5) as server:
         stalled = []
         for _ in range(5):
-            sock = connect(server, "http", b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\n"
-                           b"Expect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+            sock = connect(
+                server,
+                "http",
+                b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\n"
+                b"Expect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            )
             # the app asks for the body: the request is in progress
             assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
             stalled.append(sock)
         http_infer_works(server)
-        with urllib.request.urlopen(f"http://{server.url('http')}/v2/health/ready",
-                                    timeout=DEADLINE) as answer:
+        with urllib.request.urlopen(
+            f"http://{server.url('http')}/v2/health/ready", timeout=DEADLINE
+        ) as answer:
             assert answer.status == 200
         # the oldest stalled connection was closed to make room, without an answer
         assert read_until_closed(stalled[0]) == b""
@@ -171,8 +186,7 @@ def test_connections_waiting_for_their_body_do_not_lock_others_out(repo):
 
 def test_connection_limit_answers_503_when_every_connection_is_executing(repo):
     with running(repo, body_timeout=None, header_timeout=None, max_connections=1) as server:
-        with ThreadPoolExecutor(1) as pool, \
-                gated(server.core.repository.get("simple")) as gate:
+        with ThreadPoolExecutor(1) as pool, gated(server.core.repository.get("simple")) as gate:
             executing = pool.submit(http_infer_works, server)
             gate.wait_entered(1)
             response = read_until_closed(connect(server, "http"))
@@ -197,8 +211,10 @@ def test_limits_are_checked():
     with pytest.raises(ValueError, match="max_connections must be >= 1"):
         ConnectionLimits(max_connections=0)
     assert ("grpc.max_connection_idle_ms", 300_000) in GrpcLimits().options()
-    assert not any(name == "grpc.max_connection_idle_ms"
-                   for name, _ in GrpcLimits(max_connection_idle=0).options())
+    assert not any(
+        name == "grpc.max_connection_idle_ms"
+        for name, _ in GrpcLimits(max_connection_idle=0).options()
+    )
 
 
 def test_accept_out_of_file_descriptors_does_not_spin():
@@ -228,6 +244,7 @@ def test_accept_out_of_file_descriptors_does_not_spin():
 
 
 # -- the connection limit's choice, driven without sockets --------------------------------------
+
 
 class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
@@ -265,8 +282,9 @@ class Connections:
         self.config = Config(app, lifespan="off", log_config=None)
         self.config.load()
         self.state = ServerState()
-        self.protocol = guarded_protocol(HttpToolsProtocol, ConnectionLimits(
-            header_timeout=None, max_connections=limit))
+        self.protocol = guarded_protocol(
+            HttpToolsProtocol, ConnectionLimits(header_timeout=None, max_connections=limit)
+        )
 
     def open(self, data: bytes = b""):
         connection = self.protocol(config=self.config, server_state=self.state, app_state={})
@@ -277,8 +295,10 @@ class Connections:
 
 
 def post(path: str, length: int) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 class IndexAndLoadCore:
@@ -304,14 +324,14 @@ async def until(condition) -> None:
 def test_attackers_trickling_bytes_do_not_evict_a_normal_upload():
     """Attackers send a byte on each of their connections right before opening another: the
     upload, which received far more per second, is never the one closed."""
+
     async def scenario():
         app = create_app(IndexAndLoadCore(), body_timeout=None, body_stall_timeout=None)
         connections = Connections(app, limit=4)
         body = b'{"ready": false}' + b" " * 299_984
         upload = connections.open(post("/v2/repository/index", len(body)) + body[:200_000])
         await until(lambda: upload.cycle is not None and not upload.cycle.body)  # read
-        attackers = [connections.open(post("/v2/repository/index", 1000) + b" ")
-                     for _ in range(3)]
+        attackers = [connections.open(post("/v2/repository/index", 1000) + b" ") for _ in range(3)]
         for _ in range(10):
             for attacker in attackers:
                 if not attacker.transport.closed:
@@ -334,16 +354,25 @@ def test_attackers_trickling_bytes_do_not_evict_a_normal_upload():
 def test_a_request_waiting_for_the_budget_is_not_evicted_and_the_newcomer_gets_503():
     async def scenario():
         core = IndexAndLoadCore()
-        app = create_app(core, max_input_size=1000, max_inflight_bytes=1000, free_body_bytes=0,
-                         inflight_wait=None, body_timeout=None, body_stall_timeout=None)
+        app = create_app(
+            core,
+            max_input_size=1000,
+            max_inflight_bytes=1000,
+            free_body_bytes=0,
+            inflight_wait=None,
+            body_timeout=None,
+            body_stall_timeout=None,
+        )
         connections = Connections(app, limit=2)
-        loading = connections.open(post("/v2/repository/models/m/load", 900)
-                                   + b"{}" + b" " * 898)  # holds 900 bytes while it loads
+        loading = connections.open(
+            post("/v2/repository/models/m/load", 900) + b"{}" + b" " * 898
+        )  # holds 900 bytes while it loads
         await until(core.entered.is_set)
         index_body = b'{"ready": false}' + b" " * 484
         waiting = connections.open(post("/v2/repository/index", 500) + index_body[:499])
-        await until(lambda: (pause := waiting.cycle.scope.get(SERVER_PAUSE)) is not None
-                    and pause.paused)  # read, now waiting for 499 bytes of the budget
+        await until(
+            lambda: (pause := waiting.cycle.scope.get(SERVER_PAUSE)) is not None and pause.paused
+        )  # read, now waiting for 499 bytes of the budget
         newcomer = connections.open()
         assert newcomer.transport.written.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
         assert newcomer.transport.closed and not waiting.transport.closed

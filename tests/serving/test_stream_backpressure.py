@@ -50,8 +50,9 @@ class HeldCore:
     def wait_for(self, predicate: Callable[[], bool], what: str) -> None:
         with self.changed:
             if not self.changed.wait_for(predicate, timeout=DEADLINE):
-                raise AssertionError(f"timed out waiting for {what}: {self.calls} calls, "
-                                     f"{len(self.pending)} pending")
+                raise AssertionError(
+                    f"timed out waiting for {what}: {self.calls} calls, {len(self.pending)} pending"
+                )
 
     def resolve_oldest(self) -> None:
         with self.changed:
@@ -97,11 +98,14 @@ def test_a_stream_reads_no_more_than_its_bound(held):
     for resolved in range(total):
         # the reader fills the bound again after each response, and never goes past it
         full = min(bound, total - resolved)
-        core.wait_for(lambda full=full: len(core.pending) >= full or core.most_pending > bound,
-                      f"{full} requests in flight")
+        core.wait_for(
+            lambda full=full: len(core.pending) >= full or core.most_pending > bound,
+            f"{full} requests in flight",
+        )
         assert core.most_pending <= bound, (
             f"{core.most_pending} requests in flight on one stream, bound {bound} "
-            f"(client sent {sent[0]})")
+            f"(client sent {sent[0]})"
+        )
         core.resolve_oldest()
     consumer.join(DEADLINE)
     assert not consumer.is_alive()

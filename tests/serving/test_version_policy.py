@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from popef.serving import InferenceCore, ModelRepository
 from popef.servable import MAX_SPECIFIC_VERSIONS
 from popef.servable.errors import ServingError
+from popef.serving import InferenceCore, ModelRepository
 
 from .conftest import LogCapture, config, write_model
 
@@ -20,8 +20,14 @@ def _specific(versions) -> str:
 
 
 def _load_config(versions) -> str:
-    return json.dumps({"name": "m", "backend": "poplar", "max_batch_size": 8,
-                       "version_policy": {"specific": {"versions": list(versions)}}})
+    return json.dumps(
+        {
+            "name": "m",
+            "backend": "poplar",
+            "max_batch_size": 8,
+            "version_policy": {"specific": {"versions": list(versions)}},
+        }
+    )
 
 
 @pytest.fixture
@@ -54,8 +60,10 @@ def test_load_refuses_negative_versions(explicit_core):
 
 def test_load_refuses_too_many_versions(explicit_core):
     versions = [1] + list(range(10, 10 + MAX_SPECIFIC_VERSIONS))
-    with pytest.raises(ServingError, match=f"lists {len(versions)} versions, over the limit of "
-                                           f"{MAX_SPECIFIC_VERSIONS}") as info:
+    with pytest.raises(
+        ServingError,
+        match=f"lists {len(versions)} versions, over the limit of {MAX_SPECIFIC_VERSIONS}",
+    ) as info:
         explicit_core.load_model("m", {"config": _load_config(versions)})
     assert info.value.status.http_status == 500  # Triton: INTERNAL, "failed to poll"
 
@@ -79,15 +87,20 @@ def test_missing_versions_are_logged_once_and_not_indexed(explicit_core, capture
     index = explicit_core.repository_index()
     assert [(e["name"], e["version"], e["state"]) for e in index] == [("m", "1", "READY")]
     lines = [line for line in captured_log.records if "no folder" in line]
-    expected = (f"model 'm': version_policy specific names versions 3, 4, 5, 6, 7 "
-                f"\u2026 ({len(missing) - 5} more), which have no folder; they are not served")
+    expected = (
+        f"model 'm': version_policy specific names versions 3, 4, 5, 6, 7 "
+        f"\u2026 ({len(missing) - 5} more), which have no folder; they are not served"
+    )
     assert lines == [expected]
     assert explicit_core.ready()  # like Triton: the versions that have a folder serve
 
 
 def test_load_naming_only_missing_versions_is_refused(explicit_core):
-    with pytest.raises(ServingError, match=r"names versions 7, 9, but 'm' has no such folder "
-                                           r"\(it has folders 1, 2\)") as info:
+    with pytest.raises(
+        ServingError,
+        match=r"names versions 7, 9, but 'm' has no such folder "
+        r"\(it has folders 1, 2\)",
+    ) as info:
         explicit_core.load_model("m", {"config": _load_config([9, 7, 9])})
     assert info.value.status.http_status == 500  # Triton: INTERNAL, "failed to poll"
 
@@ -97,8 +110,14 @@ def test_only_missing_versions_on_disk(tmp_path):
     repo = ModelRepository(tmp_path)
     repo.load_all()
     try:
-        assert repo.index() == [{"name": "m", "version": "", "state": "UNAVAILABLE",
-                                 "reason": "version_policy specific names version 5, but 'm' "
-                                           "has no such folder (it has folder 1)"}]
+        assert repo.index() == [
+            {
+                "name": "m",
+                "version": "",
+                "state": "UNAVAILABLE",
+                "reason": "version_policy specific names version 5, but 'm' "
+                "has no such folder (it has folder 1)",
+            }
+        ]
     finally:
         repo.close()

@@ -92,37 +92,65 @@ def _model(repository: Path, name: str, config: str, build=None, **kwargs) -> No
 def build_repository(repository: Path) -> Path:
     """Triton's eight example models, as described in the module docstring."""
     repository.mkdir(parents=True, exist_ok=True)
-    _model(repository, "simple", SIMPLE_CONFIG.format(name="simple", dtype="TYPE_INT32"),
-           build_simple)
-    _model(repository, "simple_int8", SIMPLE_CONFIG.format(name="simple_int8",
-                                                           dtype="TYPE_INT8"),
-           build_simple, dtype=popef.DataType.S8)
-    _model(repository, "custom_identity_int32",
-           IDENTITY_CONFIG.format(name="custom_identity_int32", dtype="TYPE_INT32"),
-           build_identity)
+    _model(
+        repository, "simple", SIMPLE_CONFIG.format(name="simple", dtype="TYPE_INT32"), build_simple
+    )
+    _model(
+        repository,
+        "simple_int8",
+        SIMPLE_CONFIG.format(name="simple_int8", dtype="TYPE_INT8"),
+        build_simple,
+        dtype=popef.DataType.S8,
+    )
+    _model(
+        repository,
+        "custom_identity_int32",
+        IDENTITY_CONFIG.format(name="custom_identity_int32", dtype="TYPE_INT32"),
+        build_identity,
+    )
     # what PopEF cannot express: the same INT32 files under Triton's configs
-    _model(repository, "simple_string", SIMPLE_CONFIG.format(name="simple_string",
-                                                             dtype="TYPE_STRING"),
-           build_simple)
-    _model(repository, "simple_identity",
-           IDENTITY_CONFIG.format(name="simple_identity", dtype="TYPE_STRING"), build_identity)
-    _model(repository, "simple_sequence",
-           IDENTITY_CONFIG.format(name="simple_sequence", dtype="TYPE_INT32")
-           + "sequence_batching { max_sequence_idle_microseconds: 5000000 }\n", build_identity)
-    _model(repository, "repeat_int32",
-           IDENTITY_CONFIG.format(name="repeat_int32", dtype="TYPE_INT32")
-           + "model_transaction_policy { decoupled: true }\n", build_identity)
-    _model(repository, "simple_ensemble", 'name: "simple_ensemble"\nplatform: "ensemble"\n'
-           'max_batch_size: 8\n'
-           'input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] } ]\n'
-           'output [ { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] } ]\n'
-           'ensemble_scheduling { step [ { model_name: "simple" model_version: -1 '
-           'input_map { key: "INPUT0" value: "INPUT0" } '
-           'output_map { key: "OUTPUT0" value: "OUTPUT0" } } ] }\n')
+    _model(
+        repository,
+        "simple_string",
+        SIMPLE_CONFIG.format(name="simple_string", dtype="TYPE_STRING"),
+        build_simple,
+    )
+    _model(
+        repository,
+        "simple_identity",
+        IDENTITY_CONFIG.format(name="simple_identity", dtype="TYPE_STRING"),
+        build_identity,
+    )
+    _model(
+        repository,
+        "simple_sequence",
+        IDENTITY_CONFIG.format(name="simple_sequence", dtype="TYPE_INT32")
+        + "sequence_batching { max_sequence_idle_microseconds: 5000000 }\n",
+        build_identity,
+    )
+    _model(
+        repository,
+        "repeat_int32",
+        IDENTITY_CONFIG.format(name="repeat_int32", dtype="TYPE_INT32")
+        + "model_transaction_policy { decoupled: true }\n",
+        build_identity,
+    )
+    _model(
+        repository,
+        "simple_ensemble",
+        'name: "simple_ensemble"\nplatform: "ensemble"\n'
+        "max_batch_size: 8\n"
+        'input [ { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] } ]\n'
+        'output [ { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] } ]\n'
+        'ensemble_scheduling { step [ { model_name: "simple" model_version: -1 '
+        'input_map { key: "INPUT0" value: "INPUT0" } '
+        'output_map { key: "OUTPUT0" value: "OUTPUT0" } } ] }\n',
+    )
     return repository
 
 
-# -- running the examples ----------------------------------------------------------------------------
+# -- running the examples --------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -148,8 +176,9 @@ def _wait_live(http_port: int, process: subprocess.Popen, timeout: float) -> Non
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/live",
-                                        timeout=2) as answer:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{http_port}/v2/health/live", timeout=2
+            ) as answer:
                 if answer.status == 200:
                     return
         except OSError:
@@ -160,19 +189,43 @@ def _wait_live(http_port: int, process: subprocess.Popen, timeout: float) -> Non
 
 def _server(kind: str, repository: Path, log: Path, triton_env: str | None):
     http, grpc, metrics = _free_ports(3)
-    flags = ["--model-repository", str(repository), "--model-control-mode", "explicit",
-             "--load-model", "*", "--strict-readiness", "false", "--http-port", str(http),
-             "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    flags = [
+        "--model-repository",
+        str(repository),
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "*",
+        "--strict-readiness",
+        "false",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+    ]
     launcher = [sys.executable, "-c", "import sys; from popef.cli import main; sys.exit(main())"]
     if kind == "popef":
         command = [*launcher, "serve", "--host", "127.0.0.1", *flags]
     else:
         env = ["--env", triton_env] if triton_env else []
-        command = [*launcher, "triton", "run", *env, "--no-setup", "--host", "127.0.0.1",
-                   *flags, "--", "--exit-on-error=false"]
+        command = [
+            *launcher,
+            "triton",
+            "run",
+            *env,
+            "--no-setup",
+            "--host",
+            "127.0.0.1",
+            *flags,
+            "--",
+            "--exit-on-error=false",
+        ]
     out = open(log, "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     process.log_file = out  # type: ignore[attr-defined]
     try:
         _wait_live(http, process, 240)
@@ -201,8 +254,14 @@ def _runs(examples: Path) -> list[tuple[str, list[str], str]]:
     return runs
 
 
-def run_examples(examples: Path, kind: str, repository: Path, work: Path,
-                 triton_env: str | None = None, timeout: float = 120) -> list[Outcome]:
+def run_examples(
+    examples: Path,
+    kind: str,
+    repository: Path,
+    work: Path,
+    triton_env: str | None = None,
+    timeout: float = 120,
+) -> list[Outcome]:
     process, http, grpc = _server(kind, repository, work / f"{kind}-server.log", triton_env)
     outcomes = []
     try:
@@ -210,10 +269,15 @@ def run_examples(examples: Path, kind: str, repository: Path, work: Path,
             script = examples / (label.split()[0] + ".py")
             url = f"127.0.0.1:{http if protocol == 'http' else grpc}"
             try:
-                done = subprocess.run([sys.executable, str(script), *arguments, "-u", url],
-                                      check=False, capture_output=True, text=True,
-                                      timeout=timeout,
-                                      cwd=examples, stdin=subprocess.DEVNULL)
+                done = subprocess.run(
+                    [sys.executable, str(script), *arguments, "-u", url],
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    cwd=examples,
+                    stdin=subprocess.DEVNULL,
+                )
                 passed, tail = done.returncode == 0, (done.stdout + done.stderr)[-600:]
             except subprocess.TimeoutExpired:
                 passed, tail = False, f"timed out after {timeout:g} s"
@@ -231,10 +295,16 @@ def run_examples(examples: Path, kind: str, repository: Path, work: Path,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("examples", type=Path, help="the client repository's src/python/examples")
-    parser.add_argument("--triton", action="store_true",
-                        help="also run them against real Triton with the poplar backend")
-    parser.add_argument("--triton-env", default=os.environ.get("POPEF_TRITON_ENV"),
-                        help="the Triton environment (popef triton setup)")
+    parser.add_argument(
+        "--triton",
+        action="store_true",
+        help="also run them against real Triton with the poplar backend",
+    )
+    parser.add_argument(
+        "--triton-env",
+        default=os.environ.get("POPEF_TRITON_ENV"),
+        help="the Triton environment (popef triton setup)",
+    )
     parser.add_argument("--show-failures", action="store_true")
     args = parser.parse_args(argv)
     kinds = ["popef", "triton"] if args.triton else ["popef"]
@@ -247,8 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = [o.example for o in results[kinds[0]]]
     print(f"{'example':52} " + " ".join(f"{k:>7}" for k in kinds))
     for i, label in enumerate(labels):
-        print(f"{label:52} " + " ".join(f"{'pass' if results[k][i].passed else 'FAIL':>7}"
-                                        for k in kinds))
+        print(
+            f"{label:52} "
+            + " ".join(f"{'pass' if results[k][i].passed else 'FAIL':>7}" for k in kinds)
+        )
     for kind in kinds:
         print(f"{kind}: {sum(o.passed for o in results[kind])} of {len(labels)} runs pass")
     if args.show_failures:

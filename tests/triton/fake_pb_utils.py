@@ -17,8 +17,16 @@ import numpy as np
 
 
 class TritonError:
-    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS, \
-        CANCELLED = range(8)
+    (
+        UNKNOWN,
+        INTERNAL,
+        NOT_FOUND,
+        INVALID_ARG,
+        UNAVAILABLE,
+        UNSUPPORTED,
+        ALREADY_EXISTS,
+        CANCELLED,
+    ) = range(8)
 
     def __init__(self, message: str, code: int = INTERNAL) -> None:
         self._message = message
@@ -118,11 +126,13 @@ class ModelConfig:
 
     def set_max_batch_size(self, max_batch_size: int) -> None:
         if self._model_config["max_batch_size"] > max_batch_size:
-            raise ValueError(f"configuration specified max_batch_size "
-                             f"{self._model_config['max_batch_size']}, but in "
-                             f"auto-complete-config function for model "
-                             f"'{self._model_config['name']}' specified max_batch_size "
-                             f"{max_batch_size}")
+            raise ValueError(
+                f"configuration specified max_batch_size "
+                f"{self._model_config['max_batch_size']}, but in "
+                f"auto-complete-config function for model "
+                f"'{self._model_config['name']}' specified max_batch_size "
+                f"{max_batch_size}"
+            )
         self._model_config["max_batch_size"] = max_batch_size
 
     def set_dynamic_batching(self) -> None:
@@ -134,23 +144,27 @@ class ModelConfig:
     def _add(self, kind: str, item: dict, valid: tuple[str, ...]) -> None:
         for key in item:
             if key not in valid:
-                raise ValueError(f"{kind} '{item.get('name')}' contains property other than "
-                                 f"{valid}")
+                raise ValueError(
+                    f"{kind} '{item.get('name')}' contains property other than {valid}"
+                )
         for key in ("name", "data_type", "dims"):
             if key not in item:
                 raise ValueError(f"{kind} is missing '{key}' property")
         for current in self._model_config[kind]:
             if current["name"] != item["name"]:
                 continue
-            if (current["data_type"] != "TYPE_INVALID"
-                    and current["data_type"] != item["data_type"]):
-                raise ValueError(f"unable to load model '{self._model_config['name']}', "
-                                 f"configuration expects datatype {current['data_type']} for "
-                                 f"{kind} '{item['name']}', model provides {item['data_type']}")
+            if current["data_type"] != "TYPE_INVALID" and current["data_type"] != item["data_type"]:
+                raise ValueError(
+                    f"unable to load model '{self._model_config['name']}', "
+                    f"configuration expects datatype {current['data_type']} for "
+                    f"{kind} '{item['name']}', model provides {item['data_type']}"
+                )
             if current["dims"] and current["dims"] != item["dims"]:
-                raise ValueError(f"model '{self._model_config['name']}', tensor "
-                                 f"'{item['name']}': the model expects dims {item['dims']} but "
-                                 f"the model configuration specifies dims {current['dims']}")
+                raise ValueError(
+                    f"model '{self._model_config['name']}', tensor "
+                    f"'{item['name']}': the model expects dims {item['dims']} but "
+                    f"the model configuration specifies dims {current['dims']}"
+                )
             current["data_type"] = item["data_type"]
             current["dims"] = item["dims"]
             return
@@ -166,18 +180,40 @@ class ModelConfig:
 def triton_config(name: str, **fields) -> dict:
     """A config dict shaped like Triton's JSON (every top-level field present)."""
     config = {
-        "name": name, "platform": "", "backend": "poplar", "runtime": "model.py",
-        "version_policy": {"latest": {"num_versions": 1}}, "max_batch_size": 0,
-        "input": [], "output": [], "batch_input": [], "batch_output": [],
-        "optimization": {"priority": "PRIORITY_DEFAULT",
-                         "input_pinned_memory": {"enable": True},
-                         "output_pinned_memory": {"enable": True},
-                         "gather_kernel_buffer_threshold": 0, "eager_batching": False},
-        "instance_group": [{"name": name, "kind": "KIND_CPU", "count": 1, "gpus": [],
-                            "secondary_devices": [], "profile": [], "passive": False,
-                            "host_policy": ""}],
-        "default_model_filename": "", "cc_model_filenames": {}, "metric_tags": {},
-        "parameters": {}, "model_warmup": [],
+        "name": name,
+        "platform": "",
+        "backend": "poplar",
+        "runtime": "model.py",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": 0,
+        "input": [],
+        "output": [],
+        "batch_input": [],
+        "batch_output": [],
+        "optimization": {
+            "priority": "PRIORITY_DEFAULT",
+            "input_pinned_memory": {"enable": True},
+            "output_pinned_memory": {"enable": True},
+            "gather_kernel_buffer_threshold": 0,
+            "eager_batching": False,
+        },
+        "instance_group": [
+            {
+                "name": name,
+                "kind": "KIND_CPU",
+                "count": 1,
+                "gpus": [],
+                "secondary_devices": [],
+                "profile": [],
+                "passive": False,
+                "host_policy": "",
+            }
+        ],
+        "default_model_filename": "",
+        "cc_model_filenames": {},
+        "metric_tags": {},
+        "parameters": {},
+        "model_warmup": [],
     }
     config.update(fields)
     return config

@@ -12,17 +12,31 @@ from popef.runtime import GraphBuilder
 
 from ..helpers import linear_softmax_reference, save_linear_softmax
 
-WEIGHTS = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0], [0.0, -1.0, 1.0], [2.0, 0.5, 0.5]],
-                   dtype=np.float32)
+WEIGHTS = np.array(
+    [[1.0, 0.0, -1.0], [0.5, 2.0, 0.0], [0.0, -1.0, 1.0], [2.0, 0.5, 0.5]], dtype=np.float32
+)
 
 
-def linear_softmax(path: Path, *, batch: int = 2, features: int = 4, replication_factor: int = 1,
-                   device_iterations: int = 1, input_name: str = "input",
-                   output_name: str = "out") -> Path:
+def linear_softmax(
+    path: Path,
+    *,
+    batch: int = 2,
+    features: int = 4,
+    replication_factor: int = 1,
+    device_iterations: int = 1,
+    input_name: str = "input",
+    output_name: str = "out",
+) -> Path:
     """``softmax(x @ W)``: input F32 (batch, 4), output F32 (batch, 3) (the brief's model)."""
-    return save_linear_softmax(path, WEIGHTS[:features], batch=batch, input_name=input_name,
-                               output_name=output_name, replication_factor=replication_factor,
-                               device_iterations=device_iterations)
+    return save_linear_softmax(
+        path,
+        WEIGHTS[:features],
+        batch=batch,
+        input_name=input_name,
+        output_name=output_name,
+        replication_factor=replication_factor,
+        device_iterations=device_iterations,
+    )
 
 
 def vector_model(path: Path) -> Path:
@@ -39,9 +53,16 @@ def reference(x: np.ndarray) -> np.ndarray:
     return linear_softmax_reference(x, WEIGHTS)
 
 
-def model_folder(repository: Path, name: str, *, config: str | None = None,
-                 name_map: dict | None = None, version: str = "1", filename: str =
-                 "executable.popef", **model) -> Path:
+def model_folder(
+    repository: Path,
+    name: str,
+    *,
+    config: str | None = None,
+    name_map: dict | None = None,
+    version: str = "1",
+    filename: str = "executable.popef",
+    **model,
+) -> Path:
     """``<repository>/<name>/<version>/<filename>`` (+ config.pbtxt, name_map.json)."""
     folder = repository / name
     linear_softmax(folder / version / filename, **model)

@@ -55,31 +55,41 @@ def auto_complete(folder: Path, config: dict, version: str = "1") -> dict:
     model_config = pb.ModelConfig(json.dumps(config))
     filename = config.get("default_model_filename") or "model.py"
     result = TritonPythonModel.auto_complete_config(
-        model_config, model_path=folder / version / filename)
+        model_config, model_path=folder / version / filename
+    )
     assert result is model_config
     return result.as_dict()
 
 
 def initialize(folder: Path, config: dict, version: str = "1") -> TritonPythonModel:
     model = TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(folder),
-                      "model_version": version, "model_name": config["name"],
-                      "model_instance_name": f"{config['name']}_0",
-                      "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(folder),
+            "model_version": version,
+            "model_name": config["name"],
+            "model_instance_name": f"{config['name']}_0",
+            "model_instance_kind": "CPU",
+            "model_instance_device_id": "0",
+        }
+    )
     return model
 
 
 def request(features=None, *, name="features", requested=(), extra=None):
-    tensors = [pb.Tensor(name, np.asarray(features, dtype=np.float32))] if features is not None \
-        else []
+    tensors = (
+        [pb.Tensor(name, np.asarray(features, dtype=np.float32))] if features is not None else []
+    )
     tensors += extra or []
     return pb.InferenceRequest(tensors, requested)
 
 
 @pytest.fixture
 def blog_model(tmp_path):
-    folder = model_folder(tmp_path, "linear", config=BLOG_CONFIG.format(name="linear"),
-                          name_map=NAME_MAP, batch=1)
+    folder = model_folder(
+        tmp_path, "linear", config=BLOG_CONFIG.format(name="linear"), name_map=NAME_MAP, batch=1
+    )
     config = _triton_dict("linear", BLOG_CONFIG.format(name="linear"))
     model = initialize(folder, auto_complete(folder, config))
     yield model
@@ -108,11 +118,14 @@ class CountingRunner:
 
 # -- locating the model --------------------------------------------------------------------------
 
+
 def test_stub_model_path_reads_the_stub_command_line(tmp_path):
     cmdline = tmp_path / "cmdline"
-    cmdline.write_bytes(b"/opt/tritonserver/backends/python/triton_python_backend_stub\0"
-                        b"models/mnist/1/model.py\0triton_poplar_backend_shm_region_x\0"
-                        b"1048576\0")
+    cmdline.write_bytes(
+        b"/opt/tritonserver/backends/python/triton_python_backend_stub\0"
+        b"models/mnist/1/model.py\0triton_poplar_backend_shm_region_x\0"
+        b"1048576\0"
+    )
     assert backend.stub_model_path(cmdline) == Path("models/mnist/1/model.py")
     location = backend.locate_for_auto_complete(Path("models/mnist/1/model.py"))
     assert location.model_dir == Path("models/mnist") and location.version == "1"
@@ -125,8 +138,9 @@ def test_stub_model_path_is_none_outside_a_stub(tmp_path):
     assert backend.stub_model_path(cmdline) is None
     assert backend.stub_model_path(tmp_path / "missing") is None
     with pytest.raises(BackendError, match="outside Triton"):
-        backend.locate_for_auto_complete(None) if backend.stub_model_path() is None else \
-            pytest.skip("running inside a stub")
+        backend.locate_for_auto_complete(
+            None
+        ) if backend.stub_model_path() is None else pytest.skip("running inside a stub")
 
 
 def test_model_files_follow_popef_serve(tmp_path):
@@ -153,6 +167,7 @@ def test_model_files_follow_popef_serve(tmp_path):
 
 
 # -- auto-complete -------------------------------------------------------------------------------
+
 
 def test_auto_complete_fills_everything_from_the_file(tmp_path):
     folder = model_folder(tmp_path, "auto.poplar", name_map=NAME_MAP, batch=2)
@@ -201,17 +216,26 @@ def test_auto_complete_fills_missing_dims_and_types(tmp_path):
     assert completed["output"][0]["name"] == "scores"
 
 
-@pytest.mark.parametrize("text, message", [
-    ('backend: "poplar"\nmax_batch_size: 4\n'
-     + 'input [ { name: "features" data_type: TYPE_INT32 dims: [ 4 ] } ]\n',
-     "input 'features' has data_type TYPE_INT32 but the model's anchor 'input' is F32"),
-    ('backend: "poplar"\nmax_batch_size: 4\n'
-     + 'input [ { name: "features" data_type: TYPE_FP32 dims: [ 5 ] } ]\n',
-     "input 'features' has dims [5] but the model's anchor 'input' is F32[1, 4]"),
-    ('backend: "poplar"\nmax_batch_size: 4\n'
-     + 'input [ { name: "nope" data_type: TYPE_FP32 dims: [ 4 ] } ]\n',
-     "input 'nope' is not an input of the model"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            'backend: "poplar"\nmax_batch_size: 4\n'
+            + 'input [ { name: "features" data_type: TYPE_INT32 dims: [ 4 ] } ]\n',
+            "input 'features' has data_type TYPE_INT32 but the model's anchor 'input' is F32",
+        ),
+        (
+            'backend: "poplar"\nmax_batch_size: 4\n'
+            + 'input [ { name: "features" data_type: TYPE_FP32 dims: [ 5 ] } ]\n',
+            "input 'features' has dims [5] but the model's anchor 'input' is F32[1, 4]",
+        ),
+        (
+            'backend: "poplar"\nmax_batch_size: 4\n'
+            + 'input [ { name: "nope" data_type: TYPE_FP32 dims: [ 4 ] } ]\n',
+            "input 'nope' is not an input of the model",
+        ),
+    ],
+)
 def test_auto_complete_rejects_a_config_that_does_not_fit(tmp_path, text, message):
     folder = model_folder(tmp_path, "bad", config=text, name_map=NAME_MAP, batch=1)
     with pytest.raises(BackendError) as info:
@@ -248,24 +272,29 @@ def test_a_corrupt_file_fails_the_load(tmp_path):
 
 # -- initialize ----------------------------------------------------------------------------------
 
+
 def test_initialize_checks_the_config_with_auto_complete_disabled(tmp_path):
     folder = model_folder(tmp_path, "m", name_map=NAME_MAP, batch=1)
     config = _triton_dict("m", max_batch_size=4)  # no inputs: Triton did not auto-complete
-    with pytest.raises(BackendError, match="is missing from config.pbtxt .auto-complete is "
-                                           "disabled"):
+    with pytest.raises(
+        BackendError, match="is missing from config.pbtxt .auto-complete is disabled"
+    ):
         initialize(folder, config)
 
 
 def test_initialize_takes_the_executor_from_the_config(tmp_path):
     text = BLOG_CONFIG.format(name="linear") + (
         'parameters [ { key: "executor" value: { string_value: "ipu-model" } },\n'
-        '  { key: "something_else" value: { string_value: "1" } } ]\n')
+        '  { key: "something_else" value: { string_value: "1" } } ]\n'
+    )
     folder = model_folder(tmp_path, "linear", config=text, name_map=NAME_MAP, batch=1)
     model = initialize(folder, auto_complete(folder, _triton_dict("linear", text)))
     try:
         assert model.runner.executor.name == "ipu-model"
-        assert any(level == "warn" and "'something_else'" in message
-                   for level, message in pb.Logger.messages)
+        assert any(
+            level == "warn" and "'something_else'" in message
+            for level, message in pb.Logger.messages
+        )
     finally:
         model.finalize()
 
@@ -276,7 +305,8 @@ def test_the_default_executor_is_cpu(blog_model):
 
 def test_an_unknown_executor_fails_the_load(tmp_path):
     text = BLOG_CONFIG.format(name="linear") + (
-        'parameters [ { key: "executor" value: { string_value: "warp-drive" } } ]\n')
+        'parameters [ { key: "executor" value: { string_value: "warp-drive" } } ]\n'
+    )
     folder = model_folder(tmp_path, "linear", config=text, name_map=NAME_MAP, batch=1)
     with pytest.raises(BackendError, match="warp-drive"):
         initialize(folder, _triton_dict("linear", text))
@@ -286,8 +316,7 @@ def test_a_python_backend_model_py_may_import_the_backend(tmp_path):
     """backend: "python" with 1/model.py importing TritonPythonModel serves the same file."""
     folder = model_folder(tmp_path, "shim", name_map=NAME_MAP, batch=2)
     (folder / "1" / "model.py").write_text("from popef.triton.backend import TritonPythonModel\n")
-    config = _triton_dict("shim", backend="python", runtime="",
-                          default_model_filename="model.py")
+    config = _triton_dict("shim", backend="python", runtime="", default_model_filename="model.py")
     completed = auto_complete(folder, config)
     assert completed["backend"] == "python" and completed["max_batch_size"] == 2
     model = initialize(folder, completed)
@@ -307,6 +336,7 @@ def test_finalize_closes_the_runner(blog_model):
 
 
 # -- execute -------------------------------------------------------------------------------------
+
 
 def test_execute_runs_all_requests_as_one_batch_and_splits_the_results(blog_model):
     counting = blog_model.runner = CountingRunner(blog_model.runner)
@@ -332,8 +362,7 @@ def test_execute_pads_to_whole_steps(tmp_path):
         [response] = model.execute([request(x, name="input")])
         assert counting.calls[0]["input"].shape == (4, 4)  # 3 rows padded to 2 steps of 2
         assert counting.steps == [2]
-        np.testing.assert_allclose(response.output_tensors()[0].as_numpy(), reference(x),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(response.output_tensors()[0].as_numpy(), reference(x), rtol=1e-5)
     finally:
         model.finalize()
 
@@ -362,8 +391,7 @@ def test_execute_without_batching_runs_each_request(tmp_path):
         responses = model.execute([request(x, name="x") for x in xs])
         assert len(counting.calls) == 2
         for x, r in zip(xs, responses):
-            np.testing.assert_allclose(r.output_tensors()[0].as_numpy(),
-                                       x @ WEIGHTS, rtol=1e-5)
+            np.testing.assert_allclose(r.output_tensors()[0].as_numpy(), x @ WEIGHTS, rtol=1e-5)
         [bad] = model.execute([request(np.ones((1, 4)), name="x")])
         assert "expected [4], got [1, 4]" in bad.error().message()
     finally:
@@ -378,29 +406,48 @@ def test_requested_outputs(blog_model):
     assert "unexpected inference output 'nope' for model 'linear'" in bad.error().message()
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: request(np.ones((1, 5))),
-     "unexpected shape for input 'features' for model 'linear': expected [-1, 4], got [1, 5]"),
-    (lambda: request(np.ones(4)),
-     "unexpected shape for input 'features' for model 'linear': expected [-1, 4], got [4]"),
-    (lambda: pb.InferenceRequest([pb.Tensor("features", np.ones((1, 4), np.float64))]),
-     "inference input 'features' data-type is 'FP64', but model 'linear' expects 'FP32'"),
-    (lambda: request(None, extra=[pb.Tensor("other", np.ones((1, 4), np.float32))]),
-     "unexpected inference input 'other' for model 'linear'; its inputs are 'features'"),
-    (lambda: request(None),
-     "expected 1 inputs but got 0 inputs for model 'linear': missing input 'features'"),
-    (lambda: request(np.ones((9, 4))),
-     "inference request batch-size must be <= 8 for 'linear', got 9"),
-    (lambda: request(np.ones((0, 4))),
-     "inference request batch-size must be >= 1 for 'linear', got 0"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: request(np.ones((1, 5))),
+            "unexpected shape for input 'features' for model 'linear': "
+            "expected [-1, 4], got [1, 5]",
+        ),
+        (
+            lambda: request(np.ones(4)),
+            "unexpected shape for input 'features' for model 'linear': expected [-1, 4], got [4]",
+        ),
+        (
+            lambda: pb.InferenceRequest([pb.Tensor("features", np.ones((1, 4), np.float64))]),
+            "inference input 'features' data-type is 'FP64', but model 'linear' expects 'FP32'",
+        ),
+        (
+            lambda: request(None, extra=[pb.Tensor("other", np.ones((1, 4), np.float32))]),
+            "unexpected inference input 'other' for model 'linear'; its inputs are 'features'",
+        ),
+        (
+            lambda: request(None),
+            "expected 1 inputs but got 0 inputs for model 'linear': missing input 'features'",
+        ),
+        (
+            lambda: request(np.ones((9, 4))),
+            "inference request batch-size must be <= 8 for 'linear', got 9",
+        ),
+        (
+            lambda: request(np.ones((0, 4))),
+            "inference request batch-size must be >= 1 for 'linear', got 0",
+        ),
+    ],
+)
 def test_a_bad_request_gets_its_own_error(blog_model, make, message):
     good = np.full((2, 4), 0.5, np.float32)
     responses = blog_model.execute([request(good), make(), request(good[:1])])
     assert len(responses) == 3
     assert not responses[0].has_error() and not responses[2].has_error()
-    np.testing.assert_allclose(responses[2].output_tensors()[0].as_numpy(), reference(good[:1]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        responses[2].output_tensors()[0].as_numpy(), reference(good[:1]), rtol=1e-5
+    )
     error = responses[1].error()
     assert error.message() == message
     assert error.code() == pb.TritonError.INVALID_ARG
@@ -470,13 +517,20 @@ def test_graphcore_delay_knobs(tmp_path, monkeypatch):
     monkeypatch.setattr(backend, "time", clock)
     text = BLOG_CONFIG.format(name="slow") + (
         'parameters [ { key: "execute_delay_ms" value: { string_value: "40" } },\n'
-        '  { key: "instance_wise_delay_multiplier" value: { string_value: "2" } } ]\n')
+        '  { key: "instance_wise_delay_multiplier" value: { string_value: "2" } } ]\n'
+    )
     folder = model_folder(tmp_path, "slow", config=text, name_map=NAME_MAP, batch=1)
     config = auto_complete(folder, _triton_dict("slow", text))
     model = TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(folder),
-                      "model_version": "1", "model_name": "slow",
-                      "model_instance_name": "slow_0_1"})
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(folder),
+            "model_version": "1",
+            "model_name": "slow",
+            "model_instance_name": "slow_0_1",
+        }
+    )
     try:
         assert model.instance_index == 1
         [response] = model.execute([request(np.ones((1, 4)))])

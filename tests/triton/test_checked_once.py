@@ -43,23 +43,30 @@ def test_requests_reach_the_runtime_without_a_second_check(tmp_path, unchecked, 
         x = np.linspace(-1, 1, rows * 4, dtype=np.float32).reshape(rows, 4)
         [response] = model.execute([request(x, name="input")])
         assert not response.has_error(), response.error().message()
-        np.testing.assert_allclose(response.output_tensors()[0].as_numpy(), reference(x),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(response.output_tensors()[0].as_numpy(), reference(x), rtol=1e-5)
     finally:
         model.finalize()
     assert unchecked == []
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: request(np.ones((5, 4)), name="input"),
-     "inference request batch-size must be <= 4 for 'two', got 5"),
-    (lambda: request(np.ones((2, 3)), name="input"),
-     "unexpected shape for input 'input' for model 'two': expected [-1, 4], got [2, 3]"),
-    (lambda: pb.InferenceRequest([pb.Tensor("input", np.ones((1, 4), np.float64))]),
-     "inference input 'input' data-type is 'FP64', but model 'two' expects 'FP32'"),
-])
-def test_bad_input_is_refused_once_with_the_validation_message(tmp_path, unchecked, make,
-                                                               message):
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: request(np.ones((5, 4)), name="input"),
+            "inference request batch-size must be <= 4 for 'two', got 5",
+        ),
+        (
+            lambda: request(np.ones((2, 3)), name="input"),
+            "unexpected shape for input 'input' for model 'two': expected [-1, 4], got [2, 3]",
+        ),
+        (
+            lambda: pb.InferenceRequest([pb.Tensor("input", np.ones((1, 4), np.float64))]),
+            "inference input 'input' data-type is 'FP64', but model 'two' expects 'FP32'",
+        ),
+    ],
+)
+def test_bad_input_is_refused_once_with_the_validation_message(tmp_path, unchecked, make, message):
     folder = model_folder(tmp_path, "two", batch=2)
     model = initialize(folder, auto_complete(folder, _triton_dict("two", max_batch_size=4)))
     try:

@@ -24,25 +24,39 @@ def fake_env(path: Path) -> TritonEnv:
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     site = path / "lib" / f"python{version}" / "site-packages"
     env = TritonEnv(path, site, version)
-    for file in (env.python, env.tritonserver, env.stub,
-                 env.python_backend_dir / "libtriton_python.so",
-                 env.python_backend_dir / "triton_python_backend_utils.py"):
+    for file in (
+        env.python,
+        env.tritonserver,
+        env.stub,
+        env.python_backend_dir / "libtriton_python.so",
+        env.python_backend_dir / "triton_python_backend_utils.py",
+    ):
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_bytes(b"fake " + file.name.encode())
     env.libs_dir.mkdir(parents=True)
     (env.triton_dir / "caches").mkdir()
     (path / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    env.marker.write_text(json.dumps({"python": version, "site_packages": str(site),
-                                      "requirements": environment.requirements(),
-                                      "triton": environment.TRITON_VERSION}))
+    env.marker.write_text(
+        json.dumps(
+            {
+                "python": version,
+                "site_packages": str(site),
+                "requirements": environment.requirements(),
+                "triton": environment.TRITON_VERSION,
+            }
+        )
+    )
     return env
 
 
 def test_the_triton_extra_matches_the_setup_requirements():
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg")
-    extra = [line.strip() for line in parser["options.extras_require"]["triton"].splitlines()
-             if line.strip()]
+    extra = [
+        line.strip()
+        for line in parser["options.extras_require"]["triton"].splitlines()
+        if line.strip()
+    ]
     assert extra == list(environment.TRITON_REQUIREMENTS)
 
 
@@ -61,8 +75,7 @@ def test_default_env_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("POPEF_TRITON_ENV")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert environment.default_env_dir() == tmp_path / "cache" / "popef" / "triton" / \
-        f"py{version}"
+    assert environment.default_env_dir() == tmp_path / "cache" / "popef" / "triton" / f"py{version}"
 
 
 def test_load_says_how_to_make_a_missing_env(tmp_path):
@@ -105,17 +118,32 @@ def test_server_invocation_lays_out_the_backend_folder(tmp_path):
     repo = tmp_path / "models"
     repo.mkdir()
     invocation = environment.server_invocation(
-        env, [repo], backend_dir=tmp_path / "backends", host="127.0.0.1", http_port=1,
-        grpc_port=2, metrics_port=3, extra_args=["--log-verbose=1"],
-        base_env={"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/x", "PYTHONPATH": "/nope"})
+        env,
+        [repo],
+        backend_dir=tmp_path / "backends",
+        host="127.0.0.1",
+        http_port=1,
+        grpc_port=2,
+        metrics_port=3,
+        extra_args=["--log-verbose=1"],
+        base_env={"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/x", "PYTHONPATH": "/nope"},
+    )
     backends = (tmp_path / "backends").resolve()
     assert invocation.backend_dir == backends
     assert invocation.command == [
-        str(env.tritonserver), f"--model-repository={repo.resolve()}",
-        f"--backend-directory={backends}", f"--cache-directory={env.triton_dir / 'caches'}",
-        "--http-address=127.0.0.1", "--http-port=1", "--grpc-address=127.0.0.1",
-        "--grpc-port=2", "--metrics-address=127.0.0.1", "--metrics-port=3",
-        "--allow-gpu-metrics=false", "--log-verbose=1"]
+        str(env.tritonserver),
+        f"--model-repository={repo.resolve()}",
+        f"--backend-directory={backends}",
+        f"--cache-directory={env.triton_dir / 'caches'}",
+        "--http-address=127.0.0.1",
+        "--http-port=1",
+        "--grpc-address=127.0.0.1",
+        "--grpc-port=2",
+        "--metrics-address=127.0.0.1",
+        "--metrics-port=3",
+        "--allow-gpu-metrics=false",
+        "--log-verbose=1",
+    ]
     libs = invocation.env["LD_LIBRARY_PATH"].split(":")
     assert libs[0] == str(env.libs_dir) and libs[-1] == "/opt/x"
     assert invocation.env["PATH"] == f"{env.bin_dir}:/usr/bin"
@@ -129,8 +157,7 @@ def test_server_invocation_lays_out_the_backend_folder(tmp_path):
     assert "from popef.triton.backend import TritonPythonModel" in model_py
     assert "LD_LIBRARY_PATH=" in invocation.shell() and "tritonserver" in invocation.shell()
     # again: refreshed in place
-    environment.server_invocation(env, [repo], backend_dir=tmp_path / "backends",
-                                  metrics_port=0)
+    environment.server_invocation(env, [repo], backend_dir=tmp_path / "backends", metrics_port=0)
 
 
 def test_metrics_port_0_turns_metrics_off(tmp_path):
@@ -156,12 +183,19 @@ def test_model_py_falls_back_to_where_popef_is_installed(tmp_path):
     """The generated model.py imports the backend even where popef is not on sys.path."""
     path = install.install_backend(tmp_path / "backends")
     assert path == tmp_path / "backends" / "poplar" / "model.py"
-    probe = ("import runpy, sys; sys.modules['triton_python_backend_utils'] = object(); "
-             f"ns = runpy.run_path({str(path)!r}); "
-             "print(ns['TritonPythonModel'].__module__)")
+    probe = (
+        "import runpy, sys; sys.modules['triton_python_backend_utils'] = object(); "
+        f"ns = runpy.run_path({str(path)!r}); "
+        "print(ns['TritonPythonModel'].__module__)"
+    )
     # -S: no site-packages; -E: no PYTHONPATH; run from an empty folder
-    result = subprocess.run([sys.executable, "-S", "-E", "-c", probe], cwd=tmp_path,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-S", "-E", "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "popef.triton.backend"
 
@@ -175,11 +209,11 @@ def test_cli_install_backend(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "poplar" / "model.py").is_file()
     assert "note: Triton runs Python-based backends" in result.output
-    result = CliRunner().invoke(main, ["triton", "install-backend", str(tmp_path / "b"),
-                                       "--python-backend", str(source)])
+    result = CliRunner().invoke(
+        main, ["triton", "install-backend", str(tmp_path / "b"), "--python-backend", str(source)]
+    )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "b" / "python" / "libtriton_python.so").read_text() == \
-        "libtriton_python.so"
+    assert (tmp_path / "b" / "python" / "libtriton_python.so").read_text() == "libtriton_python.so"
     assert "note:" not in result.output
 
 
@@ -187,18 +221,43 @@ def test_cli_run_dry_run(tmp_path):
     env = fake_env(tmp_path / "env")
     repo = tmp_path / "models"
     repo.mkdir()
-    result = CliRunner().invoke(main, [
-        "triton", "run", "--model-repository", str(repo), "--env", str(env.path),
-        "--host", "127.0.0.1", "--http-port", "9000", "--dry-run", "--no-setup",
-        "--", "--log-verbose=1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "triton",
+            "run",
+            "--model-repository",
+            str(repo),
+            "--env",
+            str(env.path),
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            "9000",
+            "--dry-run",
+            "--no-setup",
+            "--",
+            "--log-verbose=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "--http-port=9000" in result.output and "--log-verbose=1" in result.output
     assert str(env.tritonserver) in result.output
 
 
 def test_cli_run_without_an_env(tmp_path):
-    result = CliRunner().invoke(main, ["triton", "run", "--model-repository", str(tmp_path),
-                                       "--env", str(tmp_path / "none"), "--no-setup"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "triton",
+            "run",
+            "--model-repository",
+            str(tmp_path),
+            "--env",
+            str(tmp_path / "none"),
+            "--no-setup",
+        ],
+    )
     assert result.exit_code == 1
     assert "popef triton setup --env" in result.output
 
@@ -220,9 +279,11 @@ def test_requirements_hold_the_executors_packages_unless_left_out():
     assert "<=" in ort or "==" in ort, "onnxruntime is capped at a release tested with numpy<2"
     without = environment.requirements(without=["onnxruntime"])
     assert not {"onnxruntime", "onnx"} & {environment._project(r) for r in without}
-    assert without == wanted[:len(without)]
-    with pytest.raises(TritonEnvError, match="unknown executor 'tensorflow' to leave out: "
-                                             "expected one of 'onnxruntime'"):
+    assert without == wanted[: len(without)]
+    with pytest.raises(
+        TritonEnvError,
+        match="unknown executor 'tensorflow' to leave out: expected one of 'onnxruntime'",
+    ):
         environment.requirements(without=["tensorflow"])
 
 
@@ -246,12 +307,23 @@ def test_run_notes_an_env_without_onnxruntime(tmp_path):
     env = fake_env(tmp_path / "env")
     repo = tmp_path / "models"
     repo.mkdir()
-    args = ["triton", "run", "--model-repository", str(repo), "--env", str(env.path),
-            "--no-setup", "--metrics-port", "0"]
+    args = [
+        "triton",
+        "run",
+        "--model-repository",
+        str(repo),
+        "--env",
+        str(env.path),
+        "--no-setup",
+        "--metrics-port",
+        "0",
+    ]
     # the server itself cannot start (fake binaries): only the lines before matter
     result = CliRunner().invoke(main, args)
-    assert "note: the Triton environment has no onnxruntime: models with executor " \
-           "'onnxruntime' will not load" in result.output
+    assert (
+        "note: the Triton environment has no onnxruntime: models with executor "
+        "'onnxruntime' will not load" in result.output
+    )
     assert f"popef triton setup --env {env.path}" in result.output
 
 
@@ -278,7 +350,7 @@ def test_a_cached_env_made_without_onnxruntime_is_brought_up_to_date(tmp_path, m
     made = environment.setup(env.path, log=lambda message: None)
     [pip] = commands
     assert pip[:3] == [str(env.python), "-m", "pip"]
-    assert pip[-len(environment.requirements()):] == environment.requirements()
+    assert pip[-len(environment.requirements()) :] == environment.requirements()
     info = made.info()
     assert info["requirements"] == environment.requirements()
     assert info["executors"] == ["onnxruntime"] and info["onnxruntime"] == "1.32.0"
@@ -306,15 +378,25 @@ def test_a_linked_popef_declares_its_executor_entry_points(tmp_path):
 
     assert environment.EXECUTOR_ENTRY_POINT_GROUP == ENTRY_POINT_GROUP
     # what importlib.metadata makes of it, in a Python that sees only that folder
-    probe = ("import importlib.metadata as m, json; print(json.dumps(sorted("
-             "(p.name, p.value) for p in m.entry_points(group='popef.executors'))))")
-    script = (f"import sys; sys.path[:] = [{str(env.site_packages)!r}] + "
-              f"[p for p in sys.path if 'site-packages' not in p]; {probe}")
-    result = subprocess.run([sys.executable, "-S", "-E", "-c", script],
-                            cwd=tmp_path, capture_output=True, text=True, check=False)
+    probe = (
+        "import importlib.metadata as m, json; print(json.dumps(sorted("
+        "(p.name, p.value) for p in m.entry_points(group='popef.executors'))))"
+    )
+    script = (
+        f"import sys; sys.path[:] = [{str(env.site_packages)!r}] + "
+        f"[p for p in sys.path if 'site-packages' not in p]; {probe}"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-E", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
-        ["onnxruntime", "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"]]
+        ["onnxruntime", "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"]
+    ]
     # a popef installed into the environment brings its own metadata: no link, no dist-info
     other = fake_env(tmp_path / "installed")
     (other.site_packages / "popef-0.1.0.dist-info").mkdir(parents=True)

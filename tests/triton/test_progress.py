@@ -23,15 +23,20 @@ Successfully installed numpy-1.26.4 nvidia-pytriton-0.7.0 typing-extensions-4.12
 """
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("Collecting nvidia-pytriton==0.7.0", ("collecting", "nvidia-pytriton==0.7.0")),
-    ("  Downloading https://files.example/p/nvidia_pytriton-0.7.0.whl (33.1 MB)",
-     ("downloading", "nvidia_pytriton-0.7.0.whl (33.1 MB)")),
-    ("Installing collected packages: a, b, c", ("installing", "3 packages")),
-    ("  Building wheel for pkg (pyproject.toml): started", ("building", "pkg")),
-    ("Requirement already satisfied: click>=8.1", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("Collecting nvidia-pytriton==0.7.0", ("collecting", "nvidia-pytriton==0.7.0")),
+        (
+            "  Downloading https://files.example/p/nvidia_pytriton-0.7.0.whl (33.1 MB)",
+            ("downloading", "nvidia_pytriton-0.7.0.whl (33.1 MB)"),
+        ),
+        ("Installing collected packages: a, b, c", ("installing", "3 packages")),
+        ("  Building wheel for pkg (pyproject.toml): started", ("building", "pkg")),
+        ("Requirement already satisfied: click>=8.1", None),
+        ("", None),
+    ],
+)
 def test_pip_lines_are_summarized(line, expected):
     assert summarize_pip_line(line) == expected
 

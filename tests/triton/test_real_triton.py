@@ -109,8 +109,16 @@ def read_digit(path: Path) -> np.ndarray:
 
 
 class Server:
-    def __init__(self, process: subprocess.Popen, log: Path, ports: list[int], backends: Path,
-                 repository: Path, popef_file: Path, shm_prefix: str):
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        log: Path,
+        ports: list[int],
+        backends: Path,
+        repository: Path,
+        popef_file: Path,
+        shm_prefix: str,
+    ):
         self.process = process
         self.log = log
         self.http_port, self.grpc_port, self.metrics_port = ports
@@ -135,8 +143,9 @@ class Server:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready",
-                                        timeout=2) as response:
+            with urllib.request.urlopen(
+                f"http://{self.http_url}/v2/health/ready", timeout=2
+            ) as response:
                 return response.status == 200
         except OSError:
             return False
@@ -175,8 +184,9 @@ def server(triton_env, tmp_path_factory):
     # the blog's repository: models/mnist/{config.pbtxt, 1/name_map.json, 1/executable.popef}
     (repository / "mnist" / "1").mkdir(parents=True)
     shutil.copyfile(BLOG_MODELS / "mnist" / "config.pbtxt", repository / "mnist" / "config.pbtxt")
-    shutil.copyfile(BLOG_MODELS / "mnist" / "1" / "name_map.json",
-                    repository / "mnist" / "1" / "name_map.json")
+    shutil.copyfile(
+        BLOG_MODELS / "mnist" / "1" / "name_map.json", repository / "mnist" / "1" / "name_map.json"
+    )
     popef_file = repository / "mnist" / "1" / "executable.popef"
     if TRAINED.is_file():
         shutil.copyfile(TRAINED, popef_file)
@@ -206,8 +216,10 @@ def server(triton_env, tmp_path_factory):
         ort = repository / ORT_MODEL
         shutil.copytree(repository / "mnist", ort)
         config = (repository / "mnist" / "config.pbtxt").read_text()
-        for old, new in (('name: "mnist"', f'name: "{ORT_MODEL}"'),
-                         ('string_value: "cpu"', 'string_value: "onnxruntime"')):
+        for old, new in (
+            ('name: "mnist"', f'name: "{ORT_MODEL}"'),
+            ('string_value: "cpu"', 'string_value: "onnxruntime"'),
+        ):
             assert old in config, f"the blog's config.pbtxt has no {old}"
             config = config.replace(old, new)
         (ort / "config.pbtxt").write_text(config)
@@ -218,25 +230,48 @@ def server(triton_env, tmp_path_factory):
     # the python backend names its regions with this prefix: this server's own, whatever else
     # runs on the machine
     shm_prefix = f"popef_test_{os.getpid()}_{ports[0]}_"
-    command = [sys.executable, "-c", "import sys; from popef.cli import main; sys.exit(main())",
-               "triton", "run", "--model-repository", str(repository),
-               "--env", str(triton_env.path), "--no-setup", "--host", "127.0.0.1",
-               "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-               "--metrics-port", str(ports[2]), "--backend-directory", str(backends),
-               "--", f"--backend-config=python,shm-region-prefix-name={shm_prefix}"]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from popef.cli import main; sys.exit(main())",
+        "triton",
+        "run",
+        "--model-repository",
+        str(repository),
+        "--env",
+        str(triton_env.path),
+        "--no-setup",
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        str(ports[0]),
+        "--grpc-port",
+        str(ports[1]),
+        "--metrics-port",
+        str(ports[2]),
+        "--backend-directory",
+        str(backends),
+        "--",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+    ]
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=base)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base
+        )
     srv = Server(process, log, ports, backends, repository, popef_file, shm_prefix)
     started = time.monotonic()
     try:
         while not srv.ready():
             if process.poll() is not None:
-                pytest.fail(f"tritonserver exited with {process.returncode}:\n{srv.log_tail()}",
-                            pytrace=False)
+                pytest.fail(
+                    f"tritonserver exited with {process.returncode}:\n{srv.log_tail()}",
+                    pytrace=False,
+                )
             if time.monotonic() - started > START_TIMEOUT:
-                pytest.fail(f"tritonserver not ready after {START_TIMEOUT} s:\n{srv.log_tail()}",
-                            pytrace=False)
+                pytest.fail(
+                    f"tritonserver not ready after {START_TIMEOUT} s:\n{srv.log_tail()}",
+                    pytrace=False,
+                )
             time.sleep(0.25)
         yield srv
     finally:
@@ -274,8 +309,12 @@ def test_it_is_a_real_triton(server):
         assert client.is_server_live() and client.is_server_ready()
         index = {m["name"]: m["state"] for m in client.get_model_repository_index()}
         index.pop(ORT_MODEL, None)  # its own tests below
-        assert index == {"mnist": "READY", "mnist_auto.poplar": "READY", "linear_wild": "READY",
-                         "linear_reshape": "READY"}
+        assert index == {
+            "mnist": "READY",
+            "mnist_auto.poplar": "READY",
+            "linear_wild": "READY",
+            "linear_reshape": "READY",
+        }
     finally:
         client.close()
 
@@ -286,13 +325,17 @@ def test_the_blog_client_prints_the_ten_predictions(server, expected):
         path = MNIST / "triton" / script
         if not path.is_file():
             continue
-        result = subprocess.run([sys.executable, str(path), str(MNIST / "img"), "--url", url],
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [sys.executable, str(path), str(MNIST / "img"), "--url", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         lines = result.stdout.strip().splitlines()
         digits = [int(p.argmax()) for p in probabilities]
-        assert lines == [f'Predicted digit for file "{f.name}": {d}'
-                         for f, d in zip(files, digits)]
+        assert lines == [f'Predicted digit for file "{f.name}": {d}' for f, d in zip(files, digits)]
         if TRAINED.is_file():
             assert digits == list(range(10))
 
@@ -313,8 +356,11 @@ def test_ten_predictions(server, expected, protocol):
         for row in rows:  # one request per image, as the blog's client sends them
             digit_image = client_module.InferInput("digit_image", [1, 1, 28, 28], "FP32")
             digit_image.set_data_from_numpy(row[None])
-            result = client.infer("mnist", [digit_image],
-                                  outputs=[client_module.InferRequestedOutput("output_labels")])
+            result = client.infer(
+                "mnist",
+                [digit_image],
+                outputs=[client_module.InferRequestedOutput("output_labels")],
+            )
             got.append(result.as_numpy("output_labels")[0])
         np.testing.assert_allclose(np.stack(got), probabilities, rtol=1e-5, atol=1e-7)
         # and all ten in one request
@@ -336,9 +382,11 @@ def test_model_metadata_uses_the_name_map(server):
         metadata = client.get_model_metadata("mnist")
         assert metadata.platform == "poplar"
         assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
-            ("digit_image", "FP32", [-1, 1, 28, 28])]
+            ("digit_image", "FP32", [-1, 1, 28, 28])
+        ]
         assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [
-            ("output_labels", "FP32", [-1, 10])]
+            ("output_labels", "FP32", [-1, 10])
+        ]
     finally:
         client.close()
     client = httpclient.InferenceServerClient(server.http_url)
@@ -359,9 +407,11 @@ def test_the_config_triton_reports(server):
         config = client.get_model_config("mnist").config
         assert config.backend == "poplar" and config.max_batch_size == 16
         assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
-            ("digit_image", mc.TYPE_FP32, [1, 28, 28])]
+            ("digit_image", mc.TYPE_FP32, [1, 28, 28])
+        ]
         assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
-            ("output_labels", mc.TYPE_FP32, [10])]
+            ("output_labels", mc.TYPE_FP32, [10])
+        ]
         assert config.dynamic_batching.max_queue_delay_microseconds == 500
         assert config.parameters["executor"].string_value == "cpu"
         # no config.pbtxt: completed from the PopEF file by auto_complete_config
@@ -369,9 +419,11 @@ def test_the_config_triton_reports(server):
         assert auto.backend == "poplar"
         assert auto.max_batch_size == 2  # micro batch 2 x 1 device iteration x 1 replica
         assert [(i.name, i.data_type, list(i.dims)) for i in auto.input] == [
-            ("features", mc.TYPE_FP32, [4])]
+            ("features", mc.TYPE_FP32, [4])
+        ]
         assert [(o.name, o.data_type, list(o.dims)) for o in auto.output] == [
-            ("scores", mc.TYPE_FP32, [3])]
+            ("scores", mc.TYPE_FP32, [3])
+        ]
         assert auto.HasField("dynamic_batching")
         assert [g.kind for g in auto.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
     finally:
@@ -396,8 +448,9 @@ def test_an_input_with_reshape_is_served(server, protocol):
     import tritonclient.http as httpclient
 
     module = httpclient if protocol == "http" else grpcclient
-    client = module.InferenceServerClient(server.http_url if protocol == "http"
-                                          else server.grpc_url)
+    client = module.InferenceServerClient(
+        server.http_url if protocol == "http" else server.grpc_url
+    )
     try:
         x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 2, 2)
         features = module.InferInput("features", [3, 2, 2], "FP32")
@@ -415,6 +468,7 @@ def test_dynamic_batching_merges_concurrent_requests(server, expected):
     _, rows, probabilities = expected
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
+
         def counts():
             [stats] = client.get_inference_statistics("mnist").model_stats
             return stats.inference_count, stats.execution_count
@@ -431,8 +485,11 @@ def test_dynamic_batching_merges_concurrent_requests(server, expected):
         for i in range(n):
             digit_image = grpcclient.InferInput("digit_image", [1, 1, 28, 28], "FP32")
             digit_image.set_data_from_numpy(rows[i % 10][None])
-            client.async_infer("mnist", [digit_image],
-                               callback=lambda result, error, i=i: callback(i, result, error))
+            client.async_infer(
+                "mnist",
+                [digit_image],
+                callback=lambda result, error, i=i: callback(i, result, error),
+            )
         for _ in range(n):
             assert done.acquire(timeout=120), "an asynchronous request got no answer"
         for i, result in enumerate(results):
@@ -472,8 +529,10 @@ def test_malformed_requests_get_errors_and_the_model_stays_ready(server, expecte
         bad.set_data_from_numpy(np.ones((1, 5), np.float32))
         with pytest.raises(InferenceServerException) as info:
             grpc.infer("linear_wild", [bad])
-        assert ("unexpected shape for input 'features' for model 'linear_wild': expected "
-                "[-1, 4], got [1, 5]") in str(info.value)
+        assert (
+            "unexpected shape for input 'features' for model 'linear_wild': expected "
+            "[-1, 4], got [1, 5]"
+        ) in str(info.value)
         assert "INVALID_ARG" in str(info.value.status()) or "400" in str(info.value.status())
         bad = httpclient.InferInput("features", [1, 5], "FP32")
         bad.set_data_from_numpy(np.ones((1, 5), np.float32))
@@ -486,12 +545,17 @@ def test_malformed_requests_get_errors_and_the_model_stays_ready(server, expecte
         good = grpcclient.InferInput("features", [1, 4], "FP32")
         x = np.ones((1, 4), np.float32)
         good.set_data_from_numpy(x)
-        np.testing.assert_allclose(grpc.infer("linear_wild", [good]).as_numpy("scores"),
-                                   reference(x), rtol=1e-5)
+        np.testing.assert_allclose(
+            grpc.infer("linear_wild", [good]).as_numpy("scores"), reference(x), rtol=1e-5
+        )
         digit_image = grpcclient.InferInput("digit_image", [1, 1, 28, 28], "FP32")
         digit_image.set_data_from_numpy(rows[3][None])
-        np.testing.assert_allclose(grpc.infer("mnist", [digit_image]).as_numpy("output_labels")[0],
-                                   probabilities[3], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            grpc.infer("mnist", [digit_image]).as_numpy("output_labels")[0],
+            probabilities[3],
+            rtol=1e-5,
+            atol=1e-7,
+        )
     finally:
         grpc.close()
         http.close()
@@ -502,8 +566,10 @@ def ort_model(server, triton_env):
     """The name of the MNIST model on the onnxruntime executor, where the environment has
     onnxruntime."""
     if "onnxruntime" in triton_env.missing_executors():
-        _unavailable(f"the Triton environment at {triton_env.path} has no onnxruntime: "
-                     f"popef triton setup --env {triton_env.path} installs it")
+        _unavailable(
+            f"the Triton environment at {triton_env.path} has no onnxruntime: "
+            f"popef triton setup --env {triton_env.path} installs it"
+        )
     return ORT_MODEL
 
 
@@ -516,8 +582,9 @@ def test_the_onnxruntime_executor_answers_as_cpu(server, expected, ort_model, pr
 
     _, rows, probabilities = expected
     module = grpcclient if protocol == "grpc" else httpclient
-    client = module.InferenceServerClient(server.grpc_url if protocol == "grpc"
-                                          else server.http_url)
+    client = module.InferenceServerClient(
+        server.grpc_url if protocol == "grpc" else server.http_url
+    )
     try:
         assert client.is_model_ready(ort_model)
         got = []
@@ -549,11 +616,15 @@ def test_the_onnxruntime_model_reports_its_executor(server, ort_model):
     finally:
         client.close()
     log = server.log.read_text(errors="replace")
-    assert re.search(rf"model '{ort_model}' instance '[^']*': executable\.popef on executor "
-                     r"'onnxruntime' \(onnxruntime \d+\.\d+\.\d+\S*, providers "
-                     r"CPUExecutionProvider\)", log), server.log_tail()
-    assert re.search(r"model 'mnist' instance '[^']*': executable\.popef on executor 'cpu'",
-                     log), server.log_tail()
+    assert re.search(
+        rf"model '{ort_model}' instance '[^']*': executable\.popef on executor "
+        r"'onnxruntime' \(onnxruntime \d+\.\d+\.\d+\S*, providers "
+        r"CPUExecutionProvider\)",
+        log,
+    ), server.log_tail()
+    assert re.search(r"model 'mnist' instance '[^']*': executable\.popef on executor 'cpu'", log), (
+        server.log_tail()
+    )
 
 
 def test_clean_shutdown(server):

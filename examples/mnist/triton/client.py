@@ -42,12 +42,20 @@ def image_files(folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Classify digit images over gRPC.")
-    parser.add_argument("images", nargs="?", type=Path, default=HERE.parent / "img",
-                        help="folder of digit images (default: ../img)")
+    parser.add_argument(
+        "images",
+        nargs="?",
+        type=Path,
+        default=HERE.parent / "img",
+        help="folder of digit images (default: ../img)",
+    )
     parser.add_argument("--url", default="localhost:8001", help="gRPC address of the server")
     parser.add_argument("--model", default="mnist", help="model name in the repository")
-    parser.add_argument("--batch", action="store_true",
-                        help="send all the images in one request instead of one per image")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send all the images in one request instead of one per image",
+    )
     args = parser.parse_args(argv)
 
     files = image_files(args.images)

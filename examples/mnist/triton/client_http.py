@@ -20,14 +20,23 @@ from tritonclient.utils import InferenceServerException
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Classify digit images over HTTP.")
-    parser.add_argument("images", nargs="?", type=Path, default=HERE.parent / "img",
-                        help="folder of digit images (default: ../img)")
+    parser.add_argument(
+        "images",
+        nargs="?",
+        type=Path,
+        default=HERE.parent / "img",
+        help="folder of digit images (default: ../img)",
+    )
     parser.add_argument("--url", default="localhost:8000", help="HTTP address of the server")
     parser.add_argument("--model", default="mnist", help="model name in the repository")
-    parser.add_argument("--batch", action="store_true",
-                        help="send all the images in one request instead of one per image")
-    parser.add_argument("--json", action="store_true",
-                        help="JSON tensors instead of the binary tensor extension")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send all the images in one request instead of one per image",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="JSON tensors instead of the binary tensor extension"
+    )
     args = parser.parse_args(argv)
 
     files = image_files(args.images)

@@ -19,20 +19,27 @@ import importlib
 import importlib.metadata
 import threading
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 from ...errors import ExecutionError, PopefError
 from .base import Executor
 
-__all__ = ["Executor", "ENTRY_POINT_GROUP", "register_executor", "get_executor",
-           "get_executor_factory", "list_executors", "executor_descriptions"]
+__all__ = [
+    "Executor",
+    "ENTRY_POINT_GROUP",
+    "register_executor",
+    "get_executor",
+    "get_executor_factory",
+    "list_executors",
+    "executor_descriptions",
+]
 
 ENTRY_POINT_GROUP = "popef.executors"
 
 Factory = Callable[..., Executor]
 
 # name -> factory, or "module:attribute" imported on first use (keeps imports lazy)
-_REGISTRY: dict[str, Union[Factory, str]] = {
+_REGISTRY: dict[str, Factory | str] = {
     "cpu": "popef.runtime.executors.cpu:CpuExecutor",
     "ipu-model": "popef.runtime.executors.ipu_model:IpuModelExecutor",
 }
@@ -70,7 +77,7 @@ def list_executors() -> list[str]:
     return names
 
 
-def _resolve(name: str, target: Union[Factory, str, importlib.metadata.EntryPoint]) -> Factory:
+def _resolve(name: str, target: Factory | str | importlib.metadata.EntryPoint) -> Factory:
     try:
         if isinstance(target, importlib.metadata.EntryPoint):
             where = f"entry point {target.value!r}"
@@ -84,8 +91,9 @@ def _resolve(name: str, target: Union[Factory, str, importlib.metadata.EntryPoin
     except PopefError:
         raise
     except Exception as exc:
-        raise ExecutionError(f"executor '{name}' ({where}) cannot be loaded: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        raise ExecutionError(
+            f"executor '{name}' ({where}) cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
     if not callable(factory):
         raise ExecutionError(f"executor '{name}' ({where}) is not a class or a factory")
     return factory
@@ -100,8 +108,9 @@ def get_executor_factory(name: str) -> Factory:
     if target is None:
         target = _entry_points().get(name)
     if target is None:
-        raise ExecutionError(f"unknown executor '{name}'; installed executors: "
-                             + ", ".join(list_executors()))
+        raise ExecutionError(
+            f"unknown executor '{name}'; installed executors: " + ", ".join(list_executors())
+        )
     factory = _resolve(name, target)
     if isinstance(target, str):
         with _LOCK:
@@ -118,8 +127,9 @@ def get_executor(name: str, **options: Any) -> Executor:
         for key in options:
             if key not in declared:
                 accepted = ", ".join(sorted(declared)) or "none"
-                raise ExecutionError(f"executor '{name}' has no option '{key}' "
-                                     f"(options: {accepted})")
+                raise ExecutionError(
+                    f"executor '{name}' has no option '{key}' (options: {accepted})"
+                )
     try:
         executor = factory(**options)
     except PopefError:
@@ -127,11 +137,13 @@ def get_executor(name: str, **options: Any) -> Executor:
     except TypeError as exc:
         raise ExecutionError(f"executor '{name}' refused its options: {exc}") from exc
     except Exception as exc:
-        raise ExecutionError(f"executor '{name}' failed to start: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        raise ExecutionError(
+            f"executor '{name}' failed to start: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(executor, Executor):
-        raise ExecutionError(f"executor '{name}' gave a {type(executor).__name__}, "
-                             "not a popef.runtime.Executor")
+        raise ExecutionError(
+            f"executor '{name}' gave a {type(executor).__name__}, not a popef.runtime.Executor"
+        )
     return executor
 
 
@@ -141,8 +153,10 @@ def executor_descriptions() -> list[tuple[str, str]]:
     for name in list_executors():
         try:
             factory = get_executor_factory(name)
-            text = getattr(factory, "description", "") or (factory.__doc__ or "").strip().split(
-                "\n", 1)[0]
+            text = (
+                getattr(factory, "description", "")
+                or (factory.__doc__ or "").strip().split("\n", 1)[0]
+            )
         except PopefError as exc:
             text = f"(unavailable: {exc})"
         rows.append((name, text))

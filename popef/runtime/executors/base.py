@@ -39,8 +39,9 @@ class Executor(abc.ABC):
         for key in options:
             if key not in self.options:
                 accepted = ", ".join(sorted(self.options)) or "none"
-                raise ExecutionError(f"executor '{self.name}' has no option '{key}' "
-                                     f"(options: {accepted})")
+                raise ExecutionError(
+                    f"executor '{self.name}' has no option '{key}' (options: {accepted})"
+                )
         self.program_runs: Counter[int] = Counter()
         self.model: LoadedModel | None = None
 
@@ -90,8 +91,9 @@ def check_int_option(executor: str, name: str, value: object, minimum: int = 1) 
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ExecutionError(f"executor '{executor}': option '{name}' must be an integer "
-                             f">= {minimum}, got {value!r}")
+        raise ExecutionError(
+            f"executor '{executor}': option '{name}' must be an integer >= {minimum}, got {value!r}"
+        )
     return int(value)
 
 
@@ -103,7 +105,9 @@ def persistent_states(model: LoadedModel) -> list[dict[str, np.ndarray]]:
     return [run_load_programs(model, replica) for replica in range(distinct)]
 
 
-def run_save_programs(model: LoadedModel, envs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def run_save_programs(
+    model: LoadedModel, envs: list[dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """Run the save programs on each replica's tensors; per-replica anchors gather replicas."""
     per_replica: list[dict[str, np.ndarray]] = []
     for replica, env in enumerate(envs):
@@ -114,16 +118,16 @@ def run_save_programs(model: LoadedModel, envs: list[dict[str, np.ndarray]]) -> 
             return model.stored_for_replica(model.streams[handle], replica)
 
         for program in model.save:
-            run_program(program, scope, read,
-                        lambda h, a, out=out: out.__setitem__(h, np.array(a)))
+            run_program(program, scope, read, lambda h, a, out=out: out.__setitem__(h, np.array(a)))
         per_replica.append(out)
     result = {}
     for stream in model.save_outputs:
         if stream.per_replica and len(envs) > 1:
             result[stream.name] = np.stack([out[stream.handle] for out in per_replica])
         elif stream.per_replica:
-            result[stream.name] = np.stack([per_replica[0][stream.handle]]
-                                           * model.replication_factor)
+            result[stream.name] = np.stack(
+                [per_replica[0][stream.handle]] * model.replication_factor
+            )
         else:
             result[stream.name] = per_replica[0][stream.handle]
     return result

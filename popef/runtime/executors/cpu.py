@@ -24,7 +24,8 @@ from ..batching import fold_blocker
 from ..loaded import BoundNode, LoadedModel, TensorDesc
 from ..ops import _kernels
 from ..program import DeviceToHost, HostToDevice
-from .base import Executor, run_save_programs
+from ._parallel import RowSplitter, available_cores, limit_blas_threads
+from .base import Executor, check_int_option, run_save_programs
 
 __all__ = ["CpuExecutor", "GENERATED_PLAN_LIMIT"]
 
@@ -38,16 +39,35 @@ _Plan = list[tuple[Callable[[list], list], tuple[str, ...], tuple[str, ...], tup
 class CpuExecutor(Executor):
     name = "cpu"
     description = "numpy kernels on the host, vectorised over the whole request (BLAS)"
-    options = {"fold": "stack the steps of a request into one batch when the graph allows it "
-                       "(default true)",
-               "fuse": "run Conv -> MaxPool (-> Relu), and Flatten -> Gemm (-> Relu) after it, "
-                       "as single kernels that never write the intermediate tensors to memory "
-                       "(default true)"}
+    options = {
+        "fold": "stack the steps of a request into one batch when the graph allows it "
+        "(default true)",
+        "fuse": "run Conv -> MaxPool (-> Relu), and Flatten -> Gemm (-> Relu) after it, "
+        "as single kernels that never write the intermediate tensors to memory "
+        "(default true)",
+        "threads": "split a folded request's rows over this many threads "
+        "(default: the cores this process may use; 1 runs inline)",
+        "blas_threads": "limit numpy's BLAS to this many threads for the whole process, "
+        "once (default 1 when threads > 1; 0 leaves BLAS as it is)",
+    }
 
-    def __init__(self, *, fold: Any = True, fuse: Any = True) -> None:
+    def __init__(
+        self,
+        *,
+        fold: Any = True,
+        fuse: Any = True,
+        threads: Any = None,
+        blas_threads: Any = None,
+    ) -> None:
         super().__init__()
         self.fold = _flag(fold)
         self.fuse = _flag(fuse)
+        self.threads = check_int_option(self.name, "threads", threads) or available_cores()
+        blas = check_int_option(self.name, "blas_threads", blas_threads, minimum=0)
+        self.blas_threads = (1 if self.threads > 1 else 0) if blas is None else blas
+        if self.blas_threads:  # process-wide, once: BLAS threads inside ours would thrash
+            limit_blas_threads(self.blas_threads)
+        self._splitter = RowSplitter(self.threads)
         self.fold_blocker: str | None = None
         self._envs: list[dict[str, np.ndarray]] = []
         self._forward: Callable[[Mapping[str, np.ndarray]], tuple] = _no_plan
@@ -95,11 +115,16 @@ class CpuExecutor(Executor):
         self._forward = forward(plan, [tensor for tensor, _ in results])
         self._feeds, self._results = feeds, results
         rf = model.replication_factor
-        self._distinct = rf > 1 and (len(self._envs) > 1 or any(s.per_replica for s in model.inputs))
+        self._distinct = rf > 1 and (
+            len(self._envs) > 1 or any(s.per_replica for s in model.inputs)
+        )
         self._main = [p.index for p in model.main]
         # the common case: one batch, replica 0 only, outputs as they come
-        self._direct = (self.fold_blocker is None and not self._distinct
-                        and not any(s.per_replica for s in model.outputs))
+        self._direct = (
+            self.fold_blocker is None
+            and not self._distinct
+            and not any(s.per_replica for s in model.outputs)
+        )
         names = {s.handle: s.name for s in (*model.inputs, *model.outputs)}
         self._feeds_by_name = [(names[h], t) for h, t in feeds]
         self._results_by_name = [(i, names[h]) for i, (_, h) in enumerate(results) if h in names]
@@ -108,7 +133,7 @@ class CpuExecutor(Executor):
     def execute(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
         model = self._require_model()
         if self._direct:
-            outputs = self._run_direct(inputs)
+            outputs = self._run_direct(inputs, steps)
         elif self.fold_blocker is None:
             outputs = self._folded(model, inputs, steps, self._distinct)
         else:
@@ -117,39 +142,43 @@ class CpuExecutor(Executor):
             self.program_runs[index] += steps
         return _owned(outputs, inputs)
 
-    def _run_direct(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_direct(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
         """The plan once, on the inputs as given (by input name), outputs by output name."""
-        scope = self._envs[0].copy()
-        for name, tensor in self._feeds_by_name:
-            scope[tensor] = inputs[name]
-        values = self._forward(scope)
+        feeds = [(tensor, inputs[name]) for name, tensor in self._feeds_by_name]
+        values = self._splitter.run(self._forward, self._envs[0], feeds, steps)
         return {name: values[i] for i, name in self._results_by_name}
 
-    def _run(self, env: dict[str, np.ndarray], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One run of the plan: ``values`` by handle in, outputs by handle out."""
-        scope = env.copy()
-        for handle, tensor in self._feeds:
-            scope[tensor] = values[handle]
-        return dict(zip((handle for _, handle in self._results), self._forward(scope)))
+    def _run(
+        self, env: dict[str, np.ndarray], values: Mapping[str, np.ndarray], instances: int = 1
+    ) -> dict[str, np.ndarray]:
+        """One run of the plan on the rows of ``instances`` instances (split over threads
+        where worth it): ``values`` by handle in, outputs by handle out."""
+        feeds = [(tensor, values[handle]) for handle, tensor in self._feeds]
+        results = self._splitter.run(self._forward, env, feeds, instances)
+        return dict(zip((handle for _, handle in self._results), results))
 
-    def _folded(self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int,
-                distinct: bool) -> dict[str, np.ndarray]:
+    def _folded(
+        self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int, distinct: bool
+    ) -> dict[str, np.ndarray]:
         rf = model.replication_factor
         by_handle = {s.handle: s for s in model.inputs}
         if not distinct:  # every replica computes the same: run replica 0 only
             values = {h: inputs[s.name] for h, s in by_handle.items()}
-            y = self._run(self._envs[0], values)
-            return {s.name: _spread(y[s.handle], s, n, rf) if s.per_replica else y[s.handle]
-                    for s in model.outputs}
+            y = self._run(self._envs[0], values, n)
+            return {
+                s.name: _spread(y[s.handle], s, n, rf) if s.per_replica else y[s.handle]
+                for s in model.outputs
+            }
         if len(self._envs) == 1:  # instances in (step, replica) order, one run
             values = {h: _instances(inputs[s.name], s, n, rf) for h, s in by_handle.items()}
-            y = self._run(self._envs[0], values)
+            y = self._run(self._envs[0], values, n * rf)
             return {s.name: _gather(y[s.handle], s, n, rf) for s in model.outputs}
         runs = []  # per-replica weights: one run per replica, its steps folded
         for replica, env in enumerate(self._envs):
-            values = {h: _replica_rows(inputs[s.name], s, n, rf, replica)
-                      for h, s in by_handle.items()}
-            runs.append(self._run(env, values))
+            values = {
+                h: _replica_rows(inputs[s.name], s, n, rf, replica) for h, s in by_handle.items()
+            }
+            runs.append(self._run(env, values, n))
         outputs = {}
         for s in model.outputs:
             if s.per_replica:
@@ -160,16 +189,19 @@ class CpuExecutor(Executor):
                 outputs[s.name] = runs[0][s.handle]
         return outputs
 
-    def _stepwise(self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int,
-                  distinct: bool) -> dict[str, np.ndarray]:
+    def _stepwise(
+        self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int, distinct: bool
+    ) -> dict[str, np.ndarray]:
         rf = model.replication_factor
         replicas = range(rf) if distinct else range(1)
         results = []
         for step in range(n):
             per_replica = []
             for replica in replicas:
-                values = {s.handle: model.step_input(s, inputs[s.name], n, step, replica)
-                          for s in model.inputs}
+                values = {
+                    s.handle: model.step_input(s, inputs[s.name], n, step, replica)
+                    for s in model.inputs
+                }
                 env = self._envs[replica if len(self._envs) > 1 else 0]
                 per_replica.append(self._run(env, values))
             results.append(per_replica if distinct else per_replica * rf)
@@ -184,6 +216,7 @@ class CpuExecutor(Executor):
         return result
 
     def close(self) -> None:
+        self._splitter.close()
         self._envs = []
         self._forward = _no_plan
         super().close()
@@ -230,13 +263,21 @@ def _fuse_conv_max_pool(
         if getattr(kernel, "channels_last", False):
             channels_last.add(last.outputs[0])
     kept_entries = [i for i in range(len(plan)) if i not in removed]
-    return ([fused.get(i, plan[i]) for i in kept_entries],
-            [None if i in fused else nodes[i] for i in kept_entries], channels_last)
+    return (
+        [fused.get(i, plan[i]) for i in kept_entries],
+        [None if i in fused else nodes[i] for i in kept_entries],
+        channels_last,
+    )
 
 
-def _fuse_flatten_gemm(plan: _Plan, nodes: list[BoundNode | None], kept: set[str],
-                       known: set[str], envs: list[dict[str, np.ndarray]],
-                       channels_last: set[str]) -> _Plan:
+def _fuse_flatten_gemm(
+    plan: _Plan,
+    nodes: list[BoundNode | None],
+    kept: set[str],
+    known: set[str],
+    envs: list[dict[str, np.ndarray]],
+    channels_last: set[str],
+) -> _Plan:
     """Replace Flatten(axis=1) -> Gemm (-> Relu) on a channels-last (N, C, H, W) tensor by
     one kernel (:func:`_kernels.dense_channels_last`) multiplying the tensor as (N, H*W*C)
     -- a cheap copy instead of a transposition -- by the Gemm's weights permuted to match,
@@ -253,8 +294,12 @@ def _fuse_flatten_gemm(plan: _Plan, nodes: list[BoundNode | None], kept: set[str
     fused: dict[int, tuple] = {}
     removed: set[int] = set()
     for i, node in enumerate(nodes):
-        if (node is None or node.node.op_type != "Flatten" or node.inputs[0] not in channels_last
-                or node.op.axis != 1):  # type: ignore[attr-defined]
+        if (
+            node is None
+            or node.node.op_type != "Flatten"
+            or node.inputs[0] not in channels_last
+            or node.op.axis != 1
+        ):  # type: ignore[attr-defined]
             continue
         spec = node.input_specs[0]
         j = only_reader(node.outputs[0], "Gemm")
@@ -276,9 +321,13 @@ def _fuse_flatten_gemm(plan: _Plan, nodes: list[BoundNode | None], kept: set[str
     return [fused.get(i, entry) for i, entry in enumerate(plan) if i not in removed]
 
 
-def _permuted_gemm_weights(gemm: BoundNode, shape: tuple[int, ...], known: set[str],
-                           taken: set[str], envs: list[dict[str, np.ndarray]]
-                           ) -> tuple[str, str] | None:
+def _permuted_gemm_weights(
+    gemm: BoundNode,
+    shape: tuple[int, ...],
+    known: set[str],
+    taken: set[str],
+    envs: list[dict[str, np.ndarray]],
+) -> tuple[str, str] | None:
     """The names of a plain Gemm's weights permuted for a channels-last (N, C, H, W) input
     (see :func:`_fuse_flatten_gemm`), added to ``envs`` and ``known`` under names not in
     ``taken`` (then taken too); None when the Gemm is not plain."""
@@ -288,9 +337,14 @@ def _permuted_gemm_weights(gemm: BoundNode, shape: tuple[int, ...], known: set[s
     _, c, h, w = shape
     out = gemm.output_specs[0].shape[1]
     dtype = gemm.output_specs[0].dtype
-    plain = (not op.trans_a and op.alpha == 1.0 and (not c_name or op.beta == 1.0)
-             and dtype in (np.dtype(np.float32), np.dtype(np.float64)) and b_name in known
-             and (not c_name or c_name in known))
+    plain = (
+        not op.trans_a
+        and op.alpha == 1.0
+        and (not c_name or op.beta == 1.0)
+        and dtype in (np.dtype(np.float32), np.dtype(np.float64))
+        and b_name in known
+        and (not c_name or c_name in known)
+    )
     if not plain:
         return None
     if c_name and envs[0][c_name].shape not in ((out,), (1, out)):
@@ -302,7 +356,8 @@ def _permuted_gemm_weights(gemm: BoundNode, shape: tuple[int, ...], known: set[s
     for env in envs:
         b = env[b_name].T if op.trans_b else env[b_name]  # (C*H*W, out)
         env[w_name] = np.ascontiguousarray(
-            b.reshape(c, h, w, out).transpose(1, 2, 0, 3), dtype=dtype).reshape(h * w * c, out)
+            b.reshape(c, h, w, out).transpose(1, 2, 0, 3), dtype=dtype
+        ).reshape(h * w * c, out)
         if c_name:
             env[bias_name] = np.asarray(env[c_name], dtype=dtype).reshape(out)
     known.update((w_name, bias_name) if c_name else (w_name,))
@@ -338,11 +393,15 @@ def _free_dead_tensors(plan: _Plan, persistent: set[str], kept: set[str]) -> _Pl
     dead: list[list[str]] = [[] for _ in plan]
     for name, i in last.items():
         dead[i].append(name)
-    return [(run, names, outputs, tuple(sorted(set(d))))
-            for (run, names, outputs, _), d in zip(plan, dead)]
+    return [
+        (run, names, outputs, tuple(sorted(set(d))))
+        for (run, names, outputs, _), d in zip(plan, dead)
+    ]
 
 
-def _generate_forward(plan: _Plan, results: list[str]) -> Callable[[Mapping[str, np.ndarray]], tuple]:
+def _generate_forward(
+    plan: _Plan, results: list[str]
+) -> Callable[[Mapping[str, np.ndarray]], tuple]:
     """Compile ``plan`` into ``forward(scope) -> (result tensors...)``.
 
     The generated function reads the tensors that no node produces (persistent tensors, feeds)
@@ -374,7 +433,12 @@ def _generate_forward(plan: _Plan, results: list[str]) -> Callable[[Mapping[str,
             body.append(f"    del {', '.join(slots[name] for name in dead)}")
     returned = [slot(name) for name in results]
     source = "\n".join(
-        ["def forward(scope):", *reads, *body, f"    return ({''.join(v + ', ' for v in returned)})"]
+        [
+            "def forward(scope):",
+            *reads,
+            *body,
+            f"    return ({''.join(v + ', ' for v in returned)})",
+        ]
     )
     namespace: dict[str, Any] = dict(kernels)
     exec(compile(source, "<popef cpu plan>", "exec"), namespace)  # noqa: S102 - generated above
@@ -383,6 +447,7 @@ def _generate_forward(plan: _Plan, results: list[str]) -> Callable[[Mapping[str,
 
 def _loop_forward(plan: _Plan, results: list[str]) -> Callable[[Mapping[str, np.ndarray]], tuple]:
     """``forward(scope)`` as :func:`_generate_forward` makes it, as a loop over ``plan``."""
+
     def forward(scope: Mapping[str, np.ndarray]) -> tuple:
         env = dict(scope)
         for run, names, outputs, dead in plan:
@@ -438,7 +503,9 @@ def _replica_rows(x: np.ndarray, s: TensorDesc, n: int, rf: int, replica: int) -
     return x.reshape(n, rf, *p)[:, replica].reshape(n * p[0], *p[1:])
 
 
-def _owned(outputs: dict[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _owned(
+    outputs: dict[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Copy the outputs that alias an input or stored data (views from Identity, Reshape...)."""
     for name, y in outputs.items():
         if not y.flags.writeable or any(np.may_share_memory(y, x) for x in inputs.values()):

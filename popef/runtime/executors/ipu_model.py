@@ -63,24 +63,28 @@ def _bytes(n: int) -> str:
 
 class IpuModelExecutor(Executor):
     name = "ipu-model"
-    description = ("emulates IPU execution on the host like Poplar's IPUModel: simulated IPUs, "
-                   "tiles and memory, replicas and device iterations step by step")
+    description = (
+        "emulates IPU execution on the host like Poplar's IPUModel: simulated IPUs, "
+        "tiles and memory, replicas and device iterations step by step"
+    )
     options = {
         "num_ipus": "IPUs of the simulated device (default: what the model needs, num_ipus × "
-                    "replication_factor)",
+        "replication_factor)",
         "tiles_per_ipu": "tiles per IPU (default: all the tiles of the IPU version)",
         "ipu_version": "1 (Mk1), 2 (Mk2) or 21 (Bow) (default: the model's)",
     }
 
-    def __init__(self, *, num_ipus: Any = None, tiles_per_ipu: Any = None,
-                 ipu_version: Any = None) -> None:
+    def __init__(
+        self, *, num_ipus: Any = None, tiles_per_ipu: Any = None, ipu_version: Any = None
+    ) -> None:
         super().__init__()
         self.num_ipus = check_int_option(self.name, "num_ipus", num_ipus)
         self.tiles_per_ipu = check_int_option(self.name, "tiles_per_ipu", tiles_per_ipu)
         version = check_int_option(self.name, "ipu_version", ipu_version)
         if version is not None and version not in IPU_ARCHS:
-            raise ExecutionError(f"executor '{self.name}': unknown IPU version {version} "
-                                 f"(expected {_versions()})")
+            raise ExecutionError(
+                f"executor '{self.name}': unknown IPU version {version} (expected {_versions()})"
+            )
         self.ipu_version = version
         self._replicas: list[dict[str, np.ndarray]] = []
         self.main_runs = 0  # launches of the main programs (each of up to device_iterations)
@@ -103,21 +107,27 @@ class IpuModelExecutor(Executor):
     def _check_fit(self, model: LoadedModel) -> IpuArch:
         arch = IPU_ARCHS.get(model.ipu_version)
         if arch is None:
-            raise ExecutionError(f"model '{model.name}' is compiled for IPU version "
-                                 f"{model.ipu_version}, which the IPU model does not know "
-                                 f"(expected {_versions()})")
+            raise ExecutionError(
+                f"model '{model.name}' is compiled for IPU version "
+                f"{model.ipu_version}, which the IPU model does not know "
+                f"(expected {_versions()})"
+            )
         if self.ipu_version is not None and self.ipu_version != model.ipu_version:
             device = IPU_ARCHS[self.ipu_version]
-            raise ExecutionError(f"model '{model.name}' is compiled for {arch.label()} but the "
-                                 f"simulated device is {device.label()}")
+            raise ExecutionError(
+                f"model '{model.name}' is compiled for {arch.label()} but the "
+                f"simulated device is {device.label()}"
+            )
         model_ipus = max(1, model.num_ipus)
         rf = model.replication_factor
         needed = model_ipus * rf
         available = self.num_ipus if self.num_ipus is not None else needed
         if needed > available:
-            raise ExecutionError(f"model '{model.name}' needs {needed} IPUs ({model_ipus} per "
-                                 f"replica × replication factor {rf}) but the simulated device "
-                                 f"has {available}")
+            raise ExecutionError(
+                f"model '{model.name}' needs {needed} IPUs ({model_ipus} per "
+                f"replica × replication factor {rf}) but the simulated device "
+                f"has {available}"
+            )
         tiles = self.tiles_per_ipu if self.tiles_per_ipu is not None else arch.tiles
         budget = model_ipus * tiles * arch.memory_per_tile
         persistent, peak = model.memory_need()
@@ -127,7 +137,8 @@ class IpuModelExecutor(Executor):
                 f"{_bytes(persistent + peak)} ({_bytes(persistent)} of persistent tensors and "
                 f"a peak of {_bytes(peak)} of step tensors) but has {_bytes(budget)} "
                 f"({model_ipus} IPU × {tiles} tiles × {arch.memory_per_tile // KiB} KiB, "
-                f"{arch.label()})")
+                f"{arch.label()})"
+            )
         return arch
 
     def execute(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
@@ -145,9 +156,15 @@ class IpuModelExecutor(Executor):
                     self.program_runs[program.index] += 1
         return model.assemble_outputs(results, steps)
 
-    def _step(self, model: LoadedModel, device: dict[str, np.ndarray],
-              inputs: Mapping[str, np.ndarray], steps: int, step: int,
-              replica: int) -> dict[str, np.ndarray]:
+    def _step(
+        self,
+        model: LoadedModel,
+        device: dict[str, np.ndarray],
+        inputs: Mapping[str, np.ndarray],
+        steps: int,
+        step: int,
+        replica: int,
+    ) -> dict[str, np.ndarray]:
         """One step of one replica: step tensors live in a scope above the persistent ones."""
         scope: ChainMap = ChainMap({}, device)
         host: dict[str, np.ndarray] = {}

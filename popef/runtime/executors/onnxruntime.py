@@ -51,8 +51,9 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ExecutionError("executor 'onnxruntime' needs the onnxruntime package: "
-                             "pip install 'popef[onnxruntime]'") from exc
+        raise ExecutionError(
+            "executor 'onnxruntime' needs the onnxruntime package: pip install 'popef[onnxruntime]'"
+        ) from exc
     return onnxruntime
 
 
@@ -69,8 +70,10 @@ def resolve_providers(value: object, available: Sequence[str]) -> list[str]:
     elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         names = [v.strip() for v in value]
     else:
-        raise ExecutionError("executor 'onnxruntime': option 'providers' must be a list of "
-                             f"provider names or a comma-separated string, got {value!r}")
+        raise ExecutionError(
+            "executor 'onnxruntime': option 'providers' must be a list of "
+            f"provider names or a comma-separated string, got {value!r}"
+        )
     if not names:
         raise ExecutionError("executor 'onnxruntime': option 'providers' names no provider")
     by_key = {}
@@ -81,8 +84,10 @@ def resolve_providers(value: object, available: Sequence[str]) -> list[str]:
     for name in names:
         provider = by_key.get(name.lower())
         if provider is None:
-            raise ExecutionError(f"executor 'onnxruntime': provider {name!r} is not available; "
-                                 "this onnxruntime has " + ", ".join(available))
+            raise ExecutionError(
+                f"executor 'onnxruntime': provider {name!r} is not available; "
+                "this onnxruntime has " + ", ".join(available)
+            )
         if provider not in providers:
             providers.append(provider)
     return providers
@@ -95,33 +100,45 @@ def _optimization_level(ort, value: object):
         return getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[value.strip().lower()])
     if isinstance(value, str) and value.strip().upper() in OPTIMIZATION_LEVELS.values():
         return getattr(ort.GraphOptimizationLevel, value.strip().upper())
-    raise ExecutionError("executor 'onnxruntime': option 'graph_optimization_level' must be "
-                         f"one of {', '.join(OPTIMIZATION_LEVELS)}, got {value!r}")
+    raise ExecutionError(
+        "executor 'onnxruntime': option 'graph_optimization_level' must be "
+        f"one of {', '.join(OPTIMIZATION_LEVELS)}, got {value!r}"
+    )
 
 
 class OnnxRuntimeExecutor(Executor):
     name = "onnxruntime"
-    description = ("the main programs as onnxruntime sessions (CPU, CUDA, TensorRT, OpenVINO... "
-                   "providers; pip install 'popef[onnxruntime]')")
+    description = (
+        "the main programs as onnxruntime sessions (CPU, CUDA, TensorRT, OpenVINO... "
+        "providers; pip install 'popef[onnxruntime]')"
+    )
     options = {
         "providers": "execution providers, in order of preference, comma-separated "
-                     "(default CPUExecutionProvider; short names such as cuda work)",
+        "(default CPUExecutionProvider; short names such as cuda work)",
         "intra_op_num_threads": "threads of one operator (default: onnxruntime's, the cores)",
         "graph_optimization_level": "disable, basic, extended or all (default all)",
-        "fold": "run the steps of a request as one batch when the graph allows it "
-                "(default true)",
+        "fold": "run the steps of a request as one batch when the graph allows it (default true)",
     }
 
-    def __init__(self, *, providers: Any = None, intra_op_num_threads: Any = None,
-                 graph_optimization_level: Any = None, fold: Any = True) -> None:
+    def __init__(
+        self,
+        *,
+        providers: Any = None,
+        intra_op_num_threads: Any = None,
+        graph_optimization_level: Any = None,
+        fold: Any = True,
+    ) -> None:
         super().__init__()
         ort = self._ort = _onnxruntime()
         self.providers = resolve_providers(providers, ort.get_available_providers())
-        self.intra_op_num_threads = check_int_option(self.name, "intra_op_num_threads",
-                                                     intra_op_num_threads)
+        self.intra_op_num_threads = check_int_option(
+            self.name, "intra_op_num_threads", intra_op_num_threads
+        )
         if self.intra_op_num_threads is not None and self.intra_op_num_threads > MAX_THREADS:
-            raise ExecutionError(f"executor 'onnxruntime': option 'intra_op_num_threads' must be "
-                                 f"at most {MAX_THREADS}, got {self.intra_op_num_threads}")
+            raise ExecutionError(
+                f"executor 'onnxruntime': option 'intra_op_num_threads' must be "
+                f"at most {MAX_THREADS}, got {self.intra_op_num_threads}"
+            )
         self.graph_optimization_level = _optimization_level(ort, graph_optimization_level)
         self.fold = _flag("fold", fold)
         self.fold_blocker: str | None = None
@@ -135,25 +152,41 @@ class OnnxRuntimeExecutor(Executor):
         self.model = model
         rf = model.replication_factor
         self.fold_blocker = fold_blocker(model) if self.fold else "folding is disabled"
-        distinct_state = rf > 1 and (model.has_per_replica_state or any(
-            model.streams[s.handle].per_replica and model.streams[s.handle].stored
-            for p in model.main for s in p.steps if hasattr(s, "handle")))
+        distinct_state = rf > 1 and (
+            model.has_per_replica_state
+            or any(
+                model.streams[s.handle].per_replica and model.streams[s.handle].stored
+                for p in model.main
+                for s in p.steps
+                if hasattr(s, "handle")
+            )
+        )
         self._sessions = []
         states = self.run_load_programs(model)
         for replica in range(rf if distinct_state else 1):
             persistent = states[replica if len(states) > 1 else 0]
-            graph = graph_to_onnx(model, model.main, constants=persistent, replica=replica,
-                                  batch_dim=BATCH_DIM if self.fold_blocker is None else None,
-                                  embed=False, embed_below=EMBED_BELOW)
+            graph = graph_to_onnx(
+                model,
+                model.main,
+                constants=persistent,
+                replica=replica,
+                batch_dim=BATCH_DIM if self.fold_blocker is None else None,
+                embed=False,
+                embed_below=EMBED_BELOW,
+            )
             self._sessions.append(self._session(model, graph))
             self._feeds, self._fetches = graph.inputs, graph.outputs
         self._per_replica_inputs = any(s.per_replica for s in model.inputs)
         self._per_replica_outputs = any(s.per_replica for s in model.outputs)
         self._envs = None  # the save programs' persistent tensors, computed when asked for
         # the common case: one batch, one session, the request's arrays as the session's feeds
-        self._direct = (self.fold_blocker is None and len(self._sessions) == 1
-                        and not self._per_replica_inputs and not self._per_replica_outputs
-                        and set(self._feeds) == {s.name for s in model.inputs})
+        self._direct = (
+            self.fold_blocker is None
+            and len(self._sessions) == 1
+            and not self._per_replica_inputs
+            and not self._per_replica_outputs
+            and set(self._feeds) == {s.name for s in model.inputs}
+        )
 
     def _session(self, model: LoadedModel, graph) -> Any:
         ort = self._ort
@@ -167,16 +200,20 @@ class OnnxRuntimeExecutor(Executor):
         # from memory, never through the serialised model: onnxruntime copies each array once
         # into its own buffers (its Python API offers no way to share them for initializers)
         names = list(graph.constants)
-        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(graph.constants[n]))
-                  for n in names]
+        values = [
+            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(graph.constants[n]))
+            for n in names
+        ]
         if names:
             options.add_external_initializers(names, values)
         try:
-            session = ort.InferenceSession(graph.model.SerializeToString(), options,
-                                           providers=self.providers)
+            session = ort.InferenceSession(
+                graph.model.SerializeToString(), options, providers=self.providers
+            )
         except Exception as exc:
-            raise ExecutionError(f"executor 'onnxruntime' cannot run model '{model.name}': "
-                                 f"{_ort_message(exc)}") from exc
+            raise ExecutionError(
+                f"executor 'onnxruntime' cannot run model '{model.name}': {_ort_message(exc)}"
+            ) from exc
         return session
 
     @property
@@ -185,8 +222,9 @@ class OnnxRuntimeExecutor(Executor):
         return list(self._sessions[0].get_providers()) if self._sessions else list(self.providers)
 
     def describe(self) -> str:
-        return (f"onnxruntime {self._ort.__version__}, providers "
-                + ", ".join(self.session_providers))
+        return f"onnxruntime {self._ort.__version__}, providers " + ", ".join(
+            self.session_providers
+        )
 
     # ---- execute
     def execute(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
@@ -195,8 +233,9 @@ class OnnxRuntimeExecutor(Executor):
             try:
                 values = self._sessions[0].run(self._fetches, inputs)
             except Exception as exc:
-                raise ExecutionError(f"executor 'onnxruntime' failed on model '{model.name}': "
-                                     f"{_ort_message(exc)}") from exc
+                raise ExecutionError(
+                    f"executor 'onnxruntime' failed on model '{model.name}': {_ort_message(exc)}"
+                ) from exc
             outputs = dict(zip(self._fetches, values))
         elif self.fold_blocker is None:
             outputs = self._folded(model, inputs, steps)
@@ -211,8 +250,10 @@ class OnnxRuntimeExecutor(Executor):
         try:
             values = session.run(self._fetches, {name: feeds[name] for name in self._feeds})
         except Exception as exc:
-            raise ExecutionError(f"executor 'onnxruntime' failed on model "
-                                 f"'{self._require_model().name}': {_ort_message(exc)}") from exc
+            raise ExecutionError(
+                f"executor 'onnxruntime' failed on model "
+                f"'{self._require_model().name}': {_ort_message(exc)}"
+            ) from exc
         return dict(zip(self._fetches, values))
 
     def _replicas(self, model: LoadedModel) -> range:
@@ -220,12 +261,14 @@ class OnnxRuntimeExecutor(Executor):
         distinct = len(self._sessions) > 1 or self._per_replica_inputs
         return range(model.replication_factor if distinct and self._per_replica_outputs else 1)
 
-    def _folded(self, model: LoadedModel, inputs: Mapping[str, np.ndarray],
-                n: int) -> dict[str, np.ndarray]:
+    def _folded(
+        self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int
+    ) -> dict[str, np.ndarray]:
         rf = model.replication_factor
-        runs = [self._run(r, {s.name: _replica_rows(inputs[s.name], s, n, rf, r)
-                              for s in model.inputs})
-                for r in self._replicas(model)]
+        runs = [
+            self._run(r, {s.name: _replica_rows(inputs[s.name], s, n, rf, r) for s in model.inputs})
+            for r in self._replicas(model)
+        ]
         outputs = {}
         for s in model.outputs:
             if not s.per_replica:
@@ -240,16 +283,19 @@ class OnnxRuntimeExecutor(Executor):
             outputs[s.name] = np.ascontiguousarray(stacked).reshape(n * rf, *q)
         return outputs
 
-    def _stepwise(self, model: LoadedModel, inputs: Mapping[str, np.ndarray],
-                  n: int) -> dict[str, np.ndarray]:
+    def _stepwise(
+        self, model: LoadedModel, inputs: Mapping[str, np.ndarray], n: int
+    ) -> dict[str, np.ndarray]:
         rf = model.replication_factor
         replicas = self._replicas(model)
         results = []
         for step in range(n):
             per_replica = []
             for replica in replicas:
-                feeds = {s.name: model.step_input(s, inputs[s.name], n, step, replica)
-                         for s in model.inputs}
+                feeds = {
+                    s.name: model.step_input(s, inputs[s.name], n, step, replica)
+                    for s in model.inputs
+                }
                 out = self._run(replica, feeds)
                 per_replica.append({s.handle: out[s.name] for s in model.outputs})
             results.append(per_replica if len(per_replica) == rf else per_replica * rf)
@@ -301,6 +347,5 @@ def _ort_message(exc: Exception) -> str:
     text = text.splitlines()[0] if text else type(exc).__name__
     text = _SOURCE_LOCATION.sub("", text)
     if text.startswith(_NO_KERNEL):
-        text += (" (onnxruntime has no kernel for this op with these dtypes; executor 'cpu' "
-                 "runs it)")
+        text += " (onnxruntime has no kernel for this op with these dtypes; executor 'cpu' runs it)"
     return text

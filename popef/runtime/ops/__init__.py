@@ -11,14 +11,33 @@ See :mod:`popef.runtime.ops.base` for the contract.
 """
 
 # importing the family modules registers their ops
-from . import conv, elementwise, linalg, normalization, pool, reduce, shape  # noqa: F401
-from . import activation, math  # noqa: F401
-from . import indexing, quantize, resize, tensor  # noqa: F401
-from . import quantize_int, text  # noqa: F401
-from . import attention, loss, recurrent, sampling  # noqa: F401
-from . import signal, spatial, stateful  # noqa: F401
-from . import ml, optimizers  # noqa: F401
-from . import detection  # noqa: F401
+from . import (  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401
+    activation,
+    attention,
+    conv,
+    detection,  # noqa: F401
+    elementwise,
+    indexing,
+    linalg,
+    loss,
+    math,
+    ml,
+    normalization,
+    optimizers,
+    pool,
+    quantize,
+    quantize_int,
+    recurrent,
+    reduce,
+    resize,
+    sampling,
+    shape,
+    signal,
+    spatial,
+    stateful,
+    tensor,
+    text,
+)
 from .base import (
     OPS,
     REQUIRED,

@@ -455,8 +455,9 @@ def conv_max_pool(
     if y.dtype != out_dtype:
         y = y.astype(out_dtype)
     item = y.itemsize
-    return strided_view(y, (n, g * mg, oh2, ow2),
-                        (item, oh2 * ow2 * n * item, ow2 * n * item, n * item))
+    return strided_view(
+        y, (n, g * mg, oh2, ow2), (item, oh2 * ow2 * n * item, ow2 * n * item, n * item)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -660,7 +661,6 @@ def _scratch(scratch: dict[str, Any], name: str, size: int, dtype: np.dtype) -> 
     return buffer
 
 
-
 def dense_channels_last(
     x: np.ndarray, w_t: np.ndarray, bias: np.ndarray | None, relu: bool
 ) -> np.ndarray:
@@ -686,6 +686,7 @@ def dense_channels_last_kernel(relu: bool) -> Callable[[Sequence[np.ndarray | No
         return [dense_channels_last(x, w_t, bias, relu)]
 
     return run
+
 
 @dataclass(frozen=True)
 class ConvTransposePlan:
@@ -735,8 +736,9 @@ def conv_transpose(
             src.append(slice(first, last))
             dst.append(slice(offset + first * s, offset + (last - 1) * s + 1, s))
         else:
-            y[(slice(None),) * 3 + tuple(dst)] += cols[(slice(None), slice(None)) + tap
-                                                       + (slice(None),) + tuple(src)]
+            y[(slice(None),) * 3 + tuple(dst)] += cols[
+                (slice(None), slice(None)) + tap + (slice(None),) + tuple(src)
+            ]
     if bias is not None:
         y += bias.astype(cdt, copy=False).reshape((g, mg, 1) + (1,) * nd)
     if y.dtype != out_dtype:
@@ -960,7 +962,6 @@ def relu(x: np.ndarray) -> np.ndarray:
     return out.transpose(np.argsort(perm))
 
 
-
 def _relu_in_place(flat: np.ndarray) -> None:
     """``max(flat, 0)`` in place on a contiguous 1-d float array (zero blocks, as :func:`relu`)."""
     zeros = _zero_blocks.get(flat.dtype)
@@ -974,6 +975,7 @@ def _relu_in_place(flat: np.ndarray) -> None:
         np.maximum(blocks, zeros, out=blocks)
     if whole < flat.size:
         np.maximum(flat[whole:], zeros[: flat.size - whole], out=flat[whole:])
+
 
 # --------------------------------------------------------------------------------------------
 # softmax

@@ -37,8 +37,11 @@ INDEX_DTYPES = _I32_I64
 def norm_axis(op: Op, axis: int, rank: int, what: str = "axis") -> int:
     """``axis`` in ``[-rank, rank)`` as a non-negative index; ExecutionError otherwise."""
     if not -rank <= axis < rank:
-        raise op.error(f"{what} {axis} is out of range for rank {rank} (expected -{rank} to "
-                       f"{rank - 1})" if rank else f"{what} {axis} given for a scalar input")
+        raise op.error(
+            f"{what} {axis} is out of range for rank {rank} (expected -{rank} to {rank - 1})"
+            if rank
+            else f"{what} {axis} given for a scalar input"
+        )
     return axis + rank if axis < 0 else axis
 
 
@@ -55,8 +58,14 @@ def optional_input(inputs: Sequence[object], index: int) -> object | None:
     return inputs[index] if len(inputs) > index else None
 
 
-def static_values(op: Op, inputs: Sequence[TensorSpec | None], index: int, name: str,
-                  dtypes: frozenset = INT_DTYPES, rank: int | None = 1) -> np.ndarray | None:
+def static_values(
+    op: Op,
+    inputs: Sequence[TensorSpec | None],
+    index: int,
+    name: str,
+    dtypes: frozenset = INT_DTYPES,
+    rank: int | None = 1,
+) -> np.ndarray | None:
     """The load-time values of input ``index`` (``None`` when the input is omitted).
 
     The input must be a constant (a weight or a folded tensor): its values fix the output
@@ -71,10 +80,14 @@ def static_values(op: Op, inputs: Sequence[TensorSpec | None], index: int, name:
         raise op.error(f"input {index} ('{name}') must have rank {rank}, got {spec}")
     values = op.constant_inputs.get(index)
     if values is None:
-        raise op.error(f"input {index} ('{name}') must be a constant (a weight, or folded at "
-                       "import): its values fix the output shape")
+        raise op.error(
+            f"input {index} ('{name}') must be a constant (a weight, or folded at "
+            "import): its values fix the output shape"
+        )
     values = np.asarray(values)
     if values.shape != spec.shape:
-        raise op.error(f"constant input {index} ('{name}') {fmt_shape(values.shape)} does not "
-                       f"match its spec {spec}")
+        raise op.error(
+            f"constant input {index} ('{name}') {fmt_shape(values.shape)} does not "
+            f"match its spec {spec}"
+        )
     return values

@@ -39,8 +39,7 @@ __all__ = ["Attention", "RotaryEmbedding"]
 _BOOL = np.dtype(np.bool_)
 _I64 = np.dtype(np.int64)
 #: ``softmax_precision`` values (ONNX TensorProto data types) that numpy can compute in
-_SOFTMAX_PRECISIONS = {1: np.dtype(np.float32), 10: np.dtype(np.float16),
-                       11: np.dtype(np.float64)}
+_SOFTMAX_PRECISIONS = {1: np.dtype(np.float32), 10: np.dtype(np.float16), 11: np.dtype(np.float64)}
 _OUTPUT_MODES = (0, 1, 2, 3)
 
 
@@ -67,12 +66,16 @@ class Attention(Op):
     def _setup(self) -> None:
         a = self.attrs
         if a["qk_matmul_output_mode"] not in _OUTPUT_MODES:
-            raise self.error(f"attribute 'qk_matmul_output_mode' must be 0 to 3, got "
-                             f"{a['qk_matmul_output_mode']}")
+            raise self.error(
+                f"attribute 'qk_matmul_output_mode' must be 0 to 3, got "
+                f"{a['qk_matmul_output_mode']}"
+            )
         precision = a["softmax_precision"]
         if precision is not None and precision not in _SOFTMAX_PRECISIONS:
-            raise self.error(f"attribute 'softmax_precision' {precision} is not supported "
-                             "(supported: 1 FLOAT, 10 FLOAT16, 11 DOUBLE)")
+            raise self.error(
+                f"attribute 'softmax_precision' {precision} is not supported "
+                "(supported: 1 FLOAT, 10 FLOAT16, 11 DOUBLE)"
+            )
         for name in ("left_window_size", "right_window_size"):
             if a[name] < -1:
                 raise self.error(f"attribute '{name}' must be -1 or non-negative, got {a[name]}")
@@ -104,18 +107,21 @@ class Attention(Op):
             self._check_dtype(s, FLOAT_DTYPES, f"input {i} ({'QKV'[i]})")
         self._check_same_dtype([q, k])
         if not q.rank == k.rank == v.rank or q.rank not in (3, 4):
-            raise self.error(f"Q, K and V must all be 3-D or all 4-D, got {fmt_shape(q.shape)}, "
-                             f"{fmt_shape(k.shape)} and {fmt_shape(v.shape)}")
+            raise self.error(
+                f"Q, K and V must all be 3-D or all 4-D, got {fmt_shape(q.shape)}, "
+                f"{fmt_shape(k.shape)} and {fmt_shape(v.shape)}"
+            )
         batch, q_heads, q_seq, head = self._heads(q, self.attrs["q_num_heads"], "Q")
         kb, kv_heads, kv_seq, k_head = self._heads(k, self.attrs["kv_num_heads"], "K")
         vb, v_heads, v_seq, v_head = self._heads(v, self.attrs["kv_num_heads"], "V")
         if (kb, vb) != (batch, batch) or k_head != head or (v_heads, v_seq) != (kv_heads, kv_seq):
-            raise self.error(f"Q {fmt_shape(q.shape)}, K {fmt_shape(k.shape)} and V "
-                             f"{fmt_shape(v.shape)} do not agree on batch, heads, sequence "
-                             "and head size")
+            raise self.error(
+                f"Q {fmt_shape(q.shape)}, K {fmt_shape(k.shape)} and V "
+                f"{fmt_shape(v.shape)} do not agree on batch, heads, sequence "
+                "and head size"
+            )
         if q_heads % kv_heads:
-            raise self.error(f"q_num_heads {q_heads} is not a multiple of kv_num_heads "
-                             f"{kv_heads}")
+            raise self.error(f"q_num_heads {q_heads} is not a multiple of kv_num_heads {kv_heads}")
         if (past_key is None) != (past_value is None):
             raise self.error("past_key and past_value must be given together")
         past = 0
@@ -125,37 +131,52 @@ class Attention(Op):
             self._check_same_dtype([q, None, None, None, past_key])
             self._check_same_dtype([v, None, None, None, None, past_value])
             past = past_key.shape[2] if past_key.rank == 4 else -1
-            if past_key.shape != (batch, kv_heads, past, head) or \
-                    past_value.shape != (batch, kv_heads, past, v_head):
-                raise self.error(f"past_key {fmt_shape(past_key.shape)} and past_value "
-                                 f"{fmt_shape(past_value.shape)} must be "
-                                 f"[{batch}, {kv_heads}, P, {head}] and "
-                                 f"[{batch}, {kv_heads}, P, {v_head}]")
+            if past_key.shape != (batch, kv_heads, past, head) or past_value.shape != (
+                batch,
+                kv_heads,
+                past,
+                v_head,
+            ):
+                raise self.error(
+                    f"past_key {fmt_shape(past_key.shape)} and past_value "
+                    f"{fmt_shape(past_value.shape)} must be "
+                    f"[{batch}, {kv_heads}, P, {head}] and "
+                    f"[{batch}, {kv_heads}, P, {v_head}]"
+                )
         total = past + kv_seq
         if mask is not None:
             self._check_dtype(mask, ALL_DTYPES, "input 3 (attn_mask)")
             if mask.dtype != _BOOL and mask.dtype != q.dtype:
-                raise self.error(f"attn_mask must be bool or {q.dtype.name} like Q, got "
-                                 f"{mask.dtype.name}")
+                raise self.error(
+                    f"attn_mask must be bool or {q.dtype.name} like Q, got {mask.dtype.name}"
+                )
             if mask.rank < 1 or mask.rank > 4 or mask.shape[-1] > total:
-                raise self.error(f"attn_mask {fmt_shape(mask.shape)} must have rank 1 to 4 and "
-                                 f"at most {total} keys on its last axis")
+                raise self.error(
+                    f"attn_mask {fmt_shape(mask.shape)} must have rank 1 to 4 and "
+                    f"at most {total} keys on its last axis"
+                )
             try:
                 np.broadcast_shapes(mask.shape[:-1], (batch, q_heads, q_seq))
             except ValueError:
-                raise self.error(f"attn_mask {fmt_shape(mask.shape)} does not broadcast to "
-                                 f"{fmt_shape((batch, q_heads, q_seq, total))}") from None
+                raise self.error(
+                    f"attn_mask {fmt_shape(mask.shape)} does not broadcast to "
+                    f"{fmt_shape((batch, q_heads, q_seq, total))}"
+                ) from None
         if nonpad is not None:
             self._check_dtype(nonpad, frozenset({_I64}), "input 6 (nonpad_kv_seqlen)")
             if nonpad.shape != (batch,):
-                raise self.error(f"nonpad_kv_seqlen must be [{batch}], got "
-                                 f"{fmt_shape(nonpad.shape)}")
-        y_shape = (batch, q_seq, q_heads * v_head) if q.rank == 3 else \
-            (batch, q_heads, q_seq, v_head)
-        outputs = [TensorSpec(y_shape, q.dtype),
-                   TensorSpec((batch, kv_heads, total, head), q.dtype),
-                   TensorSpec((batch, kv_heads, total, v_head), v.dtype),
-                   TensorSpec((batch, q_heads, q_seq, total), q.dtype)]
+                raise self.error(
+                    f"nonpad_kv_seqlen must be [{batch}], got {fmt_shape(nonpad.shape)}"
+                )
+        y_shape = (
+            (batch, q_seq, q_heads * v_head) if q.rank == 3 else (batch, q_heads, q_seq, v_head)
+        )
+        outputs = [
+            TensorSpec(y_shape, q.dtype),
+            TensorSpec((batch, kv_heads, total, head), q.dtype),
+            TensorSpec((batch, kv_heads, total, v_head), v.dtype),
+            TensorSpec((batch, q_heads, q_seq, total), q.dtype),
+        ]
         return outputs[: self.output_count]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -171,8 +192,15 @@ class Attention(Op):
         batch, seq, hidden = x.shape
         return x.reshape(batch, seq, heads, hidden // heads).transpose(0, 2, 1, 3)
 
-    def _bias(self, dtype: np.dtype, q_seq: int, total: int, mask: np.ndarray | None,
-              past: int, nonpad: np.ndarray | None) -> np.ndarray:
+    def _bias(
+        self,
+        dtype: np.dtype,
+        q_seq: int,
+        total: int,
+        mask: np.ndarray | None,
+        past: int,
+        nonpad: np.ndarray | None,
+    ) -> np.ndarray:
         """The additive bias of the scores: 0 where attended, -inf where not (or the float
         mask's values)."""
         a = self.attrs
@@ -227,8 +255,7 @@ class Attention(Op):
         dtype = q.dtype
         q_seq, total = q.shape[2], k.shape[2]
         if nonpad is not None and (np.any(nonpad < 0) or np.any(nonpad > total)):
-            raise self.error(f"nonpad_kv_seqlen values must be 0 to {total}, got "
-                             f"{nonpad.tolist()}")
+            raise self.error(f"nonpad_kv_seqlen values must be 0 to {total}, got {nonpad.tolist()}")
         scale = a["scale"] if a["scale"] is not None else 1 / np.sqrt(q.shape[3])
         root = dtype.type(np.sqrt(scale))
         if k.shape[1] != q.shape[1]:
@@ -244,8 +271,9 @@ class Attention(Op):
             with_bias = scores + bias
             qk_output = with_bias if a["qk_matmul_output_mode"] == 2 else scores
             precision = a["softmax_precision"]
-            logits = with_bias if precision is None else \
-                with_bias.astype(_SOFTMAX_PRECISIONS[precision])
+            logits = (
+                with_bias if precision is None else with_bias.astype(_SOFTMAX_PRECISIONS[precision])
+            )
             top = logits.max(axis=-1, keepdims=True)
             masked_row = np.isneginf(top)
             e = np.exp(logits - np.where(masked_row, logits.dtype.type(0), top))
@@ -270,8 +298,11 @@ class RotaryEmbedding(Op):
     default), pairing halves or, with ``interleaved``, neighbours."""
 
     op_type = "RotaryEmbedding"
-    attributes = {"interleaved": Attr("int", 0), "num_heads": Attr("int", 0),
-                  "rotary_embedding_dim": Attr("int", 0)}
+    attributes = {
+        "interleaved": Attr("int", 0),
+        "num_heads": Attr("int", 0),
+        "rotary_embedding_dim": Attr("int", 0),
+    }
     num_inputs = (3, 4)
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -285,27 +316,35 @@ class RotaryEmbedding(Op):
             batch, _, seq, head = x.shape
         elif x.rank == 3:
             if heads < 1 or x.shape[2] % heads:
-                raise self.error(f"3-D X {fmt_shape(x.shape)} needs 'num_heads' dividing its "
-                                 f"hidden size, got {heads}")
+                raise self.error(
+                    f"3-D X {fmt_shape(x.shape)} needs 'num_heads' dividing its "
+                    f"hidden size, got {heads}"
+                )
             batch, seq, head = x.shape[0], x.shape[1], x.shape[2] // heads
         else:
             raise self.error(f"X must be 3-D or 4-D, got {fmt_shape(x.shape)}")
         dim = self.attrs["rotary_embedding_dim"] or head
         if dim % 2 or dim > head:
-            raise self.error(f"rotary_embedding_dim {dim} must be even and at most the head "
-                             f"size {head}")
+            raise self.error(
+                f"rotary_embedding_dim {dim} must be even and at most the head size {head}"
+            )
         if cos.shape != sin.shape:
-            raise self.error(f"cos_cache {fmt_shape(cos.shape)} and sin_cache "
-                             f"{fmt_shape(sin.shape)} differ")
+            raise self.error(
+                f"cos_cache {fmt_shape(cos.shape)} and sin_cache {fmt_shape(sin.shape)} differ"
+            )
         if positions is not None:
             self._check_dtype(positions, frozenset({_I64}), "input 3 (position_ids)")
             if positions.shape != (batch, seq) or cos.rank != 2 or cos.shape[1] != dim // 2:
-                raise self.error(f"with position_ids {fmt_shape(positions.shape)} the caches "
-                                 f"must be [P, {dim // 2}] and the ids [{batch}, {seq}], got "
-                                 f"{fmt_shape(cos.shape)}")
+                raise self.error(
+                    f"with position_ids {fmt_shape(positions.shape)} the caches "
+                    f"must be [P, {dim // 2}] and the ids [{batch}, {seq}], got "
+                    f"{fmt_shape(cos.shape)}"
+                )
         elif cos.shape != (batch, seq, dim // 2):
-            raise self.error(f"without position_ids the caches must be "
-                             f"{fmt_shape((batch, seq, dim // 2))}, got {fmt_shape(cos.shape)}")
+            raise self.error(
+                f"without position_ids the caches must be "
+                f"{fmt_shape((batch, seq, dim // 2))}, got {fmt_shape(cos.shape)}"
+            )
         return [x]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -317,19 +356,24 @@ class RotaryEmbedding(Op):
         positions = optional_input(inputs, 3)
         if positions is not None:
             if positions.size and (positions.min() < 0 or positions.max() >= cos.shape[0]):
-                raise self.error(f"position_ids must be 0 to {cos.shape[0] - 1}, got values "
-                                 f"{int(positions.min())} to {int(positions.max())}")
+                raise self.error(
+                    f"position_ids must be 0 to {cos.shape[0] - 1}, got values "
+                    f"{int(positions.min())} to {int(positions.max())}"
+                )
             cos, sin = cos[positions], sin[positions]
         # (batch, sequence, heads, head_size)
-        h = x.transpose(0, 2, 1, 3) if x.ndim == 4 else \
-            x.reshape(x.shape[0], x.shape[1], self.attrs["num_heads"], -1)
+        h = (
+            x.transpose(0, 2, 1, 3)
+            if x.ndim == 4
+            else x.reshape(x.shape[0], x.shape[1], self.attrs["num_heads"], -1)
+        )
         dim = self.attrs["rotary_embedding_dim"] or h.shape[3]
         rotate, keep = h[..., :dim], h[..., dim:]
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]
         if self.attrs["interleaved"]:
             x1, x2 = rotate[..., 0::2], rotate[..., 1::2]
         else:
-            x1, x2 = rotate[..., : dim // 2], rotate[..., dim // 2:]
+            x1, x2 = rotate[..., : dim // 2], rotate[..., dim // 2 :]
         real = cos * x1 - sin * x2
         imag = sin * x1 + cos * x2
         if self.attrs["interleaved"]:

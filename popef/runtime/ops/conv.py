@@ -187,11 +187,21 @@ class Conv(WindowOp):
                 strides, dilations, _ = self._window_params(len(x.shape) - 2)
                 geo = _kernels.Geometry(checked.begins, checked.ends, (0, 0), checked.out)
                 plan = plans[key] = _kernels.conv_plan(
-                    x.shape, w.shape, _kernels.compute_dtype(x.dtype).itemsize, strides,
-                    dilations, geo, self.group, plain=True)
+                    x.shape,
+                    w.shape,
+                    _kernels.compute_dtype(x.dtype).itemsize,
+                    strides,
+                    dilations,
+                    geo,
+                    self.group,
+                    plain=True,
+                )
             return [_kernels.conv_max_pool(x, w, b, plan, window, relu)]  # type: ignore[arg-type]
 
         return run
+
+
+_UNPLANNED: Any = object()  # no plan cached yet (None is a cached "cannot fuse")
 
 
 class _ChannelsLastConvPool:
@@ -216,10 +226,14 @@ class _ChannelsLastConvPool:
         b = inputs[2] if len(inputs) > 2 else None
         assert x is not None and w is not None
         key = (x.shape, w.shape, x.dtype)
-        plan = self.plans[key] if key in self.plans else self._plan(x, w, b)
+        plan = self.plans.get(key, _UNPLANNED)  # one lookup: another thread may clear it
+        if plan is _UNPLANNED:
+            plan = self._plan(x, w, b)
         if plan is None:  # shape inference refuses such a model at load
-            raise self.conv.error(f"the pooling window {list(self.window)} is larger than the "
-                                  f"convolution's output for input X {fmt_shape(x.shape)}")
+            raise self.conv.error(
+                f"the pooling window {list(self.window)} is larger than the "
+                f"convolution's output for input X {fmt_shape(x.shape)}"
+            )
         cached = self.weights
         if cached is not None and cached[0] is w and cached[1] is b:
             w_t, bias = cached[2]
@@ -229,15 +243,22 @@ class _ChannelsLastConvPool:
         scratch = self.local.__dict__
         return [_kernels.conv_max_pool_channels_last(x, w_t, bias, plan, self.relu, scratch)]
 
-    def _plan(self, x: np.ndarray, w: np.ndarray,
-              b: np.ndarray | None) -> _kernels.ChannelsLastPlan | None:
+    def _plan(
+        self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
+    ) -> _kernels.ChannelsLastPlan | None:
         conv = self.conv
         checked = conv._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
         strides, dilations, _ = conv._window_params(len(x.shape) - 2)
         geo = _kernels.Geometry(checked.begins, checked.ends, (0, 0), checked.out)
         plan = _kernels.channels_last_plan(
-            x.shape, w.shape, _kernels.compute_dtype(x.dtype).itemsize, strides, dilations,
-            geo, self.window)
+            x.shape,
+            w.shape,
+            _kernels.compute_dtype(x.dtype).itemsize,
+            strides,
+            dilations,
+            geo,
+            self.window,
+        )
         if len(self.plans) >= _PLAN_CACHE_SIZE:
             self.plans.clear()
         self.plans[(x.shape, w.shape, x.dtype)] = plan
@@ -326,7 +347,12 @@ class ConvTranspose(WindowOp):
             requested = tuple(n * s for n, s in zip(xs[2:], strides))
         begins, outs = [], []
         for i in range(nd):
-            full = strides[i] * (xs[2 + i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
+            full = (
+                strides[i] * (xs[2 + i] - 1)
+                + output_padding[i]
+                + (kernel[i] - 1) * dilations[i]
+                + 1
+            )
             if requested is not None:
                 total = full - requested[i]
                 small = total // 2
@@ -344,8 +370,15 @@ class ConvTranspose(WindowOp):
         return self._cache(
             (xs, ws, bs, dtype),
             _kernels.ConvTransposePlan(
-                n=xs[0], g=g, cg=xs[1] // g, mg=ws[1], kernel=kernel, in_spatial=tuple(xs[2:]),
-                out=tuple(outs), begins=tuple(begins), strides=tuple(strides),
+                n=xs[0],
+                g=g,
+                cg=xs[1] // g,
+                mg=ws[1],
+                kernel=kernel,
+                in_spatial=tuple(xs[2:]),
+                out=tuple(outs),
+                begins=tuple(begins),
+                strides=tuple(strides),
                 dilations=tuple(dilations),
             ),
         )

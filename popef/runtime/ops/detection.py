@@ -62,14 +62,20 @@ class DeformConv(Op):
         for name in ("group", "offset_group"):
             if self.attrs[name] < 1:
                 raise self.error(f"attribute '{name}' must be positive, got {self.attrs[name]}")
-        for name, count, least in (("dilations", 2, 1), ("kernel_shape", 2, 1),
-                                   ("strides", 2, 1), ("pads", 4, 0)):
+        for name, count, least in (
+            ("dilations", 2, 1),
+            ("kernel_shape", 2, 1),
+            ("strides", 2, 1),
+            ("pads", 4, 0),
+        ):
             value = self.attrs[name]
             if value is None:
                 continue
             if len(value) != count or min(value) < least:
-                raise self.error(f"attribute '{name}' must hold {count} values of at least "
-                                 f"{least} (2-D convolution), got {list(value)}")
+                raise self.error(
+                    f"attribute '{name}' must hold {count} values of at least "
+                    f"{least} (2-D convolution), got {list(value)}"
+                )
 
     def _plan(self, inputs: Sequence[TensorSpec | None]) -> dict:
         x, w, offset, bias, mask = (list(inputs) + [None, None])[:5]
@@ -77,25 +83,29 @@ class DeformConv(Op):
         self._check_dtype(x, FLOAT_DTYPES, "input 0 (X)")
         self._check_same_dtype([x, w, offset, bias, mask])
         if x.rank != 4:
-            raise self.error(f"input 0 (X) must be [N, C, H, W] (2-D DeformConv), got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(
+                f"input 0 (X) must be [N, C, H, W] (2-D DeformConv), got {fmt_shape(x.shape)}"
+            )
         if w.rank != 4:
-            raise self.error(f"input 1 (W) must be [M, C / group, kH, kW], got "
-                             f"{fmt_shape(w.shape)}")
+            raise self.error(
+                f"input 1 (W) must be [M, C / group, kH, kW], got {fmt_shape(w.shape)}"
+            )
         n, channels, height, width = x.shape
         maps, per_group = w.shape[:2]
         group, offset_group = self.attrs["group"], self.attrs["offset_group"]
         kernel = tuple(self.attrs["kernel_shape"] or w.shape[2:])
         if kernel != w.shape[2:]:
-            raise self.error(f"kernel_shape {list(kernel)} differs from W's "
-                             f"{list(w.shape[2:])}")
+            raise self.error(f"kernel_shape {list(kernel)} differs from W's {list(w.shape[2:])}")
         if channels != per_group * group or maps % group:
-            raise self.error(f"X has {channels} channels and W is {fmt_shape(w.shape)}: "
-                             f"expected C = {per_group} * group ({group}) and M divisible by "
-                             "group")
+            raise self.error(
+                f"X has {channels} channels and W is {fmt_shape(w.shape)}: "
+                f"expected C = {per_group} * group ({group}) and M divisible by "
+                "group"
+            )
         if channels % offset_group:
-            raise self.error(f"X's {channels} channels are not divisible by offset_group "
-                             f"{offset_group}")
+            raise self.error(
+                f"X's {channels} channels are not divisible by offset_group {offset_group}"
+            )
         dilations = self.attrs["dilations"] or (1, 1)
         strides = self.attrs["strides"] or (1, 1)
         pads = self.attrs["pads"] or (0, 0, 0, 0)
@@ -104,22 +114,32 @@ class DeformConv(Op):
             span = dilations[axis] * (kernel[axis] - 1) + 1
             extent = size + pads[axis] + pads[axis + 2] - span
             if extent < 0:
-                raise self.error(f"a kernel spanning {span} does not fit spatial axis {axis} "
-                                 f"of {size} with its pads")
+                raise self.error(
+                    f"a kernel spanning {span} does not fit spatial axis {axis} "
+                    f"of {size} with its pads"
+                )
             out.append(extent // strides[axis] + 1)
         taps = kernel[0] * kernel[1]
         want = (n, offset_group * taps * 2, *out)
         if offset.shape != want:
-            raise self.error(f"input 2 (offset) must be {fmt_shape(want)}, got "
-                             f"{fmt_shape(offset.shape)}")
+            raise self.error(
+                f"input 2 (offset) must be {fmt_shape(want)}, got {fmt_shape(offset.shape)}"
+            )
         if bias is not None and bias.shape != (maps,):
             raise self.error(f"input 3 (B) must be [{maps}], got {fmt_shape(bias.shape)}")
         want = (n, offset_group * taps, *out)
         if mask is not None and mask.shape != want:
-            raise self.error(f"input 4 (mask) must be {fmt_shape(want)}, got "
-                             f"{fmt_shape(mask.shape)}")
-        return {"kernel": kernel, "dilations": dilations, "strides": strides, "pads": pads,
-                "out": tuple(out), "maps": maps}
+            raise self.error(
+                f"input 4 (mask) must be {fmt_shape(want)}, got {fmt_shape(mask.shape)}"
+            )
+        return {
+            "kernel": kernel,
+            "dilations": dilations,
+            "strides": strides,
+            "pads": pads,
+            "out": tuple(out),
+            "maps": maps,
+        }
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         plan = self._plan(inputs)
@@ -129,8 +149,9 @@ class DeformConv(Op):
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x, w, offset, bias, mask = (list(inputs) + [None, None])[:5]
-        plan = self._plan([None if a is None else TensorSpec.of(a)
-                           for a in (x, w, offset, bias, mask)])
+        plan = self._plan(
+            [None if a is None else TensorSpec.of(a) for a in (x, w, offset, bias, mask)]
+        )
         work = _work_dtype(x.dtype)
         n, channels, height, width = x.shape
         kh, kw = plan["kernel"]
@@ -139,10 +160,16 @@ class DeformConv(Op):
         taps, cells = kh * kw, oh * ow
         shift = offset.reshape(n, offset_groups, kh, kw, 2, oh, ow).astype(np.float64)
         # each tap's position before its offset: (kernel row, output row) -> image row
-        base_y = (np.arange(kh)[:, None] * plan["dilations"][0]
-                  + np.arange(oh)[None, :] * plan["strides"][0] - plan["pads"][0])
-        base_x = (np.arange(kw)[:, None] * plan["dilations"][1]
-                  + np.arange(ow)[None, :] * plan["strides"][1] - plan["pads"][1])
+        base_y = (
+            np.arange(kh)[:, None] * plan["dilations"][0]
+            + np.arange(oh)[None, :] * plan["strides"][0]
+            - plan["pads"][0]
+        )
+        base_x = (
+            np.arange(kw)[:, None] * plan["dilations"][1]
+            + np.arange(ow)[None, :] * plan["strides"][1]
+            - plan["pads"][1]
+        )
         ys = base_y[:, None, :, None] + shift[:, :, :, :, 0]  # [N, G, kh, kw, oh, ow]
         xs = base_x[None, :, None, :] + shift[:, :, :, :, 1]
         y0, x0 = np.floor(ys), np.floor(xs)
@@ -150,8 +177,12 @@ class DeformConv(Op):
         y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
         planes = x.reshape(n, offset_groups, channels // offset_groups, height * width)
         sampled = np.zeros((n, offset_groups, channels // offset_groups, taps * cells), work)
-        for dy, dx, weight in ((0, 0, (1 - ly) * (1 - lx)), (0, 1, (1 - ly) * lx),
-                               (1, 0, ly * (1 - lx)), (1, 1, ly * lx)):
+        for dy, dx, weight in (
+            (0, 0, (1 - ly) * (1 - lx)),
+            (0, 1, (1 - ly) * lx),
+            (1, 0, ly * (1 - lx)),
+            (1, 1, ly * lx),
+        ):
             yy, xx = y0 + dy, x0 + dx
             inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
             flat = np.where(inside, yy * width + xx, 0).reshape(n, offset_groups, 1, -1)
@@ -160,8 +191,7 @@ class DeformConv(Op):
         if mask is not None:
             sampled *= mask.astype(work).reshape(n, offset_groups, 1, taps * cells)
         columns = sampled.reshape(n, groups, channels // groups, taps, cells)
-        kernels = w.astype(work).reshape(groups, plan["maps"] // groups, channels // groups,
-                                         taps)
+        kernels = w.astype(work).reshape(groups, plan["maps"] // groups, channels // groups, taps)
         y = np.einsum("ngctp,goct->ngop", columns, kernels, optimize=True)
         y = y.reshape(n, plan["maps"], oh, ow)
         if bias is not None:
@@ -199,14 +229,17 @@ class RoiAlign(Op):
     def _setup(self) -> None:
         for name, allowed in (("mode", _MODES), ("coordinate_transformation_mode", _TRANSFORMS)):
             if self.attrs[name] not in allowed:
-                raise self.error(f"attribute '{name}' must be {' or '.join(allowed)}, got "
-                                 f"{self.attrs[name]!r}")
+                raise self.error(
+                    f"attribute '{name}' must be {' or '.join(allowed)}, got {self.attrs[name]!r}"
+                )
         for name in ("output_height", "output_width"):
             if self.attrs[name] < 1:
                 raise self.error(f"attribute '{name}' must be positive, got {self.attrs[name]}")
         if self.attrs["sampling_ratio"] < 0:
-            raise self.error("attribute 'sampling_ratio' must be 0 (adaptive) or positive, got "
-                             f"{self.attrs['sampling_ratio']}")
+            raise self.error(
+                "attribute 'sampling_ratio' must be 0 (adaptive) or positive, got "
+                f"{self.attrs['sampling_ratio']}"
+            )
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x, rois, indices = inputs
@@ -217,13 +250,23 @@ class RoiAlign(Op):
         if x.rank != 4:
             raise self.error(f"input 0 (X) must be [N, C, H, W], got {fmt_shape(x.shape)}")
         if rois.rank != 2 or rois.shape[1] != 4:
-            raise self.error(f"input 1 (rois) must be [num_rois, 4], got "
-                             f"{fmt_shape(rois.shape)}")
+            raise self.error(f"input 1 (rois) must be [num_rois, 4], got {fmt_shape(rois.shape)}")
         if indices.shape != rois.shape[:1]:
-            raise self.error(f"input 2 (batch_indices) must be [{rois.shape[0]}] (one per "
-                             f"region), got {fmt_shape(indices.shape)}")
-        return [TensorSpec((rois.shape[0], x.shape[1], self.attrs["output_height"],
-                            self.attrs["output_width"]), x.dtype)]
+            raise self.error(
+                f"input 2 (batch_indices) must be [{rois.shape[0]}] (one per "
+                f"region), got {fmt_shape(indices.shape)}"
+            )
+        return [
+            TensorSpec(
+                (
+                    rois.shape[0],
+                    x.shape[1],
+                    self.attrs["output_height"],
+                    self.attrs["output_width"],
+                ),
+                x.dtype,
+            )
+        ]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x, rois, indices = inputs
@@ -233,8 +276,9 @@ class RoiAlign(Op):
         bad = (indices < 0) | (indices >= n)
         if bad.any():
             r = int(np.argmax(bad))
-            raise self.error(f"batch_indices[{r}] is {int(indices[r])}, expected 0 to {n - 1} "
-                             "(X's batch)")
+            raise self.error(
+                f"batch_indices[{r}] is {int(indices[r])}, expected 0 to {n - 1} (X's batch)"
+            )
         if not np.isfinite(rois).all():
             r = int(np.argmax(~np.isfinite(rois).all(axis=1)))
             raise self.error(f"region {r} of rois is not finite: {rois[r].tolist()}")
@@ -259,8 +303,10 @@ class RoiAlign(Op):
         grid_w = ratio or max(int(np.ceil(roi_w / ow)), 0)
         samples = grid_h * grid_w * oh * ow
         if samples > MAX_SAMPLES_PER_ROI:
-            raise self.error(f"region {r} needs {samples} bilinear samples ({grid_h} x {grid_w} "
-                             f"per cell), more than {MAX_SAMPLES_PER_ROI}")
+            raise self.error(
+                f"region {r} needs {samples} bilinear samples ({grid_h} x {grid_w} "
+                f"per cell), more than {MAX_SAMPLES_PER_ROI}"
+            )
         if grid_h == 0 or grid_w == 0:
             return np.zeros((channels, oh, ow), image.dtype)
         ys = _sample_axis(work.type(start_y), roi_h / work.type(oh), oh, grid_h, work)
@@ -268,10 +314,12 @@ class RoiAlign(Op):
         rows, cols = _bilinear(ys, height, work), _bilinear(xs, width, work)
         inside = rows[4][:, :, None, None] & cols[4][None, None, :, :]
         corners = []  # (weight, flat position) of each corner: [oh, gh, ow, gw]
-        for (ry, wy), (cx, wx) in (((rows[0], rows[2]), (cols[0], cols[2])),
-                                   ((rows[0], rows[2]), (cols[1], cols[3])),
-                                   ((rows[1], rows[3]), (cols[0], cols[2])),
-                                   ((rows[1], rows[3]), (cols[1], cols[3]))):
+        for (ry, wy), (cx, wx) in (
+            ((rows[0], rows[2]), (cols[0], cols[2])),
+            ((rows[0], rows[2]), (cols[1], cols[3])),
+            ((rows[1], rows[3]), (cols[0], cols[2])),
+            ((rows[1], rows[3]), (cols[1], cols[3])),
+        ):
             weight = (wy[:, :, None, None] * wx[None, None, :, :]).astype(work)
             flat = np.where(inside, ry[:, :, None, None] * width + cx[None, None, :, :], 0)
             corners.append((np.where(inside, weight, work.type(0)), flat))
@@ -279,14 +327,15 @@ class RoiAlign(Op):
         value = np.empty((channels, oh, ow), work)
         step = max(1, MAX_SAMPLES_PER_ROI // samples)  # channels at a time: bounded memory
         for c in range(0, channels, step):
-            part = planes[c:c + step].astype(work)
+            part = planes[c : c + step].astype(work)
             taken = [weight * part[:, flat] for weight, flat in corners]  # [c, oh, gh, ow, gw]
             if self.attrs["mode"] == "avg":
                 total = (taken[0] + taken[1] + taken[2] + taken[3]).sum(axis=(2, 4))
-                value[c:c + step] = total / work.type(grid_h * grid_w)
+                value[c : c + step] = total / work.type(grid_h * grid_w)
             else:
-                value[c:c + step] = np.maximum(np.maximum(taken[0], taken[1]),
-                                               np.maximum(taken[2], taken[3])).max(axis=(2, 4))
+                value[c : c + step] = np.maximum(
+                    np.maximum(taken[0], taken[1]), np.maximum(taken[2], taken[3])
+                ).max(axis=(2, 4))
         return value.astype(image.dtype, copy=False)
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -294,8 +343,9 @@ class RoiAlign(Op):
         return not batched[0]
 
 
-def _sample_axis(start: np.floating, cell: np.floating, cells: int, grid: int,
-                 work: np.dtype) -> np.ndarray:
+def _sample_axis(
+    start: np.floating, cell: np.floating, cells: int, grid: int, work: np.dtype
+) -> np.ndarray:
     """``[cells, grid]`` sample coordinates along one axis: ``grid`` evenly spaced per cell."""
     k = np.arange(cells, dtype=work)[:, None]
     g = np.arange(grid, dtype=work)[None, :]

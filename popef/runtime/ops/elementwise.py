@@ -345,8 +345,7 @@ class Cast(Op):
     only concern float8 types, which are not supported, and are accepted and ignored."""
 
     op_type = "Cast"
-    attributes = {"to": Attr("int"), "saturate": Attr("int", 1),
-                  "round_mode": Attr("string", "up")}
+    attributes = {"to": Attr("int"), "saturate": Attr("int", 1), "round_mode": Attr("string", "up")}
     num_inputs = (1, 1)
 
     def _setup(self) -> None:
@@ -354,8 +353,10 @@ class Cast(Op):
         if to in ONNX_DTYPES:
             self.target = ONNX_DTYPES[to]
         elif to in _ONNX_UNSUPPORTED:
-            raise self.error(f"casting to {_ONNX_UNSUPPORTED[to]} (to={to}) is not supported: "
-                             "PopEF has no such data type")
+            raise self.error(
+                f"casting to {_ONNX_UNSUPPORTED[to]} (to={to}) is not supported: "
+                "PopEF has no such data type"
+            )
         else:
             raise self.error(f"attribute 'to' is not an ONNX data type: {to}")
 

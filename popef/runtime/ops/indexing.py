@@ -41,8 +41,7 @@ __all__ = [
 _INT64 = np.dtype(np.int64)
 
 
-def _checked_indices(op: Op, indices: np.ndarray, dims: int | np.ndarray,
-                     where: str) -> np.ndarray:
+def _checked_indices(op: Op, indices: np.ndarray, dims: int | np.ndarray, where: str) -> np.ndarray:
     """``indices`` (int64) with negatives counted from the end; every one must lie in
     ``[-dim, dim)`` (``dims`` broadcasts against ``indices``)."""
     idx = indices.astype(_INT64, copy=False)
@@ -51,8 +50,10 @@ def _checked_indices(op: Op, indices: np.ndarray, dims: int | np.ndarray,
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             size = int(np.broadcast_to(dims, idx.shape)[at])
-            raise op.error(f"index {int(idx[at])} at {list(at)} is out of range for {where} "
-                           f"of size {size} (expected {-size} to {size - 1})")
+            raise op.error(
+                f"index {int(idx[at])} at {list(at)} is out of range for {where} "
+                f"of size {size} (expected {-size} to {size - 1})"
+            )
         if (idx < 0).any():
             idx = np.where(idx < 0, idx + dims, idx)
     return idx
@@ -78,7 +79,7 @@ class Gather(Op):
         self._check_dtype(data, ALL_DTYPES, "input 0 (data)")
         _index_dtype(self, indices)
         axis = norm_axis(self, self.attrs["axis"], data.rank)
-        shape = data.shape[:axis] + indices.shape + data.shape[axis + 1:]
+        shape = data.shape[:axis] + indices.shape + data.shape[axis + 1 :]
         return [TensorSpec(shape, data.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -110,26 +111,28 @@ class GatherElements(Op):
         _index_dtype(self, indices)
         axis = norm_axis(self, self.attrs["axis"], data.rank)
         if indices.rank != data.rank or any(
-                i != axis and n > d for i, (n, d) in enumerate(zip(indices.shape, data.shape))):
-            raise self.error(f"indices {fmt_shape(indices.shape)} must have the rank of data "
-                             f"{fmt_shape(data.shape)} and no larger dims outside axis {axis}")
+            i != axis and n > d for i, (n, d) in enumerate(zip(indices.shape, data.shape))
+        ):
+            raise self.error(
+                f"indices {fmt_shape(indices.shape)} must have the rank of data "
+                f"{fmt_shape(data.shape)} and no larger dims outside axis {axis}"
+            )
         return [TensorSpec(indices.shape, data.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         data, indices = inputs[0], inputs[1]
         axis = norm_axis(self, self.attrs["axis"], data.ndim)
         idx = _checked_indices(self, indices, data.shape[axis], f"axis {axis}")
-        view = data[tuple(slice(0, n) if i != axis else slice(None)
-                          for i, n in enumerate(idx.shape))]
+        view = data[
+            tuple(slice(0, n) if i != axis else slice(None) for i, n in enumerate(idx.shape))
+        ]
         return [np.take_along_axis(view, idx, axis=axis)]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
-        return batched[0] and batched[1] and norm_axis(self, self.attrs["axis"],
-                                                       specs[0].rank) != 0
+        return batched[0] and batched[1] and norm_axis(self, self.attrs["axis"], specs[0].rank) != 0
 
 
-def _nd_index(op: Op, data_shape: tuple[int, ...], indices: np.ndarray,
-              batch_dims: int) -> tuple:
+def _nd_index(op: Op, data_shape: tuple[int, ...], indices: np.ndarray, batch_dims: int) -> tuple:
     """The numpy index tuple into ``data`` reshaped to ``(B, *data_shape[b:])`` for ONNX
     GatherND/ScatterND indices ``[..., k]``; its arrays have shape ``(B, M)``."""
     k = indices.shape[-1]
@@ -137,8 +140,8 @@ def _nd_index(op: Op, data_shape: tuple[int, ...], indices: np.ndarray,
     batch = math.prod(data_shape[:b])
     m = math.prod(indices.shape[b:-1])
     ix = indices.reshape(batch, m, k)
-    dims = np.array(data_shape[b:b + k], dtype=_INT64)
-    ix = _checked_indices(op, ix, dims, f"the indexed dims {fmt_shape(data_shape[b:b + k])}")
+    dims = np.array(data_shape[b : b + k], dtype=_INT64)
+    ix = _checked_indices(op, ix, dims, f"the indexed dims {fmt_shape(data_shape[b : b + k])}")
     rows = np.broadcast_to(np.arange(batch, dtype=_INT64)[:, None], (batch, m))
     return (rows, *(ix[..., j] for j in range(k)))
 
@@ -159,13 +162,17 @@ class GatherND(Op):
             raise self.error(f"input 1 (indices) must be int64, got {indices.dtype.name}")
         b = self.attrs["batch_dims"]
         if indices.rank < 1 or not 0 <= b < min(data.rank, indices.rank):
-            raise self.error(f"batch_dims {b} does not fit data {fmt_shape(data.shape)} and "
-                             f"indices {fmt_shape(indices.shape)}")
+            raise self.error(
+                f"batch_dims {b} does not fit data {fmt_shape(data.shape)} and "
+                f"indices {fmt_shape(indices.shape)}"
+            )
         k = indices.shape[-1]
         if data.shape[:b] != indices.shape[:b] or b + k > data.rank:
-            raise self.error(f"indices {fmt_shape(indices.shape)} do not index data "
-                             f"{fmt_shape(data.shape)} with batch_dims {b}")
-        return [TensorSpec(indices.shape[:-1] + data.shape[b + k:], data.dtype)]
+            raise self.error(
+                f"indices {fmt_shape(indices.shape)} do not index data "
+                f"{fmt_shape(data.shape)} with batch_dims {b}"
+            )
+        return [TensorSpec(indices.shape[:-1] + data.shape[b + k :], data.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         data, indices = inputs[0], inputs[1]
@@ -173,7 +180,7 @@ class GatherND(Op):
         k = indices.shape[-1]
         flat = data.reshape((math.prod(data.shape[:b]),) + data.shape[b:])
         out = flat[_nd_index(self, data.shape, indices, b)]
-        return [out.reshape(indices.shape[:-1] + data.shape[b + k:])]
+        return [out.reshape(indices.shape[:-1] + data.shape[b + k :])]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         if self.attrs["batch_dims"] >= 1:
@@ -181,8 +188,13 @@ class GatherND(Op):
         return not batched[0] and specs[1].rank >= 2
 
 
-_REDUCTIONS = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum,
-               "min": np.minimum}
+_REDUCTIONS = {
+    "none": None,
+    "add": np.add,
+    "mul": np.multiply,
+    "max": np.maximum,
+    "min": np.minimum,
+}
 
 
 class _Scatter(Op):
@@ -191,8 +203,10 @@ class _Scatter(Op):
 
     def _setup(self) -> None:
         if self.attrs["reduction"] not in _REDUCTIONS:
-            raise self.error(f"attribute 'reduction' must be one of {', '.join(_REDUCTIONS)}, "
-                             f"got {self.attrs['reduction']!r}")
+            raise self.error(
+                f"attribute 'reduction' must be one of {', '.join(_REDUCTIONS)}, "
+                f"got {self.attrs['reduction']!r}"
+            )
         self.ufunc = _REDUCTIONS[self.attrs["reduction"]]
 
     def _check(self, inputs: list[TensorSpec | None]) -> None:
@@ -201,8 +215,10 @@ class _Scatter(Op):
         self._check_dtype(data, ALL_DTYPES, "input 0 (data)")
         _index_dtype(self, indices)
         if updates.dtype != data.dtype:
-            raise self.error(f"updates have dtype {updates.dtype.name} but data has "
-                             f"{data.dtype.name}; they must match")
+            raise self.error(
+                f"updates have dtype {updates.dtype.name} but data has "
+                f"{data.dtype.name}; they must match"
+            )
 
     def _write(self, out: np.ndarray, index: tuple, updates: np.ndarray) -> np.ndarray:
         if self.ufunc is None:
@@ -225,11 +241,16 @@ class ScatterElements(_Scatter):
         self._check(inputs)
         data, indices, updates = inputs
         axis = norm_axis(self, self.attrs["axis"], data.rank)
-        if indices.shape != updates.shape or indices.rank != data.rank or any(
-                i != axis and n > d for i, (n, d) in enumerate(zip(indices.shape, data.shape))):
-            raise self.error(f"indices {fmt_shape(indices.shape)} and updates "
-                             f"{fmt_shape(updates.shape)} must have one shape, of the rank of "
-                             f"data {fmt_shape(data.shape)}, no larger outside axis {axis}")
+        if (
+            indices.shape != updates.shape
+            or indices.rank != data.rank
+            or any(i != axis and n > d for i, (n, d) in enumerate(zip(indices.shape, data.shape)))
+        ):
+            raise self.error(
+                f"indices {fmt_shape(indices.shape)} and updates "
+                f"{fmt_shape(updates.shape)} must have one shape, of the rank of "
+                f"data {fmt_shape(data.shape)}, no larger outside axis {axis}"
+            )
         return [TensorSpec(data.shape, data.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -267,11 +288,16 @@ class ScatterND(_Scatter):
         self._check(inputs)
         data, indices, updates = inputs
         k = indices.shape[-1] if indices.rank else 0
-        if (indices.rank < 1 or k > data.rank
-                or updates.shape != indices.shape[:-1] + data.shape[k:]):
-            raise self.error(f"updates {fmt_shape(updates.shape)} must have shape indices[:-1] "
-                             f"+ data[k:] for data {fmt_shape(data.shape)} and indices "
-                             f"{fmt_shape(indices.shape)}")
+        if (
+            indices.rank < 1
+            or k > data.rank
+            or updates.shape != indices.shape[:-1] + data.shape[k:]
+        ):
+            raise self.error(
+                f"updates {fmt_shape(updates.shape)} must have shape indices[:-1] "
+                f"+ data[k:] for data {fmt_shape(data.shape)} and indices "
+                f"{fmt_shape(indices.shape)}"
+            )
         return [TensorSpec(data.shape, data.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -294,14 +320,21 @@ class TopK(Op):
     in opset 1, a constant 1-element int64 input since opset 10."""
 
     op_type = "TopK"
-    attributes = {"axis": Attr("int", -1), "largest": Attr("int", 1), "sorted": Attr("int", 1),
-                  "k": Attr("int", None)}
+    attributes = {
+        "axis": Attr("int", -1),
+        "largest": Attr("int", 1),
+        "sorted": Attr("int", 1),
+        "k": Attr("int", None),
+    }
     num_inputs = (1, 2)
     num_outputs = (1, 2)
 
     def _k(self, given: np.ndarray | None, dim: int) -> int:
-        k = self.attrs["k"] if self.attrs["k"] is not None else (
-            None if given is None else int(np.asarray(given).reshape(-1)[0]))
+        k = (
+            self.attrs["k"]
+            if self.attrs["k"] is not None
+            else (None if given is None else int(np.asarray(given).reshape(-1)[0]))
+        )
         if k is None:
             raise self.error("K is required (attribute 'k' in opset 1, input 1 since)")
         if not 0 <= k <= dim:
@@ -317,8 +350,8 @@ class TopK(Op):
         if given is not None and given.size != 1:
             raise self.error(f"K must hold one value, got {fmt_shape(given.shape)}")
         k = self._k(given, x.shape[axis])
-        shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
-        return [TensorSpec(shape, x.dtype), TensorSpec(shape, _INT64)][:self.output_count]
+        shape = x.shape[:axis] + (k,) + x.shape[axis + 1 :]
+        return [TensorSpec(shape, x.dtype), TensorSpec(shape, _INT64)][: self.output_count]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
@@ -334,7 +367,7 @@ class TopK(Op):
             order = np.argsort(x, axis=axis, kind="stable")
         idx = np.take(order, np.arange(k), axis=axis)
         values = np.take_along_axis(x, idx, axis=axis)
-        return [values, idx.astype(_INT64)][:self.output_count]
+        return [values, idx.astype(_INT64)][: self.output_count]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         return not any(batched[1:]) and norm_axis(self, self.attrs["axis"], specs[0].rank) != 0
@@ -373,8 +406,11 @@ class OneHot(Op):
         indices, depth, values = inputs[0], inputs[1], inputs[2]
         depth = self._depth(depth)
         axis = norm_axis(self, self.attrs["axis"], indices.ndim + 1)
-        idx = indices.astype(np.int64) if indices.dtype.kind != "f" else np.trunc(
-            indices).astype(np.int64)
+        idx = (
+            indices.astype(np.int64)
+            if indices.dtype.kind != "f"
+            else np.trunc(indices).astype(np.int64)
+        )
         idx = np.where(idx < 0, idx + depth, idx)
         shape = [1] * (indices.ndim + 1)
         shape[axis] = depth
@@ -429,17 +465,20 @@ class ReverseSequence(Op):
     def _setup(self) -> None:
         axes = (self.attrs["batch_axis"], self.attrs["time_axis"])
         if sorted(axes) != [0, 1]:
-            raise self.error(f"batch_axis and time_axis must be 0 and 1 in some order, got "
-                             f"{list(axes)}")
+            raise self.error(
+                f"batch_axis and time_axis must be 0 and 1 in some order, got {list(axes)}"
+            )
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x, lens = inputs
         assert x is not None and lens is not None
         self._check_dtype(lens, frozenset({_INT64}), "input 1 (sequence_lens)")
         if x.rank < 2 or lens.shape != (x.shape[self.attrs["batch_axis"]],):
-            raise self.error(f"sequence_lens {fmt_shape(lens.shape)} must have one entry per "
-                             f"batch entry of input {fmt_shape(x.shape)} (axis "
-                             f"{self.attrs['batch_axis']})")
+            raise self.error(
+                f"sequence_lens {fmt_shape(lens.shape)} must have one entry per "
+                f"batch entry of input {fmt_shape(x.shape)} (axis "
+                f"{self.attrs['batch_axis']})"
+            )
         return [TensorSpec(x.shape, x.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:

@@ -149,8 +149,7 @@ class MatMul(Op):
             ) from None
 
 
-def _einsum_terms(op: Op, equation: str, ranks: Sequence[int]
-                  ) -> tuple[list[str], str, list[int]]:
+def _einsum_terms(op: Op, equation: str, ranks: Sequence[int]) -> tuple[list[str], str, list[int]]:
     """Parse ``equation`` for operands of ``ranks``: the terms with ``...`` replaced by
     upper-case letters standing for the broadcast dims (right-aligned), the output term, and
     the ellipsis rank of each operand."""
@@ -158,8 +157,9 @@ def _einsum_terms(op: Op, equation: str, ranks: Sequence[int]
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(ranks):
-        raise op.error(f"equation {equation!r} has {len(terms)} operands, the node has "
-                       f"{len(ranks)} inputs")
+        raise op.error(
+            f"equation {equation!r} has {len(terms)} operands, the node has {len(ranks)} inputs"
+        )
     ell_rank = 0
     ell_ranks = []
     for term, rank in zip(terms, ranks):
@@ -168,12 +168,13 @@ def _einsum_terms(op: Op, equation: str, ranks: Sequence[int]
             raise op.error(f"equation {equation!r}: terms are lower-case letters and '...'")
         n = rank - len(letters) if "..." in term else 0
         if n < 0 or ("..." not in term and len(letters) != rank):
-            raise op.error(f"equation {equation!r}: term {term!r} does not fit an operand of "
-                           f"rank {rank}")
+            raise op.error(
+                f"equation {equation!r}: term {term!r} does not fit an operand of rank {rank}"
+            )
         ell_ranks.append(n)
         ell_rank = max(ell_rank, n)
     ell = "".join(chr(ord("A") + i) for i in range(ell_rank))
-    expanded = [t.replace("...", ell[ell_rank - n:]) for t, n in zip(terms, ell_ranks)]
+    expanded = [t.replace("...", ell[ell_rank - n :]) for t, n in zip(terms, ell_ranks)]
     if arrow:
         out = rhs.replace("...", ell)
         if not all(ch.isascii() and ch.isalpha() for ch in out) or len(set(out)) != len(out):
@@ -207,12 +208,16 @@ class Einsum(Op):
                 if have is None or have == 1:
                     dims[ch] = d
                 elif d != have and not (ch.isupper() and d == 1):
-                    raise self.error(f"equation {self.attrs['equation']!r}: index {ch!r} is "
-                                     f"{have} in one operand and {d} in another")
+                    raise self.error(
+                        f"equation {self.attrs['equation']!r}: index {ch!r} is "
+                        f"{have} in one operand and {d} in another"
+                    )
         for ch in out:
             if ch not in dims:
-                raise self.error(f"equation {self.attrs['equation']!r}: output index {ch!r} "
-                                 "appears in no operand")
+                raise self.error(
+                    f"equation {self.attrs['equation']!r}: output index {ch!r} "
+                    "appears in no operand"
+                )
         return [TensorSpec(tuple(dims[ch] for ch in out), inputs[0].dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -228,8 +233,11 @@ class Einsum(Op):
         if len(lead) != 1 or not out:
             return False
         [letter] = lead
-        return (letter.islower() and out[0] == letter
-                and all(letter not in t for t, b in zip(terms, batched) if not b))
+        return (
+            letter.islower()
+            and out[0] == letter
+            and all(letter not in t for t, b in zip(terms, batched) if not b)
+        )
 
 
 @register

@@ -36,8 +36,10 @@ class _ClassLoss(Op):
 
     def _setup(self) -> None:
         if self.attrs["reduction"] not in _REDUCTIONS:
-            raise self.error(f"attribute 'reduction' must be one of {', '.join(_REDUCTIONS)}, "
-                             f"got {self.attrs['reduction']!r}")
+            raise self.error(
+                f"attribute 'reduction' must be one of {', '.join(_REDUCTIONS)}, "
+                f"got {self.attrs['reduction']!r}"
+            )
 
     def _check_inputs(self, inputs: list[TensorSpec | None]) -> TensorSpec:
         """Checks scores, target and weight; returns the loss's spec."""
@@ -49,19 +51,23 @@ class _ClassLoss(Op):
         if x.rank < 2:
             raise self.error(f"input 0 must be (N, C, ...) with rank 2 or more, got {x}")
         if target.shape != (x.shape[0], *x.shape[2:]):
-            raise self.error(f"target {fmt_shape(target.shape)} does not fit input "
-                             f"{fmt_shape(x.shape)}: expected "
-                             f"{fmt_shape((x.shape[0], *x.shape[2:]))}")
+            raise self.error(
+                f"target {fmt_shape(target.shape)} does not fit input "
+                f"{fmt_shape(x.shape)}: expected "
+                f"{fmt_shape((x.shape[0], *x.shape[2:]))}"
+            )
         if weight is not None:
             self._check_same_dtype([x, None, weight])
             if weight.shape != (x.shape[1],):
-                raise self.error(f"weight must be [{x.shape[1]}] (one per class), got "
-                                 f"{fmt_shape(weight.shape)}")
+                raise self.error(
+                    f"weight must be [{x.shape[1]}] (one per class), got {fmt_shape(weight.shape)}"
+                )
         shape = target.shape if self.attrs["reduction"] == "none" else ()
         return TensorSpec(shape, x.dtype)
 
-    def _loss(self, log_prob: np.ndarray, target: np.ndarray,
-              weight: np.ndarray | None) -> np.ndarray:
+    def _loss(
+        self, log_prob: np.ndarray, target: np.ndarray, weight: np.ndarray | None
+    ) -> np.ndarray:
         """The reduced loss from log-probabilities (in the compute dtype) and targets."""
         classes = log_prob.shape[1]
         ignore = self.attrs["ignore_index"]
@@ -69,9 +75,11 @@ class _ClassLoss(Op):
         bad = kept & ((target < 0) | (target >= classes))
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise self.error(f"target {int(target[where])} at {list(where)} is not a class: "
-                             f"expected 0 to {classes - 1}"
-                             + (f" or ignore_index {ignore}" if ignore is not None else ""))
+            raise self.error(
+                f"target {int(target[where])} at {list(where)} is not a class: "
+                f"expected 0 to {classes - 1}"
+                + (f" or ignore_index {ignore}" if ignore is not None else "")
+            )
         safe = np.where(kept, target, 0).astype(np.intp)
         picked = np.take_along_axis(log_prob, safe[:, None], axis=1)[:, 0]
         w = kept.astype(log_prob.dtype)

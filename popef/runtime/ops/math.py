@@ -135,11 +135,18 @@ class _UnaryFunction(Op):
 
 
 for _name, (_fn, _dtypes, _what) in UNARY_FUNCTIONS.items():
-    register(type(_name, (_UnaryFunction,), {
-        "op_type": _name,
-        "__doc__": f"{_name}(X): {_what}; dtypes {', '.join(sorted(d.name for d in _dtypes))}.",
-        "__module__": __name__,
-    }))
+    _dtype_names = ", ".join(sorted(d.name for d in _dtypes))
+    register(
+        type(
+            _name,
+            (_UnaryFunction,),
+            {
+                "op_type": _name,
+                "__doc__": f"{_name}(X): {_what}; dtypes {_dtype_names}.",
+                "__module__": __name__,
+            },
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,15 +357,21 @@ _TWO_INPUT_OPS: dict[str, tuple[Callable[..., np.ndarray], frozenset, bool, str]
 }
 
 for _name, (_fn, _dtypes, _bool, _what) in _TWO_INPUT_OPS.items():
-    register(type(_name, (_Elementwise2,), {
-        "op_type": _name,
-        "dtypes": _dtypes,
-        "boolean_output": _bool,
-        "function": staticmethod(_fn),
-        "__doc__": f"{_name}(A, B): {_what}; dtypes "
-                   f"{', '.join(sorted(d.name for d in _dtypes))}.",
-        "__module__": __name__,
-    }))
+    register(
+        type(
+            _name,
+            (_Elementwise2,),
+            {
+                "op_type": _name,
+                "dtypes": _dtypes,
+                "boolean_output": _bool,
+                "function": staticmethod(_fn),
+                "__doc__": f"{_name}(A, B): {_what}; dtypes "
+                f"{', '.join(sorted(d.name for d in _dtypes))}.",
+                "__module__": __name__,
+            },
+        )
+    )
 
 
 @register
@@ -472,9 +485,11 @@ class BitCast(Op):
         assert x is not None
         self._check_dtype(x, ALL_DTYPES)
         if x.dtype.itemsize != self.target.itemsize:
-            raise self.error(f"cannot reinterpret {x.dtype.name} as {self.target.name}: "
-                             f"expected the same width, got {x.dtype.itemsize * 8} and "
-                             f"{self.target.itemsize * 8} bits")
+            raise self.error(
+                f"cannot reinterpret {x.dtype.name} as {self.target.name}: "
+                f"expected the same width, got {x.dtype.itemsize * 8} and "
+                f"{self.target.itemsize * 8} bits"
+            )
         return [TensorSpec(x.shape, self.target)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -501,8 +516,9 @@ class SwiGLU(Op):
         self._check_dtype(a, FLOAT_DTYPES)
         self._check_same_dtype(inputs)
         if a.shape != b.shape:
-            raise self.error(f"A {fmt_shape(a.shape)} and B {fmt_shape(b.shape)} must have the "
-                             "same shape")
+            raise self.error(
+                f"A {fmt_shape(a.shape)} and B {fmt_shape(b.shape)} must have the same shape"
+            )
         return [a]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:

@@ -64,8 +64,10 @@ class ArrayFeatureExtractor(Op):
         width = x.shape[-1]
         bad = (index < 0) | (index >= width)
         if bad.any():
-            raise self.error(f"input 1 (Y) holds index {int(index[bad][0])}, expected 0 to "
-                             f"{width - 1} (the size of X's last axis)")
+            raise self.error(
+                f"input 1 (Y) holds index {int(index[bad][0])}, expected 0 to "
+                f"{width - 1} (the size of X's last axis)"
+            )
         rows = x.shape[:-1] if x.ndim > 1 else (1,)
         return [np.ascontiguousarray(x[..., index]).reshape(*rows, index.size)]
 

@@ -85,9 +85,11 @@ class BatchNormalization(Op):
         if self.attrs["training_mode"] != 0:
             raise self.error("training_mode=1 is not supported (inference runtime)")
         if self.output_count > 1:
-            raise self.error(f"uses {self.output_count} outputs, but the outputs after Y "
-                             "(running or saved mean and variance) exist only in training "
-                             "mode, which this inference runtime does not support")
+            raise self.error(
+                f"uses {self.output_count} outputs, but the outputs after Y "
+                "(running or saved mean and variance) exist only in training "
+                "mode, which this inference runtime does not support"
+            )
         self.epsilon = float(self.attrs["epsilon"])
         if not (math.isfinite(self.epsilon) and self.epsilon >= 0):
             raise self.error(
@@ -143,22 +145,28 @@ def _check_epsilon(op: Op) -> float:
 def _broadcasts_to(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
     """Unidirectional (ONNX) broadcasting of ``spec`` to ``shape``."""
     return spec.rank <= len(shape) and all(
-        d in (1, want) for d, want in zip(spec.shape[::-1], shape[::-1]))
+        d in (1, want) for d, want in zip(spec.shape[::-1], shape[::-1])
+    )
 
 
 class _AxisNormalization(Op):
     """LayerNormalization and RMSNormalization: statistics over the axes from ``axis`` to the
     end; scale (and bias) broadcast to those axes."""
 
-    attributes = {"axis": Attr("int", -1), "epsilon": Attr("float", 1e-5),
-                  "stash_type": Attr("int", 1)}
+    attributes = {
+        "axis": Attr("int", -1),
+        "epsilon": Attr("float", 1e-5),
+        "stash_type": Attr("int", 1),
+    }
     with_bias = True
 
     def _setup(self) -> None:
         self.epsilon = _check_epsilon(self)
         if self.attrs["stash_type"] not in (1, 11):
-            raise self.error(f"attribute 'stash_type' must be 1 (float) or 11 (double), got "
-                             f"{self.attrs['stash_type']}")
+            raise self.error(
+                f"attribute 'stash_type' must be 1 (float) or 11 (double), got "
+                f"{self.attrs['stash_type']}"
+            )
 
     def _axis(self, rank: int) -> int:
         return norm_axis(self, self.attrs["axis"], rank)
@@ -171,10 +179,12 @@ class _AxisNormalization(Op):
         axis = self._axis(x.rank)
         for i, s in enumerate(inputs[1:], 1):
             if s is not None and not _broadcasts_to(s, x.shape[axis:]):
-                raise self.error(f"input {i} {fmt_shape(s.shape)} does not broadcast to the "
-                                 f"normalised dims {fmt_shape(x.shape[axis:])}")
+                raise self.error(
+                    f"input {i} {fmt_shape(s.shape)} does not broadcast to the "
+                    f"normalised dims {fmt_shape(x.shape[axis:])}"
+                )
         stats = TensorSpec(x.shape[:axis] + (1,) * (x.rank - axis), np.float32)
-        return [TensorSpec(x.shape, x.dtype), stats, stats][:self.output_count]
+        return [TensorSpec(x.shape, x.dtype), stats, stats][: self.output_count]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         return not any(batched[1:]) and self._axis(specs[0].rank) != 0
@@ -196,14 +206,16 @@ class LayerNormalization(_AxisNormalization):
         xs = x.astype(_stats_dtype(x.dtype), copy=False)
         mean = xs.mean(axis=axes, keepdims=True)
         centred = xs - mean
-        inv_std = 1.0 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True)
-                                + self.epsilon)
+        inv_std = 1.0 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + self.epsilon)
         y = centred * inv_std * scale
         if bias is not None:
             y = y + bias
-        outs = [y.astype(x.dtype, copy=False), mean.astype(np.float32, copy=False),
-                inv_std.astype(np.float32, copy=False)]
-        return outs[:self.output_count]
+        outs = [
+            y.astype(x.dtype, copy=False),
+            mean.astype(np.float32, copy=False),
+            inv_std.astype(np.float32, copy=False),
+        ]
+        return outs[: self.output_count]
 
 
 @register
@@ -226,14 +238,15 @@ class _ChannelNormalization(Op):
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         return not any(batched[1:])
 
-    def _normalise(self, x: np.ndarray, groups: int, scale: np.ndarray, bias: np.ndarray,
-                   per_group: bool) -> np.ndarray:
+    def _normalise(
+        self, x: np.ndarray, groups: int, scale: np.ndarray, bias: np.ndarray, per_group: bool
+    ) -> np.ndarray:
         n, c = x.shape[:2]
         xs = x.astype(_stats_dtype(x.dtype), copy=False).reshape(n, groups, -1)
         mean = xs.mean(axis=-1, keepdims=True)
         centred = xs - mean
         var = (centred * centred).mean(axis=-1, keepdims=True)
-        y = (centred / np.sqrt(var + self.epsilon))
+        y = centred / np.sqrt(var + self.epsilon)
         if per_group:
             y = y * scale.reshape(1, groups, 1) + bias.reshape(1, groups, 1)
             y = y.reshape(x.shape)
@@ -261,12 +274,13 @@ class InstanceNormalization(_ChannelNormalization):
         self._check_dtype(x, FLOAT_DTYPES)
         self._check_same_dtype(inputs)
         if x.rank < 3:
-            raise self.error(f"input must have rank >= 3 (N, C, D1, ...), got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(f"input must have rank >= 3 (N, C, D1, ...), got {fmt_shape(x.shape)}")
         for name, s in zip(("scale", "B"), inputs[1:]):
             if s.shape != (x.shape[1],):
-                raise self.error(f"{name} {fmt_shape(s.shape)} must have shape "
-                                 f"[{x.shape[1]}] for input {fmt_shape(x.shape)}")
+                raise self.error(
+                    f"{name} {fmt_shape(s.shape)} must have shape "
+                    f"[{x.shape[1]}] for input {fmt_shape(x.shape)}"
+                )
         return [TensorSpec(x.shape, x.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -281,8 +295,11 @@ class GroupNormalization(_ChannelNormalization):
     or per group (opset 18)."""
 
     op_type = "GroupNormalization"
-    attributes = {"epsilon": Attr("float", 1e-5), "num_groups": Attr("int"),
-                  "stash_type": Attr("int", 1)}
+    attributes = {
+        "epsilon": Attr("float", 1e-5),
+        "num_groups": Attr("int"),
+        "stash_type": Attr("int", 1),
+    }
     num_inputs = (3, 3)
 
     def _setup(self) -> None:
@@ -297,12 +314,16 @@ class GroupNormalization(_ChannelNormalization):
         self._check_dtype(x, FLOAT_DTYPES)
         self._check_same_dtype(inputs)
         if x.rank < 2 or x.shape[1] % self.groups:
-            raise self.error(f"input {fmt_shape(x.shape)} must have a channel count divisible "
-                             f"by num_groups {self.groups}")
+            raise self.error(
+                f"input {fmt_shape(x.shape)} must have a channel count divisible "
+                f"by num_groups {self.groups}"
+            )
         for name, s in zip(("scale", "bias"), inputs[1:]):
             if s.shape not in ((x.shape[1],), (self.groups,)):
-                raise self.error(f"{name} {fmt_shape(s.shape)} must have shape "
-                                 f"[{x.shape[1]}] (channels) or [{self.groups}] (groups)")
+                raise self.error(
+                    f"{name} {fmt_shape(s.shape)} must have shape "
+                    f"[{x.shape[1]}] (channels) or [{self.groups}] (groups)"
+                )
         return [TensorSpec(x.shape, x.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -382,8 +403,12 @@ class LRN(Op):
     sum(x²))^beta``, the sum over channels ``c - floor((size-1)/2) .. c + ceil((size-1)/2)``."""
 
     op_type = "LRN"
-    attributes = {"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
-                  "bias": Attr("float", 1.0)}
+    attributes = {
+        "size": Attr("int"),
+        "alpha": Attr("float", 1e-4),
+        "beta": Attr("float", 0.75),
+        "bias": Attr("float", 1.0),
+    }
     num_inputs = (1, 1)
 
     def _setup(self) -> None:
@@ -395,8 +420,7 @@ class LRN(Op):
         assert x is not None
         self._check_dtype(x, FLOAT_DTYPES)
         if x.rank < 3:
-            raise self.error(f"input must have rank >= 3 (N, C, D1, ...), got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(f"input must have rank >= 3 (N, C, D1, ...), got {fmt_shape(x.shape)}")
         return [TensorSpec(x.shape, x.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:

@@ -36,11 +36,14 @@ class _OptimizerStep(Op):
         per = len(self.groups)
         n, rest = divmod(num_inputs - 2, per)
         if rest or n < 1:
-            raise self.error(f"takes R, T then {per} inputs per optimized tensor "
-                             f"({', '.join(self.groups)}), got {num_inputs} inputs")
+            raise self.error(
+                f"takes R, T then {per} inputs per optimized tensor "
+                f"({', '.join(self.groups)}), got {num_inputs} inputs"
+            )
         if self.output_count != (per - 1) * n:
-            raise self.error(f"updates {n} tensor(s), so it has {(per - 1) * n} outputs, "
-                             f"got {self.output_count}")
+            raise self.error(
+                f"updates {n} tensor(s), so it has {(per - 1) * n} outputs, got {self.output_count}"
+            )
         return n
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -52,27 +55,38 @@ class _OptimizerStep(Op):
         self._check_dtype(step, _I64, "input 1 (T)")
         for k, (spec, name) in enumerate(((rate, "R"), (step, "T"))):
             if spec.size != 1 or spec.rank > 1:
-                raise self.error(f"input {k} ({name}) must be a scalar, got "
-                                 f"{fmt_shape(spec.shape)}")
+                raise self.error(
+                    f"input {k} ({name}) must be a scalar, got {fmt_shape(spec.shape)}"
+                )
         for i in range(n):
             x = inputs[2 + i]
             for g, group in enumerate(self.groups):
                 spec = inputs[2 + g * n + i]
                 self._check_dtype(spec, _F32_F64, f"input {2 + g * n + i} ({group}_{i + 1})")
                 if spec.shape != x.shape:
-                    raise self.error(f"input {2 + g * n + i} ({group}_{i + 1}) "
-                                     f"{fmt_shape(spec.shape)} must have the shape of X_{i + 1} "
-                                     f"{fmt_shape(x.shape)}")
-        return [TensorSpec(inputs[2 + g * n + i].shape, inputs[2 + g * n + i].dtype)
-                for g in (0, *range(2, len(self.groups))) for i in range(n)]
+                    raise self.error(
+                        f"input {2 + g * n + i} ({group}_{i + 1}) "
+                        f"{fmt_shape(spec.shape)} must have the shape of X_{i + 1} "
+                        f"{fmt_shape(x.shape)}"
+                    )
+        return [
+            TensorSpec(inputs[2 + g * n + i].shape, inputs[2 + g * n + i].dtype)
+            for g in (0, *range(2, len(self.groups)))
+            for i in range(n)
+        ]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         n = self._count(len(inputs))
         rate = float(np.asarray(inputs[0]).reshape(()))
         step = int(np.asarray(inputs[1]).reshape(()))
-        per_tensor = [self._update(rate, step, *(np.asarray(inputs[2 + g * n + i], _F64)
-                                                 for g in range(len(self.groups))))
-                      for i in range(n)]
+        per_tensor = [
+            self._update(
+                rate,
+                step,
+                *(np.asarray(inputs[2 + g * n + i], _F64) for g in range(len(self.groups))),
+            )
+            for i in range(n)
+        ]
         outs = []
         for g in (0, *range(2, len(self.groups))):
             for i in range(n):
@@ -80,8 +94,9 @@ class _OptimizerStep(Op):
                 outs.append(per_tensor[i][k].astype(inputs[2 + g * n + i].dtype))
         return outs
 
-    def _update(self, rate: float, step: int, x: np.ndarray, g: np.ndarray,
-                *state: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _update(
+        self, rate: float, step: int, x: np.ndarray, g: np.ndarray, *state: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         """``(x_new, *state_new)`` for one tensor, in float64."""
         raise NotImplementedError
 
@@ -162,8 +177,9 @@ class Momentum(_OptimizerStep):
 
     def _setup(self) -> None:
         if self.attrs["mode"] not in ("standard", "nesterov"):
-            raise self.error(f"attribute 'mode' must be 'standard' or 'nesterov', got "
-                             f"{self.attrs['mode']!r}")
+            raise self.error(
+                f"attribute 'mode' must be 'standard' or 'nesterov', got {self.attrs['mode']!r}"
+            )
 
     def _update(self, rate, step, x, g, *state):
         (v,) = state

@@ -310,8 +310,9 @@ class MaxUnpool(WindowOp):
                 f"kernel_shape {list(self.kernel)} has {len(self.kernel)} dims but input X "
                 f"{fmt_shape(x.shape)} has {nd} spatial dims"
             )
-        return [TensorSpec(self._out_shape(x.shape, len(inputs) > 2 and inputs[2] is not None),
-                           x.dtype)]
+        return [
+            TensorSpec(self._out_shape(x.shape, len(inputs) > 2 and inputs[2] is not None), x.dtype)
+        ]
 
     def _out_shape(self, xs: tuple[int, ...], given: bool) -> tuple[int, ...]:
         if given:
@@ -333,8 +334,10 @@ class MaxUnpool(WindowOp):
             return shape
         nd = len(xs) - 2
         strides, _, pads = self._window_params(nd)
-        spatial = tuple((n - 1) * s + k - pads[d] - pads[d + nd] for d, (n, s, k)
-                        in enumerate(zip(xs[2:], strides, self.kernel)))
+        spatial = tuple(
+            (n - 1) * s + k - pads[d] - pads[d + nd]
+            for d, (n, s, k) in enumerate(zip(xs[2:], strides, self.kernel))
+        )
         if min(spatial) < 1:
             raise self.error(f"input X {fmt_shape(xs)} gives an empty output")
         return xs[:2] + spatial

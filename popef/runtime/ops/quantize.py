@@ -38,13 +38,17 @@ class _Linear(Op):
         axis = norm_axis(self, self.attrs["axis"], x.rank)
         if not block:
             if scale.shape != (x.shape[axis],):
-                raise self.error(f"scale {fmt_shape(scale.shape)} must be one value or one per "
-                                 f"entry of axis {axis} of input {fmt_shape(x.shape)}")
+                raise self.error(
+                    f"scale {fmt_shape(scale.shape)} must be one value or one per "
+                    f"entry of axis {axis} of input {fmt_shape(x.shape)}"
+                )
             return
-        want = x.shape[:axis] + (-(-x.shape[axis] // block),) + x.shape[axis + 1:]
+        want = x.shape[:axis] + (-(-x.shape[axis] // block),) + x.shape[axis + 1 :]
         if scale.shape != want:
-            raise self.error(f"scale {fmt_shape(scale.shape)} must have shape {fmt_shape(want)} "
-                             f"for input {fmt_shape(x.shape)}, axis {axis}, block_size {block}")
+            raise self.error(
+                f"scale {fmt_shape(scale.shape)} must have shape {fmt_shape(want)} "
+                f"for input {fmt_shape(x.shape)}, axis {axis}, block_size {block}"
+            )
 
     def _expand(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
         """``p`` (a scale or zero point) shaped to broadcast against ``x``."""
@@ -56,14 +60,17 @@ class _Linear(Op):
             return p.reshape((-1,) + (1,) * (x.ndim - axis - 1))
         return np.repeat(p, block, axis=axis)[(slice(None),) * axis + (slice(0, x.shape[axis]),)]
 
-    def _check_zero_point(self, x: TensorSpec, scale: TensorSpec,
-                          zero: TensorSpec | None, allowed: frozenset) -> None:
+    def _check_zero_point(
+        self, x: TensorSpec, scale: TensorSpec, zero: TensorSpec | None, allowed: frozenset
+    ) -> None:
         if zero is None:
             return
         self._check_dtype(zero, allowed, "input 2 (zero point)")
         if zero.shape != scale.shape and not (zero.size == scale.size == 1):
-            raise self.error(f"zero point {fmt_shape(zero.shape)} must have the shape of the "
-                             f"scale {fmt_shape(scale.shape)}")
+            raise self.error(
+                f"zero point {fmt_shape(zero.shape)} must have the shape of the "
+                f"scale {fmt_shape(scale.shape)}"
+            )
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         if any(batched[1:]):
@@ -76,15 +83,20 @@ class _Linear(Op):
 @register
 class QuantizeLinear(_Linear):
     op_type = "QuantizeLinear"
-    attributes = {"axis": Attr("int", 1), "block_size": Attr("int", 0),
-                  "saturate": Attr("int", 1), "output_dtype": Attr("int", 0),
-                  "precision": Attr("int", 0)}
+    attributes = {
+        "axis": Attr("int", 1),
+        "block_size": Attr("int", 0),
+        "saturate": Attr("int", 1),
+        "output_dtype": Attr("int", 0),
+        "precision": Attr("int", 0),
+    }
 
     def _setup(self) -> None:
         code = self.attrs["output_dtype"]
         if code and ONNX_DTYPES.get(code) not in _QUANT_DTYPES:
-            raise self.error(f"output_dtype {code} is not supported (supported: uint8, int8, "
-                             "uint16, int16)")
+            raise self.error(
+                f"output_dtype {code} is not supported (supported: uint8, int8, uint16, int16)"
+            )
         self.out_dtype = ONNX_DTYPES[code] if code else None
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -96,8 +108,9 @@ class QuantizeLinear(_Linear):
         self._check_zero_point(x, scale, zero, _QUANT_DTYPES)
         dtype = zero.dtype if zero is not None else (self.out_dtype or np.dtype(np.uint8))
         if zero is not None and self.out_dtype is not None and self.out_dtype != dtype:
-            raise self.error(f"output_dtype {self.out_dtype.name} differs from the zero point's "
-                             f"{dtype.name}")
+            raise self.error(
+                f"output_dtype {self.out_dtype.name} differs from the zero point's {dtype.name}"
+            )
         return [TensorSpec(x.shape, dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -116,8 +129,11 @@ class QuantizeLinear(_Linear):
 @register
 class DequantizeLinear(_Linear):
     op_type = "DequantizeLinear"
-    attributes = {"axis": Attr("int", 1), "block_size": Attr("int", 0),
-                  "output_dtype": Attr("int", 0)}
+    attributes = {
+        "axis": Attr("int", 1),
+        "block_size": Attr("int", 0),
+        "output_dtype": Attr("int", 0),
+    }
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x, scale = inputs[0], inputs[1]

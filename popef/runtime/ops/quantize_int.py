@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._static import optional_input
-from .base import FLOAT_DTYPES, Attr, Op, TensorSpec, fmt_shape, register
+from .base import FLOAT_DTYPES, Op, TensorSpec, fmt_shape, register
 from .conv import Conv
 
 __all__ = [
@@ -43,8 +43,9 @@ def _centred(x: np.ndarray, zero: np.ndarray | None, shape: tuple[int, ...] = ()
     return v
 
 
-def _requantize(acc: np.ndarray, factor: np.ndarray, zero: np.ndarray | None,
-                dtype: np.dtype) -> np.ndarray:
+def _requantize(
+    acc: np.ndarray, factor: np.ndarray, zero: np.ndarray | None, dtype: np.dtype
+) -> np.ndarray:
     """``saturate(rint(acc * factor) + zero)`` in ``dtype``."""
     y = np.rint(acc.astype(_F64) * factor.astype(_F64))
     if zero is not None:
@@ -62,21 +63,26 @@ class _QuantisedMatMul(Op):
         ka = a.shape[-1]
         kb = b.shape[-2] if b.rank >= 2 else b.shape[0]
         if ka != kb:
-            raise self.error(f"A {fmt_shape(a.shape)} and B {fmt_shape(b.shape)} do not agree "
-                             f"on the reduced dim ({ka} and {kb})")
+            raise self.error(
+                f"A {fmt_shape(a.shape)} and B {fmt_shape(b.shape)} do not agree "
+                f"on the reduced dim ({ka} and {kb})"
+            )
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         rows = a.shape[-2:-1]
         cols = b.shape[-1:] if b.rank >= 2 else ()
         return tuple(batch) + rows + cols
 
-    def _check_zero(self, zero: TensorSpec | None, of: TensorSpec, what: str,
-                    per: int | None) -> None:
+    def _check_zero(
+        self, zero: TensorSpec | None, of: TensorSpec, what: str, per: int | None
+    ) -> None:
         """A zero point of ``of``'s dtype: one value, or (``per``) one per row or column."""
         if zero is None:
             return
         if zero.dtype != of.dtype:
-            raise self.error(f"{what} has dtype {zero.dtype.name}, expected {of.dtype.name} "
-                             "(the dtype of the tensor it belongs to)")
+            raise self.error(
+                f"{what} has dtype {zero.dtype.name}, expected {of.dtype.name} "
+                "(the dtype of the tensor it belongs to)"
+            )
         if zero.size == 1 and zero.rank <= 1:
             return
         if per is None or zero.shape != (per,):
@@ -101,10 +107,18 @@ class MatMulInteger(_QuantisedMatMul):
         self._check_dtype(a, _Q8, "input 0 (A)")
         self._check_dtype(b, _Q8, "input 1 (B)")
         shape = self._matmul_shape(a, b)
-        self._check_zero(optional_input(inputs, 2), a, "input 2 (a_zero_point)",
-                         a.shape[0] if a.rank == 2 else None)
-        self._check_zero(optional_input(inputs, 3), b, "input 3 (b_zero_point)",
-                         b.shape[1] if b.rank == 2 else None)
+        self._check_zero(
+            optional_input(inputs, 2),
+            a,
+            "input 2 (a_zero_point)",
+            a.shape[0] if a.rank == 2 else None,
+        )
+        self._check_zero(
+            optional_input(inputs, 3),
+            b,
+            "input 3 (b_zero_point)",
+            b.shape[1] if b.rank == 2 else None,
+        )
         return [TensorSpec(shape, _I32)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -128,18 +142,20 @@ class QLinearMatMul(_QuantisedMatMul):
         self._check_dtype(b, _Q8, "input 3 (b)")
         self._check_dtype(y_zero, _Q8, "input 7 (y_zero_point)")
         shape = self._matmul_shape(a, b)
-        for index, (scale, name) in enumerate(((a_scale, "a_scale"), (b_scale, "b_scale"),
-                                               (y_scale, "y_scale"))):
+        for index, (scale, name) in enumerate(
+            ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale"))
+        ):
             self._check_dtype(scale, FLOAT_DTYPES, f"input {(1, 4, 6)[index]} ({name})")
             if scale.size != 1 or scale.rank > 1:
-                raise self.error(f"input {(1, 4, 6)[index]} ({name}) {fmt_shape(scale.shape)} "
-                                 "must be one value (per-row or per-column scales are not "
-                                 "supported)")
+                raise self.error(
+                    f"input {(1, 4, 6)[index]} ({name}) {fmt_shape(scale.shape)} "
+                    "must be one value (per-row or per-column scales are not "
+                    "supported)"
+                )
         self._check_zero(a_zero, a, "input 2 (a_zero_point)", None)
         self._check_zero(b_zero, b, "input 5 (b_zero_point)", None)
         if y_zero.size != 1 or y_zero.rank > 1:
-            raise self.error(f"input 7 (y_zero_point) {fmt_shape(y_zero.shape)} must be one "
-                             "value")
+            raise self.error(f"input 7 (y_zero_point) {fmt_shape(y_zero.shape)} must be one value")
         return [TensorSpec(shape, y_zero.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
@@ -165,13 +181,15 @@ class _IntegerConv(Op):
         self._check_dtype(x, _Q8, "input x")
         self._check_dtype(w, _Q8, "input w")
         if x.rank < 3:
-            raise self.error(f"input x must have rank >= 3 (N, C, *spatial), got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(
+                f"input x must have rank >= 3 (N, C, *spatial), got {fmt_shape(x.shape)}"
+            )
         [y] = self.conv.infer([TensorSpec(x.shape, _F64), TensorSpec(w.shape, _F64)])
         return y.shape
 
-    def _check_zero(self, zero: TensorSpec | None, of: TensorSpec, what: str,
-                    channels: int | None) -> None:
+    def _check_zero(
+        self, zero: TensorSpec | None, of: TensorSpec, what: str, channels: int | None
+    ) -> None:
         if zero is None:
             return
         if zero.dtype != of.dtype:
@@ -182,8 +200,9 @@ class _IntegerConv(Op):
             want = "one value" if channels is None else f"one value or [{channels}]"
             raise self.error(f"{what} {fmt_shape(zero.shape)} must be {want}")
 
-    def _accumulate(self, x: np.ndarray, x_zero: np.ndarray | None, w: np.ndarray,
-                    w_zero: np.ndarray | None) -> np.ndarray:
+    def _accumulate(
+        self, x: np.ndarray, x_zero: np.ndarray | None, w: np.ndarray, w_zero: np.ndarray | None
+    ) -> np.ndarray:
         xv = _centred(x, x_zero)
         wv = _centred(w, w_zero, (-1,) + (1,) * (w.ndim - 1))
         [acc] = self.conv.run([xv, wv])
@@ -209,8 +228,9 @@ class ConvInteger(_IntegerConv):
         return [TensorSpec(shape, _I32)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        acc = self._accumulate(inputs[0], optional_input(inputs, 2), inputs[1],
-                               optional_input(inputs, 3))
+        acc = self._accumulate(
+            inputs[0], optional_input(inputs, 2), inputs[1], optional_input(inputs, 3)
+        )
         return [np.rint(acc).astype(_I32)]
 
 
@@ -230,16 +250,14 @@ class QLinearConv(_IntegerConv):
         m = w.shape[0]
         for index, scale, per in ((1, x_scale, None), (4, w_scale, m), (6, y_scale, None)):
             self._check_dtype(scale, FLOAT_DTYPES, f"input {index} (scale)")
-            if not (scale.size == 1 and scale.rank <= 1) and (per is None or
-                                                              scale.shape != (per,)):
+            if not (scale.size == 1 and scale.rank <= 1) and (per is None or scale.shape != (per,)):
                 want = "one value" if per is None else f"one value or [{per}]"
                 raise self.error(f"input {index} (scale) {fmt_shape(scale.shape)} must be {want}")
         self._check_zero(x_zero, x, "input 2 (x_zero_point)", None)
         self._check_zero(w_zero, w, "input 5 (w_zero_point)", m)
         self._check_dtype(y_zero, _Q8, "input 7 (y_zero_point)")
         if y_zero.size != 1 or y_zero.rank > 1:
-            raise self.error(f"input 7 (y_zero_point) {fmt_shape(y_zero.shape)} must be one "
-                             "value")
+            raise self.error(f"input 7 (y_zero_point) {fmt_shape(y_zero.shape)} must be one value")
         if bias is not None:
             self._check_dtype(bias, frozenset({_I32}), "input 8 (B)")
             if bias.shape != (m,):

@@ -101,8 +101,10 @@ class _Recurrent(Op):
     def _setup(self) -> None:
         a = self.attrs
         if a["direction"] not in _DIRECTIONS:
-            raise self.error(f"attribute 'direction' must be forward, reverse or bidirectional, "
-                             f"got {a['direction']!r}")
+            raise self.error(
+                f"attribute 'direction' must be forward, reverse or bidirectional, "
+                f"got {a['direction']!r}"
+            )
         if a["layout"] not in (0, 1):
             raise self.error(f"attribute 'layout' must be 0 or 1, got {a['layout']}")
         if a["hidden_size"] is not None and a["hidden_size"] < 1:
@@ -119,16 +121,19 @@ class _Recurrent(Op):
             names = list(self.default_activations) * self.directions
         wanted = len(self.default_activations) * self.directions
         if len(names) != wanted:
-            raise self.error(f"attribute 'activations' must name {wanted} functions "
-                             f"({len(self.default_activations)} per direction), got "
-                             f"{len(names)}")
+            raise self.error(
+                f"attribute 'activations' must name {wanted} functions "
+                f"({len(self.default_activations)} per direction), got "
+                f"{len(names)}"
+            )
         alphas = list(self.attrs["activation_alpha"] or ())
         betas = list(self.attrs["activation_beta"] or ())
         functions = []
         for name in names:
             if name not in _FUNCTIONS:
-                raise self.error(f"activation '{name}' is not supported (supported: "
-                                 f"{', '.join(_FUNCTIONS)})")
+                raise self.error(
+                    f"activation '{name}' is not supported (supported: {', '.join(_FUNCTIONS)})"
+                )
             takes = len(_FUNCTIONS[name][0])
             alpha = alphas.pop(0) if takes >= 1 and alphas else None
             beta = betas.pop(0) if takes >= 2 and betas else None
@@ -145,15 +150,20 @@ class _Recurrent(Op):
         dirs, g = self.directions, self.gates
         if x.rank != 3:
             raise self.error(f"X must be 3-D, got {fmt_shape(x.shape)}")
-        seq, batch, size = x.shape if self.attrs["layout"] == 0 else \
-            (x.shape[1], x.shape[0], x.shape[2])
+        seq, batch, size = (
+            x.shape if self.attrs["layout"] == 0 else (x.shape[1], x.shape[0], x.shape[2])
+        )
         hidden = self.attrs["hidden_size"]
         if hidden is None:
             if r.rank != 3:
                 raise self.error(f"R must be 3-D, got {fmt_shape(r.shape)}")
             hidden = r.shape[2]
-        expected = {1: ("W", (dirs, g * hidden, size)), 2: ("R", (dirs, g * hidden, hidden)),
-                    3: ("B", (dirs, 2 * g * hidden)), 4: ("sequence_lens", (batch,))}
+        expected = {
+            1: ("W", (dirs, g * hidden, size)),
+            2: ("R", (dirs, g * hidden, hidden)),
+            3: ("B", (dirs, 2 * g * hidden)),
+            4: ("sequence_lens", (batch,)),
+        }
         state = (dirs, batch, hidden) if self.attrs["layout"] == 0 else (batch, dirs, hidden)
         for i in self.state_inputs:
             expected[i] = ("initial state", state)
@@ -164,29 +174,40 @@ class _Recurrent(Op):
             if spec is None:
                 continue
             if spec.shape != shape:
-                raise self.error(f"input {i} ({name}) must be {fmt_shape(shape)}, got "
-                                 f"{fmt_shape(spec.shape)}")
+                raise self.error(
+                    f"input {i} ({name}) must be {fmt_shape(shape)}, got {fmt_shape(spec.shape)}"
+                )
             if i == 4:
                 self._check_dtype(spec, frozenset({_I32}), "input 4 (sequence_lens)")
             elif spec.dtype != x.dtype:
-                raise self.error(f"input {i} ({name}) has dtype {spec.dtype.name} but X has "
-                                 f"{x.dtype.name}; they must match")
-        y = (seq, dirs, batch, hidden) if self.attrs["layout"] == 0 else \
-            (batch, seq, dirs, hidden)
-        outputs = [TensorSpec(y, x.dtype)] + [TensorSpec(state, x.dtype)] * \
-            (type(self).num_outputs[1] - 1)
+                raise self.error(
+                    f"input {i} ({name}) has dtype {spec.dtype.name} but X has "
+                    f"{x.dtype.name}; they must match"
+                )
+        y = (seq, dirs, batch, hidden) if self.attrs["layout"] == 0 else (batch, seq, dirs, hidden)
+        outputs = [TensorSpec(y, x.dtype)] + [TensorSpec(state, x.dtype)] * (
+            type(self).num_outputs[1] - 1
+        )
         return outputs[: self.output_count]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         weights = [1, 2, 3, 7]
         return self.attrs["layout"] == 1 and not any(
-            batched[i] for i in weights if i < len(batched))
+            batched[i] for i in weights if i < len(batched)
+        )
 
     # -- the kernel ---------------------------------------------------------------------------
 
-    def _cell(self, gates_x: np.ndarray, h: np.ndarray, c: np.ndarray | None, r: np.ndarray,
-              rb: np.ndarray, p: np.ndarray | None,
-              fns: Sequence[Activation]) -> tuple[np.ndarray, np.ndarray | None]:
+    def _cell(
+        self,
+        gates_x: np.ndarray,
+        h: np.ndarray,
+        c: np.ndarray | None,
+        r: np.ndarray,
+        rb: np.ndarray,
+        p: np.ndarray | None,
+        fns: Sequence[Activation],
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """One step for all samples: the new (hidden, cell) states from the input's gate terms
         (``X·Wᵀ + Wb``) and the previous states."""
         raise NotImplementedError
@@ -218,16 +239,19 @@ class _Recurrent(Op):
         for i in self.state_inputs:
             s = optional_input(inputs, i)
             s = np.zeros((dirs, batch, hidden), dtype) if s is None else s.astype(dtype)
-            states.append(s.transpose(1, 0, 2) if layout == 1 and s.ndim == 3 and
-                          optional_input(inputs, i) is not None else s)
+            states.append(
+                s.transpose(1, 0, 2)
+                if layout == 1 and s.ndim == 3 and optional_input(inputs, i) is not None
+                else s
+            )
         peepholes = optional_input(inputs, 7) if len(self.state_inputs) > 1 else None
         per_direction = len(self.default_activations)
         y = np.zeros((seq, dirs, batch, hidden), dtype)
         last = [np.zeros((dirs, batch, hidden), dtype) for _ in self.state_inputs]
         for d in range(dirs):
             reverse = self.attrs["direction"] == "reverse" or d == 1
-            fns = self.functions[d * per_direction:(d + 1) * per_direction]
-            wb, rb = b[d, : g * hidden], b[d, g * hidden:]
+            fns = self.functions[d * per_direction : (d + 1) * per_direction]
+            wb, rb = b[d, : g * hidden], b[d, g * hidden :]
             p = None if peepholes is None else peepholes[d].astype(dtype, copy=False)
             gates_x = x @ w[d].T + wb  # (seq, batch, g·hidden)
             h = states[0][d]
@@ -235,7 +259,7 @@ class _Recurrent(Op):
             for t in range(seq):
                 # sample k reads step lens[k]-1-t going backwards; past its end it stands still
                 index = (lens - 1 - t) if reverse else np.full((batch,), t)
-                live = (t < lens)
+                live = t < lens
                 gx = gates_x[np.clip(index, 0, seq - 1), np.arange(batch)]
                 new_h, new_c = self._cell(gx, h, c, r[d], rb, p, fns)
                 keep = live[:, None]
@@ -277,9 +301,9 @@ class GRU(_Recurrent):
     def _cell(self, gx, h, c, r, rb, p, fns):
         n = r.shape[1]
         f, g = fns
-        xz, xr, xh = gx[:, :n], gx[:, n:2 * n], gx[:, 2 * n:]
-        rz, rr, rh = r[:n], r[n:2 * n], r[2 * n:]
-        bz, br, bh = rb[:n], rb[n:2 * n], rb[2 * n:]
+        xz, xr, xh = gx[:, :n], gx[:, n : 2 * n], gx[:, 2 * n :]
+        rz, rr, rh = r[:n], r[n : 2 * n], r[2 * n :]
+        bz, br, bh = rb[:n], rb[n : 2 * n], rb[2 * n :]
         z = f(self._clip(xz + h @ rz.T + bz))
         reset = f(self._clip(xr + h @ rr.T + br))
         if self.attrs["linear_before_reset"]:
@@ -311,10 +335,10 @@ class LSTM(_Recurrent):
         n = r.shape[1]
         f, g, act_h = fns
         pre = gx + h @ r.T + rb
-        pi, po, pf = (p[:n], p[n:2 * n], p[2 * n:]) if p is not None else (0, 0, 0)
+        pi, po, pf = (p[:n], p[n : 2 * n], p[2 * n :]) if p is not None else (0, 0, 0)
         i = f(self._clip(pre[:, :n] + pi * c))
-        forget = f(self._clip(pre[:, 2 * n:3 * n] + pf * c))
-        cand = g(self._clip(pre[:, 3 * n:]))
+        forget = f(self._clip(pre[:, 2 * n : 3 * n] + pf * c))
+        cand = g(self._clip(pre[:, 3 * n :]))
         new_c = forget * c + i * cand
-        o = f(self._clip(pre[:, n:2 * n] + po * new_c))
+        o = f(self._clip(pre[:, n : 2 * n] + po * new_c))
         return o * act_h(new_c), new_c

@@ -16,8 +16,6 @@ import numpy as np
 
 from .base import (
     ALL_DTYPES,
-    FLOAT_DTYPES,
-    INT_DTYPES,
     NUMERIC_DTYPES,
     Attr,
     Op,
@@ -399,8 +397,9 @@ class _Cumulative(Op):
             first[axis] = slice(0, 1)
             rest = [slice(None)] * x.ndim
             rest[axis] = slice(0, -1)
-            y = np.concatenate([np.full_like(y[tuple(first)], self.identity), y[tuple(rest)]],
-                               axis=axis)
+            y = np.concatenate(
+                [np.full_like(y[tuple(first)], self.identity), y[tuple(rest)]], axis=axis
+            )
         if self.reverse:
             y = np.flip(y, axis)
         return [np.ascontiguousarray(y)]

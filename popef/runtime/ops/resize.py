@@ -40,16 +40,23 @@ from .base import (
 __all__ = ["Resize", "Upsample"]
 
 _INT64 = np.dtype(np.int64)
-_COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
-                     "align_corners", "asymmetric", "tf_half_pixel_for_nearest",
-                     "tf_crop_and_resize")
+_COORDINATE_MODES = (
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nearest",
+    "tf_crop_and_resize",
+)
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 _MODES = ("nearest", "linear", "cubic")
 _POLICIES = ("stretch", "not_larger", "not_smaller")
 
 
-def source_coordinates(mode: str, out_len: int, in_len: int, scale: float,
-                       roi: tuple[float, float]) -> np.ndarray:
+def source_coordinates(
+    mode: str, out_len: int, in_len: int, scale: float, roi: tuple[float, float]
+) -> np.ndarray:
     """Where each output position of one axis samples the input (float64)."""
     y = np.arange(out_len, dtype=np.float64)
     out_width = scale * in_len  # ONNX maps with the unrounded output length
@@ -88,6 +95,7 @@ def _nearest_index(x: np.ndarray, mode: str, downsampling: bool) -> np.ndarray:
 
 def _cubic_weights(t: np.ndarray, a: float) -> np.ndarray:
     """Keys' kernel at distances ``t + 1, t, 1 - t, 2 - t``: shape (len(t), 4)."""
+
     def near(d):  # |d| <= 1
         return ((a + 2) * d - (a + 3)) * d * d + 1
 
@@ -104,8 +112,9 @@ class _Resampler(Op):
     coordinates: str
     nearest_mode: str
 
-    def _resample_axis(self, x: np.ndarray, axis: int, out_len: int, scale: float,
-                       roi: tuple[float, float]) -> np.ndarray:
+    def _resample_axis(
+        self, x: np.ndarray, axis: int, out_len: int, scale: float, roi: tuple[float, float]
+    ) -> np.ndarray:
         in_len = x.shape[axis]
         if out_len == 0 or in_len == 0:
             shape = list(x.shape)
@@ -135,8 +144,7 @@ class _Resampler(Op):
         if weights is None:
             y = np.take(x, taps[:, 0], axis=axis)
         else:
-            cdt = (_kernels.compute_dtype(x.dtype) if x.dtype.kind == "f"
-                   else np.dtype(np.float64))
+            cdt = _kernels.compute_dtype(x.dtype) if x.dtype.kind == "f" else np.dtype(np.float64)
             moved = np.moveaxis(x, axis, -1).astype(cdt, copy=False)
             y = np.zeros(moved.shape[:-1] + (out_len,), cdt)
             for j in range(taps.shape[1]):
@@ -161,12 +169,20 @@ class _Resampler(Op):
             weights = np.clip(1 - d, 0.0, 1.0)
         else:
             a = self.attrs.get("cubic_coeff_a", -0.75)
-            weights = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
-                               np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+            weights = np.where(
+                d <= 1,
+                ((a + 2) * d - (a + 3)) * d * d + 1,
+                np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0),
+            )
         return offsets, weights / weights.sum(axis=-1, keepdims=True)
 
-    def resample(self, x: np.ndarray, out_shape: Sequence[int], scales: Sequence[float],
-                 rois: Sequence[tuple[float, float]]) -> np.ndarray:
+    def resample(
+        self,
+        x: np.ndarray,
+        out_shape: Sequence[int],
+        scales: Sequence[float],
+        rois: Sequence[tuple[float, float]],
+    ) -> np.ndarray:
         y = x
         for axis, (n_in, n_out, scale) in enumerate(zip(x.shape, out_shape, scales)):
             if n_in == n_out and scale == 1.0 and self.coordinates != "tf_crop_and_resize":
@@ -202,36 +218,46 @@ class Resize(_Resampler):
 
     def _setup(self) -> None:
         a = self.attrs
-        for name, allowed in (("mode", _MODES), ("nearest_mode", _NEAREST_MODES),
-                              ("coordinate_transformation_mode", _COORDINATE_MODES),
-                              ("keep_aspect_ratio_policy", _POLICIES)):
+        for name, allowed in (
+            ("mode", _MODES),
+            ("nearest_mode", _NEAREST_MODES),
+            ("coordinate_transformation_mode", _COORDINATE_MODES),
+            ("keep_aspect_ratio_policy", _POLICIES),
+        ):
             if a[name] not in allowed:
-                raise self.error(f"attribute '{name}' must be one of {', '.join(allowed)}, got "
-                                 f"{a[name]!r}")
+                raise self.error(
+                    f"attribute '{name}' must be one of {', '.join(allowed)}, got {a[name]!r}"
+                )
         if a["antialias"] not in (0, 1):
             raise self.error(f"attribute 'antialias' must be 0 or 1, got {a['antialias']}")
         self.mode = a["mode"]
         self.coordinates = a["coordinate_transformation_mode"]
         self.nearest_mode = a["nearest_mode"]
 
-    def plan(self, shape: tuple[int, ...], n_inputs: int, roi, scales, sizes
-             ) -> tuple[tuple[int, ...], list[float], list[tuple[float, float]]]:
+    def plan(
+        self, shape: tuple[int, ...], n_inputs: int, roi, scales, sizes
+    ) -> tuple[tuple[int, ...], list[float], list[tuple[float, float]]]:
         """Output shape, per-axis scales and per-axis roi for an input shape."""
         rank = len(shape)
         if n_inputs == 2:  # opset 10: Resize(X, scales)
             scales, roi, sizes = roi, None, None
             self.coordinates, self.nearest_mode = "asymmetric", "simple"
-        axes = list(range(rank)) if self.attrs["axes"] is None else list(
-            norm_axes(self, self.attrs["axes"], rank))
+        axes = (
+            list(range(rank))
+            if self.attrs["axes"] is None
+            else list(norm_axes(self, self.attrs["axes"], rank))
+        )
         scales = None if scales is None or len(scales) == 0 else [float(s) for s in scales]
         sizes = None if sizes is None or len(sizes) == 0 else [int(s) for s in sizes]
         if (scales is None) == (sizes is None):
             raise self.error("exactly one of scales and sizes must be given (non-empty)")
         given = scales if scales is not None else sizes
         if len(given) != len(axes):
-            raise self.error(f"{'scales' if scales is not None else 'sizes'} {given} must have "
-                             f"one value per resized axis ({len(axes)}) of input "
-                             f"{fmt_shape(shape)}")
+            raise self.error(
+                f"{'scales' if scales is not None else 'sizes'} {given} must have "
+                f"one value per resized axis ({len(axes)}) of input "
+                f"{fmt_shape(shape)}"
+            )
         rois = [(0.0, 1.0)] * rank
         if self.coordinates == "tf_crop_and_resize":
             if roi is None or len(roi) != 2 * len(axes):
@@ -265,23 +291,32 @@ class Resize(_Resampler):
         self._check_dtype(x, NUMERIC_DTYPES)
         float_dtypes = FLOAT_DTYPES
         n = len(inputs)
-        roi = static_values(self, inputs, 1, "roi" if n > 2 else "scales", float_dtypes) \
-            if (n == 2 or self.attrs["coordinate_transformation_mode"]
-                == "tf_crop_and_resize") else None
+        roi = (
+            static_values(self, inputs, 1, "roi" if n > 2 else "scales", float_dtypes)
+            if (n == 2 or self.attrs["coordinate_transformation_mode"] == "tf_crop_and_resize")
+            else None
+        )
         scales = static_values(self, inputs, 2, "scales", frozenset({np.dtype(np.float32)}))
         sizes = static_values(self, inputs, 3, "sizes", frozenset({_INT64}))
-        shape, _, _ = self.plan(x.shape, n, None if roi is None else roi.tolist(),
-                                None if scales is None else scales.tolist(),
-                                None if sizes is None else sizes.tolist())
+        shape, _, _ = self.plan(
+            x.shape,
+            n,
+            None if roi is None else roi.tolist(),
+            None if scales is None else scales.tolist(),
+            None if sizes is None else sizes.tolist(),
+        )
         return [TensorSpec(shape, x.dtype)]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
         roi, scales, sizes = (optional_input(inputs, i) for i in (1, 2, 3))
-        shape, factors, rois = self.plan(x.shape, len(inputs),
-                                         None if roi is None else roi.tolist(),
-                                         None if scales is None else scales.tolist(),
-                                         None if sizes is None else sizes.tolist())
+        shape, factors, rois = self.plan(
+            x.shape,
+            len(inputs),
+            None if roi is None else roi.tolist(),
+            None if scales is None else scales.tolist(),
+            None if sizes is None else sizes.tolist(),
+        )
         return [self.resample(x, shape, factors, rois)]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -289,8 +324,9 @@ class Resize(_Resampler):
             return False
         values = [self.constant_inputs.get(i) for i in (1, 2, 3)]
         try:
-            shape, factors, _ = self.plan(specs[0].shape, len(specs), *(
-                None if v is None else v.tolist() for v in values))
+            shape, factors, _ = self.plan(
+                specs[0].shape, len(specs), *(None if v is None else v.tolist() for v in values)
+            )
         except Exception:  # noqa: BLE001 - refused by infer already; here only: no rule
             return False
         return shape[0] == specs[0].shape[0] and factors[0] == 1.0
@@ -308,8 +344,9 @@ class Upsample(_Resampler):
     def _setup(self) -> None:
         mode = {"bilinear": "linear"}.get(self.attrs["mode"], self.attrs["mode"])
         if mode not in ("nearest", "linear"):
-            raise self.error(f"attribute 'mode' must be nearest or linear, got "
-                             f"{self.attrs['mode']!r}")
+            raise self.error(
+                f"attribute 'mode' must be nearest or linear, got {self.attrs['mode']!r}"
+            )
         self.mode, self.coordinates, self.nearest_mode = mode, "asymmetric", "simple"
 
     def plan(self, shape: tuple[int, ...], scales) -> tuple[tuple[int, ...], list[float]]:
@@ -319,8 +356,9 @@ class Upsample(_Resampler):
             raise self.error("scales are required (attribute in opset 7, input 1 since)")
         scales = [float(s) for s in scales]
         if len(scales) != len(shape) or any(not s >= 1 or not math.isfinite(s) for s in scales):
-            raise self.error(f"scales {scales} must be {len(shape)} values >= 1 for input "
-                             f"{fmt_shape(shape)}")
+            raise self.error(
+                f"scales {scales} must be {len(shape)} values >= 1 for input {fmt_shape(shape)}"
+            )
         return tuple(math.floor(d * s) for d, s in zip(shape, scales)), scales
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:

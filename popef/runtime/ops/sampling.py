@@ -25,8 +25,13 @@ from .base import FLOAT_DTYPES, Attr, Op, TensorSpec, fmt_shape, register
 
 __all__ = ["AffineGrid", "GridSample"]
 
-_MODES = {"nearest": "nearest", "linear": "linear", "bilinear": "linear", "cubic": "cubic",
-          "bicubic": "cubic"}
+_MODES = {
+    "nearest": "nearest",
+    "linear": "linear",
+    "bilinear": "linear",
+    "cubic": "cubic",
+    "bicubic": "cubic",
+}
 _PADDING = ("zeros", "border", "reflection")
 _CUBIC_A = -0.75
 
@@ -63,17 +68,23 @@ class GridSample(Op):
     """GridSample(X, grid): ``X`` interpolated at the grid's positions, (N, C, O1, ..., Om)."""
 
     op_type = "GridSample"
-    attributes = {"align_corners": Attr("int", 0), "mode": Attr("string", "linear"),
-                  "padding_mode": Attr("string", "zeros")}
+    attributes = {
+        "align_corners": Attr("int", 0),
+        "mode": Attr("string", "linear"),
+        "padding_mode": Attr("string", "zeros"),
+    }
     num_inputs = (2, 2)
 
     def _setup(self) -> None:
         if self.attrs["mode"] not in _MODES:
-            raise self.error(f"attribute 'mode' must be one of {', '.join(_MODES)}, got "
-                             f"{self.attrs['mode']!r}")
+            raise self.error(
+                f"attribute 'mode' must be one of {', '.join(_MODES)}, got {self.attrs['mode']!r}"
+            )
         if self.attrs["padding_mode"] not in _PADDING:
-            raise self.error(f"attribute 'padding_mode' must be one of {', '.join(_PADDING)}, "
-                             f"got {self.attrs['padding_mode']!r}")
+            raise self.error(
+                f"attribute 'padding_mode' must be one of {', '.join(_PADDING)}, "
+                f"got {self.attrs['padding_mode']!r}"
+            )
         self.mode = _MODES[self.attrs["mode"]]
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -83,11 +94,12 @@ class GridSample(Op):
         self._check_dtype(grid, FLOAT_DTYPES, "input 1 (grid)")
         k = x.rank - 2
         if k < 1 or grid.rank != x.rank or grid.shape[0] != x.shape[0] or grid.shape[-1] != k:
-            raise self.error(f"X {fmt_shape(x.shape)} and grid {fmt_shape(grid.shape)} do not "
-                             f"fit: expected X (N, C, D1..Dk) and grid (N, O1..Ok, k)")
+            raise self.error(
+                f"X {fmt_shape(x.shape)} and grid {fmt_shape(grid.shape)} do not "
+                f"fit: expected X (N, C, D1..Dk) and grid (N, O1..Ok, k)"
+            )
         if self.mode == "cubic" and k != 2:
-            raise self.error(f"mode {self.attrs['mode']!r} needs a 4-D X, got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(f"mode {self.attrs['mode']!r} needs a 4-D X, got {fmt_shape(x.shape)}")
         return [TensorSpec((x.shape[0], x.shape[1], *grid.shape[1:-1]), x.dtype)]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -145,8 +157,9 @@ class GridSample(Op):
                 elif padding == "border":
                     idx = np.clip(idx, 0, d - 1)
                 else:
-                    idx = np.clip(_reflect(idx.astype(np.float64), lo, hi).astype(np.int64),
-                                  0, d - 1)
+                    idx = np.clip(
+                        _reflect(idx.astype(np.float64), lo, hi).astype(np.int64), 0, d - 1
+                    )
                 index.append(idx)
             values = xt[(batch, *index)]
             y += np.where(valid, weight, 0)[..., None] * values
@@ -174,8 +187,10 @@ class AffineGrid(Op):
             raise self.error(f"size must be positive (N, C, H, W) or (N, C, D, H, W), got {size}")
         k = len(size) - 2
         if theta.shape != (size[0], k, k + 1):
-            raise self.error(f"theta must be {fmt_shape((size[0], k, k + 1))} for size {size}, "
-                             f"got {fmt_shape(theta.shape)}")
+            raise self.error(
+                f"theta must be {fmt_shape((size[0], k, k + 1))} for size {size}, "
+                f"got {fmt_shape(theta.shape)}"
+            )
         return [TensorSpec((size[0], *size[2:], k), theta.dtype)]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:

@@ -228,8 +228,9 @@ class Squeeze(Op):
             return tuple(d for d in shape if d != 1)
         for a in axes:
             if shape[a] != 1:
-                raise self.error(f"cannot squeeze axis {a} of {fmt_shape(shape)}: its dim is "
-                                 f"{shape[a]}, not 1")
+                raise self.error(
+                    f"cannot squeeze axis {a} of {fmt_shape(shape)}: its dim is {shape[a]}, not 1"
+                )
         return tuple(d for i, d in enumerate(shape) if i not in axes)
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -290,8 +291,7 @@ class Unsqueeze(Op):
         if any(batched[1:]):
             return False
         given = self.constant_inputs.get(1)
-        return _rows_untouched(self._axes(specs[0].rank, None if given is None
-                                          else given.tolist()))
+        return _rows_untouched(self._axes(specs[0].rank, None if given is None else given.tolist()))
 
 
 @register
@@ -340,8 +340,10 @@ class Tile(Op):
     def out_shape(self, shape: tuple[int, ...], repeats: Sequence[int]) -> tuple[int, ...]:
         repeats = [int(r) for r in repeats]
         if len(repeats) != len(shape) or any(r < 0 for r in repeats):
-            raise self.error(f"repeats {repeats} must be {len(shape)} non-negative values for "
-                             f"input {fmt_shape(shape)}")
+            raise self.error(
+                f"repeats {repeats} must be {len(shape)} non-negative values for "
+                f"input {fmt_shape(shape)}"
+            )
         return tuple(d * r for d, r in zip(shape, repeats))
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -367,16 +369,20 @@ class Split(Op):
     (opset 18) the last part may be smaller."""
 
     op_type = "Split"
-    attributes = {"axis": Attr("int", 0), "split": Attr("ints", None),
-                  "num_outputs": Attr("int", None)}
+    attributes = {
+        "axis": Attr("int", 0),
+        "split": Attr("ints", None),
+        "num_outputs": Attr("int", None),
+    }
     num_inputs = (1, 2)
     num_outputs = (1, 2**16)
 
     def _setup(self) -> None:
         n = self.attrs["num_outputs"]
         if n is not None and n != self.output_count:
-            raise self.error(f"attribute 'num_outputs' is {n} but the node has "
-                             f"{self.output_count} outputs")
+            raise self.error(
+                f"attribute 'num_outputs' is {n} but the node has {self.output_count} outputs"
+            )
 
     def sizes(self, shape: tuple[int, ...], given: Sequence[int] | None) -> tuple[int, list[int]]:
         axis = norm_axis(self, self.attrs["axis"], len(shape))
@@ -387,8 +393,10 @@ class Split(Op):
         if given is not None:
             sizes = [int(v) for v in given]
             if len(sizes) != n or any(v < 0 for v in sizes) or sum(sizes) != dim:
-                raise self.error(f"split {sizes} must be {n} non-negative sizes adding up to "
-                                 f"{dim} (axis {axis} of {fmt_shape(shape)})")
+                raise self.error(
+                    f"split {sizes} must be {n} non-negative sizes adding up to "
+                    f"{dim} (axis {axis} of {fmt_shape(shape)})"
+                )
         elif self.attrs["num_outputs"] is not None:
             part = -(-dim // n)
             sizes = [min(part, max(dim - i * part, 0)) for i in range(n)]
@@ -396,8 +404,10 @@ class Split(Op):
                 raise self.error(f"cannot split dim {dim} into {n} parts of {part}")
         else:
             if dim % n:
-                raise self.error(f"cannot split dim {dim} (axis {axis} of {fmt_shape(shape)}) "
-                                 f"into {n} equal parts")
+                raise self.error(
+                    f"cannot split dim {dim} (axis {axis} of {fmt_shape(shape)}) "
+                    f"into {n} equal parts"
+                )
             sizes = [dim // n] * n
         return axis, sizes
 
@@ -406,7 +416,7 @@ class Split(Op):
         assert x is not None
         given = static_values(self, inputs, 1, "split", frozenset({_INT64}))
         axis, sizes = self.sizes(x.shape, None if given is None else given.tolist())
-        return [TensorSpec(x.shape[:axis] + (s,) + x.shape[axis + 1:], x.dtype) for s in sizes]
+        return [TensorSpec(x.shape[:axis] + (s,) + x.shape[axis + 1 :], x.dtype) for s in sizes]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
@@ -425,8 +435,11 @@ class Slice(Op):
     are attributes before opset 10, constant inputs since."""
 
     op_type = "Slice"
-    attributes = {"starts": Attr("ints", None), "ends": Attr("ints", None),
-                  "axes": Attr("ints", None)}
+    attributes = {
+        "starts": Attr("ints", None),
+        "ends": Attr("ints", None),
+        "axes": Attr("ints", None),
+    }
     num_inputs = (1, 5)
 
     def slices(self, shape: tuple[int, ...], starts, ends, axes, steps) -> tuple[slice, ...]:
@@ -434,15 +447,18 @@ class Slice(Op):
         if a["starts"] is not None or a["ends"] is not None:
             starts, ends, axes, steps = a["starts"], a["ends"], a["axes"], None
         if starts is None or ends is None:
-            raise self.error("starts and ends are required (attributes before opset 10, "
-                             "inputs 1 and 2 since)")
+            raise self.error(
+                "starts and ends are required (attributes before opset 10, inputs 1 and 2 since)"
+            )
         starts, ends = [int(v) for v in starts], [int(v) for v in ends]
         rank = len(shape)
         axes = list(range(len(starts))) if axes is None else [int(v) for v in axes]
         steps = [1] * len(starts) if steps is None else [int(v) for v in steps]
         if not len(starts) == len(ends) == len(axes) == len(steps):
-            raise self.error(f"starts {starts}, ends {ends}, axes {axes} and steps {steps} "
-                             "must have the same length")
+            raise self.error(
+                f"starts {starts}, ends {ends}, axes {axes} and steps {steps} "
+                "must have the same length"
+            )
         out = [slice(None)] * rank
         for axis, start, end, step in zip(norm_axes(self, axes, rank), starts, ends, steps):
             dim = shape[axis]
@@ -458,8 +474,9 @@ class Slice(Op):
         return tuple(out)
 
     def _values(self, inputs: Sequence, getter) -> list:
-        return [getter(i, name) for i, name in ((1, "starts"), (2, "ends"), (3, "axes"),
-                                                (4, "steps"))]
+        return [
+            getter(i, name) for i, name in ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps"))
+        ]
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
@@ -492,16 +509,21 @@ class Pad(Op):
     attributes."""
 
     op_type = "Pad"
-    attributes = {"mode": Attr("string", "constant"), "pads": Attr("ints", None),
-                  "value": Attr("float", 0.0)}
+    attributes = {
+        "mode": Attr("string", "constant"),
+        "pads": Attr("ints", None),
+        "value": Attr("float", 0.0),
+    }
     num_inputs = (1, 4)
 
     _MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
 
     def _setup(self) -> None:
         if self.attrs["mode"] not in self._MODES:
-            raise self.error(f"attribute 'mode' must be one of {', '.join(self._MODES)}, got "
-                             f"{self.attrs['mode']!r}")
+            raise self.error(
+                f"attribute 'mode' must be one of {', '.join(self._MODES)}, got "
+                f"{self.attrs['mode']!r}"
+            )
 
     def widths(self, shape: tuple[int, ...], pads, axes) -> list[tuple[int, int]]:
         if self.attrs["pads"] is not None:
@@ -512,14 +534,17 @@ class Pad(Op):
         rank = len(shape)
         axes = list(range(rank)) if axes is None else list(norm_axes(self, axes, rank))
         if len(pads) != 2 * len(axes):
-            raise self.error(f"pads {pads} must hold {2 * len(axes)} values (begins and ends "
-                             f"of axes {axes}) for input {fmt_shape(shape)}")
+            raise self.error(
+                f"pads {pads} must hold {2 * len(axes)} values (begins and ends "
+                f"of axes {axes}) for input {fmt_shape(shape)}"
+            )
         widths = [(0, 0)] * rank
         for k, axis in enumerate(axes):
             widths[axis] = (pads[k], pads[k + len(axes)])
             if shape[axis] + pads[k] + pads[k + len(axes)] < 0:
-                raise self.error(f"pads {pads} crop more than axis {axis} of "
-                                 f"{fmt_shape(shape)} holds")
+                raise self.error(
+                    f"pads {pads} crop more than axis {axis} of {fmt_shape(shape)} holds"
+                )
         return widths
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -531,8 +556,11 @@ class Pad(Op):
         value = optional_input(inputs, 2)
         if value is not None and (value.size != 1 or value.dtype != x.dtype):
             raise self.error(f"constant_value must be one {x.dtype.name} value, got {value}")
-        widths = self.widths(x.shape, None if pads is None else pads.tolist(),
-                             None if axes is None else axes.tolist())
+        widths = self.widths(
+            x.shape,
+            None if pads is None else pads.tolist(),
+            None if axes is None else axes.tolist(),
+        )
         mode = self.attrs["mode"]
         for axis, ((b, e), d) in enumerate(zip(widths, x.shape)):
             if mode != "constant" and (b > 0 or e > 0) and d == 0:
@@ -542,18 +570,26 @@ class Pad(Op):
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
         pads, value, axes = (optional_input(inputs, i) for i in (1, 2, 3))
-        widths = self.widths(x.shape, None if pads is None else pads.tolist(),
-                             None if axes is None else axes.tolist())
+        widths = self.widths(
+            x.shape,
+            None if pads is None else pads.tolist(),
+            None if axes is None else axes.tolist(),
+        )
         # negative pads crop first, then numpy pads with the positive parts
-        crop = tuple(slice(-b if b < 0 else 0, x.shape[i] + e if e < 0 else None)
-                     for i, (b, e) in enumerate(widths))
+        crop = tuple(
+            slice(-b if b < 0 else 0, x.shape[i] + e if e < 0 else None)
+            for i, (b, e) in enumerate(widths)
+        )
         x = x[crop]
         positive = [(max(b, 0), max(e, 0)) for b, e in widths]
         mode = self.attrs["mode"]
         if mode == "constant":
             fill = value.reshape(()) if value is not None else self.attrs["value"]
-            return [np.pad(x, positive, mode="constant", constant_values=fill).astype(
-                x.dtype, copy=False)]
+            return [
+                np.pad(x, positive, mode="constant", constant_values=fill).astype(
+                    x.dtype, copy=False
+                )
+            ]
         return [np.pad(x, positive, mode=self._MODES[mode])]
 
 
@@ -590,8 +626,9 @@ class DepthToSpace(_BlockRearrange):
         assert x is not None
         b = self.block
         if x.rank != 4 or x.shape[1] % (b * b):
-            raise self.error(f"input must be 4-D with channels divisible by {b * b}, got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(
+                f"input must be 4-D with channels divisible by {b * b}, got {fmt_shape(x.shape)}"
+            )
         n, c, h, w = x.shape
         return [TensorSpec((n, c // (b * b), h * b, w * b), x.dtype)]
 
@@ -624,8 +661,9 @@ class SpaceToDepth(_BlockRearrange):
         assert x is not None
         b = self.block
         if x.rank != 4 or x.shape[2] % b or x.shape[3] % b:
-            raise self.error(f"input must be 4-D with H and W divisible by {b}, got "
-                             f"{fmt_shape(x.shape)}")
+            raise self.error(
+                f"input must be 4-D with H and W divisible by {b}, got {fmt_shape(x.shape)}"
+            )
         n, c, h, w = x.shape
         return [TensorSpec((n, c * b * b, h // b, w // b), x.dtype)]
 
@@ -634,6 +672,9 @@ class SpaceToDepth(_BlockRearrange):
         n, c, h, w = x.shape
         b = self.block
         y = x.reshape(n, c, h // b, b, w // b, b)
-        y = y.transpose(0, 3, 5, 1, 2, 4) if self.attrs["mode"] == "DCR" else \
-            y.transpose(0, 1, 3, 5, 2, 4)
+        y = (
+            y.transpose(0, 3, 5, 1, 2, 4)
+            if self.attrs["mode"] == "DCR"
+            else y.transpose(0, 1, 3, 5, 2, 4)
+        )
         return [y.reshape(n, c * b * b, h // b, w // b)]

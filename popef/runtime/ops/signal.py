@@ -32,8 +32,14 @@ _I32_I64 = frozenset(np.dtype(t) for t in (np.int32, np.int64))
 _I64 = frozenset({np.dtype(np.int64)})
 
 
-def _static(op: Op, inputs: Sequence[TensorSpec | None], index: int, name: str,
-            dtypes: frozenset, arrays: Sequence[np.ndarray | None] | None) -> np.ndarray | None:
+def _static(
+    op: Op,
+    inputs: Sequence[TensorSpec | None],
+    index: int,
+    name: str,
+    dtypes: frozenset,
+    arrays: Sequence[np.ndarray | None] | None,
+) -> np.ndarray | None:
     """Input ``index``'s values: the array handed to ``run`` (``arrays``), else its load-time
     constant; None when omitted."""
     if arrays is not None:
@@ -42,16 +48,22 @@ def _static(op: Op, inputs: Sequence[TensorSpec | None], index: int, name: str,
     return static_values(op, inputs, index, name, dtypes, rank=None)
 
 
-def _scalar(op: Op, inputs: Sequence[TensorSpec | None], index: int, name: str,
-            dtypes: frozenset = _I32_I64,
-            arrays: Sequence[np.ndarray | None] | None = None) -> int | None:
+def _scalar(
+    op: Op,
+    inputs: Sequence[TensorSpec | None],
+    index: int,
+    name: str,
+    dtypes: frozenset = _I32_I64,
+    arrays: Sequence[np.ndarray | None] | None = None,
+) -> int | None:
     """The value of a scalar (or one-element) integer input; None when omitted."""
     values = _static(op, inputs, index, name, dtypes, arrays)
     if values is None:
         return None
     if values.size != 1:
-        raise op.error(f"input {index} ('{name}') must hold one value, got "
-                       f"{fmt_shape(values.shape)}")
+        raise op.error(
+            f"input {index} ('{name}') must hold one value, got {fmt_shape(values.shape)}"
+        )
     return int(values.reshape(()))
 
 
@@ -71,8 +83,10 @@ def _complex(x: np.ndarray) -> np.ndarray:
 def _check_signal(op: Op, spec: TensorSpec, what: str) -> None:
     op._check_dtype(spec, FLOAT_DTYPES, what)
     if spec.rank < 2 or spec.shape[-1] not in (1, 2):
-        raise op.error(f"{what} must end with an axis of 1 (real) or 2 (real, imaginary), got "
-                       f"{fmt_shape(spec.shape)}")
+        raise op.error(
+            f"{what} must end with an axis of 1 (real) or 2 (real, imaginary), got "
+            f"{fmt_shape(spec.shape)}"
+        )
 
 
 @register
@@ -82,8 +96,7 @@ class DFT(Op):
     transform: its output is real, ``[..., dft_length, 1]``)."""
 
     op_type = "DFT"
-    attributes = {"inverse": Attr("int", 0), "onesided": Attr("int", 0),
-                  "axis": Attr("int", None)}
+    attributes = {"inverse": Attr("int", 0), "onesided": Attr("int", 0), "axis": Attr("int", None)}
     num_inputs = (1, 3)
     static_inputs = frozenset({1, 2})
 
@@ -92,8 +105,9 @@ class DFT(Op):
             if self.attrs[name] not in (0, 1):
                 raise self.error(f"attribute '{name}' must be 0 or 1, got {self.attrs[name]}")
 
-    def _plan(self, inputs: Sequence[TensorSpec | None],
-              arrays: Sequence[np.ndarray | None] | None = None) -> tuple[int, int]:
+    def _plan(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[int, int]:
         """(axis as a non-negative index, transform length)."""
         x = inputs[0]
         assert x is not None
@@ -103,14 +117,18 @@ class DFT(Op):
         axis = axis_input if axis_input is not None else self.attrs["axis"]
         if axis is None:
             if x.rank != 3:
-                raise self.error(f"input {fmt_shape(x.shape)} needs an explicit 'axis': the "
-                                 "default is 1 before opset 20 and -2 since")
+                raise self.error(
+                    f"input {fmt_shape(x.shape)} needs an explicit 'axis': the "
+                    "default is 1 before opset 20 and -2 since"
+                )
             axis = 1
         # the last axis holds (real, imaginary): a negative axis counts from the one before it
         axis = norm_axis(self, axis, x.rank)
         if axis == x.rank - 1:
-            raise self.error(f"axis {axis} is the (real, imaginary) axis; expected 0 to "
-                             f"{x.rank - 2} or -{x.rank} to -2")
+            raise self.error(
+                f"axis {axis} is the (real, imaginary) axis; expected 0 to "
+                f"{x.rank - 2} or -{x.rank} to -2"
+            )
         length = _scalar(self, inputs, 1, "dft_length", arrays=arrays)
         if length is None:
             n = x.shape[axis]
@@ -164,8 +182,9 @@ class STFT(Op):
         if self.attrs["onesided"] not in (0, 1):
             raise self.error(f"attribute 'onesided' must be 0 or 1, got {self.attrs['onesided']}")
 
-    def _plan(self, inputs: Sequence[TensorSpec | None],
-              arrays: Sequence[np.ndarray | None] | None = None) -> tuple[int, int, int]:
+    def _plan(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[int, int, int]:
         """(frame step, frame length, number of frames)."""
         signal = inputs[0]
         window = optional_input(inputs, 2)
@@ -177,14 +196,17 @@ class STFT(Op):
             if window.rank != 1:
                 raise self.error(f"window must be 1-D, got {fmt_shape(window.shape)}")
             if length is not None and length != window.shape[0]:
-                raise self.error(f"frame_length {length} differs from the window's length "
-                                 f"{window.shape[0]}")
+                raise self.error(
+                    f"frame_length {length} differs from the window's length {window.shape[0]}"
+                )
             length = window.shape[0]
         if length is None:
             raise self.error("needs a window or a frame_length")
         if step < 1 or not 1 <= length <= signal.shape[1]:
-            raise self.error(f"frame_step must be positive and frame_length 1 to the signal "
-                             f"length {signal.shape[1]}, got {step} and {length}")
+            raise self.error(
+                f"frame_step must be positive and frame_length 1 to the signal "
+                f"length {signal.shape[1]}, got {step} and {length}"
+            )
         return step, length, 1 + (signal.shape[1] - length) // step
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -193,8 +215,9 @@ class STFT(Op):
         assert signal is not None
         _check_signal(self, signal, "input 0 (signal)")
         if signal.rank != 3:
-            raise self.error(f"signal must be [batch, length, 1 or 2], got "
-                             f"{fmt_shape(signal.shape)}")
+            raise self.error(
+                f"signal must be [batch, length, 1 or 2], got {fmt_shape(signal.shape)}"
+            )
         if window is not None:
             self._check_same_dtype([signal, None, window])
         if self.attrs["onesided"] and signal.shape[2] == 2:
@@ -225,8 +248,9 @@ def _output_dtype(op: Op) -> np.dtype:
     code = op.attrs["output_datatype"]
     dtype = ONNX_DTYPES.get(code)
     if dtype is None or dtype == np.dtype(np.bool_):
-        raise op.error(f"attribute 'output_datatype' {code} is not a numeric ONNX data type "
-                       "PopEF holds")
+        raise op.error(
+            f"attribute 'output_datatype' {code} is not a numeric ONNX data type PopEF holds"
+        )
     return dtype
 
 
@@ -244,8 +268,9 @@ class _Window(Op):
             raise self.error(f"attribute 'periodic' must be 0 or 1, got {self.attrs['periodic']}")
         self.dtype = _output_dtype(self)
 
-    def _size(self, inputs: Sequence[TensorSpec | None],
-              arrays: Sequence[np.ndarray | None] | None = None) -> int:
+    def _size(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> int:
         size = _scalar(self, inputs, 0, "size", arrays=arrays)
         assert size is not None
         if size < 0:
@@ -307,20 +332,23 @@ class MelWeightMatrix(Op):
     def _setup(self) -> None:
         self.dtype = _output_dtype(self)
 
-    def _plan(self, inputs: Sequence[TensorSpec | None],
-              arrays: Sequence[np.ndarray | None] | None = None) -> tuple[int, int, int]:
+    def _plan(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[int, int, int]:
         bins = _scalar(self, inputs, 0, "num_mel_bins", arrays=arrays)
         length = _scalar(self, inputs, 1, "dft_length", arrays=arrays)
         rate = _scalar(self, inputs, 2, "sample_rate", arrays=arrays)
         assert bins is not None and length is not None and rate is not None
         if bins < 1 or length < 1 or rate < 1:
-            raise self.error(f"num_mel_bins, dft_length and sample_rate must be positive, got "
-                             f"{bins}, {length} and {rate}")
+            raise self.error(
+                f"num_mel_bins, dft_length and sample_rate must be positive, got "
+                f"{bins}, {length} and {rate}"
+            )
         return bins, length, rate
 
-    def _edges(self, inputs: Sequence[TensorSpec | None],
-               arrays: Sequence[np.ndarray | None] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def _edges(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         low = _static(self, inputs, 3, "lower_edge_hertz", FLOAT_DTYPES, arrays)
         high = _static(self, inputs, 4, "upper_edge_hertz", FLOAT_DTYPES, arrays)
         assert low is not None and high is not None
@@ -328,8 +356,10 @@ class MelWeightMatrix(Op):
             raise self.error("lower_edge_hertz and upper_edge_hertz must hold one value each")
         low, high = low.reshape(()), high.reshape(())
         if not 0 <= low < high:
-            raise self.error(f"expected 0 <= lower_edge_hertz < upper_edge_hertz, got "
-                             f"{float(low)} and {float(high)}")
+            raise self.error(
+                f"expected 0 <= lower_edge_hertz < upper_edge_hertz, got "
+                f"{float(low)} and {float(high)}"
+            )
         return low, high
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
@@ -351,12 +381,14 @@ class MelWeightMatrix(Op):
         hertz = 700 * np.expm1(mel / 2595 * np.log(10))
         edges = (((length + 1) * hertz) // rate).astype(np.int64)
         if edges.min() < 0 or edges.max() >= spectrogram_bins:
-            raise self.error(f"the filters' edges fall outside the {spectrogram_bins} "
-                             "spectrogram bins (upper_edge_hertz above the Nyquist frequency?)")
+            raise self.error(
+                f"the filters' edges fall outside the {spectrogram_bins} "
+                "spectrogram bins (upper_edge_hertz above the Nyquist frequency?)"
+            )
         out = np.zeros((spectrogram_bins, bins))
         j = np.arange(spectrogram_bins)
         for i in range(bins):
-            left, center, right = (int(e) for e in edges[i: i + 3])
+            left, center, right = (int(e) for e in edges[i : i + 3])
             if center == left:
                 out[center, i] = 1
             else:

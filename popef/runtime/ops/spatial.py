@@ -22,8 +22,14 @@ __all__ = ["CenterCropPad", "Col2Im"]
 _I64 = frozenset({np.dtype(np.int64)})
 
 
-def _values(op: Op, inputs: Sequence[TensorSpec | None], index: int, name: str,
-            dtypes: frozenset, arrays: Sequence[np.ndarray | None] | None) -> tuple[int, ...]:
+def _values(
+    op: Op,
+    inputs: Sequence[TensorSpec | None],
+    index: int,
+    name: str,
+    dtypes: frozenset,
+    arrays: Sequence[np.ndarray | None] | None,
+) -> tuple[int, ...]:
     """A 1-D integer input's values: the array handed to ``run``, else its load constant."""
     if arrays is not None:
         return tuple(int(v) for v in np.asarray(arrays[index]).reshape(-1))
@@ -39,45 +45,71 @@ class Col2Im(Op):
     block's values; they are summed back into ``(N, C, *image_shape)``."""
 
     op_type = "Col2Im"
-    attributes = {"dilations": Attr("ints", None), "pads": Attr("ints", None),
-                  "strides": Attr("ints", None)}
+    attributes = {
+        "dilations": Attr("ints", None),
+        "pads": Attr("ints", None),
+        "strides": Attr("ints", None),
+    }
     num_inputs = (3, 3)
     static_inputs = frozenset({1, 2})
 
-    def _plan(self, inputs: Sequence[TensorSpec | None],
-              arrays: Sequence[np.ndarray | None] | None = None) -> dict:
+    def _plan(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> dict:
         x = inputs[0]
         assert x is not None
         image = _values(self, inputs, 1, "image_shape", _I64, arrays)
         block = _values(self, inputs, 2, "block_shape", _I64, arrays)
         n = len(image)
         if n < 1 or len(block) != n:
-            raise self.error(f"image_shape {list(image)} and block_shape {list(block)} must "
-                             "name the same number (at least 1) of spatial axes")
+            raise self.error(
+                f"image_shape {list(image)} and block_shape {list(block)} must "
+                "name the same number (at least 1) of spatial axes"
+            )
         dilations = self.attrs["dilations"] or (1,) * n
         strides = self.attrs["strides"] or (1,) * n
         pads = self.attrs["pads"] or (0,) * (2 * n)
         if len(dilations) != n or len(strides) != n or len(pads) != 2 * n:
-            raise self.error(f"dilations, strides and pads must have {n}, {n} and {2 * n} "
-                             f"values, got {list(dilations)}, {list(strides)} and {list(pads)}")
-        if min(image) < 1 or min(block) < 1 or min(dilations) < 1 or min(strides) < 1 \
-                or min(pads) < 0:
-            raise self.error("image_shape, block_shape, dilations and strides must be positive "
-                             "and pads non-negative")
+            raise self.error(
+                f"dilations, strides and pads must have {n}, {n} and {2 * n} "
+                f"values, got {list(dilations)}, {list(strides)} and {list(pads)}"
+            )
+        if (
+            min(image) < 1
+            or min(block) < 1
+            or min(dilations) < 1
+            or min(strides) < 1
+            or min(pads) < 0
+        ):
+            raise self.error(
+                "image_shape, block_shape, dilations and strides must be positive "
+                "and pads non-negative"
+            )
         blocks = []
         for i in range(n):
             span = dilations[i] * (block[i] - 1) + 1
             count = (image[i] + pads[i] + pads[i + n] - span) // strides[i] + 1
             if count < 1:
-                raise self.error(f"a block of {block[i]} (dilation {dilations[i]}) does not "
-                                 f"fit spatial axis {i} of {image[i]} with its pads")
+                raise self.error(
+                    f"a block of {block[i]} (dilation {dilations[i]}) does not "
+                    f"fit spatial axis {i} of {image[i]} with its pads"
+                )
             blocks.append(count)
         size = int(np.prod(block))
         if x.rank != 3 or x.shape[1] % size or x.shape[2] != int(np.prod(blocks)):
-            raise self.error(f"input must be [N, C * {size}, {int(np.prod(blocks))}] (blocks "
-                             f"{blocks}), got {fmt_shape(x.shape)}")
-        return {"image": image, "block": block, "dilations": dilations, "strides": strides,
-                "pads": pads, "blocks": tuple(blocks), "channels": x.shape[1] // size}
+            raise self.error(
+                f"input must be [N, C * {size}, {int(np.prod(blocks))}] (blocks "
+                f"{blocks}), got {fmt_shape(x.shape)}"
+            )
+        return {
+            "image": image,
+            "block": block,
+            "dilations": dilations,
+            "strides": strides,
+            "pads": pads,
+            "blocks": tuple(blocks),
+            "channels": x.shape[1] // size,
+        }
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
@@ -96,14 +128,16 @@ class Col2Im(Op):
         pads = p["pads"]
         # (N, C, block..., blocks...)
         cols = x.reshape(x.shape[0], p["channels"], *p["block"], *p["blocks"])
-        padded = np.zeros((x.shape[0], p["channels"],
-                           *(p["image"][i] + pads[i] + pads[i + n] for i in range(n))), x.dtype)
+        padded = np.zeros(
+            (x.shape[0], p["channels"], *(p["image"][i] + pads[i] + pads[i + n] for i in range(n))),
+            x.dtype,
+        )
         for offset in np.ndindex(*p["block"]):
             where = tuple(
                 slice(o * d, o * d + (count - 1) * s + 1, s)
-                for o, d, s, count in zip(offset, p["dilations"], p["strides"], p["blocks"]))
-            padded[(slice(None), slice(None), *where)] += cols[(slice(None), slice(None),
-                                                                *offset)]
+                for o, d, s, count in zip(offset, p["dilations"], p["strides"], p["blocks"])
+            )
+            padded[(slice(None), slice(None), *where)] += cols[(slice(None), slice(None), *offset)]
         crop = tuple(slice(pads[i], pads[i] + p["image"][i]) for i in range(n))
         return [padded[(slice(None), slice(None), *crop)].copy()]
 
@@ -119,8 +153,9 @@ class CenterCropPad(Op):
     num_inputs = (2, 2)
     static_inputs = frozenset({1})
 
-    def _plan(self, inputs: Sequence[TensorSpec | None],
-              arrays: Sequence[np.ndarray | None] | None = None) -> dict[int, int]:
+    def _plan(
+        self, inputs: Sequence[TensorSpec | None], arrays: Sequence[np.ndarray | None] | None = None
+    ) -> dict[int, int]:
         """axis -> its new size."""
         x = inputs[0]
         assert x is not None
@@ -128,8 +163,10 @@ class CenterCropPad(Op):
         axes = norm_axes(self, axes, x.rank) if axes is not None else tuple(range(x.rank))
         sizes = _values(self, inputs, 1, "shape", INDEX_DTYPES, arrays)
         if len(sizes) != len(axes) or min(sizes, default=0) < 0:
-            raise self.error(f"shape {list(sizes)} must give one non-negative size for each of "
-                             f"the {len(axes)} axes {list(axes)}")
+            raise self.error(
+                f"shape {list(sizes)} must give one non-negative size for each of "
+                f"the {len(axes)} axes {list(axes)}"
+            )
         return dict(zip(axes, sizes))
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:

@@ -57,12 +57,15 @@ class LinearAttention(Op):
     def _setup(self) -> None:
         a = self.attrs
         if a["update_rule"] not in _UPDATE_RULES:
-            raise self.error(f"attribute 'update_rule' must be one of {', '.join(_UPDATE_RULES)}"
-                             f", got {a['update_rule']!r}")
+            raise self.error(
+                f"attribute 'update_rule' must be one of {', '.join(_UPDATE_RULES)}"
+                f", got {a['update_rule']!r}"
+            )
         q_heads, kv_heads = a["q_num_heads"], a["kv_num_heads"]
         if q_heads < 1 or kv_heads < 1 or q_heads % kv_heads:
-            raise self.error(f"q_num_heads ({q_heads}) must be a positive multiple of "
-                             f"kv_num_heads ({kv_heads})")
+            raise self.error(
+                f"q_num_heads ({q_heads}) must be a positive multiple of kv_num_heads ({kv_heads})"
+            )
         if a["chunk_size"] < 1:
             raise self.error(f"attribute 'chunk_size' must be positive, got {a['chunk_size']}")
         self.gated = a["update_rule"] in ("gated", "gated_delta")
@@ -76,36 +79,46 @@ class LinearAttention(Op):
         self._check_same_dtype([q, k, v, None, decay, beta])
         q_heads, kv_heads = self.attrs["q_num_heads"], self.attrs["kv_num_heads"]
         if q.rank != 3:
-            raise self.error(f"query must be [batch, time, {q_heads} * head_size], got "
-                             f"{fmt_shape(q.shape)}")
+            raise self.error(
+                f"query must be [batch, time, {q_heads} * head_size], got {fmt_shape(q.shape)}"
+            )
         batch, time = q.shape[:2]
         for i, (spec, heads) in enumerate(((q, q_heads), (k, kv_heads), (v, kv_heads))):
             if spec.rank != 3 or spec.shape[:2] != (batch, time) or spec.shape[2] % heads:
-                raise self.error(f"input {i} ({('query', 'key', 'value')[i]}) must be "
-                                 f"[{batch}, {time}, {heads} * head_size], got "
-                                 f"{fmt_shape(spec.shape)}")
+                raise self.error(
+                    f"input {i} ({('query', 'key', 'value')[i]}) must be "
+                    f"[{batch}, {time}, {heads} * head_size], got "
+                    f"{fmt_shape(spec.shape)}"
+                )
         d_k, d_v = q.shape[2] // q_heads, v.shape[2] // kv_heads
         if k.shape[2] != kv_heads * d_k:
-            raise self.error(f"key {fmt_shape(k.shape)} must have {kv_heads} heads of the "
-                             f"query's head size {d_k}")
+            raise self.error(
+                f"key {fmt_shape(k.shape)} must have {kv_heads} heads of the "
+                f"query's head size {d_k}"
+            )
         for name, spec, wanted, lasts in (
-                ("decay", decay, self.gated, (kv_heads, kv_heads * d_k)),
-                ("beta", beta, self.delta, (kv_heads, 1))):
+            ("decay", decay, self.gated, (kv_heads, kv_heads * d_k)),
+            ("beta", beta, self.delta, (kv_heads, 1)),
+        ):
             rule = self.attrs["update_rule"]
             if wanted and spec is None:
                 raise self.error(f"update_rule '{rule}' needs the input '{name}'")
             if not wanted and spec is not None:
                 raise self.error(f"update_rule '{rule}' takes no input '{name}'")
-            if spec is not None and (spec.rank != 3 or spec.shape[:2] != (batch, time)
-                                     or spec.shape[2] not in lasts):
-                raise self.error(f"{name} must be [{batch}, {time}, {lasts[0]} or {lasts[1]}], "
-                                 f"got {fmt_shape(spec.shape)}")
+            if spec is not None and (
+                spec.rank != 3 or spec.shape[:2] != (batch, time) or spec.shape[2] not in lasts
+            ):
+                raise self.error(
+                    f"{name} must be [{batch}, {time}, {lasts[0]} or {lasts[1]}], "
+                    f"got {fmt_shape(spec.shape)}"
+                )
         state = TensorSpec((batch, kv_heads, d_k, d_v), q.dtype)
         if past is not None:
             self._check_dtype(past, FLOAT_DTYPES, "input 3 (past_state)")
             if past.shape != state.shape:
-                raise self.error(f"past_state must be {fmt_shape(state.shape)}, got "
-                                 f"{fmt_shape(past.shape)}")
+                raise self.error(
+                    f"past_state must be {fmt_shape(state.shape)}, got {fmt_shape(past.shape)}"
+                )
             state = past
         outputs = [TensorSpec((batch, time, q_heads * d_v), q.dtype), state]
         return outputs[: self.output_count]
@@ -151,8 +164,7 @@ class LinearAttention(Op):
                 v_t = b4[:, :, i, :] * (v_t - retrieved)
             state = state + k_t[..., :, None] * v_t[..., None, :]
             read = state if group == 1 else np.repeat(state, group, axis=1)
-            out[:, :, i, :] = dtype.type(scale) * np.einsum("bhd,bhdm->bhm", q[:, :, i, :],
-                                                              read)
+            out[:, :, i, :] = dtype.type(scale) * np.einsum("bhd,bhdm->bhm", q[:, :, i, :], read)
         output = out.transpose(0, 2, 1, 3).reshape(batch, time, q_heads * d_v)
         state_dtype = query.dtype if past is None else past.dtype
         return [output.astype(query.dtype), state.astype(state_dtype)][: self.output_count]
@@ -175,8 +187,10 @@ class CausalConvWithState(Op):
 
     def _setup(self) -> None:
         if self.attrs["activation"] not in _ACTIVATIONS:
-            raise self.error(f"attribute 'activation' must be one of {', '.join(_ACTIVATIONS)}"
-                             f", got {self.attrs['activation']!r}")
+            raise self.error(
+                f"attribute 'activation' must be one of {', '.join(_ACTIVATIONS)}"
+                f", got {self.attrs['activation']!r}"
+            )
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x, weight = inputs[0], inputs[1]
@@ -188,14 +202,16 @@ class CausalConvWithState(Op):
             raise self.error(f"input must be [batch, channels, length], got {fmt_shape(x.shape)}")
         batch, channels, _ = x.shape
         if weight.rank != 3 or weight.shape[:2] != (channels, 1) or weight.shape[2] < 1:
-            raise self.error(f"weight must be [{channels}, 1, k] with k >= 1, got "
-                             f"{fmt_shape(weight.shape)}")
+            raise self.error(
+                f"weight must be [{channels}, 1, k] with k >= 1, got {fmt_shape(weight.shape)}"
+            )
         state = TensorSpec((batch, channels, weight.shape[2] - 1), x.dtype)
         if bias is not None and bias.shape != (channels,):
             raise self.error(f"bias must be [{channels}], got {fmt_shape(bias.shape)}")
         if past is not None and past.shape != state.shape:
-            raise self.error(f"past_state must be {fmt_shape(state.shape)}, got "
-                             f"{fmt_shape(past.shape)}")
+            raise self.error(
+                f"past_state must be {fmt_shape(state.shape)}, got {fmt_shape(past.shape)}"
+            )
         return [x, state][: self.output_count]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -235,8 +251,9 @@ class TensorScatter(Op):
 
     def _setup(self) -> None:
         if self.attrs["mode"] not in ("linear", "circular"):
-            raise self.error(f"attribute 'mode' must be linear or circular, got "
-                             f"{self.attrs['mode']!r}")
+            raise self.error(
+                f"attribute 'mode' must be linear or circular, got {self.attrs['mode']!r}"
+            )
 
     def _axis(self, rank: int) -> int:
         axis = norm_axis(self, self.attrs["axis"], rank)
@@ -251,17 +268,22 @@ class TensorScatter(Op):
         self._check_dtype(cache, ALL_DTYPES, "input 0 (past_cache)")
         self._check_same_dtype([cache, update])
         axis = self._axis(cache.rank)
-        if update.rank != cache.rank or any(
-                u != c for i, (u, c) in enumerate(zip(update.shape, cache.shape)) if i != axis) \
-                or update.shape[axis] > cache.shape[axis]:
-            raise self.error(f"update {fmt_shape(update.shape)} must match past_cache "
-                             f"{fmt_shape(cache.shape)} except on axis {axis}, where it may be "
-                             "shorter")
+        if (
+            update.rank != cache.rank
+            or any(u != c for i, (u, c) in enumerate(zip(update.shape, cache.shape)) if i != axis)
+            or update.shape[axis] > cache.shape[axis]
+        ):
+            raise self.error(
+                f"update {fmt_shape(update.shape)} must match past_cache "
+                f"{fmt_shape(cache.shape)} except on axis {axis}, where it may be "
+                "shorter"
+            )
         if indices is not None:
             self._check_dtype(indices, _I64, "input 2 (write_indices)")
             if indices.shape != (cache.shape[0],):
-                raise self.error(f"write_indices must be [{cache.shape[0]}], got "
-                                 f"{fmt_shape(indices.shape)}")
+                raise self.error(
+                    f"write_indices must be [{cache.shape[0]}], got {fmt_shape(indices.shape)}"
+                )
         return [cache]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
@@ -278,9 +300,11 @@ class TensorScatter(Op):
         bad = (indices < 0) if circular else ((indices < 0) | (indices + count > length))
         if bad.any():
             b = int(np.argmax(bad))
-            raise self.error(f"write_indices[{b}] = {int(indices[b])} does not fit {count} "
-                             f"updates in a cache of {length} on axis {axis} (mode "
-                             f"{self.attrs['mode']})")
+            raise self.error(
+                f"write_indices[{b}] = {int(indices[b])} does not fit {count} "
+                f"updates in a cache of {length} on axis {axis} (mode "
+                f"{self.attrs['mode']})"
+            )
         out = cache.copy()
         lead = (slice(None),) * (axis - 1)
         for b in range(cache.shape[0]):

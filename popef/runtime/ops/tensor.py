@@ -98,8 +98,10 @@ class Constant(_TensorAttributes):
     def _setup(self) -> None:
         given = [k for k in ("value", *self.attributes) if self.attrs.get(k) is not None]
         if len(given) != 1:
-            raise self.error("exactly one of value, value_float, value_floats, value_int, "
-                             f"value_ints must be given, got {given or 'none'}")
+            raise self.error(
+                "exactly one of value, value_float, value_floats, value_int, "
+                f"value_ints must be given, got {given or 'none'}"
+            )
         [name] = given
         value = self.attrs[name]
         if name == "value":
@@ -129,7 +131,7 @@ class Shape(Op):
 
     def dims(self, shape: tuple[int, ...]) -> np.ndarray:
         end = self.attrs["end"]
-        return np.array(shape[self.attrs["start"]:end], dtype=_INT64)
+        return np.array(shape[self.attrs["start"] : end], dtype=_INT64)
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
@@ -176,8 +178,9 @@ class ConstantOfShape(_TensorAttributes):
         if value is None:
             value = np.zeros(1, _F32)
         if value.size != 1:
-            raise self.error(f"attribute 'value' must hold one element, got "
-                             f"{fmt_shape(value.shape)}")
+            raise self.error(
+                f"attribute 'value' must hold one element, got {fmt_shape(value.shape)}"
+            )
         self.fill = value.reshape(())
 
     def out_shape(self, values: np.ndarray) -> tuple[int, ...]:
@@ -215,8 +218,10 @@ class Range(Op):
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         self._check_dtype(inputs[0], _RANGE_DTYPES, "input 0 ('start')")
         self._check_same_dtype(inputs)
-        values = [static_values(self, inputs, i, name, _RANGE_DTYPES, rank=None)
-                  for i, name in enumerate(("start", "limit", "delta"))]
+        values = [
+            static_values(self, inputs, i, name, _RANGE_DTYPES, rank=None)
+            for i, name in enumerate(("start", "limit", "delta"))
+        ]
         for name, v in zip(("start", "limit", "delta"), values):
             if v.size != 1:
                 raise self.error(f"{name} must be a scalar, got {fmt_shape(v.shape)}")
@@ -270,9 +275,11 @@ class EyeLike(Op):
 
 class _DataDependent(Op):
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
-        raise self.error("the output shape depends on the input values, which this runtime "
-                         "must know at load; the node can only run when its inputs are "
-                         "constants folded at import")
+        raise self.error(
+            "the output shape depends on the input values, which this runtime "
+            "must know at load; the node can only run when its inputs are "
+            "constants folded at import"
+        )
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         return False
@@ -310,18 +317,19 @@ class Compress(Op):
         axis = self.attrs["axis"]
         length = x.size if axis is None else x.shape[norm_axis(self, axis, x.rank)]
         if cond.size > length:
-            raise self.error(f"condition has {cond.size} entries but the compressed "
-                             f"{'input' if axis is None else f'axis {axis}'} has {length}")
+            raise self.error(
+                f"condition has {cond.size} entries but the compressed "
+                f"{'input' if axis is None else f'axis {axis}'} has {length}"
+            )
         kept = int(np.count_nonzero(cond))
         if axis is None:
             return [TensorSpec((kept,), x.dtype)]
         axis = norm_axis(self, axis, x.rank)
-        return [TensorSpec(x.shape[:axis] + (kept,) + x.shape[axis + 1:], x.dtype)]
+        return [TensorSpec(x.shape[:axis] + (kept,) + x.shape[axis + 1 :], x.dtype)]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         axis = self.attrs["axis"]
-        return (not batched[1] and axis is not None
-                and norm_axis(self, axis, specs[0].rank) != 0)
+        return not batched[1] and axis is not None and norm_axis(self, axis, specs[0].rank) != 0
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x, cond = inputs[0], np.asarray(inputs[1]).astype(bool).reshape(-1)
@@ -348,8 +356,12 @@ class Unique(_DataDependent):
         if axis is not None:
             axis = norm_axis(self, axis, x.ndim)
         values, first, inverse, counts = np.unique(
-            x if axis is not None else x.reshape(-1), return_index=True, return_inverse=True,
-            return_counts=True, axis=axis)
+            x if axis is not None else x.reshape(-1),
+            return_index=True,
+            return_inverse=True,
+            return_counts=True,
+            axis=axis,
+        )
         inverse = inverse.reshape(-1)
         if not self.attrs["sorted"]:
             order = np.argsort(first, kind="stable")
@@ -358,5 +370,4 @@ class Unique(_DataDependent):
             values = np.take(values, order, axis=0 if axis is None else axis)
             first, counts, inverse = first[order], counts[order], rank[inverse]
         outs = [values, first.astype(_INT64), inverse.astype(_INT64), counts.astype(_INT64)]
-        return outs[:self.output_count]
-
+        return outs[: self.output_count]

@@ -43,43 +43,54 @@ class TfIdfVectorizer(Op):
     def _setup(self) -> None:
         a = self.attrs
         if a["pool_int64s"] is None:
-            raise self.error("attribute 'pool_int64s' is required ('pool_strings' is not "
-                             "supported: PopEF holds no strings)")
+            raise self.error(
+                "attribute 'pool_int64s' is required ('pool_strings' is not "
+                "supported: PopEF holds no strings)"
+            )
         if a["mode"] not in _MODES:
-            raise self.error(f"attribute 'mode' must be one of {', '.join(_MODES)}, got "
-                             f"{a['mode']!r}")
+            raise self.error(
+                f"attribute 'mode' must be one of {', '.join(_MODES)}, got {a['mode']!r}"
+            )
         lo, hi, skip = a["min_gram_length"], a["max_gram_length"], a["max_skip_count"]
         if not 1 <= lo <= hi or skip < 0:
-            raise self.error(f"expected 1 <= min_gram_length <= max_gram_length and "
-                             f"max_skip_count >= 0, got {lo}, {hi} and {skip}")
+            raise self.error(
+                f"expected 1 <= min_gram_length <= max_gram_length and "
+                f"max_skip_count >= 0, got {lo}, {hi} and {skip}"
+            )
         pool, counts, indexes = a["pool_int64s"], a["ngram_counts"], a["ngram_indexes"]
         starts = list(counts) + [len(pool)]
         if any(not 0 <= x <= y <= len(pool) for x, y in zip(starts, starts[1:])):
-            raise self.error(f"attribute 'ngram_counts' {list(counts)} must be increasing "
-                             f"offsets into the pool of {len(pool)} ids")
+            raise self.error(
+                f"attribute 'ngram_counts' {list(counts)} must be increasing "
+                f"offsets into the pool of {len(pool)} ids"
+            )
         # (gram, output column) for every pooled n-gram whose length is kept
         self.grams: list[tuple[tuple[int, ...], int]] = []
         number = 0
         for size, (begin, end) in enumerate(zip(starts, starts[1:]), 1):
             if (end - begin) % size:
-                raise self.error(f"the pool's {size}-grams span {end - begin} ids, not a "
-                                 f"multiple of {size}")
+                raise self.error(
+                    f"the pool's {size}-grams span {end - begin} ids, not a multiple of {size}"
+                )
             for k in range(begin, end, size):
                 if number >= len(indexes):
-                    raise self.error(f"attribute 'ngram_indexes' has {len(indexes)} entries "
-                                     f"but the pool holds more n-grams")
+                    raise self.error(
+                        f"attribute 'ngram_indexes' has {len(indexes)} entries "
+                        f"but the pool holds more n-grams"
+                    )
                 if lo <= size <= hi:
-                    self.grams.append((tuple(pool[k:k + size]), int(indexes[number])))
+                    self.grams.append((tuple(pool[k : k + size]), int(indexes[number])))
                 number += 1
         if any(i < 0 for i in indexes):
-            raise self.error(f"attribute 'ngram_indexes' must be non-negative, got "
-                             f"{list(indexes)}")
+            raise self.error(f"attribute 'ngram_indexes' must be non-negative, got {list(indexes)}")
         self.width = max(indexes, default=-1) + 1
         weights = a["weights"]
         if weights is not None and len(weights) < self.width:
-            raise self.error(f"attribute 'weights' has {len(weights)} entries, expected "
-                             f"{self.width} (one per output column)")
-        self.weights = None if weights is None else np.asarray(weights[:self.width], _F32)
+            raise self.error(
+                f"attribute 'weights' has {len(weights)} entries, expected "
+                f"{self.width} (one per output column)"
+            )
+        self.weights = None if weights is None else np.asarray(weights[: self.width], _F32)
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
@@ -100,7 +111,7 @@ class TfIdfVectorizer(Op):
                     break
                 hit = np.ones((n, span), bool)
                 for k, token in enumerate(gram):
-                    hit &= rows[:, k * s:k * s + span] == token
+                    hit &= rows[:, k * s : k * s + span] == token
                 counts[:, column] += hit.sum(axis=1)
         return counts
 

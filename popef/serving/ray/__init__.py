@@ -20,8 +20,16 @@ from collections.abc import Mapping
 
 from .options import APP_NAME, DEPLOYMENT_NAME, INGRESS_NAME, AppOptions, Scaling
 
-__all__ = ["APP_NAME", "DEPLOYMENT_NAME", "GRPC_SERVICER_FUNCTION", "INGRESS_NAME", "AppOptions",
-           "Scaling", "app", "build_app"]
+__all__ = [
+    "APP_NAME",
+    "DEPLOYMENT_NAME",
+    "GRPC_SERVICER_FUNCTION",
+    "INGRESS_NAME",
+    "AppOptions",
+    "Scaling",
+    "app",
+    "build_app",
+]
 
 #: the import path to give ``gRPCOptions.grpc_servicer_functions`` (or ``serve start
 #: --grpc-servicer-functions``)
@@ -31,10 +39,12 @@ GRPC_SERVICER_FUNCTION = "popef.serving.ray.grpc_proxy.add_servicer"
 def build_app(options: AppOptions, scaling: Scaling | None = None):
     """The Ray Serve application (``serve.run(build_app(...))``) serving ``options``'
     repositories, scaled as ``scaling`` says (default: :meth:`AppOptions.scaling`)."""
-    from .deployment import deployment, ingress
+    from .deployment import deployment, direct_deployment, ingress
     from .options import ingress_options
 
     scaling = scaling or options.scaling()
+    if not options.retry_lost_requests:  # Ray's proxies call the replicas themselves
+        return direct_deployment.options(**scaling.deployment_options()).bind(options)
     server = deployment.options(**scaling.deployment_options()).bind(options)
     return ingress.options(**ingress_options()).bind(server, options.http_max_input_size)
 
@@ -45,6 +55,7 @@ def app(args: Mapping[str, object]):
 
     ``args`` are :class:`AppOptions` fields: ``model_repository`` (folders separated by ','),
     ``executor``, ``num_replicas``, ``min_replicas``, ``max_replicas``,
-    ``target_ongoing_requests``, ``num_cpus``, ...
+    ``target_ongoing_requests``, ``num_cpus``, ``retry_lost_requests`` (default true: the
+    retrying ingress; false: Ray's proxies call the replicas, one hop less), ...
     """
     return build_app(AppOptions.from_args(args))

@@ -17,7 +17,8 @@ Ray's proxies do not send requests to the replicas directly but to a thin ingres
 :class:`PopefIngress`, which runs on the head node and forwards each request through a
 deployment handle; a request whose replica dies before answering (its node lost, say) is
 forwarded again to another replica (:mod:`popef.serving.ray.forwarding` says which failures
-and why that is safe).
+and why that is safe). With ``retry_lost_requests=False`` the proxies call the replicas
+themselves (:class:`PopefDirectServer`): one Ray hop less per request, no retry.
 """
 
 from __future__ import annotations
@@ -41,8 +42,15 @@ from .forwarding import HttpRequest, HttpResponse, call_asgi, with_retries
 from .grpc_proxy import UNARY_RPCS
 from .options import DEPLOYMENT_NAME, INGRESS_NAME, AppOptions
 
-__all__ = ["REPLICA_HEADER", "GrpcAnswer", "PopefIngress", "PopefServer", "ReplicaCore",
-           "ReplicaRepository"]
+__all__ = [
+    "REPLICA_HEADER",
+    "GrpcAnswer",
+    "PopefDirectServer",
+    "PopefIngress",
+    "PopefServer",
+    "ReplicaCore",
+    "ReplicaRepository",
+]
 
 log = logging.getLogger("popef.serving")
 _SERVE_LOG = logging.getLogger("ray.serve")
@@ -51,8 +59,9 @@ _SERVE_LOG = logging.getLogger("ray.serve")
 REPLICA_HEADER = "popef-replica"
 #: extensions a replica cannot offer (see the module docstring)
 _NOT_ON_RAY = ("system_shared_memory", "cuda_shared_memory")
-_STATE_OF_ONE_REPLICA = ("on Ray Serve each replica is a process of its own, possibly on "
-                         "another machine")
+_STATE_OF_ONE_REPLICA = (
+    "on Ray Serve each replica is a process of its own, possibly on another machine"
+)
 
 
 class ReplicaRepository(ModelRepository):
@@ -72,14 +81,17 @@ class ReplicaRepository(ModelRepository):
                 group = config.instance_group.add(count=1)
                 if kind is not None:
                     group.kind = kind
-        return super().load(name, config, states_max_batch_size=states_max_batch_size,
-                            raise_on_error=raise_on_error)
+        return super().load(
+            name, config, states_max_batch_size=states_max_batch_size, raise_on_error=raise_on_error
+        )
 
 
 class ReplicaSharedMemory(SystemSharedMemory):
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
-        raise unsupported(f"system shared memory is not available: {_STATE_OF_ONE_REPLICA}; "
-                          "send tensors in the request")
+        raise unsupported(
+            f"system shared memory is not available: {_STATE_OF_ONE_REPLICA}; "
+            "send tensors in the request"
+        )
 
 
 class ReplicaCore(InferenceCore):
@@ -95,9 +107,11 @@ class ReplicaCore(InferenceCore):
         return metadata
 
     def load_model(self, name: str, parameters: dict | None = None) -> None:
-        raise unavailable(f"explicit model load / unload is not allowed: "
-                          f"{_STATE_OF_ONE_REPLICA} and loads the model repository at start; "
-                          "redeploy the application to change models")
+        raise unavailable(
+            f"explicit model load / unload is not allowed: "
+            f"{_STATE_OF_ONE_REPLICA} and loads the model repository at start; "
+            "redeploy the application to change models"
+        )
 
     unload_model = load_model
 
@@ -105,16 +119,19 @@ class ReplicaCore(InferenceCore):
 def build_core(options: AppOptions) -> ReplicaCore:
     """A started core serving ``options``' repositories."""
     repository_options = RepositoryOptions(
-        executor_options=dict(options.executor_options), auto_complete=options.auto_complete,
+        executor_options=dict(options.executor_options),
+        auto_complete=options.auto_complete,
         default_max_batch_size=options.default_max_batch_size,
-        config_name=options.model_config_name)
+        config_name=options.model_config_name,
+    )
     if options.executor:
         repository_options.executor = options.executor
     if options.max_queue_size is not None:
         repository_options.max_queue_size = options.max_queue_size
     repository = ReplicaRepository(list(options.model_repositories), repository_options)
-    core = ReplicaCore(repository, strict_readiness=options.strict_readiness,
-                       server_name=options.server_id)
+    core = ReplicaCore(
+        repository, strict_readiness=options.strict_readiness, server_name=options.server_id
+    )
     core.start()
     return core
 
@@ -178,8 +195,10 @@ class PopefServer:
         except Exception:  # noqa: BLE001 - outside Ray (tests of the class itself)
             replica, node = "local", "127.0.0.1"
         self.replica = f"{replica} {node} {os.getpid()}"
-        self.http_app = _tagged(create_app(self.core, max_input_size=options.http_max_input_size,
-                                           metrics=True), self.replica.encode())
+        self.http_app = _tagged(
+            create_app(self.core, max_input_size=options.http_max_input_size, metrics=True),
+            self.replica.encode(),
+        )
 
     async def http(self, request: HttpRequest) -> HttpResponse:
         """``request`` answered by ``popef serve``'s HTTP app."""
@@ -252,18 +271,24 @@ class PopefIngress:
         body = await _read_body(receive, self.max_input_size)
         client = scope.get("client")
         request = HttpRequest(
-            method=scope["method"], path=scope["path"],
+            method=scope["method"],
+            path=scope["path"],
             query_string=scope.get("query_string", b""),
             headers=tuple((bytes(k), bytes(v)) for k, v in scope.get("headers", ())),
-            body=body, http_version=scope.get("http_version", "1.1"),
-            scheme=scope.get("scheme", "http"), client=tuple(client) if client else None)
+            body=body,
+            http_version=scope.get("http_version", "1.1"),
+            scheme=scope.get("scheme", "http"),
+            client=tuple(client) if client else None,
+        )
         try:
-            response = await self._forward(lambda: self.server.http.remote(request),
-                                           f"{request.method} {request.path}")
+            response = await self._forward(
+                lambda: self.server.http.remote(request), f"{request.method} {request.path}"
+            )
         except Exception as exc:  # noqa: BLE001 - answered in Triton's words
             response = _unavailable_http(exc)
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": response.headers})
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": response.headers}
+        )
         await send({"type": "http.response.body", "body": response.body})
 
 
@@ -275,12 +300,7 @@ def _forwarding(rpc: str):
             import grpc
 
             answer = GrpcAnswer(code=grpc.StatusCode.UNAVAILABLE, details=_lost(exc))
-        if answer.code is None:
-            return answer.response
-        if grpc_context is not None:  # Ray's proxy sends this status back
-            grpc_context.set_code(answer.code)
-            grpc_context.set_details(answer.details)
-        raise _Aborted(answer.details)
+        return _reply(answer, grpc_context)
 
     method.__name__ = method.__qualname__ = rpc
     method.__doc__ = f"``inference.GRPCInferenceService/{rpc}`` through Ray's gRPC proxy."
@@ -289,6 +309,40 @@ def _forwarding(rpc: str):
 
 for _rpc in UNARY_RPCS:
     setattr(PopefIngress, _rpc, _forwarding(_rpc))
+
+
+def _reply(answer: GrpcAnswer, grpc_context):
+    """``answer`` as Ray's gRPC proxy takes it: the response, or its status on the context."""
+    if answer.code is None:
+        return answer.response
+    if grpc_context is not None:  # Ray's proxy sends this status back
+        grpc_context.set_code(answer.code)
+        grpc_context.set_details(answer.details)
+    raise _Aborted(answer.details)
+
+
+class PopefDirectServer(PopefServer):
+    """A replica that Ray's proxies call themselves, without :class:`PopefIngress` (the
+    application's ``retry_lost_requests=False``): one process hop less per request, but a
+    request whose replica dies before answering fails (Ray answers it with an error)."""
+
+    def __serve_build_asgi_app__(self):
+        return self.http_app
+
+
+def _answering_directly(rpc: str):
+    answering = getattr(PopefServer, rpc)
+
+    def method(self, request, grpc_context=None):
+        return _reply(answering(self, request), grpc_context)
+
+    method.__name__ = method.__qualname__ = rpc
+    method.__doc__ = f"``inference.GRPCInferenceService/{rpc}`` through Ray's gRPC proxy."
+    return method
+
+
+for _rpc in UNARY_RPCS:
+    setattr(PopefDirectServer, _rpc, _answering_directly(_rpc))
 
 
 async def _read_body(receive, limit: int) -> bytes:
@@ -300,7 +354,7 @@ async def _read_body(receive, limit: int) -> bytes:
             break
         chunk = message.get("body", b"")
         if size <= limit:
-            chunks.append(chunk[:limit + 1 - size])
+            chunks.append(chunk[: limit + 1 - size])
         size += len(chunk)
         if not message.get("more_body", False):
             break
@@ -319,15 +373,20 @@ async def _lifespan(receive, send) -> None:
 
 def _lost(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return (f"no replica of '{DEPLOYMENT_NAME}' could answer: "
-            f"{lines[0] if lines else type(exc).__name__}")
+    return (
+        f"no replica of '{DEPLOYMENT_NAME}' could answer: "
+        f"{lines[0] if lines else type(exc).__name__}"
+    )
 
 
 def _unavailable_http(exc: BaseException) -> HttpResponse:
-    return HttpResponse(503, [(b"content-type", b"application/json")],
-                        json.dumps({"error": _lost(exc)}).encode())
+    return HttpResponse(
+        503, [(b"content-type", b"application/json")], json.dumps({"error": _lost(exc)}).encode()
+    )
 
 
 #: the deployments (options as ``popef serve`` or the builder set them come with ``.options``)
 deployment = serve.deployment(name=DEPLOYMENT_NAME)(PopefServer)
 ingress = serve.deployment(name=INGRESS_NAME)(serve.ingress()(PopefIngress))
+#: the replicas when Ray's proxies call them without the ingress (``retry_lost_requests=False``)
+direct_deployment = serve.deployment(name=DEPLOYMENT_NAME)(serve.ingress()(PopefDirectServer))

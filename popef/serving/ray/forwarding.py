@@ -22,8 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-__all__ = ["ATTEMPTS", "HttpRequest", "HttpResponse", "call_asgi", "is_replica_lost",
-           "with_retries"]
+__all__ = [
+    "ATTEMPTS",
+    "HttpRequest",
+    "HttpResponse",
+    "call_asgi",
+    "is_replica_lost",
+    "with_retries",
+]
 
 log = logging.getLogger("popef.serving")
 
@@ -61,13 +67,20 @@ class HttpResponse:
 
 async def call_asgi(app, request: HttpRequest) -> HttpResponse:
     """``request`` answered by the ASGI ``app`` in this process."""
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-             "http_version": request.http_version, "method": request.method,
-             "scheme": request.scheme, "path": request.path,
-             "raw_path": request.path.encode("latin-1", "replace"),
-             "query_string": request.query_string, "root_path": "",
-             "headers": list(request.headers), "client": request.client,
-             "server": None}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.http_version,
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.path.encode("latin-1", "replace"),
+        "query_string": request.query_string,
+        "root_path": "",
+        "headers": list(request.headers),
+        "client": request.client,
+        "server": None,
+    }
     sent_body = False
     finished = asyncio.Event()
     response = HttpResponse()
@@ -105,15 +118,19 @@ def is_replica_lost(exc: BaseException) -> bool:
 
     if isinstance(exc, RayActorError):
         return True
-    return isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None),
-                                                        RayActorError)
+    return isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), RayActorError)
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], what: str, *,
-                       attempts: int = ATTEMPTS, first_pause_s: float = FIRST_PAUSE_S,
-                       lost: Callable[[BaseException], bool] = is_replica_lost,
-                       logger: logging.Logger = log,
-                       on_retry: Callable[[], None] | None = None) -> T:
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    attempts: int = ATTEMPTS,
+    first_pause_s: float = FIRST_PAUSE_S,
+    lost: Callable[[BaseException], bool] = is_replica_lost,
+    logger: logging.Logger = log,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
     """``await call()``, again (up to ``attempts`` in all) while it fails because the replica
     was lost (``lost``); other errors, and the last loss, are raised. Each retry is logged
     to ``logger`` and reported to ``on_retry``."""
@@ -124,8 +141,13 @@ async def with_retries(call: Callable[[], Awaitable[T]], what: str, *,
         except Exception as exc:
             if attempt == attempts or not lost(exc):
                 raise
-            logger.warning("%s: the replica was lost before answering (%s), trying another "
-                           "(%d of %d)", what, _first_line(exc), attempt + 1, attempts)
+            logger.warning(
+                "%s: the replica was lost before answering (%s), trying another (%d of %d)",
+                what,
+                _first_line(exc),
+                attempt + 1,
+                attempts,
+            )
             if on_retry is not None:
                 on_retry()
         await asyncio.sleep(pause)

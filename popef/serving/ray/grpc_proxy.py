@@ -29,11 +29,25 @@ GRPC_SERVICER_FUNCTION = f"{__name__}.add_servicer"
 #: the unary RPCs of ``inference.GRPCInferenceService`` the Ray application answers (the
 #: bidirectional ``ModelStreamInfer`` is not carried by Ray's proxy)
 UNARY_RPCS = (
-    "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
-    "ModelInfer", "ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad",
-    "RepositoryModelUnload", "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
-    "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
-    "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings",
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+    "ModelConfig",
+    "ModelStatistics",
+    "RepositoryIndex",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister",
+    "CudaSharedMemoryUnregister",
+    "TraceSetting",
+    "LogSettings",
 )
 
 

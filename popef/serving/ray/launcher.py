@@ -62,8 +62,10 @@ class RayService:
             from ray import serve
             from ray.serve.config import gRPCOptions
         except ImportError:
-            raise ServingError("serving on Ray needs the package 'ray[serve]': pip install "
-                               "'popef[ray]'", Status.UNAVAILABLE) from None
+            raise ServingError(
+                "serving on Ray needs the package 'ray[serve]': pip install 'popef[ray]'",
+                Status.UNAVAILABLE,
+            ) from None
         from . import GRPC_SERVICER_FUNCTION, build_app
 
         launch = self.launch
@@ -72,38 +74,57 @@ class RayService:
             if launch.address is None:
                 for key, value in RAY_ENVIRONMENT.items():
                     os.environ.setdefault(key, value)
-                ray.init(num_cpus=launch.num_cpus, include_dashboard=False,
-                         logging_level=logging.WARNING, configure_logging=False)
+                ray.init(
+                    num_cpus=launch.num_cpus,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    configure_logging=False,
+                )
                 self._started_ray = True
             else:
-                ray.init(address=launch.address, logging_level=logging.WARNING,
-                         configure_logging=False)
+                ray.init(
+                    address=launch.address, logging_level=logging.WARNING, configure_logging=False
+                )
         except Exception as exc:  # noqa: BLE001 - Ray's errors have no common base
             where = f"the Ray cluster at '{launch.address}'" if launch.address else "Ray"
-            raise ServingError(f"cannot start {where}: {_first_line(exc)}",
-                               Status.UNAVAILABLE) from None
+            raise ServingError(
+                f"cannot start {where}: {_first_line(exc)}", Status.UNAVAILABLE
+            ) from None
         try:
-            self.ports = {"http": _port(launch.host, launch.http_port),
-                          "grpc": _port(launch.host, launch.grpc_port)}
-            grpc = (gRPCOptions(port=self.ports["grpc"],
-                                grpc_servicer_functions=[GRPC_SERVICER_FUNCTION])
-                    if launch.allow_grpc else None)
-            serve.start(http_options={"host": launch.host, "port": self.ports["http"]},
-                        **({"grpc_options": grpc} if grpc else {}))
+            self.ports = {
+                "http": _port(launch.host, launch.http_port),
+                "grpc": _port(launch.host, launch.grpc_port),
+            }
+            grpc = (
+                gRPCOptions(
+                    port=self.ports["grpc"], grpc_servicer_functions=[GRPC_SERVICER_FUNCTION]
+                )
+                if launch.allow_grpc
+                else None
+            )
+            serve.start(
+                http_options={"host": launch.host, "port": self.ports["http"]},
+                **({"grpc_options": grpc} if grpc else {}),
+            )
             serve.run(build_app(self.options, scaling), name=APP_NAME, route_prefix="/")
             self._deployed = True
         except BaseException as exc:
             self.stop()
             if isinstance(exc, ServingError):
                 raise
-            raise ServingError(f"cannot deploy the application on Ray: {_first_line(exc)}",
-                               Status.UNAVAILABLE) from None
+            raise ServingError(
+                f"cannot deploy the application on Ray: {_first_line(exc)}", Status.UNAVAILABLE
+            ) from None
         if launch.allow_grpc:
             log.info("Started GRPCInferenceService at %s", _join(launch.host, self.ports["grpc"]))
         if launch.allow_http:
             log.info("Started HTTPService at %s", _join(launch.host, self.ports["http"]))
-        log.info("Ray Serve application '%s': deployment '%s' with %s", APP_NAME,
-                 DEPLOYMENT_NAME, _describe(scaling))
+        log.info(
+            "Ray Serve application '%s': deployment '%s' with %s",
+            APP_NAME,
+            DEPLOYMENT_NAME,
+            _describe(scaling),
+        )
         return self
 
     def stop(self) -> None:
@@ -141,10 +162,15 @@ class RayService:
 
 def _describe(scaling: Scaling) -> str:
     if scaling.autoscaling:
-        target = (f", target {scaling.target_ongoing_requests:g} ongoing requests"
-                  if scaling.target_ongoing_requests is not None else "")
-        return (f"autoscaling from {scaling.min_replicas or 1} to {scaling.max_replicas} "
-                f"replicas{target}")
+        target = (
+            f", target {scaling.target_ongoing_requests:g} ongoing requests"
+            if scaling.target_ongoing_requests is not None
+            else ""
+        )
+        return (
+            f"autoscaling from {scaling.min_replicas or 1} to {scaling.max_replicas} "
+            f"replicas{target}"
+        )
     return f"{scaling.num_replicas} replica{'s' if scaling.num_replicas != 1 else ''}"
 
 
@@ -170,15 +196,23 @@ def app_options(server: ServerOptions, **scaling) -> AppOptions:
     """The Ray application's options from ``popef serve``'s (``scaling``: the ``--ray-*``
     flags, None where not given)."""
     if server.model_control_mode != "none" or server.load_models:
-        raise ServingError("--ray serves every model of the repository: "
-                           "--model-control-mode=explicit and --load-model do not apply")
+        raise ServingError(
+            "--ray serves every model of the repository: "
+            "--model-control-mode=explicit and --load-model do not apply"
+        )
     return AppOptions(
-        tuple(str(p) for p in server.model_repositories), executor=server.executor,
-        executor_options=dict(server.executor_options), auto_complete=server.auto_complete,
+        tuple(str(p) for p in server.model_repositories),
+        executor=server.executor,
+        executor_options=dict(server.executor_options),
+        auto_complete=server.auto_complete,
         default_max_batch_size=server.default_max_batch_size,
-        max_queue_size=server.max_queue_size, model_config_name=server.model_config_name,
+        max_queue_size=server.max_queue_size,
+        model_config_name=server.model_config_name,
         http_max_input_size=server.http_max_input_size,
-        strict_readiness=server.strict_readiness, server_id=server.server_id, **scaling)
+        strict_readiness=server.strict_readiness,
+        server_id=server.server_id,
+        **scaling,
+    )
 
 
 def serve_on_ray(server: ServerOptions, address: str | None, **scaling) -> None:
@@ -189,12 +223,19 @@ def serve_on_ray(server: ServerOptions, address: str | None, **scaling) -> None:
 
     options = app_options(server, **scaling)
     host = server.host
-    launch = RayLaunch(address=address, host=server.http_address or host,
-                       http_port=server.http_port, grpc_port=server.grpc_port,
-                       allow_http=server.allow_http, allow_grpc=server.allow_grpc)
+    launch = RayLaunch(
+        address=address,
+        host=server.http_address or host,
+        http_port=server.http_port,
+        grpc_port=server.grpc_port,
+        allow_http=server.allow_http,
+        allow_grpc=server.allow_grpc,
+    )
     if server.grpc_address and server.grpc_address != launch.host:
-        raise ServingError("--ray runs Ray's HTTP and gRPC proxies on one address: give "
-                           "--host (or --http-address) only")
+        raise ServingError(
+            "--ray runs Ray's HTTP and gRPC proxies on one address: give "
+            "--host (or --http-address) only"
+        )
     stop = threading.Event()
 
     def on_signal(signum, frame):

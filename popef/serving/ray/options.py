@@ -18,8 +18,16 @@ from ...servable import CONFIG_FILENAME, ConfigError, read_config
 from ...servable.errors import ServingError, invalid
 from ..options import server_defaults
 
-__all__ = ["APP_NAME", "AUTOSCALING_PARAMETERS", "DEPLOYMENT_NAME", "INGRESS_NAME", "AppOptions",
-           "Scaling", "ingress_options", "scaling_of_repositories"]
+__all__ = [
+    "APP_NAME",
+    "AUTOSCALING_PARAMETERS",
+    "DEPLOYMENT_NAME",
+    "INGRESS_NAME",
+    "AppOptions",
+    "Scaling",
+    "ingress_options",
+    "scaling_of_repositories",
+]
 
 #: the Ray Serve application and deployment names (``serve status`` shows them)
 APP_NAME = "popef"
@@ -42,8 +50,12 @@ DEFAULT_MAX_ONGOING_REQUESTS = 32
 _SERVER = server_defaults()
 #: the largest replica count accepted (a typo such as count: 10000 is refused, not attempted)
 MAX_REPLICAS = 1024
-_COUNT_RANGES = {"num_replicas": (1, MAX_REPLICAS), "min_replicas": (0, MAX_REPLICAS),
-                 "max_replicas": (1, MAX_REPLICAS), "max_ongoing_requests": (1, 2**20)}
+_COUNT_RANGES = {
+    "num_replicas": (1, MAX_REPLICAS),
+    "min_replicas": (0, MAX_REPLICAS),
+    "max_replicas": (1, MAX_REPLICAS),
+    "max_ongoing_requests": (1, 2**20),
+}
 
 
 @dataclass(frozen=True)
@@ -69,11 +81,15 @@ class Scaling:
             if value is not None and not low <= value <= high:
                 raise invalid(f"{name} must be a whole number in [{low}, {high}], got {value}")
         if self.min_replicas is not None and self.max_replicas is None:
-            raise invalid(f"min_replicas ({self.min_replicas}) needs max_replicas: autoscaling "
-                          "runs between the two")
+            raise invalid(
+                f"min_replicas ({self.min_replicas}) needs max_replicas: autoscaling "
+                "runs between the two"
+            )
         if self.max_replicas is not None and (self.min_replicas or 1) > self.max_replicas:
-            raise invalid(f"min_replicas ({self.min_replicas}) must be at most max_replicas "
-                          f"({self.max_replicas})")
+            raise invalid(
+                f"min_replicas ({self.min_replicas}) must be at most max_replicas "
+                f"({self.max_replicas})"
+            )
         target = self.target_ongoing_requests
         if target is not None and not (math.isfinite(target) and target > 0):
             raise invalid(f"target_ongoing_requests must be a number > 0, got {target}")
@@ -86,14 +102,19 @@ class Scaling:
 
     def deployment_options(self) -> dict:
         """Keyword arguments of Ray's ``Deployment.options``."""
-        options: dict = {"max_ongoing_requests": self.max_ongoing_requests,
-                         "ray_actor_options": {"num_cpus": self.num_cpus}}
+        options: dict = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+        }
         if self.autoscaling:
-            config = {"min_replicas": 1 if self.min_replicas is None else self.min_replicas,
-                      "max_replicas": self.max_replicas,
-                      # Ray's default look-back (30 s) hides load for half a minute; replicas
-                      # report every 10 s by default: these follow load within seconds
-                      "upscale_delay_s": 3.0, "downscale_delay_s": 30.0}
+            config = {
+                "min_replicas": 1 if self.min_replicas is None else self.min_replicas,
+                "max_replicas": self.max_replicas,
+                # Ray's default look-back (30 s) hides load for half a minute; replicas
+                # report every 10 s by default: these follow load within seconds
+                "upscale_delay_s": 3.0,
+                "downscale_delay_s": 30.0,
+            }
             if self.target_ongoing_requests is not None:
                 config["target_ongoing_requests"] = self.target_ongoing_requests
             options["autoscaling_config"] = config
@@ -106,8 +127,11 @@ def ingress_options() -> dict:
     """Keyword arguments of Ray's ``Deployment.options`` for the ingress: one replica on the
     head node (which a cluster cannot lose anyway: it holds Ray's control store), no CPU of
     its own."""
-    return {"num_replicas": 1, "max_ongoing_requests": INGRESS_MAX_ONGOING_REQUESTS,
-            "ray_actor_options": {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}}
+    return {
+        "num_replicas": 1,
+        "max_ongoing_requests": INGRESS_MAX_ONGOING_REQUESTS,
+        "ray_actor_options": {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
+    }
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,9 @@ class AppOptions:
     http_max_input_size: int = _SERVER.http_max_input_size
     strict_readiness: bool = _SERVER.strict_readiness
     server_id: str = _SERVER.server_id
+    #: put the retrying ingress in front of the replicas (no request lost to a replica's or
+    #: node's death, one more hop per request); False: Ray's proxies call the replicas
+    retry_lost_requests: bool = True
     # overrides of the configs' scaling (flags and builder arguments)
     num_replicas: int | None = None
     min_replicas: int | None = None
@@ -139,8 +166,11 @@ class AppOptions:
     def __post_init__(self) -> None:
         if not self.model_repositories:
             raise invalid("a model repository is needed: model_repository=DIR")
-        object.__setattr__(self, "model_repositories",
-                           tuple(str(Path(p).resolve()) for p in self.model_repositories))
+        object.__setattr__(
+            self,
+            "model_repositories",
+            tuple(str(Path(p).resolve()) for p in self.model_repositories),
+        )
 
     @classmethod
     def from_args(cls, args: Mapping[str, object]) -> AppOptions:
@@ -153,8 +183,10 @@ class AppOptions:
             if name == "model_repository":
                 name = "model_repositories"
             if name not in known:
-                raise invalid(f"unknown argument '{shorten(str(key))}': expected one of "
-                              f"{', '.join(_ARGUMENTS)}")
+                raise invalid(
+                    f"unknown argument '{shorten(str(key))}': expected one of "
+                    f"{', '.join(_ARGUMENTS)}"
+                )
             values[name] = _convert(name, value)
         if "model_repositories" not in values:
             raise invalid("a model repository is needed: model_repository=DIR")
@@ -163,8 +195,9 @@ class AppOptions:
     def scaling(self) -> Scaling:
         """The models' scaling (:func:`scaling_of_repositories`) with this object's overrides."""
         base = scaling_of_repositories(self.model_repositories, self.model_config_name)
-        overrides = {name: getattr(self, name) for name in _SCALING_FIELDS
-                     if getattr(self, name) is not None}
+        overrides = {
+            name: getattr(self, name) for name in _SCALING_FIELDS if getattr(self, name) is not None
+        }
         if "num_replicas" in overrides and "max_replicas" not in overrides:
             # a fixed count asked for by the user turns config-driven autoscaling off
             base = replace(base, min_replicas=None, max_replicas=None)
@@ -174,15 +207,39 @@ class AppOptions:
             raise invalid(f"scaling: {exc.message}") from None
 
 
-_SCALING_FIELDS = ("num_replicas", "min_replicas", "max_replicas", "target_ongoing_requests",
-                   "max_ongoing_requests", "num_cpus")
-_ARGUMENTS = ("model_repository", "executor", "executor_options", "auto_complete",
-              "default_max_batch_size", "max_queue_size", "model_config_name",
-              "http_max_input_size", "strict_readiness", "server_id", *_SCALING_FIELDS)
-_INTS = {"default_max_batch_size", "max_queue_size", "http_max_input_size", "num_replicas",
-         "min_replicas", "max_replicas", "max_ongoing_requests"}
+_SCALING_FIELDS = (
+    "num_replicas",
+    "min_replicas",
+    "max_replicas",
+    "target_ongoing_requests",
+    "max_ongoing_requests",
+    "num_cpus",
+)
+_ARGUMENTS = (
+    "model_repository",
+    "executor",
+    "executor_options",
+    "auto_complete",
+    "default_max_batch_size",
+    "max_queue_size",
+    "model_config_name",
+    "http_max_input_size",
+    "strict_readiness",
+    "server_id",
+    "retry_lost_requests",
+    *_SCALING_FIELDS,
+)
+_INTS = {
+    "default_max_batch_size",
+    "max_queue_size",
+    "http_max_input_size",
+    "num_replicas",
+    "min_replicas",
+    "max_replicas",
+    "max_ongoing_requests",
+}
 _FLOATS = {"target_ongoing_requests", "num_cpus"}
-_BOOLS = {"auto_complete", "strict_readiness"}
+_BOOLS = {"auto_complete", "strict_readiness", "retry_lost_requests"}
 
 
 def _convert(name: str, value: object) -> object:
@@ -193,8 +250,9 @@ def _convert(name: str, value: object) -> object:
             return tuple(p for p in value.split(",") if p)
         if isinstance(value, (list, tuple)) and all(isinstance(p, str) for p in value):
             return tuple(value)
-        raise invalid(f"model_repository must be a folder (or folders separated by ','), got "
-                      f"{shown}")
+        raise invalid(
+            f"model_repository must be a folder (or folders separated by ','), got {shown}"
+        )
     if name == "executor_options":
         if isinstance(value, Mapping):
             return {str(k): str(v) for k, v in value.items()}
@@ -247,8 +305,9 @@ def scaling_of_repositories(repositories, config_name: str | None = None) -> Sca
         for key, target in AUTOSCALING_PARAMETERS.items():
             if key in config.parameters:
                 text = config.parameters[key].string_value
-                asks.setdefault(target, []).append((_parameter_number(model, key, text, target),
-                                                    model))
+                asks.setdefault(target, []).append(
+                    (_parameter_number(model, key, text, target), model)
+                )
     values: dict = {}
     for target, found in asks.items():
         # the most capacity any model asks for; the lowest target keeps replicas least busy
@@ -266,8 +325,9 @@ def _parameter_number(model: str, key: str, text: str, target: str) -> float:
         value = float(text.strip()) if target == "target_ongoing_requests" else int(text.strip())
     except ValueError:
         kind = "a number" if target == "target_ongoing_requests" else "a whole number"
-        raise invalid(f"model '{shorten(model)}': parameter {key} must be {kind}, got "
-                      f"\"{shorten(text, 80)}\"") from None
+        raise invalid(
+            f"model '{shorten(model)}': parameter {key} must be {kind}, got \"{shorten(text, 80)}\""
+        ) from None
     return value
 
 

@@ -134,8 +134,16 @@ case(
     lambda x: [py_elementwise(math.tanh, x.astype(float), dtype=np.float32)],
     "f32_transcendental",
 )
-_gelu_none = lambda v: 0.5 * v * math.erfc(-v / math.sqrt(2))
-_gelu_tanh = lambda v: 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+
+
+def _gelu_none(v):
+    return 0.5 * v * math.erfc(-v / math.sqrt(2))
+
+
+def _gelu_tanh(v):
+    return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+
+
 for dt, tol in ((np.float32, "f32_transcendental"), (np.float64, "f64")):
     case(
         f"Gelu-none-{np.dtype(dt).name}",

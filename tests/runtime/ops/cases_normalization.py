@@ -72,7 +72,10 @@ case(
 
 def ref_bn(x, s, b, m, v, eps=1e-5):
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    f = lambda t: t.astype(np.float64).reshape(shape)
+
+    def f(t):
+        return t.astype(np.float64).reshape(shape)
+
     return (x.astype(np.float64) - f(m)) / np.sqrt(f(v) + eps) * f(s) + f(b)
 
 
@@ -118,7 +121,7 @@ for axis, keep, last in itertools.product((0, 1, 2, -1), (0, 1), (0, 1)):
         "ArgMax",
         {"axis": axis, "keepdims": keep, "select_last_index": last},
         [_ties],
-        lambda x, a=axis, k=keep, l=last: [ref_argmax(x, a, k, l)],
+        lambda x, a=axis, k=keep, lst=last: [ref_argmax(x, a, k, lst)],
         "exact",
     )
 case("ArgMax-default-float", "ArgMax", {}, [_nx], lambda x: [ref_argmax(x, 0, 1, 0)], "exact")

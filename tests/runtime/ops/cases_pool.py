@@ -47,24 +47,25 @@ for name, attrs in _pool_variants + [
         {"kernel_shape": [2, 2], "dilations": [2, 2], "strides": [2, 2], "ceil_mode": 1},
     ),
 ]:
+    max_kw = _pool_ref_kw(attrs)
     case(
         f"MaxPool-{name}",
         "MaxPool",
         attrs,
         [_px],
-        lambda x, kw=_pool_ref_kw(attrs): [ref_pool(x, "max", **kw)],
+        lambda x, kw=max_kw: [ref_pool(x, "max", **kw)],
         "exact",
     )
 for name, attrs in _pool_variants:
     for cip in (0, 1):
+        avg_attrs = {**attrs, "count_include_pad": cip}
+        avg_kw = _pool_ref_kw(avg_attrs)
         case(
             f"AveragePool-{name}-cip{cip}",
             "AveragePool",
-            {**attrs, "count_include_pad": cip},
+            avg_attrs,
             [_px],
-            lambda x, kw=_pool_ref_kw({**attrs, "count_include_pad": cip}): [
-                ref_pool(x, "avg", **kw)
-            ],
+            lambda x, kw=avg_kw: [ref_pool(x, "avg", **kw)],
             "f32",
         )
 case(
@@ -174,12 +175,13 @@ for so in (0, 1):
         ),
     ):
         a = {**attrs, "storage_order": so}
+        indices_kw = _pool_ref_kw(a)
         case(
             f"MaxPool-indices-{name}-so{so}",
             "MaxPool",
             a,
             [_px],
-            lambda x, kw=_pool_ref_kw(a): list(ref_pool(x, "max", with_indices=True, **kw)),
+            lambda x, kw=indices_kw: list(ref_pool(x, "max", with_indices=True, **kw)),
             "exact",
             num_outputs=2,
         )

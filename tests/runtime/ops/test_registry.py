@@ -292,7 +292,8 @@ def test_num_inputs_checked() -> None:
             "Conv",
             {},
             [((1, 3, 8, 8), "f4"), ((4, 2, 3, 3), "f4")],
-            r"^Conv node 'n': input X \[1, 3, 8, 8\] has 3 channels but weight W \[4, 2, 3, 3\] with group=1 expects 2$",
+            r"^Conv node 'n': input X \[1, 3, 8, 8\] has 3 channels "
+            r"but weight W \[4, 2, 3, 3\] with group=1 expects 2$",
         ),
         (
             "Conv",
@@ -310,7 +311,8 @@ def test_num_inputs_checked() -> None:
             "Conv",
             {},
             [((1, 3, 2, 8), "f4"), ((4, 3, 3, 3), "f4")],
-            r"Conv node 'n': input X \[1, 3, 2, 8\], weight W \[4, 3, 3, 3\]: spatial dim 0 of size 2",
+            r"Conv node 'n': input X \[1, 3, 2, 8\], weight W \[4, 3, 3, 3\]: "
+            r"spatial dim 0 of size 2",
         ),
         (
             "Conv",
@@ -335,7 +337,8 @@ def test_num_inputs_checked() -> None:
             "MaxPool",
             {"kernel_shape": [3, 3]},
             [((1, 1, 2, 5), "f4")],
-            r"MaxPool node 'n': input X \[1, 1, 2, 5\] with kernel_shape \[3, 3\]: spatial dim 0 of size 2",
+            r"MaxPool node 'n': input X \[1, 1, 2, 5\] with kernel_shape \[3, 3\]: "
+            r"spatial dim 0 of size 2",
         ),
         ("MaxPool", {"kernel_shape": [2, 2]}, [((4, 5), "f4")], r"input X must have rank >= 3"),
         ("GlobalAveragePool", {}, [((4, 5), "f4")], r"input X must have rank >= 3"),
@@ -381,7 +384,8 @@ def test_run_errors_become_execution_errors() -> None:
     add = create_op("Add", "a")
     with pytest.raises(
         ExecutionError,
-        match=r"^Add node 'a': run failed on inputs \(\[2, 3\] float32, \[4\] float32\): ValueError",
+        match=r"^Add node 'a': run failed on inputs "
+        r"\(\[2, 3\] float32, \[4\] float32\): ValueError",
     ):
         add.run([np.zeros((2, 3), np.float32), np.zeros(4, np.float32)])
     with pytest.raises(ExecutionError, match=r"Relu node 'r': run failed"):
