@@ -28,7 +28,13 @@ import numpy as np
 
 from ..errors import ExecutionError, PopefError
 from ..escaping import escape_text
-from ..runtime.builder import LOAD_PROGRAM, MAIN_PROGRAM, input_handle, output_handle
+from ..runtime.builder import (
+    LOAD_PROGRAM,
+    MAIN_PROGRAM,
+    input_handle,
+    output_handle,
+    weight_anchors,
+)
 from ..runtime.ops import OPS, TensorSpec, create_op
 from ..runtime.program import (
     Attribute,
@@ -131,17 +137,7 @@ class ConvertedGraph:
             )
             for name, (_, spec) in self.outputs.items()
         ]
-        anchors += [
-            Anchor(
-                name,
-                input_handle(name),
-                TensorInfo.of(array),
-                (LOAD_PROGRAM,),
-                False,
-                TensorType.INPUT,
-            )
-            for name, array in self.weights.items()
-        ]
+        anchors += weight_anchors(self.weights)
         return Metadata(
             executable=executable_name,
             anchors=tuple(anchors),

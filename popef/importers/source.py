@@ -23,6 +23,7 @@ import numpy as np
 from ..blob import file_kind
 from ..errors import ExecutionError
 from ..escaping import escape_text
+from ..runtime.ops.elementwise import ONNX_DTYPES
 from .wire import MIN_INLINE_BYTES, InlineWeights, find_inline_weights
 
 __all__ = [
@@ -33,22 +34,6 @@ __all__ = [
     "require_onnx",
     "tensor_to_array",
 ]
-
-#: ONNX ``TensorProto.DataType`` -> numpy dtype, for the types PopEF can store.
-_NUMPY_OF_ONNX: dict[int, np.dtype] = {
-    1: np.dtype(np.float32),
-    2: np.dtype(np.uint8),
-    3: np.dtype(np.int8),
-    4: np.dtype(np.uint16),
-    5: np.dtype(np.int16),
-    6: np.dtype(np.int32),
-    7: np.dtype(np.int64),
-    9: np.dtype(np.bool_),
-    10: np.dtype(np.float16),
-    11: np.dtype(np.float64),
-    12: np.dtype(np.uint32),
-    13: np.dtype(np.uint64),
-}
 
 #: Every ONNX dtype's name, for messages.
 ONNX_DTYPE_NAMES = {
@@ -111,10 +96,10 @@ def require_onnx():
 def numpy_dtype_of(elem_type: int, what: str) -> np.dtype:
     """The numpy dtype of an ONNX element type; ExecutionError naming ``what`` otherwise."""
     try:
-        return _NUMPY_OF_ONNX[int(elem_type)]
+        return ONNX_DTYPES[int(elem_type)]
     except (KeyError, TypeError, ValueError):
         name = ONNX_DTYPE_NAMES.get(elem_type, f"#{elem_type}")
-        supported = ", ".join(ONNX_DTYPE_NAMES[k] for k in sorted(_NUMPY_OF_ONNX))
+        supported = ", ".join(ONNX_DTYPE_NAMES[k] for k in sorted(ONNX_DTYPES))
         raise ExecutionError(
             f"{what} has dtype {name}, which PopEF cannot hold (supported: {supported})"
         ) from None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any, BinaryIO
 
@@ -50,7 +50,14 @@ from .program import (
     encode_program,
 )
 
-__all__ = ["GraphBuilder", "LOAD_PROGRAM", "MAIN_PROGRAM", "input_handle", "output_handle"]
+__all__ = [
+    "GraphBuilder",
+    "LOAD_PROGRAM",
+    "MAIN_PROGRAM",
+    "input_handle",
+    "output_handle",
+    "weight_anchors",
+]
 
 LOAD_PROGRAM = 0  # PopART's WeightsFromHost
 MAIN_PROGRAM = 5  # PopART's Program
@@ -64,6 +71,21 @@ def input_handle(name: str) -> str:
 def output_handle(name: str) -> str:
     """PopART's stream handle of an output anchor."""
     return f"anchor_d2h_{name}"
+
+
+def weight_anchors(weights: Mapping[str, np.ndarray]) -> list[Anchor]:
+    """The anchors PopART writes for weights: one ``h2d_<name>`` input each, fed by program 0."""
+    return [
+        Anchor(
+            name,
+            input_handle(name),
+            TensorInfo.of(array),
+            (LOAD_PROGRAM,),
+            False,
+            TensorType.INPUT,
+        )
+        for name, array in weights.items()
+    ]
 
 
 def _data_type(dtype: Any) -> DataType:
@@ -302,17 +324,7 @@ class GraphBuilder:
                     TensorType.OUTPUT,
                 )
             )
-        anchors += [
-            Anchor(
-                name,
-                input_handle(name),
-                TensorInfo.of(array),
-                (LOAD_PROGRAM,),
-                False,
-                TensorType.INPUT,
-            )
-            for name, array in self._weights.items()
-        ]
+        anchors += weight_anchors(self._weights)
         try:
             return Metadata(
                 executable=executable_name,

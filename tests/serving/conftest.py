@@ -293,6 +293,19 @@ def http_client(server):
 STARTED = re.compile(r"Started (GRPCInferenceService|HTTPService|Metrics Service) at (\S+):(\d+)")
 
 
+def serve_args(repository, *extra: str) -> list[str]:
+    """``popef serve`` arguments for ``repository`` on 127.0.0.1, every port chosen by the
+    system, then ``extra``."""
+    return [
+        "--model-repository",
+        str(repository),
+        "--host",
+        "127.0.0.1",
+        *("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"),
+        *extra,
+    ]
+
+
 class ServeProcess:
     """``popef serve`` in a child process; ``ports`` read from its start-up lines."""
 

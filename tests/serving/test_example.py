@@ -25,7 +25,7 @@ from popef.servable import (
     signature_of,
 )
 
-from .conftest import ServeProcess
+from .conftest import ServeProcess, serve_args
 
 pytest.importorskip("PIL")
 
@@ -96,18 +96,7 @@ def _run(script: str, *args: str) -> list[str]:
 
 def test_stock_clients_print_the_predictions(repository):
     root, trained = repository
-    server = ServeProcess(
-        "--model-repository",
-        str(root),
-        "--host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--metrics-port",
-        "0",
-    )
+    server = ServeProcess(*serve_args(root))
     try:
         grpc_url = server.url("GRPCInferenceService")
         http_url = server.url("HTTPService")

@@ -10,7 +10,7 @@ import tritonclient.http as httpclient
 
 import popef
 
-from .conftest import ServeProcess, config, write_model
+from .conftest import ServeProcess, config, serve_args, write_model
 
 
 def _zero_weights(path) -> None:
@@ -36,20 +36,7 @@ def test_corrupt_model_is_unavailable_and_a_served_file_can_be_overwritten(tmp_p
     _zero_weights(repo / "corrupt" / "1" / "executable.popef")
     small = tmp_path / "small.popef"
     small.write_bytes(b"not a model" * 3)
-    server = ServeProcess(
-        "--model-repository",
-        str(repo),
-        "--host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--strict-readiness",
-        "false",
-    )
+    server = ServeProcess(*serve_args(repo, "--strict-readiness", "false"))
     try:
         client = httpclient.InferenceServerClient(server.url("HTTPService"))
         index = {m["name"]: m for m in client.get_model_repository_index()}

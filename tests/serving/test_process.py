@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from popef.cli import main
 from popef.servable import parse_config
 
-from .conftest import ServeProcess, config, write_model
+from .conftest import ServeProcess, config, serve_args, write_model
 from .gates import DEADLINE, wait_until
 from .test_protocol import grpc_input, http_input, rows
 
@@ -115,20 +115,7 @@ def test_serve_prints_tritons_start_up_lines_and_shuts_down_gracefully(process_r
     fifo = tmp_path / "gate"
     os.mkfifo(fifo)
     server = ServeProcess(
-        "--model-repository",
-        str(repo),
-        "--backend-directory",
-        "/opt/none",
-        "--host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--log-verbose",
-        "1",
+        *serve_args(repo, "--backend-directory", "/opt/none", "--log-verbose", "1"),
         launcher=GATED_SERVE.format(entered=GATE_ENTERED, fifo=str(fifo)),
     )
     request = None
@@ -180,28 +167,21 @@ def test_serve_prints_tritons_start_up_lines_and_shuts_down_gracefully(process_r
 def test_serve_over_http_with_tritonserver_flags(process_repo):
     repo, _ = process_repo
     server = ServeProcess(
-        "--model-repository",
-        str(repo),
-        "--http-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--strict-readiness",
-        "false",
-        "--allow-metrics",
-        "true",
-        "--model-control-mode",
-        "explicit",
-        "--load-model",
-        "fast",
-        "--backend-config",
-        "poplar,executor=cpu",
-        "--backend-config",
-        "poplar,default-max-batch-size=6",
+        *serve_args(
+            repo,
+            "--strict-readiness",
+            "false",
+            "--allow-metrics",
+            "true",
+            "--model-control-mode",
+            "explicit",
+            "--load-model",
+            "fast",
+            "--backend-config",
+            "poplar,executor=cpu",
+            "--backend-config",
+            "poplar,default-max-batch-size=6",
+        )
     )
     try:
         client = httpclient.InferenceServerClient(server.url("HTTPService"))

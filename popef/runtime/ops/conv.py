@@ -78,8 +78,72 @@ class WindowOp(Op):
         return value
 
 
+class _ConvolutionOp(WindowOp):
+    """What Conv and ConvTranspose share: inputs (X, W, B?), the ``group`` attribute, the
+    operand checks, shape inference and the plan cache lookup; subclasses plan the kernel."""
+
+    num_inputs = (2, 3)
+
+    def _setup(self) -> None:
+        super()._setup()
+        self.group = int(self.attrs["group"])
+        if self.group < 1:
+            raise self.error(f"attribute 'group' must be positive, got {self.group}")
+
+    def _plan(
+        self, xs: tuple[int, ...], ws: tuple[int, ...], bs: tuple[int, ...] | None, dtype: np.dtype
+    ) -> Any:
+        raise NotImplementedError
+
+    def _out_channels(self, plan: Any, ws: tuple[int, ...]) -> int:
+        """Number of output channels (dim 1 of Y) for weight shape ``ws``."""
+        raise NotImplementedError
+
+    def _check_ranks(self, xs: tuple[int, ...], ws: tuple[int, ...]) -> int:
+        """Check that X is (N, C, *spatial) and W has its rank; return the spatial rank."""
+        if len(xs) < 3:
+            raise self.error(f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(xs)}")
+        if len(ws) != len(xs):
+            raise self.error(
+                f"weight W {fmt_shape(ws)} must have the rank of input X {fmt_shape(xs)}"
+            )
+        return len(xs) - 2
+
+    def _check_kernel_shape(self, ws: tuple[int, ...]) -> tuple[int, ...]:
+        """The kernel's spatial shape (W's dims 2..), checked against ``kernel_shape``."""
+        kernel = tuple(ws[2:])
+        ks = self.attrs["kernel_shape"]
+        if ks is not None and tuple(ks) != kernel:
+            raise self.error(
+                f"attribute kernel_shape {list(ks)} does not match weight W {fmt_shape(ws)}"
+            )
+        return kernel
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x, w = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        assert x is not None and w is not None
+        self._check_dtype(x, FLOAT_DTYPES)
+        self._check_same_dtype(inputs)
+        plan = self._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
+        return [TensorSpec((x.shape[0], self._out_channels(plan, w.shape)) + plan.out, x.dtype)]
+
+    def _planned(
+        self, inputs: Sequence[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+        """(X, W, B, plan) for a run: the cached plan, or a fresh one when the shapes are new."""
+        x, w = inputs[0], inputs[1]
+        b = inputs[2] if len(inputs) > 2 else None
+        assert x is not None and w is not None
+        key = (x.shape, w.shape, None if b is None else b.shape, x.dtype)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(*key)
+        return x, w, b, plan
+
+
 @register
-class Conv(WindowOp):
+class Conv(_ConvolutionOp):
     """Conv(X, W, B?): X (N, C, *S), W (M, C/group, *K), B (M,). 1-D, 2-D and 3-D (any N-d)."""
 
     op_type = "Conv"
@@ -91,25 +155,12 @@ class Conv(WindowOp):
         "pads": Attr("ints", None),
         "strides": Attr("ints", None),
     }
-    num_inputs = (2, 3)
-
-    def _setup(self) -> None:
-        super()._setup()
-        self.group = int(self.attrs["group"])
-        if self.group < 1:
-            raise self.error(f"attribute 'group' must be positive, got {self.group}")
 
     def _plan(
         self, xs: tuple[int, ...], ws: tuple[int, ...], bs: tuple[int, ...] | None, dtype: np.dtype
     ) -> _kernels.ConvPlan:
         """Validate the shapes and plan the kernel (cached per input/weight shapes and dtype)."""
-        if len(xs) < 3:
-            raise self.error(f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(xs)}")
-        if len(ws) != len(xs):
-            raise self.error(
-                f"weight W {fmt_shape(ws)} must have the rank of input X {fmt_shape(xs)}"
-            )
-        nd = len(xs) - 2
+        nd = self._check_ranks(xs, ws)
         strides, dilations, pads = self._window_params(nd)
         g = self.group
         m, cg = ws[0], ws[1]
@@ -122,12 +173,7 @@ class Conv(WindowOp):
             raise self.error(
                 f"weight W {fmt_shape(ws)}: {m} output channels are not divisible by group={g}"
             )
-        kernel = tuple(ws[2:])
-        ks = self.attrs["kernel_shape"]
-        if ks is not None and tuple(ks) != kernel:
-            raise self.error(
-                f"attribute kernel_shape {list(ks)} does not match weight W {fmt_shape(ws)}"
-            )
+        kernel = self._check_kernel_shape(ws)
         if bs is not None and bs != (m,):
             raise self.error(
                 f"bias B {fmt_shape(bs)} must have shape [{m}] for weight W {fmt_shape(ws)}"
@@ -142,22 +188,11 @@ class Conv(WindowOp):
             _kernels.conv_plan(xs, ws, itemsize, strides, dilations, geo, g),
         )
 
-    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
-        x, w = inputs[0], inputs[1]
-        b = inputs[2] if len(inputs) > 2 else None
-        assert x is not None and w is not None
-        self._check_dtype(x, FLOAT_DTYPES)
-        self._check_same_dtype(inputs)
-        plan = self._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
-        return [TensorSpec((x.shape[0], w.shape[0]) + plan.out, x.dtype)]
+    def _out_channels(self, plan: _kernels.ConvPlan, ws: tuple[int, ...]) -> int:
+        return ws[0]
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x, w = inputs[0], inputs[1]
-        b = inputs[2] if len(inputs) > 2 else None
-        key = (x.shape, w.shape, None if b is None else b.shape, x.dtype)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plan(*key)
+        x, w, b, plan = self._planned(inputs)
         return [_kernels.conv(x, w, b, plan)]
 
     def with_max_pool(
@@ -266,7 +301,7 @@ class _ChannelsLastConvPool:
 
 
 @register
-class ConvTranspose(WindowOp):
+class ConvTranspose(_ConvolutionOp):
     """ConvTranspose(X, W, B?): X (N, C, *S), W (C, M/group, *K), B (M,) -> (N, M, *out).
 
     ``out = strides * (S - 1) + output_padding + (K - 1) * dilations + 1 - pads``; with
@@ -286,13 +321,9 @@ class ConvTranspose(WindowOp):
         "pads": Attr("ints", None),
         "strides": Attr("ints", None),
     }
-    num_inputs = (2, 3)
 
     def _setup(self) -> None:
         super()._setup()
-        self.group = int(self.attrs["group"])
-        if self.group < 1:
-            raise self.error(f"attribute 'group' must be positive, got {self.group}")
         for name in ("output_padding", "output_shape"):
             values = self.attrs[name]
             if values is not None and any(v < 0 for v in values):
@@ -301,13 +332,7 @@ class ConvTranspose(WindowOp):
     def _plan(
         self, xs: tuple[int, ...], ws: tuple[int, ...], bs: tuple[int, ...] | None, dtype: np.dtype
     ) -> _kernels.ConvTransposePlan:
-        if len(xs) < 3:
-            raise self.error(f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(xs)}")
-        if len(ws) != len(xs):
-            raise self.error(
-                f"weight W {fmt_shape(ws)} must have the rank of input X {fmt_shape(xs)}"
-            )
-        nd = len(xs) - 2
+        nd = self._check_ranks(xs, ws)
         strides, dilations, pads = self._window_params(nd)
         g = self.group
         if ws[0] != xs[1] or xs[1] % g:
@@ -316,12 +341,7 @@ class ConvTranspose(WindowOp):
                 f"with group={g} expects {ws[0]} (a multiple of {g})"
             )
         m = ws[1] * g
-        kernel = tuple(ws[2:])
-        ks = self.attrs["kernel_shape"]
-        if ks is not None and tuple(ks) != kernel:
-            raise self.error(
-                f"attribute kernel_shape {list(ks)} does not match weight W {fmt_shape(ws)}"
-            )
+        kernel = self._check_kernel_shape(ws)
         if bs is not None and bs != (m,):
             raise self.error(f"bias B {fmt_shape(bs)} must have shape [{m}] (group × W's dim 1)")
         output_padding = self.attrs["output_padding"] or (0,) * nd
@@ -383,20 +403,9 @@ class ConvTranspose(WindowOp):
             ),
         )
 
-    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
-        x, w = inputs[0], inputs[1]
-        b = inputs[2] if len(inputs) > 2 else None
-        assert x is not None and w is not None
-        self._check_dtype(x, FLOAT_DTYPES)
-        self._check_same_dtype(inputs)
-        plan = self._plan(x.shape, w.shape, None if b is None else b.shape, x.dtype)
-        return [TensorSpec((x.shape[0], plan.g * plan.mg) + plan.out, x.dtype)]
+    def _out_channels(self, plan: _kernels.ConvTransposePlan, ws: tuple[int, ...]) -> int:
+        return plan.g * plan.mg
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x, w = inputs[0], inputs[1]
-        b = inputs[2] if len(inputs) > 2 else None
-        key = (x.shape, w.shape, None if b is None else b.shape, x.dtype)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plan(*key)
+        x, w, b, plan = self._planned(inputs)
         return [_kernels.conv_transpose(x, w, b, plan)]

@@ -266,8 +266,11 @@ class _Variadic(Op):
         self._check_same_dtype(inputs)
         return [TensorSpec(_broadcast(self, inputs), inputs[0].dtype)]
 
+    # the pairwise ufunc of the subclasses that fold their inputs with one
+    function: Callable[..., np.ndarray]
+
     def _combine(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        return np.array(reduce(self.function, inputs)) if len(inputs) > 1 else inputs[0].copy()
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         shape = np.broadcast_shapes(*(x.shape for x in inputs))
@@ -280,9 +283,7 @@ class Max(_Variadic):
     """Max(X1, ..., Xn): elementwise maximum; NaN wins."""
 
     op_type = "Max"
-
-    def _combine(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array(reduce(np.maximum, inputs)) if len(inputs) > 1 else inputs[0].copy()
+    function = np.maximum
 
 
 @register
@@ -290,9 +291,7 @@ class Min(_Variadic):
     """Min(X1, ..., Xn): elementwise minimum; NaN wins."""
 
     op_type = "Min"
-
-    def _combine(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array(reduce(np.minimum, inputs)) if len(inputs) > 1 else inputs[0].copy()
+    function = np.minimum
 
 
 @register
@@ -301,9 +300,7 @@ class Sum(_Variadic):
 
     op_type = "Sum"
     dtypes = FLOAT_DTYPES
-
-    def _combine(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array(reduce(np.add, inputs)) if len(inputs) > 1 else inputs[0].copy()
+    function = np.add
 
 
 @register

@@ -209,14 +209,39 @@ def _rows_untouched(axes: Sequence[int]) -> bool:
     return 0 not in axes
 
 
+class _AxesReshape(Op):
+    """Squeeze and Unsqueeze: a reshape driven by ``axes`` (attribute before opset 13, input 1
+    since); subclasses normalise the axes and compute the output shape."""
+
+    attributes = {"axes": Attr("ints", None)}
+    num_inputs = (1, 2)
+
+    def _axes(self, rank: int, given: Sequence[int] | None) -> tuple[int, ...] | None:
+        raise NotImplementedError
+
+    def out_shape(self, shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
+        x = inputs[0]
+        assert x is not None
+        given = static_values(self, inputs, 1, "axes")
+        axes = self._axes(x.rank, None if given is None else given.tolist())
+        return [TensorSpec(self.out_shape(x.shape, axes), x.dtype)]
+
+    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        x = inputs[0]
+        given = optional_input(inputs, 1)
+        axes = self._axes(x.ndim, None if given is None else given.tolist())
+        return [x.reshape(self.out_shape(x.shape, axes))]
+
+
 @register
-class Squeeze(Op):
+class Squeeze(_AxesReshape):
     """Squeeze(data, axes): removes the listed dims (each must be 1), or every dim of size 1
     when no axes are given. ``axes`` is an attribute before opset 13, an input since."""
 
     op_type = "Squeeze"
-    attributes = {"axes": Attr("ints", None)}
-    num_inputs = (1, 2)
 
     def _axes(self, rank: int, given: Sequence[int] | None) -> tuple[int, ...] | None:
         if self.attrs["axes"] is not None:
@@ -233,19 +258,6 @@ class Squeeze(Op):
                 )
         return tuple(d for i, d in enumerate(shape) if i not in axes)
 
-    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
-        x = inputs[0]
-        assert x is not None
-        given = static_values(self, inputs, 1, "axes")
-        axes = self._axes(x.rank, None if given is None else given.tolist())
-        return [TensorSpec(self.out_shape(x.shape, axes), x.dtype)]
-
-    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x = inputs[0]
-        given = optional_input(inputs, 1)
-        axes = self._axes(x.ndim, None if given is None else given.tolist())
-        return [x.reshape(self.out_shape(x.shape, axes))]
-
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         if any(batched[1:]):
             return False
@@ -255,13 +267,11 @@ class Squeeze(Op):
 
 
 @register
-class Unsqueeze(Op):
+class Unsqueeze(_AxesReshape):
     """Unsqueeze(data, axes): inserts dims of size 1 at ``axes`` (positions in the output).
     ``axes`` is an attribute before opset 13, an input since."""
 
     op_type = "Unsqueeze"
-    attributes = {"axes": Attr("ints", None)}
-    num_inputs = (1, 2)
 
     def _axes(self, rank: int, given: Sequence[int] | None) -> tuple[int, ...]:
         if self.attrs["axes"] is not None:
@@ -273,19 +283,6 @@ class Unsqueeze(Op):
     def out_shape(self, shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
         dims = iter(shape)
         return tuple(1 if i in axes else next(dims) for i in range(len(shape) + len(axes)))
-
-    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
-        x = inputs[0]
-        assert x is not None
-        given = static_values(self, inputs, 1, "axes")
-        axes = self._axes(x.rank, None if given is None else given.tolist())
-        return [TensorSpec(self.out_shape(x.shape, axes), x.dtype)]
-
-    def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        x = inputs[0]
-        given = optional_input(inputs, 1)
-        axes = self._axes(x.ndim, None if given is None else given.tolist())
-        return [x.reshape(self.out_shape(x.shape, axes))]
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         if any(batched[1:]):
