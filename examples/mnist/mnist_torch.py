@@ -1,8 +1,8 @@
 """The MNIST tutorial the PyTorch way: train with PyTorch, save with one line, classify.
 
     python mnist_torch.py                 # 3 epochs, ~1 minute on 2 cores
-    python mnist_torch.py --epochs 1 --output /tmp/executable.popef
-    python mnist_torch.py --epochs 1 --limit 256 --output /tmp/quick.popef   # a smoke run
+    python mnist_torch.py --epochs 1 --output torch_executable.popef
+    python mnist_torch.py --epochs 1 --limit 256 --output quick.popef   # a smoke run
 
 The network is the tutorial's (``mnist.py``), written as a ``torch.nn.Module``; it is trained
 on the example's data (``data/mnist_5k.npz``), then handed to ``popef.torch.inferenceModel``,

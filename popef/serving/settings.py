@@ -209,11 +209,6 @@ class TraceSettings:
                 self._global = replace(self._global, **reset, **parsed)
             return self._effective(model).as_json()
 
-    def forget(self, model: str) -> None:
-        """Drop a model's own settings (it was unloaded)."""
-        with self._lock:
-            self._models.pop(model, None)
-
 
 def _trace_level(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
