@@ -296,8 +296,7 @@ class Blob:
 
     def iter_raw(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes | memoryview]:
         """The blob's bytes, header included, in chunks (for lossless copies)."""
-        for start in range(self.offset, self.offset + self.size, chunk_size):
-            length = min(chunk_size, self.offset + self.size - start)
+        for start, length in _chunks(self.offset, self.offset + self.size, chunk_size):
             view = self._src.view(start, length)
             yield view if view is not None else self._src.read(start, length)
 

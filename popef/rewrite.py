@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import PopefError
+from .escaping import escape_text
 from .reader import ExecutableReader, Reader
 from .writer import Writer
 
@@ -56,5 +57,6 @@ def rewrite(
     try:
         bytes_out = os.path.getsize(destination)
     except OSError as exc:
-        raise PopefError(f"cannot read '{destination}' after writing it: {exc.strerror}") from exc
+        shown = escape_text(os.fspath(destination))
+        raise PopefError(f"cannot read '{shown}' after writing it: {exc.strerror}") from exc
     return RewriteSummary(len(blobs), compressed, sum(b.size for b in blobs), bytes_out)

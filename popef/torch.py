@@ -182,11 +182,8 @@ class InferenceModel:
             ) from None
         finally:
             self.model.train(was_training)
-        self._input_names = [
-            v.name
-            for v in proto.graph.input
-            if v.name not in {t.name for t in proto.graph.initializer}
-        ]
+        initializers = {t.name for t in proto.graph.initializer}
+        self._input_names = [v.name for v in proto.graph.input if v.name not in initializers]
         self._output_names = [v.name for v in proto.graph.output]
         return proto
 

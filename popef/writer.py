@@ -349,7 +349,6 @@ class Writer:
         if blob is not self._active:
             return
         self._active = None
-        start = self._out.tell() if self._seekable else None
         try:
             blob._finish(state)
             if self._spool is not None:
@@ -358,7 +357,7 @@ class Writer:
                     self._out.write(chunk)
                 self._out.flush()  # a finished blob reaches the destination
         except WriterError:
-            self._rollback(blob, start)
+            self._rollback(blob)
             raise
         except OSError as exc:
             self._fail(exc)
@@ -367,7 +366,7 @@ class Writer:
                 self._spool.close()
                 self._spool = None
 
-    def _rollback(self, blob: BlobWriter, start: int | None) -> None:
+    def _rollback(self, blob: BlobWriter) -> None:
         """Forget a blob that could not be finished, so the file stays valid."""
         if self._spool is None and self._seekable:
             try:

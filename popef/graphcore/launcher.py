@@ -1,5 +1,5 @@
-"""Run a script written for Graphcore's modules: ``import popef`` gives Graphcore's surface,
-``import model_runtime`` ours, and nothing else changes.
+"""Run a script written for Graphcore's modules: ``import popef`` and ``import model_runtime``
+give their Graphcore-flavoured surfaces, and nothing else changes.
 
 ``sys.modules["popef"]`` becomes a module whose attributes are Graphcore's names. It keeps
 this package's ``__path__``, and its other attributes are this package's submodules and

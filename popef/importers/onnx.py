@@ -33,16 +33,14 @@ from ..runtime.builder import (
     MAIN_PROGRAM,
     input_handle,
     output_handle,
+    popart_programs,
     weight_anchors,
 )
 from ..runtime.ops import OPS, TensorSpec, create_op
 from ..runtime.program import (
     Attribute,
-    DeviceToHost,
     GraphProgram,
-    HostToDevice,
     Node,
-    Program,
     encode_program,
 )
 from ..types import (
@@ -108,18 +106,8 @@ class ConvertedGraph:
     folded_nodes: int
 
     def graph_program(self) -> GraphProgram:
-        load = tuple(HostToDevice(input_handle(name), name) for name in self.weights)
-        main: list = [HostToDevice(input_handle(name), name) for name in self.inputs]
-        main += self.nodes
-        main += [
-            DeviceToHost(tensor, output_handle(name)) for name, (tensor, _) in self.outputs.items()
-        ]
-        return GraphProgram(
-            (
-                Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], load),
-                Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
-            )
-        )
+        outputs = ((name, tensor) for name, (tensor, _) in self.outputs.items())
+        return popart_programs(self.weights, self.inputs, self.nodes, outputs)
 
     def metadata(self, executable_name: str) -> Metadata:
         anchors = [

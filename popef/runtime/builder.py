@@ -56,6 +56,7 @@ __all__ = [
     "MAIN_PROGRAM",
     "input_handle",
     "output_handle",
+    "popart_programs",
     "weight_anchors",
 ]
 
@@ -71,6 +72,26 @@ def input_handle(name: str) -> str:
 def output_handle(name: str) -> str:
     """PopART's stream handle of an output anchor."""
     return f"anchor_d2h_{name}"
+
+
+def popart_programs(
+    weights: Iterable[str],
+    inputs: Iterable[str],
+    nodes: Iterable[Node],
+    outputs: Iterable[tuple[str, str]],
+) -> GraphProgram:
+    """PopART's two programs: 0 copies the weights in, 5 feeds the inputs, runs ``nodes`` and
+    copies each ``(anchor name, tensor)`` of ``outputs`` out."""
+    load = tuple(HostToDevice(input_handle(name), name) for name in weights)
+    main: list = [HostToDevice(input_handle(name), name) for name in inputs]
+    main += nodes
+    main += [DeviceToHost(tensor, output_handle(name)) for name, tensor in outputs]
+    return GraphProgram(
+        (
+            Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], load),
+            Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
+        )
+    )
 
 
 def weight_anchors(weights: Mapping[str, np.ndarray]) -> list[Anchor]:
@@ -262,18 +283,7 @@ class GraphBuilder:
     # ---- what save writes
     def graph_program(self) -> GraphProgram:
         """The programs: 0 copies the weights in, 5 runs one step."""
-        load = [HostToDevice(input_handle(name), name) for name in self._weights]
-        main: list = [HostToDevice(input_handle(name), name) for name in self._inputs]
-        main += self._nodes
-        main += [
-            DeviceToHost(tensor, output_handle(name)) for name, tensor in self._outputs.items()
-        ]
-        return GraphProgram(
-            (
-                Program(LOAD_PROGRAM, POPART_PROGRAM_NAMES[LOAD_PROGRAM], tuple(load)),
-                Program(MAIN_PROGRAM, POPART_PROGRAM_NAMES[MAIN_PROGRAM], tuple(main)),
-            )
-        )
+        return popart_programs(self._weights, self._inputs, self._nodes, self._outputs.items())
 
     def metadata(
         self,

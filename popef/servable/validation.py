@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from ..escaping import shorten
 from .errors import invalid
 from .plan import ServingPlan, TensorPlan
+from .signature import _quoted
 
 __all__ = [
     "batch_size",
@@ -146,7 +147,3 @@ def select_outputs(model: str, plan: ServingPlan, names: Sequence[str]) -> list[
         seen.add(name)
         selected.append(tp)
     return selected
-
-
-def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(f"'{n}'" for n in names)

@@ -11,6 +11,10 @@ import pytest
 
 from popef.runtime.ops import TensorSpec, create_op
 
+from .ops.common import rand, readonly
+
+__all__ = ["OpCase", "check_case", "i64", "onnx_reference", "rand", "readonly", "run_case"]
+
 
 @dataclass
 class OpCase:
@@ -29,14 +33,6 @@ class OpCase:
     onnx_attrs: dict | None = None  # attributes as ONNX writes them, when they differ
     ref: object = None  # a numpy reference: inputs -> list of outputs (instead of onnx)
     tags: dict = field(default_factory=dict)
-
-
-def readonly(a):
-    if a is None:
-        return None
-    a = np.array(a, copy=True)
-    a.setflags(write=False)
-    return a
 
 
 def run_case(
@@ -95,13 +91,6 @@ def check_case(case: OpCase) -> None:
         else:
             assert g.dtype == w.dtype, (g.dtype, w.dtype)
             np.testing.assert_array_equal(g, w)
-
-
-def rand(seed: int, shape, dtype=np.float32, low=-2.0, high=2.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if np.dtype(dtype).kind in "iu":
-        return rng.integers(int(low), int(high), size=shape).astype(dtype)
-    return rng.uniform(low, high, size=shape).astype(dtype)
 
 
 def i64(*values) -> np.ndarray:

@@ -293,48 +293,34 @@ def raw_http(server, method, path, body=b"", headers=None):
     return response.status, data, dict(response.getheaders())
 
 
-def test_http_body_errors(server):
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "datatype": "FP32",
-                    "shape": [1, 4],
-                    "parameters": {"binary_data_size": 16},
-                }
-            ]
-        }
-    ).encode()
-    status, data, _ = raw_http(
+def binary_x_header(binary_data_size: int) -> bytes:
+    """The JSON header of a request whose FP32 [1, 4] input ``x`` is ``binary_data_size``
+    bytes of binary data."""
+    x = {
+        "name": "x",
+        "datatype": "FP32",
+        "shape": [1, 4],
+        "parameters": {"binary_data_size": binary_data_size},
+    }
+    return json.dumps({"inputs": [x]}).encode()
+
+
+def post_binary(server, header: bytes, binary: bytes):
+    return raw_http(
         server,
         "POST",
         "/v2/models/simple/infer",
-        header + b"\0" * 12,
+        header + binary,
         {"Inference-Header-Content-Length": str(len(header))},
     )
+
+
+def test_http_body_errors(server):
+    status, data, _ = post_binary(server, binary_x_header(16), b"\0" * 12)
     assert (
         status == 400 and "binary_data_size 16 runs past the 12 bytes" in json.loads(data)["error"]
     )
-    bad = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "datatype": "FP32",
-                    "shape": [1, 4],
-                    "parameters": {"binary_data_size": 8},
-                }
-            ]
-        }
-    ).encode()
-    status, data, _ = raw_http(
-        server,
-        "POST",
-        "/v2/models/simple/infer",
-        bad + b"\0" * 8,
-        {"Inference-Header-Content-Length": str(len(bad))},
-    )
+    status, data, _ = post_binary(server, binary_x_header(8), b"\0" * 8)
     assert status == 400
     assert (
         "input byte size mismatch for input 'x' for model 'simple': expected 16 bytes"

@@ -159,11 +159,14 @@ class Outcome:
     tail: str
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports of 127.0.0.1."""
+    sockets = []
     try:
-        for s in sockets:
+        for _ in range(n):
+            s = socket.socket()
             s.bind(("127.0.0.1", 0))
+            sockets.append(s)
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
@@ -188,7 +191,7 @@ def _wait_live(http_port: int, process: subprocess.Popen, timeout: float) -> Non
 
 
 def _server(kind: str, repository: Path, log: Path, triton_env: str | None):
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     flags = [
         "--model-repository",
         str(repository),

@@ -49,6 +49,18 @@ def fake_env(path: Path) -> TritonEnv:
     return env
 
 
+def isolated_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``code`` run by this Python with no site-packages (-S) and no PYTHONPATH (-E), from
+    ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-S", "-E", "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_the_triton_extra_matches_the_setup_requirements():
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg")
@@ -188,14 +200,7 @@ def test_model_py_falls_back_to_where_popef_is_installed(tmp_path):
         f"ns = runpy.run_path({str(path)!r}); "
         "print(ns['TritonPythonModel'].__module__)"
     )
-    # -S: no site-packages; -E: no PYTHONPATH; run from an empty folder
-    result = subprocess.run(
-        [sys.executable, "-S", "-E", "-c", probe],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = isolated_python(probe, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "popef.triton.backend"
 
@@ -386,13 +391,7 @@ def test_a_linked_popef_declares_its_executor_entry_points(tmp_path):
         f"import sys; sys.path[:] = [{str(env.site_packages)!r}] + "
         f"[p for p in sys.path if 'site-packages' not in p]; {probe}"
     )
-    result = subprocess.run(
-        [sys.executable, "-S", "-E", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = isolated_python(script, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
         ["onnxruntime", "popef.runtime.executors.onnxruntime:OnnxRuntimeExecutor"]

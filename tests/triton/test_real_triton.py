@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..serving.triton_examples import free_ports
 from .helpers import linear_softmax, reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,19 +62,6 @@ def _unavailable(reason: str):
     if REQUIRED:
         pytest.fail(f"POPEF_REQUIRE_TRITON is set, but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _stub_processes(marker: str) -> list[int]:
@@ -225,7 +212,7 @@ def server(triton_env, tmp_path_factory):
         (ort / "config.pbtxt").write_text(config)
 
     backends = base / "backends"
-    ports = _free_ports(3)
+    ports = free_ports(3)
     log = base / "tritonserver.log"
     # the python backend names its regions with this prefix: this server's own, whatever else
     # runs on the machine

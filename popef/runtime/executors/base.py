@@ -16,10 +16,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...errors import ExecutionError
+from ...options import parse_bool
 from ..interpreter import run_load_programs, run_program
-from ..loaded import LoadedModel
+from ..loaded import LoadedModel, TensorDesc
 
-__all__ = ["Executor", "check_int_option", "persistent_states", "run_save_programs"]
+__all__ = [
+    "Executor",
+    "check_bool_option",
+    "check_int_option",
+    "persistent_states",
+    "replica_rows",
+    "run_save_programs",
+]
 
 
 class Executor(abc.ABC):
@@ -95,6 +103,19 @@ def check_int_option(executor: str, name: str, value: object, minimum: int = 1) 
             f"executor '{executor}': option '{name}' must be an integer >= {minimum}, got {value!r}"
         )
     return int(value)
+
+
+def check_bool_option(executor: str, name: str, value: object) -> bool:
+    """A boolean option (:func:`popef.options.parse_bool`'s words)."""
+    return parse_bool(value, f"executor '{executor}': option '{name}'", ExecutionError)
+
+
+def replica_rows(x: np.ndarray, s: TensorDesc, n: int, rf: int, replica: int) -> np.ndarray:
+    """The rows replica ``replica`` reads in all ``n`` steps of a request input."""
+    if not s.per_replica:
+        return x
+    p = s.spec.shape
+    return x.reshape(n, rf, *p)[:, replica].reshape(n * p[0], *p[1:])
 
 
 def persistent_states(model: LoadedModel) -> list[dict[str, np.ndarray]]:

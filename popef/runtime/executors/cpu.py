@@ -18,14 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ExecutionError
-from ...options import parse_bool
 from ..batching import fold_blocker
 from ..loaded import BoundNode, LoadedModel, TensorDesc
 from ..ops import _kernels
 from ..program import DeviceToHost, HostToDevice
 from ._parallel import RowSplitter, available_cores, limit_blas_threads
-from .base import Executor, check_int_option, run_save_programs
+from .base import (
+    Executor,
+    check_bool_option,
+    check_int_option,
+    replica_rows,
+    run_save_programs,
+)
 
 __all__ = ["CpuExecutor", "GENERATED_PLAN_LIMIT"]
 
@@ -60,8 +64,8 @@ class CpuExecutor(Executor):
         blas_threads: Any = None,
     ) -> None:
         super().__init__()
-        self.fold = _flag(fold)
-        self.fuse = _flag(fuse)
+        self.fold = check_bool_option(self.name, "fold", fold)
+        self.fuse = check_bool_option(self.name, "fuse", fuse)
         self.threads = check_int_option(self.name, "threads", threads) or available_cores()
         blas = check_int_option(self.name, "blas_threads", blas_threads, minimum=0)
         self.blas_threads = (1 if self.threads > 1 else 0) if blas is None else blas
@@ -176,7 +180,7 @@ class CpuExecutor(Executor):
         runs = []  # per-replica weights: one run per replica, its steps folded
         for replica, env in enumerate(self._envs):
             values = {
-                h: _replica_rows(inputs[s.name], s, n, rf, replica) for h, s in by_handle.items()
+                h: replica_rows(inputs[s.name], s, n, rf, replica) for h, s in by_handle.items()
             }
             runs.append(self._run(env, values, n))
         outputs = {}
@@ -220,10 +224,6 @@ class CpuExecutor(Executor):
         self._envs = []
         self._forward = _no_plan
         super().close()
-
-
-def _flag(value: Any) -> bool:
-    return parse_bool(value, "executor 'cpu': option 'fold' or 'fuse'", ExecutionError)
 
 
 def _fuse_conv_max_pool(
@@ -493,14 +493,6 @@ def _gather(y: np.ndarray, s: TensorDesc, n: int, rf: int) -> np.ndarray:
     if s.per_replica:
         return y.reshape(n * rf, *q)
     return y.reshape(n, rf, *q)[:, 0].reshape(n * q[0], *q[1:])
-
-
-def _replica_rows(x: np.ndarray, s: TensorDesc, n: int, rf: int, replica: int) -> np.ndarray:
-    """The rows of one replica for all ``n`` steps."""
-    if not s.per_replica:
-        return x
-    p = s.spec.shape
-    return x.reshape(n, rf, *p)[:, replica].reshape(n * p[0], *p[1:])
 
 
 def _owned(

@@ -93,7 +93,6 @@ class IpuModelExecutor(Executor):
         arch = self._check_fit(model)
         self.model = model
         self.arch = arch
-        self._replicas = []
         # replicas without per-replica weights hold the same persistent tensors: they share
         # one read-only state (the memory check above still counts it once per replica)
         self._replicas = self.run_load_programs(model)

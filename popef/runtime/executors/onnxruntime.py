@@ -23,11 +23,17 @@ from typing import Any
 import numpy as np
 
 from ...errors import ExecutionError
-from ...options import parse_bool
 from ..batching import fold_blocker
-from ..loaded import LoadedModel, TensorDesc
+from ..loaded import LoadedModel
 from ..to_onnx import BATCH_DIM, graph_to_onnx
-from .base import Executor, check_int_option, persistent_states, run_save_programs
+from .base import (
+    Executor,
+    check_bool_option,
+    check_int_option,
+    persistent_states,
+    replica_rows,
+    run_save_programs,
+)
 
 __all__ = ["OPTIMIZATION_LEVELS", "OnnxRuntimeExecutor", "resolve_providers"]
 
@@ -140,7 +146,7 @@ class OnnxRuntimeExecutor(Executor):
                 f"at most {MAX_THREADS}, got {self.intra_op_num_threads}"
             )
         self.graph_optimization_level = _optimization_level(ort, graph_optimization_level)
-        self.fold = _flag("fold", fold)
+        self.fold = check_bool_option(self.name, "fold", fold)
         self.fold_blocker: str | None = None
         self._sessions: list[Any] = []
         self._feeds: list[str] = []
@@ -230,13 +236,7 @@ class OnnxRuntimeExecutor(Executor):
     def execute(self, inputs: Mapping[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
         model = self._require_model()
         if self._direct:
-            try:
-                values = self._sessions[0].run(self._fetches, inputs)
-            except Exception as exc:
-                raise ExecutionError(
-                    f"executor 'onnxruntime' failed on model '{model.name}': {_ort_message(exc)}"
-                ) from exc
-            outputs = dict(zip(self._fetches, values))
+            outputs = self._session_run(self._sessions[0], inputs)
         elif self.fold_blocker is None:
             outputs = self._folded(model, inputs, steps)
         else:
@@ -247,8 +247,12 @@ class OnnxRuntimeExecutor(Executor):
 
     def _run(self, replica: int, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self._sessions[replica if len(self._sessions) > 1 else 0]
+        return self._session_run(session, {name: feeds[name] for name in self._feeds})
+
+    def _session_run(self, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One session run, its errors as ExecutionError naming the model."""
         try:
-            values = session.run(self._fetches, {name: feeds[name] for name in self._feeds})
+            values = session.run(self._fetches, feeds)
         except Exception as exc:
             raise ExecutionError(
                 f"executor 'onnxruntime' failed on model "
@@ -266,7 +270,7 @@ class OnnxRuntimeExecutor(Executor):
     ) -> dict[str, np.ndarray]:
         rf = model.replication_factor
         runs = [
-            self._run(r, {s.name: _replica_rows(inputs[s.name], s, n, rf, r) for s in model.inputs})
+            self._run(r, {s.name: replica_rows(inputs[s.name], s, n, rf, r) for s in model.inputs})
             for r in self._replicas(model)
         ]
         outputs = {}
@@ -316,19 +320,6 @@ class OnnxRuntimeExecutor(Executor):
         self._envs = None
         self._direct = False
         super().close()
-
-
-def _replica_rows(x: np.ndarray, s: TensorDesc, n: int, rf: int, replica: int) -> np.ndarray:
-    """The rows replica ``replica`` reads in all ``n`` steps of a request input."""
-    if not s.per_replica:
-        return x
-    p = s.spec.shape
-    return x.reshape(n, rf, *p)[:, replica].reshape(n * p[0], *p[1:])
-
-
-def _flag(name: str, value: object) -> bool:
-    """A boolean option (:func:`popef.options.parse_bool`'s words)."""
-    return parse_bool(value, f"executor 'onnxruntime': option '{name}'", ExecutionError)
 
 
 # onnxruntime's source location in an enforce message: "/path/file.h:256 function(...) cond

@@ -11,11 +11,11 @@ See :mod:`popef.runtime.ops.base` for the contract.
 """
 
 # importing the family modules registers their ops
-from . import (  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401
+from . import (  # noqa: F401
     activation,
     attention,
     conv,
-    detection,  # noqa: F401
+    detection,
     elementwise,
     indexing,
     linalg,

@@ -28,10 +28,8 @@ __all__ = [
     "static_values",
 ]
 
-_I32_I64 = frozenset(np.dtype(t) for t in (np.int32, np.int64))
-
 #: dtypes ONNX takes for indices (Gather, Scatter, TopK's K ...).
-INDEX_DTYPES = _I32_I64
+INDEX_DTYPES = frozenset(np.dtype(t) for t in (np.int32, np.int64))
 
 
 def norm_axis(op: Op, axis: int, rank: int, what: str = "axis") -> int:

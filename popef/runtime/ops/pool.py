@@ -59,6 +59,11 @@ class _Pool(WindowOp):
             ) from None
         return self._cache(xs, plan)
 
+    def _planned(self, xs: tuple[int, ...]) -> _kernels.PoolPlan:
+        """The cached plan for input shape ``xs``, or a fresh one when the shape is new."""
+        plan = self._plans.get(xs)
+        return plan if plan is not None else self._plan(xs)
+
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
         assert x is not None
@@ -97,9 +102,7 @@ class MaxPool(_Pool):
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
-        plan = self._plans.get(x.shape)
-        if plan is None:
-            plan = self._plan(x.shape)
+        plan = self._planned(x.shape)
         if self.output_count == 2:
             values, indices = _kernels.max_pool_with_indices(x, plan, self.storage_order)
             return [values, indices]
@@ -148,9 +151,7 @@ class AveragePool(_Pool):
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
-        plan = self._plans.get(x.shape)
-        if plan is None:
-            plan = self._plan(x.shape)
+        plan = self._planned(x.shape)
         return [_kernels.average_pool(x, plan, self.count_include_pad)]
 
 
@@ -220,9 +221,7 @@ class LpPool(_Pool):
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
-        plan = self._plans.get(x.shape)
-        if plan is None:
-            plan = self._plan(x.shape)
+        plan = self._planned(x.shape)
         return [_kernels.lp_pool(x, plan, self.p)]
 
 

@@ -591,15 +591,17 @@ class Pad(Op):
 
 
 class _BlockRearrange(Op):
-    """DepthToSpace/SpaceToDepth: NCHW with a ``blocksize``."""
+    """DepthToSpace/SpaceToDepth: NCHW with a ``blocksize`` and a ``mode`` (DCR or CRD)."""
 
-    attributes = {"blocksize": Attr("int")}
+    attributes = {"blocksize": Attr("int"), "mode": Attr("string", "DCR")}
     num_inputs = (1, 1)
 
     def _setup(self) -> None:
         self.block = int(self.attrs["blocksize"])
         if self.block < 1:
             raise self.error(f"attribute 'blocksize' must be >= 1, got {self.block}")
+        if self.attrs["mode"] not in ("DCR", "CRD"):
+            raise self.error(f"attribute 'mode' must be DCR or CRD, got {self.attrs['mode']!r}")
 
     def keeps_rows(self, batched: Sequence[bool], specs: Sequence[TensorSpec | None]) -> bool:
         return True
@@ -611,12 +613,6 @@ class DepthToSpace(_BlockRearrange):
     default) or CRD."""
 
     op_type = "DepthToSpace"
-    attributes = {"blocksize": Attr("int"), "mode": Attr("string", "DCR")}
-
-    def _setup(self) -> None:
-        super()._setup()
-        if self.attrs["mode"] not in ("DCR", "CRD"):
-            raise self.error(f"attribute 'mode' must be DCR or CRD, got {self.attrs['mode']!r}")
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
@@ -646,12 +642,6 @@ class SpaceToDepth(_BlockRearrange):
     same mode: DCR (the default) or CRD (opset 28)."""
 
     op_type = "SpaceToDepth"
-    attributes = {"blocksize": Attr("int"), "mode": Attr("string", "DCR")}
-
-    def _setup(self) -> None:
-        super()._setup()
-        if self.attrs["mode"] not in ("DCR", "CRD"):
-            raise self.error(f"attribute 'mode' must be DCR or CRD, got {self.attrs['mode']!r}")
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]

@@ -22,13 +22,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._static import norm_axis, optional_input, static_values
+from ._static import INDEX_DTYPES, norm_axis, optional_input, static_values
 from .base import FLOAT_DTYPES, Attr, Op, TensorSpec, fmt_shape, register
 from .elementwise import ONNX_DTYPES
 
 __all__ = ["DFT", "STFT", "BlackmanWindow", "HammingWindow", "HannWindow", "MelWeightMatrix"]
 
-_I32_I64 = frozenset(np.dtype(t) for t in (np.int32, np.int64))
 _I64 = frozenset({np.dtype(np.int64)})
 
 
@@ -53,7 +52,7 @@ def _scalar(
     inputs: Sequence[TensorSpec | None],
     index: int,
     name: str,
-    dtypes: frozenset = _I32_I64,
+    dtypes: frozenset = INDEX_DTYPES,
     arrays: Sequence[np.ndarray | None] | None = None,
 ) -> int | None:
     """The value of a scalar (or one-element) integer input; None when omitted."""

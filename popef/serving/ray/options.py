@@ -207,27 +207,10 @@ class AppOptions:
             raise invalid(f"scaling: {exc.message}") from None
 
 
-_SCALING_FIELDS = (
-    "num_replicas",
-    "min_replicas",
-    "max_replicas",
-    "target_ongoing_requests",
-    "max_ongoing_requests",
-    "num_cpus",
-)
-_ARGUMENTS = (
-    "model_repository",
-    "executor",
-    "executor_options",
-    "auto_complete",
-    "default_max_batch_size",
-    "max_queue_size",
-    "model_config_name",
-    "http_max_input_size",
-    "strict_readiness",
-    "server_id",
-    "retry_lost_requests",
-    *_SCALING_FIELDS,
+_SCALING_FIELDS = tuple(f.name for f in fields(Scaling))
+#: the builder's argument names: AppOptions' fields, model_repositories spelt as given
+_ARGUMENTS = tuple(
+    "model_repository" if f.name == "model_repositories" else f.name for f in fields(AppOptions)
 )
 _INTS = {
     "default_max_batch_size",
