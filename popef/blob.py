@@ -104,6 +104,9 @@ class _MappedFile(_Source):
         self._fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | getattr(os, "O_BINARY", 0))
         try:
             self.size = _regular_file_size(self._fd, path)
+            status = os.fstat(self._fd)
+            #: what tells this file from others, whatever path (or link) named it
+            self.identity = (status.st_dev, status.st_ino)
             self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None
         except BaseException:
             os.close(self._fd)

@@ -26,6 +26,18 @@ SUBCOMMANDS = {
 }
 
 
+def not_standard_output(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A click callback refusing ``-o -``: a PopEF file goes to a path, never to standard output."""
+    if value == "-":
+        raise click.BadParameter(
+            "expected a file path, found '-' (a PopEF file cannot go to standard output; "
+            "write ./- for a file named '-')",
+            ctx,
+            param,
+        )
+    return value
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 

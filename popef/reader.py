@@ -322,11 +322,13 @@ class Reader:
         self._blobs: list[Blob] = []
         self._decoded: dict[int, object] = {}  # id(blob) -> typed reader or Metadata
         self._models: list[Model] | None = None
+        self._files: dict[tuple[int, int], str] = {}  # (device, inode) -> path it was read as
 
     # ---- adding sources
     def parse_file(self, path: str | os.PathLike[str]) -> None:
         """Add the blobs of the regular file at ``path``: its headers are read and checked
-        now, the rest on access; tensor data is served from a read-only memory map."""
+        now, the rest on access; tensor data is served from a read-only memory map. A file
+        this reader has already read (by any path or link) is refused with PopefError."""
         try:
             name = os.fspath(path)
         except TypeError:
@@ -337,7 +339,15 @@ class Reader:
             raise PopefError(
                 f"cannot read '{name}': {getattr(exc, 'strerror', None) or exc}"
             ) from exc
+        earlier = self._files.get(source.identity) if source.identity[1] else None
+        if earlier is not None:  # its blobs would all be there twice
+            source.close()
+            raise PopefError(
+                f"cannot read '{name}' twice: it is the file already read as '{earlier}' "
+                "(expected each file once)"
+            )
         self._add(source)
+        self._files[source.identity] = name
 
     def parse_stream(self, stream: BinaryIO, name: str | None = None) -> None:
         """Read blobs from the current position of a binary stream to its end."""

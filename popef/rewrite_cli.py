@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from .cli import not_standard_output
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EPILOG = """\b
@@ -27,6 +29,7 @@ Exit status: 0 success, 1 an error, 2 a usage error."""
     "--output",
     required=True,
     type=click.Path(dir_okay=False),
+    callback=not_standard_output,
     metavar="PATH",
     help="Where to write the copy (written atomically: replaced only "
     "once complete; may be FILE itself).",

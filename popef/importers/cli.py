@@ -12,6 +12,8 @@ import sys
 
 import click
 
+from ..cli import not_standard_output
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EPILOG = """\b
@@ -31,6 +33,7 @@ _PROGRESS_BYTES = 64 << 20  # show progress when the weights are at least this l
     "--output",
     required=True,
     type=click.Path(dir_okay=False),
+    callback=not_standard_output,
     metavar="PATH.popef",
     help="The PopEF file to write (created atomically).",
 )

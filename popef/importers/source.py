@@ -345,18 +345,39 @@ def _external(
     if length is not None and length != nbytes:
         raise ExecutionError(f"{what}: external data length is {length} bytes, expected {nbytes}")
     try:
-        size = os.path.getsize(path)
+        mode, size = _regular_inside(path, source.base_dir)
     except OSError as exc:
         raise ExecutionError(
             f"{what}: cannot read its external data file "
             f"'{escape_text(location)}': {exc.strerror or exc}"
         ) from None
+    if mode is None:  # a symbolic link out of the folder
+        raise ExecutionError(
+            f"{what}: external data location '{escape_text(location)}' leads out of the "
+            "model's folder through a symbolic link, expected a file inside it"
+        )
+    if not stat.S_ISREG(mode):  # a FIFO would block, a device read without end
+        raise ExecutionError(
+            f"{what}: external data location '{escape_text(location)}' is "
+            f"{file_kind(mode)}, expected a regular file"
+        )
     if offset < 0 or offset + nbytes > size:
         raise ExecutionError(
             f"{what}: external data needs bytes {offset:#x}..{offset + nbytes:#x} "
             f"of '{escape_text(location)}', which has {size:#x}"
         )
     return _mapped(path, f"'{escape_text(location)}'", what, dtype, count, offset)
+
+
+def _regular_inside(path: str, base_dir: str) -> tuple[int | None, int]:
+    """The mode and size of what ``path`` names once every symbolic link is followed, with a
+    mode of None when that lies outside ``base_dir`` (then nothing of it is looked at)."""
+    base = os.path.realpath(base_dir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([base, real]) != base:
+        return None, 0
+    found = os.stat(real)
+    return found.st_mode, found.st_size
 
 
 def _mapped(

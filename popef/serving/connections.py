@@ -7,6 +7,9 @@ for the headers of a request, and takes every connection the kernel hands it.
 - a **header timeout**: a connection must complete a request's headers within
   ``header_timeout`` seconds of opening, or of the first byte of a request that follows another
   on it; otherwise it is answered 408 (or, when nothing came, just closed);
+- a **header size limit** (httptools; h11 bounds a request's head itself): a request whose line
+  and headers run past ``max_header_bytes`` is answered 431 and its connection closed, so
+  a client cannot make the server hold an endless header section in memory;
 - a **connection limit**: when ``max_connections`` are open, a new connection closes one that
   waits for its client: first the one idle longest between requests, else the one whose current
   request (headers or body) has received the fewest bytes per second (:func:`receive_rate`).
@@ -101,6 +104,9 @@ def _response(status: str, message: str) -> bytes:
 
 
 _TIMEOUT_408 = _response("408 Request Timeout", "the request headers did not arrive in time\n")
+_HEADERS_TOO_LARGE_431 = _response(
+    "431 Request Header Fields Too Large", "the request line and headers are too large\n"
+)
 _BUSY_503 = _response(
     "503 Service Unavailable",
     "too many connections have a request being executed or waiting for the "
@@ -119,6 +125,11 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
         _request_started = 0.0  # time.monotonic(): connection opened, first byte, or answered
         _request_bytes = 0  # bytes received since then
         _answered = False  # a response was sent on this connection
+        # bytes fed to the parser since the last request's headers were complete (httptools
+        # reports where a head ends; h11 bounds a head itself)
+        _head_bytes = 0
+        _in_head = True
+        _counts_head = hasattr(base, "on_headers_complete")
 
         # -- state
         def _in_request(self) -> bool:
@@ -233,10 +244,40 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits) -> 
                 self._arm_header_timer()  # the first bytes of a request: its headers must end
                 self._bytes_since_armed = True
             self._request_bytes += len(data)
+            if self._in_head:
+                self._head_bytes += len(data)
             cycle = getattr(self, "cycle", None)
             super().data_received(data)
             if getattr(self, "cycle", None) is not cycle:
                 self._cancel_header_timer()  # the headers are complete: a request started
+            if (
+                self._counts_head
+                and self._in_head
+                and self._head_bytes > limits.max_header_bytes
+                and not self.transport.is_closing()
+            ):
+                self._head_too_large()
+
+        def _head_too_large(self) -> None:
+            log.debug(
+                "closing an HTTP connection from %s: a request's line and headers run past "
+                "%d bytes",
+                self.client,
+                limits.max_header_bytes,
+            )
+            self._cancel_header_timer()
+            if not self._in_request():  # else a response may be on its way: just close
+                self.transport.write(_HEADERS_TOO_LARGE_431)
+            self.transport.close()
+
+        # -- httptools' parser callbacks: where a request's head ends and the next begins
+        def on_headers_complete(self) -> None:
+            self._in_head, self._head_bytes = False, 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head = True
 
         def on_response_complete(self) -> None:
             self._request_started, self._request_bytes = time.monotonic(), 0

@@ -255,20 +255,17 @@ def create_app(
     # ---- repository
     async def repository_index(request):
         body = await read_json(request)
-        ready_only = bool(body.get("ready", False))
+        # a boolean, not any JSON value: "false" is a word, not a true string
+        ready_only = _bool(body.get("ready", False), "'ready'")
         return _json(core.repository_index(ready_only))
 
     async def load(request, model: str):
-        body = await read_json(request)
-        parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise invalid("'parameters' must be a JSON object")
+        parameters = _repository_parameters(await read_json(request))
         await asyncio.get_running_loop().run_in_executor(None, core.load_model, model, parameters)
         return _empty(200)
 
     async def unload(request, model: str):
-        body = await read_json(request)
-        parameters = body.get("parameters") or {}
+        parameters = _repository_parameters(await read_json(request))
         await asyncio.get_running_loop().run_in_executor(None, core.unload_model, model, parameters)
         return _empty(200)
 
@@ -563,6 +560,14 @@ class _Inflater:
 def _bool(value: Any, what: str) -> bool:
     """A boolean request parameter (:func:`popef.options.parse_bool`'s words); 400 otherwise."""
     return parse_bool(value, what, invalid)
+
+
+def _repository_parameters(body: dict) -> dict:
+    """The ``parameters`` of a load or unload request: a JSON object (or none)."""
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise invalid("'parameters' must be a JSON object")
+    return parameters
 
 
 def _tensor_parameters(kind: str, name: str, item: dict) -> dict:

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_KEEPALIVE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_INPUT_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_QUEUE_SIZE",
@@ -58,17 +59,21 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
 #: open connections per HTTP service
 DEFAULT_MAX_CONNECTIONS = 1000
+#: bytes of a request's line and headers together (nginx takes 32 KiB, Node 16 KiB)
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class ConnectionLimits:
     """Limits of an HTTP service's connections, in seconds: a connection must send a request's
     headers within ``header_timeout`` and is closed ``keepalive_timeout`` after a response when
-    idle; a service keeps at most ``max_connections`` open (None: no limit for either)."""
+    idle; a service keeps at most ``max_connections`` open (None: no limit for either). A
+    request's line and headers take at most ``max_header_bytes`` (give or take one read)."""
 
     header_timeout: float | None = DEFAULT_HEADER_TIMEOUT  # None: no limit
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     max_connections: int | None = DEFAULT_MAX_CONNECTIONS  # None: no limit
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 
     def __post_init__(self) -> None:
         if self.header_timeout is not None and self.header_timeout <= 0:
@@ -79,6 +84,8 @@ class ConnectionLimits:
             )
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+        if self.max_header_bytes < 1:
+            raise ValueError(f"max_header_bytes must be >= 1, got {self.max_header_bytes}")
 
 
 @dataclass(frozen=True)
