@@ -25,6 +25,9 @@ pool, PyTorch), before numpy is imported; ``--threads 0`` leaves each engine its
 cores). One thread is the default because benchmarks run on
 shared machines, where spinning BLAS threads of several engines fight for the same cores.
 Each engine's calls are interleaved with the others'; the ratios use the best time of each.
+With more than one thread, each engine's turn starts ``SETTLE_SECONDS`` after the previous
+engine's last call: onnxruntime's and PyTorch's thread pools spin on the cores for a while
+after a call, and would otherwise take the cores from whichever engine is timed next.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def _args() -> argparse.Namespace:
         "--repeat",
         type=int,
         default=60,
-        help="rounds of timed calls at batch 64, ten times as many at batch 1 (default 60)",
+        help="rounds of turns: with one thread a call at batch 64 and ten times as many "
+        "rounds at batch 1; with more, 3 calls at batch 64 and 10 at batch 1 (default 60)",
     )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -251,13 +255,25 @@ def torch_module(params: dict[str, np.ndarray], threads: int):
 # -- measuring -------------------------------------------------------------------------------
 
 
-def measure(engines: dict, x: np.ndarray, rounds: int) -> dict[str, tuple[float, float]]:
-    """Per-sample microseconds of each engine on ``x``: ``(best, median)`` over ``rounds``.
+#: With more than one thread, an engine's thread pool keeps spinning on the cores for a while
+#: after its call returns (measured as CPU time while the process sleeps: onnxruntime's about
+#: 50 ms, PyTorch's OpenMP about 10 ms), so that the next engine timed would share the cores
+#: with it, which no deployment does. Then each engine's turn starts this long after the last
+#: call of the one before.
+SETTLE_SECONDS = 0.1
 
-    The engines take turns, one call each per round and each round starting with the next
-    engine (so that none always runs just after another one has filled the caches), so that a
-    slow patch of a shared machine hits all of them alike; the best time is the least
-    disturbed one, used for the ratios.
+
+def measure(
+    engines: dict, x: np.ndarray, rounds: int, settle: float = 0.0, burst: int = 1
+) -> dict[str, tuple[float, float]]:
+    """Per-sample microseconds of each engine on ``x``: ``(best, median)`` over its calls.
+
+    The engines take turns, ``burst`` timed calls each per round and each round starting with
+    the next engine (so that none always runs just after another one has filled the caches),
+    so that a slow patch of a shared machine hits all of them alike; the best time is the
+    least disturbed one, used for the ratios. With ``settle`` (seconds), a turn waits that
+    long for the other engines' thread pools to go idle, then makes one untimed call (which
+    wakes the engine's own pool, as a steady stream of requests keeps it awake).
     """
     for function in engines.values():
         for _ in range(3):
@@ -266,13 +282,26 @@ def measure(engines: dict, x: np.ndarray, rounds: int) -> dict[str, tuple[float,
     order = list(engines.items())
     for i in range(rounds):
         for name, function in order[i % len(order) :] + order[: i % len(order)]:  # rotated
-            start = time.perf_counter()
-            function(x)
-            samples[name].append(time.perf_counter() - start)
+            if settle:
+                time.sleep(settle)
+                function(x)
+            for _ in range(burst):
+                start = time.perf_counter()
+                function(x)
+                samples[name].append(time.perf_counter() - start)
     return {
         name: (min(t) / len(x) * 1e6, float(np.median(t)) / len(x) * 1e6)
         for name, t in samples.items()
     }
+
+
+def schedule(args: argparse.Namespace, batch: int) -> dict[str, float | int]:
+    """``measure``'s rounds, settle and burst for ``batch``: with one thread, one call per
+    turn (``--repeat`` rounds at batch 64, ten times as many at batch 1, ~60x cheaper);
+    with more, turns that settle first, of 3 calls at batch 64 and 10 at batch 1."""
+    if args.threads == 1:
+        return {"rounds": args.repeat * (10 if batch == 1 else 1)}
+    return {"rounds": args.repeat, "settle": SETTLE_SECONDS, "burst": 10 if batch == 1 else 3}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -285,7 +314,7 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "mnist.popef")
         build(params).save(path, executable_name="mnist")
-        runner = ModelRunner(path, "cpu")
+        runner = ModelRunner(path, "cpu", threads=args.threads or None)
         hand = HandWritten(params)
         candidates = {
             "popef cpu": lambda x: runner.execute({"input": x})["probs"],
@@ -301,16 +330,14 @@ def main(args: argparse.Namespace) -> int:
                 continue
             np.testing.assert_allclose(function(batches[64]), reference, rtol=1e-4, atol=1e-6)
             engines[name] = function
-        # a batch-1 call is ~60x cheaper: more rounds for a minimum as steady as batch 64's
-        results = {
-            b: measure(engines, x, args.repeat * (10 if b == 1 else 1)) for b, x in batches.items()
-        }
+        results = {b: measure(engines, x, **schedule(args, b)) for b, x in batches.items()}
         runner.close()
 
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
+    calls = [schedule(args, b) for b in batches]
+    counts = " / ".join(str(c["rounds"] * c.get("burst", 1)) for c in calls)
     print(
-        f"\nMNIST network, random weights, {threads}, {args.repeat * 10} / "
-        f"{args.repeat} rounds; "
+        f"\nMNIST network, random weights, {threads}, {counts} calls per engine; "
         "microseconds per sample, best / median"
     )
     print(f"{'engine':14s} {'batch 1':>18s} {'batch 64':>18s}")
@@ -437,7 +464,7 @@ def executor_vs_onnxruntime(args: argparse.Namespace) -> int:
                 np.testing.assert_allclose(
                     engines["popef onnxruntime"](x), engines["onnxruntime"](x), rtol=1e-5, atol=1e-6
                 )
-                result = measure(engines, x, args.repeat * (10 if batch == 1 else 1))
+                result = measure(engines, x, **schedule(args, batch))
                 rows.append((label, batch, result))
             runner.close()
     print(

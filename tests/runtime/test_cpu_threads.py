@@ -135,7 +135,7 @@ def test_big_request_runs_on_pool_threads():
 
         executor._forward = spy
         runner.execute(_inputs(64, 1))
-        assert pool_ran.is_set() and len(seen) == 3 * _parallel.CHUNKS_PER_THREAD
+        assert pool_ran.is_set() and len(seen) == 3
         assert all(name.startswith("popef-cpu") for name in seen if name != main)
         seen.clear()
         runner.execute(_inputs(_parallel.MIN_CHUNK_ROWS, 1))  # too small to split
@@ -145,14 +145,14 @@ def test_big_request_runs_on_pool_threads():
 def test_chunks():
     splitter = _parallel.RowSplitter(4, min_chunk_rows=8)
     assert splitter.chunks(1, 100) == 1  # one instance cannot be split
-    assert splitter.chunks(64, 64) == 4 * _parallel.CHUNKS_PER_THREAD
+    assert splitter.chunks(64, 64) == 4
     assert splitter.chunks(64, 20) == 2  # chunks of at least 8 rows
     assert splitter.chunks(3, 300) == 3  # at most one chunk per instance
     assert _parallel.RowSplitter(1).chunks(64, 64) == 1
 
 
 def test_failing_chunk_raises_after_every_chunk_ended():
-    splitter = _parallel.RowSplitter(2, min_chunk_rows=1)
+    splitter = _parallel.RowSplitter(4, min_chunk_rows=1)
     ended = []
 
     def forward(scope):
@@ -164,7 +164,7 @@ def test_failing_chunk_raises_after_every_chunk_ended():
     x = np.arange(8, dtype=np.float32).reshape(8, 1)  # 4 chunks of 2 rows
     with pytest.raises(ValueError, match="first chunk"):
         splitter.run(forward, {}, [("x", x)], 8)
-    assert len(ended) == 3  # the other chunks, taken by both threads, ran to their end
+    assert len(ended) == 3  # the other chunks, taken by the threads, ran to their end
     splitter.close()
 
 

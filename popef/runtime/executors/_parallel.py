@@ -26,9 +26,6 @@ __all__ = ["MIN_CHUNK_ROWS", "RowSplitter", "available_cores", "limit_blas_threa
 #: the MNIST network, docs/runtime.md §8)
 MIN_CHUNK_ROWS = 8
 
-#: chunks a request is split into per thread (see :meth:`RowSplitter.chunks`)
-CHUNKS_PER_THREAD = 2
-
 _BLAS_LOCK = threading.Lock()
 _blas_limit: object | None = None  # the threadpoolctl limiter in force, kept alive
 
@@ -69,13 +66,15 @@ class RowSplitter:
         self._lock = threading.Lock()
 
     def chunks(self, instances: int, rows: int) -> int:
-        """Into how many chunks to split ``instances`` instances of ``rows`` rows in all:
-        ``CHUNKS_PER_THREAD`` a thread, so that a thread the OS leaves waiting (a busy
-        machine) holds back at most one small chunk while the others take the rest."""
+        """Into how many chunks to split ``instances`` instances of ``rows`` rows in all: one
+        a thread. Fewer, bigger chunks make fewer, longer numpy calls, which is what lets two
+        threads run at once (a thread waits for the GIL at the end of each call), and keep
+        the GEMMs big: four chunks of 16 rows of the MNIST network took 70 us a sample on two
+        cores where two of 32 took 43 (docs/runtime.md §8). A chunk no pool thread has begun
+        is taken by the calling thread when it is done with its own."""
         if self.threads <= 1 or instances <= 1:
             return 1
-        wanted = self.threads * CHUNKS_PER_THREAD
-        return max(1, min(wanted, instances, rows // self.min_chunk_rows))
+        return max(1, min(self.threads, instances, rows // self.min_chunk_rows))
 
     def run(
         self,

@@ -465,8 +465,10 @@ def conv_max_pool(
 
 
 #: The channels-last fused kernel multiplies slices of about this many bytes of im2col
-#: matrix plus convolution output, so that the pooling reads them from the core's cache.
-CHANNELS_LAST_CHUNK_BYTES = 512 * 1024
+#: matrix plus convolution output, so that the pooling reads them from the core's cache (3/4
+#: of a 2 MiB L2); bigger slices also mean fewer numpy calls, which threads need (the row
+#: split of the cpu executor: docs/runtime.md §8).
+CHANNELS_LAST_CHUNK_BYTES = 1536 * 1024
 #: The bias is a row of the channels-last GEMM from this many weight rows (C * KH * KW) on.
 BIAS_ROW_MIN_K = 32
 #: Below this many contiguous elements per im2col row run (kernel width x channels) the
