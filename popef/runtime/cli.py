@@ -101,11 +101,18 @@ def _split_input(text: str, names: Sequence[str]) -> tuple[str | None, str]:
     return None, text
 
 
+#: keywords of ModelRunner itself, never executor options (``executable`` has --executable)
+RUNNER_KEYWORDS = frozenset({"source", "executor", "executable", "verify", "limits"})
+
+
 def _parse_option(text: str) -> tuple[str, object]:
     key, eq, value = text.partition("=")
     if not eq or not key:
         raise CommandError(f"--option takes KEY=VALUE, got '{text}'")
     key = key.strip().replace("-", "_")
+    if key in RUNNER_KEYWORDS:
+        instead = {"executable": " (use --executable)", "executor": " (use --executor)"}
+        raise CommandError(f"--option '{key}' is not an executor option{instead.get(key, '')}")
     value = value.strip()
     try:
         return key, int(value)
@@ -145,6 +152,7 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
         name, path = _split_input(spec, names)
         if name is not None and name not in by_name:
             raise CommandError(f"the model has no input '{safe(name)}' (inputs: {listing})")
+        _check_input_file(path)
         suffix = os.path.splitext(path)[1].lower()
         if suffix in IMAGE_SUFFIXES:
             if name is None:
@@ -157,8 +165,6 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
             desc = by_name[name]
             take(name, image_to_array(load_image(path), desc.shape, desc.dtype, name), spec)
             continue
-        if not os.path.exists(path):
-            raise CommandError(f"input file '{path}' does not exist")
 
         def check(member: str | None, shape: tuple[int, ...], dtype, name=name, path=path) -> None:
             # refused before numpy allocates it: a few bytes can declare any size
@@ -212,6 +218,49 @@ def gather_inputs(specs: Sequence[str], descs: Sequence[TensorDesc]) -> dict[str
         }
     except ExecutionError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def _check_input_file(path: str) -> None:
+    """Refuse what is not a regular file before opening it: reading a FIFO would wait for a
+    writer forever, and a device may never end."""
+    import stat
+
+    if path == "-":
+        raise CommandError("inputs are read from files, not standard input: give a path")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CommandError(f"input file '{path}' does not exist") from None
+    except OSError as exc:
+        raise CommandError(f"cannot read input file '{path}': {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        from ..blob import file_kind
+
+        raise CommandError(f"input file '{path}' is not a regular file (found {file_kind(mode)})")
+
+
+def _check_output_path(output: str, files: Sequence[str]) -> None:
+    """Refuse an output that is one of the model's files: the .npz would replace the model."""
+    if not os.path.exists(output):
+        return
+    for path in files:
+        if os.path.samefile(path, output):
+            raise CommandError(
+                f"the output '{output}' is the model file '{path}': give another path with -o "
+                "(the .npz file would replace the model)"
+            )
+
+
+def _file_path_not_dash(ctx: click.Context, param: click.Parameter, value: str | None):
+    """A click callback refusing ``-o -``: standard output shows the outputs as text."""
+    if value == "-":
+        raise click.BadParameter(
+            "expected a file path, found '-' (the outputs are printed on standard output; "
+            "the .npz file needs a path: write ./- for a file named '-')",
+            ctx,
+            param,
+        )
+    return value
 
 
 def _input_hint(source: str | None) -> str:
@@ -273,6 +322,7 @@ def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
+    callback=_file_path_not_dash,
     metavar="PATH.npz",
     help="Also save the outputs, by name, to an .npz file.",
 )
@@ -337,6 +387,8 @@ def _run(
     for path in files:
         if not os.path.isfile(path):
             raise CommandError(f"'{safe(path)}' is not a file")
+    if output:
+        _check_output_path(output, files)
     executor_options = dict(_parse_option(text) for text in options)
     try:
         runner = ModelRunner(

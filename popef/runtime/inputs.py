@@ -216,12 +216,24 @@ def _check_headers(f, is_zip: bool, check: ArrayCheck) -> None:
                 check(member[:-4], shape, dtype)
 
 
+#: the longest .npy header read (numpy's own limit for headers it trusts)
+NPY_HEADER_LIMIT = 10_000
+
+
 def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
     fmt = np.lib.format
     version = fmt.read_magic(stream)
     readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
     if version not in readers:  # 3.0 (UTF-8 field names): numpy has no public reader
         raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    if version == (2, 0):  # a 4-byte header length: numpy would read that much before checking
+        start = stream.tell()
+        length = int.from_bytes(stream.read(4), "little")
+        if length > NPY_HEADER_LIMIT:
+            raise ValueError(
+                f"the .npy header is {length} bytes long, more than {NPY_HEADER_LIMIT}"
+            )
+        stream.seek(start)
     shape, _fortran_order, dtype = readers[version](stream)
     return tuple(shape), dtype
 

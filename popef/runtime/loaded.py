@@ -23,6 +23,7 @@ import numpy as np
 from ..model import Model
 from ..types import Anchor, DataType, TensorInfo
 from .limits import RuntimeLimits
+from .messages import quote
 from .ops import Op, TensorSpec
 from .program import DeviceToHost, GraphProgram, HostToDevice, Node
 
@@ -130,7 +131,7 @@ class BoundNode:
         return self.node.outputs
 
     def describe(self) -> str:
-        return f"{self.node.op_type} node '{self.node.name}'"
+        return f"{self.node.op_type} node {quote(self.node.name)}"
 
 
 # A step of a loaded program: the copies as decoded, the nodes bound to their ops.

@@ -34,6 +34,17 @@ from .program import (
 
 __all__ = ["load_model"]
 
+# The largest span of an array's dims, in bytes (as numpy and docs/format.md count it).
+MAX_ARRAY_SPAN = (1 << 63) - 1
+
+
+def _span_bytes(spec: TensorSpec) -> int:
+    """The product of the non-zero dims times the element size: what numpy must index."""
+    span = spec.dtype.itemsize
+    for d in spec.shape:
+        span *= d or 1
+    return span
+
 
 def load_model(
     model: Model, *, verify: bool = True, limits: RuntimeLimits | None = None
@@ -65,7 +76,7 @@ def load_model(
     if verify:
         for tensor in model.tensors:  # data no program loads: checked all the same
             if tensor.name not in loaded.stored_arrays:
-                corrupt_as(f"tensor data '{tensor.name}'", tensor.blob.verify)
+                corrupt_as(f"tensor data {quote(tensor.name)}", tensor.blob.verify)
     return loaded
 
 
@@ -96,7 +107,7 @@ class _Loader:
         self.persistent: set[str] = set()
 
     def fail(self, where: str, message: str) -> ExecutionError:
-        error = ExecutionError(f"model '{self.model.name}', {where}: {message}")
+        error = ExecutionError(f"model {quote(self.model.name)}, {where}: {message}")
         error.where = where
         return error
 
@@ -104,7 +115,7 @@ class _Loader:
         flow = self.md.program_flow
         if not flow.main:
             raise ExecutionError(
-                f"model '{self.model.name}' has no main program (program_flow.main is empty)"
+                f"model {quote(self.model.name)} has no main program (program_flow.main is empty)"
             )
         load = tuple(self.program(i, "load") for i in flow.load)
         self.persistent = set(self.specs)
@@ -120,8 +131,8 @@ class _Loader:
             elif anchor.type is TensorType.OUTPUT:
                 if anchor.handle not in main_out_handles:
                     raise ExecutionError(
-                        f"model '{self.model.name}': output '{anchor.name}' (handle "
-                        f"'{anchor.handle}') is written by no step of the main programs"
+                        f"model {quote(self.model.name)}: output {quote(anchor.name)} (handle "
+                        f"{quote(anchor.handle)}) is written by no step of the main programs"
                     )
                 user_outputs.append(self.stream(anchor))
         save_outputs = tuple(
@@ -148,7 +159,7 @@ class _Loader:
         )
         if loaded.request_step_bytes > self.limits.max_request_bytes:
             raise ExecutionError(
-                f"model '{self.model.name}' needs about {loaded.request_step_bytes} bytes of "
+                f"model {quote(self.model.name)} needs about {loaded.request_step_bytes} bytes of "
                 f"step tensors for one step ({self.rf} replicas), more than the limit of "
                 f"{self.limits.max_request_bytes} per request (max_request_bytes)"
             )
@@ -159,7 +170,9 @@ class _Loader:
         array = self.stored_arrays.get(name)
         if array is None:
             tensor = self.model.get_tensor_data(name)
-            array = corrupt_as(f"tensor data '{name}'", lambda: tensor.read(verify=self.verify))
+            array = corrupt_as(
+                f"tensor data {quote(name)}", lambda: tensor.read(verify=self.verify)
+            )
             array.flags.writeable = False
             self.stored_arrays[name] = array
         return array
@@ -174,19 +187,20 @@ class _Loader:
         if per_replica:
             if not shape or shape[0] != self.rf:
                 raise ExecutionError(
-                    f"model '{self.model.name}': anchor '{anchor.name}' is per replica, so its "
-                    f"shape {list(shape)} must start with the replication factor {self.rf}"
+                    f"model {quote(self.model.name)}: anchor {quote(anchor.name)} is per "
+                    f"replica, so its shape {list(shape)} must start with the replication "
+                    f"factor {self.rf}"
                 )
             shape = shape[1:]
         if info.dtype in (DataType.F8, DataType.F8143, DataType.F8152):
             raise ExecutionError(
-                f"model '{self.model.name}': anchor '{anchor.name}' is "
+                f"model {quote(self.model.name)}: anchor {quote(anchor.name)} is "
                 f"{info.dtype.name}, which this runtime cannot compute with"
             )
         spec = TensorSpec(shape, info.numpy_dtype)
         if spec.nbytes > self.limits.max_tensor_bytes:
             raise ExecutionError(
-                f"model '{self.model.name}': anchor {quote(anchor.name)} is {spec} per replica"
+                f"model {quote(self.model.name)}: anchor {quote(anchor.name)} is {spec} per replica"
                 f", {spec.nbytes} bytes, more than the limit of {self.limits.max_tensor_bytes} "
                 "bytes per tensor (max_tensor_bytes)"
             )
@@ -202,7 +216,7 @@ class _Loader:
             raise self.fail(
                 where,
                 f"{len(found)} anchors have the handle {quote(handle)}: "
-                + ", ".join(f"'{a.name}'" for a in found),
+                + ", ".join(quote(a.name) for a in found),
             )
         return found[0]
 
@@ -212,10 +226,10 @@ class _Loader:
             program = self.graph.get_program(index)
         except KeyError:
             name = self.md.program_name(index)
-            label = f"program {index}" + (f" ('{name}')" if name else "")
+            label = f"program {index}" + (f" ({quote(name)})" if name else "")
             raise ExecutionError(
-                f"model '{self.model.name}': {label} is listed in program_flow.{phase} but the "
-                f"executable defines only programs {list(self.graph.indices)}"
+                f"model {quote(self.model.name)}: {label} is listed in program_flow.{phase} "
+                f"but the executable defines only programs {list(self.graph.indices)}"
             ) from None
         return BoundProgram(
             program.index,
@@ -225,24 +239,25 @@ class _Loader:
         )
 
     def step(self, program: Program, i: int, step, phase: str, hidden: set[str]):
-        label = f"program {program.index}" + (f" ('{program.name}')" if program.name else "")
+        label = f"program {program.index}" + (f" ({quote(program.name)})" if program.name else "")
         if isinstance(step, HostToDevice):
             where = f"{label}, step {i} (copy from host stream {quote(step.handle)})"
             anchor = self.anchor_of(step.handle, where)
             if anchor.type is TensorType.OUTPUT:
                 raise self.fail(
-                    where, f"anchor '{anchor.name}' is an output; it cannot feed the device"
+                    where, f"anchor {quote(anchor.name)} is an output; it cannot feed the device"
                 )
             if anchor.name in self.feeds:
                 raise self.fail(
                     where,
-                    f"anchor '{anchor.name}' has feed data, which this runtime does not stream",
+                    f"anchor {quote(anchor.name)} has feed data, which this runtime does not "
+                    "stream",
                 )
             stored = anchor.name in self.stored
             if phase != "main" and not stored:
                 raise self.fail(
                     where,
-                    f"anchor '{anchor.name}' has no tensor data, and only "
+                    f"anchor {quote(anchor.name)} has no tensor data, and only "
                     "main programs read streams the caller feeds",
                 )
             if not stored and (
@@ -251,7 +266,7 @@ class _Loader:
             ):
                 raise self.fail(
                     where,
-                    f"anchor '{anchor.name}' has no tensor data but is not a "
+                    f"anchor {quote(anchor.name)} has no tensor data but is not a "
                     f"user input (type {anchor.type.name}, programs "
                     f"{list(anchor.programs)}, main programs "
                     f"{list(self.md.program_flow.main)})",
@@ -271,14 +286,15 @@ class _Loader:
             if anchor.type is not TensorType.OUTPUT:
                 raise self.fail(
                     where,
-                    f"anchor '{anchor.name}' is not an output (its type is {anchor.type.name})",
+                    f"anchor {quote(anchor.name)} is not an output "
+                    f"(its type is {anchor.type.name})",
                 )
             stream = self.stream(anchor)
             if stream.spec != spec:
                 raise self.fail(
                     where,
-                    f"tensor '{step.tensor}' is {spec} but anchor "
-                    f"'{anchor.name}' takes {stream.spec} per replica",
+                    f"tensor {quote(step.tensor)} is {spec} but anchor "
+                    f"{quote(anchor.name)} takes {stream.spec} per replica",
                 )
             return step
         return self.node(label, i, step, hidden)
@@ -294,7 +310,7 @@ class _Loader:
 
     def _node(self, where: str, node: Node, hidden: set[str]) -> BoundNode:
         op = create_op(node.op_type, node.name, node.attribute_values(), len(node.outputs))
-        where = f"{where} ({node.op_type} node '{node.name}')"
+        where = f"{where} ({node.op_type} node {quote(node.name)})"
         specs = []
         for k, name in enumerate(node.inputs):
             if not name:
@@ -325,6 +341,13 @@ class _Loader:
                 f"bytes, more than the limit of "
                 f"{self.limits.max_tensor_bytes} bytes per tensor "
                 "(max_tensor_bytes)",
+            )
+        if _span_bytes(spec) > MAX_ARRAY_SPAN:
+            # an empty tensor passes the byte limit, but numpy refuses such a shape at run time
+            raise self.fail(
+                where,
+                f"tensor {quote(tensor)} would be {spec}: its non-zero dims times the element "
+                f"size exceed {MAX_ARRAY_SPAN} bytes, which no array can hold, even an empty one",
             )
         self.specs[tensor] = spec
         self.defined_by[tensor] = where

@@ -90,7 +90,7 @@ class RequestChecks:
         per_step = model.request_step_bytes
         if steps * per_step > limit:
             raise ExecutionError(
-                f"a request of {steps} steps to model '{model.name}' needs about "
+                f"a request of {steps} steps to model {quote(model.name)} needs about "
                 f"{steps * per_step} bytes ({per_step} per step), more than the limit of "
                 f"{limit} (max_request_bytes): send at most {limit // per_step} steps "
                 "per request"
@@ -109,14 +109,14 @@ class RequestChecks:
         for key in inputs:
             if key not in names:
                 raise ExecutionError(
-                    f"unknown input {quote(str(key))}: model '{model.name}' "
+                    f"unknown input {quote(str(key))}: model {quote(model.name)} "
                     f"takes {_names(model.inputs)}"
                 )
         for stream in model.inputs:
             if stream.name not in inputs:
                 raise ExecutionError(
-                    f"missing input '{stream.name}' ({_describe(stream)}): "
-                    f"model '{model.name}' takes {_names(model.inputs)}"
+                    f"missing input {quote(stream.name)} ({_describe(stream)}): "
+                    f"model {quote(model.name)} takes {_names(model.inputs)}"
                 )
 
 
@@ -132,9 +132,13 @@ def _names(streams: Sequence[TensorDesc]) -> str:
 
 def _dtype_name(dtype: np.dtype) -> str:
     try:
-        return DataType.from_numpy(dtype).name
+        name = DataType.from_numpy(dtype).name
     except PopefError:
         return str(dtype)
+    if not dtype.isnative:  # the same DataType, in the other byte order
+        order = "big" if dtype.byteorder == ">" else "little"
+        return f"{name} in {order}-endian byte order (numpy '{dtype.str}'; native order expected)"
+    return name
 
 
 def _steps_of(shape: tuple[int, ...], step_shape: tuple[int, ...]) -> int | None:

@@ -34,6 +34,7 @@ from ..errors import ExecutionError, PopefError
 from .batching import fold_blocker
 from .executors.base import Executor
 from .loaded import BoundNode, BoundProgram, LoadedModel
+from .messages import quote
 from .program import DeviceToHost, HostToDevice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -245,7 +246,7 @@ def loaded_to_onnx(
         blocker = fold_blocker(loaded)
         if blocker is not None:
             raise ExecutionError(
-                f"model '{loaded.name}' cannot be exported with a dynamic "
+                f"model {quote(loaded.name)} cannot be exported with a dynamic "
                 f"batch dimension: {blocker}"
             )
         batch_dim = BATCH_DIM
@@ -286,7 +287,7 @@ def export_onnx(
             onnx.checker.check_model(model, full_check=False)
         except Exception as exc:  # onnx.checker.ValidationError and friends
             raise ExecutionError(
-                f"model '{loaded.name}' does not make a valid ONNX model: "
+                f"model {quote(loaded.name)} does not make a valid ONNX model: "
                 f"{str(exc).strip().splitlines()[0]}"
             ) from exc
     if out is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..escaping import shorten
+from ..escaping import escape_text, shorten
 from .errors import invalid
 from .plan import ServingPlan, TensorPlan
 from .signature import _quoted
@@ -32,16 +32,22 @@ __all__ = [
 ]
 
 
+def _sent(text: object) -> str:
+    """A name or value the client sent, as a message shows it: control characters escaped,
+    at most 200 characters."""
+    return escape_text(str(text), backslashes=False, limit=200)
+
+
 def check_input_names(model: str, plan: ServingPlan, names: Sequence[str]) -> None:
     """The request's input names, in its order: each once, each an input of the model, and
     every input of the model given."""
     given: set[str] = set()
     for name in names:
         if name in given:
-            raise invalid(f"input '{name}' is given twice")
+            raise invalid(f"input '{_sent(name)}' is given twice")
         if plan.input(name) is None:
             raise invalid(
-                f"unexpected inference input '{name}' for model '{model}'; its "
+                f"unexpected inference input '{_sent(name)}' for model '{model}'; its "
                 f"inputs are {_quoted(t.name for t in plan.inputs)}"
             )
         given.add(name)
@@ -57,7 +63,7 @@ def check_datatype(model: str, tp: TensorPlan, datatype: str) -> None:
     """An input's protocol datatype (``"FP32"``) is the model's."""
     if datatype != tp.ttype.name:
         raise invalid(
-            f"inference input '{tp.name}' data-type is '{datatype}', but model "
+            f"inference input '{tp.name}' data-type is '{_sent(datatype)}', but model "
             f"'{model}' expects '{tp.ttype.name}'"
         )
 
@@ -104,8 +110,8 @@ def batch_size(model: str, shapes: Iterable[tuple[str, Sequence[int]]]) -> int:
             first, rows = name, shape[0]
         elif shape[0] != rows:
             raise invalid(
-                f"inputs disagree on the batch size: '{first}' has {rows} and "
-                f"'{name}' has {shape[0]} for model '{model}'"
+                f"inputs disagree on the batch size: '{_sent(first)}' has {rows} and "
+                f"'{_sent(name)}' has {shape[0]} for model '{model}'"
             )
     return rows
 
@@ -139,11 +145,11 @@ def select_outputs(model: str, plan: ServingPlan, names: Sequence[str]) -> list[
         tp = plan.output(name)
         if tp is None:
             raise invalid(
-                f"unexpected inference output '{name}' for model '{model}'; its "
+                f"unexpected inference output '{_sent(name)}' for model '{model}'; its "
                 f"outputs are {_quoted(t.name for t in plan.outputs)}"
             )
         if name in seen:
-            raise invalid(f"output '{name}' is requested twice")
+            raise invalid(f"output '{_sent(name)}' is requested twice")
         seen.add(name)
         selected.append(tp)
     return selected

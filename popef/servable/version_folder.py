@@ -72,12 +72,19 @@ def open_model(
     :class:`Signature`, renamed by the folder's ``name_map.json`` when it has one.
 
     ``name_map.json`` is read first, so a broken one fails before the model is opened; the
-    runner is closed again when the signature cannot be made.
+    runner is closed again when the signature cannot be made. The executor is made from its
+    name and options alone, so that an option named like one of ``ModelRunner``'s own
+    arguments (``executable``, ``limits``...) is refused as the executor's unknown option.
     """
-    from ..runtime import ModelRunner
+    from ..runtime import ModelRunner, get_executor
 
     name_map = check_name_map_file(version_dir)
-    runner = ModelRunner([str(f) for f in files], executor, **dict(executor_options or {}))
+    engine = get_executor(executor, **dict(executor_options or {}))
+    try:
+        runner = ModelRunner([str(f) for f in files], engine)
+    except BaseException:
+        engine.close()
+        raise
     try:
         signature = signature_of(runner, name_map)
     except BaseException:

@@ -54,6 +54,7 @@ from ..escaping import escape_text
 from ..servable import (
     CONFIG_FILENAME,
     DEFAULT_EXECUTOR,
+    MAX_CONFIG_BYTES,
     SUPPORTED_BACKENDS,
     ConfigError,
     ModelParameters,
@@ -61,6 +62,7 @@ from ..servable import (
     TensorPlan,
     build_plan,
     complete_config,
+    read_model_file,
     states_max_batch_size,
 )
 from ..servable.batches import (
@@ -157,9 +159,17 @@ def locate_for_auto_complete(model_path: Path | None = None) -> ModelLocation:
 def locate_for_initialize(args: Mapping[str, str]) -> ModelLocation:
     """The model instance being initialised: from Triton's ``initialize`` arguments."""
     try:
-        return ModelLocation(Path(args["model_repository"]), str(args["model_version"]))
+        location = ModelLocation(Path(args["model_repository"]), str(args["model_version"]))
     except KeyError as exc:
         raise BackendError(f"Triton's initialize arguments have no {exc}") from None
+    version = location.version
+    if not version or "/" in version or "\\" in version or version in (".", ".."):
+        # an absolute or dotted version would take the folder out of the model's folder
+        raise BackendError(
+            f"Triton's model_version must be a folder name, got "
+            f"'{escape_text(version, backslashes=False)}'"
+        )
+    return location
 
 
 def model_files(version_dir: Path, config) -> list[Path]:
@@ -218,11 +228,9 @@ def _as_served(config):
 def _config_states_max_batch_size(model_dir: Path) -> bool:
     """Whether the model's ``config.pbtxt`` states ``max_batch_size`` (Triton's JSON always
     has the field, so 0 and absent look alike there)."""
-    path = model_dir / CONFIG_FILENAME
-    try:
-        return states_max_batch_size(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return False
+    # read as popef serve reads it: a FIFO or a huge file is refused, never waited on
+    text = read_model_file(model_dir / CONFIG_FILENAME, CONFIG_FILENAME, MAX_CONFIG_BYTES)
+    return text is not None and states_max_batch_size(text)
 
 
 # -- loading -----------------------------------------------------------------------------------

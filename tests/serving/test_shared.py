@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from popef import ExecutionError
 from popef.servable import (
     ConfigError,
     build_plan,
@@ -74,6 +75,16 @@ def test_open_model_renames_by_the_name_map(tmp_path):
         open_model(vdir, model_files(vdir), "cpu")
 
 
+@pytest.mark.parametrize("key", ["source", "executor", "executable", "verify", "limits"])
+def test_open_model_keeps_runner_arguments_out_of_the_executor_options(tmp_path, key):
+    """An executor option named like a ModelRunner argument used to reach that argument (a
+    TypeError, another executable of the files, the checksum switch)."""
+    vdir = tmp_path / "1"
+    build_tiny(vdir / "executable.popef")
+    with pytest.raises(ExecutionError, match=f"executor 'cpu' has no option '{key}'"):
+        open_model(vdir, model_files(vdir), "cpu", {key: "x"})
+
+
 def test_error_message():
     assert error_message(ServingError("bad")) == "bad"
     assert error_message(ConfigError("wrong")) == "wrong"
@@ -140,6 +151,25 @@ def test_request_checks(micro):
         select_outputs("micro", plan, ["nope"])
     with pytest.raises(ServingError, match="output 'out' is requested twice"):
         select_outputs("micro", plan, ["out", "out"])
+
+
+def test_names_a_client_sent_are_escaped_in_messages(micro):
+    _, _, signature = micro
+    plan = _plan(signature, config("micro", max_batch_size=12), name="micro")
+    hostile = "x\x1b[2J\r\n\u202e" + "y" * 500
+    checks = [
+        lambda: check_input_names("micro", plan, [hostile]),
+        lambda: check_input_names("micro", plan, ["input", "input\x07", "input\x07"]),
+        lambda: check_datatype("micro", plan.input("input"), hostile),
+        lambda: batch_size("micro", [(hostile, (5, 4)), (hostile, (6,))]),
+        lambda: select_outputs("micro", plan, [hostile]),
+    ]
+    for check in checks:
+        with pytest.raises(ServingError) as caught:
+            check()
+        message = str(caught.value)
+        assert message.isprintable() and "y" * 201 not in message, message
+        assert "\\x1b" in message or "\\x07" in message, message
 
 
 def test_one_batch_size_check_for_both_front_ends(micro):

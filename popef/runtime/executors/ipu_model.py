@@ -28,6 +28,7 @@ import numpy as np
 from ...errors import DeviceOutOfMemoryError, ExecutionError
 from ..interpreter import run_program
 from ..loaded import LoadedModel
+from ..messages import quote
 from .base import Executor, check_int_option, run_save_programs
 
 __all__ = ["IpuModelExecutor", "IpuArch", "IPU_ARCHS"]
@@ -107,14 +108,14 @@ class IpuModelExecutor(Executor):
         arch = IPU_ARCHS.get(model.ipu_version)
         if arch is None:
             raise ExecutionError(
-                f"model '{model.name}' is compiled for IPU version "
+                f"model {quote(model.name)} is compiled for IPU version "
                 f"{model.ipu_version}, which the IPU model does not know "
                 f"(expected {_versions()})"
             )
         if self.ipu_version is not None and self.ipu_version != model.ipu_version:
             device = IPU_ARCHS[self.ipu_version]
             raise ExecutionError(
-                f"model '{model.name}' is compiled for {arch.label()} but the "
+                f"model {quote(model.name)} is compiled for {arch.label()} but the "
                 f"simulated device is {device.label()}"
             )
         model_ipus = max(1, model.num_ipus)
@@ -123,7 +124,7 @@ class IpuModelExecutor(Executor):
         available = self.num_ipus if self.num_ipus is not None else needed
         if needed > available:
             raise ExecutionError(
-                f"model '{model.name}' needs {needed} IPUs ({model_ipus} per "
+                f"model {quote(model.name)} needs {needed} IPUs ({model_ipus} per "
                 f"replica × replication factor {rf}) but the simulated device "
                 f"has {available}"
             )
@@ -132,7 +133,7 @@ class IpuModelExecutor(Executor):
         persistent, peak = model.memory_need()
         if persistent + peak > budget:
             raise DeviceOutOfMemoryError(
-                f"model '{model.name}' does not fit in IPU memory: one replica needs "
+                f"model {quote(model.name)} does not fit in IPU memory: one replica needs "
                 f"{_bytes(persistent + peak)} ({_bytes(persistent)} of persistent tensors and "
                 f"a peak of {_bytes(peak)} of step tensors) but has {_bytes(budget)} "
                 f"({model_ipus} IPU × {tiles} tiles × {arch.memory_per_tile // KiB} KiB, "

@@ -25,6 +25,7 @@ import numpy as np
 from ...errors import ExecutionError
 from ..batching import fold_blocker
 from ..loaded import LoadedModel
+from ..messages import quote
 from ..to_onnx import BATCH_DIM, graph_to_onnx
 from .base import (
     Executor,
@@ -218,7 +219,7 @@ class OnnxRuntimeExecutor(Executor):
             )
         except Exception as exc:
             raise ExecutionError(
-                f"executor 'onnxruntime' cannot run model '{model.name}': {_ort_message(exc)}"
+                f"executor 'onnxruntime' cannot run model {quote(model.name)}: {_ort_message(exc)}"
             ) from exc
         return session
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from popef.errors import ExecutionError
+from popef.runtime.messages import quote
 
 __all__ = [
     "ALL_DTYPES",
@@ -393,7 +394,7 @@ class Op:
 
     def error(self, message: str) -> ExecutionError:
         """An ExecutionError whose message names this op type and node."""
-        return ExecutionError(f"{self.op_type} node '{self.node}': {message}")
+        return ExecutionError(f"{self.op_type} node {quote(str(self.node))}: {message}")
 
     def _setup(self) -> None:
         """Validate attribute values and precompute; called at the end of ``__init__``."""
@@ -522,7 +523,7 @@ def get_op_class(op_type: str, node: str | None = None) -> type[Op]:
     try:
         return OPS[op_type]
     except (KeyError, TypeError):
-        where = f" (node '{node}')" if node is not None else ""
+        where = f" (node {quote(str(node))})" if node is not None else ""
         raise ExecutionError(
             f"unknown op {_short_repr(op_type)}{where}; supported ops: {', '.join(sorted(OPS))}"
         ) from None

@@ -97,7 +97,8 @@ class Div(_Binary):
         a, b = inputs[0], inputs[1]
         if a.dtype.kind == "f":
             return [np.divide(a, b)]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # over: the most negative value divided by -1 wraps round (as in C)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             q = np.floor_divide(a, b)
             if a.dtype.kind == "i":
                 # floor -> truncation: step back up where the exact quotient is negative

@@ -212,6 +212,13 @@ class Range(Op):
     def length(self, start: Any, limit: Any, delta: Any) -> int:
         if delta == 0:
             raise self.error("delta must not be zero")
+        if isinstance(start, int):
+            # exact: a float would round int64 bounds (2**62 + 3 - 2**62 gave 0 elements)
+            return max(-((start - limit) // delta), 0)
+        if not all(math.isfinite(v) for v in (start, limit, delta)):
+            raise self.error(
+                f"start, limit and delta must be finite, got {start!r}, {limit!r} and {delta!r}"
+            )
         n = math.ceil((float(limit) - float(start)) / float(delta))
         return max(int(n), 0)
 
