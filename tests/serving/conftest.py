@@ -240,29 +240,28 @@ def main_repo(tmp_path_factory):
     return repo, models
 
 
-@pytest.fixture(scope="module")
-def server(main_repo, serving_log):
+def local_server(repositories, **options):
+    """A ``popef serve`` server of this process on 127.0.0.1, every port chosen by the OS
+    (``with local_server(...) as srv`` starts and stops it); ``options``: ServerOptions
+    fields, over an ``exit_timeout`` of 10 s."""
     from popef.serving import Server, ServerOptions
 
+    ports = {"http_port": 0, "grpc_port": 0, "metrics_port": 0, "exit_timeout": 10}
+    return Server(ServerOptions(list(repositories), host="127.0.0.1", **{**ports, **options}))
+
+
+@pytest.fixture(scope="module")
+def server(main_repo, serving_log):
     repo, _ = main_repo
-    srv = Server(
-        ServerOptions(
-            [repo],
-            host="127.0.0.1",
-            http_port=0,
-            grpc_port=0,
-            metrics_port=0,
-            model_control_mode="explicit",
-            load_models=["*"],
-            strict_readiness=False,
-            exit_timeout=10,
-            http_max_input_size=1 << 20,
-            grpc_max_input_size=1 << 20,
-        )
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+    with local_server(
+        [repo],
+        model_control_mode="explicit",
+        load_models=["*"],
+        strict_readiness=False,
+        http_max_input_size=1 << 20,
+        grpc_max_input_size=1 << 20,
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

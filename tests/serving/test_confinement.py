@@ -24,7 +24,7 @@ from popef.servable import (
 from popef.servable.errors import ServingError, Status
 from popef.serving import InferenceCore, ModelRepository, RepositoryOptions
 
-from .conftest import build_tiny, config, write_model
+from .conftest import build_tiny, config, local_server, write_model
 
 SECRET = "top secret line\n"
 
@@ -242,27 +242,14 @@ def test_load_and_unload_names_are_folder_names(repo, name):
 
 @pytest.fixture(scope="module")
 def explicit_server(tmp_path_factory):
-    from popef.serving import Server, ServerOptions
-
     root = tmp_path_factory.mktemp("confined")
     (root / "secret.txt").write_text(SECRET)
     repo = root / "models"
     write_model(repo, "m", config("m", output_name="out"))
-    srv = Server(
-        ServerOptions(
-            [repo],
-            host="127.0.0.1",
-            http_port=0,
-            grpc_port=0,
-            allow_metrics=False,
-            model_control_mode="explicit",
-            load_models=["m"],
-            exit_timeout=10,
-        )
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+    with local_server(
+        [repo], allow_metrics=False, model_control_mode="explicit", load_models=["m"]
+    ) as srv:
+        yield srv
 
 
 def _escaping_config() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from .conftest import local_server
 from .triton_examples import build_repository
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -16,25 +17,11 @@ from tritonclient.utils import InferenceServerException
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from popef.serving import Server, ServerOptions
-
     repository = build_repository(tmp_path_factory.mktemp("examples") / "models")
-    srv = Server(
-        ServerOptions(
-            [repository],
-            host="127.0.0.1",
-            http_port=0,
-            grpc_port=0,
-            metrics_port=0,
-            model_control_mode="explicit",
-            load_models=["*"],
-            strict_readiness=False,
-            exit_timeout=10,
-        )
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+    with local_server(
+        [repository], model_control_mode="explicit", load_models=["*"], strict_readiness=False
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(params=["http", "grpc"])
@@ -87,19 +74,9 @@ def test_server_metadata_is_tritons(client):
 
 
 def test_the_server_id_names_the_server(tmp_path):
-    from popef.serving import Server, ServerOptions
-
     build_repository(tmp_path)
-    with Server(
-        ServerOptions(
-            [tmp_path],
-            host="127.0.0.1",
-            http_port=0,
-            grpc_port=0,
-            allow_metrics=False,
-            server_id="edge-7",
-            strict_readiness=False,
-        )
+    with local_server(
+        [tmp_path], allow_metrics=False, server_id="edge-7", strict_readiness=False
     ) as srv:
         http = httpclient.InferenceServerClient(srv.url("http"))
         grpc = grpcclient.InferenceServerClient(srv.url("grpc"))

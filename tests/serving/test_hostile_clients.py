@@ -4,7 +4,6 @@ generous deadline; nothing asserts how long anything took."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import socket
@@ -13,10 +12,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from popef.serving import Server, ServerOptions
 from popef.serving.connections import ConnectionLimits
 
-from .conftest import config, write_model
+from .conftest import config, local_server, write_model
 
 DEADLINE = 60.0  # seconds for the server to answer or close; far above any timeout below
 HEAD_LIMIT = 4096
@@ -30,26 +28,14 @@ def repo(tmp_path_factory):
     return repo
 
 
-@contextlib.contextmanager
 def running(repo, **options):
-    server = Server(
-        ServerOptions(
-            [repo],
-            host="127.0.0.1",
-            http_port=0,
-            grpc_port=0,
-            metrics_port=0,
-            exit_timeout=5,
-            # the header timeout is far away: only the size limit can end these requests
-            http_limits=ConnectionLimits(header_timeout=3600, max_header_bytes=HEAD_LIMIT),
-            **options,
-        )
+    return local_server(
+        [repo],
+        exit_timeout=5,
+        # the header timeout is far away: only the size limit can end these requests
+        http_limits=ConnectionLimits(header_timeout=3600, max_header_bytes=HEAD_LIMIT),
+        **options,
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

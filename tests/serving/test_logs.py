@@ -24,7 +24,7 @@ from popef.serving.logs import (
     model_table,
 )
 
-from .conftest import build_tiny, config
+from .conftest import build_tiny, config, local_server
 
 #: what a hostile name carries: a colour, a terminal title, a forged log line, a bidi override
 EVIL = "x\x1b[31mred\x1b]0;pwned\x07\r\nE0101 00:00:00.000000 1 forged.py:1] hi\u202etxt\x9b"
@@ -280,20 +280,10 @@ def test_uvicorn_and_asyncio_lines_go_through_the_same_handler(server_log):
 
 
 def test_a_started_server_keeps_the_handler_on_uvicorns_logger(tmp_path, server_log):
-    from popef.serving import Server, ServerOptions
-
     (tmp_path / "models").mkdir()
-    srv = Server(
-        ServerOptions(
-            [tmp_path / "models"],
-            host="127.0.0.1",
-            http_port=0,
-            allow_grpc=False,
-            allow_metrics=False,
-            exit_timeout=5,
-        )
-    )
-    srv.start()
+    srv = local_server(
+        [tmp_path / "models"], allow_grpc=False, allow_metrics=False, exit_timeout=5
+    ).start()
     try:
         # (pytest adds handlers of its own to loggers that do not propagate)
         assert all(server_log.handler in logging.getLogger(n).handlers for n in LOGGER_NAMES)

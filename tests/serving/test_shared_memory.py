@@ -23,6 +23,8 @@ httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException
 
+from .conftest import local_server
+
 pytestmark = pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no POSIX shared memory")
 
 SIMPLE_CONFIG = """name: "simple"
@@ -50,18 +52,10 @@ def build_simple(repo):
 
 @pytest.fixture(scope="module")
 def shm_server(tmp_path_factory, serving_log):
-    from popef.serving import Server, ServerOptions
-
     repo = tmp_path_factory.mktemp("shm_repo")
     build_simple(repo)
-    srv = Server(
-        ServerOptions(
-            [repo], host="127.0.0.1", http_port=0, grpc_port=0, metrics_port=0, exit_timeout=10
-        )
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+    with local_server([repo]) as srv:
+        yield srv
 
 
 @pytest.fixture(params=["http", "grpc"])
@@ -358,15 +352,9 @@ def test_close_closes_every_region(regions):
 
 
 def test_shutdown_closes_the_regions(tmp_path, regions, serving_log):
-    from popef.serving import Server, ServerOptions
-
     build_simple(tmp_path)
     key, _ = regions(NBYTES)
-    srv = Server(
-        ServerOptions(
-            [tmp_path], host="127.0.0.1", http_port=0, grpc_port=0, metrics_port=0, exit_timeout=10
-        )
-    ).start()
+    srv = local_server([tmp_path]).start()
     try:
         client = httpclient.InferenceServerClient(srv.url("http"))
         client.register_system_shared_memory("r", key, NBYTES)

@@ -5,7 +5,6 @@ generous deadline and nothing asserts how long anything took."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import socket
 import threading
@@ -18,7 +17,6 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from popef.serving import Server, ServerOptions
 from popef.serving.connections import (
     SERVER_PAUSE,
     ConnectionLimits,
@@ -28,7 +26,7 @@ from popef.serving.connections import (
 from popef.serving.grpc_servicer import GrpcLimits
 from popef.serving.http_app import create_app
 
-from .conftest import config, write_model
+from .conftest import config, local_server, write_model
 from .gates import gated
 
 DEADLINE = 60.0  # seconds to wait for something the server does after a short timeout
@@ -46,28 +44,16 @@ def repo(tmp_path_factory):
     return repo
 
 
-@contextlib.contextmanager
 def running(repo, *, header_timeout=0.5, body_timeout=0.5, max_connections=20, handshake_ms=500):
-    server = Server(
-        ServerOptions(
-            [repo],
-            host="127.0.0.1",
-            http_port=0,
-            grpc_port=0,
-            metrics_port=0,
-            exit_timeout=5,
-            http_limits=ConnectionLimits(
-                header_timeout=header_timeout, max_connections=max_connections
-            ),
-            http_body_timeout=body_timeout,
-            grpc_limits=GrpcLimits(handshake_timeout=handshake_ms),
-        )
+    return local_server(
+        [repo],
+        exit_timeout=5,
+        http_limits=ConnectionLimits(
+            header_timeout=header_timeout, max_connections=max_connections
+        ),
+        http_body_timeout=body_timeout,
+        grpc_limits=GrpcLimits(handshake_timeout=handshake_ms),
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def connect(server, kind: str, payload: bytes = b"") -> socket.socket:
