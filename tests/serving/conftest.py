@@ -250,6 +250,20 @@ def local_server(repositories, **options):
     return Server(ServerOptions(list(repositories), host="127.0.0.1", **{**ports, **options}))
 
 
+def http_infer_works(server, timeout: float = 60.0) -> None:
+    """One inference of the model 'simple' (``config("simple")``: input [1, 4] FP32, output
+    'out' [1, 3]) over HTTP succeeds: the server still serves."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.url("http"), network_timeout=timeout)
+    try:
+        x = httpclient.InferInput("input", [1, 4], "FP32")
+        x.set_data_from_numpy(np.ones((1, 4), np.float32))
+        assert client.infer("simple", [x]).as_numpy("out").shape == (1, 3)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def server(main_repo, serving_log):
     repo, _ = main_repo

@@ -8,13 +8,11 @@ import http.client
 import json
 import socket
 
-import numpy as np
 import pytest
-import tritonclient.http as httpclient
 
 from popef.serving.connections import ConnectionLimits
 
-from .conftest import config, local_server, write_model
+from .conftest import config, http_infer_works, local_server, write_model
 
 DEADLINE = 60.0  # seconds for the server to answer or close; far above any timeout below
 HEAD_LIMIT = 4096
@@ -63,16 +61,6 @@ def answer_until_closed(sock: socket.socket, payload: bytes) -> bytes:
     return data
 
 
-def infer_works(server) -> None:
-    client = httpclient.InferenceServerClient(server.url("http"), network_timeout=DEADLINE)
-    try:
-        x = httpclient.InferInput("input", [1, 4], "FP32")
-        x.set_data_from_numpy(np.ones((1, 4), np.float32))
-        assert client.infer("simple", [x]).as_numpy("out").shape == (1, 3)
-    finally:
-        client.close()
-
-
 def padding(size: int) -> bytes:
     line = b"X-Padding: " + b"a" * 100 + b"\r\n"
     return line * (size // len(line) + 1)
@@ -93,7 +81,7 @@ def test_a_head_past_the_limit_is_answered_431_and_closed(server, head):
     # the head never ends: before the limit, the server held all of it until the header timeout
     answer = answer_until_closed(connect(server), head)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
-    infer_works(server)
+    http_infer_works(server)
 
 
 def test_a_head_just_past_the_limit_gets_431(server):
@@ -129,7 +117,7 @@ def test_a_pipelined_head_past_the_limit_closes_the_connection(server):
     answer = answer_until_closed(connect(server), first + second)
     assert b"HTTP/1.1 200" in answer.split(b"\r\n", 1)[0] or answer == b""
     assert answer.count(b"HTTP/1.1 ") <= 2
-    infer_works(server)
+    http_infer_works(server)
 
 
 def test_the_limit_is_checked():
@@ -181,4 +169,4 @@ def test_load_and_unload_parameters_must_be_an_object(server, action, parameters
     )
     assert status == 400 and json.loads(data)["error"] == "'parameters' must be a JSON object"
     # and nothing was done: the model still answers
-    infer_works(server)
+    http_infer_works(server)

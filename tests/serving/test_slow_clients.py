@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 from popef.serving.connections import (
     SERVER_PAUSE,
@@ -26,7 +25,7 @@ from popef.serving.connections import (
 from popef.serving.grpc_servicer import GrpcLimits
 from popef.serving.http_app import create_app
 
-from .conftest import config, local_server, write_model
+from .conftest import config, http_infer_works, local_server, write_model
 from .gates import gated
 
 DEADLINE = 60.0  # seconds to wait for something the server does after a short timeout
@@ -76,16 +75,6 @@ def read_until_closed(sock: socket.socket) -> bytes:
             if not chunk:
                 return data
             data += chunk
-
-
-def http_infer_works(server) -> None:
-    client = httpclient.InferenceServerClient(server.url("http"), network_timeout=DEADLINE)
-    try:
-        x = httpclient.InferInput("input", [1, 4], "FP32")
-        x.set_data_from_numpy(np.ones((1, 4), np.float32))
-        assert client.infer("simple", [x]).as_numpy("out").shape == (1, 3)
-    finally:
-        client.close()
 
 
 def grpc_infer_works(server) -> None:
