@@ -26,16 +26,24 @@ SUBCOMMANDS = {
 }
 
 
-def not_standard_output(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A click callback refusing ``-o -``: a PopEF file goes to a path, never to standard output."""
-    if value == "-":
-        raise click.BadParameter(
-            "expected a file path, found '-' (a PopEF file cannot go to standard output; "
-            "write ./- for a file named '-')",
-            ctx,
-            param,
-        )
-    return value
+def file_path_only(why: str):
+    """A click callback refusing ``-`` (standard output) for an option that takes a file path;
+    ``why`` says why that file cannot be standard output."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value == "-":
+            raise click.BadParameter(
+                f"expected a file path, found '-' ({why}; write ./- for a file named '-')",
+                ctx,
+                param,
+            )
+        return value
+
+    return callback
+
+
+#: for the commands that write a PopEF file
+not_standard_output = file_path_only("a PopEF file cannot go to standard output")
 
 
 class LazyGroup(click.Group):

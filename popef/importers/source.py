@@ -345,7 +345,7 @@ def _external(
     if length is not None and length != nbytes:
         raise ExecutionError(f"{what}: external data length is {length} bytes, expected {nbytes}")
     try:
-        mode, size = _regular_inside(path, source.base_dir)
+        path, mode, size = _regular_inside(path, source.base_dir)
     except OSError as exc:
         raise ExecutionError(
             f"{what}: cannot read its external data file "
@@ -369,15 +369,16 @@ def _external(
     return _mapped(path, f"'{escape_text(location)}'", what, dtype, count, offset)
 
 
-def _regular_inside(path: str, base_dir: str) -> tuple[int | None, int]:
-    """The mode and size of what ``path`` names once every symbolic link is followed, with a
-    mode of None when that lies outside ``base_dir`` (then nothing of it is looked at)."""
+def _regular_inside(path: str, base_dir: str) -> tuple[str, int | None, int]:
+    """What ``path`` names once every symbolic link is followed: that path (the one then
+    mapped, so that a link changed meanwhile is not followed again), its mode and size; a mode
+    of None when it lies outside ``base_dir`` (then nothing of it is looked at)."""
     base = os.path.realpath(base_dir)
     real = os.path.realpath(path)
     if os.path.commonpath([base, real]) != base:
-        return None, 0
+        return real, None, 0
     found = os.stat(real)
-    return found.st_mode, found.st_size
+    return real, found.st_mode, found.st_size
 
 
 def _mapped(

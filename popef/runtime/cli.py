@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..cli import file_path_only
 from ..escaping import escape_text
 
 if TYPE_CHECKING:
@@ -251,18 +252,6 @@ def _check_output_path(output: str, files: Sequence[str]) -> None:
             )
 
 
-def _file_path_not_dash(ctx: click.Context, param: click.Parameter, value: str | None):
-    """A click callback refusing ``-o -``: standard output shows the outputs as text."""
-    if value == "-":
-        raise click.BadParameter(
-            "expected a file path, found '-' (the outputs are printed on standard output; "
-            "the .npz file needs a path: write ./- for a file named '-')",
-            ctx,
-            param,
-        )
-    return value
-
-
 def _input_hint(source: str | None) -> str:
     """A hint when a file given as a model looks like an input: ``--input`` was forgotten."""
     from .inputs import ARRAY_SUFFIXES, IMAGE_SUFFIXES
@@ -322,7 +311,9 @@ def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    callback=_file_path_not_dash,
+    callback=file_path_only(
+        "the outputs are printed on standard output, and the .npz file needs a path"
+    ),
     metavar="PATH.npz",
     help="Also save the outputs, by name, to an .npz file.",
 )

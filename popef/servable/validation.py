@@ -33,9 +33,10 @@ __all__ = [
 
 
 def _sent(text: object) -> str:
-    """A name or value the client sent, as a message shows it: control characters escaped,
-    at most 200 characters."""
-    return escape_text(str(text), backslashes=False, limit=200)
+    """A name or value the client sent, as a message shows it between single quotes: control
+    characters escaped, backslashes and quotes too (so a name cannot forge the message's
+    quoting), at most 200 characters."""
+    return escape_text(str(text), limit=200).replace("'", "\\'")
 
 
 def check_input_names(model: str, plan: ServingPlan, names: Sequence[str]) -> None:

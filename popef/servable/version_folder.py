@@ -20,7 +20,7 @@ from .folder_files import inside, regular_file
 from .name_map import check_name_map_file
 from .signature import Signature, signature_of
 
-__all__ = ["DEFAULT_MODEL_FILENAME", "model_files", "open_model"]
+__all__ = ["DEFAULT_MODEL_FILENAME", "model_files", "open_model", "open_runner"]
 
 DEFAULT_MODEL_FILENAME = "executable.popef"
 
@@ -62,6 +62,22 @@ def model_files(version_dir: Path, filename: str = "") -> list[Path]:
     return found
 
 
+def open_runner(
+    files: Sequence[Path], executor: str, executor_options: Mapping[str, Any] | None = None
+) -> Any:
+    """A :class:`~popef.runtime.ModelRunner` on ``files`` whose executor is made from its name
+    and options alone, so that an option named like one of ``ModelRunner``'s own arguments
+    (``executable``, ``limits``...) is refused as the executor's unknown option."""
+    from ..runtime import ModelRunner, get_executor
+
+    engine = get_executor(executor, **dict(executor_options or {}))
+    try:
+        return ModelRunner([str(f) for f in files], engine)
+    except BaseException:
+        engine.close()
+        raise
+
+
 def open_model(
     version_dir: Path,
     files: Sequence[Path],
@@ -72,19 +88,10 @@ def open_model(
     :class:`Signature`, renamed by the folder's ``name_map.json`` when it has one.
 
     ``name_map.json`` is read first, so a broken one fails before the model is opened; the
-    runner is closed again when the signature cannot be made. The executor is made from its
-    name and options alone, so that an option named like one of ``ModelRunner``'s own
-    arguments (``executable``, ``limits``...) is refused as the executor's unknown option.
+    runner (:func:`open_runner`) is closed again when the signature cannot be made.
     """
-    from ..runtime import ModelRunner, get_executor
-
     name_map = check_name_map_file(version_dir)
-    engine = get_executor(executor, **dict(executor_options or {}))
-    try:
-        runner = ModelRunner([str(f) for f in files], engine)
-    except BaseException:
-        engine.close()
-        raise
+    runner = open_runner(files, executor, executor_options)
     try:
         signature = signature_of(runner, name_map)
     except BaseException:

@@ -48,7 +48,7 @@ from ..servable.errors import (
     not_found,
     unavailable,
 )
-from ..servable.version_folder import model_files, open_model
+from ..servable.version_folder import model_files, open_model, open_runner
 from .logs import STATE_CHANGE
 from .options import DEFAULT_MAX_QUEUE_SIZE
 from .served import ServedModel
@@ -327,8 +327,6 @@ class ModelRepository:
         completed,
         parameters: ModelParameters,
     ):
-        from ..runtime import ModelRunner
-
         vdir = directory / str(version)
         files = model_files(vdir, config.default_model_filename if config is not None else "")
         executor = parameters.executor or self.options.executor
@@ -349,7 +347,7 @@ class ModelRepository:
                 )
             plan = build_plan(completed, signature, directory)
             for _ in range(instances - 1):
-                runners.append(ModelRunner([str(f) for f in files], executor, **executor_options))
+                runners.append(open_runner(files, executor, executor_options))
             served = ServedModel(
                 name,
                 version,

@@ -172,6 +172,24 @@ def test_names_a_client_sent_are_escaped_in_messages(micro):
         assert "\\x1b" in message or "\\x07" in message, message
 
 
+def test_quotes_and_backslashes_a_client_sent_cannot_forge_the_quoting(micro):
+    _, _, signature = micro
+    plan = _plan(signature, config("micro", max_batch_size=12), name="micro")
+    forged = "y' for model 'other"  # would read as input 'y' of a model 'other'
+    with pytest.raises(ServingError) as caught:
+        check_input_names("micro", plan, [forged])
+    assert str(caught.value).startswith(
+        "unexpected inference input 'y\\' for model \\'other' for model 'micro'"
+    )
+    # a backslash the client typed reads apart from an escaped control character
+    with pytest.raises(ServingError) as typed:
+        select_outputs("micro", plan, ["a\\x07"])
+    with pytest.raises(ServingError) as control:
+        select_outputs("micro", plan, ["a\x07"])
+    assert "'a\\\\x07'" in str(typed.value) and "'a\\x07'" in str(control.value)
+    assert str(typed.value) != str(control.value)
+
+
 def test_one_batch_size_check_for_both_front_ends(micro):
     """popef serve and the Triton backend both call request_rows: one message each way."""
     from popef.servable.validation import request_rows
