@@ -103,8 +103,8 @@ class _MappedFile(_Source):
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
         self._fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | getattr(os, "O_BINARY", 0))
         try:
-            self.size = _regular_file_size(self._fd, path)
-            status = os.fstat(self._fd)
+            status = _regular_file_status(self._fd, path)
+            self.size = status.st_size
             #: what tells this file from others, whatever path (or link) named it
             self.identity = (status.st_dev, status.st_ino)
             self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if self.size else None
@@ -154,8 +154,8 @@ class _MappedFile(_Source):
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def _regular_file_size(fd: int, path: str) -> int:
-    """The size of the regular file open as ``fd``; anything else (a device, a FIFO, a folder,
+def _regular_file_status(fd: int, path: str) -> os.stat_result:
+    """The status of the regular file open as ``fd``; anything else (a device, a FIFO, a folder,
     a pseudo-file of /proc that claims 0 bytes yet has content) is refused with PopefError."""
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
@@ -169,7 +169,7 @@ def _regular_file_size(fd: int, path: str) -> int:
         )
     if _O_NONBLOCK:  # meaningless for a regular file; cleared so that nothing depends on it
         os.set_blocking(fd, True)
-    return status.st_size
+    return status
 
 
 def file_kind(mode: int) -> str:

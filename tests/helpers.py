@@ -106,3 +106,20 @@ def linear_softmax_reference(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     z = x.astype(np.float64) @ weights.astype(np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def without_unnamed_files(monkeypatch) -> None:
+    """Make ``os.open`` refuse ``O_TMPFILE`` as a file system without unnamed files does, so
+    that writers fall back to a hidden named temporary file."""
+    import errno
+    import os
+
+    real_open = os.open
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+
+    def open_without_tmpfile(path, flags, *args, **kwargs):
+        if tmpfile and flags & tmpfile == tmpfile:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_without_tmpfile)

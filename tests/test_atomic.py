@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
 import pytest
 
 from popef.atomic import PrivateFile, write_atomically
+
+from .helpers import without_unnamed_files
 
 
 def test_a_committed_file_replaces_the_destination_and_keeps_its_mode(tmp_path):
@@ -50,15 +51,7 @@ def test_a_new_file_gets_the_umask_mode(tmp_path):
 def test_without_unnamed_files_a_hidden_named_file_is_used_and_cleaned(
     tmp_path, monkeypatch, outcome
 ):
-    real_open = os.open
-    tmpfile = getattr(os, "O_TMPFILE", 0)
-
-    def open_without_tmpfile(path, flags, *args, **kwargs):
-        if tmpfile and flags & tmpfile == tmpfile:
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", open_without_tmpfile)
+    without_unnamed_files(monkeypatch)
     path = tmp_path / "out.bin"
     private = PrivateFile(path)
     private.file.write(b"data")

@@ -6,7 +6,6 @@ says where it is, then blocks on its stdin until it is killed.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import stat
@@ -24,7 +23,7 @@ from popef.cli import main as popef_main
 from popef.format import HEADER, HEADER_SIZE, MAGIC
 from popef.repair import apply_repair, plan_repair
 
-from .helpers import minimal_model_bytes, read_bytes
+from .helpers import minimal_model_bytes, read_bytes, without_unnamed_files
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kills with SIGKILL")
 
@@ -460,15 +459,7 @@ def test_an_unnamed_file_is_invisible_until_close(tmp_path):
 
 
 def test_without_unnamed_files_a_named_temporary_is_used(tmp_path, monkeypatch):
-    real_open = os.open
-    tmpfile = getattr(os, "O_TMPFILE", 0)
-
-    def open_without_tmpfile(path, flags, *args, **kwargs):
-        if tmpfile and flags & tmpfile == tmpfile:
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", open_without_tmpfile)
+    without_unnamed_files(monkeypatch)
     path = tmp_path / "model.popef"
     with popef.Writer(path) as writer:
         writer.write_tensor("t0", np.zeros(3, np.float32))

@@ -23,45 +23,16 @@ import numpy as np
 from ..blob import file_kind
 from ..errors import ExecutionError
 from ..escaping import escape_text
-from ..runtime.ops.elementwise import ONNX_DTYPES
+from ..runtime.ops.elementwise import ONNX_DTYPE_NAMES, ONNX_DTYPES
 from .wire import MIN_INLINE_BYTES, InlineWeights, find_inline_weights
 
 __all__ = [
-    "ONNX_DTYPE_NAMES",
     "OnnxSource",
     "load_source",
     "numpy_dtype_of",
     "require_onnx",
     "tensor_to_array",
 ]
-
-#: Every ONNX dtype's name, for messages.
-ONNX_DTYPE_NAMES = {
-    0: "UNDEFINED",
-    1: "FLOAT",
-    2: "UINT8",
-    3: "INT8",
-    4: "UINT16",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    8: "STRING",
-    9: "BOOL",
-    10: "FLOAT16",
-    11: "DOUBLE",
-    12: "UINT32",
-    13: "UINT64",
-    14: "COMPLEX64",
-    15: "COMPLEX128",
-    16: "BFLOAT16",
-    17: "FLOAT8E4M3FN",
-    18: "FLOAT8E4M3FNUZ",
-    19: "FLOAT8E5M2",
-    20: "FLOAT8E5M2FNUZ",
-    21: "UINT4",
-    22: "INT4",
-    23: "FLOAT4E2M1",
-}
 
 # the typed repeated field of TensorProto holding each dtype's values when raw_data is empty
 _FIELD_OF_ONNX = {

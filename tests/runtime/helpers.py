@@ -345,3 +345,22 @@ def to_onnx(builder: GraphBuilder, opset: int = 20):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
     return model
+
+
+def random_model(seed: int) -> popef.Model:
+    """The model of ``RandomGraph(seed)``, with 1, 2 or 3 replicas and 1 or 3 device
+    iterations picked by the seed: the executors' agreement tests run it."""
+    rf = (1, 2, 1, 3)[seed % 4]
+    iterations = (1, 3)[(seed // 4) % 2]
+    builder = RandomGraph(seed).build()
+    return model_of(save_bytes(builder, replication_factor=rf, device_iterations=iterations))
+
+
+def random_inputs(seed: int, descs) -> dict[str, np.ndarray]:
+    """Standard-normal inputs of 1 to 4 steps (picked by the seed) for the input ``descs``."""
+    rng = np.random.default_rng(seed)
+    steps = 1 + seed % 4
+    return {
+        d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
+        for d in descs
+    }

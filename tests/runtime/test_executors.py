@@ -22,7 +22,7 @@ from popef.runtime.executors.cpu import CpuExecutor
 from popef.runtime.executors.ipu_model import IpuModelExecutor
 from popef.runtime.loader import load_model
 
-from .helpers import RandomGraph, model_of, save_bytes, small_mlp
+from .helpers import RandomGraph, model_of, random_inputs, random_model, save_bytes, small_mlp
 
 # Tolerances between executors: the same float32 kernels on the same data, but the cpu
 # executor stacks steps into one batch, so BLAS may block and sum products in another order
@@ -160,21 +160,13 @@ def test_a_failing_executor_leaves_as_an_execution_error():
 
 @pytest.mark.parametrize("seed", range(24))
 def test_cpu_and_ipu_model_agree_on_random_graphs(seed):
-    builder = RandomGraph(seed).build()
-    rf = (1, 2, 1, 3)[seed % 4]
-    iterations = (1, 3)[(seed // 4) % 2]
-    model = model_of(save_bytes(builder, replication_factor=rf, device_iterations=iterations))
+    model = random_model(seed)
     runners = [
         ModelRunner(model, "cpu"),
         ModelRunner(model, "cpu", fold=False),
         ModelRunner(model, "ipu-model"),
     ]
-    rng = np.random.default_rng(seed)
-    steps = 1 + seed % 4
-    inputs = {
-        d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
-        for d in runners[0].get_execute_inputs()
-    }
+    inputs = random_inputs(seed, runners[0].get_execute_inputs())
     results = [r.execute(inputs) for r in runners]
     for runner in runners:
         runner.close()

@@ -17,7 +17,7 @@ from popef import DataType, ExecutionError
 from popef.runtime import GraphBuilder, ModelRunner, get_executor, list_executors
 from popef.runtime.executors import executor_descriptions
 
-from .helpers import RandomGraph, model_of, save_bytes, small_mlp
+from .helpers import RandomGraph, model_of, random_inputs, random_model, save_bytes, small_mlp
 
 ort = pytest.importorskip("onnxruntime", reason="the onnxruntime executor is an optional extra")
 pytest.importorskip("onnx", reason="the onnxruntime executor builds ONNX graphs")
@@ -40,21 +40,13 @@ def test_it_is_an_installed_plugin():
 
 @pytest.mark.parametrize("seed", range(24))
 def test_onnxruntime_and_cpu_agree_on_random_graphs(seed):
-    builder = RandomGraph(seed).build()
-    rf = (1, 2, 1, 3)[seed % 4]
-    iterations = (1, 3)[(seed // 4) % 2]
-    model = model_of(save_bytes(builder, replication_factor=rf, device_iterations=iterations))
+    model = random_model(seed)
     runners = [
         ModelRunner(model, "cpu"),
         ModelRunner(model, "onnxruntime"),
         ModelRunner(model, "onnxruntime", fold="false"),
     ]
-    rng = np.random.default_rng(seed)
-    steps = 1 + seed % 4
-    inputs = {
-        d.name: rng.standard_normal((steps * d.shape[0], *d.shape[1:])).astype(np.float32)
-        for d in runners[0].get_execute_inputs()
-    }
+    inputs = random_inputs(seed, runners[0].get_execute_inputs())
     results = [r.execute(inputs) for r in runners]
     counts = [r.program_runs for r in runners]
     for runner in runners:

@@ -13,7 +13,7 @@ from popef.cli import main
 from popef.servable import parse_config
 from popef.serving.cli import MAX_ERROR_CHARS
 
-from .conftest import build_tiny
+from .conftest import build_tiny, serve_args
 
 HOSTILE = '\x1b[31m\u202e"\\\n'
 RAW = ("\x1b", "\u202e", "\r")
@@ -75,20 +75,7 @@ def test_error_line_is_escaped_and_bounded(tmp_path):
 
 def test_serve_failure_escapes_the_repository_name(tmp_path, restored_loggers):
     missing = tmp_path / f"repo{HOSTILE}"
-    result = CliRunner().invoke(
-        main,
-        [
-            "serve",
-            "--model-repository",
-            str(missing),
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-        ],
-    )
+    result = CliRunner().invoke(main, ["serve", *serve_args(missing)])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert errors and not any(ch in result.output for ch in RAW)

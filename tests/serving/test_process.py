@@ -212,22 +212,7 @@ def test_serve_refuses_bad_flags(tmp_path):
 
 def test_exit_on_error(tmp_path):
     write_model(tmp_path, "bad", config("bad").replace("TYPE_FP32", "TYPE_UINT8", 1))
-    result = CliRunner().invoke(
-        main,
-        [
-            "serve",
-            "--model-repository",
-            str(tmp_path),
-            "--exit-on-error",
-            "true",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-        ],
-    )
+    result = CliRunner().invoke(main, ["serve", *serve_args(tmp_path, "--exit-on-error", "true")])
     assert result.exit_code == 1
     assert "failed to load all models" in result.output
 

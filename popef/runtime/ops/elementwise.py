@@ -22,6 +22,7 @@ from .base import (
 )
 
 __all__ = [
+    "ONNX_DTYPE_NAMES",
     "ONNX_DTYPES",
     "Add",
     "Cast",
@@ -320,9 +321,22 @@ ONNX_DTYPES: dict[int, np.dtype] = {
     12: np.dtype(np.uint32),
     13: np.dtype(np.uint64),
 }
-_ONNX_UNSUPPORTED = {
+#: Every ONNX TensorProto.DataType's name, for messages (the importer's too).
+ONNX_DTYPE_NAMES: dict[int, str] = {
     0: "UNDEFINED",
+    1: "FLOAT",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
     8: "STRING",
+    9: "BOOL",
+    10: "FLOAT16",
+    11: "DOUBLE",
+    12: "UINT32",
+    13: "UINT64",
     14: "COMPLEX64",
     15: "COMPLEX128",
     16: "BFLOAT16",
@@ -353,9 +367,9 @@ class Cast(Op):
         to = self.attrs["to"]
         if to in ONNX_DTYPES:
             self.target = ONNX_DTYPES[to]
-        elif to in _ONNX_UNSUPPORTED:
+        elif to in ONNX_DTYPE_NAMES:
             raise self.error(
-                f"casting to {_ONNX_UNSUPPORTED[to]} (to={to}) is not supported: "
+                f"casting to {ONNX_DTYPE_NAMES[to]} (to={to}) is not supported: "
                 "PopEF has no such data type"
             )
         else:

@@ -155,17 +155,16 @@ class AveragePool(_Pool):
         return [_kernels.average_pool(x, plan, self.count_include_pad)]
 
 
-@register
-class GlobalAveragePool(Op):
-    """Mean over all spatial dims, kept as size-1 dims: (N, C, *S) -> (N, C, 1, ...)."""
+class _GlobalPool(Op):
+    """Shared shape rule of the global pools: (N, C, *S) -> (N, C, 1, ...)."""
 
-    op_type = "GlobalAveragePool"
     num_inputs = (1, 1)
+    dtypes: frozenset = FLOAT_DTYPES
 
     def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
         x = inputs[0]
         assert x is not None
-        self._check_dtype(x, FLOAT_DTYPES)
+        self._check_dtype(x, self.dtypes)
         if x.rank < 3:
             raise self.error(
                 f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(x.shape)}"
@@ -173,6 +172,13 @@ class GlobalAveragePool(Op):
         if any(d == 0 for d in x.shape[2:]):
             raise self.error(f"input X {fmt_shape(x.shape)} has an empty spatial dim")
         return [TensorSpec(x.shape[:2] + (1,) * (x.rank - 2), x.dtype)]
+
+
+@register
+class GlobalAveragePool(_GlobalPool):
+    """Mean over all spatial dims, kept as size-1 dims: (N, C, *S) -> (N, C, 1, ...)."""
+
+    op_type = "GlobalAveragePool"
 
     def run(self, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         x = inputs[0]
@@ -223,25 +229,6 @@ class LpPool(_Pool):
         x = inputs[0]
         plan = self._planned(x.shape)
         return [_kernels.lp_pool(x, plan, self.p)]
-
-
-class _GlobalPool(Op):
-    """Shared shape rule of the global pools: (N, C, *S) -> (N, C, 1, ...)."""
-
-    num_inputs = (1, 1)
-    dtypes: frozenset = FLOAT_DTYPES
-
-    def _infer(self, inputs: list[TensorSpec | None]) -> list[TensorSpec]:
-        x = inputs[0]
-        assert x is not None
-        self._check_dtype(x, self.dtypes)
-        if x.rank < 3:
-            raise self.error(
-                f"input X must have rank >= 3 (N, C, *spatial), got {fmt_shape(x.shape)}"
-            )
-        if any(d == 0 for d in x.shape[2:]):
-            raise self.error(f"input X {fmt_shape(x.shape)} has an empty spatial dim")
-        return [TensorSpec(x.shape[:2] + (1,) * (x.rank - 2), x.dtype)]
 
 
 @register
